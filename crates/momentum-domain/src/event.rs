@@ -1,0 +1,231 @@
+//! The event contract: CloudEvents 1.0 envelopes whose `data` depends on
+//! the `type`. The JSON Schemas under `schemas/` are the definition; these
+//! types are how Rust reads an event after it has passed them.
+
+use chrono::{DateTime, FixedOffset};
+use serde::{Deserialize, Serialize};
+
+/// The kinds of event momentum accepts, named in the past tense.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventType {
+    #[serde(rename = "participant.joined")]
+    ParticipantJoined,
+    #[serde(rename = "meeting.held")]
+    MeetingHeld,
+    #[serde(rename = "volunteer.hours_logged")]
+    VolunteerHoursLogged,
+    #[serde(rename = "collective_action.taken")]
+    CollectiveActionTaken,
+    #[serde(rename = "event.retracted")]
+    EventRetracted,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 5] = [
+        EventType::ParticipantJoined,
+        EventType::MeetingHeld,
+        EventType::VolunteerHoursLogged,
+        EventType::CollectiveActionTaken,
+        EventType::EventRetracted,
+    ];
+
+    /// The CloudEvents `type` attribute, which is also the schema's file stem.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ParticipantJoined => "participant.joined",
+            EventType::MeetingHeld => "meeting.held",
+            EventType::VolunteerHoursLogged => "volunteer.hours_logged",
+            EventType::CollectiveActionTaken => "collective_action.taken",
+            EventType::EventRetracted => "event.retracted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// The role a participant has in the movement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Citizen,
+    Professional,
+    PartnerStaff,
+}
+
+/// Someone who organised a meeting or an action, and in which role.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Organiser {
+    pub participant: String,
+    pub role: Role,
+}
+
+/// A validated event as it is kept in the event store.
+///
+/// Field names and layout are the CloudEvents structured JSON form, so the
+/// stored payload is still a CloudEvent any tool can read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    pub specversion: String,
+    pub id: String,
+    pub source: String,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    /// The movement id.
+    pub subject: String,
+    pub time: DateTime<FixedOffset>,
+    pub data: EventData,
+}
+
+impl Event {
+    /// Reads an event from its stored JSON form, using `type` to read `data`.
+    pub fn from_json(bytes: &[u8]) -> Result<Event, serde_json::Error> {
+        let raw: RawEvent = serde_json::from_slice(bytes)?;
+        let data = EventData::from_value(raw.kind, raw.data)?;
+        Ok(Event {
+            specversion: raw.specversion,
+            id: raw.id,
+            source: raw.source,
+            kind: raw.kind,
+            subject: raw.subject,
+            time: raw.time,
+            data,
+        })
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an event always serialises")
+    }
+
+    /// The distinct participant refs that took part through this event.
+    ///
+    /// `participant.joined` is a sign-up, not participation, and a retraction
+    /// is nobody's participation, so both give none.
+    pub fn participants(&self) -> Vec<&str> {
+        let mut refs: Vec<&str> = match &self.data {
+            EventData::MeetingHeld(data) => data
+                .attendees
+                .iter()
+                .map(String::as_str)
+                .chain(data.organisers.iter().map(|o| o.participant.as_str()))
+                .collect(),
+            EventData::VolunteerHoursLogged(data) => vec![data.participant.as_str()],
+            EventData::CollectiveActionTaken(data) => data
+                .participants
+                .iter()
+                .map(String::as_str)
+                .chain(data.organisers.iter().map(|o| o.participant.as_str()))
+                .collect(),
+            EventData::ParticipantJoined(_) | EventData::EventRetracted(_) => Vec::new(),
+        };
+        refs.sort_unstable();
+        refs.dedup();
+        refs
+    }
+}
+
+#[derive(Deserialize)]
+struct RawEvent {
+    specversion: String,
+    id: String,
+    source: String,
+    #[serde(rename = "type")]
+    kind: EventType,
+    subject: String,
+    time: DateTime<FixedOffset>,
+    data: serde_json::Value,
+}
+
+/// The `data` of each event type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    ParticipantJoined(ParticipantJoined),
+    MeetingHeld(MeetingHeld),
+    VolunteerHoursLogged(VolunteerHoursLogged),
+    CollectiveActionTaken(CollectiveActionTaken),
+    EventRetracted(EventRetracted),
+}
+
+impl EventData {
+    pub fn from_value(kind: EventType, value: serde_json::Value) -> serde_json::Result<EventData> {
+        Ok(match kind {
+            EventType::ParticipantJoined => EventData::ParticipantJoined(serde_json::from_value(value)?),
+            EventType::MeetingHeld => EventData::MeetingHeld(serde_json::from_value(value)?),
+            EventType::VolunteerHoursLogged => {
+                EventData::VolunteerHoursLogged(serde_json::from_value(value)?)
+            }
+            EventType::CollectiveActionTaken => {
+                EventData::CollectiveActionTaken(serde_json::from_value(value)?)
+            }
+            EventType::EventRetracted => EventData::EventRetracted(serde_json::from_value(value)?),
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantJoined {
+    pub participant: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingHeld {
+    pub attendees: Vec<String>,
+    pub organisers: Vec<Organiser>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partners: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_minutes: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolunteerHoursLogged {
+    pub participant: String,
+    pub hours: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principles: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectiveActionTaken {
+    pub participants: Vec<String>,
+    pub organisers: Vec<Organiser>,
+    pub reach: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partners: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub area: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub principles: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventRetracted {
+    pub event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}

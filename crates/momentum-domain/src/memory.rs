@@ -1,0 +1,43 @@
+//! An in-memory [`State`], for tests and for computing a projection from
+//! scratch to compare with a stored one.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use crate::projection::{Scan, State};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryState {
+    pub entries: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl State for MemoryState {
+    type Error = Infallible;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
+        Ok(self.entries.get(key).cloned())
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Infallible> {
+        self.entries.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Result<(), Infallible> {
+        self.entries.remove(key);
+        Ok(())
+    }
+}
+
+impl Scan for MemoryState {
+    type Error = Infallible;
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Infallible> {
+        Ok(self
+            .entries
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+}

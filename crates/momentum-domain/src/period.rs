@@ -1,0 +1,114 @@
+//! Time buckets. A period is named by its first local date; which local
+//! date an event falls on depends on the configured time zone, so that an
+//! event at 23:30Z on a summer Sunday counts in Monday's week in London.
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, Months, NaiveDate};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// The length of a period in a trend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interval {
+    Day,
+    /// An ISO week, starting on Monday.
+    Week,
+    /// A calendar month.
+    Month,
+}
+
+impl Interval {
+    pub const ALL: [Interval; 3] = [Interval::Day, Interval::Week, Interval::Month];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Day => "day",
+            Interval::Week => "week",
+            Interval::Month => "month",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Interval> {
+        Interval::ALL.into_iter().find(|interval| interval.as_str() == text)
+    }
+
+    /// One byte naming the interval inside store keys.
+    pub(crate) fn key_byte(self) -> u8 {
+        match self {
+            Interval::Day => b'd',
+            Interval::Week => b'w',
+            Interval::Month => b'm',
+        }
+    }
+
+    /// The first date of the period containing `date`.
+    pub fn period_start(self, date: NaiveDate) -> NaiveDate {
+        match self {
+            Interval::Day => date,
+            Interval::Week => date - Duration::days(i64::from(date.weekday().num_days_from_monday())),
+            Interval::Month => date.with_day(1).expect("every month has a first day"),
+        }
+    }
+
+    /// The first date of the period after the one starting at `start`.
+    pub fn next_period(self, start: NaiveDate) -> NaiveDate {
+        match self {
+            Interval::Day => start + Duration::days(1),
+            Interval::Week => start + Duration::days(7),
+            Interval::Month => start + Months::new(1),
+        }
+    }
+
+    /// The first dates of every period from the one containing `from` to the
+    /// one containing `to`, inclusive; empty when `to` is before `from`.
+    pub fn periods(self, from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> {
+        let last = self.period_start(to);
+        std::iter::successors(Some(self.period_start(from)), move |start| Some(self.next_period(*start)))
+            .take_while(move |start| *start <= last)
+    }
+}
+
+/// The calendar date on which `time` falls in `time_zone`.
+pub fn local_date(time: DateTime<FixedOffset>, time_zone: Tz) -> NaiveDate {
+    time.with_timezone(&time_zone).date_naive()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_week_starts_on_the_monday_on_or_before_the_date() {
+        assert_eq!(Interval::Week.period_start(date("2026-03-04")), date("2026-03-02"));
+        assert_eq!(Interval::Week.period_start(date("2026-03-02")), date("2026-03-02"));
+        assert_eq!(Interval::Week.period_start(date("2026-03-01")), date("2026-02-23"));
+    }
+
+    #[test]
+    fn a_month_starts_on_its_first_day() {
+        assert_eq!(Interval::Month.period_start(date("2024-02-29")), date("2024-02-01"));
+        assert_eq!(Interval::Month.next_period(date("2024-01-01")), date("2024-02-01"));
+    }
+
+    #[test]
+    fn late_on_a_summer_sunday_in_utc_is_monday_in_london() {
+        let time = DateTime::parse_from_rfc3339("2026-06-07T23:30:00Z").unwrap();
+        let local = local_date(time, chrono_tz::Europe::London);
+        assert_eq!(local, date("2026-06-08"));
+        assert_eq!(Interval::Week.period_start(local), date("2026-06-08"));
+        let winter = DateTime::parse_from_rfc3339("2026-01-04T23:30:00Z").unwrap();
+        assert_eq!(local_date(winter, chrono_tz::Europe::London), date("2026-01-04"));
+    }
+
+    #[test]
+    fn periods_cover_the_range_inclusively_and_densely() {
+        let weeks: Vec<_> = Interval::Week.periods(date("2026-03-04"), date("2026-03-16")).collect();
+        assert_eq!(weeks, vec![date("2026-03-02"), date("2026-03-09"), date("2026-03-16")]);
+        assert_eq!(Interval::Day.periods(date("2026-03-04"), date("2026-03-03")).count(), 0);
+        assert_eq!(Interval::Month.periods(date("2025-11-30"), date("2026-02-01")).count(), 4);
+    }
+}
