@@ -1,1 +1,206 @@
+//! The one place that knows momentum's NATS names: the event stream, its
+//! subjects, the message ids used for deduplication and the query service's
+//! subjects. Every other crate asks here instead of spelling a subject.
 
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+/// The JetStream stream that is the event store.
+pub const STREAM_NAME: &str = "MOMENTUM_EVENTS";
+/// Every event subject starts with this.
+pub const EVENTS_SUBJECT_PREFIX: &str = "momentum.events";
+/// The NATS micro-service name the projector registers under.
+pub const QUERY_SERVICE_NAME: &str = "momentum-projector";
+/// The subject group of the query endpoints; `v1` is the wire version.
+pub const QUERY_SUBJECT_GROUP: &str = "momentum.query.v1";
+/// The largest stored event, in bytes. Ingest rejects anything bigger, so the
+/// stream's own limit is never the first to say no.
+pub const EVENT_BYTES_MAX: usize = 256 * 1024;
+
+/// The query endpoints the projector serves, by name under [`QUERY_SUBJECT_GROUP`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueryEndpoint {
+    Trends,
+    Movements,
+    Status,
+}
+
+impl QueryEndpoint {
+    pub const ALL: [QueryEndpoint; 3] = [QueryEndpoint::Trends, QueryEndpoint::Movements, QueryEndpoint::Status];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            QueryEndpoint::Trends => "trends",
+            QueryEndpoint::Movements => "movements",
+            QueryEndpoint::Status => "status",
+        }
+    }
+
+    /// The full subject a request for this endpoint is sent to.
+    pub fn subject(self) -> String {
+        format!("{QUERY_SUBJECT_GROUP}.{}", self.name())
+    }
+}
+
+/// The subject an event is published on: `momentum.events.<movement>.<type>`.
+/// The movement comes first so that a partitioned projector can take a
+/// subset of movements with one wildcard filter.
+pub fn event_subject(movement: &str, event_type: &str) -> String {
+    format!("{EVENTS_SUBJECT_PREFIX}.{movement}.{event_type}")
+}
+
+/// The JetStream message id (`Nats-Msg-Id`) for an event: a name-based
+/// UUID of its (`source`, `id`), so that any retry of the same event, from
+/// any ingest replica, is recognised by JetStream's duplicate window.
+pub fn message_id(source: &str, id: &str) -> String {
+    // A fixed namespace of momentum's own; changing it would break
+    // deduplication of retries that straddle an upgrade.
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d6f_6d65_6e74_756d_8000_0000_0000_0001);
+    let mut name = Vec::with_capacity(source.len() + 1 + id.len());
+    name.extend_from_slice(source.as_bytes());
+    name.push(0);
+    name.extend_from_slice(id.as_bytes());
+    uuid::Uuid::new_v5(&NAMESPACE, &name).to_string()
+}
+
+/// How the event stream is set up. Everything else about it is fixed:
+/// file storage, limits retention with no age, count or size limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// 1 on one machine, 3 on a cluster.
+    pub replicas: usize,
+    /// How long JetStream remembers message ids to drop retried publishes.
+    /// The projector drops duplicates however late, so this only bounds how
+    /// long ingest can tell a partner "duplicate" rather than "accepted".
+    pub duplicate_window: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> StreamSettings {
+        StreamSettings { replicas: 1, duplicate_window: Duration::from_secs(2 * 60 * 60) }
+    }
+}
+
+impl StreamSettings {
+    pub fn config(&self) -> stream::Config {
+        stream::Config {
+            name: STREAM_NAME.to_owned(),
+            description: Some("momentum's event store: every accepted event, kept forever".to_owned()),
+            subjects: vec![format!("{EVENTS_SUBJECT_PREFIX}.>")],
+            storage: stream::StorageType::File,
+            retention: stream::RetentionPolicy::Limits,
+            max_messages: -1,
+            max_bytes: -1,
+            max_age: Duration::ZERO,
+            max_message_size: (EVENT_BYTES_MAX + 4096) as i32,
+            duplicate_window: self.duplicate_window,
+            num_replicas: self.replicas,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("could not read stream {STREAM_NAME}: {0}")]
+    GetStream(String),
+    #[error("could not create stream {STREAM_NAME}: {0}")]
+    CreateStream(String),
+    #[error(
+        "stream {STREAM_NAME} exists with a different {field} ({actual}) than this service expects ({expected}); \
+         change the setting or migrate the stream by hand, momentum will not change it silently"
+    )]
+    IncompatibleStream { field: &'static str, expected: String, actual: String },
+}
+
+/// Creates the event stream, or checks that the existing one has the
+/// settings this service expects. Safe to call from every service at start.
+pub async fn ensure_stream(
+    jetstream: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, BusError> {
+    let wanted = settings.config();
+    match jetstream.get_stream(STREAM_NAME).await {
+        Ok(mut existing) => {
+            let info = existing.info().await.map_err(|error| BusError::GetStream(error.to_string()))?;
+            check_compatible(&wanted, &info.config)?;
+            Ok(existing)
+        }
+        Err(error) if matches!(error.kind(), jetstream::context::GetStreamErrorKind::JetStream(inner)
+            if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            match jetstream.create_stream(wanted.clone()).await {
+                Ok(created) => Ok(created),
+                // Another service may have created it a moment ago.
+                Err(create_error) => {
+                    let mut existing = jetstream
+                        .get_stream(STREAM_NAME)
+                        .await
+                        .map_err(|_| BusError::CreateStream(create_error.to_string()))?;
+                    let info = existing.info().await.map_err(|error| BusError::GetStream(error.to_string()))?;
+                    check_compatible(&wanted, &info.config)?;
+                    Ok(existing)
+                }
+            }
+        }
+        Err(error) => Err(BusError::GetStream(error.to_string())),
+    }
+}
+
+fn check_compatible(wanted: &stream::Config, actual: &stream::Config) -> Result<(), BusError> {
+    let mismatch = |field: &'static str, expected: String, actual: String| {
+        if expected == actual { Ok(()) } else { Err(BusError::IncompatibleStream { field, expected, actual }) }
+    };
+    mismatch("subjects", format!("{:?}", wanted.subjects), format!("{:?}", actual.subjects))?;
+    mismatch("storage", format!("{:?}", wanted.storage), format!("{:?}", actual.storage))?;
+    mismatch("retention", format!("{:?}", wanted.retention), format!("{:?}", actual.retention))?;
+    mismatch("max_age", format!("{:?}", wanted.max_age), format!("{:?}", actual.max_age))?;
+    mismatch("max_messages", wanted.max_messages.to_string(), actual.max_messages.to_string())?;
+    mismatch("max_bytes", wanted.max_bytes.to_string(), actual.max_bytes.to_string())?;
+    mismatch("replicas", wanted.num_replicas.to_string(), actual.num_replicas.to_string())?;
+    mismatch(
+        "duplicate_window",
+        format!("{:?}", wanted.duplicate_window),
+        format!("{:?}", actual.duplicate_window),
+    )?;
+    if actual.max_message_size >= 0 && actual.max_message_size < wanted.max_message_size {
+        return Err(BusError::IncompatibleStream {
+            field: "max_message_size",
+            expected: format!("at least {}", wanted.max_message_size),
+            actual: actual.max_message_size.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The options every momentum service connects with: a name for the
+/// server's monitoring, and reconnection forever (the services keep
+/// answering, with 503s, while NATS is away).
+pub fn connect_options(service_name: &str) -> async_nats::ConnectOptions {
+    async_nats::ConnectOptions::new()
+        .name(service_name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_of_the_same_event_share_a_message_id_and_others_do_not() {
+        assert_eq!(message_id("urn:a", "1"), message_id("urn:a", "1"));
+        assert_ne!(message_id("urn:a", "1"), message_id("urn:a", "2"));
+        assert_ne!(message_id("urn:a", "1"), message_id("urn:b", "1"));
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(message_id("ab", "c"), message_id("a", "bc"));
+    }
+
+    #[test]
+    fn event_subjects_put_the_movement_before_the_type() {
+        assert_eq!(event_subject("leeds", "meeting.held"), "momentum.events.leeds.meeting.held");
+        assert_eq!(QueryEndpoint::Trends.subject(), "momentum.query.v1.trends");
+    }
+}

@@ -4,33 +4,19 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use crate::projection::{Scan, State};
+use crate::projection::{State, StateRead};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryState {
     pub entries: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
-impl State for MemoryState {
+impl StateRead for MemoryState {
     type Error = Infallible;
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
         Ok(self.entries.get(key).cloned())
     }
-
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Infallible> {
-        self.entries.insert(key.to_vec(), value.to_vec());
-        Ok(())
-    }
-
-    fn remove(&mut self, key: &[u8]) -> Result<(), Infallible> {
-        self.entries.remove(key);
-        Ok(())
-    }
-}
-
-impl Scan for MemoryState {
-    type Error = Infallible;
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Infallible> {
         Ok(self
@@ -39,5 +25,17 @@ impl Scan for MemoryState {
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect())
+    }
+}
+
+impl State for MemoryState {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Infallible> {
+        self.entries.insert(key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Result<(), Infallible> {
+        self.entries.remove(key);
+        Ok(())
     }
 }

@@ -20,18 +20,19 @@ use chrono_tz::Tz;
 use crate::event::{Event, EventData, EventType};
 use crate::period::{Interval, local_date};
 
-/// An ordered key-value map the fold reads and writes.
-pub trait State {
+/// Read access to the ordered key-value map that holds a projection.
+pub trait StateRead {
     type Error;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Self::Error>;
-    fn remove(&mut self, key: &[u8]) -> Result<(), Self::Error>;
+    /// Every entry whose key starts with `prefix`, in key order; used for
+    /// listings, never on the fold's path.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error>;
 }
 
-/// Read access to every entry under a key prefix, for listings.
-pub trait Scan {
-    type Error;
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error>;
+/// Write access: what the fold needs on top of reads.
+pub trait State: StateRead {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Self::Error>;
+    fn remove(&mut self, key: &[u8]) -> Result<(), Self::Error>;
 }
 
 /// Settings that change what the fold computes. Changing any of them
@@ -347,7 +348,7 @@ pub(crate) fn decode_u64(bytes: &[u8]) -> u64 {
 }
 
 /// The last stream sequence folded into the state; 0 for an empty state.
-pub fn watermark<S: State>(state: &S) -> Result<u64, S::Error> {
+pub fn watermark<S: StateRead>(state: &S) -> Result<u64, S::Error> {
     Ok(state.get(keys::WATERMARK)?.map(|bytes| decode_u64(&bytes)).unwrap_or(0))
 }
 

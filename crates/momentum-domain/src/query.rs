@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::period::Interval;
-use crate::projection::{PeriodTotals, Scan, State, keys, watermark};
+use crate::projection::{PeriodTotals, StateRead, keys, watermark};
 
 /// The most periods one trend may return: ten years of days. A trend's
 /// cost is in proportion to its periods, so this bounds the cost of a read.
@@ -100,7 +100,7 @@ pub enum QueryError<E> {
 
 /// The trend of one movement: one row for every period in range, zeros
 /// where nothing happened.
-pub fn trend<S: State>(state: &S, request: &TrendRequest) -> Result<Trend, QueryError<S::Error>> {
+pub fn trend<S: StateRead>(state: &S, request: &TrendRequest) -> Result<Trend, QueryError<S::Error>> {
     if request.to < request.from {
         return Err(QueryError::RangeReversed { from: request.from, to: request.to });
     }
@@ -133,10 +133,7 @@ pub fn trend<S: State>(state: &S, request: &TrendRequest) -> Result<Trend, Query
 }
 
 /// Every movement with at least one event, in id order.
-pub fn movements<S>(state: &S) -> Result<MovementList, QueryError<<S as State>::Error>>
-where
-    S: State + Scan<Error = <S as State>::Error>,
-{
+pub fn movements<S: StateRead>(state: &S) -> Result<MovementList, QueryError<S::Error>> {
     let watermark = watermark(state).map_err(QueryError::Store)?;
     let entries = state.scan_prefix(&[keys::MOVEMENT]).map_err(QueryError::Store)?;
     let movements = entries

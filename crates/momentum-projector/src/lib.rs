@@ -1,1 +1,119 @@
+//! The projection service: folds the event stream into projections kept in
+//! sled and answers queries about them over NATS.
+//!
+//! It reads the stream with an ordered consumer starting at its own
+//! checkpoint + 1, so correctness never depends on consumer state kept by
+//! the server. Events are applied in batches; each batch reaches sled in one
+//! atomic write together with the new checkpoint (the watermark).
 
+mod consume;
+mod serve;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use momentum_domain::projection::ProjectionSettings;
+use momentum_store::Store;
+use tokio::sync::watch;
+
+/// Settings of the projection service; each flag also reads an environment variable.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "momentum-projector", version, about = "momentum projection service: folds events into projections")]
+pub struct Config {
+    /// NATS server(s) to connect to, comma-separated.
+    #[arg(long, env = "MOMENTUM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Folder of the sled store holding the projections.
+    #[arg(long, env = "MOMENTUM_DATA_DIR", default_value = "data/projector")]
+    pub data_dir: PathBuf,
+    /// The IANA time zone whose calendar decides an event's day, week and month.
+    #[arg(long, env = "MOMENTUM_TIMEZONE", default_value = "Europe/London")]
+    pub time_zone: chrono_tz::Tz,
+    /// The most events applied in one atomic batch.
+    #[arg(long, env = "MOMENTUM_BATCH_SIZE_MAX", default_value_t = 1000)]
+    pub batch_size_max: usize,
+    /// The longest a query with `min_seq` waits for the projection to catch up.
+    #[arg(long, env = "MOMENTUM_QUERY_WAIT_MS_MAX", default_value_t = 5000)]
+    pub query_wait_ms_max: u64,
+    /// Log one JSON object per line instead of human-readable text.
+    #[arg(long, env = "MOMENTUM_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+/// The most queries handled at once; more wait for a slot, so a flood of
+/// slow `min_seq` reads cannot exhaust memory.
+pub const QUERIES_IN_FLIGHT_MAX: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    #[error(transparent)]
+    Store(#[from] momentum_store::StoreError),
+    #[error("could not connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("could not start the query service: {0}")]
+    Service(String),
+    #[error("the batch size must be at least 1")]
+    BatchSizeZero,
+}
+
+/// A started projection service.
+pub struct Projector {
+    config: Config,
+    store: Store,
+    nats: async_nats::Client,
+    watermark: watch::Sender<u64>,
+}
+
+impl Projector {
+    /// Opens the store and connects to NATS.
+    pub async fn start(config: &Config) -> Result<Projector, ProjectorError> {
+        if config.batch_size_max == 0 {
+            return Err(ProjectorError::BatchSizeZero);
+        }
+        let store = Store::open(&config.data_dir)?;
+        store.check_setting("time_zone", config.time_zone.name())?;
+        let nats = momentum_bus::connect_options("momentum-projector")
+            .connect(config.nats_url.as_str())
+            .await
+            .map_err(|error| ProjectorError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
+        let (watermark, _) = watch::channel(store.watermark()?);
+        Ok(Projector { config: config.clone(), store, nats, watermark })
+    }
+
+    /// Folds the stream and answers queries until `shutdown` resolves; then
+    /// finishes the current batch, flushes the store and drains NATS.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ProjectorError> {
+        let settings = ProjectionSettings { time_zone: self.config.time_zone };
+        let (stop_sender, stop) = watch::channel(false);
+        let service = serve::start(
+            &self.nats,
+            self.store.clone(),
+            self.watermark.subscribe(),
+            Duration::from_millis(self.config.query_wait_ms_max),
+        )
+        .await?;
+        let consumer = tokio::spawn(consume::run(
+            async_nats::jetstream::new(self.nats.clone()),
+            self.store.clone(),
+            settings,
+            self.config.batch_size_max,
+            self.watermark.clone(),
+            stop,
+        ));
+        tracing::info!(watermark = *self.watermark.borrow(), "projector started");
+        shutdown.await;
+        let _ = stop_sender.send(true);
+        let consumed = consumer.await.expect("the consumer task does not panic");
+        service.stop().await;
+        self.store.flush()?;
+        let _ = self.nats.drain().await;
+        tracing::info!(watermark = *self.watermark.borrow(), "projector stopped");
+        consumed
+    }
+}
+
+/// Starts the service and runs it until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ProjectorError> {
+    Projector::start(&config).await?.run(shutdown).await
+}

@@ -1,1 +1,93 @@
+//! The query service: the HTTP API evaluators read. It holds no data of its
+//! own and never writes: every answer comes from the projection service,
+//! asked over NATS request-reply.
 
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of the query service; each flag also reads an environment variable.
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "momentum-query", version, about = "momentum query service: trends and listings for evaluators")]
+pub struct Config {
+    /// NATS server(s) to connect to, comma-separated.
+    #[arg(long, env = "MOMENTUM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "MOMENTUM_HTTP_ADDR", default_value = "127.0.0.1:8081")]
+    pub http_addr: SocketAddr,
+    /// How long to wait for the projection service to answer. Reads with
+    /// `min_seq` wait up to the projector's own limit (5 s by default) on top.
+    #[arg(long, env = "MOMENTUM_QUERY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub query_timeout_ms: u64,
+    /// The IANA time zone whose calendar names "today" for default date ranges.
+    #[arg(long, env = "MOMENTUM_TIMEZONE", default_value = "Europe/London")]
+    pub time_zone: chrono_tz::Tz,
+    /// Log one JSON object per line instead of human-readable text.
+    #[arg(long, env = "MOMENTUM_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryServiceError {
+    #[error("could not connect to NATS at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("could not listen on {address}: {source}")]
+    Bind { address: SocketAddr, source: std::io::Error },
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+pub(crate) struct AppState {
+    pub nats: async_nats::Client,
+    pub query_timeout: Duration,
+    pub time_zone: chrono_tz::Tz,
+}
+
+/// A started query service.
+pub struct QueryService {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    nats: async_nats::Client,
+}
+
+impl QueryService {
+    pub async fn start(config: &Config) -> Result<QueryService, QueryServiceError> {
+        let nats = momentum_bus::connect_options("momentum-query")
+            .connect(config.nats_url.as_str())
+            .await
+            .map_err(|error| QueryServiceError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
+        let listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| QueryServiceError::Bind { address: config.http_addr, source })?;
+        let state = Arc::new(AppState {
+            nats: nats.clone(),
+            query_timeout: Duration::from_millis(config.query_timeout_ms),
+            time_zone: config.time_zone,
+        });
+        Ok(QueryService { listener, router: routes::router(state), nats })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), QueryServiceError> {
+        tracing::info!(address = %self.local_addr(), "query listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(QueryServiceError::Serve)?;
+        let _ = self.nats.drain().await;
+        tracing::info!("query stopped");
+        Ok(())
+    }
+}
+
+/// Starts the service and serves until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), QueryServiceError> {
+    QueryService::start(&config).await?.serve(shutdown).await
+}

@@ -1,1 +1,219 @@
+//! The projector's store: the only code that touches sled.
+//!
+//! The fold in `momentum-domain` decides what is stored; this crate keeps it
+//! durable. Changes are made in a [`Batch`], an in-memory overlay that the
+//! fold reads its own writes through, and reach sled in one atomic
+//! `apply_batch` together with the new watermark. A crash therefore leaves
+//! the store equal to the fold of some prefix of the stream, and the
+//! projector resumes at watermark + 1.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use momentum_domain::projection::{self, State, StateRead};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("could not open the store at {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("store read or write failed: {0}")]
+    Sled(#[from] sled::Error),
+    #[error(
+        "the store was built with {key} = {stored:?} but this projector runs with {configured:?}; \
+         rebuild the projection into a new data folder to change it"
+    )]
+    SettingsChanged { key: String, stored: String, configured: String },
+}
+
+/// The tree holding settings the projection was built with, apart from the
+/// projection itself so that a listing of the projection never meets them.
+const SETTINGS_TREE: &str = "settings";
+
+/// An open store. Cheap to clone: clones share the same sled database.
+#[derive(Clone)]
+pub struct Store {
+    database: sled::Db,
+    projection: sled::Tree,
+    settings: sled::Tree,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let database = sled::Config::new()
+            .path(path)
+            // A larger cache than sled's default keeps the hot period and
+            // participant keys of a catch-up in memory; 256 MiB is well
+            // inside the projector's memory budget.
+            .cache_capacity(256 * 1024 * 1024)
+            .open()
+            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let projection = database.open_tree("projection")?;
+        let settings = database.open_tree(SETTINGS_TREE)?;
+        Ok(Store { database, projection, settings })
+    }
+
+    /// Records a setting the projection depends on the first time, and
+    /// refuses to go on if a later start is configured differently.
+    pub fn check_setting(&self, key: &str, configured: &str) -> Result<(), StoreError> {
+        match self.settings.get(key)? {
+            None => {
+                self.settings.insert(key, configured.as_bytes())?;
+                self.settings.flush()?;
+                Ok(())
+            }
+            Some(stored) if stored.as_ref() == configured.as_bytes() => Ok(()),
+            Some(stored) => Err(StoreError::SettingsChanged {
+                key: key.to_owned(),
+                stored: String::from_utf8_lossy(&stored).into_owned(),
+                configured: configured.to_owned(),
+            }),
+        }
+    }
+
+    /// The last stream sequence whose effects are in the store.
+    pub fn watermark(&self) -> Result<u64, StoreError> {
+        projection::watermark(self)
+    }
+
+    /// Starts a batch of changes; nothing reaches sled until [`Batch::commit`].
+    pub fn batch(&self) -> Batch<'_> {
+        Batch { store: self, changes: BTreeMap::new() }
+    }
+
+    /// Writes everything committed so far to disk. Commits are atomic
+    /// without this; it only bounds how much a power cut can take back.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.database.flush()?;
+        Ok(())
+    }
+
+    /// Every entry of the projection, in key order: for tests that compare
+    /// a store with one rebuilt from scratch.
+    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.scan_prefix(&[])
+    }
+}
+
+impl StateRead for Store {
+    type Error = StoreError;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.projection.get(key)?.map(|value| value.to_vec()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        self.projection
+            .scan_prefix(prefix)
+            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(StoreError::from))
+            .collect()
+    }
+}
+
+/// Uncommitted changes over a [`Store`]. Reads see the batch's own writes.
+pub struct Batch<'store> {
+    store: &'store Store,
+    /// `None` marks a removal.
+    changes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Batch<'_> {
+    /// Applies every change and the new watermark to sled in one atomic step.
+    pub fn commit(mut self, watermark: u64) -> Result<(), StoreError> {
+        projection::set_watermark(&mut self, watermark)?;
+        let mut batch = sled::Batch::default();
+        for (key, value) in self.changes {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        self.store.projection.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn change_count(&self) -> usize {
+        self.changes.len()
+    }
+}
+
+impl StateRead for Batch<'_> {
+    type Error = StoreError;
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.changes.get(key) {
+            Some(change) => Ok(change.clone()),
+            None => self.store.get(key),
+        }
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.store.scan_prefix(prefix)?.into_iter().collect();
+        for (key, change) in self.changes.range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix)) {
+            match change {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+}
+
+impl State for Batch<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.changes.insert(key.to_vec(), Some(value.to_vec()));
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.changes.insert(key.to_vec(), None);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reads_its_own_writes_and_commits_them_with_the_watermark() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        let mut batch = store.batch();
+        batch.put(b"k1", b"v1").unwrap();
+        batch.put(b"k2", b"v2").unwrap();
+        batch.remove(b"k2").unwrap();
+        assert_eq!(batch.get(b"k1").unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(batch.get(b"k2").unwrap(), None);
+        assert_eq!(store.get(b"k1").unwrap(), None, "nothing reaches sled before commit");
+        batch.commit(7).unwrap();
+        assert_eq!(store.get(b"k1").unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(store.watermark().unwrap(), 7);
+    }
+
+    #[test]
+    fn a_dropped_batch_changes_nothing() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        let mut batch = store.batch();
+        batch.put(b"k", b"v").unwrap();
+        drop(batch);
+        assert_eq!(store.get(b"k").unwrap(), None);
+        assert_eq!(store.watermark().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_setting_cannot_change_under_an_existing_store() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        store.check_setting("time_zone", "Europe/London").unwrap();
+        store.check_setting("time_zone", "Europe/London").unwrap();
+        let error = store.check_setting("time_zone", "UTC").unwrap_err();
+        assert!(error.to_string().contains("Europe/London"));
+    }
+}

@@ -1,0 +1,129 @@
+//! Reading the event stream and folding it into the store, batch by batch.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use futures::StreamExt;
+use momentum_domain::Event;
+use momentum_domain::projection::{self, ProjectionSettings};
+use momentum_store::Store;
+use tokio::sync::watch;
+
+use crate::ProjectorError;
+
+/// How long to wait before retrying after the stream could not be read.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Consumes from checkpoint + 1 until `stop` turns true. Only a store
+/// failure ends it early: everything on the NATS side is retried.
+pub(crate) async fn run(
+    jetstream: jetstream::Context,
+    store: Store,
+    settings: ProjectionSettings,
+    batch_size_max: usize,
+    watermark: watch::Sender<u64>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ProjectorError> {
+    while !*stop.borrow() {
+        let start_sequence = store.watermark()? + 1;
+        let messages = match open(&jetstream, start_sequence).await {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the event stream yet; retrying");
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    () = tokio::time::sleep(RETRY_DELAY) => {}
+                }
+                continue;
+            }
+        };
+        tracing::info!(start_sequence, "reading the event stream");
+        let mut chunks = messages.ready_chunks(batch_size_max);
+        loop {
+            let chunk = tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                chunk = chunks.next() => chunk,
+            };
+            let Some(chunk) = chunk else { break };
+            let (applied_to, failed) = apply_chunk(&store, &settings, chunk)?;
+            if applied_to > *watermark.borrow() {
+                watermark.send_replace(applied_to);
+            }
+            if failed {
+                break;
+            }
+        }
+        // The consumer ended or failed: open a new one from the checkpoint.
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = tokio::time::sleep(RETRY_DELAY) => {}
+        }
+    }
+    Ok(())
+}
+
+async fn open(
+    jetstream: &jetstream::Context,
+    start_sequence: u64,
+) -> Result<jetstream::consumer::pull::Ordered, async_nats::Error> {
+    let stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
+}
+
+type Delivery = Result<jetstream::Message, jetstream::consumer::pull::OrderedError>;
+
+/// Applies what arrived in one atomic batch. Returns the new watermark and
+/// whether the consumer failed partway (the events before the failure are
+/// still committed).
+fn apply_chunk(
+    store: &Store,
+    settings: &ProjectionSettings,
+    chunk: Vec<Delivery>,
+) -> Result<(u64, bool), ProjectorError> {
+    let mut batch = store.batch();
+    let mut last_sequence = store.watermark()?;
+    let mut failed = false;
+    for delivery in chunk {
+        let message = match delivery {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "the event stream consumer failed; reopening it");
+                failed = true;
+                break;
+            }
+        };
+        let sequence = match message.info() {
+            Ok(info) => info.stream_sequence,
+            Err(error) => {
+                tracing::warn!(%error, "a delivery has no stream sequence; reopening the consumer");
+                failed = true;
+                break;
+            }
+        };
+        if sequence <= last_sequence {
+            continue;
+        }
+        match Event::from_json(&message.payload) {
+            Ok(event) => {
+                let outcome = projection::apply(&mut batch, settings, &event, sequence)?;
+                tracing::trace!(sequence, ?outcome, "applied");
+            }
+            // Only ingest publishes, and only validated events, so this
+            // means someone else wrote to the stream. The event is skipped,
+            // loudly, rather than stopping the projection for every movement.
+            Err(error) => tracing::error!(sequence, %error, "skipping a stream message that is not a valid event"),
+        }
+        last_sequence = sequence;
+    }
+    let applied = batch.change_count() > 0;
+    if applied || last_sequence > store.watermark()? {
+        batch.commit(last_sequence)?;
+    }
+    Ok((last_sequence, failed))
+}

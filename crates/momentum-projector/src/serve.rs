@@ -1,0 +1,151 @@
+//! Answering queries over NATS with the async-nats service API, so that
+//! `$SRV.PING`, `$SRV.INFO` and `$SRV.STATS` work and replicas share the load
+//! in one queue group.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::service::{self, ServiceExt};
+use bytes::Bytes;
+use futures::StreamExt;
+use momentum_bus::{QUERY_SERVICE_NAME, QUERY_SUBJECT_GROUP, QueryEndpoint};
+use momentum_domain::query::{self, QueryError, TrendRequest};
+use momentum_store::{Store, StoreError};
+use serde::Deserialize;
+use tokio::sync::{Semaphore, watch};
+
+use crate::{ProjectorError, QUERIES_IN_FLIGHT_MAX};
+
+pub(crate) struct Running {
+    service: service::Service,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub(crate) async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let _ = self.service.stop().await;
+    }
+}
+
+#[derive(Clone)]
+struct Context {
+    store: Store,
+    watermark: watch::Receiver<u64>,
+    wait_max: Duration,
+    slots: Arc<Semaphore>,
+}
+
+pub(crate) async fn start(
+    nats: &async_nats::Client,
+    store: Store,
+    watermark: watch::Receiver<u64>,
+    wait_max: Duration,
+) -> Result<Running, ProjectorError> {
+    let service = nats
+        .service_builder()
+        .description("momentum projections: trends, movements and status")
+        .start(QUERY_SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|error| ProjectorError::Service(error.to_string()))?;
+    let group = service.group(QUERY_SUBJECT_GROUP);
+    let context = Context { store, watermark, wait_max, slots: Arc::new(Semaphore::new(QUERIES_IN_FLIGHT_MAX)) };
+    let mut tasks = Vec::new();
+    for endpoint_kind in QueryEndpoint::ALL {
+        let mut endpoint = group
+            .endpoint(endpoint_kind.name())
+            .await
+            .map_err(|error| ProjectorError::Service(error.to_string()))?;
+        let context = context.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(request) = endpoint.next().await {
+                let Ok(slot) = context.slots.clone().acquire_owned().await else { return };
+                let context = context.clone();
+                tokio::spawn(async move {
+                    let response = answer(&context, endpoint_kind, &request.message.payload).await;
+                    if let Err(error) = request.respond(response).await {
+                        tracing::warn!(%error, "could not send a query response");
+                    }
+                    drop(slot);
+                });
+            }
+        }));
+    }
+    Ok(Running { service, tasks })
+}
+
+/// Every request may carry `min_seq`: the answer waits until the
+/// projection has applied that stream sequence.
+#[derive(Debug, Deserialize)]
+struct Envelope<T> {
+    #[serde(default)]
+    min_seq: Option<u64>,
+    #[serde(flatten)]
+    request: T,
+}
+
+#[derive(Debug, Deserialize)]
+struct Nothing {}
+
+fn error(code: usize, message: impl Into<String>) -> service::error::Error {
+    service::error::Error { status: message.into(), code }
+}
+
+fn store_error(failure: &StoreError) -> service::error::Error {
+    tracing::error!(error = %failure, "store read failed");
+    error(500, "the projection store could not be read")
+}
+
+fn query_error(failure: QueryError<StoreError>) -> service::error::Error {
+    match failure {
+        QueryError::UnknownMovement(_) => error(404, failure.to_string()),
+        QueryError::RangeReversed { .. } | QueryError::RangeTooLong { .. } => error(400, failure.to_string()),
+        QueryError::Store(inner) => store_error(&inner),
+    }
+}
+
+async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> Result<Bytes, service::error::Error> {
+    let payload = if payload.is_empty() { b"{}".as_slice() } else { payload };
+    let body = match endpoint {
+        QueryEndpoint::Trends => {
+            let envelope: Envelope<TrendRequest> =
+                serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))?;
+            wait_for(context, envelope.min_seq).await?;
+            serde_json::to_vec(&query::trend(&context.store, &envelope.request).map_err(query_error)?)
+        }
+        QueryEndpoint::Movements => {
+            let envelope: Envelope<Nothing> =
+                serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))?;
+            wait_for(context, envelope.min_seq).await?;
+            serde_json::to_vec(&query::movements(&context.store).map_err(query_error)?)
+        }
+        QueryEndpoint::Status => {
+            let envelope: Envelope<Nothing> =
+                serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))?;
+            wait_for(context, envelope.min_seq).await?;
+            let watermark = context.store.watermark().map_err(|failure| store_error(&failure))?;
+            serde_json::to_vec(&query::Status { watermark })
+        }
+    };
+    Ok(Bytes::from(body.expect("query results always serialise")))
+}
+
+/// Waits, at most `wait_max`, until the watermark reaches `min_seq`.
+async fn wait_for(context: &Context, min_seq: Option<u64>) -> Result<(), service::error::Error> {
+    let Some(min_seq) = min_seq else { return Ok(()) };
+    let mut watermark = context.watermark.clone();
+    let reached = tokio::time::timeout(context.wait_max, watermark.wait_for(|seen| *seen >= min_seq)).await;
+    match reached {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(error(
+            503,
+            format!(
+                "the projection has not reached sequence {min_seq} within {} ms (it is at {})",
+                context.wait_max.as_millis(),
+                *context.watermark.borrow()
+            ),
+        )),
+    }
+}

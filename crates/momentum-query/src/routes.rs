@@ -1,0 +1,165 @@
+//! HTTP routes of the query service.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{Months, NaiveDate, Utc};
+use momentum_bus::QueryEndpoint;
+use momentum_domain::Interval;
+use momentum_runtime::Problem;
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/movements", get(movements))
+        .route("/v1/movements/{movement}/trends", get(trends))
+        .route("/v1/status", get(status))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
+                .detail("see the README for the API's routes")
+        })
+        .with_state(state)
+}
+
+type Parameters = Query<HashMap<String, String>>;
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.nats.connection_state() {
+        async_nats::connection::State::Connected => (StatusCode::OK, "ready").into_response(),
+        other => Problem::unavailable(format!("NATS connection is {other:?}")).into_response(),
+    }
+}
+
+fn min_seq(parameters: &HashMap<String, String>) -> Result<Option<u64>, Problem> {
+    parameters
+        .get("min_seq")
+        .map(|text| text.parse::<u64>().map_err(|_| Problem::bad_parameter("min_seq", "must be a whole number ≥ 0")))
+        .transpose()
+}
+
+fn date(parameters: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, Problem> {
+    parameters
+        .get(name)
+        .map(|text| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| Problem::bad_parameter(name, format!("must be a date as YYYY-MM-DD, got {text:?}")))
+        })
+        .transpose()
+}
+
+async fn movements(State(state): State<Arc<AppState>>, Query(parameters): Parameters) -> Response {
+    let min_seq = match min_seq(&parameters) {
+        Ok(min_seq) => min_seq,
+        Err(problem) => return problem.into_response(),
+    };
+    ask(&state, QueryEndpoint::Movements, json!({ "min_seq": min_seq })).await
+}
+
+async fn status(State(state): State<Arc<AppState>>, Query(parameters): Parameters) -> Response {
+    let min_seq = match min_seq(&parameters) {
+        Ok(min_seq) => min_seq,
+        Err(problem) => return problem.into_response(),
+    };
+    ask(&state, QueryEndpoint::Status, json!({ "min_seq": min_seq })).await
+}
+
+fn valid_movement(movement: &str) -> bool {
+    let mut characters = movement.chars();
+    let first_ok = characters.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && movement.len() <= 63
+        && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+async fn trends(
+    State(state): State<Arc<AppState>>,
+    Path(movement): Path<String>,
+    Query(parameters): Parameters,
+) -> Response {
+    match trend_request(&state, &movement, &parameters) {
+        Ok(request) => ask(&state, QueryEndpoint::Trends, request).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+/// Reads and checks the trend parameters. Without `to` the range ends
+/// today; without `from` it starts a year before `to`.
+fn trend_request(state: &AppState, movement: &str, parameters: &HashMap<String, String>) -> Result<Value, Problem> {
+    if !valid_movement(movement) {
+        return Err(Problem::bad_parameter(
+            "movement",
+            "a movement id is 1 to 63 lower-case letters, digits and hyphens, starting with a letter or digit",
+        ));
+    }
+    let interval_text = parameters.get("interval").map(String::as_str).unwrap_or("week");
+    let interval = Interval::parse(interval_text).ok_or_else(|| {
+        let valid: Vec<&str> = Interval::ALL.iter().map(|interval| interval.as_str()).collect();
+        Problem::bad_parameter("interval", format!("must be one of {}, got {interval_text:?}", valid.join(", ")))
+    })?;
+    let today = Utc::now().with_timezone(&state.time_zone).date_naive();
+    let to = date(parameters, "to")?.unwrap_or(today);
+    let from = date(parameters, "from")?.unwrap_or(to - Months::new(12));
+    if to < from {
+        return Err(Problem::bad_parameter("to", format!("must not be before from ({from})")));
+    }
+    Ok(json!({
+        "movement": movement,
+        "interval": interval,
+        "from": from,
+        "to": to,
+        "min_seq": min_seq(parameters)?,
+    }))
+}
+
+/// Sends a request to the projection service and turns its answer, or its
+/// silence, into an HTTP response. The JSON it answers with is the API's.
+async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Response {
+    let payload = serde_json::to_vec(&request).expect("a request always serialises");
+    let asked = state.nats.request(endpoint.subject(), payload.into());
+    let reply = match tokio::time::timeout(state.query_timeout, asked).await {
+        Err(_) => return Problem::unavailable("the projection service did not answer in time").into_response(),
+        Ok(Err(error)) => {
+            use async_nats::RequestErrorKind;
+            let detail = match error.kind() {
+                RequestErrorKind::NoResponders => "no projection service is running",
+                RequestErrorKind::TimedOut => "the projection service did not answer in time",
+                _ => "the projection service could not be asked",
+            };
+            tracing::warn!(%error, "query request failed");
+            return Problem::unavailable(detail).into_response();
+        }
+        Ok(Ok(reply)) => reply,
+    };
+    let service_error = reply.headers.as_ref().and_then(|headers| {
+        let code = headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE)?.as_str().parse::<u16>().ok()?;
+        let message = headers.get(async_nats::service::NATS_SERVICE_ERROR).map(|value| value.as_str().to_owned());
+        Some((code, message.unwrap_or_default()))
+    });
+    match service_error {
+        None => {
+            let mut response = (StatusCode::OK, reply.payload).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Some((400, message)) => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "the query is not valid").detail(message).into_response()
+        }
+        Some((404, message)) => {
+            Problem::new(StatusCode::NOT_FOUND, "unknown-movement", "no such movement").detail(message).into_response()
+        }
+        Some((503, message)) => Problem::unavailable(message).into_response(),
+        Some((code, message)) => {
+            tracing::error!(code, message, "the projection service failed a query");
+            Problem::internal().into_response()
+        }
+    }
+}

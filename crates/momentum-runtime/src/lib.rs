@@ -1,0 +1,145 @@
+//! Plumbing the three services share, kept out of their business code:
+//! logging set-up, the shutdown signal and RFC 9457 problem responses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Sets up `tracing` output: human-readable by default, one JSON object a
+/// line with `json`. The level comes from `RUST_LOG` (default `info`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what container runtimes send).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// One thing wrong with a request, at a JSON Pointer into its body (or the
+/// name of a query parameter).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProblemField {
+    pub pointer: String,
+    pub message: String,
+}
+
+/// An RFC 9457 problem details document.
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    /// A URI naming the kind of problem; `urn:momentum:problem:<kind>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<ProblemField>,
+    /// Seconds a client should wait before retrying, also sent as `Retry-After`.
+    #[serde(skip)]
+    pub retry_after_seconds: Option<u32>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, kind: &str, title: &str) -> Problem {
+        Problem {
+            kind: format!("urn:momentum:problem:{kind}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: None,
+            errors: Vec::new(),
+            retry_after_seconds: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Problem {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn errors(mut self, errors: Vec<ProblemField>) -> Problem {
+        self.errors = errors;
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u32) -> Problem {
+        self.retry_after_seconds = Some(seconds);
+        self
+    }
+
+    /// A parameter of the request is wrong: 400 naming it.
+    pub fn bad_parameter(name: &str, message: impl Into<String>) -> Problem {
+        let message = message.into();
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-parameter", "a request parameter is not valid")
+            .detail(format!("{name}: {message}"))
+            .errors(vec![ProblemField { pointer: name.to_owned(), message }])
+    }
+
+    /// A dependency is away: 503 with `Retry-After`, safe to retry.
+    pub fn unavailable(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the service is temporarily unavailable")
+            .detail(detail)
+            .retry_after(1)
+    }
+
+    /// Something failed inside: 500, with the cause in the log, not the body.
+    pub fn internal() -> Problem {
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+            .detail("the error has been logged")
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).expect("a problem always serialises");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after_seconds {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// JSON with an explicit status, for successful answers.
+pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut response = (status, body).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "could not serialise a response");
+            Problem::internal().into_response()
+        }
+    }
+}
