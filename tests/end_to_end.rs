@@ -1,1 +1,238 @@
+//! End-to-end tests: real nats-server, real services, real HTTP.
 
+use std::time::{Duration, Instant};
+
+use momentum_tests::*;
+use serde_json::{Value, json};
+
+const MOVEMENT: &str = "leeds-walking";
+
+/// The scenario most tests share: four valid events in March and one on a
+/// summer Sunday night that London counts in the next week.
+fn scenario() -> (Value, Vec<Value>) {
+    let single = meeting("m1", MOVEMENT, "2026-03-04T18:00:00Z", &["a", "b", "c"], "o1");
+    let batch = vec![
+        hours("h1", MOVEMENT, "2026-03-05T10:00:00Z", "a", 2.5),
+        action("x1", MOVEMENT, "2026-03-07T11:00:00+00:00", &["b", "d"], 100),
+        hours("too-long", MOVEMENT, "2026-03-05T10:00:00Z", "a", 30.0),
+        hours("h2", MOVEMENT, "2026-06-07T23:30:00Z", "e", 1.25),
+    ];
+    (single, batch)
+}
+
+async fn post_scenario(stack: &TestStack) -> u64 {
+    let (single, batch) = scenario();
+    let (status, body) = stack.post_event(&single).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "accepted");
+    assert_eq!(body["id"], "m1");
+    assert_eq!(body["seq"], 1);
+
+    let (status, body) = stack.post_batch(&batch).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 3);
+    assert_eq!(body["rejected"], 1);
+    assert_eq!(body["duplicates"], 0);
+    let rejected = &body["results"][2];
+    assert_eq!(rejected["status"], "rejected");
+    assert_eq!(rejected["id"], "too-long");
+    assert_eq!(rejected["problem"]["errors"][0]["pointer"], "/data/hours");
+    assert!(rejected.get("seq").is_none(), "a rejected event has no sequence");
+    assert_eq!(body["results"][3]["status"], "accepted");
+    body["max_seq"].as_u64().expect("a max_seq")
+}
+
+fn assert_scenario_numbers(trend: &Value) {
+    assert_eq!(trend["movement"], MOVEMENT);
+    assert_eq!(trend["interval"], "week");
+    let series = trend["series"].as_array().unwrap();
+    assert_eq!(series.len(), 15, "one row per week from 2 March to 8 June");
+    let march = row(trend, "2026-03-02");
+    assert_eq!(march["meetings"], 1);
+    assert_eq!(march["volunteer_hours"], 2.5);
+    assert_eq!(march["collective_actions"], 1);
+    assert_eq!(march["active_participants"], 5, "a, b, c, d and the organiser o1");
+    assert_eq!(march["attendances"], 4);
+    assert_eq!(march["people_reached"], 100);
+    let quiet = row(trend, "2026-03-09");
+    for metric in ["meetings", "collective_actions", "active_participants"] {
+        assert_eq!(quiet[metric], 0, "{metric} in a quiet week");
+    }
+    assert_eq!(row(trend, "2026-06-01")["volunteer_hours"], 0.0, "23:30Z on Sunday 7 June is Monday in London");
+    let june = row(trend, "2026-06-08");
+    assert_eq!(june["volunteer_hours"], 1.25);
+    assert_eq!(june["active_participants"], 1);
+}
+
+#[tokio::test]
+async fn events_posted_singly_and_in_batches_appear_in_the_weekly_trend_with_exact_numbers() {
+    let stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    assert_eq!(max_seq, 4);
+    let trend = stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", max_seq).await;
+    assert!(trend["watermark"].as_u64().unwrap() >= max_seq);
+    assert_scenario_numbers(&trend);
+
+    let (status, movements) = stack.query(&format!("/v1/movements?min_seq={max_seq}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(movements["movements"], json!([{ "movement": MOVEMENT, "events": 4 }]));
+    let (status, current) = stack.query("/v1/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(current["watermark"], 4);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn posting_the_same_events_again_reports_duplicates_and_changes_no_number() {
+    let stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    let before = stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", max_seq).await;
+
+    let (single, batch) = scenario();
+    let (status, body) = stack.post_event(&single).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "duplicate");
+    assert_eq!(body["seq"], 1, "a duplicate names the sequence of the original");
+    let (status, body) = stack.post_batch(&batch).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["duplicates"], 3);
+    assert_eq!(body["accepted"], 0);
+    assert_eq!(body["rejected"], 1);
+
+    // A marker event proves the projector has read past the repeats.
+    let marker = hours("marker", "another-movement", "2026-03-05T10:00:00Z", "z", 1.0);
+    let (status, body) = stack.post_event(&marker).await;
+    assert_eq!(status, 202);
+    assert_eq!(body["seq"], 5, "repeats took no stream sequence");
+    let after = stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", 5).await;
+    assert_eq!(after["series"], before["series"]);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_projector_resumes_from_its_checkpoint_with_identical_numbers() {
+    let mut stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    let before = stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", max_seq).await;
+    stack.stop_projector().await;
+
+    let (status, body) = stack.query("/v1/status").await;
+    assert_eq!(status, 503, "no projector answers: {body}");
+    assert_eq!(body["type"], "urn:momentum:problem:unavailable");
+
+    stack.start_projector().await;
+    let after = stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", max_seq).await;
+    assert_eq!(after["series"], before["series"]);
+    let (_, status) = stack.query("/v1/status").await;
+    assert_eq!(status["watermark"], max_seq);
+    assert_eq!(status["applied_since_start"], 0, "nothing was read again from the stream");
+
+    let (_, body) = stack.post_event(&hours("h3", MOVEMENT, "2026-03-06T10:00:00Z", "f", 1.0)).await;
+    let seq = body["seq"].as_u64().unwrap();
+    let trend = stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", seq).await;
+    assert_eq!(row(&trend, "2026-03-02")["volunteer_hours"], 3.5);
+    assert_eq!(row(&trend, "2026-03-02")["active_participants"], 6);
+    let (_, status) = stack.query("/v1/status").await;
+    assert_eq!(status["applied_since_start"], 1, "only the new event was read");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn ingest_answers_503_while_nats_is_down_and_accepts_again_once_it_is_back() {
+    let mut stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", max_seq).await;
+
+    stack.nats.kill();
+    let event = hours("while-down", MOVEMENT, "2026-03-06T10:00:00Z", "g", 2.0);
+    let started = Instant::now();
+    let response = stack
+        .http
+        .post(format!("{}/v1/events", stack.ingest_url))
+        .header("content-type", "application/cloudevents+json")
+        .body(event.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert!(started.elapsed() < Duration::from_secs(10), "a 503, not a hang");
+    let (status, _) = stack.post_batch(std::slice::from_ref(&event)).await;
+    assert_eq!(status, 503, "a batch is refused whole, to be retried whole");
+
+    stack.nats.restart();
+    // The partner retries until the event is accepted; that is safe.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let seq = loop {
+        let (status, body) = stack.post_event(&event).await;
+        if status == 202 || status == 200 {
+            break body["seq"].as_u64().unwrap();
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "ingest did not recover after NATS came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(seq, max_seq + 1, "the event was stored once");
+    let trend = stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", seq).await;
+    assert_eq!(row(&trend, "2026-03-02")["volunteer_hours"], 4.5);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_problem_details_that_name_what_is_wrong() {
+    let stack = TestStack::start().await;
+    let url = format!("{}/v1/events", stack.ingest_url);
+    let post = |content_type: &'static str, body: String| {
+        stack.http.post(url.clone()).header("content-type", content_type).body(body).send()
+    };
+    let (single, _) = scenario();
+
+    let response = post("text/plain", single.to_string()).await.unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+
+    let response = post("application/cloudevents+json", "{\"id\": ".to_owned()).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "urn:momentum:problem:malformed-json");
+
+    let response = post("application/cloudevents+json", "x".repeat(5 * 1024 * 1024)).await.unwrap();
+    assert_eq!(response.status(), 413);
+
+    let mut invalid = single.clone();
+    invalid["subject"] = json!("Not A Movement");
+    invalid["data"]["atendees"] = json!(["typo"]);
+    let (status, body) = stack.post_event(&invalid).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["type"], "urn:momentum:problem:invalid-event");
+    let pointers: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert!(pointers.contains(&"/subject"), "{body}");
+
+    let mut invalid = single.clone();
+    invalid["data"]["atendees"] = json!(["typo"]);
+    let (status, body) = stack.post_event(&invalid).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["errors"][0]["pointer"], "/data");
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("atendees"), "{body}");
+
+    let too_many: Vec<Value> = (0..1001).map(|i| hours(&format!("h{i}"), MOVEMENT, "2026-03-05T10:00:00Z", "a", 1.0)).collect();
+    let (status, body) = stack.post_batch(&too_many).await;
+    assert_eq!(status, 413, "{body}");
+
+    let response = post("application/cloudevents-batch+json", single.to_string()).await.unwrap();
+    assert_eq!(response.status(), 400, "a batch must be an array");
+
+    let (status, body) = stack.query("/v1/movements/leeds-walking/trends?interval=fortnight").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["pointer"], "interval");
+    assert!(body["detail"].as_str().unwrap().contains("day, week, month"), "{body}");
+    let (status, body) = stack.query("/v1/movements/leeds-walking/trends?from=2026-13-01").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["pointer"], "from");
+    let (status, _) = stack.query("/v1/movements/no-such-movement/trends?min_seq=0").await;
+    assert_eq!(status, 404);
+    let (status, body) = stack.query("/v1/status?min_seq=999").await;
+    assert_eq!(status, 503, "a watermark that is never reached: {body}");
+    stack.stop().await;
+}

@@ -1,1 +1,222 @@
+//! The one helper end-to-end tests start momentum through: a real
+//! nats-server on a dynamic port and the three services, in process, on
+//! ephemeral HTTP ports. Dropping the stack stops everything.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use momentum_testkit::NatsServer;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use momentum_testkit;
+
+/// A service running on the test's runtime, stopped through its sender.
+struct Running<E> {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), E>>,
+}
+
+impl<E: std::fmt::Debug> Running<E> {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("the service task does not panic").expect("the service stops cleanly");
+    }
+}
+
+fn on_stop() -> (oneshot::Sender<()>, impl Future<Output = ()> + Send + 'static) {
+    let (sender, receiver) = oneshot::channel::<()>();
+    (sender, async move {
+        let _ = receiver.await;
+    })
+}
+
+pub struct TestStack {
+    pub nats: NatsServer,
+    pub ingest_url: String,
+    pub query_url: String,
+    pub http: reqwest::Client,
+    pub projector_data: tempfile::TempDir,
+    ingest: Option<Running<momentum_ingest::IngestError>>,
+    query: Option<Running<momentum_query::QueryServiceError>>,
+    projector: Option<Running<momentum_projector::ProjectorError>>,
+}
+
+pub fn ingest_config(nats_url: &str) -> momentum_ingest::Config {
+    momentum_ingest::Config {
+        nats_url: nats_url.to_owned(),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        publish_timeout_ms: 2000,
+        stream_replicas: 1,
+        duplicate_window_s: 120,
+        log_json: false,
+    }
+}
+
+pub fn projector_config(nats_url: &str, data_dir: PathBuf) -> momentum_projector::Config {
+    momentum_projector::Config {
+        nats_url: nats_url.to_owned(),
+        data_dir,
+        time_zone: chrono_tz::Europe::London,
+        batch_size_max: 1000,
+        query_wait_ms_max: 3000,
+        log_json: false,
+    }
+}
+
+impl TestStack {
+    /// Starts nats-server, ingest, projector and query.
+    pub async fn start() -> TestStack {
+        let nats = NatsServer::start();
+        let ingest = momentum_ingest::Ingest::start(&ingest_config(&nats.url())).await.expect("ingest starts");
+        let ingest_url = format!("http://{}", ingest.local_addr());
+        let (stop, shutdown) = on_stop();
+        let ingest = Running { stop, task: tokio::spawn(ingest.serve(shutdown)) };
+
+        let query_config = momentum_query::Config {
+            nats_url: nats.url(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            query_timeout_ms: 5000,
+            time_zone: chrono_tz::Europe::London,
+            log_json: false,
+        };
+        let query = momentum_query::QueryService::start(&query_config).await.expect("query starts");
+        let query_url = format!("http://{}", query.local_addr());
+        let (stop, shutdown) = on_stop();
+        let query = Running { stop, task: tokio::spawn(query.serve(shutdown)) };
+
+        let mut stack = TestStack {
+            nats,
+            ingest_url,
+            query_url,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            projector_data: tempfile::tempdir().unwrap(),
+            ingest: Some(ingest),
+            query: Some(query),
+            projector: None,
+        };
+        stack.start_projector().await;
+        stack
+    }
+
+    pub async fn start_projector(&mut self) {
+        assert!(self.projector.is_none(), "the projector is already running");
+        let config = projector_config(&self.nats.url(), self.projector_data.path().to_owned());
+        let projector = momentum_projector::Projector::start(&config).await.expect("projector starts");
+        let (stop, shutdown) = on_stop();
+        self.projector = Some(Running { stop, task: tokio::spawn(projector.run(shutdown)) });
+    }
+
+    /// Stops the projector gracefully; its data folder stays.
+    pub async fn stop_projector(&mut self) {
+        self.projector.take().expect("the projector is running").stop().await;
+    }
+
+    pub async fn post_event(&self, event: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/events", self.ingest_url))
+            .header("content-type", "application/cloudevents+json")
+            .body(event.to_string())
+            .send()
+            .await
+            .expect("ingest answers");
+        read(response).await
+    }
+
+    pub async fn post_batch(&self, events: &[Value]) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/v1/events", self.ingest_url))
+            .header("content-type", "application/cloudevents-batch+json")
+            .body(Value::from(events.to_vec()).to_string())
+            .send()
+            .await
+            .expect("ingest answers");
+        read(response).await
+    }
+
+    pub async fn query(&self, path_and_query: &str) -> (u16, Value) {
+        let response =
+            self.http.get(format!("{}{path_and_query}", self.query_url)).send().await.expect("query answers");
+        read(response).await
+    }
+
+    /// The weekly trend of a movement, read once the projection has
+    /// applied stream sequence `min_seq`.
+    pub async fn weekly_trend(&self, movement: &str, from: &str, to: &str, min_seq: u64) -> Value {
+        let (status, body) = self
+            .query(&format!("/v1/movements/{movement}/trends?interval=week&from={from}&to={to}&min_seq={min_seq}"))
+            .await;
+        assert_eq!(status, 200, "trend read failed: {body}");
+        body
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(projector) = self.projector.take() {
+            projector.stop().await;
+        }
+        if let Some(query) = self.query.take() {
+            query.stop().await;
+        }
+        if let Some(ingest) = self.ingest.take() {
+            ingest.stop().await;
+        }
+    }
+}
+
+async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// A valid event of the given type; `data` as given.
+pub fn event(id: &str, kind: &str, movement: &str, time: &str, data: Value) -> Value {
+    json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "urn:test:partner",
+        "type": kind,
+        "subject": movement,
+        "time": time,
+        "data": data,
+    })
+}
+
+pub fn meeting(id: &str, movement: &str, time: &str, attendees: &[&str], organiser: &str) -> Value {
+    event(
+        id,
+        "meeting.held",
+        movement,
+        time,
+        json!({ "attendees": attendees, "organisers": [{ "participant": organiser, "role": "citizen" }] }),
+    )
+}
+
+pub fn hours(id: &str, movement: &str, time: &str, participant: &str, hours: f64) -> Value {
+    event(id, "volunteer.hours_logged", movement, time, json!({ "participant": participant, "hours": hours }))
+}
+
+pub fn action(id: &str, movement: &str, time: &str, participants: &[&str], reach: u64) -> Value {
+    event(
+        id,
+        "collective_action.taken",
+        movement,
+        time,
+        json!({ "participants": participants, "organisers": [], "reach": reach }),
+    )
+}
+
+/// The row of a trend for the week starting on `period`.
+pub fn row<'a>(trend: &'a Value, period: &str) -> &'a Value {
+    trend["series"]
+        .as_array()
+        .expect("a series")
+        .iter()
+        .find(|row| row["period"] == period)
+        .unwrap_or_else(|| panic!("no row for {period} in {trend}"))
+}

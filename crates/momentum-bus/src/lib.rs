@@ -176,13 +176,12 @@ fn check_compatible(wanted: &stream::Config, actual: &stream::Config) -> Result<
 }
 
 /// The options every momentum service connects with: a name for the
-/// server's monitoring, and reconnection forever (the services keep
-/// answering, with 503s, while NATS is away).
+/// server's monitoring and a bounded connection timeout. The first
+/// connection must succeed (a service that starts without NATS fails at
+/// once, clearly); after that the client reconnects forever, and the
+/// services answer 503 while NATS is away.
 pub fn connect_options(service_name: &str) -> async_nats::ConnectOptions {
-    async_nats::ConnectOptions::new()
-        .name(service_name)
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
+    async_nats::ConnectOptions::new().name(service_name).connection_timeout(Duration::from_secs(5))
 }
 
 #[cfg(test)]

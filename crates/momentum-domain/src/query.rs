@@ -82,7 +82,11 @@ pub struct MovementSummary {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// The last stream sequence the projection has applied.
     pub watermark: u64,
+    /// Stream messages this projector process has read since it started:
+    /// after a restart it counts only what came after the checkpoint.
+    pub applied_since_start: u64,
 }
 
 /// Why a read could not be answered.

@@ -1,5 +1,7 @@
 //! Reading the event stream and folding it into the store, batch by batch.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
@@ -22,9 +24,12 @@ pub(crate) async fn run(
     settings: ProjectionSettings,
     batch_size_max: usize,
     watermark: watch::Sender<u64>,
+    applied: Arc<AtomicU64>,
+    mut connections: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ProjectorError> {
     while !*stop.borrow() {
+        connections.borrow_and_update();
         let start_sequence = store.watermark()? + 1;
         let messages = match open(&jetstream, start_sequence).await {
             Ok(messages) => messages,
@@ -42,10 +47,15 @@ pub(crate) async fn run(
         loop {
             let chunk = tokio::select! {
                 _ = stop.changed() => return Ok(()),
+                _ = connections.changed() => {
+                    tracing::info!("reconnected to NATS; reopening the event stream consumer");
+                    break;
+                }
                 chunk = chunks.next() => chunk,
             };
             let Some(chunk) = chunk else { break };
-            let (applied_to, failed) = apply_chunk(&store, &settings, chunk)?;
+            let (applied_to, read, failed) = apply_chunk(&store, &settings, chunk)?;
+            applied.fetch_add(read, Ordering::Relaxed);
             if applied_to > *watermark.borrow() {
                 watermark.send_replace(applied_to);
             }
@@ -78,17 +88,18 @@ async fn open(
 
 type Delivery = Result<jetstream::Message, jetstream::consumer::pull::OrderedError>;
 
-/// Applies what arrived in one atomic batch. Returns the new watermark and
-/// whether the consumer failed partway (the events before the failure are
-/// still committed).
+/// Applies what arrived in one atomic batch. Returns the new watermark, how
+/// many stream messages were read, and whether the consumer failed partway
+/// (the events before the failure are still committed).
 fn apply_chunk(
     store: &Store,
     settings: &ProjectionSettings,
     chunk: Vec<Delivery>,
-) -> Result<(u64, bool), ProjectorError> {
+) -> Result<(u64, u64, bool), ProjectorError> {
     let mut batch = store.batch();
     let mut last_sequence = store.watermark()?;
     let mut failed = false;
+    let mut read = 0;
     for delivery in chunk {
         let message = match delivery {
             Ok(message) => message,
@@ -120,10 +131,11 @@ fn apply_chunk(
             Err(error) => tracing::error!(sequence, %error, "skipping a stream message that is not a valid event"),
         }
         last_sequence = sequence;
+        read += 1;
     }
     let applied = batch.change_count() > 0;
     if applied || last_sequence > store.watermark()? {
         batch.commit(last_sequence)?;
     }
-    Ok((last_sequence, failed))
+    Ok((last_sequence, read, failed))
 }

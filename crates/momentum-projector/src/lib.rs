@@ -11,6 +11,8 @@ mod serve;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use momentum_domain::projection::ProjectionSettings;
@@ -63,22 +65,58 @@ pub struct Projector {
     store: Store,
     nats: async_nats::Client,
     watermark: watch::Sender<u64>,
+    applied: Arc<AtomicU64>,
+    /// Counts (re)connections to NATS: the consumer reopens on each, since a
+    /// restarted server has forgotten the old one's pull requests.
+    connections: watch::Receiver<u64>,
+    service: serve::Running,
 }
 
 impl Projector {
-    /// Opens the store and connects to NATS.
+    /// Opens the store, connects to NATS and starts answering queries.
     pub async fn start(config: &Config) -> Result<Projector, ProjectorError> {
         if config.batch_size_max == 0 {
             return Err(ProjectorError::BatchSizeZero);
         }
         let store = Store::open(&config.data_dir)?;
         store.check_setting("time_zone", config.time_zone.name())?;
+        let (connected, connections) = watch::channel(0u64);
         let nats = momentum_bus::connect_options("momentum-projector")
+            .event_callback(move |event| {
+                let connected = connected.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Connected) {
+                        connected.send_modify(|count| *count += 1);
+                    }
+                }
+            })
             .connect(config.nats_url.as_str())
             .await
             .map_err(|error| ProjectorError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
         let (watermark, _) = watch::channel(store.watermark()?);
-        Ok(Projector { config: config.clone(), store, nats, watermark })
+        let applied = Arc::<AtomicU64>::default();
+        let service = serve::start(
+            &nats,
+            store.clone(),
+            watermark.subscribe(),
+            Duration::from_millis(config.query_wait_ms_max),
+            applied.clone(),
+        )
+        .await?;
+        // A request to our own status endpoint, on the same connection as
+        // the subscriptions, returns only after the server has processed
+        // them: once start returns, queries reach this projector.
+        let probe = nats.request(momentum_bus::QueryEndpoint::Status.subject(), "{}".into());
+        tokio::time::timeout(Duration::from_secs(10), probe)
+            .await
+            .map_err(|_| ProjectorError::Service("the query endpoints did not answer a probe".to_owned()))?
+            .map_err(|error| ProjectorError::Service(error.to_string()))?;
+        Ok(Projector { config: config.clone(), store, nats, watermark, applied, connections, service })
+    }
+
+    /// The watermark as it moves, for callers that wait on the projection.
+    pub fn watermark(&self) -> watch::Receiver<u64> {
+        self.watermark.subscribe()
     }
 
     /// Folds the stream and answers queries until `shutdown` resolves; then
@@ -86,26 +124,21 @@ impl Projector {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ProjectorError> {
         let settings = ProjectionSettings { time_zone: self.config.time_zone };
         let (stop_sender, stop) = watch::channel(false);
-        let service = serve::start(
-            &self.nats,
-            self.store.clone(),
-            self.watermark.subscribe(),
-            Duration::from_millis(self.config.query_wait_ms_max),
-        )
-        .await?;
         let consumer = tokio::spawn(consume::run(
             async_nats::jetstream::new(self.nats.clone()),
             self.store.clone(),
             settings,
             self.config.batch_size_max,
             self.watermark.clone(),
+            self.applied.clone(),
+            self.connections.clone(),
             stop,
         ));
         tracing::info!(watermark = *self.watermark.borrow(), "projector started");
         shutdown.await;
         let _ = stop_sender.send(true);
         let consumed = consumer.await.expect("the consumer task does not panic");
-        service.stop().await;
+        self.service.stop().await;
         self.store.flush()?;
         let _ = self.nats.drain().await;
         tracing::info!(watermark = *self.watermark.borrow(), "projector stopped");

@@ -3,6 +3,7 @@
 //! in one queue group.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::service::{self, ServiceExt};
@@ -36,6 +37,7 @@ struct Context {
     watermark: watch::Receiver<u64>,
     wait_max: Duration,
     slots: Arc<Semaphore>,
+    applied: Arc<AtomicU64>,
 }
 
 pub(crate) async fn start(
@@ -43,6 +45,7 @@ pub(crate) async fn start(
     store: Store,
     watermark: watch::Receiver<u64>,
     wait_max: Duration,
+    applied: Arc<AtomicU64>,
 ) -> Result<Running, ProjectorError> {
     let service = nats
         .service_builder()
@@ -51,7 +54,8 @@ pub(crate) async fn start(
         .await
         .map_err(|error| ProjectorError::Service(error.to_string()))?;
     let group = service.group(QUERY_SUBJECT_GROUP);
-    let context = Context { store, watermark, wait_max, slots: Arc::new(Semaphore::new(QUERIES_IN_FLIGHT_MAX)) };
+    let slots = Arc::new(Semaphore::new(QUERIES_IN_FLIGHT_MAX));
+    let context = Context { store, watermark, wait_max, slots, applied };
     let mut tasks = Vec::new();
     for endpoint_kind in QueryEndpoint::ALL {
         let mut endpoint = group
@@ -126,7 +130,8 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
                 serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))?;
             wait_for(context, envelope.min_seq).await?;
             let watermark = context.store.watermark().map_err(|failure| store_error(&failure))?;
-            serde_json::to_vec(&query::Status { watermark })
+            let applied_since_start = context.applied.load(Ordering::Relaxed);
+            serde_json::to_vec(&query::Status { watermark, applied_since_start })
         }
     };
     Ok(Bytes::from(body.expect("query results always serialise")))
