@@ -236,3 +236,102 @@ async fn bad_requests_get_problem_details_that_name_what_is_wrong() {
     assert_eq!(status, 503, "a watermark that is never reached: {body}");
     stack.stop().await;
 }
+
+/// Many events over several movements and weeks, with retractions.
+fn many_events(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|index| {
+            let movement = ["leeds-walking", "bristol-befriending", "hull-food"][index % 3];
+            let day = 1 + (index * 7) % 28;
+            let time = format!("2026-0{}-{day:02}T{:02}:15:00Z", 1 + index % 6, index % 24);
+            let participant = format!("p{}", index % 97);
+            match index % 5 {
+                0 => meeting(&format!("e{index}"), movement, &time, &[&participant, "p1", "p2"], "o1"),
+                1 | 2 => hours(&format!("e{index}"), movement, &time, &participant, 0.25 * (1 + index % 8) as f64),
+                3 => action(&format!("e{index}"), movement, &time, &[&participant, "p3"], index as u64),
+                _ => event(
+                    &format!("e{index}"),
+                    "event.retracted",
+                    movement,
+                    &time,
+                    json!({ "event_id": format!("e{}", index - 3) }),
+                ),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_projector_killed_mid_stream_recovers_to_exactly_the_projection_folded_from_scratch() {
+    let mut stack = TestStack::start().await;
+    let events = many_events(6000);
+    for chunk in events.chunks(500) {
+        let (status, body) = stack.post_batch(chunk).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["rejected"], 0, "{body}");
+    }
+    // Copies that arrive after JetStream's duplicate window would have
+    // forgotten the originals: published without a message id, they take new
+    // stream sequences, and the projector alone must count them once.
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    for copy in events.iter().step_by(50) {
+        let subject = momentum_bus::event_subject(copy["subject"].as_str().unwrap(), copy["type"].as_str().unwrap());
+        jetstream.publish(subject, copy.to_string().into()).await.unwrap().await.unwrap();
+    }
+    let last_sequence = 6000 + 120;
+
+    // A second projector, as a real child process, with small batches so
+    // that it is still working when it is killed.
+    let data = tempfile::tempdir().unwrap();
+    let nats_url = stack.nats.url();
+    let spawn = || {
+        std::process::Command::new(momentum_testkit::workspace_binary("momentum-projector"))
+            .env("MOMENTUM_NATS_URL", &nats_url)
+            .env("MOMENTUM_DATA_DIR", data.path())
+            .env("MOMENTUM_BATCH_SIZE_MAX", "3")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap()
+    };
+    // The in-process projector would answer status requests too; this test
+    // watches only the child, so it reads the child's store after the fact.
+    stack.stop_projector().await;
+    let mut child = spawn();
+    let killed_at = loop {
+        if let Some(status) = projector_status(&nats).await {
+            let watermark = status["watermark"].as_u64().unwrap();
+            if watermark > 0 {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                break watermark;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    assert!(killed_at < last_sequence, "the projector was killed before it had finished ({killed_at})");
+
+    let mut child = spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let watermark = projector_status(&nats).await.and_then(|status| status["watermark"].as_u64());
+        if watermark == Some(last_sequence) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted projector did not catch up ({watermark:?})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let terminated = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(terminated.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "the projector exits cleanly on SIGTERM: {exit}");
+
+    let recovered = momentum_store::Store::open(data.path()).unwrap().entries().unwrap();
+    let reference = fold_stream_from_scratch(&nats).await;
+    assert_eq!(recovered.len(), reference.entries.len());
+    assert!(
+        recovered.into_iter().eq(reference.entries.into_iter()),
+        "the recovered store differs from the stream folded from scratch"
+    );
+    stack.stop().await;
+}

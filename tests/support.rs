@@ -220,3 +220,39 @@ pub fn row<'a>(trend: &'a Value, period: &str) -> &'a Value {
         .find(|row| row["period"] == period)
         .unwrap_or_else(|| panic!("no row for {period} in {trend}"))
 }
+
+/// The projector's status, asked directly over NATS; `None` while no
+/// projector answers.
+pub async fn projector_status(nats: &async_nats::Client) -> Option<Value> {
+    let subject = momentum_bus::QueryEndpoint::Status.subject();
+    let reply = tokio::time::timeout(Duration::from_secs(2), nats.request(subject, "{}".into())).await.ok()?.ok()?;
+    serde_json::from_slice(&reply.payload).ok()
+}
+
+/// Folds the whole event stream, from sequence 1, into a fresh in-memory
+/// state with the pure fold: the reference a stored projection must equal.
+pub async fn fold_stream_from_scratch(nats: &async_nats::Client) -> momentum_domain::memory::MemoryState {
+    use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    use futures::StreamExt;
+    use momentum_domain::projection::{self, ProjectionSettings};
+
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    let mut stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await.expect("the stream exists");
+    let last_sequence = stream.info().await.expect("stream info").state.last_sequence;
+    let consumer = stream
+        .create_consumer(OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() })
+        .await
+        .expect("a consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let mut state = momentum_domain::memory::MemoryState::default();
+    let settings = ProjectionSettings::default();
+    let mut sequence = 0;
+    while sequence < last_sequence {
+        let message = messages.next().await.expect("the stream goes on").expect("a message");
+        sequence = message.info().expect("info").stream_sequence;
+        let event = momentum_domain::Event::from_json(&message.payload).expect("stored events are valid");
+        let Ok(_) = projection::apply(&mut state, &settings, &event, sequence);
+    }
+    let Ok(()) = projection::set_watermark(&mut state, last_sequence);
+    state
+}

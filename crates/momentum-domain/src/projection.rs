@@ -181,8 +181,10 @@ struct EventRecord {
     /// The stream sequence it arrived at; 0 until it has.
     seq: u64,
     retracted: bool,
-    /// The movement of a retraction that arrived before the event it names.
-    pending_retraction_subject: Option<String>,
+    /// The movements of retractions that arrived before the event they name.
+    /// More than one is possible: a retraction only takes effect if its
+    /// movement is the event's, and which that is is unknown until it arrives.
+    pending_retraction_subjects: Vec<String>,
 }
 
 impl EventRecord {
@@ -190,8 +192,9 @@ impl EventRecord {
         let mut bytes = Vec::new();
         bytes.push(u8::from(self.retracted));
         bytes.extend_from_slice(&self.seq.to_le_bytes());
-        let pending = self.pending_retraction_subject.as_deref().unwrap_or("");
-        bytes.push(pending.len() as u8);
+        // Movement ids never contain NUL, so NUL separates them.
+        let pending = self.pending_retraction_subjects.join("\0");
+        bytes.extend_from_slice(&(pending.len() as u32).to_le_bytes());
         bytes.extend_from_slice(pending.as_bytes());
         if let Some(event) = &self.event {
             bytes.extend_from_slice(event);
@@ -202,15 +205,14 @@ impl EventRecord {
     fn decode(bytes: &[u8]) -> EventRecord {
         let retracted = bytes[0] == 1;
         let seq = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
-        let pending_length = usize::from(bytes[9]);
-        let pending = &bytes[10..10 + pending_length];
-        let event = &bytes[10 + pending_length..];
+        let pending_length = u32::from_le_bytes(bytes[9..13].try_into().expect("4 bytes")) as usize;
+        let pending = String::from_utf8_lossy(&bytes[13..13 + pending_length]);
+        let event = &bytes[13 + pending_length..];
         EventRecord {
             event: (!event.is_empty()).then(|| event.to_vec()),
             seq,
             retracted,
-            pending_retraction_subject: (!pending.is_empty())
-                .then(|| String::from_utf8_lossy(pending).into_owned()),
+            pending_retraction_subjects: pending.split('\0').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
         }
     }
 }
@@ -240,7 +242,7 @@ pub fn apply<S: State>(
             state.put(&record_key, &record.encode())?;
             return Ok(outcome);
         }
-        _ if record.pending_retraction_subject.as_deref() == Some(event.subject.as_str()) => {
+        _ if record.pending_retraction_subjects.contains(&event.subject) => {
             record.retracted = true;
             Outcome::ArrivedRetracted
         }
@@ -249,7 +251,7 @@ pub fn apply<S: State>(
             Outcome::Applied
         }
     };
-    record.pending_retraction_subject = None;
+    record.pending_retraction_subjects.clear();
     state.put(&record_key, &record.encode())?;
     Ok(outcome)
 }
@@ -266,10 +268,10 @@ fn retract<S: State>(
         None => EventRecord::default(),
     };
     let Some(target_json) = &target.event else {
-        if target.pending_retraction_subject.is_some() {
+        if target.pending_retraction_subjects.contains(&retraction.subject) {
             return Ok(Outcome::RetractionIgnored);
         }
-        target.pending_retraction_subject = Some(retraction.subject.clone());
+        target.pending_retraction_subjects.push(retraction.subject.clone());
         state.put(&target_key, &target.encode())?;
         return Ok(Outcome::RetractionPending);
     };
