@@ -206,7 +206,8 @@ async fn bad_requests_get_problem_details_that_name_what_is_wrong() {
     let (status, body) = stack.post_event(&invalid).await;
     assert_eq!(status, 422);
     assert_eq!(body["type"], "urn:momentum:problem:invalid-event");
-    let pointers: Vec<&str> = body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    let pointers: Vec<&str> =
+        body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
     assert!(pointers.contains(&"/subject"), "{body}");
 
     let mut invalid = single.clone();
@@ -216,7 +217,8 @@ async fn bad_requests_get_problem_details_that_name_what_is_wrong() {
     assert_eq!(body["errors"][0]["pointer"], "/data");
     assert!(body["errors"][0]["message"].as_str().unwrap().contains("atendees"), "{body}");
 
-    let too_many: Vec<Value> = (0..1001).map(|i| hours(&format!("h{i}"), MOVEMENT, "2026-03-05T10:00:00Z", "a", 1.0)).collect();
+    let too_many: Vec<Value> =
+        (0..1001).map(|i| hours(&format!("h{i}"), MOVEMENT, "2026-03-05T10:00:00Z", "a", 1.0)).collect();
     let (status, body) = stack.post_batch(&too_many).await;
     assert_eq!(status, 413, "{body}");
 
@@ -286,13 +288,13 @@ async fn a_projector_killed_mid_stream_recovers_to_exactly_the_projection_folded
     let data = tempfile::tempdir().unwrap();
     let nats_url = stack.nats.url();
     let spawn = || {
-        std::process::Command::new(momentum_testkit::workspace_binary("momentum-projector"))
-            .env("MOMENTUM_NATS_URL", &nats_url)
-            .env("MOMENTUM_DATA_DIR", data.path())
-            .env("MOMENTUM_BATCH_SIZE_MAX", "3")
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap()
+        momentum_testkit::ChildProcess::spawn(
+            std::process::Command::new(momentum_testkit::workspace_binary("momentum-projector"))
+                .env("MOMENTUM_NATS_URL", &nats_url)
+                .env("MOMENTUM_DATA_DIR", data.path())
+                .env("MOMENTUM_BATCH_SIZE_MAX", "3")
+                .env("RUST_LOG", "warn"),
+        )
     };
     // The in-process projector would answer status requests too; this test
     // watches only the child, so it reads the child's store after the fact.
@@ -302,8 +304,7 @@ async fn a_projector_killed_mid_stream_recovers_to_exactly_the_projection_folded
         if let Some(status) = projector_status(&nats).await {
             let watermark = status["watermark"].as_u64().unwrap();
             if watermark > 0 {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
+                child.kill(); // SIGKILL
                 break watermark;
             }
         }
@@ -321,9 +322,7 @@ async fn a_projector_killed_mid_stream_recovers_to_exactly_the_projection_folded
         assert!(Instant::now() < deadline, "the restarted projector did not catch up ({watermark:?})");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let terminated = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(terminated.success());
-    let exit = child.wait().unwrap();
+    let exit = child.terminate(Duration::from_secs(20)).expect("the projector exits on SIGTERM");
     assert!(exit.success(), "the projector exits cleanly on SIGTERM: {exit}");
 
     let recovered = momentum_store::Store::open(data.path()).unwrap().entries().unwrap();

@@ -128,7 +128,8 @@ pub async fn ensure_stream(
             check_compatible(&wanted, &info.config)?;
             Ok(existing)
         }
-        Err(error) if matches!(error.kind(), jetstream::context::GetStreamErrorKind::JetStream(inner)
+        Err(error)
+            if matches!(error.kind(), jetstream::context::GetStreamErrorKind::JetStream(inner)
             if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND) =>
         {
             match jetstream.create_stream(wanted.clone()).await {
@@ -160,11 +161,7 @@ fn check_compatible(wanted: &stream::Config, actual: &stream::Config) -> Result<
     mismatch("max_messages", wanted.max_messages.to_string(), actual.max_messages.to_string())?;
     mismatch("max_bytes", wanted.max_bytes.to_string(), actual.max_bytes.to_string())?;
     mismatch("replicas", wanted.num_replicas.to_string(), actual.num_replicas.to_string())?;
-    mismatch(
-        "duplicate_window",
-        format!("{:?}", wanted.duplicate_window),
-        format!("{:?}", actual.duplicate_window),
-    )?;
+    mismatch("duplicate_window", format!("{:?}", wanted.duplicate_window), format!("{:?}", actual.duplicate_window))?;
     if actual.max_message_size >= 0 && actual.max_message_size < wanted.max_message_size {
         return Err(BusError::IncompatibleStream {
             field: "max_message_size",

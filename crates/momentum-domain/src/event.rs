@@ -154,12 +154,8 @@ impl EventData {
         Ok(match kind {
             EventType::ParticipantJoined => EventData::ParticipantJoined(serde_json::from_value(value)?),
             EventType::MeetingHeld => EventData::MeetingHeld(serde_json::from_value(value)?),
-            EventType::VolunteerHoursLogged => {
-                EventData::VolunteerHoursLogged(serde_json::from_value(value)?)
-            }
-            EventType::CollectiveActionTaken => {
-                EventData::CollectiveActionTaken(serde_json::from_value(value)?)
-            }
+            EventType::VolunteerHoursLogged => EventData::VolunteerHoursLogged(serde_json::from_value(value)?),
+            EventType::CollectiveActionTaken => EventData::CollectiveActionTaken(serde_json::from_value(value)?),
             EventType::EventRetracted => EventData::EventRetracted(serde_json::from_value(value)?),
         })
     }

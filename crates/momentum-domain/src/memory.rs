@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use crate::projection::{State, StateRead};
+use crate::projection::{Entries, State, StateRead};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryState {
@@ -18,7 +18,7 @@ impl StateRead for MemoryState {
         Ok(self.entries.get(key).cloned())
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Infallible> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, Infallible> {
         Ok(self
             .entries
             .range(prefix.to_vec()..)

@@ -20,13 +20,16 @@ use chrono_tz::Tz;
 use crate::event::{Event, EventData, EventType};
 use crate::period::{Interval, local_date};
 
+/// Key-value pairs in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Read access to the ordered key-value map that holds a projection.
 pub trait StateRead {
     type Error;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
     /// Every entry whose key starts with `prefix`, in key order; used for
     /// listings, never on the fold's path.
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error>;
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, Self::Error>;
 }
 
 /// Write access: what the fold needs on top of reads.
@@ -276,9 +279,7 @@ fn retract<S: State>(
         return Ok(Outcome::RetractionPending);
     };
     let target_event = Event::from_json(target_json).expect("stored events were valid when stored");
-    if target.retracted
-        || target_event.kind == EventType::EventRetracted
-        || target_event.subject != retraction.subject
+    if target.retracted || target_event.kind == EventType::EventRetracted || target_event.subject != retraction.subject
     {
         return Ok(Outcome::RetractionIgnored);
     }

@@ -176,9 +176,9 @@ mod tests {
         let examples: Vec<Value> = serde_json::from_str(VALID).unwrap();
         assert_eq!(examples.len(), EventType::ALL.len(), "one example per event type");
         for example in examples {
-            let event = validator.validate(&example, checked_at()).unwrap_or_else(|errors| {
-                panic!("example {} was rejected: {errors:?}", example["id"])
-            });
+            let event = validator
+                .validate(&example, checked_at())
+                .unwrap_or_else(|errors| panic!("example {} was rejected: {errors:?}", example["id"]));
             assert_eq!(event.id, example["id"].as_str().unwrap());
             assert_eq!(event.kind.as_str(), example["type"].as_str().unwrap());
             let stored = Event::from_json(&event.to_json()).unwrap();
@@ -193,9 +193,8 @@ mod tests {
         assert!(examples.len() >= 10);
         for example in examples {
             let why = example["why"].as_str().unwrap();
-            let errors = validator
-                .validate(&example["event"], checked_at())
-                .expect_err(&format!("accepted although {why}"));
+            let errors =
+                validator.validate(&example["event"], checked_at()).expect_err(&format!("accepted although {why}"));
             let pointer = example["pointer"].as_str().unwrap();
             assert!(
                 errors.iter().any(|error| error.pointer == pointer),

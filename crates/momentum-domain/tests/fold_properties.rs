@@ -17,19 +17,26 @@ const SOURCES: [&str; 2] = ["urn:s1", "urn:s2"];
 
 /// Builds event number `index` from drawn numbers. Ids repeat across
 /// sources on purpose: (source, id) is what must be unique.
-fn build_event(index: usize, kind: u8, source: usize, movement: usize, minutes: i64, people: Vec<u8>, target: usize) -> Event {
+fn build_event(
+    index: usize,
+    kind: u8,
+    source: usize,
+    movement: usize,
+    minutes: i64,
+    people: Vec<u8>,
+    target: usize,
+) -> Event {
     let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00+00:00").unwrap();
-    let offset = FixedOffset::east_opt(if index % 3 == 0 { 3600 } else { 0 }).unwrap();
+    let offset = FixedOffset::east_opt(if index.is_multiple_of(3) { 3600 } else { 0 }).unwrap();
     let time = (base + chrono::Duration::minutes(minutes)).with_timezone(&offset);
     let refs: Vec<String> = people.iter().map(|person| format!("p{person}")).collect();
     let first = refs.first().cloned().unwrap_or_else(|| "p0".to_owned());
     let (type_name, data) = match kind {
         0 => ("participant.joined", json!({ "participant": first, "role": "citizen" })),
-        1 => (
-            "meeting.held",
-            json!({ "attendees": refs, "organisers": [{ "participant": "p9", "role": "citizen" }] }),
-        ),
-        2 => ("volunteer.hours_logged", json!({ "participant": first, "hours": 0.1 * f64::from(1 + (index % 7) as u8) })),
+        1 => ("meeting.held", json!({ "attendees": refs, "organisers": [{ "participant": "p9", "role": "citizen" }] })),
+        2 => {
+            ("volunteer.hours_logged", json!({ "participant": first, "hours": 0.1 * f64::from(1 + (index % 7) as u8) }))
+        }
         3 => ("collective_action.taken", json!({ "participants": refs, "organisers": [], "reach": index })),
         _ => ("event.retracted", json!({ "event_id": format!("e{target}") })),
     };
@@ -105,7 +112,9 @@ fn reference(events: &[Event]) -> BTreeMap<(String, Interval, NaiveDate), TrendR
             retracted.insert((target.source.clone(), target.id.clone()));
         }
     }
-    let mut rows: BTreeMap<(String, Interval, NaiveDate), (TrendRow, BTreeSet<String>, i64)> = BTreeMap::new();
+    // Per period: the row, the distinct participants, the milli-hours.
+    type Accumulator = (TrendRow, BTreeSet<String>, i64);
+    let mut rows: BTreeMap<(String, Interval, NaiveDate), Accumulator> = BTreeMap::new();
     for event in events {
         if retracted.contains(&(event.source.clone(), event.id.clone())) {
             continue;

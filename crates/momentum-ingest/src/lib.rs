@@ -117,10 +117,7 @@ impl Ingest {
     /// and drains the NATS connection so no acknowledged publish is cut off.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
         tracing::info!(address = %self.local_addr(), "ingest listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(IngestError::Serve)?;
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.map_err(IngestError::Serve)?;
         let _ = self.nats.drain().await;
         tracing::info!("ingest stopped");
         Ok(())

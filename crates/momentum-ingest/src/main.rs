@@ -5,7 +5,5 @@ use clap::Parser;
 async fn main() -> anyhow::Result<()> {
     let config = momentum_ingest::Config::parse();
     momentum_runtime::init_logging(config.log_json);
-    momentum_ingest::run(config, momentum_runtime::shutdown_signal())
-        .await
-        .context("momentum-ingest failed")
+    momentum_ingest::run(config, momentum_runtime::shutdown_signal()).await.context("momentum-ingest failed")
 }

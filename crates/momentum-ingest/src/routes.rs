@@ -39,11 +39,7 @@ enum BodyKind {
 }
 
 fn body_kind(request: &Request) -> Result<BodyKind, Problem> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match media_type.as_str() {
         "application/cloudevents+json" | "application/json" => Ok(BodyKind::Single),
@@ -69,8 +65,11 @@ async fn read_body(body: Body) -> Result<Bytes, Problem> {
 
 fn parse_json(bytes: &[u8]) -> Result<Value, Problem> {
     serde_json::from_slice(bytes).map_err(|error| {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "the request body is not valid JSON")
-            .detail(format!("line {}, column {}: {error}", error.line(), error.column()))
+        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "the request body is not valid JSON").detail(format!(
+            "line {}, column {}: {error}",
+            error.line(),
+            error.column()
+        ))
     })
 }
 
@@ -130,7 +129,9 @@ fn invalid_event(errors: Vec<momentum_domain::FieldError>) -> Problem {
     let detail = detail.collect::<Vec<_>>().join("; ");
     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", "the event does not match its schema")
         .detail(detail)
-        .errors(errors.into_iter().map(|error| ProblemField { pointer: error.pointer, message: error.message }).collect())
+        .errors(
+            errors.into_iter().map(|error| ProblemField { pointer: error.pointer, message: error.message }).collect(),
+        )
 }
 
 fn pointer_or_root(pointer: &str) -> &str {
@@ -236,7 +237,13 @@ async fn post_batch(state: &AppState, events: Vec<Value>) -> Response {
             Ok(checked) => {
                 to_publish.push(checked);
                 published_indexes.push(index);
-                results.push(EventResult { index: Some(index), id, status: EventStatus::Accepted, seq: None, problem: None });
+                results.push(EventResult {
+                    index: Some(index),
+                    id,
+                    status: EventStatus::Accepted,
+                    seq: None,
+                    problem: None,
+                });
             }
             Err(problem) => results.push(EventResult {
                 index: Some(index),

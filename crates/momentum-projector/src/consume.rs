@@ -16,18 +16,24 @@ use crate::ProjectorError;
 /// How long to wait before retrying after the stream could not be read.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 
+/// What the consuming task works with.
+pub(crate) struct Consumer {
+    pub jetstream: jetstream::Context,
+    pub store: Store,
+    pub settings: ProjectionSettings,
+    pub batch_size_max: usize,
+    /// Published after every commit, for `min_seq` waits.
+    pub watermark: watch::Sender<u64>,
+    /// Stream messages read since start, for status.
+    pub applied: Arc<AtomicU64>,
+    /// Changes on every (re)connection to NATS.
+    pub connections: watch::Receiver<u64>,
+}
+
 /// Consumes from checkpoint + 1 until `stop` turns true. Only a store
 /// failure ends it early: everything on the NATS side is retried.
-pub(crate) async fn run(
-    jetstream: jetstream::Context,
-    store: Store,
-    settings: ProjectionSettings,
-    batch_size_max: usize,
-    watermark: watch::Sender<u64>,
-    applied: Arc<AtomicU64>,
-    mut connections: watch::Receiver<u64>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<(), ProjectorError> {
+pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
+    let Consumer { jetstream, store, settings, batch_size_max, watermark, applied, mut connections } = consumer;
     while !*stop.borrow() {
         connections.borrow_and_update();
         let start_sequence = store.watermark()? + 1;

@@ -124,16 +124,16 @@ impl Projector {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ProjectorError> {
         let settings = ProjectionSettings { time_zone: self.config.time_zone };
         let (stop_sender, stop) = watch::channel(false);
-        let consumer = tokio::spawn(consume::run(
-            async_nats::jetstream::new(self.nats.clone()),
-            self.store.clone(),
+        let consumer = consume::Consumer {
+            jetstream: async_nats::jetstream::new(self.nats.clone()),
+            store: self.store.clone(),
             settings,
-            self.config.batch_size_max,
-            self.watermark.clone(),
-            self.applied.clone(),
-            self.connections.clone(),
-            stop,
-        ));
+            batch_size_max: self.config.batch_size_max,
+            watermark: self.watermark.clone(),
+            applied: self.applied.clone(),
+            connections: self.connections.clone(),
+        };
+        let consumer = tokio::spawn(consume::run(consumer, stop));
         tracing::info!(watermark = *self.watermark.borrow(), "projector started");
         shutdown.await;
         let _ = stop_sender.send(true);

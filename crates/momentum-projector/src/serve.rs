@@ -58,10 +58,8 @@ pub(crate) async fn start(
     let context = Context { store, watermark, wait_max, slots, applied };
     let mut tasks = Vec::new();
     for endpoint_kind in QueryEndpoint::ALL {
-        let mut endpoint = group
-            .endpoint(endpoint_kind.name())
-            .await
-            .map_err(|error| ProjectorError::Service(error.to_string()))?;
+        let mut endpoint =
+            group.endpoint(endpoint_kind.name()).await.map_err(|error| ProjectorError::Service(error.to_string()))?;
         let context = context.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(request) = endpoint.next().await {

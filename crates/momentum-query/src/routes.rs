@@ -75,9 +75,7 @@ async fn status(State(state): State<Arc<AppState>>, Query(parameters): Parameter
 fn valid_movement(movement: &str) -> bool {
     let mut characters = movement.chars();
     let first_ok = characters.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    first_ok
-        && movement.len() <= 63
-        && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    first_ok && movement.len() <= 63 && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 async fn trends(
@@ -150,9 +148,9 @@ async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Respo
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
-        Some((400, message)) => {
-            Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "the query is not valid").detail(message).into_response()
-        }
+        Some((400, message)) => Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "the query is not valid")
+            .detail(message)
+            .into_response(),
         Some((404, message)) => {
             Problem::new(StatusCode::NOT_FOUND, "unknown-movement", "no such movement").detail(message).into_response()
         }

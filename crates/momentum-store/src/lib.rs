@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use momentum_domain::projection::{self, State, StateRead};
+use momentum_domain::projection::{self, Entries, State, StateRead};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -95,7 +95,7 @@ impl Store {
 
     /// Every entry of the projection, in key order: for tests that compare
     /// a store with one rebuilt from scratch.
-    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn entries(&self) -> Result<Entries, StoreError> {
         self.scan_prefix(&[])
     }
 }
@@ -107,7 +107,7 @@ impl StateRead for Store {
         Ok(self.projection.get(key)?.map(|value| value.to_vec()))
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.projection
             .scan_prefix(prefix)
             .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(StoreError::from))
@@ -152,7 +152,7 @@ impl StateRead for Batch<'_> {
         }
     }
 
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.store.scan_prefix(prefix)?.into_iter().collect();
         for (key, change) in self.changes.range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix)) {
             match change {

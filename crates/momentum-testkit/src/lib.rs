@@ -137,6 +137,48 @@ impl Drop for NatsServer {
     }
 }
 
+/// A child process that is killed when dropped, so a failing test leaves
+/// no service running behind it.
+#[derive(Debug)]
+pub struct ChildProcess(Child);
+
+impl ChildProcess {
+    pub fn spawn(command: &mut Command) -> ChildProcess {
+        ChildProcess(command.spawn().unwrap_or_else(|error| panic!("cannot start {command:?}: {error}")))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    /// Sends SIGTERM and waits, at most `timeout`, for the process to exit.
+    /// Returns its exit status, or `None` if it did not exit in time.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        assert!(sent.is_ok_and(|status| status.success()), "could not send SIGTERM");
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
