@@ -57,7 +57,7 @@ wait_for() { # name url
   exit 1
 }
 
-"$nats_server" --addr 127.0.0.1 --port "$nats_port" --http_port "$((nats_port + 4000))" \
+"$nats_server" --config deploy/local/nats-server.conf --addr 127.0.0.1 --port "$nats_port" --http_port "$((nats_port + 4000))" \
   --jetstream --store_dir "$state/nats" >"$state/logs/nats.log" 2>&1 &
 pids+=($!)
 wait_for nats "http://127.0.0.1:$((nats_port + 4000))/healthz"
