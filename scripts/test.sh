@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit and property tests, and the end-to-end tests against a
-# real nats-server (installed into .tools/ first if none is found).
+# real nats-server (installed into .tools/ first if none is found). Extra
+# arguments go to `cargo test`, e.g. `scripts/test.sh -- kill`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -9,4 +10,9 @@ export MOMENTUM_NATS_SERVER
 echo "using $("$MOMENTUM_NATS_SERVER" --version)"
 # The end-to-end tests start the projector binary as a child process.
 cargo build --workspace --bins
-cargo test --workspace "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' \
+  "$log" | sed 's/;//g'

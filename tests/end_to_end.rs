@@ -334,3 +334,26 @@ async fn a_projector_killed_mid_stream_recovers_to_exactly_the_projection_folded
     );
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn ingest_refuses_to_start_against_a_stream_with_other_settings_and_leaves_it_unchanged() {
+    let nats = momentum_testkit::NatsServer::start();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    let mut foreign = momentum_bus::StreamSettings::default().config();
+    foreign.max_age = Duration::from_secs(24 * 60 * 60);
+    jetstream.create_stream(foreign).await.unwrap();
+
+    let refused = momentum_ingest::Ingest::start(&ingest_config(&nats.url())).await;
+    let Err(error) = refused else { panic!("ingest started against a stream that drops events after a day") };
+    assert!(error.to_string().contains("max_age"), "{error}");
+    let mut stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().config.max_age, Duration::from_secs(24 * 60 * 60), "not changed");
+
+    // With the stream as ingest wants it, a second start is fine: the check is idempotent.
+    jetstream.delete_stream(momentum_bus::STREAM_NAME).await.unwrap();
+    let first = momentum_ingest::Ingest::start(&ingest_config(&nats.url())).await;
+    assert!(first.is_ok());
+    let second = momentum_ingest::Ingest::start(&ingest_config(&nats.url())).await;
+    assert!(second.is_ok());
+}

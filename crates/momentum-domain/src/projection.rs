@@ -360,3 +360,106 @@ pub fn watermark<S: StateRead>(state: &S) -> Result<u64, S::Error> {
 pub fn set_watermark<S: State>(state: &mut S, seq: u64) -> Result<(), S::Error> {
     state.put(keys::WATERMARK, &seq.to_le_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryState;
+    use crate::query::{TrendRequest, TrendRow, trend};
+
+    fn event(id: &str, kind: &str, movement: &str, data: serde_json::Value) -> Event {
+        let value = serde_json::json!({
+            "specversion": "1.0", "id": id, "source": "urn:partner", "type": kind,
+            "subject": movement, "time": "2026-03-04T12:00:00Z", "data": data,
+        });
+        Event::from_json(value.to_string().as_bytes()).unwrap()
+    }
+
+    fn hours(id: &str, participant: &str, hours: f64) -> Event {
+        event(id, "volunteer.hours_logged", "m", serde_json::json!({ "participant": participant, "hours": hours }))
+    }
+
+    fn retraction(id: &str, movement: &str, target: &str) -> Event {
+        event(id, "event.retracted", movement, serde_json::json!({ "event_id": target }))
+    }
+
+    fn apply_all(events: &[&Event]) -> (MemoryState, Vec<Outcome>) {
+        let mut state = MemoryState::default();
+        let outcomes = events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| {
+                let Ok(outcome) = apply(&mut state, &ProjectionSettings::default(), event, index as u64 + 1);
+                outcome
+            })
+            .collect();
+        (state, outcomes)
+    }
+
+    fn week(state: &MemoryState) -> TrendRow {
+        let day = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+        let request = TrendRequest { movement: "m".to_owned(), interval: Interval::Week, from: day, to: day };
+        let Ok(trend) = trend(state, &request) else { panic!("movement m has events") };
+        trend.series[0].clone()
+    }
+
+    #[test]
+    fn a_repeated_event_is_applied_once() {
+        let first = hours("h1", "a", 2.0);
+        let (state, outcomes) = apply_all(&[&first, &first.clone()]);
+        assert_eq!(outcomes, vec![Outcome::Applied, Outcome::Duplicate]);
+        assert_eq!(week(&state).volunteer_hours, 2.0);
+        assert_eq!(week(&state).active_participants, 1);
+    }
+
+    #[test]
+    fn a_retraction_removes_exactly_what_the_event_added() {
+        let (one, two) = (hours("h1", "a", 2.0), hours("h2", "a", 1.5));
+        let (state, outcomes) = apply_all(&[&one, &two, &retraction("r1", "m", "h1")]);
+        assert_eq!(outcomes[2], Outcome::Retracted);
+        assert_eq!(week(&state).volunteer_hours, 1.5);
+        assert_eq!(week(&state).active_participants, 1, "a still took part through h2");
+        let (state, _) = apply_all(&[&one, &retraction("r1", "m", "h1")]);
+        assert_eq!(week(&state).active_participants, 0);
+        assert_eq!(week(&state).volunteer_hours, 0.0);
+    }
+
+    #[test]
+    fn a_retraction_that_arrives_first_keeps_the_event_from_ever_counting() {
+        let (state, outcomes) = apply_all(&[&retraction("r1", "m", "h1"), &hours("h1", "a", 2.0)]);
+        assert_eq!(outcomes, vec![Outcome::RetractionPending, Outcome::ArrivedRetracted]);
+        assert_eq!(week(&state).volunteer_hours, 0.0);
+        assert_eq!(week(&state).active_participants, 0);
+    }
+
+    #[test]
+    fn a_retraction_from_another_movement_or_of_a_retraction_changes_nothing() {
+        let one = hours("h1", "a", 2.0);
+        let (state, outcomes) = apply_all(&[&one, &retraction("r1", "other", "h1")]);
+        assert_eq!(outcomes[1], Outcome::RetractionIgnored);
+        assert_eq!(week(&state).volunteer_hours, 2.0);
+
+        let (state, outcomes) = apply_all(&[
+            &one,
+            &retraction("r1", "m", "h1"),
+            &retraction("r2", "m", "r1"),
+            &retraction("r3", "m", "h1"),
+        ]);
+        assert_eq!(outcomes[1..], [Outcome::Retracted, Outcome::RetractionIgnored, Outcome::RetractionIgnored]);
+        assert_eq!(week(&state).volunteer_hours, 0.0, "retracting r1 does not bring h1 back");
+    }
+
+    #[test]
+    fn period_totals_read_back_and_a_shorter_record_reads_zeros_for_new_fields() {
+        let totals = PeriodTotals { active_participants: 3, people_reached: -1, ..PeriodTotals::default() };
+        assert_eq!(PeriodTotals::decode(&totals.encode()), totals);
+        let short = &totals.encode()[..8];
+        assert_eq!(PeriodTotals::decode(short), PeriodTotals { active_participants: 3, ..PeriodTotals::default() });
+    }
+
+    #[test]
+    fn hours_are_counted_in_whole_milli_hours() {
+        assert_eq!(millihours(0.1) + millihours(0.2), millihours(0.3));
+        assert_eq!(millihours(24.0), 24_000);
+    }
+}
