@@ -22,16 +22,29 @@ pub const EVENT_BYTES_MAX: usize = 256 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueryEndpoint {
     Trends,
+    Cohorts,
+    Principles,
+    Compare,
     Movements,
     Status,
 }
 
 impl QueryEndpoint {
-    pub const ALL: [QueryEndpoint; 3] = [QueryEndpoint::Trends, QueryEndpoint::Movements, QueryEndpoint::Status];
+    pub const ALL: [QueryEndpoint; 6] = [
+        QueryEndpoint::Trends,
+        QueryEndpoint::Cohorts,
+        QueryEndpoint::Principles,
+        QueryEndpoint::Compare,
+        QueryEndpoint::Movements,
+        QueryEndpoint::Status,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             QueryEndpoint::Trends => "trends",
+            QueryEndpoint::Cohorts => "cohorts",
+            QueryEndpoint::Principles => "principles",
+            QueryEndpoint::Compare => "compare",
             QueryEndpoint::Movements => "movements",
             QueryEndpoint::Status => "status",
         }

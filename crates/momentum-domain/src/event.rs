@@ -225,3 +225,103 @@ pub struct EventRetracted {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// The eight principles of NHS England's Health as a Social Movement programme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Principle {
+    MobiliseCitizens,
+    ShiftControl,
+    CollaborateWidely,
+    SharePower,
+    ChangeCulture,
+    GrowFromLocal,
+    BuildMomentum,
+    BringPeopleTogether,
+}
+
+impl Principle {
+    pub const ALL: [Principle; 8] = [
+        Principle::MobiliseCitizens,
+        Principle::ShiftControl,
+        Principle::CollaborateWidely,
+        Principle::SharePower,
+        Principle::ChangeCulture,
+        Principle::GrowFromLocal,
+        Principle::BuildMomentum,
+        Principle::BringPeopleTogether,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Principle::MobiliseCitizens => "mobilise_citizens",
+            Principle::ShiftControl => "shift_control",
+            Principle::CollaborateWidely => "collaborate_widely",
+            Principle::SharePower => "share_power",
+            Principle::ChangeCulture => "change_culture",
+            Principle::GrowFromLocal => "grow_from_local",
+            Principle::BuildMomentum => "build_momentum",
+            Principle::BringPeopleTogether => "bring_people_together",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Principle> {
+        Principle::ALL.into_iter().find(|principle| principle.as_str() == text)
+    }
+}
+
+impl Event {
+    /// The distinct principles the event is tagged with: meetings, actions
+    /// and hour logs can carry them; other events have none.
+    pub fn principles(&self) -> Vec<Principle> {
+        let tags: &[String] = match &self.data {
+            EventData::MeetingHeld(data) => &data.principles,
+            EventData::VolunteerHoursLogged(data) => &data.principles,
+            EventData::CollectiveActionTaken(data) => &data.principles,
+            EventData::ParticipantJoined(_) | EventData::EventRetracted(_) => &[],
+        };
+        let mut principles: Vec<Principle> = tags.iter().filter_map(|tag| Principle::parse(tag)).collect();
+        principles.sort_unstable();
+        principles.dedup();
+        principles
+    }
+
+    /// The distinct organiser refs of a meeting or an action, and whether
+    /// any of them organised as a citizen.
+    pub fn organisers(&self) -> (Vec<&str>, bool) {
+        let organisers: &[Organiser] = match &self.data {
+            EventData::MeetingHeld(data) => &data.organisers,
+            EventData::CollectiveActionTaken(data) => &data.organisers,
+            _ => &[],
+        };
+        let citizen_led = organisers.iter().any(|organiser| organiser.role == Role::Citizen);
+        let mut refs: Vec<&str> = organisers.iter().map(|organiser| organiser.participant.as_str()).collect();
+        refs.sort_unstable();
+        refs.dedup();
+        (refs, citizen_led)
+    }
+
+    /// The distinct partner organisations named by a meeting or an action.
+    pub fn partners(&self) -> Vec<&str> {
+        let partners: &[String] = match &self.data {
+            EventData::MeetingHeld(data) => &data.partners,
+            EventData::CollectiveActionTaken(data) => &data.partners,
+            _ => &[],
+        };
+        let mut partners: Vec<&str> = partners.iter().map(String::as_str).collect();
+        partners.sort_unstable();
+        partners.dedup();
+        partners
+    }
+
+    /// The event's `area`, if it names one.
+    pub fn area(&self) -> Option<&str> {
+        match &self.data {
+            EventData::ParticipantJoined(data) => data.area.as_deref(),
+            EventData::MeetingHeld(data) => data.area.as_deref(),
+            EventData::VolunteerHoursLogged(data) => data.area.as_deref(),
+            EventData::CollectiveActionTaken(data) => data.area.as_deref(),
+            EventData::EventRetracted(_) => None,
+        }
+    }
+}

@@ -12,6 +12,6 @@ pub mod projection;
 pub mod query;
 pub mod validation;
 
-pub use event::{Event, EventData, EventType, Organiser, Role};
+pub use event::{Event, EventData, EventType, Organiser, Principle, Role};
 pub use period::Interval;
 pub use validation::{FieldError, Validator};

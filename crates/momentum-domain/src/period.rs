@@ -59,6 +59,17 @@ impl Interval {
         }
     }
 
+    /// The first date of the period `count` periods after (or, if negative,
+    /// before) the one starting at `start`.
+    pub fn shift(self, start: NaiveDate, count: i32) -> NaiveDate {
+        match self {
+            Interval::Day => start + Duration::days(i64::from(count)),
+            Interval::Week => start + Duration::days(7 * i64::from(count)),
+            Interval::Month if count >= 0 => start + Months::new(count.unsigned_abs()),
+            Interval::Month => start - Months::new(count.unsigned_abs()),
+        }
+    }
+
     /// The first dates of every period from the one containing `from` to the
     /// one containing `to`, inclusive; empty when `to` is before `from`.
     pub fn periods(self, from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> {
@@ -102,6 +113,14 @@ mod tests {
         assert_eq!(Interval::Week.period_start(local), date("2026-06-08"));
         let winter = DateTime::parse_from_rfc3339("2026-01-04T23:30:00Z").unwrap();
         assert_eq!(local_date(winter, chrono_tz::Europe::London), date("2026-01-04"));
+    }
+
+    #[test]
+    fn shifting_moves_by_whole_periods_both_ways() {
+        assert_eq!(Interval::Month.shift(date("2026-01-01"), -1), date("2025-12-01"));
+        assert_eq!(Interval::Month.shift(date("2026-01-01"), 14), date("2027-03-01"));
+        assert_eq!(Interval::Week.shift(date("2026-03-02"), -4), date("2026-02-02"));
+        assert_eq!(Interval::Day.shift(date("2026-03-01"), -1), date("2026-02-28"));
     }
 
     #[test]

@@ -17,19 +17,24 @@
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
-use crate::event::{Event, EventData, EventType};
+use crate::event::{Event, EventData, EventType, Principle};
 use crate::period::{Interval, local_date};
 
 /// Key-value pairs in key order.
-pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+pub type Entries = Vec<Entry>;
+/// One key-value pair.
+pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// Read access to the ordered key-value map that holds a projection.
 pub trait StateRead {
     type Error;
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
-    /// Every entry whose key starts with `prefix`, in key order; used for
-    /// listings, never on the fold's path.
+    /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, Self::Error>;
+    /// The first entry whose key starts with `prefix`.
+    fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, Self::Error> {
+        Ok(self.scan_prefix(prefix)?.into_iter().next())
+    }
 }
 
 /// Write access: what the fold needs on top of reads.
@@ -70,7 +75,11 @@ pub enum Outcome {
     RetractionIgnored,
 }
 
-/// Store keys. Every key starts with a one-byte tag naming its table.
+/// Store keys. Every key starts with a one-byte tag naming its table; keys
+/// of a movement continue with the movement id and a NUL (movement ids never
+/// contain one). Free-text parts (refs, org ids, areas) are length-prefixed,
+/// since they may contain any character. Dates are big-endian days since
+/// 0001-01-01, so keys sort by date.
 pub mod keys {
     use super::*;
 
@@ -78,16 +87,61 @@ pub mod keys {
     pub(crate) const MOVEMENT: u8 = b'm';
     pub(crate) const PERIOD: u8 = b'p';
     pub(crate) const ACTIVE: u8 = b'a';
+    pub(crate) const FIRST: u8 = b'f';
+    pub(crate) const COHORT: u8 = b'h';
+    pub(crate) const PRINCIPLE_DAY: u8 = b'x';
+    pub(crate) const PRINCIPLE_MEMBER: u8 = b'y';
     /// The last applied stream sequence: the projection's checkpoint.
     pub const WATERMARK: &[u8] = b"w";
 
-    /// The record of one (`source`, `id`). Both parts are length-prefixed
-    /// because CloudEvents ids may contain any character.
+    /// The distinct-value sets kept per period, each with its own tag.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Set {
+        Volunteers,
+        ActionParticipants,
+        Organisers,
+        Partners,
+        Areas,
+    }
+
+    impl Set {
+        fn tag(self) -> u8 {
+            match self {
+                Set::Volunteers => b'v',
+                Set::ActionParticipants => b'c',
+                Set::Organisers => b'o',
+                Set::Partners => b'g',
+                Set::Areas => b'r',
+            }
+        }
+    }
+
+    fn push_text(key: &mut Vec<u8>, text: &str) {
+        key.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        key.extend_from_slice(text.as_bytes());
+    }
+
+    pub(crate) fn push_date(key: &mut Vec<u8>, date: NaiveDate) {
+        use chrono::Datelike;
+        key.extend_from_slice(&(date.num_days_from_ce() as u32).to_be_bytes());
+    }
+
+    pub(crate) fn read_date(bytes: &[u8]) -> NaiveDate {
+        let days = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"));
+        NaiveDate::from_num_days_from_ce_opt(days as i32).expect("stored dates are valid")
+    }
+
+    fn movement_prefix(tag: u8, movement: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(movement.len() + 24);
+        key.push(tag);
+        key.extend_from_slice(movement.as_bytes());
+        key.push(0);
+        key
+    }
+
     pub(crate) fn event(source: &str, id: &str) -> Vec<u8> {
-        let mut key = Vec::with_capacity(5 + source.len() + id.len());
-        key.push(EVENT);
-        key.extend_from_slice(&(source.len() as u16).to_be_bytes());
-        key.extend_from_slice(source.as_bytes());
+        let mut key = vec![EVENT];
+        push_text(&mut key, source);
         key.extend_from_slice(id.as_bytes());
         key
     }
@@ -98,31 +152,86 @@ pub mod keys {
         key
     }
 
-    /// Movement ids never contain a NUL byte (their schema pattern rules it
-    /// out), so NUL ends them unambiguously inside longer keys.
     pub(crate) fn period(movement: &str, interval: Interval, start: NaiveDate) -> Vec<u8> {
-        let mut key = vec![PERIOD];
-        key.extend_from_slice(movement.as_bytes());
-        key.push(0);
+        let mut key = movement_prefix(PERIOD, movement);
         key.push(interval.key_byte());
-        key.extend_from_slice(&date_bytes(start));
+        push_date(&mut key, start);
         key
     }
 
-    pub(crate) fn active(movement: &str, interval: Interval, start: NaiveDate, participant: &str) -> Vec<u8> {
-        let mut key = vec![ACTIVE];
-        key.extend_from_slice(movement.as_bytes());
-        key.push(0);
+    pub(crate) fn member(set: Set, movement: &str, interval: Interval, start: NaiveDate, value: &str) -> Vec<u8> {
+        let mut key = movement_prefix(set.tag(), movement);
         key.push(interval.key_byte());
-        key.extend_from_slice(&date_bytes(start));
-        key.extend_from_slice(participant.as_bytes());
+        push_date(&mut key, start);
+        push_text(&mut key, value);
         key
     }
 
-    /// Big-endian days since 0001-01-01, so keys sort by date.
-    fn date_bytes(date: NaiveDate) -> [u8; 4] {
-        use chrono::Datelike;
-        (date.num_days_from_ce() as u32).to_be_bytes()
+    /// A participant's activity, participant first so that all their active
+    /// periods of an interval are one prefix scan.
+    pub(crate) fn active_prefix(movement: &str, interval: Interval, participant: &str) -> Vec<u8> {
+        let mut key = movement_prefix(ACTIVE, movement);
+        key.push(interval.key_byte());
+        push_text(&mut key, participant);
+        key
+    }
+
+    pub(crate) fn active(movement: &str, interval: Interval, participant: &str, start: NaiveDate) -> Vec<u8> {
+        let mut key = active_prefix(movement, interval, participant);
+        push_date(&mut key, start);
+        key
+    }
+
+    /// The days a participant took part on, over all time; the first of them
+    /// is their first participation.
+    pub(crate) fn first_prefix(movement: &str, participant: &str) -> Vec<u8> {
+        let mut key = movement_prefix(FIRST, movement);
+        push_text(&mut key, participant);
+        key
+    }
+
+    pub(crate) fn first(movement: &str, participant: &str, day: NaiveDate) -> Vec<u8> {
+        let mut key = first_prefix(movement, participant);
+        push_date(&mut key, day);
+        key
+    }
+
+    pub(crate) fn cohort_prefix(movement: &str, interval: Interval, cohort: NaiveDate) -> Vec<u8> {
+        let mut key = movement_prefix(COHORT, movement);
+        key.push(interval.key_byte());
+        push_date(&mut key, cohort);
+        key
+    }
+
+    pub(crate) fn cohort(movement: &str, interval: Interval, cohort: NaiveDate, start: NaiveDate) -> Vec<u8> {
+        let mut key = cohort_prefix(movement, interval, cohort);
+        push_date(&mut key, start);
+        key
+    }
+
+    pub(crate) fn principle_day_prefix(movement: &str, principle: Principle) -> Vec<u8> {
+        let mut key = movement_prefix(PRINCIPLE_DAY, movement);
+        key.push(principle as u8);
+        key
+    }
+
+    pub(crate) fn principle_day(movement: &str, principle: Principle, day: NaiveDate) -> Vec<u8> {
+        let mut key = principle_day_prefix(movement, principle);
+        push_date(&mut key, day);
+        key
+    }
+
+    pub(crate) fn principle_member_prefix(movement: &str, principle: Principle) -> Vec<u8> {
+        let mut key = movement_prefix(PRINCIPLE_MEMBER, movement);
+        key.push(principle as u8);
+        key
+    }
+
+    pub(crate) fn principle_member(movement: &str, principle: Principle, day: NaiveDate, participant: &str) -> Vec<u8> {
+        let mut key = principle_member_prefix(movement, principle);
+        push_date(&mut key, day);
+        push_text(&mut key, participant);
+        key
     }
 }
 
@@ -132,6 +241,7 @@ pub mod keys {
 /// ever appended, and a shorter record reads with zeros for the missing ones.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeriodTotals {
+    /// Distinct participants who took part in the period.
     pub active_participants: i64,
     pub joined: i64,
     pub meetings: i64,
@@ -139,10 +249,24 @@ pub struct PeriodTotals {
     pub volunteer_millihours: i64,
     pub collective_actions: i64,
     pub people_reached: i64,
+    /// Participants whose first participation ever falls in the period.
+    pub new_participants: i64,
+    /// Participants who took part in this period and the one before.
+    pub retained_participants: i64,
+    pub volunteers: i64,
+    pub action_participants: i64,
+    pub organisers: i64,
+    /// Meetings and actions with at least one citizen organiser.
+    pub citizen_led: i64,
+    pub partners: i64,
+    pub areas: i64,
+    /// Distinct participants who took part in any of this period and the
+    /// three before it: U(P) of the momentum metric.
+    pub window_participants: i64,
 }
 
 impl PeriodTotals {
-    const FIELD_COUNT: usize = 7;
+    const FIELD_COUNT: usize = 16;
 
     fn fields_mut(&mut self) -> [&mut i64; Self::FIELD_COUNT] {
         [
@@ -153,6 +277,15 @@ impl PeriodTotals {
             &mut self.volunteer_millihours,
             &mut self.collective_actions,
             &mut self.people_reached,
+            &mut self.new_participants,
+            &mut self.retained_participants,
+            &mut self.volunteers,
+            &mut self.action_participants,
+            &mut self.organisers,
+            &mut self.citizen_led,
+            &mut self.partners,
+            &mut self.areas,
+            &mut self.window_participants,
         ]
     }
 
@@ -166,6 +299,16 @@ impl PeriodTotals {
 
     pub fn encode(mut self) -> Vec<u8> {
         self.fields_mut().into_iter().flat_map(|field| field.to_le_bytes()).collect()
+    }
+
+    pub(crate) fn read<S: StateRead>(
+        state: &S,
+        movement: &str,
+        interval: Interval,
+        start: NaiveDate,
+    ) -> Result<PeriodTotals, S::Error> {
+        let key = keys::period(movement, interval, start);
+        Ok(state.get(&key)?.map(|bytes| PeriodTotals::decode(&bytes)).unwrap_or_default())
     }
 }
 
@@ -297,51 +440,235 @@ fn count_event<S: State>(state: &mut S, movement: &str) -> Result<(), S::Error> 
     state.put(&key, &(count + 1).to_le_bytes())
 }
 
-/// Adds (`sign` = 1) or subtracts (`sign` = -1) an event's contribution to
-/// every period, of every interval, that it falls in.
+/// Adds (`sign` = 1) or subtracts (`sign` = -1) an event's contribution.
+///
+/// When adding, a participant's first participation is updated before their
+/// activity, and when subtracting after it, so that every participant's
+/// active periods are always counted under the cohort of their current first
+/// participation.
 fn add_contribution<S: State>(
     state: &mut S,
     settings: &ProjectionSettings,
     event: &Event,
     sign: i64,
 ) -> Result<(), S::Error> {
-    let date = local_date(event.time, settings.time_zone);
+    let movement = event.subject.as_str();
+    let day = local_date(event.time, settings.time_zone);
     let participants = event.participants();
+    if sign > 0 {
+        for participant in &participants {
+            update_first_participation(state, movement, participant, day, sign)?;
+        }
+    }
+    let (organisers, citizen_led) = event.organisers();
     for interval in Interval::ALL {
-        let start = interval.period_start(date);
-        let period_key = keys::period(&event.subject, interval, start);
-        let mut totals = state.get(&period_key)?.map(|bytes| PeriodTotals::decode(&bytes)).unwrap_or_default();
-        match &event.data {
+        let start = interval.period_start(day);
+        adjust_totals(state, movement, interval, start, |totals| match &event.data {
             EventData::ParticipantJoined(_) => totals.joined += sign,
             EventData::MeetingHeld(_) => {
                 totals.meetings += sign;
                 totals.attendances += sign * participants.len() as i64;
+                totals.citizen_led += sign * i64::from(citizen_led);
             }
             EventData::VolunteerHoursLogged(data) => totals.volunteer_millihours += sign * millihours(data.hours),
             EventData::CollectiveActionTaken(data) => {
                 totals.collective_actions += sign;
                 totals.people_reached += sign * data.reach as i64;
+                totals.citizen_led += sign * i64::from(citizen_led);
             }
             EventData::EventRetracted(_) => {}
+        })?;
+        let mut set_members: Vec<(keys::Set, &str)> = Vec::new();
+        match &event.data {
+            EventData::VolunteerHoursLogged(data) => set_members.push((keys::Set::Volunteers, &data.participant)),
+            EventData::CollectiveActionTaken(_) => {
+                set_members
+                    .extend(participants.iter().map(|participant| (keys::Set::ActionParticipants, *participant)));
+            }
+            _ => {}
+        }
+        set_members.extend(organisers.iter().map(|organiser| (keys::Set::Organisers, *organiser)));
+        set_members.extend(event.partners().into_iter().map(|partner| (keys::Set::Partners, partner)));
+        set_members.extend(event.area().map(|area| (keys::Set::Areas, area)));
+        for (set, value) in set_members {
+            let distinct_change = count_member(state, &keys::member(set, movement, interval, start, value), sign)?;
+            if distinct_change != 0 {
+                adjust_totals(state, movement, interval, start, |totals| match set {
+                    keys::Set::Volunteers => totals.volunteers += distinct_change,
+                    keys::Set::ActionParticipants => totals.action_participants += distinct_change,
+                    keys::Set::Organisers => totals.organisers += distinct_change,
+                    keys::Set::Partners => totals.partners += distinct_change,
+                    keys::Set::Areas => totals.areas += distinct_change,
+                })?;
+            }
         }
         for participant in &participants {
-            let active_key = keys::active(&event.subject, interval, start, participant);
-            let before = state.get(&active_key)?.map(|bytes| decode_u64(&bytes)).unwrap_or(0);
-            let after = before.checked_add_signed(sign).expect("a retraction only removes what was added");
-            if before == 0 {
-                totals.active_participants += 1;
-            }
-            if after == 0 {
-                totals.active_participants -= 1;
-                state.remove(&active_key)?;
-            } else {
-                state.put(&active_key, &after.to_le_bytes())?;
-            }
+            update_activity(state, movement, interval, participant, start, sign)?;
         }
-        state.put(&period_key, &totals.encode())?;
+    }
+    if sign < 0 {
+        for participant in &participants {
+            update_first_participation(state, movement, participant, day, sign)?;
+        }
+    }
+    for principle in event.principles() {
+        let key = keys::principle_day(movement, principle, day);
+        let activities = state.get(&key)?.map(|bytes| decode_u64(&bytes)).unwrap_or(0);
+        write_count(
+            state,
+            &key,
+            activities.checked_add_signed(sign).expect("a retraction only removes what was added"),
+        )?;
+        for participant in &participants {
+            count_member(state, &keys::principle_member(movement, principle, day, participant), sign)?;
+        }
     }
     Ok(())
 }
+
+/// Reads, changes and writes back the totals of one period.
+fn adjust_totals<S: State>(
+    state: &mut S,
+    movement: &str,
+    interval: Interval,
+    start: NaiveDate,
+    change: impl FnOnce(&mut PeriodTotals),
+) -> Result<(), S::Error> {
+    let mut totals = PeriodTotals::read(state, movement, interval, start)?;
+    change(&mut totals);
+    state.put(&keys::period(movement, interval, start), &totals.encode())
+}
+
+fn write_count<S: State>(state: &mut S, key: &[u8], count: u64) -> Result<(), S::Error> {
+    if count == 0 { state.remove(key) } else { state.put(key, &count.to_le_bytes()) }
+}
+
+/// Adds `sign` to a reference count and returns how the number of distinct
+/// members changed: +1 when it went from 0 to 1, -1 from 1 to 0, else 0.
+fn count_member<S: State>(state: &mut S, key: &[u8], sign: i64) -> Result<i64, S::Error> {
+    let before = state.get(key)?.map(|bytes| decode_u64(&bytes)).unwrap_or(0);
+    let after = before.checked_add_signed(sign).expect("a retraction only removes what was added");
+    write_count(state, key, after)?;
+    Ok(match (before, after) {
+        (0, 1..) => 1,
+        (1.., 0) => -1,
+        _ => 0,
+    })
+}
+
+fn is_active<S: StateRead>(
+    state: &S,
+    movement: &str,
+    interval: Interval,
+    participant: &str,
+    start: NaiveDate,
+) -> Result<bool, S::Error> {
+    Ok(state.get(&keys::active(movement, interval, participant, start))?.is_some())
+}
+
+/// A participant's first participation day in a movement, over all time.
+fn first_participation<S: StateRead>(
+    state: &S,
+    movement: &str,
+    participant: &str,
+) -> Result<Option<NaiveDate>, S::Error> {
+    let prefix = keys::first_prefix(movement, participant);
+    Ok(state.first_with_prefix(&prefix)?.map(|(key, _)| keys::read_date(&key[prefix.len()..])))
+}
+
+/// Counts a participation day of a participant and, when that moves their
+/// first participation, moves them between periods' `new_participants` and
+/// moves their active periods between cohorts.
+fn update_first_participation<S: State>(
+    state: &mut S,
+    movement: &str,
+    participant: &str,
+    day: NaiveDate,
+    sign: i64,
+) -> Result<(), S::Error> {
+    let before = first_participation(state, movement, participant)?;
+    count_member(state, &keys::first(movement, participant, day), sign)?;
+    let after = first_participation(state, movement, participant)?;
+    if before == after {
+        return Ok(());
+    }
+    for interval in Interval::ALL {
+        let old_cohort = before.map(|day| interval.period_start(day));
+        let new_cohort = after.map(|day| interval.period_start(day));
+        if old_cohort == new_cohort {
+            continue;
+        }
+        if let Some(cohort) = old_cohort {
+            adjust_totals(state, movement, interval, cohort, |totals| totals.new_participants -= 1)?;
+        }
+        if let Some(cohort) = new_cohort {
+            adjust_totals(state, movement, interval, cohort, |totals| totals.new_participants += 1)?;
+        }
+        let prefix = keys::active_prefix(movement, interval, participant);
+        for (key, _) in state.scan_prefix(&prefix)? {
+            let start = keys::read_date(&key[prefix.len()..]);
+            if let Some(cohort) = old_cohort {
+                count_member(state, &keys::cohort(movement, interval, cohort, start), -1)?;
+            }
+            if let Some(cohort) = new_cohort {
+                count_member(state, &keys::cohort(movement, interval, cohort, start), 1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts one event's participation of a participant in a period and, when
+/// that makes them newly active (or no longer active) there, updates the
+/// period's active count, their cohort's activity, retention and the rolling
+/// windows the period belongs to.
+fn update_activity<S: State>(
+    state: &mut S,
+    movement: &str,
+    interval: Interval,
+    participant: &str,
+    start: NaiveDate,
+    sign: i64,
+) -> Result<(), S::Error> {
+    let change = count_member(state, &keys::active(movement, interval, participant, start), sign)?;
+    if change == 0 {
+        return Ok(());
+    }
+    adjust_totals(state, movement, interval, start, |totals| totals.active_participants += change)?;
+    let first = first_participation(state, movement, participant)?
+        .expect("a participant with activity has a first participation");
+    count_member(state, &keys::cohort(movement, interval, interval.period_start(first), start), change)?;
+
+    let previous = interval.shift(start, -1);
+    if is_active(state, movement, interval, participant, previous)? {
+        adjust_totals(state, movement, interval, start, |totals| totals.retained_participants += change)?;
+    }
+    let next = interval.shift(start, 1);
+    if is_active(state, movement, interval, participant, next)? {
+        adjust_totals(state, movement, interval, next, |totals| totals.retained_participants += change)?;
+    }
+    // The window ending at W covers W-3..=W: this period is in the windows
+    // ending here and in the three periods after. A window's distinct count
+    // changes only if no other period of it has the participant active.
+    for offset in 0..MOMENTUM_WINDOW_PERIODS {
+        let window_end = interval.shift(start, offset);
+        let mut active_elsewhere = false;
+        for back in 0..MOMENTUM_WINDOW_PERIODS {
+            let other = interval.shift(window_end, -back);
+            if other != start && is_active(state, movement, interval, participant, other)? {
+                active_elsewhere = true;
+                break;
+            }
+        }
+        if !active_elsewhere {
+            adjust_totals(state, movement, interval, window_end, |totals| totals.window_participants += change)?;
+        }
+    }
+    Ok(())
+}
+
+/// How many periods the momentum metric's rolling window spans.
+pub const MOMENTUM_WINDOW_PERIODS: i32 = 4;
 
 pub(crate) fn decode_u64(bytes: &[u8]) -> u64 {
     let mut buffer = [0u8; 8];
@@ -365,7 +692,8 @@ pub fn set_watermark<S: State>(state: &mut S, seq: u64) -> Result<(), S::Error> 
 mod tests {
     use super::*;
     use crate::memory::MemoryState;
-    use crate::query::{TrendRequest, TrendRow, trend};
+    use crate::query::{Metric, ReadSettings, TrendRequest, trend};
+    use serde_json::Value;
 
     fn event(id: &str, kind: &str, movement: &str, data: serde_json::Value) -> Event {
         let value = serde_json::json!({
@@ -396,11 +724,15 @@ mod tests {
         (state, outcomes)
     }
 
-    fn week(state: &MemoryState) -> TrendRow {
+    /// The week of 4 March 2026 for movement m, as metric name → value.
+    fn week(state: &MemoryState) -> serde_json::Map<String, Value> {
         let day = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
-        let request = TrendRequest { movement: "m".to_owned(), interval: Interval::Week, from: day, to: day };
-        let Ok(trend) = trend(state, &request) else { panic!("movement m has events") };
-        trend.series[0].clone()
+        let request =
+            TrendRequest { movement: "m".to_owned(), interval: Interval::Week, from: day, to: day, metrics: None };
+        let settings = ReadSettings { volunteer_hour_value_gbp: 10.0 };
+        let Ok(trend) = trend(state, &request, &settings) else { panic!("movement m has events") };
+        let row = &trend.series[0];
+        Metric::ALL.iter().map(|metric| (metric.as_str().to_owned(), row.get(*metric).unwrap().clone())).collect()
     }
 
     #[test]
@@ -408,8 +740,8 @@ mod tests {
         let first = hours("h1", "a", 2.0);
         let (state, outcomes) = apply_all(&[&first, &first.clone()]);
         assert_eq!(outcomes, vec![Outcome::Applied, Outcome::Duplicate]);
-        assert_eq!(week(&state).volunteer_hours, 2.0);
-        assert_eq!(week(&state).active_participants, 1);
+        assert_eq!(week(&state)["volunteer_hours"], 2.0);
+        assert_eq!(week(&state)["active_participants"], 1);
     }
 
     #[test]
@@ -417,19 +749,19 @@ mod tests {
         let (one, two) = (hours("h1", "a", 2.0), hours("h2", "a", 1.5));
         let (state, outcomes) = apply_all(&[&one, &two, &retraction("r1", "m", "h1")]);
         assert_eq!(outcomes[2], Outcome::Retracted);
-        assert_eq!(week(&state).volunteer_hours, 1.5);
-        assert_eq!(week(&state).active_participants, 1, "a still took part through h2");
+        assert_eq!(week(&state)["volunteer_hours"], 1.5);
+        assert_eq!(week(&state)["active_participants"], 1, "a still took part through h2");
         let (state, _) = apply_all(&[&one, &retraction("r1", "m", "h1")]);
-        assert_eq!(week(&state).active_participants, 0);
-        assert_eq!(week(&state).volunteer_hours, 0.0);
+        assert_eq!(week(&state)["active_participants"], 0);
+        assert_eq!(week(&state)["volunteer_hours"], 0.0);
     }
 
     #[test]
     fn a_retraction_that_arrives_first_keeps_the_event_from_ever_counting() {
         let (state, outcomes) = apply_all(&[&retraction("r1", "m", "h1"), &hours("h1", "a", 2.0)]);
         assert_eq!(outcomes, vec![Outcome::RetractionPending, Outcome::ArrivedRetracted]);
-        assert_eq!(week(&state).volunteer_hours, 0.0);
-        assert_eq!(week(&state).active_participants, 0);
+        assert_eq!(week(&state)["volunteer_hours"], 0.0);
+        assert_eq!(week(&state)["active_participants"], 0);
     }
 
     #[test]
@@ -437,7 +769,7 @@ mod tests {
         let one = hours("h1", "a", 2.0);
         let (state, outcomes) = apply_all(&[&one, &retraction("r1", "other", "h1")]);
         assert_eq!(outcomes[1], Outcome::RetractionIgnored);
-        assert_eq!(week(&state).volunteer_hours, 2.0);
+        assert_eq!(week(&state)["volunteer_hours"], 2.0);
 
         let (state, outcomes) = apply_all(&[
             &one,
@@ -446,7 +778,7 @@ mod tests {
             &retraction("r3", "m", "h1"),
         ]);
         assert_eq!(outcomes[1..], [Outcome::Retracted, Outcome::RetractionIgnored, Outcome::RetractionIgnored]);
-        assert_eq!(week(&state).volunteer_hours, 0.0, "retracting r1 does not bring h1 back");
+        assert_eq!(week(&state)["volunteer_hours"], 0.0, "retracting r1 does not bring h1 back");
     }
 
     #[test]

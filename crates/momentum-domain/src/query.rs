@@ -1,16 +1,148 @@
 //! Reads over the projection, and the request and response shapes that the
 //! projector and the query service exchange (the same JSON the HTTP API
 //! returns, so the query service passes it through unchanged).
+//!
+//! Every read costs in proportion to what it returns (periods, cohorts,
+//! principles), never to the number of events stored.
+
+use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::event::Principle;
 use crate::period::Interval;
-use crate::projection::{PeriodTotals, StateRead, keys, watermark};
+use crate::projection::{MOMENTUM_WINDOW_PERIODS, PeriodTotals, StateRead, decode_u64, keys, watermark};
 
-/// The most periods one trend may return: ten years of days. A trend's
-/// cost is in proportion to its periods, so this bounds the cost of a read.
+/// The most periods one trend may return: ten years of days.
 pub const PERIODS_PER_TREND_MAX: usize = 3660;
+/// The most movements one comparison may name.
+pub const MOVEMENTS_PER_COMPARISON_MAX: usize = 20;
+
+/// Every metric a trend can carry; the names are the API's field names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    ActiveParticipants,
+    NewParticipants,
+    ReturningParticipants,
+    RetainedParticipants,
+    RetentionRate,
+    Joined,
+    Meetings,
+    Attendances,
+    VolunteerHours,
+    Volunteers,
+    SocialValueGbp,
+    CollectiveActions,
+    ActionParticipants,
+    PeopleReached,
+    Organisers,
+    CitizenLedShare,
+    Partners,
+    Areas,
+    Momentum,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 19] = [
+        Metric::ActiveParticipants,
+        Metric::NewParticipants,
+        Metric::ReturningParticipants,
+        Metric::RetainedParticipants,
+        Metric::RetentionRate,
+        Metric::Joined,
+        Metric::Meetings,
+        Metric::Attendances,
+        Metric::VolunteerHours,
+        Metric::Volunteers,
+        Metric::SocialValueGbp,
+        Metric::CollectiveActions,
+        Metric::ActionParticipants,
+        Metric::PeopleReached,
+        Metric::Organisers,
+        Metric::CitizenLedShare,
+        Metric::Partners,
+        Metric::Areas,
+        Metric::Momentum,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::ActiveParticipants => "active_participants",
+            Metric::NewParticipants => "new_participants",
+            Metric::ReturningParticipants => "returning_participants",
+            Metric::RetainedParticipants => "retained_participants",
+            Metric::RetentionRate => "retention_rate",
+            Metric::Joined => "joined",
+            Metric::Meetings => "meetings",
+            Metric::Attendances => "attendances",
+            Metric::VolunteerHours => "volunteer_hours",
+            Metric::Volunteers => "volunteers",
+            Metric::SocialValueGbp => "social_value_gbp",
+            Metric::CollectiveActions => "collective_actions",
+            Metric::ActionParticipants => "action_participants",
+            Metric::PeopleReached => "people_reached",
+            Metric::Organisers => "organisers",
+            Metric::CitizenLedShare => "citizen_led_share",
+            Metric::Partners => "partners",
+            Metric::Areas => "areas",
+            Metric::Momentum => "momentum",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|metric| metric.as_str() == text)
+    }
+
+    /// The metric's value for period P, from the totals of P, P-1 and P-4.
+    fn value(
+        self,
+        current: &PeriodTotals,
+        previous: &PeriodTotals,
+        four_back: &PeriodTotals,
+        hour_value_gbp: f64,
+    ) -> Value {
+        let ratio = |numerator: i64, denominator: i64| {
+            if denominator == 0 { Value::Null } else { Value::from(numerator as f64 / denominator as f64) }
+        };
+        match self {
+            Metric::ActiveParticipants => current.active_participants.into(),
+            Metric::NewParticipants => current.new_participants.into(),
+            Metric::ReturningParticipants => (current.active_participants - current.new_participants).into(),
+            Metric::RetainedParticipants => current.retained_participants.into(),
+            Metric::RetentionRate => ratio(current.retained_participants, previous.active_participants),
+            Metric::Joined => current.joined.into(),
+            Metric::Meetings => current.meetings.into(),
+            Metric::Attendances => current.attendances.into(),
+            Metric::VolunteerHours => (current.volunteer_millihours as f64 / 1000.0).into(),
+            Metric::Volunteers => current.volunteers.into(),
+            Metric::SocialValueGbp => {
+                let pence = (current.volunteer_millihours as f64 * hour_value_gbp / 10.0).round();
+                (pence / 100.0).into()
+            }
+            Metric::CollectiveActions => current.collective_actions.into(),
+            Metric::ActionParticipants => current.action_participants.into(),
+            Metric::PeopleReached => current.people_reached.into(),
+            Metric::Organisers => current.organisers.into(),
+            Metric::CitizenLedShare => ratio(current.citizen_led, current.meetings + current.collective_actions),
+            Metric::Partners => current.partners.into(),
+            Metric::Areas => current.areas.into(),
+            Metric::Momentum => {
+                ratio(current.window_participants - four_back.window_participants, four_back.window_participants)
+            }
+        }
+    }
+}
+
+/// Settings of reads that are not part of the stored projection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReadSettings {
+    /// The value of one volunteer hour in pounds, for `social_value_gbp`.
+    pub volunteer_hour_value_gbp: f64,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrendRequest {
@@ -18,6 +150,9 @@ pub struct TrendRequest {
     pub interval: Interval,
     pub from: NaiveDate,
     pub to: NaiveDate,
+    /// The metrics wanted; all of them when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Vec<Metric>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,42 +163,46 @@ pub struct Trend {
     pub to: NaiveDate,
     /// The last stream sequence these figures include.
     pub watermark: u64,
+    /// The value of a volunteer hour `social_value_gbp` was computed with.
+    pub volunteer_hour_value_gbp: f64,
     pub series: Vec<TrendRow>,
 }
 
-/// One period of a trend. Field names are the API's metric names.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One period of a trend: its first local date and the requested metrics,
+/// in the order of [`Metric::ALL`]; a ratio with a zero divisor is `null`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct TrendRow {
-    /// The period's first local date.
     pub period: NaiveDate,
-    /// Distinct participants who took part in the period.
-    pub active_participants: i64,
-    /// `participant.joined` events in the period.
-    pub joined: i64,
-    /// `meeting.held` events in the period.
-    pub meetings: i64,
-    /// Sum over the period's meetings of their distinct attendees and organisers.
-    pub attendances: i64,
-    /// Sum of `hours` logged in the period, to the nearest milli-hour.
-    pub volunteer_hours: f64,
-    /// `collective_action.taken` events in the period.
-    pub collective_actions: i64,
-    /// Sum of the `reach` of the period's collective actions.
-    pub people_reached: i64,
+    pub values: Vec<(Metric, Value)>,
 }
 
 impl TrendRow {
-    fn new(period: NaiveDate, totals: PeriodTotals) -> TrendRow {
-        TrendRow {
-            period,
-            active_participants: totals.active_participants,
-            joined: totals.joined,
-            meetings: totals.meetings,
-            attendances: totals.attendances,
-            volunteer_hours: totals.volunteer_millihours as f64 / 1000.0,
-            collective_actions: totals.collective_actions,
-            people_reached: totals.people_reached,
+    pub fn get(&self, metric: Metric) -> Option<&Value> {
+        self.values.iter().find(|(name, _)| *name == metric).map(|(_, value)| value)
+    }
+}
+
+impl Serialize for TrendRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1 + self.values.len()))?;
+        map.serialize_entry("period", &self.period)?;
+        for (metric, value) in &self.values {
+            map.serialize_entry(metric.as_str(), value)?;
         }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TrendRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TrendRow, D::Error> {
+        let mut fields = serde_json::Map::deserialize(deserializer)?;
+        let period = fields.remove("period").ok_or_else(|| serde::de::Error::missing_field("period"))?;
+        let period = serde_json::from_value(period).map_err(serde::de::Error::custom)?;
+        let values = Metric::ALL
+            .into_iter()
+            .filter_map(|metric| fields.remove(metric.as_str()).map(|value| (metric, value)))
+            .collect();
+        Ok(TrendRow { period, values })
     }
 }
 
@@ -89,6 +228,94 @@ pub struct Status {
     pub applied_since_start: u64,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CohortRequest {
+    pub movement: String,
+    pub interval: Interval,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cohorts {
+    pub movement: String,
+    pub interval: Interval,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub watermark: u64,
+    pub cohorts: Vec<Cohort>,
+}
+
+/// The participants whose first participation falls in one period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cohort {
+    /// The period's first local date.
+    pub cohort: NaiveDate,
+    pub size: i64,
+    /// How many of them took part in the cohort's period, the next, and so
+    /// on to the last period in range.
+    pub active: Vec<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrinciplesRequest {
+    pub movement: String,
+    /// First local date, inclusive.
+    pub from: NaiveDate,
+    /// Last local date, inclusive.
+    pub to: NaiveDate,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principles {
+    pub movement: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub watermark: u64,
+    pub principles: Vec<PrincipleFigures>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipleFigures {
+    pub principle: Principle,
+    /// Meetings, actions and hour logs tagged with the principle.
+    pub activities: u64,
+    /// Distinct participants of those activities.
+    pub participants: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompareRequest {
+    pub movements: Vec<String>,
+    pub metric: Metric,
+    pub interval: Interval,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub metric: Metric,
+    pub interval: Interval,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub watermark: u64,
+    pub volunteer_hour_value_gbp: f64,
+    pub series: Vec<ComparedMovement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComparedMovement {
+    pub movement: String,
+    pub values: Vec<PeriodValue>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodValue {
+    pub period: NaiveDate,
+    pub value: Value,
+}
+
 /// Why a read could not be answered.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError<E> {
@@ -98,40 +325,195 @@ pub enum QueryError<E> {
     RangeReversed { from: NaiveDate, to: NaiveDate },
     #[error("the range has {periods} periods; at most {PERIODS_PER_TREND_MAX} can be read at once")]
     RangeTooLong { periods: usize },
+    #[error("{0}")]
+    Invalid(String),
     #[error("the store could not be read")]
     Store(E),
 }
 
+fn check_range<E>(interval: Interval, from: NaiveDate, to: NaiveDate) -> Result<Vec<NaiveDate>, QueryError<E>> {
+    if to < from {
+        return Err(QueryError::RangeReversed { from, to });
+    }
+    let periods: Vec<NaiveDate> = interval.periods(from, to).take(PERIODS_PER_TREND_MAX + 1).collect();
+    if periods.len() > PERIODS_PER_TREND_MAX {
+        return Err(QueryError::RangeTooLong { periods: interval.periods(from, to).count() });
+    }
+    Ok(periods)
+}
+
+fn check_movement<S: StateRead>(state: &S, movement: &str) -> Result<(), QueryError<S::Error>> {
+    match state.get(&keys::movement(movement)).map_err(QueryError::Store)? {
+        Some(_) => Ok(()),
+        None => Err(QueryError::UnknownMovement(movement.to_owned())),
+    }
+}
+
 /// The trend of one movement: one row for every period in range, zeros
 /// where nothing happened.
-pub fn trend<S: StateRead>(state: &S, request: &TrendRequest) -> Result<Trend, QueryError<S::Error>> {
-    if request.to < request.from {
-        return Err(QueryError::RangeReversed { from: request.from, to: request.to });
-    }
-    let periods = request.interval.periods(request.from, request.to).take(PERIODS_PER_TREND_MAX + 1);
-    let periods: Vec<NaiveDate> = periods.collect();
-    if periods.len() > PERIODS_PER_TREND_MAX {
-        let periods = request.interval.periods(request.from, request.to).count();
-        return Err(QueryError::RangeTooLong { periods });
-    }
+pub fn trend<S: StateRead>(
+    state: &S,
+    request: &TrendRequest,
+    settings: &ReadSettings,
+) -> Result<Trend, QueryError<S::Error>> {
+    let periods = check_range(request.interval, request.from, request.to)?;
     // Read the watermark first: rows written after it only make the answer
     // newer than it says, never older.
     let watermark = watermark(state).map_err(QueryError::Store)?;
-    if state.get(&keys::movement(&request.movement)).map_err(QueryError::Store)?.is_none() {
-        return Err(QueryError::UnknownMovement(request.movement.clone()));
-    }
-    let mut series = Vec::with_capacity(periods.len());
-    for start in periods {
-        let key = keys::period(&request.movement, request.interval, start);
-        let totals = state.get(&key).map_err(QueryError::Store)?.map(|bytes| PeriodTotals::decode(&bytes));
-        series.push(TrendRow::new(start, totals.unwrap_or_default()));
-    }
+    check_movement(state, &request.movement)?;
+    let metrics: Vec<Metric> = match &request.metrics {
+        Some(wanted) => Metric::ALL.into_iter().filter(|metric| wanted.contains(metric)).collect(),
+        None => Metric::ALL.to_vec(),
+    };
+    // The totals of every period in range and of the four before the first,
+    // which retention and momentum look back to.
+    let lookback = MOMENTUM_WINDOW_PERIODS as usize;
+    let first = periods.first().copied().unwrap_or(request.from);
+    let mut starts: Vec<NaiveDate> =
+        (1..=MOMENTUM_WINDOW_PERIODS).rev().map(|back| request.interval.shift(first, -back)).collect();
+    starts.extend(&periods);
+    let totals = starts
+        .iter()
+        .map(|start| PeriodTotals::read(state, &request.movement, request.interval, *start))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(QueryError::Store)?;
+    let series = periods
+        .iter()
+        .enumerate()
+        .map(|(index, start)| {
+            let position = index + lookback;
+            let (current, previous, four_back) =
+                (&totals[position], &totals[position - 1], &totals[position - lookback]);
+            let values = metrics
+                .iter()
+                .map(|metric| (*metric, metric.value(current, previous, four_back, settings.volunteer_hour_value_gbp)))
+                .collect();
+            TrendRow { period: *start, values }
+        })
+        .collect();
     Ok(Trend {
         movement: request.movement.clone(),
         interval: request.interval,
         from: request.from,
         to: request.to,
         watermark,
+        volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp,
+        series,
+    })
+}
+
+/// Cohorts by first participation, with the activity of each over the
+/// following periods in range.
+pub fn cohorts<S: StateRead>(state: &S, request: &CohortRequest) -> Result<Cohorts, QueryError<S::Error>> {
+    let periods = check_range(request.interval, request.from, request.to)?;
+    let watermark = watermark(state).map_err(QueryError::Store)?;
+    check_movement(state, &request.movement)?;
+    let mut cohorts = Vec::new();
+    for (index, cohort) in periods.iter().enumerate() {
+        let size = PeriodTotals::read(state, &request.movement, request.interval, *cohort)
+            .map_err(QueryError::Store)?
+            .new_participants;
+        if size == 0 {
+            continue;
+        }
+        let prefix = keys::cohort_prefix(&request.movement, request.interval, *cohort);
+        let counts = state.scan_prefix(&prefix).map_err(QueryError::Store)?;
+        let active = periods[index..]
+            .iter()
+            .map(|start| {
+                counts
+                    .iter()
+                    .find(|(key, _)| keys::read_date(&key[prefix.len()..]) == *start)
+                    .map(|(_, value)| decode_u64(value) as i64)
+                    .unwrap_or(0)
+            })
+            .collect();
+        cohorts.push(Cohort { cohort: *cohort, size, active });
+    }
+    Ok(Cohorts {
+        movement: request.movement.clone(),
+        interval: request.interval,
+        from: request.from,
+        to: request.to,
+        watermark,
+        cohorts,
+    })
+}
+
+/// The eight-principles panel over a range of local dates.
+pub fn principles<S: StateRead>(state: &S, request: &PrinciplesRequest) -> Result<Principles, QueryError<S::Error>> {
+    check_range::<S::Error>(Interval::Day, request.from, request.to)?;
+    let watermark = watermark(state).map_err(QueryError::Store)?;
+    check_movement(state, &request.movement)?;
+    let in_range = |date: NaiveDate| request.from <= date && date <= request.to;
+    let mut figures = Vec::with_capacity(Principle::ALL.len());
+    for principle in Principle::ALL {
+        let prefix = keys::principle_day_prefix(&request.movement, principle);
+        let activities = state
+            .scan_prefix(&prefix)
+            .map_err(QueryError::Store)?
+            .into_iter()
+            .filter(|(key, _)| in_range(keys::read_date(&key[prefix.len()..])))
+            .map(|(_, value)| decode_u64(&value))
+            .sum();
+        let prefix = keys::principle_member_prefix(&request.movement, principle);
+        let participants: BTreeSet<Vec<u8>> = state
+            .scan_prefix(&prefix)
+            .map_err(QueryError::Store)?
+            .into_iter()
+            .filter(|(key, _)| in_range(keys::read_date(&key[prefix.len()..])))
+            .map(|(key, _)| key[prefix.len() + 4..].to_vec())
+            .collect();
+        figures.push(PrincipleFigures { principle, activities, participants: participants.len() as u64 });
+    }
+    Ok(Principles {
+        movement: request.movement.clone(),
+        from: request.from,
+        to: request.to,
+        watermark,
+        principles: figures,
+    })
+}
+
+/// One metric for several movements over the same periods.
+pub fn compare<S: StateRead>(
+    state: &S,
+    request: &CompareRequest,
+    settings: &ReadSettings,
+) -> Result<Comparison, QueryError<S::Error>> {
+    if request.movements.is_empty() || request.movements.len() > MOVEMENTS_PER_COMPARISON_MAX {
+        return Err(QueryError::Invalid(format!(
+            "name between 1 and {MOVEMENTS_PER_COMPARISON_MAX} movements to compare"
+        )));
+    }
+    let watermark = watermark(state).map_err(QueryError::Store)?;
+    let mut series = Vec::with_capacity(request.movements.len());
+    for movement in &request.movements {
+        let trend_request = TrendRequest {
+            movement: movement.clone(),
+            interval: request.interval,
+            from: request.from,
+            to: request.to,
+            metrics: Some(vec![request.metric]),
+        };
+        let trend = trend(state, &trend_request, settings)?;
+        let values = trend
+            .series
+            .into_iter()
+            .map(|row| PeriodValue {
+                period: row.period,
+                value: row.get(request.metric).cloned().unwrap_or(Value::Null),
+            })
+            .collect();
+        series.push(ComparedMovement { movement: movement.clone(), values });
+    }
+    Ok(Comparison {
+        metric: request.metric,
+        interval: request.interval,
+        from: request.from,
+        to: request.to,
+        watermark,
+        volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp,
         series,
     })
 }
@@ -144,7 +526,7 @@ pub fn movements<S: StateRead>(state: &S) -> Result<MovementList, QueryError<S::
         .into_iter()
         .map(|(key, value)| MovementSummary {
             movement: String::from_utf8_lossy(&key[1..]).into_owned(),
-            events: crate::projection::decode_u64(&value),
+            events: decode_u64(&value),
         })
         .collect();
     Ok(MovementList { watermark, movements })

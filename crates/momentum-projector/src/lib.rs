@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use momentum_domain::projection::ProjectionSettings;
+use momentum_domain::query::ReadSettings;
 use momentum_store::Store;
 use tokio::sync::watch;
 
@@ -38,6 +39,11 @@ pub struct Config {
     /// The longest a query with `min_seq` waits for the projection to catch up.
     #[arg(long, env = "MOMENTUM_QUERY_WAIT_MS_MAX", default_value_t = 5000)]
     pub query_wait_ms_max: u64,
+    /// The value of one volunteer hour in pounds, for `social_value_gbp`. The
+    /// default is the ONS replacement-cost valuation of formal volunteering
+    /// in 2012/13 (£23.9bn for 2.12bn hours); see docs/metrics.md.
+    #[arg(long, env = "MOMENTUM_VOLUNTEER_HOUR_VALUE_GBP", default_value_t = 11.27)]
+    pub volunteer_hour_value_gbp: f64,
     /// Log one JSON object per line instead of human-readable text.
     #[arg(long, env = "MOMENTUM_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -101,6 +107,7 @@ impl Projector {
             watermark.subscribe(),
             Duration::from_millis(config.query_wait_ms_max),
             applied.clone(),
+            ReadSettings { volunteer_hour_value_gbp: config.volunteer_hour_value_gbp },
         )
         .await?;
         // A request to our own status endpoint, on the same connection as

@@ -10,7 +10,9 @@ use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
 use momentum_bus::{QUERY_SERVICE_NAME, QUERY_SUBJECT_GROUP, QueryEndpoint};
-use momentum_domain::query::{self, QueryError, TrendRequest};
+use momentum_domain::query::{
+    self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, ReadSettings, TrendRequest,
+};
 use momentum_store::{Store, StoreError};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, watch};
@@ -38,6 +40,7 @@ struct Context {
     wait_max: Duration,
     slots: Arc<Semaphore>,
     applied: Arc<AtomicU64>,
+    read_settings: ReadSettings,
 }
 
 pub(crate) async fn start(
@@ -46,6 +49,7 @@ pub(crate) async fn start(
     watermark: watch::Receiver<u64>,
     wait_max: Duration,
     applied: Arc<AtomicU64>,
+    read_settings: ReadSettings,
 ) -> Result<Running, ProjectorError> {
     let service = nats
         .service_builder()
@@ -55,7 +59,7 @@ pub(crate) async fn start(
         .map_err(|error| ProjectorError::Service(error.to_string()))?;
     let group = service.group(QUERY_SUBJECT_GROUP);
     let slots = Arc::new(Semaphore::new(QUERIES_IN_FLIGHT_MAX));
-    let context = Context { store, watermark, wait_max, slots, applied };
+    let context = Context { store, watermark, wait_max, slots, applied, read_settings };
     let mut tasks = Vec::new();
     for endpoint_kind in QueryEndpoint::ALL {
         let mut endpoint =
@@ -103,31 +107,52 @@ fn store_error(failure: &StoreError) -> service::error::Error {
 fn query_error(failure: QueryError<StoreError>) -> service::error::Error {
     match failure {
         QueryError::UnknownMovement(_) => error(404, failure.to_string()),
-        QueryError::RangeReversed { .. } | QueryError::RangeTooLong { .. } => error(400, failure.to_string()),
+        QueryError::RangeReversed { .. } | QueryError::RangeTooLong { .. } | QueryError::Invalid(_) => {
+            error(400, failure.to_string())
+        }
         QueryError::Store(inner) => store_error(&inner),
     }
 }
 
+/// Reads the request, waits for `min_seq` if asked, and answers.
+fn read<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<Envelope<T>, service::error::Error> {
+    serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))
+}
+
 async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> Result<Bytes, service::error::Error> {
     let payload = if payload.is_empty() { b"{}".as_slice() } else { payload };
+    let store = &context.store;
+    let settings = &context.read_settings;
     let body = match endpoint {
         QueryEndpoint::Trends => {
-            let envelope: Envelope<TrendRequest> =
-                serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))?;
+            let envelope: Envelope<TrendRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            serde_json::to_vec(&query::trend(&context.store, &envelope.request).map_err(query_error)?)
+            serde_json::to_vec(&query::trend(store, &envelope.request, settings).map_err(query_error)?)
+        }
+        QueryEndpoint::Cohorts => {
+            let envelope: Envelope<CohortRequest> = read(payload)?;
+            wait_for(context, envelope.min_seq).await?;
+            serde_json::to_vec(&query::cohorts(store, &envelope.request).map_err(query_error)?)
+        }
+        QueryEndpoint::Principles => {
+            let envelope: Envelope<PrinciplesRequest> = read(payload)?;
+            wait_for(context, envelope.min_seq).await?;
+            serde_json::to_vec(&query::principles(store, &envelope.request).map_err(query_error)?)
+        }
+        QueryEndpoint::Compare => {
+            let envelope: Envelope<CompareRequest> = read(payload)?;
+            wait_for(context, envelope.min_seq).await?;
+            serde_json::to_vec(&query::compare(store, &envelope.request, settings).map_err(query_error)?)
         }
         QueryEndpoint::Movements => {
-            let envelope: Envelope<Nothing> =
-                serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))?;
+            let envelope: Envelope<Nothing> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            serde_json::to_vec(&query::movements(&context.store).map_err(query_error)?)
+            serde_json::to_vec(&query::movements(store).map_err(query_error)?)
         }
         QueryEndpoint::Status => {
-            let envelope: Envelope<Nothing> =
-                serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))?;
+            let envelope: Envelope<Nothing> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            let watermark = context.store.watermark().map_err(|failure| store_error(&failure))?;
+            let watermark = store.watermark().map_err(|failure| store_error(&failure))?;
             let applied_since_start = context.applied.load(Ordering::Relaxed);
             serde_json::to_vec(&query::Status { watermark, applied_since_start })
         }

@@ -11,6 +11,7 @@ use axum::routing::get;
 use chrono::{Months, NaiveDate, Utc};
 use momentum_bus::QueryEndpoint;
 use momentum_domain::Interval;
+use momentum_domain::query::Metric;
 use momentum_runtime::Problem;
 use serde_json::{Value, json};
 
@@ -20,6 +21,9 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/movements", get(movements))
         .route("/v1/movements/{movement}/trends", get(trends))
+        .route("/v1/movements/{movement}/cohorts", get(cohorts))
+        .route("/v1/movements/{movement}/principles", get(principles))
+        .route("/v1/compare", get(compare))
         .route("/v1/status", get(status))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -72,10 +76,58 @@ async fn status(State(state): State<Arc<AppState>>, Query(parameters): Parameter
     ask(&state, QueryEndpoint::Status, json!({ "min_seq": min_seq })).await
 }
 
-fn valid_movement(movement: &str) -> bool {
+fn check_movement(movement: &str) -> Result<(), Problem> {
     let mut characters = movement.chars();
     let first_ok = characters.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    first_ok && movement.len() <= 63 && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    let valid = first_ok
+        && movement.len() <= 63
+        && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(Problem::bad_parameter(
+            "movement",
+            format!(
+                "{movement:?} is not a movement id: 1 to 63 lower-case letters, digits and hyphens, \
+                 starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+fn interval(parameters: &HashMap<String, String>, allowed: &[Interval]) -> Result<Interval, Problem> {
+    let text = parameters.get("interval").map(String::as_str).unwrap_or("week");
+    Interval::parse(text).filter(|interval| allowed.contains(interval)).ok_or_else(|| {
+        let valid: Vec<&str> = allowed.iter().map(|interval| interval.as_str()).collect();
+        Problem::bad_parameter("interval", format!("must be one of {}, got {text:?}", valid.join(", ")))
+    })
+}
+
+/// The date range of a read. Without `to` it ends today (in the configured
+/// time zone); without `from` it starts a year before `to`.
+fn date_range(state: &AppState, parameters: &HashMap<String, String>) -> Result<(NaiveDate, NaiveDate), Problem> {
+    let today = Utc::now().with_timezone(&state.time_zone).date_naive();
+    let to = date(parameters, "to")?.unwrap_or(today);
+    let from = date(parameters, "from")?.unwrap_or(to - Months::new(12));
+    if to < from {
+        return Err(Problem::bad_parameter("to", format!("must not be before from ({from})")));
+    }
+    Ok((from, to))
+}
+
+fn metric(text: &str, parameter: &str) -> Result<Metric, Problem> {
+    Metric::parse(text).ok_or_else(|| {
+        let valid: Vec<&str> = Metric::ALL.iter().map(|metric| metric.as_str()).collect();
+        Problem::bad_parameter(parameter, format!("unknown metric {text:?}; valid metrics are {}", valid.join(", ")))
+    })
+}
+
+/// Runs `build` and, if it produced a request, asks the projector.
+async fn answer(state: &AppState, endpoint: QueryEndpoint, build: Result<Value, Problem>) -> Response {
+    match build {
+        Ok(request) => ask(state, endpoint, request).await,
+        Err(problem) => problem.into_response(),
+    }
 }
 
 async fn trends(
@@ -83,39 +135,78 @@ async fn trends(
     Path(movement): Path<String>,
     Query(parameters): Parameters,
 ) -> Response {
-    match trend_request(&state, &movement, &parameters) {
-        Ok(request) => ask(&state, QueryEndpoint::Trends, request).await,
-        Err(problem) => problem.into_response(),
-    }
+    let build = || -> Result<Value, Problem> {
+        check_movement(&movement)?;
+        let interval = interval(&parameters, &Interval::ALL)?;
+        let (from, to) = date_range(&state, &parameters)?;
+        let metrics = match parameters.get("metrics") {
+            None => None,
+            Some(list) => Some(
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|name| !name.is_empty())
+                    .map(|name| metric(name, "metrics"))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        Ok(json!({
+            "movement": movement, "interval": interval, "from": from, "to": to,
+            "metrics": metrics, "min_seq": min_seq(&parameters)?,
+        }))
+    };
+    answer(&state, QueryEndpoint::Trends, build()).await
 }
 
-/// Reads and checks the trend parameters. Without `to` the range ends
-/// today; without `from` it starts a year before `to`.
-fn trend_request(state: &AppState, movement: &str, parameters: &HashMap<String, String>) -> Result<Value, Problem> {
-    if !valid_movement(movement) {
-        return Err(Problem::bad_parameter(
-            "movement",
-            "a movement id is 1 to 63 lower-case letters, digits and hyphens, starting with a letter or digit",
-        ));
-    }
-    let interval_text = parameters.get("interval").map(String::as_str).unwrap_or("week");
-    let interval = Interval::parse(interval_text).ok_or_else(|| {
-        let valid: Vec<&str> = Interval::ALL.iter().map(|interval| interval.as_str()).collect();
-        Problem::bad_parameter("interval", format!("must be one of {}, got {interval_text:?}", valid.join(", ")))
-    })?;
-    let today = Utc::now().with_timezone(&state.time_zone).date_naive();
-    let to = date(parameters, "to")?.unwrap_or(today);
-    let from = date(parameters, "from")?.unwrap_or(to - Months::new(12));
-    if to < from {
-        return Err(Problem::bad_parameter("to", format!("must not be before from ({from})")));
-    }
-    Ok(json!({
-        "movement": movement,
-        "interval": interval,
-        "from": from,
-        "to": to,
-        "min_seq": min_seq(parameters)?,
-    }))
+async fn cohorts(
+    State(state): State<Arc<AppState>>,
+    Path(movement): Path<String>,
+    Query(parameters): Parameters,
+) -> Response {
+    let build = || -> Result<Value, Problem> {
+        check_movement(&movement)?;
+        let interval = interval(&parameters, &[Interval::Week, Interval::Month])?;
+        let (from, to) = date_range(&state, &parameters)?;
+        Ok(json!({
+            "movement": movement, "interval": interval, "from": from, "to": to, "min_seq": min_seq(&parameters)?,
+        }))
+    };
+    answer(&state, QueryEndpoint::Cohorts, build()).await
+}
+
+async fn principles(
+    State(state): State<Arc<AppState>>,
+    Path(movement): Path<String>,
+    Query(parameters): Parameters,
+) -> Response {
+    let build = || -> Result<Value, Problem> {
+        check_movement(&movement)?;
+        let (from, to) = date_range(&state, &parameters)?;
+        Ok(json!({ "movement": movement, "from": from, "to": to, "min_seq": min_seq(&parameters)? }))
+    };
+    answer(&state, QueryEndpoint::Principles, build()).await
+}
+
+async fn compare(State(state): State<Arc<AppState>>, Query(parameters): Parameters) -> Response {
+    let build = || -> Result<Value, Problem> {
+        let movements: Vec<&str> = parameters
+            .get("movements")
+            .map(|list| list.split(',').map(str::trim).filter(|name| !name.is_empty()).collect())
+            .unwrap_or_default();
+        if movements.is_empty() {
+            return Err(Problem::bad_parameter("movements", "name the movements to compare, separated by commas"));
+        }
+        for movement in &movements {
+            check_movement(movement)?;
+        }
+        let metric = metric(parameters.get("metric").map(String::as_str).unwrap_or(""), "metric")?;
+        let interval = interval(&parameters, &Interval::ALL)?;
+        let (from, to) = date_range(&state, &parameters)?;
+        Ok(json!({
+            "movements": movements, "metric": metric, "interval": interval, "from": from, "to": to,
+            "min_seq": min_seq(&parameters)?,
+        }))
+    };
+    answer(&state, QueryEndpoint::Compare, build()).await
 }
 
 /// Sends a request to the projection service and turns its answer, or its
