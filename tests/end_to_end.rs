@@ -283,36 +283,36 @@ async fn a_projector_killed_mid_stream_recovers_to_exactly_the_projection_folded
     }
     let last_sequence = 6000 + 120;
 
-    // A second projector, as a real child process, with small batches so
-    // that it is still working when it is killed.
-    let data = tempfile::tempdir().unwrap();
+    // A second projector, as a real child process, with one event per
+    // batch so that it is still working when it is killed. It answers no
+    // query until it has caught up, so its progress is read from its store
+    // after the kill; the delay grows until the kill lands mid-stream.
+    stack.stop_projector().await;
     let nats_url = stack.nats.url();
-    let spawn = || {
+    let spawn = |data: &std::path::Path| {
         momentum_testkit::ChildProcess::spawn(
             std::process::Command::new(momentum_testkit::workspace_binary("momentum-projector"))
                 .env("MOMENTUM_NATS_URL", &nats_url)
-                .env("MOMENTUM_DATA_DIR", data.path())
-                .env("MOMENTUM_BATCH_SIZE_MAX", "3")
+                .env("MOMENTUM_DATA_DIR", data)
+                .env("MOMENTUM_BATCH_SIZE_MAX", "1")
                 .env("RUST_LOG", "warn"),
         )
     };
-    // The in-process projector would answer status requests too; this test
-    // watches only the child, so it reads the child's store after the fact.
-    stack.stop_projector().await;
-    let mut child = spawn();
-    let killed_at = loop {
-        if let Some(status) = projector_status(&nats).await {
-            let watermark = status["watermark"].as_u64().unwrap();
-            if watermark > 0 {
-                child.kill(); // SIGKILL
-                break watermark;
-            }
+    let mut killed_mid_stream = None;
+    for delay_ms in [50, 100, 200, 400, 800, 1600, 3200] {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = spawn(data.path());
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        child.kill(); // SIGKILL
+        let watermark = momentum_store::Store::open(data.path()).unwrap().watermark().unwrap();
+        if 0 < watermark && watermark < last_sequence {
+            killed_mid_stream = Some(data);
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
-    assert!(killed_at < last_sequence, "the projector was killed before it had finished ({killed_at})");
+    }
+    let data = killed_mid_stream.expect("one of the kills landed mid-stream");
 
-    let mut child = spawn();
+    let mut child = spawn(data.path());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let watermark = projector_status(&nats).await.and_then(|status| status["watermark"].as_u64());
@@ -356,4 +356,136 @@ async fn ingest_refuses_to_start_against_a_stream_with_other_settings_and_leaves
     assert!(first.is_ok());
     let second = momentum_ingest::Ingest::start(&ingest_config(&nats.url())).await;
     assert!(second.is_ok());
+}
+
+#[tokio::test]
+async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
+    let stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    // A second week for retention: a and b come back, g is new.
+    let (_, body) = stack.post_event(&meeting("m2", MOVEMENT, "2026-03-10T18:00:00Z", &["a", "b", "g"], "o1")).await;
+    let seq = body["seq"].as_u64().unwrap();
+    assert!(seq > max_seq);
+
+    let trend = stack.weekly_trend(MOVEMENT, "2026-03-02", "2026-03-15", seq).await;
+    assert_eq!(trend["volunteer_hour_value_gbp"], 10.0);
+    let second = row(&trend, "2026-03-09");
+    assert_eq!(second["active_participants"], 4, "a, b, g and o1");
+    assert_eq!(second["new_participants"], 1, "g");
+    assert_eq!(second["returning_participants"], 3);
+    assert_eq!(second["retained_participants"], 3, "a, b and o1 were there the week before");
+    assert_eq!(second["retention_rate"], 3.0 / 5.0);
+    assert_eq!(second["organisers"], 1);
+    assert_eq!(second["citizen_led_share"], 1.0);
+    let first = row(&trend, "2026-03-02");
+    assert_eq!(first["social_value_gbp"], 25.0, "2.5 hours at £10");
+    assert_eq!(first["volunteers"], 1);
+    assert_eq!(first["action_participants"], 2);
+    assert!(first["momentum"].is_null(), "no one took part in the four weeks before");
+
+    let (status, body) =
+        stack.query(&format!("/v1/movements/{MOVEMENT}/trends?interval=month&from=2026-03-01&to=2026-06-30&metrics=volunteer_hours,meetings")).await;
+    assert_eq!(status, 200, "{body}");
+    let months = body["series"].as_array().unwrap();
+    assert_eq!(months.len(), 4);
+    assert_eq!(months[0], json!({ "period": "2026-03-01", "meetings": 2, "volunteer_hours": 2.5 }));
+    assert_eq!(months[3]["volunteer_hours"], 1.25);
+
+    let (status, body) =
+        stack.query(&format!("/v1/movements/{MOVEMENT}/trends?interval=day&from=2026-03-04&to=2026-03-05")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["series"][0]["meetings"], 1);
+    assert_eq!(body["series"][1]["volunteer_hours"], 2.5);
+
+    let (status, body) = stack.query(&format!("/v1/movements/{MOVEMENT}/trends?metrics=vibes")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["pointer"], "metrics");
+    assert!(body["detail"].as_str().unwrap().contains("retention_rate"), "lists the valid metrics: {body}");
+
+    let (status, body) =
+        stack.query(&format!("/v1/movements/{MOVEMENT}/cohorts?interval=week&from=2026-03-02&to=2026-03-15")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["cohorts"],
+        json!([
+            { "cohort": "2026-03-02", "size": 5, "active": [5, 3] },
+            { "cohort": "2026-03-09", "size": 1, "active": [1] },
+        ])
+    );
+    let (status, _) = stack.query(&format!("/v1/movements/{MOVEMENT}/cohorts?interval=day")).await;
+    assert_eq!(status, 400, "cohorts are weekly or monthly");
+
+    let tagged = event(
+        "tagged",
+        "volunteer.hours_logged",
+        MOVEMENT,
+        "2026-03-11T10:00:00Z",
+        json!({ "participant": "h", "hours": 1.0, "principles": ["share_power", "grow_from_local"] }),
+    );
+    let (_, body) = stack.post_event(&tagged).await;
+    let seq = body["seq"].as_u64().unwrap();
+    let (status, body) =
+        stack.query(&format!("/v1/movements/{MOVEMENT}/principles?from=2026-03-01&to=2026-03-31&min_seq={seq}")).await;
+    assert_eq!(status, 200, "{body}");
+    let principles = body["principles"].as_array().unwrap();
+    assert_eq!(principles.len(), 8);
+    let share_power = principles.iter().find(|p| p["principle"] == "share_power").unwrap();
+    assert_eq!(share_power, &json!({ "principle": "share_power", "activities": 1, "participants": 1 }));
+
+    let (_, body) = stack.post_event(&hours("other-1", "another-movement", "2026-03-03T10:00:00Z", "z", 4.0)).await;
+    let seq = body["seq"].as_u64().unwrap();
+    let (status, body) = stack
+        .query(&format!(
+            "/v1/compare?metric=volunteer_hours&interval=week&from=2026-03-02&to=2026-03-08&movements={MOVEMENT},another-movement&min_seq={seq}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["series"][0]["values"], json!([{ "period": "2026-03-02", "value": 2.5 }]));
+    assert_eq!(body["series"][1]["movement"], "another-movement");
+    assert_eq!(body["series"][1]["values"][0]["value"], 4.0);
+    let (status, _) = stack.query("/v1/compare?metric=volunteer_hours&movements=nobody-here").await;
+    assert_eq!(status, 404);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_projection_rebuilt_from_sequence_one_takes_over_with_identical_numbers() {
+    let mut stack = TestStack::start().await;
+    let events = many_events(1500);
+    for chunk in events.chunks(500) {
+        let (status, _) = stack.post_batch(chunk).await;
+        assert_eq!(status, 200);
+    }
+    let last_sequence = 1500;
+    let reads = [
+        "/v1/movements/leeds-walking/trends?interval=week&from=2026-01-01&to=2026-06-30",
+        "/v1/movements/hull-food/trends?interval=month&from=2026-01-01&to=2026-06-30",
+        "/v1/movements/bristol-befriending/cohorts?interval=week&from=2026-01-01&to=2026-06-30",
+        "/v1/movements/leeds-walking/principles?from=2026-01-01&to=2026-06-30",
+    ];
+    let mut live = Vec::new();
+    for read in reads {
+        let (status, body) = stack.query(&format!("{read}&min_seq={last_sequence}")).await;
+        assert_eq!(status, 200, "{body}");
+        live.push(body);
+    }
+
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    assert_eq!(projector_instances(&nats).await, 1);
+    let fresh = tempfile::tempdir().unwrap();
+    let rebuild = spawn_projector(&projector_config(&stack.nats.url(), fresh.path().to_owned())).await;
+    // It answers only once it has caught up, and then alongside the live one.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while projector_instances(&nats).await < 2 {
+        assert!(Instant::now() < deadline, "the rebuild did not catch up");
+    }
+    stack.stop_projector().await;
+    assert_eq!(projector_instances(&nats).await, 1, "only the rebuilt projection answers");
+    for (read, before) in reads.iter().zip(&live) {
+        let (status, after) = stack.query(read).await;
+        assert_eq!(status, 200);
+        assert_eq!(&after, before, "{read}");
+    }
+    rebuild.stop().await;
+    stack.stop().await;
 }

@@ -14,13 +14,13 @@ use tokio::task::JoinHandle;
 pub use momentum_testkit;
 
 /// A service running on the test's runtime, stopped through its sender.
-struct Running<E> {
+pub struct Running<E> {
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), E>>,
 }
 
 impl<E: std::fmt::Debug> Running<E> {
-    async fn stop(self) {
+    pub async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.expect("the service task does not panic").expect("the service stops cleanly");
     }
@@ -105,9 +105,7 @@ impl TestStack {
     pub async fn start_projector(&mut self) {
         assert!(self.projector.is_none(), "the projector is already running");
         let config = projector_config(&self.nats.url(), self.projector_data.path().to_owned());
-        let projector = momentum_projector::Projector::start(&config).await.expect("projector starts");
-        let (stop, shutdown) = on_stop();
-        self.projector = Some(Running { stop, task: tokio::spawn(projector.run(shutdown)) });
+        self.projector = Some(spawn_projector(&config).await);
     }
 
     /// Stops the projector gracefully; its data folder stays.
@@ -166,6 +164,27 @@ impl TestStack {
             ingest.stop().await;
         }
     }
+}
+
+/// Starts a projector on the test's runtime.
+pub async fn spawn_projector(config: &momentum_projector::Config) -> Running<momentum_projector::ProjectorError> {
+    let projector = momentum_projector::Projector::start(config).await.expect("projector starts");
+    let (stop, shutdown) = on_stop();
+    Running { stop, task: tokio::spawn(projector.run(shutdown)) }
+}
+
+/// How many projector instances answer `$SRV.PING` (each answers once).
+pub async fn projector_instances(nats: &async_nats::Client) -> usize {
+    use futures::StreamExt;
+    let inbox = nats.new_inbox();
+    let mut replies = nats.subscribe(inbox.clone()).await.unwrap();
+    let subject = format!("$SRV.PING.{}", momentum_bus::QUERY_SERVICE_NAME);
+    nats.publish_with_reply(subject, inbox, "".into()).await.unwrap();
+    let mut count = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), replies.next()).await {
+        count += 1;
+    }
+    count
 }
 
 async fn read(response: reqwest::Response) -> (u16, Value) {

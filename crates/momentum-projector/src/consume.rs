@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
@@ -15,6 +15,8 @@ use crate::ProjectorError;
 
 /// How long to wait before retrying after the stream could not be read.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// How often a projector that is behind logs its progress.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What the consuming task works with.
 pub(crate) struct Consumer {
@@ -50,6 +52,7 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
         };
         tracing::info!(start_sequence, "reading the event stream");
         let mut chunks = messages.ready_chunks(batch_size_max);
+        let (mut last_progress, mut progress_from, mut pending) = (Instant::now(), start_sequence - 1, 0);
         loop {
             let chunk = tokio::select! {
                 _ = stop.changed() => return Ok(()),
@@ -60,8 +63,13 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
                 chunk = chunks.next() => chunk,
             };
             let Some(chunk) = chunk else { break };
-            let (applied_to, read, failed) = apply_chunk(&store, &settings, chunk)?;
+            let (applied_to, read, failed) = apply_chunk(&store, &settings, chunk, &mut pending)?;
             applied.fetch_add(read, Ordering::Relaxed);
+            if last_progress.elapsed() >= PROGRESS_INTERVAL && pending > 0 {
+                let rate = (applied_to - progress_from) as f64 / last_progress.elapsed().as_secs_f64();
+                tracing::info!(watermark = applied_to, pending, events_per_second = rate.round(), "catching up");
+                (last_progress, progress_from) = (Instant::now(), applied_to);
+            }
             if applied_to > *watermark.borrow() {
                 watermark.send_replace(applied_to);
             }
@@ -96,11 +104,13 @@ type Delivery = Result<jetstream::Message, jetstream::consumer::pull::OrderedErr
 
 /// Applies what arrived in one atomic batch. Returns the new watermark, how
 /// many stream messages were read, and whether the consumer failed partway
-/// (the events before the failure are still committed).
+/// (the events before the failure are still committed). `pending` is set to
+/// what the server said was left to deliver after the last message.
 fn apply_chunk(
     store: &Store,
     settings: &ProjectionSettings,
     chunk: Vec<Delivery>,
+    pending: &mut u64,
 ) -> Result<(u64, u64, bool), ProjectorError> {
     let mut batch = store.batch();
     let mut last_sequence = store.watermark()?;
@@ -116,7 +126,10 @@ fn apply_chunk(
             }
         };
         let sequence = match message.info() {
-            Ok(info) => info.stream_sequence,
+            Ok(info) => {
+                *pending = info.pending;
+                info.stream_sequence
+            }
             Err(error) => {
                 tracing::warn!(%error, "a delivery has no stream sequence; reopening the consumer");
                 failed = true;

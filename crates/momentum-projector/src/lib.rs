@@ -63,6 +63,8 @@ pub enum ProjectorError {
     Service(String),
     #[error("the batch size must be at least 1")]
     BatchSizeZero,
+    #[error("the volunteer hour value must be a number of pounds of 0 or more, got {0}")]
+    HourValueInvalid(f64),
 }
 
 /// A started projection service.
@@ -75,7 +77,50 @@ pub struct Projector {
     /// Counts (re)connections to NATS: the consumer reopens on each, since a
     /// restarted server has forgotten the old one's pull requests.
     connections: watch::Receiver<u64>,
-    service: serve::Running,
+    /// Answering queries, once caught up with the stream as it was at start.
+    service: Option<serve::Running>,
+    serve: ServeSettings,
+    serve_from: u64,
+}
+
+/// What answering queries needs, kept until the projector has caught up.
+struct ServeSettings {
+    store: Store,
+    wait_max: Duration,
+    applied: Arc<AtomicU64>,
+    read_settings: ReadSettings,
+}
+
+impl ServeSettings {
+    /// Registers the query endpoints and returns once the server routes
+    /// queries to them.
+    async fn start(
+        &self,
+        nats: &async_nats::Client,
+        watermark: watch::Receiver<u64>,
+    ) -> Result<serve::Running, ProjectorError> {
+        let service =
+            serve::start(nats, self.store.clone(), watermark, self.wait_max, self.applied.clone(), self.read_settings)
+                .await?;
+        // A request to our own status endpoint, on the same connection as
+        // the subscriptions, returns only after the server has processed
+        // them.
+        let probe = nats.request(momentum_bus::QueryEndpoint::Status.subject(), "{}".into());
+        tokio::time::timeout(Duration::from_secs(10), probe)
+            .await
+            .map_err(|_| ProjectorError::Service("the query endpoints did not answer a probe".to_owned()))?
+            .map_err(|error| ProjectorError::Service(error.to_string()))?;
+        Ok(service)
+    }
+}
+
+/// The stream's last sequence now; 0 when there is no stream yet.
+async fn stream_last_sequence(nats: &async_nats::Client) -> u64 {
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    match jetstream.get_stream(momentum_bus::STREAM_NAME).await {
+        Ok(mut stream) => stream.info().await.map(|info| info.state.last_sequence).unwrap_or(0),
+        Err(_) => 0,
+    }
 }
 
 impl Projector {
@@ -83,6 +128,9 @@ impl Projector {
     pub async fn start(config: &Config) -> Result<Projector, ProjectorError> {
         if config.batch_size_max == 0 {
             return Err(ProjectorError::BatchSizeZero);
+        }
+        if !config.volunteer_hour_value_gbp.is_finite() || config.volunteer_hour_value_gbp < 0.0 {
+            return Err(ProjectorError::HourValueInvalid(config.volunteer_hour_value_gbp));
         }
         let store = Store::open(&config.data_dir)?;
         store.check_setting("time_zone", config.time_zone.name())?;
@@ -101,24 +149,37 @@ impl Projector {
             .map_err(|error| ProjectorError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
         let (watermark, _) = watch::channel(store.watermark()?);
         let applied = Arc::<AtomicU64>::default();
-        let service = serve::start(
-            &nats,
-            store.clone(),
-            watermark.subscribe(),
-            Duration::from_millis(config.query_wait_ms_max),
-            applied.clone(),
-            ReadSettings { volunteer_hour_value_gbp: config.volunteer_hour_value_gbp },
-        )
-        .await?;
-        // A request to our own status endpoint, on the same connection as
-        // the subscriptions, returns only after the server has processed
-        // them: once start returns, queries reach this projector.
-        let probe = nats.request(momentum_bus::QueryEndpoint::Status.subject(), "{}".into());
-        tokio::time::timeout(Duration::from_secs(10), probe)
-            .await
-            .map_err(|_| ProjectorError::Service("the query endpoints did not answer a probe".to_owned()))?
-            .map_err(|error| ProjectorError::Service(error.to_string()))?;
-        Ok(Projector { config: config.clone(), store, nats, watermark, applied, connections, service })
+        let serve = ServeSettings {
+            store: store.clone(),
+            wait_max: Duration::from_millis(config.query_wait_ms_max),
+            applied: applied.clone(),
+            read_settings: ReadSettings { volunteer_hour_value_gbp: config.volunteer_hour_value_gbp },
+        };
+        // A projector answers queries only once it has caught up with the
+        // stream as it was when it started, so a replica rebuilding from
+        // sequence 1 never serves partial figures.
+        let serve_from = stream_last_sequence(&nats).await;
+        let service = if *watermark.borrow() >= serve_from {
+            Some(serve.start(&nats, watermark.subscribe()).await?)
+        } else {
+            tracing::info!(
+                watermark = *watermark.borrow(),
+                serve_from,
+                "catching up with the stream before answering queries"
+            );
+            None
+        };
+        Ok(Projector {
+            config: config.clone(),
+            store,
+            nats,
+            watermark,
+            applied,
+            connections,
+            service,
+            serve,
+            serve_from,
+        })
     }
 
     /// The watermark as it moves, for callers that wait on the projection.
@@ -142,10 +203,28 @@ impl Projector {
         };
         let consumer = tokio::spawn(consume::run(consumer, stop));
         tracing::info!(watermark = *self.watermark.borrow(), "projector started");
+        let registration = match self.service {
+            Some(service) => tokio::spawn(async move { Ok(service) }),
+            None => {
+                let (nats, serve, serve_from) = (self.nats.clone(), self.serve, self.serve_from);
+                let mut watermark = self.watermark.subscribe();
+                tokio::spawn(async move {
+                    let _ = watermark.wait_for(|seen| *seen >= serve_from).await;
+                    tracing::info!(watermark = *watermark.borrow(), "caught up; answering queries");
+                    serve.start(&nats, watermark).await
+                })
+            }
+        };
         shutdown.await;
         let _ = stop_sender.send(true);
         let consumed = consumer.await.expect("the consumer task does not panic");
-        self.service.stop().await;
+        if registration.is_finished() {
+            if let Ok(Ok(service)) = registration.await {
+                service.stop().await;
+            }
+        } else {
+            registration.abort();
+        }
         self.store.flush()?;
         let _ = self.nats.drain().await;
         tracing::info!(watermark = *self.watermark.borrow(), "projector stopped");
