@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 
-use crate::projection::{Entries, State, StateRead};
+use crate::projection::{Entries, Entry, State, StateRead};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryState {
@@ -16,6 +16,11 @@ impl StateRead for MemoryState {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
         Ok(self.entries.get(key).cloned())
+    }
+
+    fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, Infallible> {
+        let mut entries = self.entries.range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix));
+        Ok(entries.next().map(|(key, value)| (key.clone(), value.clone())))
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, Infallible> {

@@ -14,6 +14,8 @@
 //! - volunteer hours are summed as whole milli-hours, not floats, so the
 //!   total does not depend on the order of the additions.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 
@@ -88,6 +90,7 @@ pub mod keys {
     pub(crate) const PERIOD: u8 = b'p';
     pub(crate) const ACTIVE: u8 = b'a';
     pub(crate) const FIRST: u8 = b'f';
+    pub(crate) const FIRST_DAY: u8 = b'd';
     pub(crate) const COHORT: u8 = b'h';
     pub(crate) const PRINCIPLE_DAY: u8 = b'x';
     pub(crate) const PRINCIPLE_MEMBER: u8 = b'y';
@@ -179,6 +182,14 @@ pub mod keys {
     pub(crate) fn active(movement: &str, interval: Interval, participant: &str, start: NaiveDate) -> Vec<u8> {
         let mut key = active_prefix(movement, interval, participant);
         push_date(&mut key, start);
+        key
+    }
+
+    /// A participant's first participation day, kept beside the days it is
+    /// derived from so that reading it is one point lookup.
+    pub(crate) fn first_day(movement: &str, participant: &str) -> Vec<u8> {
+        let mut key = movement_prefix(FIRST_DAY, movement);
+        push_text(&mut key, participant);
         key
     }
 
@@ -455,15 +466,23 @@ fn add_contribution<S: State>(
     let movement = event.subject.as_str();
     let day = local_date(event.time, settings.time_zone);
     let participants = event.participants();
-    if sign > 0 {
-        for participant in &participants {
-            update_first_participation(state, movement, participant, day, sign)?;
-        }
+    let mut totals = TotalsChanges::default();
+    // Each participant's first participation as it stands while their
+    // activity is counted: after this event's day is added, or before it is
+    // removed.
+    let mut firsts = Vec::with_capacity(participants.len());
+    for participant in &participants {
+        let first = if sign > 0 {
+            update_first_participation(state, &mut totals, movement, participant, day, sign)?
+        } else {
+            first_participation(state, movement, participant)?
+        };
+        firsts.push(first.expect("a participant with an effective event has a first participation"));
     }
     let (organisers, citizen_led) = event.organisers();
     for interval in Interval::ALL {
         let start = interval.period_start(day);
-        adjust_totals(state, movement, interval, start, |totals| match &event.data {
+        totals.adjust(interval, start, |totals| match &event.data {
             EventData::ParticipantJoined(_) => totals.joined += sign,
             EventData::MeetingHeld(_) => {
                 totals.meetings += sign;
@@ -477,7 +496,7 @@ fn add_contribution<S: State>(
                 totals.citizen_led += sign * i64::from(citizen_led);
             }
             EventData::EventRetracted(_) => {}
-        })?;
+        });
         let mut set_members: Vec<(keys::Set, &str)> = Vec::new();
         match &event.data {
             EventData::VolunteerHoursLogged(data) => set_members.push((keys::Set::Volunteers, &data.participant)),
@@ -493,24 +512,26 @@ fn add_contribution<S: State>(
         for (set, value) in set_members {
             let distinct_change = count_member(state, &keys::member(set, movement, interval, start, value), sign)?;
             if distinct_change != 0 {
-                adjust_totals(state, movement, interval, start, |totals| match set {
+                totals.adjust(interval, start, |totals| match set {
                     keys::Set::Volunteers => totals.volunteers += distinct_change,
                     keys::Set::ActionParticipants => totals.action_participants += distinct_change,
                     keys::Set::Organisers => totals.organisers += distinct_change,
                     keys::Set::Partners => totals.partners += distinct_change,
                     keys::Set::Areas => totals.areas += distinct_change,
-                })?;
+                });
             }
         }
-        for participant in &participants {
-            update_activity(state, movement, interval, participant, start, sign)?;
+        for (participant, first) in participants.iter().zip(&firsts) {
+            let cohort = interval.period_start(*first);
+            update_activity(state, &mut totals, movement, interval, participant, start, cohort, sign)?;
         }
     }
     if sign < 0 {
         for participant in &participants {
-            update_first_participation(state, movement, participant, day, sign)?;
+            update_first_participation(state, &mut totals, movement, participant, day, sign)?;
         }
     }
+    totals.write(state, movement)?;
     for principle in event.principles() {
         let key = keys::principle_day(movement, principle, day);
         let activities = state.get(&key)?.map(|bytes| decode_u64(&bytes)).unwrap_or(0);
@@ -526,17 +547,29 @@ fn add_contribution<S: State>(
     Ok(())
 }
 
-/// Reads, changes and writes back the totals of one period.
-fn adjust_totals<S: State>(
-    state: &mut S,
-    movement: &str,
-    interval: Interval,
-    start: NaiveDate,
-    change: impl FnOnce(&mut PeriodTotals),
-) -> Result<(), S::Error> {
-    let mut totals = PeriodTotals::read(state, movement, interval, start)?;
-    change(&mut totals);
-    state.put(&keys::period(movement, interval, start), &totals.encode())
+/// The changes one contribution makes to period totals, summed in memory
+/// and written once per period at the end: nothing in the fold reads totals
+/// while it works, so this only saves reads and writes.
+#[derive(Default)]
+struct TotalsChanges {
+    by_period: BTreeMap<(Interval, NaiveDate), PeriodTotals>,
+}
+
+impl TotalsChanges {
+    fn adjust(&mut self, interval: Interval, start: NaiveDate, change: impl FnOnce(&mut PeriodTotals)) {
+        change(self.by_period.entry((interval, start)).or_default());
+    }
+
+    fn write<S: State>(self, state: &mut S, movement: &str) -> Result<(), S::Error> {
+        for ((interval, start), mut change) in self.by_period {
+            let mut totals = PeriodTotals::read(state, movement, interval, start)?;
+            for (field, delta) in totals.fields_mut().into_iter().zip(change.fields_mut()) {
+                *field += *delta;
+            }
+            state.put(&keys::period(movement, interval, start), &totals.encode())?;
+        }
+        Ok(())
+    }
 }
 
 fn write_count<S: State>(state: &mut S, key: &[u8], count: u64) -> Result<(), S::Error> {
@@ -572,25 +605,45 @@ fn first_participation<S: StateRead>(
     movement: &str,
     participant: &str,
 ) -> Result<Option<NaiveDate>, S::Error> {
-    let prefix = keys::first_prefix(movement, participant);
-    Ok(state.first_with_prefix(&prefix)?.map(|(key, _)| keys::read_date(&key[prefix.len()..])))
+    Ok(state.get(&keys::first_day(movement, participant))?.map(|bytes| keys::read_date(&bytes)))
 }
 
 /// Counts a participation day of a participant and, when that moves their
 /// first participation, moves them between periods' `new_participants` and
-/// moves their active periods between cohorts.
+/// moves their active periods between cohorts. Returns the first
+/// participation after the change.
 fn update_first_participation<S: State>(
     state: &mut S,
+    totals: &mut TotalsChanges,
     movement: &str,
     participant: &str,
     day: NaiveDate,
     sign: i64,
-) -> Result<(), S::Error> {
+) -> Result<Option<NaiveDate>, S::Error> {
     let before = first_participation(state, movement, participant)?;
-    count_member(state, &keys::first(movement, participant, day), sign)?;
-    let after = first_participation(state, movement, participant)?;
+    let day_key = keys::first(movement, participant, day);
+    let day_change = count_member(state, &day_key, sign)?;
+    let after = match (sign > 0, before) {
+        (true, Some(first)) => Some(first.min(day)),
+        (true, None) => Some(day),
+        // Only the removal of the first day's last event moves it later.
+        (false, Some(first)) if first == day && day_change < 0 => {
+            let prefix = keys::first_prefix(movement, participant);
+            state.first_with_prefix(&prefix)?.map(|(key, _)| keys::read_date(&key[prefix.len()..]))
+        }
+        (false, _) => before,
+    };
     if before == after {
-        return Ok(());
+        return Ok(after);
+    }
+    let first_day_key = keys::first_day(movement, participant);
+    match after {
+        Some(first) => {
+            let mut bytes = Vec::with_capacity(4);
+            keys::push_date(&mut bytes, first);
+            state.put(&first_day_key, &bytes)?;
+        }
+        None => state.remove(&first_day_key)?,
     }
     for interval in Interval::ALL {
         let old_cohort = before.map(|day| interval.period_start(day));
@@ -599,10 +652,10 @@ fn update_first_participation<S: State>(
             continue;
         }
         if let Some(cohort) = old_cohort {
-            adjust_totals(state, movement, interval, cohort, |totals| totals.new_participants -= 1)?;
+            totals.adjust(interval, cohort, |totals| totals.new_participants -= 1);
         }
         if let Some(cohort) = new_cohort {
-            adjust_totals(state, movement, interval, cohort, |totals| totals.new_participants += 1)?;
+            totals.adjust(interval, cohort, |totals| totals.new_participants += 1);
         }
         let prefix = keys::active_prefix(movement, interval, participant);
         for (key, _) in state.scan_prefix(&prefix)? {
@@ -615,37 +668,38 @@ fn update_first_participation<S: State>(
             }
         }
     }
-    Ok(())
+    Ok(after)
 }
 
 /// Counts one event's participation of a participant in a period and, when
 /// that makes them newly active (or no longer active) there, updates the
 /// period's active count, their cohort's activity, retention and the rolling
 /// windows the period belongs to.
+#[allow(clippy::too_many_arguments)]
 fn update_activity<S: State>(
     state: &mut S,
+    totals: &mut TotalsChanges,
     movement: &str,
     interval: Interval,
     participant: &str,
     start: NaiveDate,
+    cohort: NaiveDate,
     sign: i64,
 ) -> Result<(), S::Error> {
     let change = count_member(state, &keys::active(movement, interval, participant, start), sign)?;
     if change == 0 {
         return Ok(());
     }
-    adjust_totals(state, movement, interval, start, |totals| totals.active_participants += change)?;
-    let first = first_participation(state, movement, participant)?
-        .expect("a participant with activity has a first participation");
-    count_member(state, &keys::cohort(movement, interval, interval.period_start(first), start), change)?;
+    totals.adjust(interval, start, |totals| totals.active_participants += change);
+    count_member(state, &keys::cohort(movement, interval, cohort, start), change)?;
 
     let previous = interval.shift(start, -1);
     if is_active(state, movement, interval, participant, previous)? {
-        adjust_totals(state, movement, interval, start, |totals| totals.retained_participants += change)?;
+        totals.adjust(interval, start, |totals| totals.retained_participants += change);
     }
     let next = interval.shift(start, 1);
     if is_active(state, movement, interval, participant, next)? {
-        adjust_totals(state, movement, interval, next, |totals| totals.retained_participants += change)?;
+        totals.adjust(interval, next, |totals| totals.retained_participants += change);
     }
     // The window ending at W covers W-3..=W: this period is in the windows
     // ending here and in the three periods after. A window's distinct count
@@ -661,7 +715,7 @@ fn update_activity<S: State>(
             }
         }
         if !active_elsewhere {
-            adjust_totals(state, movement, interval, window_end, |totals| totals.window_participants += change)?;
+            totals.adjust(interval, window_end, |totals| totals.window_participants += change);
         }
     }
     Ok(())

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use momentum_domain::projection::{self, Entries, State, StateRead};
+use momentum_domain::projection::{self, Entries, Entry, State, StateRead};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -107,6 +107,10 @@ impl StateRead for Store {
         Ok(self.projection.get(key)?.map(|value| value.to_vec()))
     }
 
+    fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        Ok(self.projection.scan_prefix(prefix).next().transpose()?.map(|(key, value)| (key.to_vec(), value.to_vec())))
+    }
+
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.projection
             .scan_prefix(prefix)
@@ -146,10 +150,36 @@ impl StateRead for Batch<'_> {
     type Error = StoreError;
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.changes.get(key) {
-            Some(change) => Ok(change.clone()),
-            None => self.store.get(key),
+        if let Some(change) = self.changes.get(key) {
+            return Ok(change.clone());
         }
+        self.store.get(key)
+    }
+
+    /// The first entry present after the batch's changes: the first of the
+    /// batch's own writes and the store's entries it has not removed. Costs
+    /// O(log n) plus the removals skipped, not the length of the prefix.
+    fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let written = self
+            .changes
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .find_map(|(key, change)| change.as_ref().map(|value| (key.clone(), value.clone())));
+        let mut stored = None;
+        for entry in self.store.projection.scan_prefix(prefix) {
+            let (key, value) = entry?;
+            if written.as_ref().is_some_and(|(first, _)| first.as_slice() <= key.as_ref()) {
+                break;
+            }
+            if !matches!(self.changes.get(key.as_ref()), Some(None)) {
+                stored = Some((key.to_vec(), value.to_vec()));
+                break;
+            }
+        }
+        Ok(match (written, stored) {
+            (Some(written), Some(stored)) => Some(written.min(stored)),
+            (written, stored) => written.or(stored),
+        })
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
@@ -194,6 +224,32 @@ mod tests {
         batch.commit(7).unwrap();
         assert_eq!(store.get(b"k1").unwrap(), Some(b"v1".to_vec()));
         assert_eq!(store.watermark().unwrap(), 7);
+    }
+
+    #[test]
+    fn the_first_entry_of_a_prefix_sees_the_batch_over_the_store() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        let mut batch = store.batch();
+        for key in [b"p2", b"p4", b"p6", b"q1"] {
+            batch.put(key, b"stored").unwrap();
+        }
+        batch.commit(1).unwrap();
+        let first = |batch: &Batch| batch.first_with_prefix(b"p").unwrap().map(|(key, _)| key);
+        let mut batch = store.batch();
+        assert_eq!(first(&batch), Some(b"p2".to_vec()));
+        batch.remove(b"p2").unwrap();
+        assert_eq!(first(&batch), Some(b"p4".to_vec()), "a removal in the batch hides the stored entry");
+        batch.put(b"p3", b"written").unwrap();
+        assert_eq!(first(&batch), Some(b"p3".to_vec()), "a write before the first stored entry comes first");
+        batch.put(b"p1", b"written").unwrap();
+        batch.remove(b"p1").unwrap();
+        assert_eq!(first(&batch), Some(b"p3".to_vec()));
+        for key in [b"p3", b"p4", b"p6"] {
+            batch.remove(key).unwrap();
+        }
+        assert_eq!(first(&batch), None);
+        assert_eq!(batch.scan_prefix(b"p").unwrap(), Vec::<Entry>::new());
     }
 
     #[test]
