@@ -836,6 +836,38 @@ mod tests {
     }
 
     #[test]
+    fn a_late_event_moves_a_first_participation_earlier_with_its_cohort() {
+        let march = hours("h-march", "a", 1.0);
+        let mut january = hours("h-january", "a", 1.0);
+        january.time = chrono::DateTime::parse_from_rfc3339("2026-01-07T12:00:00Z").unwrap();
+        let (state, _) = apply_all(&[&march, &january]);
+        let read = |from: &str| {
+            let day: NaiveDate = from.parse().unwrap();
+            let request =
+                TrendRequest { movement: "m".to_owned(), interval: Interval::Week, from: day, to: day, metrics: None };
+            let Ok(trend) = trend(&state, &request, &ReadSettings { volunteer_hour_value_gbp: 0.0 }) else {
+                panic!("movement m has events")
+            };
+            let row = &trend.series[0];
+            (row.get(Metric::NewParticipants).unwrap().clone(), row.get(Metric::ReturningParticipants).unwrap().clone())
+        };
+        assert_eq!(read("2026-01-05"), (Value::from(1), Value::from(0)), "a is new in January");
+        assert_eq!(read("2026-03-02"), (Value::from(0), Value::from(1)), "and returning in March");
+        let cohorts = crate::query::cohorts(
+            &state,
+            &crate::query::CohortRequest {
+                movement: "m".to_owned(),
+                interval: Interval::Month,
+                from: "2026-01-01".parse().unwrap(),
+                to: "2026-03-31".parse().unwrap(),
+            },
+        );
+        let Ok(cohorts) = cohorts else { panic!("movement m has events") };
+        assert_eq!(cohorts.cohorts.len(), 1);
+        assert_eq!(cohorts.cohorts[0].active, vec![1, 0, 1], "the March activity moved to the January cohort");
+    }
+
+    #[test]
     fn period_totals_read_back_and_a_shorter_record_reads_zeros_for_new_fields() {
         let totals = PeriodTotals { active_participants: 3, people_reached: -1, ..PeriodTotals::default() };
         assert_eq!(PeriodTotals::decode(&totals.encode()), totals);
