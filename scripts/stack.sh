@@ -3,15 +3,16 @@
 # the ingestion, projection and query services, and a demo dataset posted
 # through the real ingestion API. Runs in the foreground; Ctrl-C stops it all.
 #
-# Data lives in .stack/ (NATS store, projector store, logs) and survives a
-# restart; `scripts/stack.sh --reset` starts from empty. Ports can be moved
-# with MOMENTUM_NATS_PORT, MOMENTUM_INGEST_PORT and MOMENTUM_QUERY_PORT.
+# Data lives in .stack/ (NATS store, projector store, logs; MOMENTUM_STACK_DIR
+# moves it) and survives a restart; `scripts/stack.sh --reset` starts from
+# empty. Ports can be moved with MOMENTUM_NATS_PORT, MOMENTUM_NATS_HTTP_PORT,
+# MOMENTUM_INGEST_PORT and MOMENTUM_QUERY_PORT.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
   echo
   echo "usage: scripts/stack.sh [--reset] [--no-demo]"
 }
@@ -27,9 +28,10 @@ for argument in "$@"; do
 done
 
 nats_port="${MOMENTUM_NATS_PORT:-4222}"
+nats_http_port="${MOMENTUM_NATS_HTTP_PORT:-8222}"
 ingest_port="${MOMENTUM_INGEST_PORT:-8080}"
 query_port="${MOMENTUM_QUERY_PORT:-8081}"
-state="$root/.stack"
+state="${MOMENTUM_STACK_DIR:-$root/.stack}"
 $reset && rm -rf "$state"
 mkdir -p "$state/logs"
 
@@ -39,14 +41,17 @@ cargo build --workspace --bins --quiet
 bin="$root/target/debug"
 
 pids=()
-stop_all() {
-  trap - INT TERM EXIT
+stopping=false
+stop_all() { # stops the services in reverse order of start, each gracefully
+  $stopping && return
+  stopping=true
   echo
   echo "stopping..."
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill -TERM "${pids[$i]}" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
 
 wait_for() { # name url
   for _ in $(seq 1 150); do
@@ -57,10 +62,10 @@ wait_for() { # name url
   exit 1
 }
 
-"$nats_server" --config deploy/local/nats-server.conf --addr 127.0.0.1 --port "$nats_port" --http_port "$((nats_port + 4000))" \
+"$nats_server" --config deploy/local/nats-server.conf --addr 127.0.0.1 --port "$nats_port" --http_port "$nats_http_port" \
   --jetstream --store_dir "$state/nats" >"$state/logs/nats.log" 2>&1 &
 pids+=($!)
-wait_for nats "http://127.0.0.1:$((nats_port + 4000))/healthz"
+wait_for nats "http://127.0.0.1:$nats_http_port/healthz"
 
 export MOMENTUM_NATS_URL="nats://127.0.0.1:$nats_port"
 MOMENTUM_HTTP_ADDR="127.0.0.1:$ingest_port" "$bin/momentum-ingest" >"$state/logs/ingest.log" 2>&1 &
@@ -84,10 +89,10 @@ fi
 
 cat <<EOT
 
-momentum is running (logs in .stack/logs/, Ctrl-C stops everything):
+momentum is running (logs in $state/logs/, Ctrl-C stops everything):
   ingest API   http://127.0.0.1:$ingest_port/v1/events
   query API    http://127.0.0.1:$query_port/v1/movements
-  NATS         nats://127.0.0.1:$nats_port (monitoring http://127.0.0.1:$((nats_port + 4000)))
+  NATS         nats://127.0.0.1:$nats_port (monitoring http://127.0.0.1:$nats_http_port)
 
 Try:
   curl -s http://127.0.0.1:$query_port/v1/movements
@@ -99,3 +104,4 @@ Try:
 EOT
 wait -n "${pids[@]}" || true
 echo "a service stopped unexpectedly; see $state/logs/" >&2
+exit 1

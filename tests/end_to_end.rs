@@ -489,3 +489,68 @@ async fn a_projection_rebuilt_from_sequence_one_takes_over_with_identical_number
     rebuild.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn the_readme_stack_command_starts_everything_and_serves_the_demo_data() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let root = momentum_testkit::workspace_root();
+    let state = tempfile::tempdir().unwrap();
+    let [nats, nats_http, ingest, query] = std::array::from_fn(|_| momentum_testkit::free_port());
+    let mut stack = momentum_testkit::ChildProcess::spawn(
+        Command::new("bash")
+            .arg(root.join("scripts/stack.sh"))
+            .env("MOMENTUM_STACK_DIR", state.path())
+            .env("MOMENTUM_NATS_PORT", nats.to_string())
+            .env("MOMENTUM_NATS_HTTP_PORT", nats_http.to_string())
+            .env("MOMENTUM_INGEST_PORT", ingest.to_string())
+            .env("MOMENTUM_QUERY_PORT", query.to_string())
+            .stdout(Stdio::piped()),
+    );
+    // Read the script's output to its end (a closed pipe would kill it),
+    // handing over what it printed up to its list of URLs.
+    let stdout = stack.take_stdout();
+    let (ready, printed) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut ready = Some(ready);
+        let mut printed = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.starts_with("Try:")
+                && let Some(ready) = ready.take()
+            {
+                let _ = ready.send(printed.clone());
+            }
+        }
+    });
+    let printed = tokio::time::timeout(Duration::from_secs(300), printed).await.expect("the stack starts").unwrap();
+    assert!(printed.contains("0 rejected"), "{printed}");
+    assert!(printed.contains(&format!("http://127.0.0.1:{query}/v1/movements")), "{printed}");
+
+    let http = reqwest::Client::new();
+    let movements: Value =
+        http.get(format!("http://127.0.0.1:{query}/v1/movements")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> =
+        movements["movements"].as_array().unwrap().iter().map(|m| m["movement"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bristol-befriending", "hull-community-kitchens", "leeds-walking-groups"]);
+    let trend: Value = http
+        .get(format!("http://127.0.0.1:{query}/v1/movements/leeds-walking-groups/trends?interval=month"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let active: i64 =
+        trend["series"].as_array().unwrap().iter().map(|row| row["active_participants"].as_i64().unwrap()).sum();
+    assert!(active > 0, "the demo data shows up in the trend: {trend}");
+
+    let exit = stack.terminate(Duration::from_secs(30)).expect("the stack stops on SIGTERM");
+    assert!(exit.success(), "{exit}");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", ingest)).await.is_err(),
+        "stopping the stack stops its services"
+    );
+}

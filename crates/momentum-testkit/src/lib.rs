@@ -151,6 +151,11 @@ impl ChildProcess {
         self.0.id()
     }
 
+    /// The child's standard output; spawn it with `Stdio::piped()`.
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        self.0.stdout.take().expect("the child was spawned with a piped stdout")
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         let _ = self.0.kill();
