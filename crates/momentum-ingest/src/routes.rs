@@ -21,6 +21,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/v1/events", post(post_events))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .fallback(|| async {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
+                .detail("events are posted to POST /v1/events")
+        })
         .with_state(state)
 }
 

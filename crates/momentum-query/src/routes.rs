@@ -115,6 +115,12 @@ fn date_range(state: &AppState, parameters: &HashMap<String, String>) -> Result<
     Ok((from, to))
 }
 
+/// The non-empty, trimmed items of a comma-separated parameter.
+fn comma_list<'a>(parameters: &'a HashMap<String, String>, name: &str) -> impl Iterator<Item = &'a str> {
+    let list = parameters.get(name).map(String::as_str).unwrap_or("");
+    list.split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
 fn metric(text: &str, parameter: &str) -> Result<Metric, Problem> {
     Metric::parse(text).ok_or_else(|| {
         let valid: Vec<&str> = Metric::ALL.iter().map(|metric| metric.as_str()).collect();
@@ -188,10 +194,7 @@ async fn principles(
 
 async fn compare(State(state): State<Arc<AppState>>, Query(parameters): Parameters) -> Response {
     let build = || -> Result<Value, Problem> {
-        let movements: Vec<&str> = parameters
-            .get("movements")
-            .map(|list| list.split(',').map(str::trim).filter(|name| !name.is_empty()).collect())
-            .unwrap_or_default();
+        let movements: Vec<&str> = comma_list(&parameters, "movements").collect();
         if movements.is_empty() {
             return Err(Problem::bad_parameter("movements", "name the movements to compare, separated by commas"));
         }
