@@ -554,3 +554,63 @@ async fn the_readme_stack_command_starts_everything_and_serves_the_demo_data() {
         "stopping the stack stops its services"
     );
 }
+
+#[tokio::test]
+async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
+    let stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    let path = format!("/v1/movements/{MOVEMENT}/trends?interval=week&from=2026-03-02&to=2026-03-22&min_seq={max_seq}");
+    let (_, json) = stack.query(&path).await;
+    let get_csv = |query: String, accept: &'static str| {
+        let request = stack.http.get(format!("{}{query}", stack.query_url)).header("accept", accept);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+            let disposition = response.headers()["content-disposition"].to_str().unwrap().to_owned();
+            (disposition, response.text().await.unwrap())
+        }
+    };
+
+    let (disposition, wide) = get_csv(path.clone(), "text/csv").await;
+    assert_eq!(disposition, format!("attachment; filename=\"{MOVEMENT}-week-2026-03-02-to-2026-03-22.csv\""));
+    let lines: Vec<Vec<&str>> = wide.lines().map(|line| line.split(',').collect()).collect();
+    let header = &lines[0];
+    assert_eq!(header[0], "period");
+    assert_eq!(header.len(), 1 + 19, "every metric has a column");
+    let series = json["series"].as_array().unwrap();
+    assert_eq!(lines.len(), 1 + series.len(), "one row per period");
+    for (cells, row) in lines[1..].iter().zip(series) {
+        for (name, cell) in header.iter().zip(cells) {
+            let expected = match &row[*name] {
+                Value::Null => String::new(),
+                Value::String(text) => text.clone(),
+                number => number.to_string(),
+            };
+            assert_eq!(*cell, expected, "{name} in {}", row["period"]);
+        }
+    }
+
+    let (disposition, long) = get_csv(format!("{path}&format=csv&layout=long"), "*/*").await;
+    assert!(disposition.contains("-long.csv"), "{disposition}");
+    let long: Vec<&str> = long.lines().collect();
+    assert_eq!(long[0], "period,movement,metric,value");
+    assert_eq!(long.len(), 1 + series.len() * 19);
+    assert!(long.contains(&format!("2026-03-02,{MOVEMENT},volunteer_hours,2.5").as_str()));
+    assert!(long.contains(&format!("2026-03-09,{MOVEMENT},retention_rate,0.0").as_str()));
+    assert!(long.contains(&format!("2026-03-02,{MOVEMENT},momentum,").as_str()), "a null is an empty cell");
+
+    let (_, cohorts) = get_csv(
+        format!("/v1/movements/{MOVEMENT}/cohorts?interval=week&from=2026-03-02&to=2026-03-15&format=csv"),
+        "*/*",
+    )
+    .await;
+    assert_eq!(cohorts, "cohort,size,active_0,active_1\n2026-03-02,5,5,0\n");
+    let (_, movements) = get_csv("/v1/movements?format=csv".to_owned(), "*/*").await;
+    assert_eq!(movements, format!("movement,events\n{MOVEMENT},4\n"));
+
+    let (status, body) = stack.query(&format!("{path}&format=xml")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["pointer"], "format");
+    stack.stop().await;
+}

@@ -2,6 +2,7 @@
 //! own and never writes: every answer comes from the projection service,
 //! asked over NATS request-reply.
 
+mod csv;
 mod routes;
 
 use std::future::Future;

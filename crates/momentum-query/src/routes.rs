@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{Months, NaiveDate, Utc};
@@ -16,6 +17,7 @@ use momentum_runtime::Problem;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::csv::{Format, requested_format, to_csv};
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -60,20 +62,14 @@ fn date(parameters: &HashMap<String, String>, name: &str) -> Result<Option<Naive
         .transpose()
 }
 
-async fn movements(State(state): State<Arc<AppState>>, Query(parameters): Parameters) -> Response {
-    let min_seq = match min_seq(&parameters) {
-        Ok(min_seq) => min_seq,
-        Err(problem) => return problem.into_response(),
-    };
-    ask(&state, QueryEndpoint::Movements, json!({ "min_seq": min_seq })).await
+async fn movements(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(parameters): Parameters) -> Response {
+    let build = min_seq(&parameters).map(|min_seq| json!({ "min_seq": min_seq }));
+    answer(&state, QueryEndpoint::Movements, &parameters, &headers, build).await
 }
 
-async fn status(State(state): State<Arc<AppState>>, Query(parameters): Parameters) -> Response {
-    let min_seq = match min_seq(&parameters) {
-        Ok(min_seq) => min_seq,
-        Err(problem) => return problem.into_response(),
-    };
-    ask(&state, QueryEndpoint::Status, json!({ "min_seq": min_seq })).await
+async fn status(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(parameters): Parameters) -> Response {
+    let build = min_seq(&parameters).map(|min_seq| json!({ "min_seq": min_seq }));
+    answer(&state, QueryEndpoint::Status, &parameters, &headers, build).await
 }
 
 fn check_movement(movement: &str) -> Result<(), Problem> {
@@ -128,16 +124,53 @@ fn metric(text: &str, parameter: &str) -> Result<Metric, Problem> {
     })
 }
 
-/// Runs `build` and, if it produced a request, asks the projector.
-async fn answer(state: &AppState, endpoint: QueryEndpoint, build: Result<Value, Problem>) -> Response {
-    match build {
-        Ok(request) => ask(state, endpoint, request).await,
-        Err(problem) => problem.into_response(),
+/// Asks the projector with the request `build` produced (unless it is a
+/// problem) and answers in the format the client asked for.
+async fn answer(
+    state: &AppState,
+    endpoint: QueryEndpoint,
+    parameters: &HashMap<String, String>,
+    headers: &HeaderMap,
+    build: Result<Value, Problem>,
+) -> Response {
+    let format = match requested_format(parameters, headers) {
+        Ok(format) => format,
+        Err(problem) => return problem.into_response(),
+    };
+    let request = match build {
+        Ok(request) => request,
+        Err(problem) => return problem.into_response(),
+    };
+    let json = match ask(state, endpoint, request).await {
+        Ok(json) => json,
+        Err(response) => return response,
+    };
+    let Format::Csv(layout) = format else {
+        let mut response = (StatusCode::OK, json).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return response;
+    };
+    match to_csv(endpoint, &json, layout) {
+        Ok(file) => {
+            let mut response = (StatusCode::OK, file.body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+            let disposition = format!("attachment; filename=\"{}\"", file.filename);
+            if let Ok(value) = HeaderValue::from_str(&disposition) {
+                headers.insert(header::CONTENT_DISPOSITION, value);
+            }
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "a projector answer could not be turned into CSV");
+            Problem::internal().into_response()
+        }
     }
 }
 
 async fn trends(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(movement): Path<String>,
     Query(parameters): Parameters,
 ) -> Response {
@@ -160,11 +193,12 @@ async fn trends(
             "metrics": metrics, "min_seq": min_seq(&parameters)?,
         }))
     };
-    answer(&state, QueryEndpoint::Trends, build()).await
+    answer(&state, QueryEndpoint::Trends, &parameters, &headers, build()).await
 }
 
 async fn cohorts(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(movement): Path<String>,
     Query(parameters): Parameters,
 ) -> Response {
@@ -176,11 +210,12 @@ async fn cohorts(
             "movement": movement, "interval": interval, "from": from, "to": to, "min_seq": min_seq(&parameters)?,
         }))
     };
-    answer(&state, QueryEndpoint::Cohorts, build()).await
+    answer(&state, QueryEndpoint::Cohorts, &parameters, &headers, build()).await
 }
 
 async fn principles(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(movement): Path<String>,
     Query(parameters): Parameters,
 ) -> Response {
@@ -189,10 +224,10 @@ async fn principles(
         let (from, to) = date_range(&state, &parameters)?;
         Ok(json!({ "movement": movement, "from": from, "to": to, "min_seq": min_seq(&parameters)? }))
     };
-    answer(&state, QueryEndpoint::Principles, build()).await
+    answer(&state, QueryEndpoint::Principles, &parameters, &headers, build()).await
 }
 
-async fn compare(State(state): State<Arc<AppState>>, Query(parameters): Parameters) -> Response {
+async fn compare(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(parameters): Parameters) -> Response {
     let build = || -> Result<Value, Problem> {
         let movements: Vec<&str> = comma_list(&parameters, "movements").collect();
         if movements.is_empty() {
@@ -209,16 +244,16 @@ async fn compare(State(state): State<Arc<AppState>>, Query(parameters): Paramete
             "min_seq": min_seq(&parameters)?,
         }))
     };
-    answer(&state, QueryEndpoint::Compare, build()).await
+    answer(&state, QueryEndpoint::Compare, &parameters, &headers, build()).await
 }
 
-/// Sends a request to the projection service and turns its answer, or its
-/// silence, into an HTTP response. The JSON it answers with is the API's.
-async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Response {
+/// Sends a request to the projection service. Its JSON answer is the API's;
+/// its errors, or its silence, become problem responses.
+async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Result<Bytes, Response> {
     let payload = serde_json::to_vec(&request).expect("a request always serialises");
     let asked = state.nats.request(endpoint.subject(), payload.into());
     let reply = match tokio::time::timeout(state.query_timeout, asked).await {
-        Err(_) => return Problem::unavailable("the projection service did not answer in time").into_response(),
+        Err(_) => return Err(Problem::unavailable("the projection service did not answer in time").into_response()),
         Ok(Err(error)) => {
             use async_nats::RequestErrorKind;
             let detail = match error.kind() {
@@ -227,7 +262,7 @@ async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Respo
                 _ => "the projection service could not be asked",
             };
             tracing::warn!(%error, "query request failed");
-            return Problem::unavailable(detail).into_response();
+            return Err(Problem::unavailable(detail).into_response());
         }
         Ok(Ok(reply)) => reply,
     };
@@ -236,12 +271,8 @@ async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Respo
         let message = headers.get(async_nats::service::NATS_SERVICE_ERROR).map(|value| value.as_str().to_owned());
         Some((code, message.unwrap_or_default()))
     });
-    match service_error {
-        None => {
-            let mut response = (StatusCode::OK, reply.payload).into_response();
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
+    Err(match service_error {
+        None => return Ok(reply.payload),
         Some((400, message)) => Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "the query is not valid")
             .detail(message)
             .into_response(),
@@ -253,5 +284,5 @@ async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Respo
             tracing::error!(code, message, "the projection service failed a query");
             Problem::internal().into_response()
         }
-    }
+    })
 }

@@ -1,0 +1,294 @@
+//! CSV answers for spreadsheets, R and pandas: every read can be asked for as
+//! `text/csv` (`Accept: text/csv` or `format=csv`), wide (one row per period,
+//! a column per metric) or, with `layout=long`, tidy
+//! (`period,movement,metric,value`: one row per value). Nulls are empty cells.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use axum::http::{HeaderMap, header};
+use momentum_bus::QueryEndpoint;
+use momentum_domain::query::{Cohorts, Comparison, MovementList, Principles, Status, Trend};
+use momentum_runtime::Problem;
+use serde_json::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Json,
+    Csv(Layout),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// One row per period (or cohort, or principle), one column per value.
+    Wide,
+    /// One row per value: `period,movement,metric,value`.
+    Long,
+}
+
+/// The format asked for: `format` (json or csv) wins over `Accept`.
+pub(crate) fn requested_format(parameters: &HashMap<String, String>, headers: &HeaderMap) -> Result<Format, Problem> {
+    let layout = match parameters.get("layout").map(String::as_str) {
+        None | Some("wide") => Layout::Wide,
+        Some("long") => Layout::Long,
+        Some(other) => return Err(Problem::bad_parameter("layout", format!("must be wide or long, got {other:?}"))),
+    };
+    match parameters.get("format").map(String::as_str) {
+        Some("csv") => return Ok(Format::Csv(layout)),
+        Some("json") => return Ok(Format::Json),
+        Some(other) => return Err(Problem::bad_parameter("format", format!("must be json or csv, got {other:?}"))),
+        None => {}
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let wants_csv = accept.split(',').any(|item| item.split(';').next().unwrap_or("").trim() == "text/csv");
+    Ok(if wants_csv { Format::Csv(layout) } else { Format::Json })
+}
+
+/// A CSV document and the file name to offer it under.
+pub(crate) struct CsvFile {
+    pub body: String,
+    pub filename: String,
+}
+
+/// Turns a projector answer into CSV. Fails only if the answer is not the
+/// JSON the endpoint promises, which would be a bug.
+pub(crate) fn to_csv(endpoint: QueryEndpoint, json: &[u8], layout: Layout) -> Result<CsvFile, serde_json::Error> {
+    Ok(match endpoint {
+        QueryEndpoint::Trends => trend(&serde_json::from_slice(json)?, layout),
+        QueryEndpoint::Cohorts => cohorts(&serde_json::from_slice(json)?, layout),
+        QueryEndpoint::Principles => principles(&serde_json::from_slice(json)?),
+        QueryEndpoint::Compare => comparison(&serde_json::from_slice(json)?, layout),
+        QueryEndpoint::Movements => {
+            let list: MovementList = serde_json::from_slice(json)?;
+            let mut body = String::from("movement,events\n");
+            for movement in &list.movements {
+                let _ = writeln!(body, "{},{}", field(&movement.movement), movement.events);
+            }
+            CsvFile { body, filename: "movements.csv".to_owned() }
+        }
+        QueryEndpoint::Status => {
+            let status: Status = serde_json::from_slice(json)?;
+            let body = format!("watermark,applied_since_start\n{},{}\n", status.watermark, status.applied_since_start);
+            CsvFile { body, filename: "status.csv".to_owned() }
+        }
+    })
+}
+
+fn trend(trend: &Trend, layout: Layout) -> CsvFile {
+    let filename = format!(
+        "{}-{}-{}-to-{}{}.csv",
+        trend.movement,
+        trend.interval.as_str(),
+        trend.from,
+        trend.to,
+        if layout == Layout::Long { "-long" } else { "" }
+    );
+    let mut body = String::new();
+    match layout {
+        Layout::Wide => {
+            let metrics: Vec<_> =
+                trend.series.first().map(|row| row.values.iter().map(|(m, _)| *m).collect()).unwrap_or_default();
+            body.push_str("period");
+            for metric in &metrics {
+                body.push(',');
+                body.push_str(metric.as_str());
+            }
+            body.push('\n');
+            for row in &trend.series {
+                body.push_str(&row.period.to_string());
+                for (_, value) in &row.values {
+                    body.push(',');
+                    body.push_str(&cell(value));
+                }
+                body.push('\n');
+            }
+        }
+        Layout::Long => {
+            body.push_str("period,movement,metric,value\n");
+            for row in &trend.series {
+                for (metric, value) in &row.values {
+                    let _ =
+                        writeln!(body, "{},{},{},{}", row.period, field(&trend.movement), metric.as_str(), cell(value));
+                }
+            }
+        }
+    }
+    CsvFile { body, filename }
+}
+
+fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
+    let filename = format!(
+        "{}-cohorts-{}-{}-to-{}{}.csv",
+        cohorts.movement,
+        cohorts.interval.as_str(),
+        cohorts.from,
+        cohorts.to,
+        if layout == Layout::Long { "-long" } else { "" }
+    );
+    let mut body = String::new();
+    match layout {
+        Layout::Wide => {
+            let width = cohorts.cohorts.iter().map(|cohort| cohort.active.len()).max().unwrap_or(0);
+            body.push_str("cohort,size");
+            for offset in 0..width {
+                let _ = write!(body, ",active_{offset}");
+            }
+            body.push('\n');
+            for cohort in &cohorts.cohorts {
+                let _ = write!(body, "{},{}", cohort.cohort, cohort.size);
+                for offset in 0..width {
+                    body.push(',');
+                    if let Some(active) = cohort.active.get(offset) {
+                        body.push_str(&active.to_string());
+                    }
+                }
+                body.push('\n');
+            }
+        }
+        Layout::Long => {
+            body.push_str("cohort,movement,offset,period,size,active\n");
+            for cohort in &cohorts.cohorts {
+                for (offset, active) in cohort.active.iter().enumerate() {
+                    let period = cohorts.interval.shift(cohort.cohort, offset as i32);
+                    let _ = writeln!(
+                        body,
+                        "{},{},{offset},{period},{},{active}",
+                        cohort.cohort,
+                        field(&cohorts.movement),
+                        cohort.size
+                    );
+                }
+            }
+        }
+    }
+    CsvFile { body, filename }
+}
+
+fn principles(principles: &Principles) -> CsvFile {
+    let mut body = String::from("principle,activities,participants\n");
+    for figures in &principles.principles {
+        let _ = writeln!(body, "{},{},{}", figures.principle.as_str(), figures.activities, figures.participants);
+    }
+    let filename = format!("{}-principles-{}-to-{}.csv", principles.movement, principles.from, principles.to);
+    CsvFile { body, filename }
+}
+
+fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
+    let filename = format!(
+        "compare-{}-{}-{}-to-{}{}.csv",
+        comparison.metric.as_str(),
+        comparison.interval.as_str(),
+        comparison.from,
+        comparison.to,
+        if layout == Layout::Long { "-long" } else { "" }
+    );
+    let mut body = String::new();
+    match layout {
+        Layout::Wide => {
+            body.push_str("period");
+            for series in &comparison.series {
+                body.push(',');
+                body.push_str(&field(&series.movement));
+            }
+            body.push('\n');
+            let periods = comparison.series.first().map(|series| series.values.len()).unwrap_or(0);
+            for index in 0..periods {
+                body.push_str(&comparison.series[0].values[index].period.to_string());
+                for series in &comparison.series {
+                    body.push(',');
+                    body.push_str(&series.values.get(index).map(|value| cell(&value.value)).unwrap_or_default());
+                }
+                body.push('\n');
+            }
+        }
+        Layout::Long => {
+            body.push_str("period,movement,metric,value\n");
+            for series in &comparison.series {
+                for value in &series.values {
+                    let _ = writeln!(
+                        body,
+                        "{},{},{},{}",
+                        value.period,
+                        field(&series.movement),
+                        comparison.metric.as_str(),
+                        cell(&value.value)
+                    );
+                }
+            }
+        }
+    }
+    CsvFile { body, filename }
+}
+
+/// A value as a CSV cell: numbers as JSON writes them, null as nothing.
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => field(text),
+        other => other.to_string(),
+    }
+}
+
+/// Quotes a text field when it holds a comma, a quote or a line break.
+fn field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn trend_json() -> Vec<u8> {
+        json!({
+            "movement": "leeds", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
+            "watermark": 7, "volunteer_hour_value_gbp": 10.0,
+            "series": [
+                { "period": "2026-03-02", "active_participants": 5, "retention_rate": null, "volunteer_hours": 2.5 },
+                { "period": "2026-03-09", "active_participants": 4, "retention_rate": 0.6, "volunteer_hours": 0.0 },
+            ],
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_wide_trend_has_a_header_row_a_row_per_period_and_empty_cells_for_nulls() {
+        let file = to_csv(QueryEndpoint::Trends, &trend_json(), Layout::Wide).unwrap();
+        assert_eq!(
+            file.body,
+            "period,active_participants,retention_rate,volunteer_hours\n2026-03-02,5,,2.5\n2026-03-09,4,0.6,0.0\n"
+        );
+        assert_eq!(file.filename, "leeds-week-2026-03-02-to-2026-03-09.csv");
+    }
+
+    #[test]
+    fn a_long_trend_has_one_row_per_value() {
+        let file = to_csv(QueryEndpoint::Trends, &trend_json(), Layout::Long).unwrap();
+        let lines: Vec<&str> = file.body.lines().collect();
+        assert_eq!(lines[0], "period,movement,metric,value");
+        assert_eq!(lines.len(), 1 + 2 * 3);
+        assert_eq!(lines[2], "2026-03-02,leeds,retention_rate,");
+        assert_eq!(lines[5], "2026-03-09,leeds,retention_rate,0.6");
+    }
+
+    #[test]
+    fn fields_with_commas_or_quotes_are_quoted() {
+        assert_eq!(field("plain"), "plain");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn the_format_parameter_wins_over_the_accept_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, "text/csv, application/json;q=0.5".parse().unwrap());
+        let none = HashMap::new();
+        assert_eq!(requested_format(&none, &headers).unwrap(), Format::Csv(Layout::Wide));
+        let json = HashMap::from([("format".to_owned(), "json".to_owned())]);
+        assert_eq!(requested_format(&json, &headers).unwrap(), Format::Json);
+        let long = HashMap::from([("format".to_owned(), "csv".to_owned()), ("layout".to_owned(), "long".to_owned())]);
+        assert_eq!(requested_format(&long, &HeaderMap::new()).unwrap(), Format::Csv(Layout::Long));
+        assert!(requested_format(&HashMap::from([("format".to_owned(), "xml".to_owned())]), &headers).is_err());
+    }
+}
