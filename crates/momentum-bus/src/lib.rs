@@ -70,9 +70,11 @@ pub fn message_id(source: &str, id: &str) -> String {
     // A fixed namespace of momentum's own; changing it would break
     // deduplication of retries that straddle an upgrade.
     const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d6f_6d65_6e74_756d_8000_0000_0000_0001);
-    let mut name = Vec::with_capacity(source.len() + 1 + id.len());
+    // The source's length goes first, so no two (source, id) pairs share a
+    // name, whatever characters they contain.
+    let mut name = Vec::with_capacity(8 + source.len() + id.len());
+    name.extend_from_slice(&(source.len() as u64).to_be_bytes());
     name.extend_from_slice(source.as_bytes());
-    name.push(0);
     name.extend_from_slice(id.as_bytes());
     uuid::Uuid::new_v5(&NAMESPACE, &name).to_string()
 }
@@ -203,8 +205,10 @@ mod tests {
         assert_eq!(message_id("urn:a", "1"), message_id("urn:a", "1"));
         assert_ne!(message_id("urn:a", "1"), message_id("urn:a", "2"));
         assert_ne!(message_id("urn:a", "1"), message_id("urn:b", "1"));
-        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        // The length prefix keeps ("ab", "c") and ("a", "bc") apart, and
+        // pairs that differ only by where a NUL falls.
         assert_ne!(message_id("ab", "c"), message_id("a", "bc"));
+        assert_ne!(message_id("a\0b", "c"), message_id("a", "b\0c"));
     }
 
     #[test]

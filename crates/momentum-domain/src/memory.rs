@@ -23,6 +23,14 @@ impl StateRead for MemoryState {
         Ok(entries.next().map(|(key, value)| (key.clone(), value.clone())))
     }
 
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, Infallible> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let range = self.entries.range(start.to_vec()..end.to_vec());
+        Ok(range.map(|(key, value)| (key.clone(), value.clone())).collect())
+    }
+
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, Infallible> {
         Ok(self
             .entries

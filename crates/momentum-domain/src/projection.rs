@@ -33,6 +33,8 @@ pub trait StateRead {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
     /// Every entry whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, Self::Error>;
+    /// Every entry with `start <= key < end`, in key order.
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, Self::Error>;
     /// The first entry whose key starts with `prefix`.
     fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, Self::Error> {
         Ok(self.scan_prefix(prefix)?.into_iter().next())
@@ -119,19 +121,23 @@ pub mod keys {
         }
     }
 
+    /// A u32 length, so no text the fold could meet is cut short (the
+    /// schemas bound refs to 128 characters, but the fold does not rely on it).
     fn push_text(key: &mut Vec<u8>, text: &str) {
-        key.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        key.extend_from_slice(&u32::try_from(text.len()).expect("texts are shorter than 4 GiB").to_be_bytes());
         key.extend_from_slice(text.as_bytes());
     }
 
+    /// Days since 0001-01-01 with the sign bit flipped, big-endian, so that
+    /// keys sort by date for every date chrono can hold, BCE included.
     pub(crate) fn push_date(key: &mut Vec<u8>, date: NaiveDate) {
         use chrono::Datelike;
-        key.extend_from_slice(&(date.num_days_from_ce() as u32).to_be_bytes());
+        key.extend_from_slice(&((date.num_days_from_ce() as u32) ^ 0x8000_0000).to_be_bytes());
     }
 
     pub(crate) fn read_date(bytes: &[u8]) -> NaiveDate {
-        let days = u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes"));
-        NaiveDate::from_num_days_from_ce_opt(days as i32).expect("stored dates are valid")
+        let days = (u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) ^ 0x8000_0000) as i32;
+        NaiveDate::from_num_days_from_ce_opt(days).expect("stored dates are valid")
     }
 
     fn movement_prefix(tag: u8, movement: &str) -> Vec<u8> {
@@ -235,6 +241,13 @@ pub mod keys {
     pub(crate) fn principle_member_prefix(movement: &str, principle: Principle) -> Vec<u8> {
         let mut key = movement_prefix(PRINCIPLE_MEMBER, movement);
         key.push(principle as u8);
+        key
+    }
+
+    /// The first possible key of a principle's participants on `day`.
+    pub(crate) fn principle_member_prefix_from(movement: &str, principle: Principle, day: NaiveDate) -> Vec<u8> {
+        let mut key = principle_member_prefix(movement, principle);
+        push_date(&mut key, day);
         key
     }
 
@@ -873,6 +886,23 @@ mod tests {
         assert_eq!(PeriodTotals::decode(&totals.encode()), totals);
         let short = &totals.encode()[..8];
         assert_eq!(PeriodTotals::decode(short), PeriodTotals { active_participants: 3, ..PeriodTotals::default() });
+    }
+
+    #[test]
+    fn date_keys_sort_in_date_order_across_the_common_era() {
+        let dates = ["-0100-01-01", "0000-06-01", "0001-01-01", "1970-01-01", "2026-03-04"];
+        let encoded: Vec<Vec<u8>> = dates
+            .iter()
+            .map(|text| {
+                let mut key = Vec::new();
+                keys::push_date(&mut key, text.parse().unwrap());
+                key
+            })
+            .collect();
+        assert!(encoded.windows(2).all(|pair| pair[0] < pair[1]));
+        for (text, key) in dates.iter().zip(&encoded) {
+            assert_eq!(keys::read_date(key), text.parse::<NaiveDate>().unwrap());
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Every read costs in proportion to what it returns (periods, cohorts,
 //! principles), never to the number of events stored.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use serde::ser::SerializeMap;
@@ -409,6 +409,7 @@ pub fn cohorts<S: StateRead>(state: &S, request: &CohortRequest) -> Result<Cohor
     let watermark = watermark(state).map_err(QueryError::Store)?;
     check_movement(state, &request.movement)?;
     let mut cohorts = Vec::new();
+    let last = *periods.last().unwrap_or(&request.to);
     for (index, cohort) in periods.iter().enumerate() {
         let size = PeriodTotals::read(state, &request.movement, request.interval, *cohort)
             .map_err(QueryError::Store)?
@@ -416,18 +417,16 @@ pub fn cohorts<S: StateRead>(state: &S, request: &CohortRequest) -> Result<Cohor
         if size == 0 {
             continue;
         }
-        let prefix = keys::cohort_prefix(&request.movement, request.interval, *cohort);
-        let counts = state.scan_prefix(&prefix).map_err(QueryError::Store)?;
-        let active = periods[index..]
-            .iter()
-            .map(|start| {
-                counts
-                    .iter()
-                    .find(|(key, _)| keys::read_date(&key[prefix.len()..]) == *start)
-                    .map(|(_, value)| decode_u64(value) as i64)
-                    .unwrap_or(0)
-            })
+        // Only the cohort's periods in range: from the cohort to `to`.
+        let start = keys::cohort(&request.movement, request.interval, *cohort, *cohort);
+        let end = keys::cohort(&request.movement, request.interval, *cohort, request.interval.next_period(last));
+        let counts: BTreeMap<NaiveDate, i64> = state
+            .scan_range(&start, &end)
+            .map_err(QueryError::Store)?
+            .into_iter()
+            .map(|(key, value)| (keys::read_date(&key[start.len() - 4..]), decode_u64(&value) as i64))
             .collect();
+        let active = periods[index..].iter().map(|start| counts.get(start).copied().unwrap_or(0)).collect();
         cohorts.push(Cohort { cohort: *cohort, size, active });
     }
     Ok(Cohorts {
@@ -445,24 +444,27 @@ pub fn principles<S: StateRead>(state: &S, request: &PrinciplesRequest) -> Resul
     check_range::<S::Error>(Interval::Day, request.from, request.to)?;
     let watermark = watermark(state).map_err(QueryError::Store)?;
     check_movement(state, &request.movement)?;
-    let in_range = |date: NaiveDate| request.from <= date && date <= request.to;
+    // Keys of a principle sort by day, so the range's keys run from the
+    // first day's to the day after the last's.
+    let after = request.to.succ_opt().unwrap_or(request.to);
     let mut figures = Vec::with_capacity(Principle::ALL.len());
     for principle in Principle::ALL {
-        let prefix = keys::principle_day_prefix(&request.movement, principle);
+        let start = keys::principle_day(&request.movement, principle, request.from);
+        let end = keys::principle_day(&request.movement, principle, after);
         let activities = state
-            .scan_prefix(&prefix)
+            .scan_range(&start, &end)
             .map_err(QueryError::Store)?
             .into_iter()
-            .filter(|(key, _)| in_range(keys::read_date(&key[prefix.len()..])))
             .map(|(_, value)| decode_u64(&value))
             .sum();
-        let prefix = keys::principle_member_prefix(&request.movement, principle);
+        let prefix_length = keys::principle_member_prefix(&request.movement, principle).len();
+        let start = keys::principle_member_prefix_from(&request.movement, principle, request.from);
+        let end = keys::principle_member_prefix_from(&request.movement, principle, after);
         let participants: BTreeSet<Vec<u8>> = state
-            .scan_prefix(&prefix)
+            .scan_range(&start, &end)
             .map_err(QueryError::Store)?
             .into_iter()
-            .filter(|(key, _)| in_range(keys::read_date(&key[prefix.len()..])))
-            .map(|(key, _)| key[prefix.len() + 4..].to_vec())
+            .map(|(key, _)| key[prefix_length + 4..].to_vec())
             .collect();
         figures.push(PrincipleFigures { principle, activities, participants: participants.len() as u64 });
     }

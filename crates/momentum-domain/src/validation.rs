@@ -7,7 +7,7 @@
 //! the ones a schema cannot state, such as "not more than 24 hours in the
 //! future", which needs the current time.
 
-use chrono::{DateTime, Duration, FixedOffset, Utc};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -31,6 +31,11 @@ const SCHEMA_BASE_URI: &str = "https://momentum.invalid/schemas/";
 /// How far in the future an event's `time` may be, to allow for clock skew
 /// and for events entered ahead of a meeting that is about to start.
 pub const FUTURE_TOLERANCE_HOURS: i64 = 24;
+
+/// The earliest `time` an event may have. Nothing in a health movement's
+/// records is older, and a bound keeps period arithmetic far from the limits
+/// of the calendar types.
+pub const EARLIEST_EVENT_YEAR: i32 = 1900;
 
 /// The most validation errors reported for one event; past this the list
 /// is cut, because a partner fixes the first ones first.
@@ -129,6 +134,9 @@ impl Validator {
                     "/time",
                     format!("must not be more than {FUTURE_TOLERANCE_HOURS} hours in the future"),
                 ));
+            }
+            Ok(time) if time.year() < EARLIEST_EVENT_YEAR => {
+                errors.push(FieldError::new("/time", format!("must not be before the year {EARLIEST_EVENT_YEAR}")));
             }
             Ok(_) => {}
         }

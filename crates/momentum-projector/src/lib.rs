@@ -65,6 +65,15 @@ pub enum ProjectorError {
     BatchSizeZero,
     #[error("the volunteer hour value must be a number of pounds of 0 or more, got {0}")]
     HourValueInvalid(f64),
+    #[error("could not read the event stream's state: {0}")]
+    Stream(String),
+    #[error(
+        "the store has applied events up to sequence {watermark} but the stream ends at {last_sequence}: \
+         it was built from another stream; rebuild it into an empty data folder"
+    )]
+    StoreAheadOfStream { watermark: u64, last_sequence: u64 },
+    #[error("the event consumer stopped: {0}")]
+    ConsumerFailed(String),
 }
 
 /// A started projection service.
@@ -114,13 +123,48 @@ impl ServeSettings {
     }
 }
 
-/// The stream's last sequence now; 0 when there is no stream yet.
-async fn stream_last_sequence(nats: &async_nats::Client) -> u64 {
+/// What the projector knows of the event stream at start.
+struct StreamState {
+    last_sequence: u64,
+    /// When the stream was created: it tells one stream from another of the
+    /// same name, so a store is never folded on top of a different stream.
+    created: Option<String>,
+}
+
+/// How many times, a second apart, the stream's state is asked for at start
+/// before giving up (a JetStream leader election takes a few seconds).
+const STREAM_STATE_TRIES_MAX: u32 = 30;
+
+/// The stream's state now. Only "no such stream" counts as empty; any other
+/// failure is retried, because guessing would let a rebuilding replica serve
+/// partial figures.
+async fn stream_state(nats: &async_nats::Client) -> Result<StreamState, ProjectorError> {
+    use async_nats::jetstream::{ErrorCode, context::GetStreamErrorKind};
     let jetstream = async_nats::jetstream::new(nats.clone());
-    match jetstream.get_stream(momentum_bus::STREAM_NAME).await {
-        Ok(mut stream) => stream.info().await.map(|info| info.state.last_sequence).unwrap_or(0),
-        Err(_) => 0,
+    let mut failure = String::new();
+    for _ in 0..STREAM_STATE_TRIES_MAX {
+        match jetstream.get_stream(momentum_bus::STREAM_NAME).await {
+            Ok(mut stream) => match stream.info().await {
+                Ok(info) => {
+                    return Ok(StreamState {
+                        last_sequence: info.state.last_sequence,
+                        created: Some(info.created.unix_timestamp_nanos().to_string()),
+                    });
+                }
+                Err(error) => failure = error.to_string(),
+            },
+            Err(error)
+                if matches!(error.kind(), GetStreamErrorKind::JetStream(inner)
+                if inner.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                return Ok(StreamState { last_sequence: 0, created: None });
+            }
+            Err(error) => failure = error.to_string(),
+        }
+        tracing::warn!(error = failure, "cannot read the event stream's state yet; retrying");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    Err(ProjectorError::Stream(failure))
 }
 
 impl Projector {
@@ -158,7 +202,17 @@ impl Projector {
         // A projector answers queries only once it has caught up with the
         // stream as it was when it started, so a replica rebuilding from
         // sequence 1 never serves partial figures.
-        let serve_from = stream_last_sequence(&nats).await;
+        let stream = stream_state(&nats).await?;
+        if let Some(created) = &stream.created {
+            store.check_setting("stream_created", created)?;
+        }
+        if *watermark.borrow() > stream.last_sequence {
+            return Err(ProjectorError::StoreAheadOfStream {
+                watermark: *watermark.borrow(),
+                last_sequence: stream.last_sequence,
+            });
+        }
+        let serve_from = stream.last_sequence;
         let service = if *watermark.borrow() >= serve_from {
             Some(serve.start(&nats, watermark.subscribe()).await?)
         } else {
@@ -215,18 +269,48 @@ impl Projector {
                 })
             }
         };
-        shutdown.await;
-        let _ = stop_sender.send(true);
-        let consumed = consumer.await.expect("the consumer task does not panic");
-        if registration.is_finished() {
-            if let Ok(Ok(service)) = registration.await {
-                service.stop().await;
+        // Run until asked to stop, unless the consumer or the query service
+        // fails first: then stop with an error, so that whatever supervises
+        // the process restarts it instead of leaving it frozen.
+        let mut consumer = consumer;
+        let mut registration = registration;
+        let mut service = None;
+        let mut failure = None;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                ended = &mut consumer => {
+                    failure = Some(match ended {
+                        Ok(Ok(())) => ProjectorError::ConsumerFailed("it ended".to_owned()),
+                        Ok(Err(error)) => error,
+                        Err(error) => ProjectorError::ConsumerFailed(error.to_string()),
+                    });
+                    break;
+                }
+                registered = &mut registration, if service.is_none() => match registered {
+                    Ok(Ok(running)) => service = Some(running),
+                    Ok(Err(error)) => { failure = Some(error); break; }
+                    Err(error) => { failure = Some(ProjectorError::Service(error.to_string())); break; }
+                },
             }
+        }
+        let _ = stop_sender.send(true);
+        let consumed = if consumer.is_finished() && failure.is_some() {
+            Ok(())
         } else {
-            registration.abort();
+            consumer.await.unwrap_or_else(|error| Err(ProjectorError::ConsumerFailed(error.to_string())))
+        };
+        match service {
+            Some(service) => service.stop().await,
+            None => registration.abort(),
         }
         self.store.flush()?;
         let _ = self.nats.drain().await;
+        if let Some(error) = failure {
+            tracing::error!(%error, "projector stopping after a failure");
+            return Err(error);
+        }
         tracing::info!(watermark = *self.watermark.borrow(), "projector stopped");
         consumed
     }

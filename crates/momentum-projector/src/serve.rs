@@ -114,50 +114,63 @@ fn query_error(failure: QueryError<StoreError>) -> service::error::Error {
     }
 }
 
-/// Reads the request, waits for `min_seq` if asked, and answers.
+/// Reads a request's JSON.
 fn read<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<Envelope<T>, service::error::Error> {
     serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))
 }
 
 async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> Result<Bytes, service::error::Error> {
     let payload = if payload.is_empty() { b"{}".as_slice() } else { payload };
-    let store = &context.store;
-    let settings = &context.read_settings;
-    let body = match endpoint {
+    let store = context.store.clone();
+    let settings = context.read_settings;
+    // Reads touch sled synchronously: they run on the blocking pool so a
+    // long read never stalls the tasks that fold events or answer others.
+    let read: Box<dyn FnOnce() -> Result<Vec<u8>, service::error::Error> + Send> = match endpoint {
         QueryEndpoint::Trends => {
             let envelope: Envelope<TrendRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            serde_json::to_vec(&query::trend(store, &envelope.request, settings).map_err(query_error)?)
+            Box::new(move || to_json(query::trend(&store, &envelope.request, &settings)))
         }
         QueryEndpoint::Cohorts => {
             let envelope: Envelope<CohortRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            serde_json::to_vec(&query::cohorts(store, &envelope.request).map_err(query_error)?)
+            Box::new(move || to_json(query::cohorts(&store, &envelope.request)))
         }
         QueryEndpoint::Principles => {
             let envelope: Envelope<PrinciplesRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            serde_json::to_vec(&query::principles(store, &envelope.request).map_err(query_error)?)
+            Box::new(move || to_json(query::principles(&store, &envelope.request)))
         }
         QueryEndpoint::Compare => {
             let envelope: Envelope<CompareRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            serde_json::to_vec(&query::compare(store, &envelope.request, settings).map_err(query_error)?)
+            Box::new(move || to_json(query::compare(&store, &envelope.request, &settings)))
         }
         QueryEndpoint::Movements => {
             let envelope: Envelope<Nothing> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            serde_json::to_vec(&query::movements(store).map_err(query_error)?)
+            Box::new(move || to_json(query::movements(&store)))
         }
         QueryEndpoint::Status => {
             let envelope: Envelope<Nothing> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            let watermark = store.watermark().map_err(|failure| store_error(&failure))?;
             let applied_since_start = context.applied.load(Ordering::Relaxed);
-            serde_json::to_vec(&query::Status { watermark, applied_since_start })
+            Box::new(move || {
+                let watermark = store.watermark().map_err(|failure| store_error(&failure))?;
+                Ok(serde_json::to_vec(&query::Status { watermark, applied_since_start })
+                    .expect("a status always serialises"))
+            })
         }
     };
-    Ok(Bytes::from(body.expect("query results always serialise")))
+    let body = tokio::task::spawn_blocking(read).await.map_err(|failure| {
+        tracing::error!(error = %failure, "a query read panicked");
+        error(500, "the query failed")
+    })??;
+    Ok(Bytes::from(body))
+}
+
+fn to_json<T: serde::Serialize>(result: Result<T, QueryError<StoreError>>) -> Result<Vec<u8>, service::error::Error> {
+    Ok(serde_json::to_vec(&result.map_err(query_error)?).expect("query results always serialise"))
 }
 
 /// Waits, at most `wait_max`, until the watermark reaches `min_seq`.

@@ -52,14 +52,20 @@ fn min_seq(parameters: &HashMap<String, String>) -> Result<Option<u64>, Problem>
         .transpose()
 }
 
+/// The dates a read may name: wide enough for any record, narrow enough to
+/// keep period arithmetic far from the limits of the calendar types.
+const EARLIEST_DATE: &str = "1900-01-01";
+const LATEST_DATE: &str = "2999-12-31";
+
 fn date(parameters: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, Problem> {
-    parameters
-        .get(name)
-        .map(|text| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .map_err(|_| Problem::bad_parameter(name, format!("must be a date as YYYY-MM-DD, got {text:?}")))
-        })
-        .transpose()
+    let Some(text) = parameters.get(name) else { return Ok(None) };
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| Problem::bad_parameter(name, format!("must be a date as YYYY-MM-DD, got {text:?}")))?;
+    let (earliest, latest) = (EARLIEST_DATE.parse().expect("a date"), LATEST_DATE.parse().expect("a date"));
+    if date < earliest || date > latest {
+        return Err(Problem::bad_parameter(name, format!("must be between {EARLIEST_DATE} and {LATEST_DATE}")));
+    }
+    Ok(Some(date))
 }
 
 async fn movements(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(parameters): Parameters) -> Response {

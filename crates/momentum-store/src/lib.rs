@@ -111,6 +111,16 @@ impl StateRead for Store {
         Ok(self.projection.scan_prefix(prefix).next().transpose()?.map(|(key, value)| (key.to_vec(), value.to_vec())))
     }
 
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        self.projection
+            .range(start..end)
+            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(StoreError::from))
+            .collect()
+    }
+
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.projection
             .scan_prefix(prefix)
@@ -180,6 +190,20 @@ impl StateRead for Batch<'_> {
             (Some(written), Some(stored)) => Some(written.min(stored)),
             (written, stored) => written.or(stored),
         })
+    }
+
+    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.store.scan_range(start, end)?.into_iter().collect();
+        for (key, change) in self.changes.range(start.to_vec()..end.to_vec()) {
+            match change {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
