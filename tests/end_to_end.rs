@@ -614,3 +614,23 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
     assert_eq!(body["errors"][0]["pointer"], "format");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_projector_refuses_to_fold_a_new_stream_on_top_of_a_store_built_from_an_old_one() {
+    let mut stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    stack.weekly_trend(MOVEMENT, "2026-03-02", "2026-03-08", max_seq).await;
+    stack.stop_projector().await;
+
+    // The stream is lost and created again (say, NATS's disk was replaced).
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(nats);
+    jetstream.delete_stream(momentum_bus::STREAM_NAME).await.unwrap();
+    jetstream.create_stream(momentum_bus::StreamSettings::default().config()).await.unwrap();
+
+    let config = projector_config(&stack.nats.url(), stack.projector_data.path().to_owned());
+    let refused = momentum_projector::Projector::start(&config).await;
+    let Err(error) = refused else { panic!("the projector started on a store built from another stream") };
+    assert!(error.to_string().contains("stream"), "{error}");
+    stack.stop().await;
+}
