@@ -75,14 +75,8 @@ pub(crate) fn to_csv(endpoint: QueryEndpoint, json: &[u8], layout: Layout) -> Re
 }
 
 fn trend(trend: &Trend, layout: Layout) -> CsvFile {
-    let filename = format!(
-        "{}-{}-{}-to-{}{}.csv",
-        trend.movement,
-        trend.interval.as_str(),
-        trend.from,
-        trend.to,
-        if layout == Layout::Long { "-long" } else { "" }
-    );
+    let filename =
+        file_name(format!("{}-{}-{}-to-{}", trend.movement, trend.interval.as_str(), trend.from, trend.to), layout);
     let mut body = String::new();
     match layout {
         Layout::Wide => {
@@ -117,14 +111,8 @@ fn trend(trend: &Trend, layout: Layout) -> CsvFile {
 }
 
 fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
-    let filename = format!(
-        "{}-cohorts-{}-{}-to-{}{}.csv",
-        cohorts.movement,
-        cohorts.interval.as_str(),
-        cohorts.from,
-        cohorts.to,
-        if layout == Layout::Long { "-long" } else { "" }
-    );
+    let stem = format!("{}-cohorts-{}-{}-to-{}", cohorts.movement, cohorts.interval.as_str(), cohorts.from, cohorts.to);
+    let filename = file_name(stem, layout);
     let mut body = String::new();
     match layout {
         Layout::Wide => {
@@ -174,14 +162,14 @@ fn principles(principles: &Principles) -> CsvFile {
 }
 
 fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
-    let filename = format!(
-        "compare-{}-{}-{}-to-{}{}.csv",
+    let stem = format!(
+        "compare-{}-{}-{}-to-{}",
         comparison.metric.as_str(),
         comparison.interval.as_str(),
         comparison.from,
-        comparison.to,
-        if layout == Layout::Long { "-long" } else { "" }
+        comparison.to
     );
+    let filename = file_name(stem, layout);
     let mut body = String::new();
     match layout {
         Layout::Wide => {
@@ -218,6 +206,14 @@ fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
         }
     }
     CsvFile { body, filename }
+}
+
+/// The file name a download is offered under; long layouts say so.
+fn file_name(stem: String, layout: Layout) -> String {
+    match layout {
+        Layout::Wide => format!("{stem}.csv"),
+        Layout::Long => format!("{stem}-long.csv"),
+    }
 }
 
 /// A value as a CSV cell: numbers as JSON writes them, null as nothing.
