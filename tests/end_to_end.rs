@@ -634,3 +634,21 @@ async fn a_projector_refuses_to_fold_a_new_stream_on_top_of_a_store_built_from_a
     assert!(error.to_string().contains("stream"), "{error}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_that_arrives_too_slowly_is_answered_408_not_waited_for_forever() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = TestStack::start().await;
+    let address = stack.ingest_url.trim_start_matches("http://").to_owned();
+    let mut connection = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = "POST /v1/events HTTP/1.1\r\nhost: test\r\ncontent-type: application/cloudevents+json\r\n\
+                content-length: 100\r\nconnection: close\r\n\r\n{\"id\":";
+    connection.write_all(head.as_bytes()).await.unwrap();
+    // The rest of the body never comes; the test config allows 1 s.
+    let mut answer = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), connection.read_to_string(&mut answer)).await;
+    assert!(read.is_ok(), "ingest gave up on the body in time");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("urn:momentum:problem:body-timeout"), "{answer}");
+    stack.stop().await;
+}

@@ -49,6 +49,7 @@ pub fn ingest_config(nats_url: &str) -> momentum_ingest::Config {
         nats_url: nats_url.to_owned(),
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         publish_timeout_ms: 2000,
+        body_timeout_ms: 1000,
         stream_replicas: 1,
         duplicate_window_s: 120,
         log_json: false,

@@ -29,6 +29,10 @@ pub struct Config {
     /// How long to wait for JetStream to acknowledge a publish before answering 503.
     #[arg(long, env = "MOMENTUM_PUBLISH_TIMEOUT_MS", default_value_t = 5000)]
     pub publish_timeout_ms: u64,
+    /// How long a client may take to send a request body; a slower upload is
+    /// answered 408, so slow clients cannot hold connections and memory forever.
+    #[arg(long, env = "MOMENTUM_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
     /// Replicas of the event stream: 1 on one machine, 3 on a cluster.
     #[arg(long, env = "MOMENTUM_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
@@ -53,6 +57,9 @@ impl Config {
 pub const REQUEST_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// The most events in one batch request.
 pub const BATCH_EVENTS_MAX: usize = 1000;
+/// How many HTTP requests ingest handles at once; more are answered 503.
+/// With 4 MiB bodies this bounds request memory to about 1 GiB.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 256;
 /// How many publishes may await their PubAck at once across all requests;
 /// beyond this, publishing waits, so memory stays bounded under a flood.
 pub const PUBLISHES_IN_FLIGHT_MAX: usize = 4096;
@@ -76,6 +83,7 @@ pub(crate) struct AppState {
     pub nats: async_nats::Client,
     pub jetstream: async_nats::jetstream::Context,
     pub publish_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 /// A started ingestion service.
@@ -105,8 +113,10 @@ impl Ingest {
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| IngestError::Bind { address: config.http_addr, source })?;
-        let state = Arc::new(AppState { validator, nats: nats.clone(), jetstream, publish_timeout });
-        Ok(Ingest { listener, router: routes::router(state), nats })
+        let body_timeout = Duration::from_millis(config.body_timeout_ms);
+        let state = Arc::new(AppState { validator, nats: nats.clone(), jetstream, publish_timeout, body_timeout });
+        let router = momentum_runtime::limit_in_flight(routes::router(state), REQUESTS_IN_FLIGHT_MAX);
+        Ok(Ingest { listener, router, nats })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -14,6 +14,8 @@ use momentum_runtime::{Problem, ProblemField, json_response};
 use serde::Serialize;
 use serde_json::Value;
 
+use std::time::Duration;
+
 use crate::{AppState, BATCH_EVENTS_MAX, REQUEST_BYTES_MAX};
 
 pub(crate) fn router(state: Arc<AppState>) -> Router {
@@ -60,11 +62,17 @@ fn body_kind(request: &Request) -> Result<BodyKind, Problem> {
     }
 }
 
-async fn read_body(body: Body) -> Result<Bytes, Problem> {
-    axum::body::to_bytes(body, REQUEST_BYTES_MAX).await.map_err(|_| {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "the request body is too large")
-            .detail(format!("a request body may be at most {REQUEST_BYTES_MAX} bytes"))
-    })
+async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, Problem> {
+    let reading = axum::body::to_bytes(body, REQUEST_BYTES_MAX);
+    match tokio::time::timeout(timeout, reading).await {
+        Err(_) => Err(Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "the request body arrived too slowly")
+            .detail(format!("a request body must arrive within {} ms", timeout.as_millis()))),
+        Ok(Err(_)) => {
+            Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "the request body is too large")
+                .detail(format!("a request body may be at most {REQUEST_BYTES_MAX} bytes")))
+        }
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, Problem> {
@@ -82,7 +90,7 @@ async fn post_events(State(state): State<Arc<AppState>>, request: Request) -> Re
         Ok(kind) => kind,
         Err(problem) => return problem.into_response(),
     };
-    let body = match read_body(request.into_body()).await {
+    let body = match read_body(request.into_body(), state.body_timeout).await {
         Ok(body) => body,
         Err(problem) => return problem.into_response(),
     };

@@ -32,6 +32,10 @@ pub struct Config {
     pub log_json: bool,
 }
 
+/// How many HTTP requests the query service handles at once; more are
+/// answered 503. The projector bounds its own queries separately.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueryServiceError {
     #[error("could not connect to NATS at {url}: {message}")]
@@ -69,7 +73,8 @@ impl QueryService {
             query_timeout: Duration::from_millis(config.query_timeout_ms),
             time_zone: config.time_zone,
         });
-        Ok(QueryService { listener, router: routes::router(state), nats })
+        let router = momentum_runtime::limit_in_flight(routes::router(state), REQUESTS_IN_FLIGHT_MAX);
+        Ok(QueryService { listener, router, nats })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -43,6 +43,25 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// Bounds how many requests a service handles at once. A request beyond
+/// the bound is answered at once with 503 and `Retry-After` instead of
+/// queueing without limit, so a flood cannot exhaust memory.
+pub fn limit_in_flight(router: axum::Router, requests_in_flight_max: usize) -> axum::Router {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(requests_in_flight_max));
+    router.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
+        let permits = permits.clone();
+        async move {
+            match permits.try_acquire_owned() {
+                Ok(_permit) => next.run(request).await,
+                Err(_) => Problem::unavailable(format!(
+                    "the service is handling its maximum of {requests_in_flight_max} requests; retry shortly"
+                ))
+                .into_response(),
+            }
+        }
+    }))
+}
+
 /// One thing wrong with a request, at a JSON Pointer into its body (or the
 /// name of a query parameter).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -143,5 +162,39 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response {
             tracing::error!(%error, "could not serialise a response");
             Problem::internal().into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn requests_beyond_the_in_flight_bound_are_answered_503_at_once() {
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let held = release.clone();
+        let router = axum::Router::new().route(
+            "/slow",
+            axum::routing::get(move || {
+                let held = held.clone();
+                async move {
+                    held.notified().await;
+                    "done"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/slow", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, limit_in_flight(router, 1)).await });
+        let client = reqwest::Client::new();
+        let first = tokio::spawn(client.get(&url).send());
+        // Let the first request take the only slot.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let second = client.get(&url).send().await.unwrap();
+        assert_eq!(second.status(), 503);
+        assert!(second.headers().contains_key("retry-after"));
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), 200);
     }
 }
