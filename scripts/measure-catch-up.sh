@@ -32,7 +32,7 @@ events="$(echo "$summary" | sed -n 's/.*last stream sequence \([0-9]*\).*/\1/p')
 MOMENTUM_HTTP_ADDR="127.0.0.1:$((port + 2))" RUST_LOG=warn "$bin/momentum-query" &
 pids+=($!)
 begin=$(date +%s.%N)
-MOMENTUM_DATA_DIR="$work/projector" RUST_LOG=warn "$bin/momentum-projector" &
+MOMENTUM_HTTP_ADDR="127.0.0.1:0" MOMENTUM_DATA_DIR="$work/projector" RUST_LOG=warn "$bin/momentum-projector" &
 pids+=($!)
 until curl -fsS "http://127.0.0.1:$((port + 2))/v1/status?min_seq=$events" >/dev/null 2>&1; do sleep 0.05; done
 end=$(date +%s.%N)

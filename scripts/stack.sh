@@ -6,7 +6,7 @@
 # Data lives in .stack/ (NATS store, projector store, logs; MOMENTUM_STACK_DIR
 # moves it) and survives a restart; `scripts/stack.sh --reset` starts from
 # empty. Ports can be moved with MOMENTUM_NATS_PORT, MOMENTUM_NATS_HTTP_PORT,
-# MOMENTUM_INGEST_PORT and MOMENTUM_QUERY_PORT.
+# MOMENTUM_INGEST_PORT, MOMENTUM_QUERY_PORT and MOMENTUM_PROJECTOR_PORT.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -31,6 +31,7 @@ nats_port="${MOMENTUM_NATS_PORT:-4222}"
 nats_http_port="${MOMENTUM_NATS_HTTP_PORT:-8222}"
 ingest_port="${MOMENTUM_INGEST_PORT:-8080}"
 query_port="${MOMENTUM_QUERY_PORT:-8081}"
+projector_port="${MOMENTUM_PROJECTOR_PORT:-8082}"
 state="${MOMENTUM_STACK_DIR:-$root/.stack}"
 $reset && rm -rf "$state"
 mkdir -p "$state/logs"
@@ -71,7 +72,7 @@ export MOMENTUM_NATS_URL="nats://127.0.0.1:$nats_port"
 MOMENTUM_HTTP_ADDR="127.0.0.1:$ingest_port" "$bin/momentum-ingest" >"$state/logs/ingest.log" 2>&1 &
 pids+=($!)
 wait_for ingest "http://127.0.0.1:$ingest_port/readyz"
-MOMENTUM_DATA_DIR="$state/projector" "$bin/momentum-projector" >"$state/logs/projector.log" 2>&1 &
+MOMENTUM_HTTP_ADDR="127.0.0.1:$projector_port" MOMENTUM_DATA_DIR="$state/projector" "$bin/momentum-projector" >"$state/logs/projector.log" 2>&1 &
 pids+=($!)
 MOMENTUM_HTTP_ADDR="127.0.0.1:$query_port" "$bin/momentum-query" >"$state/logs/query.log" 2>&1 &
 pids+=($!)
@@ -92,6 +93,7 @@ cat <<EOT
 momentum is running (logs in $state/logs/, Ctrl-C stops everything):
   ingest API   http://127.0.0.1:$ingest_port/v1/events
   query API    http://127.0.0.1:$query_port/v1/movements
+  projector    http://127.0.0.1:$projector_port/readyz
   NATS         nats://127.0.0.1:$nats_port (monitoring http://127.0.0.1:$nats_http_port)
 
 Try:

@@ -295,6 +295,7 @@ async fn a_projector_killed_mid_stream_recovers_to_exactly_the_projection_folded
                 .env("MOMENTUM_NATS_URL", &nats_url)
                 .env("MOMENTUM_DATA_DIR", data)
                 .env("MOMENTUM_BATCH_SIZE_MAX", "1")
+                .env("MOMENTUM_HTTP_ADDR", "127.0.0.1:0")
                 .env("RUST_LOG", "warn"),
         )
     };
@@ -497,7 +498,7 @@ async fn the_readme_stack_command_starts_everything_and_serves_the_demo_data() {
 
     let root = momentum_testkit::workspace_root();
     let state = tempfile::tempdir().unwrap();
-    let [nats, nats_http, ingest, query] = std::array::from_fn(|_| momentum_testkit::free_port());
+    let [nats, nats_http, ingest, query, projector] = std::array::from_fn(|_| momentum_testkit::free_port());
     let mut stack = momentum_testkit::ChildProcess::spawn(
         Command::new("bash")
             .arg(root.join("scripts/stack.sh"))
@@ -506,6 +507,7 @@ async fn the_readme_stack_command_starts_everything_and_serves_the_demo_data() {
             .env("MOMENTUM_NATS_HTTP_PORT", nats_http.to_string())
             .env("MOMENTUM_INGEST_PORT", ingest.to_string())
             .env("MOMENTUM_QUERY_PORT", query.to_string())
+            .env("MOMENTUM_PROJECTOR_PORT", projector.to_string())
             .stdout(Stdio::piped()),
     );
     // Read the script's output to its end (a closed pipe would kill it),
@@ -650,5 +652,37 @@ async fn a_body_that_arrives_too_slowly_is_answered_408_not_waited_for_forever()
     assert!(read.is_ok(), "ingest gave up on the body in time");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("urn:momentum:problem:body-timeout"), "{answer}");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_projector_is_ready_once_caught_up_and_not_while_nats_is_away() {
+    let mut stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    stack.weekly_trend(MOVEMENT, "2026-03-02", "2026-03-08", max_seq).await;
+    let fresh = tempfile::tempdir().unwrap();
+    let (second, url) =
+        spawn_projector_with_address(&projector_config(&stack.nats.url(), fresh.path().to_owned())).await;
+    let get = |path: &str| stack.http.get(format!("{url}{path}")).send();
+    assert_eq!(get("/livez").await.unwrap().status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get("/readyz").await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "the projector never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.nats.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = get("/readyz").await.unwrap();
+        if response.status() == 503 {
+            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the projector stayed ready without NATS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get("/livez").await.unwrap().status(), 200, "alive all the same");
+    stack.nats.restart();
+    second.stop().await;
     stack.stop().await;
 }

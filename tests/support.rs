@@ -64,6 +64,8 @@ pub fn projector_config(nats_url: &str, data_dir: PathBuf) -> momentum_projector
         batch_size_max: 1000,
         query_wait_ms_max: 3000,
         volunteer_hour_value_gbp: 10.0,
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ready_lag_max: 10_000,
         log_json: false,
     }
 }
@@ -169,9 +171,17 @@ impl TestStack {
 
 /// Starts a projector on the test's runtime.
 pub async fn spawn_projector(config: &momentum_projector::Config) -> Running<momentum_projector::ProjectorError> {
+    spawn_projector_with_address(config).await.0
+}
+
+/// Starts a projector and says where its `/livez` and `/readyz` are.
+pub async fn spawn_projector_with_address(
+    config: &momentum_projector::Config,
+) -> (Running<momentum_projector::ProjectorError>, String) {
     let projector = momentum_projector::Projector::start(config).await.expect("projector starts");
+    let url = format!("http://{}", projector.http_addr());
     let (stop, shutdown) = on_stop();
-    Running { stop, task: tokio::spawn(projector.run(shutdown)) }
+    (Running { stop, task: tokio::spawn(projector.run(shutdown)) }, url)
 }
 
 /// How many projector instances answer `$SRV.PING` (each answers once).

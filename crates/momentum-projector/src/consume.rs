@@ -33,12 +33,14 @@ pub(crate) struct Consumer {
     pub applied: Arc<AtomicU64>,
     /// Changes on every (re)connection to NATS.
     pub connections: watch::Receiver<u64>,
+    /// Stream messages the server still had to deliver after the last batch.
+    pub lag: Arc<AtomicU64>,
 }
 
 /// Consumes from checkpoint + 1 until `stop` turns true. Only a store
 /// failure ends it early: everything on the NATS side is retried.
 pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
-    let Consumer { jetstream, store, settings, batch_size_max, watermark, applied, mut connections } = consumer;
+    let Consumer { jetstream, store, settings, batch_size_max, watermark, applied, mut connections, lag } = consumer;
     while !*stop.borrow() {
         connections.borrow_and_update();
         let start_sequence = store.watermark()? + 1;
@@ -77,6 +79,7 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
             }
             let (applied_to, read, failed) = apply_chunk(&store, &settings, chunk, &mut pending)?;
             applied.fetch_add(read, Ordering::Relaxed);
+            lag.store(pending, Ordering::Relaxed);
             if last_progress.elapsed() >= PROGRESS_INTERVAL && pending > 0 {
                 let rate = (applied_to - progress_from) as f64 / last_progress.elapsed().as_secs_f64();
                 tracing::info!(watermark = applied_to, pending, events_per_second = rate.round(), "catching up");

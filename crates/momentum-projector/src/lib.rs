@@ -7,6 +7,7 @@
 //! atomic write together with the new checkpoint (the watermark).
 
 mod consume;
+mod health;
 mod serve;
 
 use std::future::Future;
@@ -44,6 +45,13 @@ pub struct Config {
     /// in 2012/13 (£23.9bn for 2.12bn hours); see docs/metrics.md.
     #[arg(long, env = "MOMENTUM_VOLUNTEER_HOUR_VALUE_GBP", default_value_t = 11.27)]
     pub volunteer_hour_value_gbp: f64,
+    /// Address of the small HTTP server for `/livez` and `/readyz`.
+    #[arg(long, env = "MOMENTUM_HTTP_ADDR", default_value = "127.0.0.1:8082")]
+    pub http_addr: std::net::SocketAddr,
+    /// `/readyz` answers 503 while more than this many stream messages wait
+    /// to be applied.
+    #[arg(long, env = "MOMENTUM_READY_LAG_MAX", default_value_t = 10_000)]
+    pub ready_lag_max: u64,
     /// Log one JSON object per line instead of human-readable text.
     #[arg(long, env = "MOMENTUM_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -74,6 +82,8 @@ pub enum ProjectorError {
     StoreAheadOfStream { watermark: u64, last_sequence: u64 },
     #[error("the event consumer stopped: {0}")]
     ConsumerFailed(String),
+    #[error("could not listen on {address}: {source}")]
+    Bind { address: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// A started projection service.
@@ -90,6 +100,8 @@ pub struct Projector {
     service: Option<serve::Running>,
     serve: ServeSettings,
     serve_from: u64,
+    health: health::Health,
+    http: tokio::net::TcpListener,
 }
 
 /// What answering queries needs, kept until the projector has caught up.
@@ -213,6 +225,10 @@ impl Projector {
             });
         }
         let serve_from = stream.last_sequence;
+        let http = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| ProjectorError::Bind { address: config.http_addr, source })?;
+        let health = health::Health::new(nats.clone(), config.ready_lag_max);
         let service = if *watermark.borrow() >= serve_from {
             Some(serve.start(&nats, watermark.subscribe()).await?)
         } else {
@@ -223,6 +239,9 @@ impl Projector {
             );
             None
         };
+        if service.is_some() {
+            health.serving.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(Projector {
             config: config.clone(),
             store,
@@ -233,7 +252,14 @@ impl Projector {
             service,
             serve,
             serve_from,
+            health,
+            http,
         })
+    }
+
+    /// Where `/livez` and `/readyz` are served.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.http.local_addr().expect("a bound listener has an address")
     }
 
     /// The watermark as it moves, for callers that wait on the projection.
@@ -254,8 +280,10 @@ impl Projector {
             watermark: self.watermark.clone(),
             applied: self.applied.clone(),
             connections: self.connections.clone(),
+            lag: self.health.lag.clone(),
         };
-        let consumer = tokio::spawn(consume::run(consumer, stop));
+        let consumer = tokio::spawn(consume::run(consumer, stop.clone()));
+        let http = tokio::spawn(health::serve(self.http, self.health.clone(), stop));
         tracing::info!(watermark = *self.watermark.borrow(), "projector started");
         let registration = match self.service {
             Some(service) => tokio::spawn(async move { Ok(service) }),
@@ -289,7 +317,10 @@ impl Projector {
                     break;
                 }
                 registered = &mut registration, if service.is_none() => match registered {
-                    Ok(Ok(running)) => service = Some(running),
+                    Ok(Ok(running)) => {
+                        self.health.serving.store(true, std::sync::atomic::Ordering::Relaxed);
+                        service = Some(running);
+                    }
                     Ok(Err(error)) => { failure = Some(error); break; }
                     Err(error) => { failure = Some(ProjectorError::Service(error.to_string())); break; }
                 },
@@ -305,6 +336,7 @@ impl Projector {
             Some(service) => service.stop().await,
             None => registration.abort(),
         }
+        let _ = http.await;
         self.store.flush()?;
         let _ = self.nats.drain().await;
         if let Some(error) = failure {
