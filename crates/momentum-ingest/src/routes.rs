@@ -31,10 +31,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.nats.connection_state() {
-        async_nats::connection::State::Connected => (StatusCode::OK, "ready").into_response(),
-        other => Problem::unavailable(format!("NATS connection is {other:?}")).into_response(),
-    }
+    momentum_runtime::nats_unready(&state.nats).unwrap_or_else(|| (StatusCode::OK, "ready").into_response())
 }
 
 /// What a request body holds, by its `Content-Type`.

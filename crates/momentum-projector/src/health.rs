@@ -41,9 +41,8 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, health: Health, mut
 
 async fn readyz(State(health): State<Health>) -> Response {
     let lag = health.lag.load(Ordering::Relaxed);
-    let state = health.nats.connection_state();
-    if state != async_nats::connection::State::Connected {
-        return Problem::unavailable(format!("NATS connection is {state:?}")).into_response();
+    if let Some(unready) = momentum_runtime::nats_unready(&health.nats) {
+        return unready;
     }
     if !health.serving.load(Ordering::Relaxed) {
         return Problem::unavailable("catching up with the stream before answering queries").into_response();

@@ -39,10 +39,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
 type Parameters = Query<HashMap<String, String>>;
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.nats.connection_state() {
-        async_nats::connection::State::Connected => (StatusCode::OK, "ready").into_response(),
-        other => Problem::unavailable(format!("NATS connection is {other:?}")).into_response(),
-    }
+    momentum_runtime::nats_unready(&state.nats).unwrap_or_else(|| (StatusCode::OK, "ready").into_response())
 }
 
 fn min_seq(parameters: &HashMap<String, String>) -> Result<Option<u64>, Problem> {

@@ -43,6 +43,15 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
+/// The part of readiness every service shares: a connection to NATS.
+/// `None` when connected, else the 503 to answer.
+pub fn nats_unready(nats: &async_nats::Client) -> Option<Response> {
+    match nats.connection_state() {
+        async_nats::connection::State::Connected => None,
+        other => Some(Problem::unavailable(format!("NATS connection is {other:?}")).into_response()),
+    }
+}
+
 /// Bounds how many requests a service handles at once. A request beyond
 /// the bound is answered at once with 503 and `Retry-After` instead of
 /// queueing without limit, so a flood cannot exhaust memory.
