@@ -21,6 +21,10 @@ port=$((20000 + RANDOM % 20000))
 "$nats_server" --addr 127.0.0.1 --port "$port" --jetstream --store_dir "$work/nats" >/dev/null 2>&1 &
 pids+=($!)
 export MOMENTUM_NATS_URL="nats://127.0.0.1:$port"
+# A throwaway stack on loopback: no tokens, a throwaway pseudonym key.
+export MOMENTUM_AUTH=off
+printf 'current = 1\n[[key]]\nversion = 1\nsecret = "%s"\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$work/keys.toml"
+export MOMENTUM_PSEUDONYM_KEY_FILE="$work/keys.toml"
 sleep 0.5
 MOMENTUM_HTTP_ADDR="127.0.0.1:$((port + 1))" RUST_LOG=warn "$bin/momentum-ingest" &
 pids+=($!)

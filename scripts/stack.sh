@@ -69,6 +69,45 @@ pids+=($!)
 wait_for nats "http://127.0.0.1:$nats_http_port/healthz"
 
 export MOMENTUM_NATS_URL="nats://127.0.0.1:$nats_port"
+
+# Secrets of this local stack, made once and kept with its data: three
+# tokens (admin, an evaluator of every movement, a partner) and the key
+# participant refs are pseudonymised with. The auth file holds only the
+# tokens' SHA-256 digests.
+secrets="$state/secrets"
+if [ ! -f "$secrets/auth.toml" ]; then
+  mkdir -p "$secrets"
+  chmod 700 "$secrets"
+  random_hex() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+  for role in admin evaluator partner; do random_hex >"$secrets/$role.token"; done
+  digest() { printf '%s' "$(cat "$secrets/$1.token")" | sha256sum | cut -d' ' -f1; }
+  cat >"$secrets/auth.toml" <<EOT
+[[token]]
+name = "local-admin"
+sha256 = "$(digest admin)"
+role = "admin"
+
+[[token]]
+name = "local-evaluator"
+sha256 = "$(digest evaluator)"
+role = "evaluator"
+movements = ["*"]
+
+[[token]]
+name = "local-partner"
+sha256 = "$(digest partner)"
+role = "partner"
+source = "urn:partner:me"
+movements = ["*"]
+EOT
+  printf 'current = 1\n\n[[key]]\nversion = 1\nsecret = "%s"\n' "$(random_hex)" >"$secrets/pseudonym-keys.toml"
+  chmod 600 "$secrets"/*
+fi
+export MOMENTUM_AUTH_FILE="$secrets/auth.toml"
+export MOMENTUM_PSEUDONYM_KEY_FILE="$secrets/pseudonym-keys.toml"
+admin_token="$(cat "$secrets/admin.token")"
+evaluator_token="$(cat "$secrets/evaluator.token")"
+partner_token="$(cat "$secrets/partner.token")"
 MOMENTUM_HTTP_ADDR="127.0.0.1:$ingest_port" "$bin/momentum-ingest" >"$state/logs/ingest.log" 2>&1 &
 pids+=($!)
 wait_for ingest "http://127.0.0.1:$ingest_port/readyz"
@@ -81,11 +120,11 @@ wait_for query "http://127.0.0.1:$query_port/readyz"
 last_seq=0
 if $demo; then
   echo "posting the demo dataset through the ingestion API..."
-  summary="$("$bin/momentum" demo --ingest-url "http://127.0.0.1:$ingest_port")"
+  summary="$(MOMENTUM_TOKEN="$admin_token" "$bin/momentum" demo --ingest-url "http://127.0.0.1:$ingest_port")"
   echo "$summary"
   last_seq="$(echo "$summary" | sed -n 's/.*last stream sequence \([0-9]*\).*/\1/p')"
   # Read once with min_seq, so the URLs below already show every demo event.
-  curl -fsS "http://127.0.0.1:$query_port/v1/status?min_seq=${last_seq:-0}" >/dev/null
+  curl -fsS -H "authorization: Bearer $evaluator_token" "http://127.0.0.1:$query_port/v1/status?min_seq=${last_seq:-0}" >/dev/null
 fi
 
 cat <<EOT
@@ -96,10 +135,16 @@ momentum is running (logs in $state/logs/, Ctrl-C stops everything):
   projector    http://127.0.0.1:$projector_port/readyz
   NATS         nats://127.0.0.1:$nats_port (monitoring http://127.0.0.1:$nats_http_port)
 
+Tokens of this stack (kept in $secrets/):
+  admin      $admin_token
+  evaluator  $evaluator_token
+  partner    $partner_token   (posts with source urn:partner:me)
+
 Try:
-  curl -s http://127.0.0.1:$query_port/v1/movements
-  curl -s 'http://127.0.0.1:$query_port/v1/movements/leeds-walking-groups/trends?interval=week&min_seq=${last_seq:-0}'
-  curl -s -X POST http://127.0.0.1:$ingest_port/v1/events \\
+  curl -s -H 'authorization: Bearer $evaluator_token' http://127.0.0.1:$query_port/v1/movements
+  curl -s -H 'authorization: Bearer $evaluator_token' \\
+    'http://127.0.0.1:$query_port/v1/movements/leeds-walking-groups/trends?interval=week&min_seq=${last_seq:-0}'
+  curl -s -X POST http://127.0.0.1:$ingest_port/v1/events -H 'authorization: Bearer $partner_token' \\
     -H 'content-type: application/cloudevents+json' \\
     -d '{"specversion":"1.0","id":"my-first-event","source":"urn:partner:me","type":"volunteer.hours_logged",
          "subject":"leeds-walking-groups","time":"$(date -u +%Y-%m-%dT%H:%M:%SZ)","data":{"participant":"p-1","hours":2}}'

@@ -8,6 +8,8 @@ cd "$root"
 MOMENTUM_NATS_SERVER="$(scripts/ensure-nats-server.sh)"
 export MOMENTUM_NATS_SERVER
 echo "using $("$MOMENTUM_NATS_SERVER" --version)"
+# tests/api_fuzz.rs runs schemathesis (pinned in the script; into .tools/).
+scripts/api-fuzz.sh --install
 # The end-to-end tests start the projector binary as a child process.
 cargo build --workspace --bins
 log="$(mktemp)"

@@ -149,6 +149,7 @@ async fn ingest_answers_503_while_nats_is_down_and_accepts_again_once_it_is_back
     let response = stack
         .http
         .post(format!("{}/v1/events", stack.ingest_url))
+        .bearer_auth(&stack.admin_token)
         .header("content-type", "application/cloudevents+json")
         .body(event.to_string())
         .send()
@@ -184,7 +185,13 @@ async fn bad_requests_get_problem_details_that_name_what_is_wrong() {
     let stack = TestStack::start().await;
     let url = format!("{}/v1/events", stack.ingest_url);
     let post = |content_type: &'static str, body: String| {
-        stack.http.post(url.clone()).header("content-type", content_type).body(body).send()
+        stack
+            .http
+            .post(url.clone())
+            .bearer_auth(&stack.admin_token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
     };
     let (single, _) = scenario();
 
@@ -531,14 +538,27 @@ async fn the_readme_stack_command_starts_everything_and_serves_the_demo_data() {
     assert!(printed.contains("0 rejected"), "{printed}");
     assert!(printed.contains(&format!("http://127.0.0.1:{query}/v1/movements")), "{printed}");
 
+    // The stack made its own tokens and printed them; data needs one.
+    let evaluator_token = std::fs::read_to_string(state.path().join("secrets/evaluator.token")).unwrap();
+    assert!(printed.contains(&evaluator_token), "the tokens are printed: {printed}");
     let http = reqwest::Client::new();
-    let movements: Value =
-        http.get(format!("http://127.0.0.1:{query}/v1/movements")).send().await.unwrap().json().await.unwrap();
+    let anonymous = http.get(format!("http://127.0.0.1:{query}/v1/movements")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let movements: Value = http
+        .get(format!("http://127.0.0.1:{query}/v1/movements"))
+        .bearer_auth(&evaluator_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let names: Vec<&str> =
         movements["movements"].as_array().unwrap().iter().map(|m| m["movement"].as_str().unwrap()).collect();
     assert_eq!(names, ["bristol-befriending", "hull-community-kitchens", "leeds-walking-groups"]);
     let trend: Value = http
         .get(format!("http://127.0.0.1:{query}/v1/movements/leeds-walking-groups/trends?interval=month"))
+        .bearer_auth(&evaluator_token)
         .send()
         .await
         .unwrap()
@@ -564,7 +584,11 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
     let path = format!("/v1/movements/{MOVEMENT}/trends?interval=week&from=2026-03-02&to=2026-03-22&min_seq={max_seq}");
     let (_, json) = stack.query(&path).await;
     let get_csv = |query: String, accept: &'static str| {
-        let request = stack.http.get(format!("{}{query}", stack.query_url)).header("accept", accept);
+        let request = stack
+            .http
+            .get(format!("{}{query}", stack.query_url))
+            .bearer_auth(&stack.admin_token)
+            .header("accept", accept);
         async move {
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 200);
@@ -643,8 +667,11 @@ async fn a_body_that_arrives_too_slowly_is_answered_408_not_waited_for_forever()
     let stack = TestStack::start().await;
     let address = stack.ingest_url.trim_start_matches("http://").to_owned();
     let mut connection = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let head = "POST /v1/events HTTP/1.1\r\nhost: test\r\ncontent-type: application/cloudevents+json\r\n\
-                content-length: 100\r\nconnection: close\r\n\r\n{\"id\":";
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: test\r\ncontent-type: application/cloudevents+json\r\n\
+         authorization: Bearer {}\r\ncontent-length: 100\r\nconnection: close\r\n\r\n{{\"id\":",
+        stack.admin_token
+    );
     connection.write_all(head.as_bytes()).await.unwrap();
     // The rest of the body never comes; the test config allows 1 s.
     let mut answer = String::new();

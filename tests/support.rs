@@ -33,32 +33,98 @@ fn on_stop() -> (oneshot::Sender<()>, impl Future<Output = ()> + Send + 'static)
     })
 }
 
+/// The admin token of test stacks.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 pub struct TestStack {
     pub nats: NatsServer,
     pub ingest_url: String,
     pub query_url: String,
     pub http: reqwest::Client,
+    /// A token with the admin role, sent by the stack's own request helpers;
+    /// tests that make raw requests send it with `.bearer_auth(&stack.admin_token)`.
+    pub admin_token: String,
     pub projector_data: tempfile::TempDir,
     ingest: Option<Running<momentum_ingest::IngestError>>,
     query: Option<Running<momentum_query::QueryServiceError>>,
     projector: Option<Running<momentum_projector::ProjectorError>>,
+    /// How the projector connects, kept for [`TestStack::start_projector`].
+    projector_connection: momentum_bus::NatsConnection,
+}
+
+/// How each service of a stack connects to NATS; the default connects
+/// without credentials, as to the plain test server.
+#[derive(Clone, Debug, Default)]
+pub struct StackConnections {
+    pub ingest: momentum_bus::NatsConnection,
+    pub projector: momentum_bus::NatsConnection,
+    pub query: momentum_bus::NatsConnection,
 }
 
 pub fn ingest_config(nats_url: &str) -> momentum_ingest::Config {
     momentum_ingest::Config {
         nats_url: nats_url.to_owned(),
+        nats_connection: momentum_bus::NatsConnection::default(),
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         publish_timeout_ms: 2000,
         body_timeout_ms: 1000,
         stream_replicas: 1,
         duplicate_window_s: 120,
+        auth: momentum_runtime::auth::AuthSettings::file(test_secrets().join("auth.toml")),
+        pseudonym_key_file: Some(test_secrets().join("pseudonym-keys.toml")),
+        // Far above what tests post, so only the rate-limit test meets a limit.
+        rate_events_per_s: 1_000_000,
+        rate_burst_events: 1_000_000,
         log_json: false,
     }
+}
+
+pub fn query_config(nats_url: &str) -> momentum_query::Config {
+    momentum_query::Config {
+        nats_url: nats_url.to_owned(),
+        nats_connection: momentum_bus::NatsConnection::default(),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        query_timeout_ms: 5000,
+        time_zone: chrono_tz::Europe::London,
+        auth: momentum_runtime::auth::AuthSettings::file(test_secrets().join("auth.toml")),
+        suppress_below: 0,
+        log_json: false,
+    }
+}
+
+/// An evaluator of movement `alpha` only.
+pub const EVALUATOR_TOKEN: &str = "test-evaluator-token";
+/// A partner posting as `urn:test:partner` for movement `alpha` only.
+pub const PARTNER_TOKEN: &str = "test-partner-token";
+
+/// The folder of the auth file and pseudonym key file every test stack
+/// uses, written once per test process.
+pub fn test_secrets() -> &'static std::path::Path {
+    static FOLDER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FOLDER.get_or_init(|| {
+        let folder = std::env::temp_dir().join(format!("momentum-test-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&folder).expect("can make the secrets folder");
+        let digest = momentum_runtime::auth::token_digest_hex;
+        let auth = format!(
+            "[[token]]\nname = \"test-admin\"\nsha256 = \"{}\"\nrole = \"admin\"\n\n\
+             [[token]]\nname = \"test-evaluator\"\nsha256 = \"{}\"\nrole = \"evaluator\"\nmovements = [\"alpha\"]\n\n\
+             [[token]]\nname = \"test-partner\"\nsha256 = \"{}\"\nrole = \"partner\"\n\
+             source = \"urn:test:partner\"\nmovements = [\"alpha\"]\n",
+            digest(ADMIN_TOKEN),
+            digest(EVALUATOR_TOKEN),
+            digest(PARTNER_TOKEN),
+        );
+        std::fs::write(folder.join("auth.toml"), auth).expect("can write the auth file");
+        let keys = format!("current = 1\n[[key]]\nversion = 1\nsecret = \"{}\"\n", "5a".repeat(32));
+        std::fs::write(folder.join("pseudonym-keys.toml"), keys).expect("can write the key file");
+        folder
+    })
 }
 
 pub fn projector_config(nats_url: &str, data_dir: PathBuf) -> momentum_projector::Config {
     momentum_projector::Config {
         nats_url: nats_url.to_owned(),
+        nats_connection: momentum_bus::NatsConnection::default(),
         data_dir,
         time_zone: chrono_tz::Europe::London,
         batch_size_max: 1000,
@@ -73,19 +139,21 @@ pub fn projector_config(nats_url: &str, data_dir: PathBuf) -> momentum_projector
 impl TestStack {
     /// Starts nats-server, ingest, projector and query.
     pub async fn start() -> TestStack {
-        let nats = NatsServer::start();
-        let ingest = momentum_ingest::Ingest::start(&ingest_config(&nats.url())).await.expect("ingest starts");
+        TestStack::start_with(NatsServer::start(), StackConnections::default()).await
+    }
+
+    /// Starts ingest, projector and query on the given nats-server, each
+    /// connecting with its own settings (its own credentials, say).
+    pub async fn start_with(nats: NatsServer, connections: StackConnections) -> TestStack {
+        let mut ingest_settings = ingest_config(&nats.url());
+        ingest_settings.nats_connection = connections.ingest;
+        let ingest = momentum_ingest::Ingest::start(&ingest_settings).await.expect("ingest starts");
         let ingest_url = format!("http://{}", ingest.local_addr());
         let (stop, shutdown) = on_stop();
         let ingest = Running { stop, task: tokio::spawn(ingest.serve(shutdown)) };
 
-        let query_config = momentum_query::Config {
-            nats_url: nats.url(),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            query_timeout_ms: 5000,
-            time_zone: chrono_tz::Europe::London,
-            log_json: false,
-        };
+        let mut query_config = query_config(&nats.url());
+        query_config.nats_connection = connections.query;
         let query = momentum_query::QueryService::start(&query_config).await.expect("query starts");
         let query_url = format!("http://{}", query.local_addr());
         let (stop, shutdown) = on_stop();
@@ -96,10 +164,12 @@ impl TestStack {
             ingest_url,
             query_url,
             http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            admin_token: ADMIN_TOKEN.to_owned(),
             projector_data: tempfile::tempdir().unwrap(),
             ingest: Some(ingest),
             query: Some(query),
             projector: None,
+            projector_connection: connections.projector,
         };
         stack.start_projector().await;
         stack
@@ -107,7 +177,8 @@ impl TestStack {
 
     pub async fn start_projector(&mut self) {
         assert!(self.projector.is_none(), "the projector is already running");
-        let config = projector_config(&self.nats.url(), self.projector_data.path().to_owned());
+        let mut config = projector_config(&self.nats.url(), self.projector_data.path().to_owned());
+        config.nats_connection = self.projector_connection.clone();
         self.projector = Some(spawn_projector(&config).await);
     }
 
@@ -120,6 +191,7 @@ impl TestStack {
         let response = self
             .http
             .post(format!("{}/v1/events", self.ingest_url))
+            .bearer_auth(&self.admin_token)
             .header("content-type", "application/cloudevents+json")
             .body(event.to_string())
             .send()
@@ -132,6 +204,7 @@ impl TestStack {
         let response = self
             .http
             .post(format!("{}/v1/events", self.ingest_url))
+            .bearer_auth(&self.admin_token)
             .header("content-type", "application/cloudevents-batch+json")
             .body(Value::from(events.to_vec()).to_string())
             .send()
@@ -142,7 +215,8 @@ impl TestStack {
 
     pub async fn query(&self, path_and_query: &str) -> (u16, Value) {
         let response =
-            self.http.get(format!("{}{path_and_query}", self.query_url)).send().await.expect("query answers");
+            self.http.get(format!("{}{path_and_query}", self.query_url)).bearer_auth(&self.admin_token).send();
+        let response = response.await.expect("query answers");
         read(response).await
     }
 
@@ -182,6 +256,22 @@ pub async fn spawn_projector_with_address(
     let url = format!("http://{}", projector.http_addr());
     let (stop, shutdown) = on_stop();
     (Running { stop, task: tokio::spawn(projector.run(shutdown)) }, url)
+}
+
+/// Starts an ingest service on the test's runtime; also says its base URL.
+pub async fn spawn_ingest(config: &momentum_ingest::Config) -> (Running<momentum_ingest::IngestError>, String) {
+    let ingest = momentum_ingest::Ingest::start(config).await.expect("ingest starts");
+    let url = format!("http://{}", ingest.local_addr());
+    let (stop, shutdown) = on_stop();
+    (Running { stop, task: tokio::spawn(ingest.serve(shutdown)) }, url)
+}
+
+/// Starts a query service on the test's runtime; also says its base URL.
+pub async fn spawn_query(config: &momentum_query::Config) -> (Running<momentum_query::QueryServiceError>, String) {
+    let query = momentum_query::QueryService::start(config).await.expect("query starts");
+    let url = format!("http://{}", query.local_addr());
+    let (stop, shutdown) = on_stop();
+    (Running { stop, task: tokio::spawn(query.serve(shutdown)) }, url)
 }
 
 /// How many projector instances answer `$SRV.PING` (each answers once).

@@ -2,9 +2,16 @@
 //! subjects, the message ids used for deduplication and the query service's
 //! subjects. Every other crate asks here instead of spelling a subject.
 
+mod connection;
+mod salts;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+
+pub use connection::{NatsConnection, connect_options, inbox_prefix, server_addresses};
+pub use salts::{SALTS_BUCKET, SaltsBucketError, ensure_salts_bucket};
 
 /// The JetStream stream that is the event store.
 pub const STREAM_NAME: &str = "MOMENTUM_EVENTS";
@@ -128,6 +135,26 @@ pub enum BusError {
          change the setting or migrate the stream by hand, momentum will not change it silently"
     )]
     IncompatibleStream { field: &'static str, expected: String, actual: String },
+    #[error("could not read the NATS {what} file {}: {source}", path.display())]
+    ReadFile { what: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("the NATS {what} file {} is empty", path.display())]
+    EmptyFile { what: &'static str, path: PathBuf },
+    #[error("the NATS credentials file {} is not valid: {message}", path.display())]
+    InvalidCredentials { path: PathBuf, message: String },
+    #[error("the NATS URL {url:?} is not valid: {message}")]
+    InvalidUrl { url: String, message: String },
+    #[error("choose one way to authenticate to NATS, not several: {0}")]
+    AuthenticationConflict(String),
+    #[error(
+        "a NATS user is set but no password file (MOMENTUM_NATS_PASSWORD_FILE); the password is only read from a file"
+    )]
+    PasswordFileMissing,
+    #[error("a NATS password file is set but no user (MOMENTUM_NATS_USER)")]
+    UserMissing,
+    #[error("a NATS TLS client certificate is set but no key file (MOMENTUM_NATS_TLS_KEY_FILE)")]
+    TlsKeyMissing,
+    #[error("a NATS TLS client key is set but no certificate file (MOMENTUM_NATS_TLS_CERT_FILE)")]
+    TlsCertificateMissing,
 }
 
 /// Creates the event stream, or checks that the existing one has the
@@ -185,15 +212,6 @@ fn check_compatible(wanted: &stream::Config, actual: &stream::Config) -> Result<
         });
     }
     Ok(())
-}
-
-/// The options every momentum service connects with: a name for the
-/// server's monitoring and a bounded connection timeout. The first
-/// connection must succeed (a service that starts without NATS fails at
-/// once, clearly); after that the client reconnects forever, and the
-/// services answer 503 while NATS is away.
-pub fn connect_options(service_name: &str) -> async_nats::ConnectOptions {
-    async_nats::ConnectOptions::new().name(service_name).connection_timeout(Duration::from_secs(5))
 }
 
 #[cfg(test)]

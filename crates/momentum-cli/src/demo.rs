@@ -17,6 +17,11 @@ pub struct DemoArgs {
     /// Base URL of the ingestion service.
     #[arg(long, env = "MOMENTUM_INGEST_URL", default_value = "http://127.0.0.1:8080")]
     ingest_url: String,
+    /// A token that may post the demo's events (an admin token: the demo
+    /// posts for several movements and sources). Not needed when the
+    /// ingestion service runs with MOMENTUM_AUTH=off.
+    #[arg(long, env = "MOMENTUM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// How many weeks back from now the data starts.
     #[arg(long, default_value_t = 26)]
     weeks: u32,
@@ -161,8 +166,11 @@ pub async fn run(arguments: DemoArgs) -> anyhow::Result<()> {
     let (mut accepted, mut duplicates, mut rejected, mut max_seq) = (0u64, 0u64, 0u64, 0u64);
     let total = events.len();
     for (index, batch) in events.chunks(arguments.batch_size).enumerate() {
-        let response = client
-            .post(&url)
+        let mut request = client.post(&url);
+        if let Some(token) = &arguments.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .header("content-type", "application/cloudevents-batch+json")
             .body(Value::from(batch.to_vec()).to_string())
             .send()

@@ -18,9 +18,14 @@ pub enum EventType {
     CollectiveActionTaken,
     #[serde(rename = "event.retracted")]
     EventRetracted,
+    /// Written only by ingest's erasure endpoint, never posted by partners,
+    /// so it is not in [`EventType::ALL`] and has no partner schema.
+    #[serde(rename = "participant.erased")]
+    ParticipantErased,
 }
 
 impl EventType {
+    /// The types partners post.
     pub const ALL: [EventType; 5] = [
         EventType::ParticipantJoined,
         EventType::MeetingHeld,
@@ -37,6 +42,7 @@ impl EventType {
             EventType::VolunteerHoursLogged => "volunteer.hours_logged",
             EventType::CollectiveActionTaken => "collective_action.taken",
             EventType::EventRetracted => "event.retracted",
+            EventType::ParticipantErased => "participant.erased",
         }
     }
 
@@ -118,11 +124,60 @@ impl Event {
                 .map(String::as_str)
                 .chain(data.organisers.iter().map(|o| o.participant.as_str()))
                 .collect(),
-            EventData::ParticipantJoined(_) | EventData::EventRetracted(_) => Vec::new(),
+            EventData::ParticipantJoined(_) | EventData::EventRetracted(_) | EventData::ParticipantErased(_) => {
+                Vec::new()
+            }
         };
         refs.sort_unstable();
         refs.dedup();
         refs
+    }
+}
+
+/// Whether `text` is a movement id: 1 to 63 lower-case letters, digits and
+/// hyphens, starting with a letter or digit. The envelope schema says the
+/// same for `subject`; this is for ids that arrive elsewhere, such as URLs.
+/// Such ids are safe as one token of a NATS subject.
+pub fn is_movement_id(text: &str) -> bool {
+    let mut characters = text.chars();
+    characters.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && text.len() <= 63
+        && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Calls `rewrite` on every participant ref in the `data` of an event of
+/// type `kind`, as posted: attendees, action participants, organisers and
+/// the participant of a sign-up or an hour log. Ingest pseudonymises refs
+/// through this, so it is the one list of where personal refs sit.
+pub fn rewrite_participant_refs(kind: EventType, data: &mut serde_json::Value, mut rewrite: impl FnMut(&mut String)) {
+    let mut rewrite_text = |value: &mut serde_json::Value| {
+        if let serde_json::Value::String(text) = value {
+            rewrite(text);
+        }
+    };
+    let rewrite_list = |value: Option<&mut serde_json::Value>, rewrite_text: &mut dyn FnMut(&mut serde_json::Value)| {
+        if let Some(serde_json::Value::Array(items)) = value {
+            items.iter_mut().for_each(rewrite_text);
+        }
+    };
+    match kind {
+        EventType::ParticipantJoined | EventType::VolunteerHoursLogged => {
+            if let Some(participant) = data.get_mut("participant") {
+                rewrite_text(participant);
+            }
+        }
+        EventType::MeetingHeld | EventType::CollectiveActionTaken => {
+            let list = if kind == EventType::MeetingHeld { "attendees" } else { "participants" };
+            rewrite_list(data.get_mut(list), &mut rewrite_text);
+            if let Some(serde_json::Value::Array(organisers)) = data.get_mut("organisers") {
+                for organiser in organisers {
+                    if let Some(participant) = organiser.get_mut("participant") {
+                        rewrite_text(participant);
+                    }
+                }
+            }
+        }
+        EventType::EventRetracted | EventType::ParticipantErased => {}
     }
 }
 
@@ -147,6 +202,7 @@ pub enum EventData {
     VolunteerHoursLogged(VolunteerHoursLogged),
     CollectiveActionTaken(CollectiveActionTaken),
     EventRetracted(EventRetracted),
+    ParticipantErased(ParticipantErased),
 }
 
 impl EventData {
@@ -157,6 +213,7 @@ impl EventData {
             EventType::VolunteerHoursLogged => EventData::VolunteerHoursLogged(serde_json::from_value(value)?),
             EventType::CollectiveActionTaken => EventData::CollectiveActionTaken(serde_json::from_value(value)?),
             EventType::EventRetracted => EventData::EventRetracted(serde_json::from_value(value)?),
+            EventType::ParticipantErased => EventData::ParticipantErased(serde_json::from_value(value)?),
         })
     }
 }
@@ -226,9 +283,19 @@ pub struct EventRetracted {
     pub reason: Option<String>,
 }
 
+/// An admin erased one participant of a movement: the fold removes the
+/// records it keeps per participant for these pseudonyms (one per key
+/// version the participant was seen under) and ignores them from then on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParticipantErased {
+    pub pseudonyms: Vec<String>,
+}
+
 /// The eight principles of NHS England's Health as a Social Movement programme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Principle {
     MobiliseCitizens,
     ShiftControl,
@@ -278,7 +345,7 @@ impl Event {
             EventData::MeetingHeld(data) => &data.principles,
             EventData::VolunteerHoursLogged(data) => &data.principles,
             EventData::CollectiveActionTaken(data) => &data.principles,
-            EventData::ParticipantJoined(_) | EventData::EventRetracted(_) => &[],
+            EventData::ParticipantJoined(_) | EventData::EventRetracted(_) | EventData::ParticipantErased(_) => &[],
         };
         let mut principles: Vec<Principle> = tags.iter().filter_map(|tag| Principle::parse(tag)).collect();
         principles.sort_unstable();
@@ -321,7 +388,7 @@ impl Event {
             EventData::MeetingHeld(data) => data.area.as_deref(),
             EventData::VolunteerHoursLogged(data) => data.area.as_deref(),
             EventData::CollectiveActionTaken(data) => data.area.as_deref(),
-            EventData::EventRetracted(_) => None,
+            EventData::EventRetracted(_) | EventData::ParticipantErased(_) => None,
         }
     }
 }

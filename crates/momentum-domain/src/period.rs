@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// The length of a period in a trend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Interval {
     Day,
     /// An ISO week, starting on Monday.

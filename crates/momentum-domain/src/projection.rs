@@ -74,9 +74,11 @@ pub enum Outcome {
     Retracted,
     /// A retraction of an event not seen yet: it waits for that event.
     RetractionPending,
-    /// A retraction with nothing to do: its target is a retraction, is
-    /// already retracted, or belongs to another movement.
+    /// A retraction with nothing to do: its target is a retraction or an
+    /// erasure, is already retracted, or belongs to another movement.
     RetractionIgnored,
+    /// A participant's per-participant records were removed.
+    Erased,
 }
 
 /// Store keys. Every key starts with a one-byte tag naming its table; keys
@@ -96,6 +98,7 @@ pub mod keys {
     pub(crate) const COHORT: u8 = b'h';
     pub(crate) const PRINCIPLE_DAY: u8 = b'x';
     pub(crate) const PRINCIPLE_MEMBER: u8 = b'y';
+    pub(crate) const ERASED: u8 = b'z';
     /// The last applied stream sequence: the projection's checkpoint.
     pub const WATERMARK: &[u8] = b"w";
 
@@ -248,6 +251,20 @@ pub mod keys {
     pub(crate) fn principle_member_prefix_from(movement: &str, principle: Principle, day: NaiveDate) -> Vec<u8> {
         let mut key = principle_member_prefix(movement, principle);
         push_date(&mut key, day);
+        key
+    }
+
+    /// Present once any participant of the movement has been erased, so that
+    /// folding a movement without erasures costs one lookup per event, not
+    /// one per participant.
+    pub(crate) fn erasures_exist(movement: &str) -> Vec<u8> {
+        movement_prefix(ERASED, movement)
+    }
+
+    /// The mark of an erased pseudonym: the only record the fold keeps of it.
+    pub(crate) fn erased(movement: &str, participant: &str) -> Vec<u8> {
+        let mut key = movement_prefix(ERASED, movement);
+        push_text(&mut key, participant);
         key
     }
 
@@ -407,6 +424,13 @@ pub fn apply<S: State>(
     count_event(state, &event.subject)?;
 
     let outcome = match &event.data {
+        EventData::ParticipantErased(erasure) => {
+            for pseudonym in &erasure.pseudonyms {
+                erase_participant(state, &event.subject, pseudonym)?;
+            }
+            state.put(&record_key, &record.encode())?;
+            return Ok(Outcome::Erased);
+        }
         EventData::EventRetracted(retraction) => {
             let outcome = retract(state, settings, event, &retraction.event_id)?;
             state.put(&record_key, &record.encode())?;
@@ -446,8 +470,8 @@ fn retract<S: State>(
         return Ok(Outcome::RetractionPending);
     };
     let target_event = Event::from_json(target_json).expect("stored events were valid when stored");
-    if target.retracted || target_event.kind == EventType::EventRetracted || target_event.subject != retraction.subject
-    {
+    let not_retractable = matches!(target_event.kind, EventType::EventRetracted | EventType::ParticipantErased);
+    if target.retracted || not_retractable || target_event.subject != retraction.subject {
         return Ok(Outcome::RetractionIgnored);
     }
     add_contribution(state, settings, &target_event, -1)?;
@@ -478,7 +502,8 @@ fn add_contribution<S: State>(
 ) -> Result<(), S::Error> {
     let movement = event.subject.as_str();
     let day = local_date(event.time, settings.time_zone);
-    let participants = event.participants();
+    let erased = ErasedParticipants::read(state, movement)?;
+    let participants = erased.without(state, movement, event.participants())?;
     let mut totals = TotalsChanges::default();
     // Each participant's first participation as it stands while their
     // activity is counted: after this event's day is added, or before it is
@@ -493,6 +518,7 @@ fn add_contribution<S: State>(
         firsts.push(first.expect("a participant with an effective event has a first participation"));
     }
     let (organisers, citizen_led) = event.organisers();
+    let organisers = erased.without(state, movement, organisers)?;
     for interval in Interval::ALL {
         let start = interval.period_start(day);
         totals.adjust(interval, start, |totals| match &event.data {
@@ -508,11 +534,14 @@ fn add_contribution<S: State>(
                 totals.people_reached += sign * data.reach as i64;
                 totals.citizen_led += sign * i64::from(citizen_led);
             }
-            EventData::EventRetracted(_) => {}
+            EventData::EventRetracted(_) | EventData::ParticipantErased(_) => {}
         });
         let mut set_members: Vec<(keys::Set, &str)> = Vec::new();
         match &event.data {
-            EventData::VolunteerHoursLogged(data) => set_members.push((keys::Set::Volunteers, &data.participant)),
+            // An erased volunteer is not counted again.
+            EventData::VolunteerHoursLogged(data) if participants.contains(&data.participant.as_str()) => {
+                set_members.push((keys::Set::Volunteers, &data.participant));
+            }
             EventData::CollectiveActionTaken(_) => {
                 set_members
                     .extend(participants.iter().map(|participant| (keys::Set::ActionParticipants, *participant)));
@@ -558,6 +587,70 @@ fn add_contribution<S: State>(
         }
     }
     Ok(())
+}
+
+/// Whether any participant of a movement has been erased: if not, nobody
+/// needs to be checked one by one.
+struct ErasedParticipants {
+    any: bool,
+}
+
+impl ErasedParticipants {
+    fn read<S: StateRead>(state: &S, movement: &str) -> Result<ErasedParticipants, S::Error> {
+        Ok(ErasedParticipants { any: state.get(&keys::erasures_exist(movement))?.is_some() })
+    }
+
+    /// `participants` without the erased ones.
+    fn without<'a, S: StateRead>(
+        &self,
+        state: &S,
+        movement: &str,
+        participants: Vec<&'a str>,
+    ) -> Result<Vec<&'a str>, S::Error> {
+        if !self.any {
+            return Ok(participants);
+        }
+        let mut kept = Vec::with_capacity(participants.len());
+        for participant in participants {
+            if state.get(&keys::erased(movement, participant))?.is_none() {
+                kept.push(participant);
+            }
+        }
+        Ok(kept)
+    }
+}
+
+/// Removes every record the fold keeps about one participant of a movement
+/// (their participation days, first participation, active periods and
+/// memberships of distinct sets) and marks them erased, so that later
+/// events and retractions leave them out. Period totals and cohort counts
+/// are aggregates and stay as they are: an erasure does not rewrite
+/// figures already published.
+fn erase_participant<S: State>(state: &mut S, movement: &str, participant: &str) -> Result<(), S::Error> {
+    let first_prefix = keys::first_prefix(movement, participant);
+    let mut days = Vec::new();
+    for (key, _) in state.scan_prefix(&first_prefix)? {
+        days.push(keys::read_date(&key[first_prefix.len()..]));
+        state.remove(&key)?;
+    }
+    state.remove(&keys::first_day(movement, participant))?;
+    for interval in Interval::ALL {
+        let prefix = keys::active_prefix(movement, interval, participant);
+        for (key, _) in state.scan_prefix(&prefix)? {
+            let start = keys::read_date(&key[prefix.len()..]);
+            state.remove(&key)?;
+            for set in [keys::Set::Volunteers, keys::Set::ActionParticipants, keys::Set::Organisers] {
+                state.remove(&keys::member(set, movement, interval, start, participant))?;
+            }
+        }
+    }
+    for day in days {
+        for principle in Principle::ALL {
+            state.remove(&keys::principle_member(movement, principle, day, participant))?;
+        }
+    }
+    state.put(&keys::erasures_exist(movement), &[])?;
+    state.put(&keys::erased(movement, participant), &[])
 }
 
 /// The changes one contribution makes to period totals, summed in memory
@@ -802,6 +895,78 @@ mod tests {
         Metric::ALL.iter().map(|metric| (metric.as_str().to_owned(), row.get(*metric).unwrap().clone())).collect()
     }
 
+    fn erasure(id: &str, pseudonym: &str) -> Event {
+        event(id, "participant.erased", "m", serde_json::json!({ "pseudonyms": [pseudonym] }))
+    }
+
+    fn meeting(id: &str, attendees: &[&str], organiser: &str) -> Event {
+        let organisers = serde_json::json!([{ "participant": organiser, "role": "citizen" }]);
+        event(
+            id,
+            "meeting.held",
+            "m",
+            serde_json::json!({ "attendees": attendees, "organisers": organisers,
+            "principles": ["share_power"] }),
+        )
+    }
+
+    /// Every stored key that holds `text`.
+    fn keys_mentioning(state: &MemoryState, text: &str) -> Vec<Vec<u8>> {
+        let Ok(entries) = state.scan_prefix(b"");
+        entries
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| key.windows(text.len()).any(|window| window == text.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn an_erasure_removes_every_per_participant_record_but_keeps_the_published_totals() {
+        let events =
+            [meeting("1", &["erin", "fred"], "olga"), hours("2", "erin", 2.0), meeting("3", &["erin"], "erin")];
+        let (mut state, _) = apply_all(&events.iter().collect::<Vec<_>>());
+        let before = week(&state);
+        assert_eq!(before["active_participants"], 3);
+        assert!(!keys_mentioning(&state, "erin").is_empty());
+
+        let Ok(outcome) = apply(&mut state, &ProjectionSettings::default(), &erasure("e1", "erin"), 4);
+        assert_eq!(outcome, Outcome::Erased);
+        // Only the erasure mark names her; the stored events are records of
+        // events (kept for retractions), not of her.
+        let left: Vec<Vec<u8>> = keys_mentioning(&state, "erin")
+            .into_iter()
+            .filter(|key| key[0] != keys::ERASED && key[0] != keys::EVENT)
+            .collect();
+        assert!(left.is_empty(), "records of erin remain: {left:?}");
+        assert_eq!(week(&state), before, "totals already published stay");
+    }
+
+    #[test]
+    fn events_after_an_erasure_leave_the_erased_participant_out_and_retractions_do_not_fail() {
+        let (mut state, _) = apply_all(&[&meeting("1", &["erin", "fred"], "olga")]);
+        let settings = ProjectionSettings::default();
+        let Ok(_) = apply(&mut state, &settings, &erasure("e1", "erin"), 2);
+        // A late event naming her counts its other participants only.
+        let Ok(_) = apply(&mut state, &settings, &meeting("2", &["erin", "gus"], "olga"), 3);
+        let figures = week(&state);
+        assert_eq!(figures["active_participants"], 4, "erin, fred and olga before the erasure, gus after it");
+        assert_eq!(figures["attendances"], 3 + 2);
+        // Retracting the event she was in before the erasure removes everyone
+        // else's part of it without touching records she no longer has.
+        let Ok(outcome) = apply(&mut state, &settings, &retraction("r1", "m", "1"), 4);
+        assert_eq!(outcome, Outcome::Retracted);
+        let figures = week(&state);
+        assert_eq!(
+            figures["active_participants"], 3,
+            "fred is gone; erin's count stays as published; olga and gus remain"
+        );
+        assert_eq!(figures["meetings"], 1);
+        // An erasure cannot be retracted.
+        let Ok(outcome) = apply(&mut state, &settings, &retraction("r2", "m", "e1"), 5);
+        assert_eq!(outcome, Outcome::RetractionIgnored);
+        assert!(keys_mentioning(&state, "erin").iter().all(|key| key[0] == keys::ERASED || key[0] == keys::EVENT));
+    }
+
     #[test]
     fn a_repeated_event_is_applied_once() {
         let first = hours("h1", "a", 2.0);
@@ -877,7 +1042,11 @@ mod tests {
         );
         let Ok(cohorts) = cohorts else { panic!("movement m has events") };
         assert_eq!(cohorts.cohorts.len(), 1);
-        assert_eq!(cohorts.cohorts[0].active, vec![1, 0, 1], "the March activity moved to the January cohort");
+        assert_eq!(
+            cohorts.cohorts[0].active,
+            vec![Some(1), Some(0), Some(1)],
+            "the March activity moved to the January cohort"
+        );
     }
 
     #[test]

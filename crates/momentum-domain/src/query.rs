@@ -21,8 +21,15 @@ pub const PERIODS_PER_TREND_MAX: usize = 3660;
 /// The most movements one comparison may name.
 pub const MOVEMENTS_PER_COMPARISON_MAX: usize = 20;
 
+/// Whether a read of `interval` periods from `from` to `to` is within
+/// [`PERIODS_PER_TREND_MAX`]; the query service checks this before asking.
+pub fn range_is_readable(interval: Interval, from: NaiveDate, to: NaiveDate) -> bool {
+    interval.periods(from, to).nth(PERIODS_PER_TREND_MAX).is_none()
+}
+
 /// Every metric a trend can carry; the names are the API's field names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     ActiveParticipants,
@@ -156,6 +163,7 @@ pub struct TrendRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Trend {
     pub movement: String,
     pub interval: Interval,
@@ -166,6 +174,9 @@ pub struct Trend {
     /// The value of a volunteer hour `social_value_gbp` was computed with.
     pub volunteer_hour_value_gbp: f64,
     pub series: Vec<TrendRow>,
+    /// Set when counts of people below this were replaced by `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_below: Option<u64>,
 }
 
 /// One period of a trend: its first local date and the requested metrics,
@@ -206,13 +217,76 @@ impl<'de> Deserialize<'de> for TrendRow {
     }
 }
 
+/// The schema of a trend row for the API document: it is written by hand
+/// because the row is serialised by hand, one property per metric.
+#[cfg(feature = "openapi")]
+mod trend_row_schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+    use utoipa::openapi::{RefOr, schema::SchemaType};
+
+    use super::{Metric, TrendRow};
+
+    impl Metric {
+        /// The JSON type of the metric's values: counts are integers and
+        /// hours, pounds and ratios numbers; counts of people may be `null`
+        /// (suppressed) and ratios `null` (undefined, or suppressed).
+        fn value_schema(self) -> ObjectBuilder {
+            let (whole, nullable) = match self {
+                Metric::ActiveParticipants
+                | Metric::NewParticipants
+                | Metric::ReturningParticipants
+                | Metric::RetainedParticipants
+                | Metric::Joined
+                | Metric::Volunteers
+                | Metric::ActionParticipants
+                | Metric::Organisers => (true, true),
+                Metric::Meetings
+                | Metric::Attendances
+                | Metric::CollectiveActions
+                | Metric::PeopleReached
+                | Metric::Partners
+                | Metric::Areas => (true, false),
+                Metric::VolunteerHours | Metric::SocialValueGbp => (false, false),
+                Metric::RetentionRate | Metric::CitizenLedShare | Metric::Momentum => (false, true),
+            };
+            let number = if whole { Type::Integer } else { Type::Number };
+            let schema_type =
+                if nullable { SchemaType::from_iter([number, Type::Null]) } else { SchemaType::new(number) };
+            ObjectBuilder::new().schema_type(schema_type)
+        }
+    }
+
+    impl utoipa::PartialSchema for TrendRow {
+        fn schema() -> RefOr<Schema> {
+            let date = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
+            let mut row = ObjectBuilder::new()
+                .description(Some(
+                    "One period: its first local date and one property per metric asked for (every metric \
+                     when `metrics` is not given), in the order of the metrics list; see docs/metrics.md.",
+                ))
+                .property("period", date.description(Some("The first local date of the period.")))
+                .required("period");
+            for metric in Metric::ALL {
+                row = row.property(metric.as_str(), metric.value_schema());
+            }
+            row.into()
+        }
+    }
+
+    impl utoipa::ToSchema for TrendRow {}
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MovementList {
     pub watermark: u64,
     pub movements: Vec<MovementSummary>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MovementSummary {
     pub movement: String,
     /// Distinct events accepted for the movement, retractions included.
@@ -220,6 +294,7 @@ pub struct MovementSummary {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     /// The last stream sequence the projection has applied.
     pub watermark: u64,
@@ -237,6 +312,7 @@ pub struct CohortRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cohorts {
     pub movement: String,
     pub interval: Interval,
@@ -244,17 +320,22 @@ pub struct Cohorts {
     pub to: NaiveDate,
     pub watermark: u64,
     pub cohorts: Vec<Cohort>,
+    /// Set when counts of people below this were replaced by `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_below: Option<u64>,
 }
 
 /// The participants whose first participation falls in one period.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cohort {
     /// The period's first local date.
     pub cohort: NaiveDate,
-    pub size: i64,
+    /// `None` only where small numbers are suppressed.
+    pub size: Option<i64>,
     /// How many of them took part in the cohort's period, the next, and so
-    /// on to the last period in range.
-    pub active: Vec<i64>,
+    /// on to the last period in range; `None` only where suppressed.
+    pub active: Vec<Option<i64>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,21 +348,26 @@ pub struct PrinciplesRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Principles {
     pub movement: String,
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub watermark: u64,
     pub principles: Vec<PrincipleFigures>,
+    /// Set when counts of people below this were replaced by `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_below: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrincipleFigures {
     pub principle: Principle,
     /// Meetings, actions and hour logs tagged with the principle.
     pub activities: u64,
-    /// Distinct participants of those activities.
-    pub participants: u64,
+    /// Distinct participants of those activities; `None` only where suppressed.
+    pub participants: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +380,7 @@ pub struct CompareRequest {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comparison {
     pub metric: Metric,
     pub interval: Interval,
@@ -302,17 +389,24 @@ pub struct Comparison {
     pub watermark: u64,
     pub volunteer_hour_value_gbp: f64,
     pub series: Vec<ComparedMovement>,
+    /// Set when counts of people below this were replaced by `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_below: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComparedMovement {
     pub movement: String,
     pub values: Vec<PeriodValue>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeriodValue {
     pub period: NaiveDate,
+    /// The metric's value; `null` where a ratio is undefined or a count suppressed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required = true))]
     pub value: Value,
 }
 
@@ -399,6 +493,7 @@ pub fn trend<S: StateRead>(
         watermark,
         volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp,
         series,
+        suppressed_below: None,
     })
 }
 
@@ -426,8 +521,8 @@ pub fn cohorts<S: StateRead>(state: &S, request: &CohortRequest) -> Result<Cohor
             .into_iter()
             .map(|(key, value)| (keys::read_date(&key[start.len() - 4..]), decode_u64(&value) as i64))
             .collect();
-        let active = periods[index..].iter().map(|start| counts.get(start).copied().unwrap_or(0)).collect();
-        cohorts.push(Cohort { cohort: *cohort, size, active });
+        let active = periods[index..].iter().map(|start| Some(counts.get(start).copied().unwrap_or(0))).collect();
+        cohorts.push(Cohort { cohort: *cohort, size: Some(size), active });
     }
     Ok(Cohorts {
         movement: request.movement.clone(),
@@ -436,6 +531,7 @@ pub fn cohorts<S: StateRead>(state: &S, request: &CohortRequest) -> Result<Cohor
         to: request.to,
         watermark,
         cohorts,
+        suppressed_below: None,
     })
 }
 
@@ -466,7 +562,7 @@ pub fn principles<S: StateRead>(state: &S, request: &PrinciplesRequest) -> Resul
             .into_iter()
             .map(|(key, _)| key[prefix_length + 4..].to_vec())
             .collect();
-        figures.push(PrincipleFigures { principle, activities, participants: participants.len() as u64 });
+        figures.push(PrincipleFigures { principle, activities, participants: Some(participants.len() as u64) });
     }
     Ok(Principles {
         movement: request.movement.clone(),
@@ -474,6 +570,7 @@ pub fn principles<S: StateRead>(state: &S, request: &PrinciplesRequest) -> Resul
         to: request.to,
         watermark,
         principles: figures,
+        suppressed_below: None,
     })
 }
 
@@ -517,6 +614,7 @@ pub fn compare<S: StateRead>(
         watermark,
         volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp,
         series,
+        suppressed_below: None,
     })
 }
 
@@ -532,4 +630,116 @@ pub fn movements<S: StateRead>(state: &S) -> Result<MovementList, QueryError<S::
         })
         .collect();
     Ok(MovementList { watermark, movements })
+}
+
+/// Small-number suppression: counts of people from 1 to `below - 1` are
+/// replaced by `null`, so a published figure cannot single a person out.
+/// Zero stays (it singles nobody out). Ratios built on counts of people
+/// (`retention_rate`, `momentum`) are `null` wherever the active count of
+/// their period or the one before is suppressed or unknown.
+pub mod suppression {
+    use super::*;
+
+    impl Metric {
+        /// Whether the metric counts people (not events, hours or places).
+        pub fn counts_people(self) -> bool {
+            matches!(
+                self,
+                Metric::ActiveParticipants
+                    | Metric::NewParticipants
+                    | Metric::ReturningParticipants
+                    | Metric::RetainedParticipants
+                    | Metric::Joined
+                    | Metric::Volunteers
+                    | Metric::ActionParticipants
+                    | Metric::Organisers
+            )
+        }
+
+        /// Whether the metric is a ratio of counts of people.
+        pub fn is_ratio_of_people(self) -> bool {
+            matches!(self, Metric::RetentionRate | Metric::Momentum)
+        }
+    }
+
+    fn is_small(count: i64, below: u64) -> bool {
+        count > 0 && (count as u64) < below
+    }
+
+    fn suppress_value(value: &mut Value, below: u64) {
+        if value.as_i64().is_some_and(|count| is_small(count, below)) {
+            *value = Value::Null;
+        }
+    }
+
+    /// Whether each period's active count is too small to publish ratios of;
+    /// `actives` are the periods' active counts in order, `None` if unknown.
+    fn ratio_suppressed(actives: &[Option<i64>], below: u64) -> Vec<bool> {
+        let small = |count: Option<i64>| count.is_none_or(|count| is_small(count, below));
+        (0..actives.len()).map(|index| small(actives[index]) || index == 0 || small(actives[index - 1])).collect()
+    }
+
+    /// Suppresses a trend. Ratios need the active count, so the trend must
+    /// have been read with `active_participants` among its metrics.
+    pub fn trend(trend: &mut Trend, below: u64) {
+        let actives: Vec<Option<i64>> =
+            trend.series.iter().map(|row| row.get(Metric::ActiveParticipants).and_then(Value::as_i64)).collect();
+        let ratios_suppressed = ratio_suppressed(&actives, below);
+        for (row, ratio_suppressed) in trend.series.iter_mut().zip(ratios_suppressed) {
+            for (metric, value) in &mut row.values {
+                if metric.counts_people() {
+                    suppress_value(value, below);
+                } else if metric.is_ratio_of_people() && ratio_suppressed {
+                    *value = Value::Null;
+                }
+            }
+        }
+        trend.suppressed_below = Some(below);
+    }
+
+    /// Suppresses a comparison. For a ratio metric, `actives` is the same
+    /// comparison read for `active_participants`.
+    pub fn comparison(comparison: &mut Comparison, actives: Option<&Comparison>, below: u64) {
+        let metric = comparison.metric;
+        for movement in &mut comparison.series {
+            if metric.counts_people() {
+                movement.values.iter_mut().for_each(|value| suppress_value(&mut value.value, below));
+            } else if metric.is_ratio_of_people() {
+                let counts: Vec<Option<i64>> = movement
+                    .values
+                    .iter()
+                    .map(|value| {
+                        let series = actives?.series.iter().find(|other| other.movement == movement.movement)?;
+                        series.values.iter().find(|other| other.period == value.period)?.value.as_i64()
+                    })
+                    .collect();
+                for (value, suppressed) in movement.values.iter_mut().zip(ratio_suppressed(&counts, below)) {
+                    if suppressed {
+                        value.value = Value::Null;
+                    }
+                }
+            }
+        }
+        comparison.suppressed_below = Some(below);
+    }
+
+    pub fn cohorts(cohorts: &mut Cohorts, below: u64) {
+        for cohort in &mut cohorts.cohorts {
+            for count in std::iter::once(&mut cohort.size).chain(cohort.active.iter_mut()) {
+                if count.is_some_and(|count| is_small(count, below)) {
+                    *count = None;
+                }
+            }
+        }
+        cohorts.suppressed_below = Some(below);
+    }
+
+    pub fn principles(principles: &mut Principles, below: u64) {
+        for figures in &mut principles.principles {
+            if figures.participants.is_some_and(|count| is_small(count as i64, below)) {
+                figures.participants = None;
+            }
+        }
+        principles.suppressed_below = Some(below);
+    }
 }

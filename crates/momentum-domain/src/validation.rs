@@ -144,8 +144,10 @@ impl Validator {
             errors.truncate(ERRORS_PER_EVENT_MAX);
             return Err(errors);
         }
-        let data = EventData::from_value(kind, event["data"].clone())
-            .map_err(|error| vec![FieldError::new("/data", error.to_string())])?;
+        let mut data = event["data"].clone();
+        normalise_numbers(&mut data);
+        let data =
+            EventData::from_value(kind, data).map_err(|error| vec![FieldError::new("/data", error.to_string())])?;
         Ok(Event {
             specversion: "1.0".to_owned(),
             id: event["id"].as_str().unwrap_or_default().to_owned(),
@@ -155,6 +157,28 @@ impl Validator {
             time: DateTime::parse_from_rfc3339(time_text).expect("checked above"),
             data,
         })
+    }
+}
+
+/// Writes whole numbers written as floats (`90.0`, `5e7`) as integers.
+/// JSON Schema counts them as integers, so the typed read must too; ingest
+/// stores events in this form so every reader sees integers where the
+/// schema says integer. Only floats that are exactly representable whole
+/// numbers (|n| ≤ 2^53) change, so no value changes, only its spelling.
+pub fn normalise_numbers(value: &mut Value) {
+    const EXACT_MAX: f64 = 9_007_199_254_740_992.0;
+    match value {
+        Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && float.abs() <= EXACT_MAX
+            {
+                *value = Value::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalise_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(normalise_numbers),
+        _ => {}
     }
 }
 

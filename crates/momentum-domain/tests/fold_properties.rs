@@ -296,10 +296,10 @@ fn reference(events: &[Event]) -> Value {
                         .collect();
                     (!members.is_empty()).then(|| Cohort {
                         cohort,
-                        size: members.len() as i64,
+                        size: Some(members.len() as i64),
                         active: periods[index..]
                             .iter()
-                            .map(|&period| active(period).iter().filter(|p| members.contains(p)).count() as i64)
+                            .map(|&period| Some(active(period).iter().filter(|p| members.contains(p)).count() as i64))
                             .collect(),
                     })
                 })
@@ -320,7 +320,7 @@ fn reference(events: &[Event]) -> Value {
                 PrincipleFigures {
                     principle: *principle,
                     activities: tagged.len() as u64,
-                    participants: participants.len() as u64,
+                    participants: Some(participants.len() as u64),
                 }
             })
             .collect();

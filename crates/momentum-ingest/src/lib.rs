@@ -6,10 +6,14 @@
 //! JetStream's PubAck, and the message id sent with it is derived from its
 //! (`source`, `id`), so a partner may retry anything, any number of times.
 
+mod openapi;
+mod pseudonym;
+mod rate_limit;
 mod routes;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +27,9 @@ pub struct Config {
     /// NATS server(s) to connect to, comma-separated.
     #[arg(long, env = "MOMENTUM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// How to authenticate to NATS and whether to use TLS.
+    #[command(flatten)]
+    pub nats_connection: momentum_bus::NatsConnection,
     /// Address the HTTP API listens on.
     #[arg(long, env = "MOMENTUM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
@@ -39,6 +46,20 @@ pub struct Config {
     /// How long JetStream remembers message ids, within which a repeat is answered `duplicate`.
     #[arg(long, env = "MOMENTUM_DUPLICATE_WINDOW_S", default_value_t = 7200)]
     pub duplicate_window_s: u64,
+    /// Who may post and read: the auth file, or `MOMENTUM_AUTH=off`.
+    #[command(flatten)]
+    pub auth: momentum_runtime::auth::AuthSettings,
+    /// The TOML file of versioned secret keys participant refs are
+    /// pseudonymised with. Required: raw refs never reach the stream.
+    #[arg(long, env = "MOMENTUM_PSEUDONYM_KEY_FILE")]
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// Events each token may post per second, on average.
+    #[arg(long, env = "MOMENTUM_RATE_EVENTS_PER_S", default_value_t = 5000)]
+    pub rate_events_per_s: u32,
+    /// Events each token may post at once before the average applies; at
+    /// least a full batch.
+    #[arg(long, env = "MOMENTUM_RATE_BURST_EVENTS", default_value_t = 20_000)]
+    pub rate_burst_events: u32,
     /// Log one JSON object per line instead of human-readable text.
     #[arg(long, env = "MOMENTUM_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -72,6 +93,14 @@ pub enum IngestError {
     Connect { url: String, message: String },
     #[error(transparent)]
     Stream(#[from] momentum_bus::BusError),
+    #[error(transparent)]
+    Auth(#[from] momentum_runtime::auth::AuthError),
+    #[error(transparent)]
+    PseudonymKeys(#[from] pseudonym::KeyFileError),
+    #[error(transparent)]
+    SaltsBucket(#[from] momentum_bus::SaltsBucketError),
+    #[error("MOMENTUM_RATE_EVENTS_PER_S must be above 0 and MOMENTUM_RATE_BURST_EVENTS at least {BATCH_EVENTS_MAX}")]
+    RateLimits,
     #[error("could not listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
@@ -84,6 +113,8 @@ pub(crate) struct AppState {
     pub jetstream: async_nats::jetstream::Context,
     pub publish_timeout: Duration,
     pub body_timeout: Duration,
+    pub pseudonymiser: Arc<pseudonym::Pseudonymiser>,
+    pub rate_limiter: rate_limit::RateLimiter,
 }
 
 /// A started ingestion service.
@@ -98,8 +129,13 @@ impl Ingest {
     /// and binds the HTTP listener; serving starts with [`Ingest::serve`].
     pub async fn start(config: &Config) -> Result<Ingest, IngestError> {
         let validator = Validator::new()?;
-        let nats = momentum_bus::connect_options("momentum-ingest")
-            .connect(config.nats_url.as_str())
+        let authenticator = Arc::new(config.auth.load("momentum-ingest")?);
+        let keys = pseudonym::KeyRing::load(config.pseudonym_key_file.as_deref())?;
+        if config.rate_events_per_s == 0 || (config.rate_burst_events as usize) < BATCH_EVENTS_MAX {
+            return Err(IngestError::RateLimits);
+        }
+        let nats = momentum_bus::connect_options("momentum-ingest", &config.nats_connection)?
+            .connect(momentum_bus::server_addresses(&config.nats_url)?)
             .await
             .map_err(|error| IngestError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
         let publish_timeout = Duration::from_millis(config.publish_timeout_ms);
@@ -110,12 +146,25 @@ impl Ingest {
             .backpressure_on_inflight(true)
             .build(nats.clone());
         momentum_bus::ensure_stream(&jetstream, &config.stream_settings()).await?;
+        let salts = momentum_bus::ensure_salts_bucket(&jetstream, config.stream_replicas).await?;
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| IngestError::Bind { address: config.http_addr, source })?;
         let body_timeout = Duration::from_millis(config.body_timeout_ms);
-        let state = Arc::new(AppState { validator, nats: nats.clone(), jetstream, publish_timeout, body_timeout });
-        let router = momentum_runtime::limit_in_flight(routes::router(state), REQUESTS_IN_FLIGHT_MAX);
+        let state = Arc::new(AppState {
+            validator,
+            nats: nats.clone(),
+            jetstream,
+            publish_timeout,
+            body_timeout,
+            pseudonymiser: pseudonym::Pseudonymiser::new(keys, salts),
+            rate_limiter: rate_limit::RateLimiter::new(config.rate_events_per_s, config.rate_burst_events),
+        });
+        // The body, the salt lookups and the publish each have their own
+        // bound; the request as a whole is bounded by their sum.
+        let duration_max = body_timeout + 2 * publish_timeout + Duration::from_secs(1);
+        let router = momentum_runtime::limit_duration(routes::router(state, authenticator), duration_max);
+        let router = momentum_runtime::limit_in_flight(router, REQUESTS_IN_FLIGHT_MAX);
         Ok(Ingest { listener, router, nats })
     }
 

@@ -4,44 +4,111 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
+use axum::http::Method;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::Utc;
 use futures::future::join_all;
-use momentum_runtime::{Problem, ProblemField, json_response};
+use momentum_runtime::auth::{Authenticator, Caller};
+use momentum_runtime::openapi::{MovementId, Routes};
+use momentum_runtime::{MovementPath, Problem, ProblemField, json_response};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
-use crate::{AppState, BATCH_EVENTS_MAX, REQUEST_BYTES_MAX};
+use crate::{AppState, BATCH_EVENTS_MAX, REQUEST_BYTES_MAX, openapi};
 
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+/// The `source` of the events ingest writes itself when an admin erases a
+/// participant. Partners never post `participant.erased`.
+pub const ERASURE_SOURCE: &str = "urn:momentum:erasure";
+
+/// The routes that need a token. Every route is added through [`Routes`],
+/// so a test can check that the OpenAPI document describes each one.
+fn data_routes() -> Routes<Arc<AppState>> {
+    Routes::new().route(Method::POST, "/v1/events", post_events).route(
+        Method::POST,
+        "/v1/movements/{movement}/erasures",
+        post_erasure,
+    )
+}
+
+/// The routes anyone may call.
+fn public_routes() -> Routes<Arc<AppState>> {
+    Routes::new().route(Method::GET, "/livez", livez).route(Method::GET, "/readyz", readyz).route(
+        Method::GET,
+        "/openapi.json",
+        openapi_json,
+    )
+}
+
+/// (method, path) of every route: those that need a token, and the others.
+#[cfg(test)]
+pub(crate) fn route_lists() -> (momentum_runtime::openapi::RouteList, momentum_runtime::openapi::RouteList) {
+    (data_routes().list().to_vec(), public_routes().list().to_vec())
+}
+
+pub(crate) fn router(state: Arc<AppState>, authenticator: Arc<Authenticator>) -> Router {
     Router::new()
-        .route("/v1/events", post(post_events))
-        .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
+        .merge(momentum_runtime::auth::protect(data_routes().into_router(), authenticator))
+        .merge(public_routes().into_router())
+        .method_not_allowed_fallback(momentum_runtime::method_not_allowed)
         .fallback(|| async {
             Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
-                .detail("events are posted to POST /v1/events")
+                .detail("events are posted to POST /v1/events; /openapi.json describes every route")
         })
         .with_state(state)
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+#[utoipa::path(
+    get, path = "/livez", tag = "health",
+    summary = "Liveness",
+    description = "Answers while the process serves HTTP.",
+    responses(
+        (status = 200, description = "Alive.", body = String, content_type = "text/plain", example = "ok"),
+        (status = 503, response = inline(openapi::Busy)),
+    ),
+)]
+pub(crate) async fn livez() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(
+    get, path = "/readyz", tag = "health",
+    summary = "Readiness",
+    description = "Ready while connected to NATS.",
+    responses(
+        (status = 200, description = "Ready.", body = String, content_type = "text/plain", example = "ready"),
+        (status = 503, response = inline(openapi::NotReady)),
+    ),
+)]
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     momentum_runtime::nats_unready(&state.nats).unwrap_or_else(|| (StatusCode::OK, "ready").into_response())
 }
 
 /// What a request body holds, by its `Content-Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BodyKind {
+pub(crate) enum BodyKind {
     Single,
     Batch,
 }
 
-fn body_kind(request: &Request) -> Result<BodyKind, Problem> {
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "health",
+    summary = "This document",
+    description = "The OpenAPI 3.1 document of the ingestion API.",
+    responses(
+        (status = 200, description = "The document.", body = Object, content_type = "application/json"),
+        (status = 503, response = inline(openapi::Busy)),
+    ),
+)]
+pub(crate) async fn openapi_json() -> Response {
+    json_response(StatusCode::OK, openapi::document())
+}
+
+pub(crate) fn body_kind(request: &Request) -> Result<BodyKind, Problem> {
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match media_type.as_str() {
@@ -72,7 +139,7 @@ async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, Problem> {
     }
 }
 
-fn parse_json(bytes: &[u8]) -> Result<Value, Problem> {
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, Problem> {
     serde_json::from_slice(bytes).map_err(|error| {
         Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "the request body is not valid JSON").detail(format!(
             "line {}, column {}: {error}",
@@ -82,7 +149,61 @@ fn parse_json(bytes: &[u8]) -> Result<Value, Problem> {
     })
 }
 
-async fn post_events(State(state): State<Arc<AppState>>, request: Request) -> Response {
+pub(crate) fn not_a_batch() -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "not-a-batch", "a batch must be a JSON array")
+        .detail("application/cloudevents-batch+json bodies are arrays of events")
+}
+
+#[utoipa::path(
+    post, path = "/v1/events", tag = "events",
+    summary = "Post one event or a batch",
+    description = "One event as `application/cloudevents+json` (or `application/json`), or a JSON array of at most \
+        1000 events as `application/cloudevents-batch+json`; at most 4 MiB. An event is answered only after \
+        JetStream has stored it; a repeat of a (`source`, `id`) already stored is answered `duplicate`. Retrying \
+        is always safe. A partner's token may post only its own `source` and movements; an evaluator's none.",
+    request_body(
+        description = "A CloudEvent (structured JSON mode), or an array of them.",
+        content(
+            (openapi::CloudEvent = "application/cloudevents+json", example = json!(example_event())),
+            (openapi::CloudEvent = "application/json", example = json!(example_event())),
+            (openapi::EventBatch = "application/cloudevents-batch+json", example = json!([example_event()])),
+        ),
+    ),
+    responses(
+        (status = 202, description = "The event is stored.", body = EventResult,
+            example = json!({ "id": "hours-0001", "status": "accepted", "seq": 1 })),
+        (status = 200, description = "One event that was already stored (`duplicate`), or a batch: a result per \
+            event (`accepted`, `duplicate`, or `rejected` with its problem) in order, counts, and `max_seq`.",
+            body = openapi::PostedOk, example = json!({
+                "results": [
+                    { "index": 0, "id": "hours-0001", "status": "accepted", "seq": 7 },
+                    { "index": 1, "id": "hours-0002", "status": "rejected", "problem": {
+                        "type": "urn:momentum:problem:invalid-event", "title": "the event does not match its schema",
+                        "status": 422, "detail": "/data/hours: 30 is greater than the maximum of 24",
+                        "errors": [{ "pointer": "/data/hours", "message": "30 is greater than the maximum of 24" }] } },
+                ],
+                "accepted": 1, "duplicates": 0, "rejected": 1, "max_seq": 7,
+            })),
+        (status = 400, response = inline(openapi::EventsBadRequest)),
+        (status = 401, response = inline(openapi::Unauthorized)),
+        (status = 403, response = inline(openapi::EventsForbidden)),
+        (status = 408, response = inline(openapi::BodyTimeout)),
+        (status = 413, response = inline(openapi::EventsTooLarge)),
+        (status = 415, response = inline(openapi::UnsupportedMediaType)),
+        (status = 422, response = inline(openapi::InvalidEvent)),
+        (status = 429, response = inline(openapi::RateLimited)),
+        (status = 503, response = inline(openapi::EventsUnavailable)),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn post_events(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    request: Request,
+) -> Response {
+    if let Err(problem) = caller.require_writer() {
+        return problem.into_response();
+    }
     let kind = match body_kind(&request) {
         Ok(kind) => kind,
         Err(problem) => return problem.into_response(),
@@ -95,45 +216,74 @@ async fn post_events(State(state): State<Arc<AppState>>, request: Request) -> Re
         Ok(value) => value,
         Err(problem) => return problem.into_response(),
     };
-    match (kind, value) {
-        (BodyKind::Batch, Value::Array(events)) => post_batch(&state, events).await,
-        (BodyKind::Batch, _) => Problem::new(StatusCode::BAD_REQUEST, "not-a-batch", "a batch must be a JSON array")
-            .detail("application/cloudevents-batch+json bodies are arrays of events")
-            .into_response(),
-        (BodyKind::Single, event) => post_single(&state, event).await,
+    let events = match (kind, value) {
+        (BodyKind::Batch, Value::Array(events)) => events,
+        (BodyKind::Batch, _) => return not_a_batch().into_response(),
+        (BodyKind::Single, event) => vec![event],
+    };
+    if events.len() > BATCH_EVENTS_MAX {
+        return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "batch-too-large", "the batch has too many events")
+            .detail(format!("got {} events; a batch may hold at most {BATCH_EVENTS_MAX}", events.len()))
+            .into_response();
+    }
+    if let Err(wait) = state.rate_limiter.take(&caller.name, events.len(), Instant::now()) {
+        return Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "this token is posting too fast")
+            .detail(format!(
+                "each token may post {} events a second on average; retry after the wait in Retry-After",
+                state.rate_limiter.events_per_second()
+            ))
+            .retry_after(wait.as_secs_f64().ceil() as u32)
+            .into_response();
+    }
+    match kind {
+        BodyKind::Batch => post_batch(&state, &caller, events).await,
+        BodyKind::Single => post_single(&state, &caller, events.into_iter().next().expect("one event")).await,
     }
 }
 
 /// The answer for one event.
-#[derive(Debug, Serialize)]
-struct EventResult {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct EventResult {
+    /// The event's place in its batch, from 0 (batches only).
     #[serde(skip_serializing_if = "Option::is_none")]
     index: Option<usize>,
+    /// The event's `id`, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
     status: EventStatus,
+    /// The event's stream sequence, for `min_seq` reads (not for rejected events).
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<u64>,
+    /// Why the event was rejected (rejected events only).
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<Problem>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-enum EventStatus {
+pub(crate) enum EventStatus {
     Accepted,
     Duplicate,
     Rejected,
 }
 
-/// A validated event ready to publish.
+/// A validated event that its caller may post.
 struct Checked {
+    subject: String,
+    message_id: String,
+    movement: String,
+    kind: momentum_domain::EventType,
+    event: Value,
+}
+
+/// An event ready to publish: refs pseudonymised, serialised.
+struct Prepared {
     subject: String,
     message_id: String,
     payload: Bytes,
 }
 
-fn invalid_event(errors: Vec<momentum_domain::FieldError>) -> Problem {
+pub(crate) fn invalid_event(errors: Vec<momentum_domain::FieldError>) -> Problem {
     let detail = errors.iter().map(|error| format!("{}: {}", pointer_or_root(&error.pointer), error.message));
     let detail = detail.collect::<Vec<_>>().join("; ");
     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-event", "the event does not match its schema")
@@ -147,20 +297,57 @@ fn pointer_or_root(pointer: &str) -> &str {
     if pointer.is_empty() { "(the event)" } else { pointer }
 }
 
-fn check(state: &AppState, event: &Value) -> Result<Checked, Problem> {
-    let typed = state.validator.validate(event, Utc::now()).map_err(invalid_event)?;
-    // The stored form is the event as posted (CloudEvents extension
-    // attributes included), re-serialised compactly.
-    let payload = serde_json::to_vec(event).expect("a parsed value always serialises");
-    if payload.len() > momentum_bus::EVENT_BYTES_MAX {
-        return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "event-too-large", "the event is too large")
-            .detail(format!("an event may be at most {} bytes as JSON", momentum_bus::EVENT_BYTES_MAX)));
-    }
+fn check(state: &AppState, caller: &Caller, mut event: Value) -> Result<Checked, Problem> {
+    momentum_domain::validation::normalise_numbers(&mut event);
+    let typed = state.validator.validate(&event, Utc::now()).map_err(invalid_event)?;
+    caller.require_write(&typed.source, &typed.subject)?;
     Ok(Checked {
         subject: momentum_bus::event_subject(&typed.subject, typed.kind.as_str()),
         message_id: momentum_bus::message_id(&typed.source, &typed.id),
-        payload: Bytes::from(payload),
+        movement: typed.subject,
+        kind: typed.kind,
+        event,
     })
+}
+
+/// Replaces every participant ref of the checked events by its pseudonym
+/// and serialises them. The stored form is the event as posted (CloudEvents
+/// extension attributes included) with only the refs changed. A failure to
+/// reach the salt bucket fails the request (503): nothing is published.
+async fn prepare(
+    state: &AppState,
+    checked: Vec<Result<Checked, Problem>>,
+) -> Result<Vec<Result<Prepared, Problem>>, Response> {
+    let mut participants = HashSet::new();
+    for event in checked.iter().flatten() {
+        let mut data = event.event["data"].clone();
+        momentum_domain::event::rewrite_participant_refs(event.kind, &mut data, |participant| {
+            participants.insert((event.movement.clone(), participant.clone()));
+        });
+    }
+    let pseudonyms: HashMap<(String, String), String> = match state.pseudonymiser.pseudonyms(participants).await {
+        Ok(pseudonyms) => pseudonyms,
+        Err(error) => {
+            tracing::warn!(%error, "pseudonymisation failed; answering 503");
+            return Err(Problem::unavailable("the event store did not answer; it is safe to retry").into_response());
+        }
+    };
+    let prepare_one = |checked: Checked| {
+        let Checked { subject, message_id, movement, kind, mut event } = checked;
+        if let Some(data) = event.get_mut("data") {
+            momentum_domain::event::rewrite_participant_refs(kind, data, |participant| {
+                let pseudonym = &pseudonyms[&(movement.clone(), participant.clone())];
+                participant.clone_from(pseudonym);
+            });
+        }
+        let payload = serde_json::to_vec(&event).expect("a parsed value always serialises");
+        if payload.len() > momentum_bus::EVENT_BYTES_MAX {
+            return Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "event-too-large", "the event is too large")
+                .detail(format!("an event may be at most {} bytes as stored JSON", momentum_bus::EVENT_BYTES_MAX)));
+        }
+        Ok(Prepared { subject, message_id, payload: Bytes::from(payload) })
+    };
+    Ok(checked.into_iter().map(|checked| checked.and_then(prepare_one)).collect())
 }
 
 /// Why a publish did not complete; either way the partner should retry.
@@ -174,7 +361,7 @@ enum PublishError {
 
 /// Publishes every checked event with all PubAcks in flight at once, and
 /// returns, in order, each one's (stream sequence, duplicate) or error.
-async fn publish_all(state: &AppState, events: Vec<Checked>) -> Vec<Result<(u64, bool), PublishError>> {
+async fn publish_all(state: &AppState, events: Vec<Prepared>) -> Vec<Result<(u64, bool), PublishError>> {
     if state.nats.connection_state() != async_nats::connection::State::Connected {
         return events.iter().map(|_| Err(PublishError::Disconnected)).collect();
     }
@@ -201,13 +388,17 @@ fn publish_failed(error: &PublishError) -> Response {
     Problem::unavailable("the event store did not confirm the event; it is safe to retry").into_response()
 }
 
-async fn post_single(state: &AppState, event: Value) -> Response {
-    let checked = match check(state, &event) {
-        Ok(checked) => checked,
+async fn post_single(state: &AppState, caller: &Caller, event: Value) -> Response {
+    let id = event["id"].as_str().map(str::to_owned);
+    let prepared = match prepare(state, vec![check(state, caller, event)]).await {
+        Ok(mut prepared) => prepared.pop().expect("one event in, one out"),
+        Err(response) => return response,
+    };
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
         Err(problem) => return problem.into_response(),
     };
-    let id = event["id"].as_str().map(str::to_owned);
-    let result = publish_all(state, vec![checked]).await.pop().expect("one event in, one result out");
+    let result = publish_all(state, vec![prepared]).await.pop().expect("one event in, one result out");
     match result {
         Ok((seq, duplicate)) => {
             let (status, code) = if duplicate {
@@ -221,28 +412,31 @@ async fn post_single(state: &AppState, event: Value) -> Response {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct BatchResult {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct BatchResult {
+    /// One result per event, in the batch's order.
     results: Vec<EventResult>,
     accepted: usize,
     duplicates: usize,
     rejected: usize,
     /// The highest stream sequence of the batch's events, for `min_seq` reads.
+    #[schema(required = true)]
     max_seq: Option<u64>,
 }
 
-async fn post_batch(state: &AppState, events: Vec<Value>) -> Response {
-    if events.len() > BATCH_EVENTS_MAX {
-        return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "batch-too-large", "the batch has too many events")
-            .detail(format!("got {} events; a batch may hold at most {BATCH_EVENTS_MAX}", events.len()))
-            .into_response();
-    }
-    let mut results: Vec<EventResult> = Vec::with_capacity(events.len());
+async fn post_batch(state: &AppState, caller: &Caller, events: Vec<Value>) -> Response {
+    let ids: Vec<Option<String>> =
+        events.iter().map(|event| event.get("id").and_then(Value::as_str).map(str::to_owned)).collect();
+    let checked = events.into_iter().map(|event| check(state, caller, event)).collect();
+    let prepared = match prepare(state, checked).await {
+        Ok(prepared) => prepared,
+        Err(response) => return response,
+    };
+    let mut results: Vec<EventResult> = Vec::with_capacity(prepared.len());
     let mut to_publish = Vec::new();
     let mut published_indexes = Vec::new();
-    for (index, event) in events.iter().enumerate() {
-        let id = event.get("id").and_then(Value::as_str).map(str::to_owned);
-        match check(state, event) {
+    for ((index, prepared), id) in prepared.into_iter().enumerate().zip(ids) {
+        match prepared {
             Ok(checked) => {
                 to_publish.push(checked);
                 published_indexes.push(index);
@@ -287,4 +481,136 @@ async fn post_batch(state: &AppState, events: Vec<Value>) -> Response {
         results,
     };
     json_response(StatusCode::OK, &body)
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErasureRequest {
+    /// The participant's ref, as partners post it (not a pseudonym).
+    #[schema(min_length = 1, max_length = 128, example = "v-12")]
+    participant: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ErasureResult {
+    movement: String,
+    /// How many pseudonyms (one per key version the participant was seen
+    /// under) were erased; 0 if the participant has no records.
+    pseudonyms_erased: usize,
+    /// The stream sequence of the erasure event, for `min_seq` reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+}
+
+/// Erases one participant of one movement (admin only): an erasure event
+/// tells the projector to remove their per-participant records, then their
+/// salt is purged so nothing can tie them to their pseudonym again. The
+/// order matters for retries: until the purge succeeds, a retry finds the
+/// same pseudonyms and publishes the same event (deduplicated).
+#[utoipa::path(
+    post, path = "/v1/movements/{movement}/erasures", tag = "erasure",
+    summary = "Erase a participant of a movement (admin only)",
+    description = "Publishes a `participant.erased` event (the projector removes the participant's per-participant \
+        records and leaves their pseudonym out of later events), then purges their salt so nothing can tie them \
+        to their pseudonym again. 202 with the erasure event's `seq`; 200 with `pseudonyms_erased: 0` when the \
+        participant has no records. Safe to retry.",
+    params(("movement" = MovementId, Path, description = "The movement id.")),
+    request_body(content((ErasureRequest = "application/json"))),
+    responses(
+        (status = 202, description = "Erased.", body = ErasureResult,
+            example = json!({ "movement": "bristol-befriending", "pseudonyms_erased": 1, "seq": 4711 })),
+        (status = 200, description = "Nothing to erase: the participant has no records in this movement.",
+            body = ErasureResult, example = json!({ "movement": "bristol-befriending", "pseudonyms_erased": 0 })),
+        (status = 400, response = inline(openapi::ErasureBadRequest)),
+        (status = 401, response = inline(openapi::Unauthorized)),
+        (status = 403, response = inline(openapi::ErasureForbidden)),
+        (status = 408, response = inline(openapi::BodyTimeout)),
+        (status = 413, response = inline(openapi::ErasureTooLarge)),
+        (status = 422, response = inline(openapi::ErasureInvalid)),
+        (status = 503, response = inline(openapi::ErasureUnavailable)),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn post_erasure(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    MovementPath(movement): MovementPath,
+    request: Request,
+) -> Response {
+    if let Err(problem) = caller.require_admin() {
+        return problem.into_response();
+    }
+    if !momentum_domain::event::is_movement_id(&movement) {
+        return Problem::bad_parameter("movement", "must be 1 to 63 lower-case letters, digits and hyphens")
+            .into_response();
+    }
+    let body = match read_body(request.into_body(), state.body_timeout).await {
+        Ok(body) => body,
+        Err(problem) => return problem.into_response(),
+    };
+    let participant = match serde_json::from_slice::<ErasureRequest>(&body) {
+        Ok(request) if (1..=128).contains(&request.participant.chars().count()) => request.participant,
+        Ok(_) => {
+            return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", "the request is not valid")
+                .field("/participant", "must be 1 to 128 characters")
+                .into_response();
+        }
+        Err(error) => {
+            return Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "the request body is not valid")
+                .detail(format!("expected {{\"participant\": \"<ref>\"}}: {error}"))
+                .into_response();
+        }
+    };
+    let unavailable = |error: &dyn std::fmt::Display| {
+        tracing::warn!(%error, "erasure failed; answering 503");
+        Problem::unavailable("the event store did not answer; the erasure is safe to retry").into_response()
+    };
+    let erasure = match state.pseudonymiser.find(&movement, &participant).await {
+        Ok(erasure) => erasure,
+        Err(error) => return unavailable(&error),
+    };
+    if erasure.pseudonyms.is_empty() {
+        return json_response(StatusCode::OK, &ErasureResult { movement, pseudonyms_erased: 0, seq: None });
+    }
+    // The same pseudonyms always make the same event id, so a retried
+    // erasure is one event in the stream.
+    let mut name = movement.clone();
+    for pseudonym in &erasure.pseudonyms {
+        name.push('\n');
+        name.push_str(pseudonym);
+    }
+    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string();
+    let event = serde_json::json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": ERASURE_SOURCE,
+        "type": momentum_domain::EventType::ParticipantErased.as_str(),
+        "subject": movement,
+        "time": Utc::now().to_rfc3339(),
+        "data": { "pseudonyms": erasure.pseudonyms },
+    });
+    let prepared = Prepared {
+        subject: momentum_bus::event_subject(&movement, momentum_domain::EventType::ParticipantErased.as_str()),
+        message_id: momentum_bus::message_id(ERASURE_SOURCE, &id),
+        payload: Bytes::from(serde_json::to_vec(&event).expect("a value always serialises")),
+    };
+    let seq = match publish_all(&state, vec![prepared]).await.pop().expect("one event in, one result out") {
+        Ok((seq, _)) => seq,
+        Err(error) => return unavailable(&error),
+    };
+    if let Err(error) = state.pseudonymiser.purge(&erasure).await {
+        return unavailable(&error);
+    }
+    tracing::info!(movement, caller = caller.name, seq, "participant erased");
+    let result = ErasureResult { movement, pseudonyms_erased: erasure.pseudonyms.len(), seq: Some(seq) };
+    json_response(StatusCode::ACCEPTED, &result)
+}
+
+/// The event the API document shows.
+fn example_event() -> Value {
+    json!({
+        "specversion": "1.0", "id": "hours-0001", "source": "urn:partner:age-uk-bristol",
+        "type": "volunteer.hours_logged", "subject": "bristol-befriending",
+        "time": "2026-03-05T09:00:00+00:00", "data": { "participant": "v-12", "hours": 2.5 },
+    })
 }

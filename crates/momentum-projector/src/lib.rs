@@ -28,6 +28,9 @@ pub struct Config {
     /// NATS server(s) to connect to, comma-separated.
     #[arg(long, env = "MOMENTUM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// How to authenticate to NATS and whether to use TLS.
+    #[command(flatten)]
+    pub nats_connection: momentum_bus::NatsConnection,
     /// Folder of the sled store holding the projections.
     #[arg(long, env = "MOMENTUM_DATA_DIR", default_value = "data/projector")]
     pub data_dir: PathBuf,
@@ -67,6 +70,8 @@ pub enum ProjectorError {
     Store(#[from] momentum_store::StoreError),
     #[error("could not connect to NATS at {url}: {message}")]
     Connect { url: String, message: String },
+    #[error(transparent)]
+    NatsSettings(#[from] momentum_bus::BusError),
     #[error("could not start the query service: {0}")]
     Service(String),
     #[error("the batch size must be at least 1")]
@@ -191,7 +196,8 @@ impl Projector {
         let store = Store::open(&config.data_dir)?;
         store.check_setting("time_zone", config.time_zone.name())?;
         let (connected, connections) = watch::channel(0u64);
-        let nats = momentum_bus::connect_options("momentum-projector")
+        let nats = momentum_bus::connect_options("momentum-projector", &config.nats_connection)
+            .map_err(|error| ProjectorError::Connect { url: config.nats_url.clone(), message: error.to_string() })?
             .event_callback(move |event| {
                 let connected = connected.clone();
                 async move {
@@ -200,7 +206,7 @@ impl Projector {
                     }
                 }
             })
-            .connect(config.nats_url.as_str())
+            .connect(momentum_bus::server_addresses(&config.nats_url)?)
             .await
             .map_err(|error| ProjectorError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
         let (watermark, _) = watch::channel(store.watermark()?);

@@ -41,7 +41,13 @@ struct Context {
     slots: Arc<Semaphore>,
     applied: Arc<AtomicU64>,
     read_settings: ReadSettings,
+    /// The largest answer NATS will carry (the server's `max_payload`, less
+    /// room for headers); a bigger one is answered with an error instead.
+    answer_bytes_max: usize,
 }
+
+/// Room left in a NATS message for the headers of a service reply.
+const REPLY_HEADER_BYTES_MAX: usize = 4096;
 
 pub(crate) async fn start(
     nats: &async_nats::Client,
@@ -59,7 +65,8 @@ pub(crate) async fn start(
         .map_err(|error| ProjectorError::Service(error.to_string()))?;
     let group = service.group(QUERY_SUBJECT_GROUP);
     let slots = Arc::new(Semaphore::new(QUERIES_IN_FLIGHT_MAX));
-    let context = Context { store, watermark, wait_max, slots, applied, read_settings };
+    let answer_bytes_max = nats.server_info().max_payload.saturating_sub(REPLY_HEADER_BYTES_MAX);
+    let context = Context { store, watermark, wait_max, slots, applied, read_settings, answer_bytes_max };
     let mut tasks = Vec::new();
     for endpoint_kind in QueryEndpoint::ALL {
         let mut endpoint =
@@ -70,7 +77,18 @@ pub(crate) async fn start(
                 let Ok(slot) = context.slots.clone().acquire_owned().await else { return };
                 let context = context.clone();
                 tokio::spawn(async move {
-                    let response = answer(&context, endpoint_kind, &request.message.payload).await;
+                    let response = match answer(&context, endpoint_kind, &request.message.payload).await {
+                        Ok(body) if body.len() > context.answer_bytes_max => Err(error(
+                            413,
+                            format!(
+                                "the answer would be {} bytes, more than the {} NATS carries: narrow the date range, \
+                                 use a longer interval, or ask for fewer metrics or movements",
+                                body.len(),
+                                context.answer_bytes_max
+                            ),
+                        )),
+                        other => other,
+                    };
                     if let Err(error) = request.respond(response).await {
                         tracing::warn!(%error, "could not send a query response");
                     }

@@ -123,11 +123,11 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
             }
             body.push('\n');
             for cohort in &cohorts.cohorts {
-                let _ = write!(body, "{},{}", cohort.cohort, cohort.size);
+                let _ = write!(body, "{},{}", cohort.cohort, count_cell(cohort.size));
                 for offset in 0..width {
                     body.push(',');
                     if let Some(active) = cohort.active.get(offset) {
-                        body.push_str(&active.to_string());
+                        body.push_str(&count_cell(*active));
                     }
                 }
                 body.push('\n');
@@ -140,10 +140,11 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
                     let period = cohorts.interval.shift(cohort.cohort, offset as i32);
                     let _ = writeln!(
                         body,
-                        "{},{},{offset},{period},{},{active}",
+                        "{},{},{offset},{period},{},{}",
                         cohort.cohort,
                         field(&cohorts.movement),
-                        cohort.size
+                        count_cell(cohort.size),
+                        count_cell(*active)
                     );
                 }
             }
@@ -152,10 +153,21 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
     CsvFile { body, filename }
 }
 
+/// A count as a CSV cell: empty where it is `null` (suppressed).
+fn count_cell<T: std::fmt::Display>(count: Option<T>) -> String {
+    count.map(|count| count.to_string()).unwrap_or_default()
+}
+
 fn principles(principles: &Principles) -> CsvFile {
     let mut body = String::from("principle,activities,participants\n");
     for figures in &principles.principles {
-        let _ = writeln!(body, "{},{},{}", figures.principle.as_str(), figures.activities, figures.participants);
+        let _ = writeln!(
+            body,
+            "{},{},{}",
+            figures.principle.as_str(),
+            figures.activities,
+            count_cell(figures.participants)
+        );
     }
     let filename = format!("{}-principles-{}-to-{}.csv", principles.movement, principles.from, principles.to);
     CsvFile { body, filename }

@@ -3,6 +3,7 @@
 //! asked over NATS request-reply.
 
 mod csv;
+mod openapi;
 mod routes;
 
 use std::future::Future;
@@ -17,6 +18,9 @@ pub struct Config {
     /// NATS server(s) to connect to, comma-separated.
     #[arg(long, env = "MOMENTUM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// How to authenticate to NATS and whether to use TLS.
+    #[command(flatten)]
+    pub nats_connection: momentum_bus::NatsConnection,
     /// Address the HTTP API listens on.
     #[arg(long, env = "MOMENTUM_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     pub http_addr: SocketAddr,
@@ -27,6 +31,14 @@ pub struct Config {
     /// The IANA time zone whose calendar names "today" for default date ranges.
     #[arg(long, env = "MOMENTUM_TIMEZONE", default_value = "Europe/London")]
     pub time_zone: chrono_tz::Tz,
+    /// Who may read: the auth file, or `MOMENTUM_AUTH=off`.
+    #[command(flatten)]
+    pub auth: momentum_runtime::auth::AuthSettings,
+    /// Evaluators see counts of people from 1 to this minus one as `null`,
+    /// so that a published figure cannot single anyone out; 0 (the default)
+    /// shows every count. Admin reads are never suppressed.
+    #[arg(long, env = "MOMENTUM_SUPPRESS_BELOW", default_value_t = 0)]
+    pub suppress_below: u64,
     /// Log one JSON object per line instead of human-readable text.
     #[arg(long, env = "MOMENTUM_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -40,6 +52,10 @@ pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
 pub enum QueryServiceError {
     #[error("could not connect to NATS at {url}: {message}")]
     Connect { url: String, message: String },
+    #[error(transparent)]
+    NatsSettings(#[from] momentum_bus::BusError),
+    #[error(transparent)]
+    Auth(#[from] momentum_runtime::auth::AuthError),
     #[error("could not listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
     #[error("the HTTP server failed: {0}")]
@@ -50,6 +66,7 @@ pub(crate) struct AppState {
     pub nats: async_nats::Client,
     pub query_timeout: Duration,
     pub time_zone: chrono_tz::Tz,
+    pub suppress_below: u64,
 }
 
 /// A started query service.
@@ -61,8 +78,10 @@ pub struct QueryService {
 
 impl QueryService {
     pub async fn start(config: &Config) -> Result<QueryService, QueryServiceError> {
-        let nats = momentum_bus::connect_options("momentum-query")
-            .connect(config.nats_url.as_str())
+        let authenticator = Arc::new(config.auth.load("momentum-query")?);
+        let nats = momentum_bus::connect_options("momentum-query", &config.nats_connection)
+            .map_err(|error| QueryServiceError::Connect { url: config.nats_url.clone(), message: error.to_string() })?
+            .connect(momentum_bus::server_addresses(&config.nats_url)?)
             .await
             .map_err(|error| QueryServiceError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
         let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -72,8 +91,13 @@ impl QueryService {
             nats: nats.clone(),
             query_timeout: Duration::from_millis(config.query_timeout_ms),
             time_zone: config.time_zone,
+            suppress_below: config.suppress_below,
         });
-        let router = momentum_runtime::limit_in_flight(routes::router(state), REQUESTS_IN_FLIGHT_MAX);
+        // A read asks the projector at most twice (a suppressed comparison
+        // of a ratio), each bounded by the query timeout.
+        let duration_max = 2 * Duration::from_millis(config.query_timeout_ms) + Duration::from_secs(1);
+        let router = momentum_runtime::limit_duration(routes::router(state, authenticator), duration_max);
+        let router = momentum_runtime::limit_in_flight(router, REQUESTS_IN_FLIGHT_MAX);
         Ok(QueryService { listener, router, nats })
     }
 

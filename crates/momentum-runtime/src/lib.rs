@@ -1,5 +1,9 @@
 //! Plumbing the three services share, kept out of their business code:
-//! logging set-up, the shutdown signal and RFC 9457 problem responses.
+//! logging set-up, the shutdown signal, RFC 9457 problem responses and
+//! bearer-token authentication.
+
+pub mod auth;
+pub mod openapi;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -71,25 +75,79 @@ pub fn limit_in_flight(router: axum::Router, requests_in_flight_max: usize) -> a
     }))
 }
 
+/// Gives every request a deadline: one that has not been answered within
+/// `duration_max` is answered 503 (safe to retry) and its work is dropped,
+/// so no client waits on a stuck dependency forever.
+pub fn limit_duration(router: axum::Router, duration_max: std::time::Duration) -> axum::Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            match tokio::time::timeout(duration_max, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => Problem::unavailable(format!(
+                    "the request was not answered within {} ms; it is safe to retry",
+                    duration_max.as_millis()
+                ))
+                .into_response(),
+            }
+        },
+    ))
+}
+
+/// The `{movement}` segment of a path. A segment that is not text (say
+/// `%FF`) is a 400 problem naming `movement`, like any other bad movement id,
+/// rather than the framework's plain-text rejection.
+pub struct MovementPath(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MovementPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Problem> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(movement)) => Ok(MovementPath(movement)),
+            Err(rejection) => Err(Problem::bad_parameter("movement", rejection.body_text())),
+        }
+    }
+}
+
+/// The answer to a known path asked with a method it does not serve.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this path does not serve that method")
+        .detail("see the API document at /openapi.json for each path's methods")
+}
+
 /// One thing wrong with a request, at a JSON Pointer into its body (or the
 /// name of a query parameter).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProblemField {
+    /// Where the problem is: a JSON Pointer (RFC 6901) into the event or
+    /// request body, such as `/data/hours` (`""` is the whole event; in a
+    /// batch, pointers are into the event of the result's `index`), or the
+    /// name of a path or query parameter, such as `interval`.
+    #[schema(examples("/data/hours", "interval"))]
     pub pointer: String,
+    /// What is wrong there, in words.
     pub message: String,
 }
 
-/// An RFC 9457 problem details document.
-#[derive(Clone, Debug, Serialize)]
+/// An RFC 9457 problem details document (`application/problem+json`), the
+/// body of every error answer.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem; `urn:momentum:problem:<kind>`.
     #[serde(rename = "type")]
+    #[schema(example = "urn:momentum:problem:invalid-parameter")]
     pub kind: String,
+    /// A short summary of the kind of problem.
     pub title: String,
+    /// The HTTP status code of the answer.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// What went wrong in this request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Each field or parameter that is wrong (absent when none is named).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub errors: Vec<ProblemField>,
     /// Seconds a client should wait before retrying, also sent as `Retry-After`.
     #[serde(skip)]
@@ -115,6 +173,12 @@ impl Problem {
 
     pub fn errors(mut self, errors: Vec<ProblemField>) -> Problem {
         self.errors = errors;
+        self
+    }
+
+    /// Adds one field error.
+    pub fn field(mut self, pointer: &str, message: impl Into<String>) -> Problem {
+        self.errors.push(ProblemField { pointer: pointer.to_owned(), message: message.into() });
         self
     }
 

@@ -71,6 +71,9 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// A configuration file passed with `--config`, and the environment
+    /// variables it refers to (nats-server resolves `$NAME` from them).
+    config: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 impl std::fmt::Debug for NatsServer {
@@ -83,29 +86,70 @@ impl NatsServer {
     /// Starts a server on a free port with an empty temporary store.
     pub fn start() -> NatsServer {
         let store = tempfile::Builder::new().prefix("momentum-nats-").tempdir().expect("can make a temporary folder");
-        let mut server = NatsServer { port: free_port(), store, child: None };
+        let mut server = NatsServer { port: free_port(), store, child: None, config: None };
         server.spawn();
         server
+    }
+
+    /// Starts a server with a configuration file, such as
+    /// `deploy/nats/secure.conf`, and the environment variables the file
+    /// refers to. The address, port, JetStream and store folder still come
+    /// from the command line (which takes precedence over the file), so the
+    /// file must not set `store_dir`.
+    pub fn start_with_config(config_file: &Path, environment: &[(&str, &str)]) -> NatsServer {
+        let store = tempfile::Builder::new().prefix("momentum-nats-").tempdir().expect("can make a temporary folder");
+        let environment = environment.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
+        let config = Some((config_file.to_owned(), environment));
+        let mut server = NatsServer { port: free_port(), store, child: None, config };
+        server.spawn();
+        server
+    }
+
+    /// Where a server started with a configuration file writes its log.
+    fn log_file(&self) -> PathBuf {
+        self.store.path().join("nats-server.log")
+    }
+
+    /// What a server started with [`NatsServer::start_with_config`] has
+    /// logged so far, e.g. to look for permission violations; empty for
+    /// other servers, whose output is discarded.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
     }
 
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "the server is already running");
         let binary = nats_server_binary();
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["--addr", "127.0.0.1", "--port", &self.port.to_string(), "--jetstream", "--store_dir"])
             .arg(self.store.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start {}: {error}; run scripts/ensure-nats-server.sh or set MOMENTUM_NATS_SERVER",
-                    binary.display()
-                )
-            });
+            .stderr(Stdio::null());
+        if let Some((config_file, environment)) = &self.config {
+            // A configuration can be wrong in ways only the server sees, so
+            // its log is kept for the failure message below.
+            let log = std::fs::File::create(self.log_file()).expect("can create the server's log file");
+            command.arg("--config").arg(config_file).envs(environment.iter().cloned()).stderr(log);
+        }
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!(
+                "cannot start {}: {error}; run scripts/ensure-nats-server.sh or set MOMENTUM_NATS_SERVER",
+                binary.display()
+            )
+        });
         self.child = Some(child);
         let address = SocketAddr::from(([127, 0, 0, 1], self.port));
-        assert!(wait_for_port(address, START_TIMEOUT), "nats-server did not start listening on {address}");
+        let deadline = Instant::now() + START_TIMEOUT;
+        // A server that exits at once (a configuration it refuses) fails
+        // the test at once, with its log, instead of after the timeout.
+        while !wait_for_port(address, Duration::from_millis(100)) {
+            let exited = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= deadline {
+                let log = std::fs::read_to_string(self.log_file()).unwrap_or_default();
+                panic!("nats-server did not start listening on {address} ({exited:?})\n{log}");
+            }
+        }
     }
 
     pub fn url(&self) -> String {
@@ -135,6 +179,225 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// How long a started cluster may take to elect its JetStream meta leader.
+const CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A cluster of nats-servers with JetStream, on loopback ports, owned by one
+/// test. Each node has its own temporary store, server name, client,
+/// cluster and monitoring port, and routes to every other node. Nodes can
+/// be killed and restarted one at a time; dropping the cluster kills them all.
+pub struct NatsCluster {
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    server_name: String,
+    port: u16,
+    cluster_port: u16,
+    monitor_port: u16,
+    /// Holds the node's JetStream store (`store/`) and its log (`nats.log`).
+    folder: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl ClusterNode {
+    fn new(index: usize) -> ClusterNode {
+        ClusterNode {
+            server_name: format!("momentum-{index}"),
+            port: free_port(),
+            cluster_port: free_port(),
+            monitor_port: free_port(),
+            folder: tempfile::Builder::new()
+                .prefix(&format!("momentum-nats-{index}-"))
+                .tempdir()
+                .expect("can make a temporary folder"),
+            child: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for NatsCluster {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<(&str, u16)> = self.nodes.iter().map(|node| (node.server_name.as_str(), node.port)).collect();
+        formatter.debug_struct("NatsCluster").field("nodes", &nodes).finish_non_exhaustive()
+    }
+}
+
+impl NatsCluster {
+    /// The cluster's name, as every node is started with it.
+    pub const NAME: &str = "momentum-test";
+
+    /// Starts `size` nodes and waits until every one reports itself healthy,
+    /// that is, JetStream is on and the cluster has a meta leader.
+    pub fn start(size: usize) -> NatsCluster {
+        assert!(size >= 1, "a cluster has at least one node");
+        // A free port can be taken by someone else before a node binds it;
+        // the node then exits, and the cluster is tried again on new ports.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let mut cluster = NatsCluster { nodes: (0..size).map(ClusterNode::new).collect() };
+            match (0..size).try_for_each(|index| cluster.spawn(index)) {
+                Ok(()) => {
+                    for index in 0..size {
+                        assert!(
+                            cluster.wait_until_healthy(index, CLUSTER_START_TIMEOUT),
+                            "{} did not become healthy; its log:\n{}",
+                            cluster.nodes[index].server_name,
+                            cluster.log(index)
+                        );
+                    }
+                    return cluster;
+                }
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!("the cluster did not start: {failures:#?}")
+    }
+
+    /// Starts one node and waits until it accepts connections; says why not
+    /// if it exits or does not listen in time.
+    fn spawn(&mut self, index: usize) -> Result<(), String> {
+        let routes: Vec<String> = (self.nodes.iter().enumerate())
+            .filter(|(other, _)| *other != index)
+            .map(|(_, node)| format!("nats://127.0.0.1:{}", node.cluster_port))
+            .collect();
+        let node = &mut self.nodes[index];
+        assert!(node.child.is_none(), "{} is already running", node.server_name);
+        let log = node.folder.path().join("nats.log");
+        let binary = nats_server_binary();
+        let mut command = Command::new(&binary);
+        command
+            .args(["--addr", "127.0.0.1", "--port", &node.port.to_string()])
+            .args(["--http_port", &node.monitor_port.to_string()])
+            .args(["--server_name", &node.server_name, "--cluster_name", Self::NAME])
+            .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster_port)])
+            .args(["--routes", &routes.join(",")])
+            .args(["--jetstream", "--store_dir"])
+            .arg(node.folder.path().join("store"))
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command.spawn().unwrap_or_else(|error| {
+            panic!(
+                "cannot start {}: {error}; run scripts/ensure-nats-server.sh or set MOMENTUM_NATS_SERVER",
+                binary.display()
+            )
+        });
+        let child = node.child.insert(child);
+        let address = SocketAddr::from(([127, 0, 0, 1], node.port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                node.child = None;
+                return Err(format!("{} exited ({status}); its log:\n{}", node.server_name, read_log(&log)));
+            }
+            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("{} did not start listening on {address}; its log:\n{}", node.server_name, read_log(&log)))
+    }
+
+    /// How many nodes the cluster has, running or not.
+    pub fn size(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Every node's client URL, comma-separated, as the services take them.
+    pub fn url(&self) -> String {
+        (0..self.nodes.len()).map(|index| self.node_url(index)).collect::<Vec<_>>().join(",")
+    }
+
+    /// The client URL of one node.
+    pub fn node_url(&self, index: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.nodes[index].port)
+    }
+
+    /// The base URL of one node's monitoring endpoints (`/healthz`, `/jsz`, ...).
+    pub fn monitor_url(&self, index: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[index].monitor_port)
+    }
+
+    /// The `server_name` of one node, as JetStream names peers and leaders.
+    pub fn server_name(&self, index: usize) -> &str {
+        &self.nodes[index].server_name
+    }
+
+    /// The node with the given `server_name`.
+    pub fn index_of(&self, server_name: &str) -> Option<usize> {
+        self.nodes.iter().position(|node| node.server_name == server_name)
+    }
+
+    /// Whether the node's process is running (it has not been killed).
+    pub fn is_running(&self, index: usize) -> bool {
+        self.nodes[index].child.is_some()
+    }
+
+    /// Kills one node (SIGKILL); its store stays for [`NatsCluster::restart`].
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts one node again on the same ports and store, and waits until it
+    /// accepts connections (not until it has caught up: see
+    /// [`NatsCluster::wait_until_healthy`]).
+    pub fn restart(&mut self, index: usize) {
+        self.kill(index);
+        if let Err(failure) = self.spawn(index) {
+            panic!("could not restart a node: {failure}");
+        }
+    }
+
+    /// Waits, at most `timeout`, until the node's `/healthz` answers 200:
+    /// it is running, JetStream is on, it knows the meta leader and its
+    /// streams are current.
+    pub fn wait_until_healthy(&self, index: usize, timeout: Duration) -> bool {
+        let address = SocketAddr::from(([127, 0, 0, 1], self.nodes[index].monitor_port));
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if http_status(address, "/healthz") == Some(200) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The node's log so far, for failure messages.
+    pub fn log(&self, index: usize) -> String {
+        read_log(&self.nodes[index].folder.path().join("nats.log"))
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.kill(index);
+        }
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The status code of a plain HTTP/1.0 GET, or `None` if nothing answered.
+fn http_status(address: SocketAddr, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let status_line = String::from_utf8_lossy(&response).lines().next()?.to_owned();
+    status_line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A child process that is killed when dropped, so a failing test leaves
@@ -197,5 +460,18 @@ mod tests {
         assert!(TcpStream::connect(address).is_err());
         server.restart();
         assert!(TcpStream::connect(address).is_ok());
+    }
+
+    #[test]
+    fn a_started_cluster_is_healthy_and_a_killed_node_rejoins_when_restarted() {
+        let mut cluster = NatsCluster::start(3);
+        assert_eq!(cluster.url().split(',').count(), 3);
+        assert_eq!(cluster.index_of("momentum-2"), Some(2));
+        cluster.kill(1);
+        assert!(!cluster.is_running(1));
+        assert_eq!(http_status(SocketAddr::from(([127, 0, 0, 1], cluster.nodes[1].monitor_port)), "/healthz"), None);
+        cluster.restart(1);
+        assert!(cluster.wait_until_healthy(1, Duration::from_secs(30)), "{}", cluster.log(1));
+        assert!(cluster.log(1).contains("momentum-test"), "the node runs in the named cluster");
     }
 }

@@ -1,0 +1,86 @@
+"""Hooks of scripts/api-fuzz.sh. They make generated requests also obey the
+few rules the OpenAPI documents cannot state, so that a schema-valid request
+the service still refuses is a real defect (the positive_data_acceptance
+check). They only ever replace a valid value by another valid one, so a
+schema-invalid (negative) request stays invalid in the way it was made.
+
+- An event's `time` must be from 1900 on and at most 24 hours ahead: a
+  `time` outside the years 2000 to 2025 gets the year 2000.
+- A read's `to` must not be before `from`, and a range may hold at most 3660
+  periods: the dates are put in order and the range is cut to fit.
+- A trend or comparison whose JSON would be over NATS's max_payload (1 MiB;
+  a daily trend of all metrics over about 7 years, or a daily comparison of
+  many movements) is answered 400 naming `from`, a limit the document can
+  only state in prose. Trend and comparison ranges are cut to 1000 periods
+  so that schema-valid requests stay within it.
+- `min_seq` makes a read wait for a stream sequence and answer 503 if it
+  does not come: it is kept at or below MOMENTUM_FUZZ_MIN_SEQ_MAX, a
+  sequence the test has already seen applied.
+"""
+
+import datetime
+import os
+import re
+
+import schemathesis
+
+_TIME = re.compile(r"^(\d{4})(-\d\d-\d\d[Tt].*)$", re.S)
+_DATE = re.compile(r"^(19|2\d)\d\d-\d\d-\d\d$")
+_PERIODS_MAX = 3660
+# See the answer size limit above.
+_LARGE_ANSWER_PERIODS_MAX = 1000
+_SEQ_MAX = 2**64 - 1
+# The fewest days a period of each interval has.
+_DAYS_PER_PERIOD = {"day": 1, "week": 7, "month": 28}
+
+
+def _event_in_range(event):
+    if isinstance(event, dict) and isinstance(event.get("time"), str):
+        match = _TIME.match(event["time"])
+        if match and not 2000 <= int(match.group(1)) <= 2025:
+            event = dict(event)
+            event["time"] = "2000" + match.group(2)
+    return event
+
+
+def _date(value):
+    if isinstance(value, str) and _DATE.match(value):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _readable_range(path, query):
+    start, end = _date(query.get("from")), _date(query.get("to"))
+    if start is not None and "to" not in query:
+        end = max(start, datetime.date.today())
+    if start is None or end is None:
+        return
+    start, end = min(start, end), max(start, end)
+    interval = query.get("interval", "day" if path.endswith("/principles") else "week")
+    periods_max = _PERIODS_MAX
+    if path.endswith("/trends") or path == "/v1/compare":
+        periods_max = _LARGE_ANSWER_PERIODS_MAX
+    days = _DAYS_PER_PERIOD.get(interval if isinstance(interval, str) else "", 1) * (periods_max - 2)
+    end = min(end, start + datetime.timedelta(days=days))
+    query["from"], query["to"] = start.isoformat(), end.isoformat()
+
+
+@schemathesis.hook
+def map_case(context, case):
+    if case.operation.path == "/v1/events" and case.body is not None:
+        if isinstance(case.body, list):
+            case.body = [_event_in_range(event) for event in case.body]
+        else:
+            case.body = _event_in_range(case.body)
+    if isinstance(case.query, dict) and case.query:
+        _readable_range(case.operation.path, case.query)
+        min_seq_max = int(os.environ.get("MOMENTUM_FUZZ_MIN_SEQ_MAX", "0"))
+        min_seq = case.query.get("min_seq")
+        if isinstance(min_seq, int) and not isinstance(min_seq, bool) and min_seq_max < min_seq <= _SEQ_MAX:
+            case.query["min_seq"] = min_seq % (min_seq_max + 1)
+        elif isinstance(min_seq, str) and min_seq.isascii() and min_seq.isdigit() and min_seq_max < int(min_seq) <= _SEQ_MAX:
+            case.query["min_seq"] = str(int(min_seq) % (min_seq_max + 1))
+    return case
