@@ -311,3 +311,48 @@ async fn a_missing_password_file_stops_a_service_at_start_naming_the_file() {
     );
     secure.stack.stop().await;
 }
+
+/// Starts ingest against a server whose only user is given by `authorization`
+/// (a nats-server config block) and posts one event through it.
+async fn ingest_connects_and_publishes_with(authorization: &str, connection: NatsConnection) {
+    let folder = tempfile::tempdir().unwrap();
+    let config_file = folder.path().join("server.conf");
+    std::fs::write(&config_file, format!("jetstream {{}}\n{authorization}\n")).unwrap();
+    let nats = momentum_tests::momentum_testkit::NatsServer::start_with_config(&config_file, &[]);
+    let mut config = momentum_tests::ingest_config(&nats.url());
+    config.nats_connection = connection;
+    let (ingest, url) = momentum_tests::spawn_ingest(&config).await;
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/events"))
+        .bearer_auth(momentum_tests::ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(meeting("auth-1", MOVEMENT, "2026-03-05T09:00:00Z", &["a"], "o1").to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    ingest.stop().await;
+
+    // Without the credentials the same server refuses the service.
+    let mut anonymous = momentum_tests::ingest_config(&nats.url());
+    anonymous.nats_connection = NatsConnection::default();
+    assert!(momentum_ingest::Ingest::start(&anonymous).await.is_err(), "an unauthenticated service was let in");
+}
+
+#[tokio::test]
+async fn a_service_authenticates_with_an_nkey_seed_from_a_file() {
+    let key = nkeys::KeyPair::new_user();
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("seed"), format!("{}\n", key.seed().unwrap())).unwrap();
+    let authorization = format!("authorization {{ users = [ {{ nkey: {} }} ] }}", key.public_key());
+    let connection = NatsConnection { nkey_seed_file: Some(secrets.path().join("seed")), ..NatsConnection::default() };
+    ingest_connects_and_publishes_with(&authorization, connection).await;
+}
+
+#[tokio::test]
+async fn a_service_authenticates_with_a_token_from_a_file() {
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("token"), "nats-token-0123456789\n").unwrap();
+    let connection = NatsConnection { token_file: Some(secrets.path().join("token")), ..NatsConnection::default() };
+    ingest_connects_and_publishes_with("authorization { token: nats-token-0123456789 }", connection).await;
+}
