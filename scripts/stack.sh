@@ -71,38 +71,11 @@ wait_for nats "http://127.0.0.1:$nats_http_port/healthz"
 export MOMENTUM_NATS_URL="nats://127.0.0.1:$nats_port"
 
 # Secrets of this local stack, made once and kept with its data: three
-# tokens (admin, an evaluator of every movement, a partner) and the key
-# participant refs are pseudonymised with. The auth file holds only the
-# tokens' SHA-256 digests.
+# tokens (admin, an evaluator of every movement, a partner), the auth file
+# with their SHA-256 digests, and the key participant refs are
+# pseudonymised with.
 secrets="$state/secrets"
-if [ ! -f "$secrets/auth.toml" ]; then
-  mkdir -p "$secrets"
-  chmod 700 "$secrets"
-  random_hex() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
-  for role in admin evaluator partner; do random_hex >"$secrets/$role.token"; done
-  digest() { printf '%s' "$(cat "$secrets/$1.token")" | sha256sum | cut -d' ' -f1; }
-  cat >"$secrets/auth.toml" <<EOT
-[[token]]
-name = "local-admin"
-sha256 = "$(digest admin)"
-role = "admin"
-
-[[token]]
-name = "local-evaluator"
-sha256 = "$(digest evaluator)"
-role = "evaluator"
-movements = ["*"]
-
-[[token]]
-name = "local-partner"
-sha256 = "$(digest partner)"
-role = "partner"
-source = "urn:partner:me"
-movements = ["*"]
-EOT
-  printf 'current = 1\n\n[[key]]\nversion = 1\nsecret = "%s"\n' "$(random_hex)" >"$secrets/pseudonym-keys.toml"
-  chmod 600 "$secrets"/*
-fi
+scripts/make-secrets.sh "$secrets" >/dev/null
 export MOMENTUM_AUTH_FILE="$secrets/auth.toml"
 export MOMENTUM_PSEUDONYM_KEY_FILE="$secrets/pseudonym-keys.toml"
 admin_token="$(cat "$secrets/admin.token")"

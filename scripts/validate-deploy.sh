@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Validates the deployment files as far as a machine without a Docker engine
+# or a Kubernetes cluster allows:
+#   - deploy/nats/secure.conf (with authorization.conf) with `nats-server -t`;
+#   - deploy/compose/compose.yaml with `docker-compose config` (Debian's
+#     docker-compose, installed with apt-get if missing), against throwaway
+#     secrets;
+#   - deploy/kubernetes/*.yaml with kubernetes-validate (pinned, from PyPI,
+#     into .tools/; it carries the Kubernetes schemas, so it runs offline),
+#     strictly: unknown fields are errors.
+# The Dockerfile and the Helm values cannot be checked here: building the
+# image needs a Docker engine, the values the NATS chart.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+kubernetes_validate_version="1.37.0"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+nats_server="$(scripts/ensure-nats-server.sh)"
+MOMENTUM_NATS_INGEST_PASSWORD=p1 MOMENTUM_NATS_PROJECTOR_PASSWORD=p2 MOMENTUM_NATS_QUERY_PASSWORD=p3 \
+  MOMENTUM_NATS_ADMIN_PASSWORD=p4 "$nats_server" --config deploy/nats/secure.conf -t
+
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "validate-deploy: installing docker-compose (Debian) to check the compose file" >&2
+  sudo_if_needed=""
+  [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
+  $sudo_if_needed apt-get install -y -q docker-compose >/dev/null
+fi
+cp -r deploy "$work/deploy"
+scripts/make-secrets.sh "$work/deploy/compose/secrets" >/dev/null
+(cd "$work/deploy/compose" && docker-compose -f compose.yaml config -q)
+echo "deploy/compose/compose.yaml is valid"
+
+venv="$root/.tools/kubernetes-validate-$kubernetes_validate_version"
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  echo "validate-deploy: installing kubernetes-validate $kubernetes_validate_version into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$kubernetes_validate_version"
+fi
+resources=(deploy/kubernetes/ingest.yaml deploy/kubernetes/projector.yaml deploy/kubernetes/query.yaml)
+"$venv/bin/kubernetes-validate" --strict --quiet "${resources[@]}"
+echo "deploy/kubernetes: ${#resources[@]} files valid against Kubernetes $kubernetes_validate_version"
