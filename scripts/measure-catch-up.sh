@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Measures how fast the projector folds the stream: posts a demo dataset of
-# about N weeks through the ingestion API into a fresh nats-server, then times
-# a projector with an empty store from start until it answers queries (it
-# answers only once caught up). Prints events, seconds and events per second.
+# Measures how fast the projector folds the stream: posts the demo dataset of
+# N years (about 13 000 events a year; six movements) through the ingestion
+# API into a fresh nats-server, then times a projector with an empty store
+# from start until it answers queries (it answers only once caught up).
+# Prints events, seconds and events per second.
 #
-# usage: scripts/measure-catch-up.sh [weeks] [profile]   (defaults: 520 release)
+# usage: scripts/measure-catch-up.sh [years] [profile]   (defaults: 3 release)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-weeks="${1:-520}"
+years="${1:-3}"
 profile="${2:-release}"
 nats_server="$(scripts/ensure-nats-server.sh)"
 if [ "$profile" = release ]; then cargo build --release --workspace --bins --quiet; else cargo build --workspace --bins --quiet; fi
@@ -30,7 +31,7 @@ MOMENTUM_HTTP_ADDR="127.0.0.1:$((port + 1))" RUST_LOG=warn "$bin/momentum-ingest
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$((port + 1))/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 started=$(date +%s.%N)
-summary="$("$bin/momentum" demo --ingest-url "http://127.0.0.1:$((port + 1))" --weeks "$weeks" 2>/dev/null)"
+summary="$("$bin/momentum" demo --ingest-url "http://127.0.0.1:$((port + 1))" --years "$years" 2>/dev/null)"
 posted=$(date +%s.%N)
 events="$(echo "$summary" | sed -n 's/.*last stream sequence \([0-9]*\).*/\1/p')"
 MOMENTUM_HTTP_ADDR="127.0.0.1:$((port + 2))" RUST_LOG=warn "$bin/momentum-query" &

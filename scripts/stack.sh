@@ -96,15 +96,26 @@ if $demo; then
   summary="$(MOMENTUM_TOKEN="$admin_token" "$bin/momentum" demo --ingest-url "http://127.0.0.1:$ingest_port")"
   echo "$summary"
   last_seq="$(echo "$summary" | sed -n 's/.*last stream sequence \([0-9]*\).*/\1/p')"
-  # Read once with min_seq, so the URLs below already show every demo event.
-  curl -fsS -H "authorization: Bearer $evaluator_token" "http://127.0.0.1:$query_port/v1/status?min_seq=${last_seq:-0}" >/dev/null
+  # Read with min_seq until the projector has folded every demo event (about
+  # 15 s for the demo data on two cores), so the URLs below already show them.
+  echo "waiting for the projector to fold the demo data..."
+  for attempt in $(seq 1 40); do
+    curl -fsS -H "authorization: Bearer $evaluator_token" \
+      "http://127.0.0.1:$query_port/v1/status?min_seq=${last_seq:-0}" >/dev/null 2>&1 && break
+    if [ "$attempt" = 40 ]; then
+      echo "the projector did not fold the demo data in time; see $state/logs/projector.log" >&2
+      exit 1
+    fi
+    sleep 1
+  done
 fi
 
 cat <<EOT
 
 momentum is running (logs in $state/logs/, Ctrl-C stops everything):
   ingest API   http://127.0.0.1:$ingest_port/v1/events
-  query API    http://127.0.0.1:$query_port/v1/movements
+  dashboard    http://127.0.0.1:$query_port/#token=$evaluator_token
+  query API    http://127.0.0.1:$query_port/v1/movements (documents: /docs, /openapi.json)
   projector    http://127.0.0.1:$projector_port/readyz
   NATS         nats://127.0.0.1:$nats_port (monitoring http://127.0.0.1:$nats_http_port)
 

@@ -10,6 +10,19 @@ export MOMENTUM_NATS_SERVER
 echo "using $("$MOMENTUM_NATS_SERVER" --version)"
 # tests/api_fuzz.rs runs schemathesis (pinned in the script; into .tools/).
 scripts/api-fuzz.sh --install
+# tests/exports.rs reads the CSV exports with pandas (pinned in the script; into .tools/).
+scripts/ensure-pandas.sh >/dev/null
+# tests/dashboard.rs drives Debian's Chromium with playwright-core (pinned in tests/browser).
+if [ -z "${MOMENTUM_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+fi
+if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-lock.json; then
+  npm ci --prefix tests/browser --no-audit --no-fund
+  cp tests/browser/package-lock.json tests/browser/node_modules/.installed-lock.json
+fi
+# The deployment files: NATS configuration, compose file, Kubernetes manifests.
+scripts/validate-deploy.sh
 # The end-to-end tests start the projector binary as a child process.
 cargo build --workspace --bins
 log="$(mktemp)"

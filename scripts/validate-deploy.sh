@@ -25,7 +25,8 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   echo "validate-deploy: installing docker-compose (Debian) to check the compose file" >&2
   sudo_if_needed=""
   [ "$(id -u)" -eq 0 ] || sudo_if_needed="sudo"
-  $sudo_if_needed apt-get install -y -q docker-compose >/dev/null
+  $sudo_if_needed apt-get update -qq
+  $sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
 fi
 cp -r deploy "$work/deploy"
 scripts/make-secrets.sh "$work/deploy/compose/secrets" >/dev/null

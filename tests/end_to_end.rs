@@ -555,7 +555,17 @@ async fn the_readme_stack_command_starts_everything_and_serves_the_demo_data() {
         .unwrap();
     let names: Vec<&str> =
         movements["movements"].as_array().unwrap().iter().map(|m| m["movement"].as_str().unwrap()).collect();
-    assert_eq!(names, ["bristol-befriending", "hull-community-kitchens", "leeds-walking-groups"]);
+    assert_eq!(
+        names,
+        [
+            "bristol-befriending",
+            "cornwall-mens-sheds",
+            "hull-community-kitchens",
+            "leeds-walking-groups",
+            "manchester-peer-support",
+            "newham-social-prescribing"
+        ]
+    );
     let trend: Value = http
         .get(format!("http://127.0.0.1:{query}/v1/movements/leeds-walking-groups/trends?interval=month"))
         .bearer_auth(&evaluator_token)

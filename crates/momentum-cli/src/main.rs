@@ -4,6 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod import;
+mod probe;
 
 #[derive(Debug, Parser)]
 #[command(name = "momentum", version, about = "momentum command-line tools")]
@@ -16,11 +18,17 @@ struct Cli {
 enum Command {
     /// Generate a realistic demo dataset and post it through the ingestion API.
     Demo(demo::DemoArgs),
+    /// Import a spreadsheet (CSV) of volunteer hours, meetings, actions or sign-ups through the ingestion API.
+    Import(import::ImportArgs),
+    /// Ask a service's /readyz and exit 0 only if it is ready (for container health checks).
+    Probe(probe::ProbeArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo(arguments) => demo::run(arguments).await.context("posting the demo data failed"),
+        Command::Import(arguments) => import::run(arguments).await,
+        Command::Probe(arguments) => probe::run(arguments).await,
     }
 }

@@ -6,6 +6,7 @@
 //! JetStream's PubAck, and the message id sent with it is derived from its
 //! (`source`, `id`), so a partner may retry anything, any number of times.
 
+mod metrics;
 mod openapi;
 mod pseudonym;
 mod rate_limit;
@@ -115,6 +116,7 @@ pub(crate) struct AppState {
     pub body_timeout: Duration,
     pub pseudonymiser: Arc<pseudonym::Pseudonymiser>,
     pub rate_limiter: rate_limit::RateLimiter,
+    pub metrics: Arc<metrics::IngestMetrics>,
 }
 
 /// A started ingestion service.
@@ -159,12 +161,16 @@ impl Ingest {
             body_timeout,
             pseudonymiser: pseudonym::Pseudonymiser::new(keys, salts),
             rate_limiter: rate_limit::RateLimiter::new(config.rate_events_per_s, config.rate_burst_events),
+            metrics: metrics::IngestMetrics::new(),
         });
+        let registry = state.metrics.registry.clone();
         // The body, the salt lookups and the publish each have their own
         // bound; the request as a whole is bounded by their sum.
         let duration_max = body_timeout + 2 * publish_timeout + Duration::from_secs(1);
         let router = momentum_runtime::limit_duration(routes::router(state, authenticator), duration_max);
         let router = momentum_runtime::limit_in_flight(router, REQUESTS_IN_FLIGHT_MAX);
+        let router = momentum_runtime::metrics::measure_requests(router, registry);
+        let router = momentum_runtime::request_id::with_request_ids(router);
         Ok(Ingest { listener, router, nats })
     }
 

@@ -32,7 +32,7 @@ use crate::{BATCH_EVENTS_MAX, REQUEST_BYTES_MAX};
             query parameter.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(routes::post_events, routes::post_erasure, routes::livez, routes::readyz, routes::openapi_json),
+    paths(routes::post_events, routes::post_erasure, routes::livez, routes::readyz, routes::metrics, routes::openapi_json),
     components(schemas(Problem, momentum_runtime::ProblemField, momentum_runtime::openapi::MovementId)),
     modifiers(&BearerSecurity),
     tags(

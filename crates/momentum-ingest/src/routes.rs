@@ -12,6 +12,7 @@ use chrono::Utc;
 use futures::future::join_all;
 use momentum_runtime::auth::{Authenticator, Caller};
 use momentum_runtime::openapi::{MovementId, Routes};
+use momentum_runtime::request_id::RequestId;
 use momentum_runtime::{MovementPath, Problem, ProblemField, json_response};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -37,11 +38,11 @@ fn data_routes() -> Routes<Arc<AppState>> {
 
 /// The routes anyone may call.
 fn public_routes() -> Routes<Arc<AppState>> {
-    Routes::new().route(Method::GET, "/livez", livez).route(Method::GET, "/readyz", readyz).route(
-        Method::GET,
-        "/openapi.json",
-        openapi_json,
-    )
+    Routes::new()
+        .route(Method::GET, "/livez", livez)
+        .route(Method::GET, "/readyz", readyz)
+        .route(Method::GET, "/metrics", metrics)
+        .route(Method::GET, "/openapi.json", openapi_json)
 }
 
 /// (method, path) of every route: those that need a token, and the others.
@@ -54,6 +55,9 @@ pub(crate) fn router(state: Arc<AppState>, authenticator: Arc<Authenticator>) ->
     Router::new()
         .merge(momentum_runtime::auth::protect(data_routes().into_router(), authenticator))
         .merge(public_routes().into_router())
+        // Swagger UI for /openapi.json: public, and not an API operation, so
+        // outside the route lists the OpenAPI document is checked against.
+        .merge(momentum_runtime::openapi::docs())
         .method_not_allowed_fallback(momentum_runtime::method_not_allowed)
         .fallback(|| async {
             Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
@@ -73,6 +77,21 @@ pub(crate) fn router(state: Arc<AppState>, authenticator: Arc<Authenticator>) ->
 )]
 pub(crate) async fn livez() -> &'static str {
     "ok"
+}
+
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    summary = "Prometheus metrics",
+    description = "Requests by route and status, events by outcome, publish latency, rate-limited requests and the \
+                   NATS connection state, in the OpenMetrics text format.",
+    responses(
+        (status = 200, description = "The metrics.", body = String,
+         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 503, response = inline(openapi::Busy)),
+    ),
+)]
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    momentum_runtime::metrics::metrics_response(&state.metrics.registry, Some(&state.nats))
 }
 
 #[utoipa::path(
@@ -204,6 +223,7 @@ pub(crate) async fn post_events(
     if let Err(problem) = caller.require_writer() {
         return problem.into_response();
     }
+    let request_id = request.extensions().get::<RequestId>().map(|RequestId(id)| id.clone());
     let kind = match body_kind(&request) {
         Ok(kind) => kind,
         Err(problem) => return problem.into_response(),
@@ -227,6 +247,7 @@ pub(crate) async fn post_events(
             .into_response();
     }
     if let Err(wait) = state.rate_limiter.take(&caller.name, events.len(), Instant::now()) {
+        state.metrics.rate_limited.inc();
         return Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "this token is posting too fast")
             .detail(format!(
                 "each token may post {} events a second on average; retry after the wait in Retry-After",
@@ -236,8 +257,11 @@ pub(crate) async fn post_events(
             .into_response();
     }
     match kind {
-        BodyKind::Batch => post_batch(&state, &caller, events).await,
-        BodyKind::Single => post_single(&state, &caller, events.into_iter().next().expect("one event")).await,
+        BodyKind::Batch => post_batch(&state, &caller, events, request_id.as_deref()).await,
+        BodyKind::Single => {
+            let event = events.into_iter().next().expect("one event");
+            post_single(&state, &caller, event, request_id.as_deref()).await
+        }
     }
 }
 
@@ -361,15 +385,25 @@ enum PublishError {
 
 /// Publishes every checked event with all PubAcks in flight at once, and
 /// returns, in order, each one's (stream sequence, duplicate) or error.
-async fn publish_all(state: &AppState, events: Vec<Prepared>) -> Vec<Result<(u64, bool), PublishError>> {
+/// `request_id` travels with each event in a NATS header, so the
+/// projector's log can name the request that brought it.
+async fn publish_all(
+    state: &AppState,
+    events: Vec<Prepared>,
+    request_id: Option<&str>,
+) -> Vec<Result<(u64, bool), PublishError>> {
     if state.nats.connection_state() != async_nats::connection::State::Connected {
         return events.iter().map(|_| Err(PublishError::Disconnected)).collect();
     }
+    let started = Instant::now();
     let mut pending = Vec::with_capacity(events.len());
     for event in events {
-        let message = async_nats::jetstream::message::PublishMessage::build()
+        let mut message = async_nats::jetstream::message::PublishMessage::build()
             .message_id(&event.message_id)
             .payload(event.payload);
+        if let Some(request_id) = request_id {
+            message = message.header(momentum_runtime::request_id::NATS_HEADER, request_id);
+        }
         pending.push(state.jetstream.send_publish(event.subject, message).await);
     }
     let acknowledgements = pending.into_iter().map(|sent| async move {
@@ -380,7 +414,9 @@ async fn publish_all(state: &AppState, events: Vec<Prepared>) -> Vec<Result<(u64
             .map_err(|error| PublishError::NotAcknowledged(error.to_string()))?;
         Ok((ack.sequence, ack.duplicate))
     });
-    join_all(acknowledgements).await
+    let outcomes = join_all(acknowledgements).await;
+    state.metrics.publish_seconds.observe(started.elapsed().as_secs_f64());
+    outcomes
 }
 
 fn publish_failed(error: &PublishError) -> Response {
@@ -388,7 +424,7 @@ fn publish_failed(error: &PublishError) -> Response {
     Problem::unavailable("the event store did not confirm the event; it is safe to retry").into_response()
 }
 
-async fn post_single(state: &AppState, caller: &Caller, event: Value) -> Response {
+async fn post_single(state: &AppState, caller: &Caller, event: Value, request_id: Option<&str>) -> Response {
     let id = event["id"].as_str().map(str::to_owned);
     let prepared = match prepare(state, vec![check(state, caller, event)]).await {
         Ok(mut prepared) => prepared.pop().expect("one event in, one out"),
@@ -396,9 +432,12 @@ async fn post_single(state: &AppState, caller: &Caller, event: Value) -> Respons
     };
     let prepared = match prepared {
         Ok(prepared) => prepared,
-        Err(problem) => return problem.into_response(),
+        Err(problem) => {
+            state.metrics.count("rejected", 1);
+            return problem.into_response();
+        }
     };
-    let result = publish_all(state, vec![prepared]).await.pop().expect("one event in, one result out");
+    let result = publish_all(state, vec![prepared], request_id).await.pop().expect("one event in, one result out");
     match result {
         Ok((seq, duplicate)) => {
             let (status, code) = if duplicate {
@@ -406,6 +445,7 @@ async fn post_single(state: &AppState, caller: &Caller, event: Value) -> Respons
             } else {
                 (EventStatus::Accepted, StatusCode::ACCEPTED)
             };
+            state.metrics.count(if duplicate { "duplicate" } else { "accepted" }, 1);
             json_response(code, &EventResult { index: None, id, status, seq: Some(seq), problem: None })
         }
         Err(error) => publish_failed(&error),
@@ -424,7 +464,7 @@ pub(crate) struct BatchResult {
     max_seq: Option<u64>,
 }
 
-async fn post_batch(state: &AppState, caller: &Caller, events: Vec<Value>) -> Response {
+async fn post_batch(state: &AppState, caller: &Caller, events: Vec<Value>, request_id: Option<&str>) -> Response {
     let ids: Vec<Option<String>> =
         events.iter().map(|event| event.get("id").and_then(Value::as_str).map(str::to_owned)).collect();
     let checked = events.into_iter().map(|event| check(state, caller, event)).collect();
@@ -457,7 +497,7 @@ async fn post_batch(state: &AppState, caller: &Caller, events: Vec<Value>) -> Re
             }),
         }
     }
-    let outcomes = publish_all(state, to_publish).await;
+    let outcomes = publish_all(state, to_publish, request_id).await;
     // If any event of the batch did not reach the stream, the whole request
     // is answered 503: the partner retries it as it is, and the events that
     // did get through are recognised as duplicates.
@@ -480,6 +520,9 @@ async fn post_batch(state: &AppState, caller: &Caller, events: Vec<Value>) -> Re
         max_seq: results.iter().filter_map(|result| result.seq).max(),
         results,
     };
+    state.metrics.count("accepted", body.accepted);
+    state.metrics.count("duplicate", body.duplicates);
+    state.metrics.count("rejected", body.rejected);
     json_response(StatusCode::OK, &body)
 }
 
@@ -540,6 +583,7 @@ pub(crate) async fn post_erasure(
     if let Err(problem) = caller.require_admin() {
         return problem.into_response();
     }
+    let request_id = request.extensions().get::<RequestId>().cloned();
     if !momentum_domain::event::is_movement_id(&movement) {
         return Problem::bad_parameter("movement", "must be 1 to 63 lower-case letters, digits and hyphens")
             .into_response();
@@ -594,7 +638,8 @@ pub(crate) async fn post_erasure(
         message_id: momentum_bus::message_id(ERASURE_SOURCE, &id),
         payload: Bytes::from(serde_json::to_vec(&event).expect("a value always serialises")),
     };
-    let seq = match publish_all(&state, vec![prepared]).await.pop().expect("one event in, one result out") {
+    let request_id = request_id.as_ref().map(|RequestId(id)| id.as_str());
+    let seq = match publish_all(&state, vec![prepared], request_id).await.pop().expect("one event in, one result out") {
         Ok((seq, _)) => seq,
         Err(error) => return unavailable(&error),
     };

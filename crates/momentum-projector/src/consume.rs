@@ -12,6 +12,7 @@ use momentum_store::Store;
 use tokio::sync::watch;
 
 use crate::ProjectorError;
+use crate::health::ProjectorMetrics;
 
 /// How long to wait before retrying after the stream could not be read.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -35,12 +36,14 @@ pub(crate) struct Consumer {
     pub connections: watch::Receiver<u64>,
     /// Stream messages the server still had to deliver after the last batch.
     pub lag: Arc<AtomicU64>,
+    pub metrics: Arc<ProjectorMetrics>,
 }
 
 /// Consumes from checkpoint + 1 until `stop` turns true. Only a store
 /// failure ends it early: everything on the NATS side is retried.
 pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
-    let Consumer { jetstream, store, settings, batch_size_max, watermark, applied, mut connections, lag } = consumer;
+    let Consumer { jetstream, store, settings, batch_size_max, watermark, applied, mut connections, lag, metrics } =
+        consumer;
     while !*stop.borrow() {
         connections.borrow_and_update();
         let start_sequence = store.watermark()? + 1;
@@ -77,9 +80,15 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
                     _ => break,
                 }
             }
+            let started = Instant::now();
             let (applied_to, read, failed) = apply_chunk(&store, &settings, chunk, &mut pending)?;
             applied.fetch_add(read, Ordering::Relaxed);
             lag.store(pending, Ordering::Relaxed);
+            metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+            metrics.batch_events.observe(read as f64);
+            metrics.applied.inc_by(read);
+            metrics.lag.set(i64::try_from(pending).unwrap_or(i64::MAX));
+            metrics.watermark.set(i64::try_from(applied_to).unwrap_or(i64::MAX));
             if last_progress.elapsed() >= PROGRESS_INTERVAL && pending > 0 {
                 let rate = (applied_to - progress_from) as f64 / last_progress.elapsed().as_secs_f64();
                 tracing::info!(watermark = applied_to, pending, events_per_second = rate.round(), "catching up");
@@ -163,7 +172,14 @@ fn apply_chunk(
         match Event::from_json(&message.payload) {
             Ok(event) => {
                 let outcome = projection::apply(&mut batch, settings, &event, sequence)?;
-                tracing::trace!(sequence, ?outcome, "applied");
+                // The id of the HTTP request that brought the event, so one
+                // event can be followed from ingest's log to this one.
+                let request_id = message
+                    .headers
+                    .as_ref()
+                    .and_then(|headers| headers.get(momentum_runtime::request_id::NATS_HEADER))
+                    .map(|value| value.as_str().to_owned());
+                tracing::debug!(sequence, request_id, movement = event.subject, ?outcome, "applied");
             }
             // Only ingest publishes, and only validated events, so this
             // means someone else wrote to the stream. The event is skipped,

@@ -1,6 +1,6 @@
 //! The projector's small HTTP server: `/livez` while the process runs,
 //! `/readyz` when it is connected to NATS, answering queries and not too far
-//! behind the stream.
+//! behind the stream, and `/metrics` for Prometheus.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,6 +10,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use momentum_runtime::Problem;
+use momentum_runtime::metrics::Metrics;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use tokio::sync::watch;
 
 #[derive(Clone)]
@@ -20,23 +24,84 @@ pub(crate) struct Health {
     /// Whether the query endpoints are registered (the projector caught up).
     pub serving: Arc<AtomicBool>,
     lag_max: u64,
+    pub metrics: Arc<ProjectorMetrics>,
 }
 
 impl Health {
     pub(crate) fn new(nats: async_nats::Client, lag_max: u64) -> Health {
-        Health { nats, lag: Arc::default(), serving: Arc::default(), lag_max }
+        Health { nats, lag: Arc::default(), serving: Arc::default(), lag_max, metrics: ProjectorMetrics::new() }
+    }
+}
+
+/// What the projector reports to Prometheus, on top of the shared HTTP and
+/// NATS metrics.
+pub(crate) struct ProjectorMetrics {
+    pub registry: Arc<Metrics>,
+    /// Stream messages the server still had to deliver after the last batch.
+    pub lag: Gauge,
+    /// The last stream sequence committed.
+    pub watermark: Gauge,
+    pub applied: Counter,
+    pub batch_events: Histogram,
+    pub batch_seconds: Histogram,
+}
+
+impl ProjectorMetrics {
+    fn new() -> Arc<ProjectorMetrics> {
+        let registry = Metrics::new();
+        let metrics = ProjectorMetrics {
+            lag: Gauge::default(),
+            watermark: Gauge::default(),
+            applied: Counter::default(),
+            // 1 to 4096 events, doubling (batches are at most 1000 by default).
+            batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            batch_seconds: Histogram::new(momentum_runtime::metrics::duration_buckets()),
+            registry,
+        };
+        let registry = &metrics.registry;
+        registry.register(
+            "projector_lag_messages",
+            "Stream messages still to apply, as the server last said",
+            metrics.lag.clone(),
+        );
+        registry.register(
+            "projector_watermark",
+            "The last stream sequence committed to the store",
+            metrics.watermark.clone(),
+        );
+        registry.register("projector_applied_events", "Stream messages applied since start", metrics.applied.clone());
+        registry.register(
+            "projector_batch_events",
+            "Stream messages per committed batch",
+            metrics.batch_events.clone(),
+        );
+        registry.register(
+            "projector_batch_duration_seconds",
+            "Time to fold and commit a batch",
+            metrics.batch_seconds.clone(),
+        );
+        Arc::new(metrics)
     }
 }
 
 pub(crate) async fn serve(listener: tokio::net::TcpListener, health: Health, mut stop: watch::Receiver<bool>) {
-    let router =
-        axum::Router::new().route("/livez", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(health);
+    let metrics = health.metrics.registry.clone();
+    let router = axum::Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_endpoint))
+        .with_state(health);
+    let router = momentum_runtime::metrics::measure_requests(router, metrics);
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
     };
     if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
         tracing::warn!(%error, "the health endpoint failed");
     }
+}
+
+async fn metrics_endpoint(State(health): State<Health>) -> Response {
+    momentum_runtime::metrics::metrics_response(&health.metrics.registry, Some(&health.nats))
 }
 
 async fn readyz(State(health): State<Health>) -> Response {

@@ -287,6 +287,7 @@ impl Projector {
             applied: self.applied.clone(),
             connections: self.connections.clone(),
             lag: self.health.lag.clone(),
+            metrics: self.health.metrics.clone(),
         };
         let consumer = tokio::spawn(consume::run(consumer, stop.clone()));
         let http = tokio::spawn(health::serve(self.http, self.health.clone(), stop));

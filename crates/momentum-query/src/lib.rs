@@ -3,6 +3,7 @@
 //! asked over NATS request-reply.
 
 mod csv;
+mod dashboard;
 mod openapi;
 mod routes;
 
@@ -67,6 +68,36 @@ pub(crate) struct AppState {
     pub query_timeout: Duration,
     pub time_zone: chrono_tz::Tz,
     pub suppress_below: u64,
+    pub metrics: Arc<QueryMetrics>,
+}
+
+/// What query reports to Prometheus at `/metrics`, on top of the shared
+/// HTTP and NATS metrics.
+pub(crate) struct QueryMetrics {
+    pub registry: Arc<momentum_runtime::metrics::Metrics>,
+    /// Time the projector took to answer, by query endpoint.
+    pub projector_seconds: prometheus_client::metrics::family::Family<
+        momentum_runtime::metrics::RouteLabels,
+        prometheus_client::metrics::histogram::Histogram,
+    >,
+}
+
+impl QueryMetrics {
+    fn new() -> Arc<QueryMetrics> {
+        let registry = momentum_runtime::metrics::Metrics::new();
+        let projector_seconds = prometheus_client::metrics::family::Family::<
+            momentum_runtime::metrics::RouteLabels,
+            prometheus_client::metrics::histogram::Histogram,
+        >::new_with_constructor(|| {
+            prometheus_client::metrics::histogram::Histogram::new(momentum_runtime::metrics::duration_buckets())
+        });
+        registry.register(
+            "query_projector_duration_seconds",
+            "Time the projector took to answer a query, by endpoint",
+            projector_seconds.clone(),
+        );
+        Arc::new(QueryMetrics { registry, projector_seconds })
+    }
 }
 
 /// A started query service.
@@ -92,12 +123,16 @@ impl QueryService {
             query_timeout: Duration::from_millis(config.query_timeout_ms),
             time_zone: config.time_zone,
             suppress_below: config.suppress_below,
+            metrics: QueryMetrics::new(),
         });
+        let registry = state.metrics.registry.clone();
         // A read asks the projector at most twice (a suppressed comparison
         // of a ratio), each bounded by the query timeout.
         let duration_max = 2 * Duration::from_millis(config.query_timeout_ms) + Duration::from_secs(1);
         let router = momentum_runtime::limit_duration(routes::router(state, authenticator), duration_max);
         let router = momentum_runtime::limit_in_flight(router, REQUESTS_IN_FLIGHT_MAX);
+        let router = momentum_runtime::metrics::measure_requests(router, registry);
+        let router = momentum_runtime::request_id::with_request_ids(router);
         Ok(QueryService { listener, router, nats })
     }
 

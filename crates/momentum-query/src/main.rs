@@ -1,9 +1,8 @@
 use anyhow::Context;
-use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = momentum_query::Config::parse();
+    let config = momentum_runtime::config::parse::<momentum_query::Config>();
     momentum_runtime::init_logging(config.log_json);
     momentum_query::run(config, momentum_runtime::shutdown_signal()).await.context("momentum-query failed")
 }

@@ -40,6 +40,7 @@ use crate::routes;
         routes::status,
         routes::livez,
         routes::readyz,
+        routes::metrics,
         routes::openapi_json
     ),
     components(schemas(

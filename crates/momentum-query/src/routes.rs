@@ -38,11 +38,26 @@ fn data_routes() -> Routes<Arc<AppState>> {
 
 /// The routes anyone may call.
 fn public_routes() -> Routes<Arc<AppState>> {
-    Routes::new().route(Method::GET, "/livez", livez).route(Method::GET, "/readyz", readyz).route(
-        Method::GET,
-        "/openapi.json",
-        openapi_json,
-    )
+    Routes::new()
+        .route(Method::GET, "/livez", livez)
+        .route(Method::GET, "/readyz", readyz)
+        .route(Method::GET, "/metrics", metrics)
+        .route(Method::GET, "/openapi.json", openapi_json)
+}
+
+#[utoipa::path(
+    get, path = "/metrics", tag = "health",
+    summary = "Prometheus metrics",
+    description = "Requests by route and status, projector answer times by endpoint and the NATS connection state, \
+                   in the OpenMetrics text format.",
+    responses(
+        (status = 200, description = "The metrics.", body = String,
+         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 503, response = inline(openapi::Busy)),
+    ),
+)]
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    momentum_runtime::metrics::metrics_response(&state.metrics.registry, Some(&state.nats))
 }
 
 /// (method, path) of every route: those that need a token, and the others.
@@ -55,6 +70,12 @@ pub(crate) fn router(state: Arc<AppState>, authenticator: Arc<Authenticator>) ->
     Router::new()
         .merge(momentum_runtime::auth::protect(data_routes().into_router(), authenticator))
         .merge(public_routes().into_router())
+        // Swagger UI for /openapi.json: public, and not an API operation, so
+        // outside the route lists the OpenAPI document is checked against.
+        .merge(momentum_runtime::openapi::docs())
+        // The dashboard's page and assets: public, and not API operations,
+        // so outside the route lists the OpenAPI document is checked against.
+        .merge(crate::dashboard::router())
         .method_not_allowed_fallback(momentum_runtime::method_not_allowed)
         .fallback(|| async {
             Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
@@ -598,7 +619,11 @@ async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Resul
     }
     let payload = serde_json::to_vec(&request).expect("a request always serialises");
     let asked = state.nats.request(endpoint.subject(), payload.into());
-    let reply = match tokio::time::timeout(state.query_timeout, asked).await {
+    let started = std::time::Instant::now();
+    let answered = tokio::time::timeout(state.query_timeout, asked).await;
+    let labels = momentum_runtime::metrics::RouteLabels { route: endpoint.name().to_owned() };
+    state.metrics.projector_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let reply = match answered {
         Err(_) => return Err(Problem::unavailable("the projection service did not answer in time").into_response()),
         Ok(Err(error)) => {
             use async_nats::RequestErrorKind;

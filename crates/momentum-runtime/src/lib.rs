@@ -3,7 +3,10 @@
 //! bearer-token authentication.
 
 pub mod auth;
+pub mod config;
+pub mod metrics;
 pub mod openapi;
+pub mod request_id;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -168,6 +168,21 @@ impl utoipa::Modify for BearerSecurity {
     }
 }
 
+/// Where each service serves its interactive API documents.
+pub const DOCS_PATH: &str = "/docs";
+
+/// Swagger UI for the service's own `/openapi.json` at [`DOCS_PATH`] (which
+/// redirects to `/docs/`), for anyone, without a token. Its files are built
+/// into the binary (utoipa-swagger-ui's `vendored` feature), so the page
+/// loads nothing from another host, and the online validator is off. Its
+/// "Authorize" button takes a bearer token for trying the data routes.
+/// The page is not an API operation: the OpenAPI document does not list it,
+/// and the routers merge it outside the route lists [`check_routes`] reads.
+pub fn docs<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let config = utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none").try_it_out_enabled(true);
+    utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH).config(config).into()
+}
+
 /// Checks that `document` has exactly one operation per route, no other,
 /// and that the `protected` routes need the bearer token while the `public`
 /// ones need none. Returns every mismatch.
