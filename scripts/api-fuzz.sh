@@ -16,33 +16,8 @@
 set -euo pipefail
 version="4.32.5"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.tools/schemathesis-$version"
+venv="$("$root/scripts/python-tool.sh" schemathesis "$version")"
 schemathesis="$venv/bin/schemathesis"
-
-install() {
-  if [ -x "$schemathesis" ] && "$schemathesis" --version 2>/dev/null | grep -qF "$version"; then
-    return 0
-  fi
-  command -v python3 >/dev/null 2>&1 || { echo "api-fuzz: python3 is needed to install schemathesis" >&2; exit 1; }
-  python3 -m pip --version >/dev/null 2>&1 || {
-    echo "api-fuzz: pip is not available (python3 -m pip); it is needed to install schemathesis $version" >&2
-    exit 1
-  }
-  echo "api-fuzz: installing schemathesis $version from PyPI into $venv" >&2
-  rm -rf "$venv"
-  python3 -m venv "$venv" >&2 || {
-    echo "api-fuzz: python3 -m venv failed (on Debian: apt-get install python3-venv)" >&2
-    exit 1
-  }
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$version" >&2 || {
-    rm -rf "$venv"
-    echo "api-fuzz: could not install schemathesis $version from PyPI (no network?)" >&2
-    exit 1
-  }
-  "$schemathesis" --version >&2
-}
-
-install
 if [ "${1:-}" = "--install" ]; then
   exit 0
 fi

@@ -33,12 +33,7 @@ scripts/make-secrets.sh "$work/deploy/compose/secrets" >/dev/null
 (cd "$work/deploy/compose" && docker-compose -f compose.yaml config -q)
 echo "deploy/compose/compose.yaml is valid"
 
-venv="$root/.tools/kubernetes-validate-$kubernetes_validate_version"
-if [ ! -x "$venv/bin/kubernetes-validate" ]; then
-  echo "validate-deploy: installing kubernetes-validate $kubernetes_validate_version into $venv" >&2
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$kubernetes_validate_version"
-fi
+venv="$(scripts/python-tool.sh kubernetes-validate "$kubernetes_validate_version")"
 resources=(deploy/kubernetes/ingest.yaml deploy/kubernetes/projector.yaml deploy/kubernetes/query.yaml)
 "$venv/bin/kubernetes-validate" --strict --quiet "${resources[@]}"
 echo "deploy/kubernetes: ${#resources[@]} files valid against Kubernetes $kubernetes_validate_version"
