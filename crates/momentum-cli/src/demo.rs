@@ -1033,40 +1033,4 @@ mod tests {
             assert!((logged - folded).abs() < 0.01, "{}: {logged} logged, {folded} counted", spec.movement);
         }
     }
-
-    /// Not a check: prints the dataset's shape (`cargo test -p momentum-cli
-    /// -- --ignored --nocapture shape`).
-    #[test]
-    #[ignore]
-    fn print_the_shape_of_the_dataset() {
-        let events = &folded().events;
-        println!("{} events", events.len());
-        let mut weeks_of: HashMap<(&str, &str), BTreeSet<String>> = HashMap::new();
-        for event in events {
-            let day = NaiveDate::parse_from_str(&event["time"].as_str().unwrap()[..10], "%Y-%m-%d").unwrap();
-            for participant in participants(event) {
-                let key = (event["subject"].as_str().unwrap(), participant);
-                weeks_of.entry(key).or_default().insert(format!("{:?}", day.iso_week()));
-            }
-        }
-        let once = weeks_of.values().filter(|weeks| weeks.len() == 1).count();
-        let regular = weeks_of.values().filter(|weeks| weeks.len() >= 10).count();
-        println!("{} people, {once} active in one week only, {regular} in ten weeks or more", weeks_of.len());
-        for spec in &MOVEMENTS {
-            let mine: Vec<&Value> = events.iter().filter(|event| event["subject"] == spec.movement).collect();
-            let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-            for event in &mine {
-                *kinds.entry(event["type"].as_str().unwrap()).or_default() += 1;
-            }
-            let active = weekly(spec.movement, Metric::ActiveParticipants);
-            let by_quarter: Vec<String> =
-                active.chunks(13).map(|chunk| format!("{:.0}", mean(chunk.iter().map(|w| w.1)))).collect();
-            println!(
-                "{}: {} events {kinds:?}\n  weekly active by quarter: {}",
-                spec.movement,
-                mine.len(),
-                by_quarter.join(" ")
-            );
-        }
-    }
 }

@@ -341,14 +341,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "writes the document to $MOMENTUM_OPENAPI_OUT for a look"]
-    fn write_the_document() {
-        if let Ok(path) = std::env::var("MOMENTUM_OPENAPI_OUT") {
-            std::fs::write(path, serde_json::to_string_pretty(document()).unwrap()).unwrap();
-        }
-    }
-
-    #[test]
     fn every_error_answer_is_a_problem_with_an_example_of_its_own_status() {
         let document = document();
         let mut checked = 0;

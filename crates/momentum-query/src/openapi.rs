@@ -291,12 +291,4 @@ mod tests {
         }
         assert!(checked > 20);
     }
-
-    #[test]
-    #[ignore = "writes the document to $MOMENTUM_OPENAPI_OUT for a look"]
-    fn write_the_document() {
-        if let Ok(path) = std::env::var("MOMENTUM_OPENAPI_OUT") {
-            std::fs::write(path, serde_json::to_string_pretty(document()).unwrap()).unwrap();
-        }
-    }
 }
