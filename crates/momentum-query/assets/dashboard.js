@@ -39,6 +39,7 @@ const $ = (id) => document.getElementById(id);
 const main = $('main');
 const movement = location.pathname.match(/^\/movements\/([a-z0-9][a-z0-9-]{0,62})\/?$/)?.[1] ?? null;
 const charts = new Map(); // panel id → uPlot
+const sized = new WeakSet(); // figures whose width is followed
 let shownWatermark = -1;
 let generation = 0;
 let loading = false;
@@ -133,6 +134,8 @@ for (const id of ['interval', 'from', 'to', 'metric']) $(id).addEventListener('c
 const whole = new Intl.NumberFormat('en-GB');
 const oneDecimal = new Intl.NumberFormat('en-GB', { maximumFractionDigits: 1 });
 const pounds = new Intl.NumberFormat('en-GB', { style: 'currency', currency: 'GBP' });
+// Axis labels of money in whole pounds, so they fit beside the chart.
+const wholePounds = new Intl.NumberFormat('en-GB', { style: 'currency', currency: 'GBP', maximumFractionDigits: 0 });
 const percent = new Intl.NumberFormat('en-GB', { style: 'percent', maximumFractionDigits: 1 });
 
 function show(value, kind) {
@@ -207,11 +210,13 @@ const dayMonth = new Intl.DateTimeFormat('en-GB', { day: 'numeric', month: 'shor
 const monthYear = new Intl.DateTimeFormat('en-GB', { month: 'short', year: 'numeric', timeZone: 'UTC' });
 
 // The x axis: a tick at the start of every period, or of every few when
-// they would crowd.
-function periodAxis(times, width, monthly) {
-  const every = Math.max(1, Math.ceil(times.length / Math.max(1, Math.floor(width / 80))));
+// they would crowd at the chart's current width (it follows its panel).
+function periodAxis(times, monthly) {
   return {
-    splits: () => times.filter((time, index) => index % every === 0),
+    splits: (u) => {
+      const every = Math.max(1, Math.ceil(times.length / Math.max(1, Math.floor(u.width / 80))));
+      return times.filter((time, index) => index % every === 0);
+    },
     values: (u, ticks) => ticks.map((tick) => (monthly ? monthYear : dayMonth).format(new Date(tick * 1000))),
   };
 }
@@ -251,7 +256,8 @@ function seriesPanel({ id, title, about, periods, columns, filename }) {
   const scales = [...new Set(columns.map((column) => column.scale || 'y'))];
   const axisFor = (scale, side) => {
     const column = columns.find((candidate) => (candidate.scale || 'y') === scale);
-    return { scale, side, grid: { show: side === 3 }, values: (u, ticks) => ticks.map((tick) => show(tick, column.kind)),
+    const tickLabel = (tick) => (column.kind === 'gbp' ? wholePounds.format(tick) : show(tick, column.kind));
+    return { scale, side, grid: { show: side === 3 }, values: (u, ticks) => ticks.map(tickLabel),
       size: 70 };
   };
   const width = Math.max(280, figure.clientWidth - 8);
@@ -271,10 +277,26 @@ function seriesPanel({ id, title, about, periods, columns, filename }) {
         points: { show: true, size: 5 }, value: (u, value) => show(value, column.kind),
       })),
     ],
-    axes: [periodAxis(times, width, monthly), ...scales.map((scale, index) => axisFor(scale, index === 0 ? 3 : 1))],
+    axes: [periodAxis(times, monthly), ...scales.map((scale, index) => axisFor(scale, index === 0 ? 3 : 1))],
   }, [times, ...columns.map((column) => column.values)], plot);
   charts.set(id, chart);
   plot.chart = chart; // so tests/browser can compare what is drawn with the table
+  // The grid settles only once every panel is in: a chart drawn while its
+  // panel was alone in its row was measured too wide. One observer per
+  // figure follows its width, whichever chart the figure holds by then.
+  if (!sized.has(figure)) {
+    sized.add(figure);
+    new ResizeObserver(() => {
+      const current = charts.get(id);
+      if (current) fitChart(current, figure);
+    }).observe(figure);
+  }
+}
+
+// Sizes a chart to its figure, when the figure's width has changed.
+function fitChart(chart, figure) {
+  const width = Math.max(280, figure.clientWidth - 8);
+  if (Math.abs(chart.width - width) > 1) chart.setSize({ width, height: 240 });
 }
 
 function trendColumns(trend, metrics, scales = {}) {
@@ -515,11 +537,6 @@ function setUp() {
   $('metric-label').hidden = Boolean(movement);
   readControls();
   takeTokenFromFragment();
-  window.addEventListener('resize', () => {
-    for (const chart of charts.values()) {
-      chart.setSize({ width: Math.max(280, chart.root.closest('.figure').clientWidth - 8), height: 240 });
-    }
-  });
   setInterval(poll, POLL_MS);
   start();
 }
