@@ -231,24 +231,17 @@ mod trend_row_schema {
         /// hours, pounds and ratios numbers; counts of people may be `null`
         /// (suppressed) and ratios `null` (undefined, or suppressed).
         fn value_schema(self) -> ObjectBuilder {
-            let (whole, nullable) = match self {
-                Metric::ActiveParticipants
-                | Metric::NewParticipants
-                | Metric::ReturningParticipants
-                | Metric::RetainedParticipants
-                | Metric::Joined
-                | Metric::Volunteers
-                | Metric::ActionParticipants
-                | Metric::Organisers => (true, true),
-                Metric::Meetings
-                | Metric::Attendances
-                | Metric::CollectiveActions
-                | Metric::PeopleReached
-                | Metric::Partners
-                | Metric::Areas => (true, false),
-                Metric::VolunteerHours | Metric::SocialValueGbp => (false, false),
-                Metric::RetentionRate | Metric::CitizenLedShare | Metric::Momentum => (false, true),
-            };
+            // Counts of people may be suppressed, ratios undefined: both `null`.
+            let whole = !matches!(
+                self,
+                Metric::VolunteerHours
+                    | Metric::SocialValueGbp
+                    | Metric::RetentionRate
+                    | Metric::CitizenLedShare
+                    | Metric::Momentum
+            );
+            let nullable = self.counts_people()
+                || matches!(self, Metric::RetentionRate | Metric::CitizenLedShare | Metric::Momentum);
             let number = if whole { Type::Integer } else { Type::Number };
             let schema_type =
                 if nullable { SchemaType::from_iter([number, Type::Null]) } else { SchemaType::new(number) };

@@ -296,26 +296,8 @@ mod tests {
     fn the_document_is_openapi_3_1_and_every_reference_resolves() {
         let document = document();
         assert_eq!(document["openapi"], "3.1.0");
-        let mut references = Vec::new();
-        collect_references(document, &mut references);
-        assert!(!references.is_empty());
-        for reference in references {
-            let pointer = reference.strip_prefix('#').expect("local references only");
-            assert!(document.pointer(pointer).is_some(), "{reference} does not resolve");
-        }
-    }
-
-    fn collect_references(value: &Value, references: &mut Vec<String>) {
-        match value {
-            Value::Object(object) => {
-                if let Some(Value::String(reference)) = object.get("$ref") {
-                    references.push(reference.clone());
-                }
-                object.values().for_each(|value| collect_references(value, references));
-            }
-            Value::Array(items) => items.iter().for_each(|value| collect_references(value, references)),
-            _ => {}
-        }
+        assert!(document.to_string().contains("\"$ref\""), "the document uses references");
+        assert_eq!(momentum_runtime::openapi::unresolved_references(document), Vec::<String>::new());
     }
 
     #[test]

@@ -249,11 +249,8 @@ mod tests {
     fn the_document_is_openapi_3_1_and_every_reference_resolves() {
         let document = document();
         assert_eq!(document["openapi"], "3.1.0");
-        let text = document.to_string();
-        for reference in text.split("\"$ref\":\"").skip(1).map(|rest| rest.split('"').next().unwrap()) {
-            let pointer = reference.strip_prefix('#').expect("local references only");
-            assert!(document.pointer(pointer).is_some(), "{reference} does not resolve");
-        }
+        assert!(document.to_string().contains("\"$ref\""), "the document uses references");
+        assert_eq!(momentum_runtime::openapi::unresolved_references(document), Vec::<String>::new());
     }
 
     #[test]

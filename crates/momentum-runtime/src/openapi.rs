@@ -183,6 +183,28 @@ pub fn docs<S: Clone + Send + Sync + 'static>() -> Router<S> {
     utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH).config(config).into()
 }
 
+/// The `$ref`s of `document` that do not point at a part of it; the
+/// documents use local references only, so any other kind is listed too.
+pub fn unresolved_references(document: &Value) -> Vec<String> {
+    fn collect(value: &Value, references: &mut Vec<String>) {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::String(reference)) = object.get("$ref") {
+                    references.push(reference.clone());
+                }
+                object.values().for_each(|value| collect(value, references));
+            }
+            Value::Array(items) => items.iter().for_each(|value| collect(value, references)),
+            _ => {}
+        }
+    }
+    let mut references = Vec::new();
+    collect(document, &mut references);
+    references
+        .retain(|reference| reference.strip_prefix('#').is_none_or(|pointer| document.pointer(pointer).is_none()));
+    references
+}
+
 /// Checks that `document` has exactly one operation per route, no other,
 /// and that the `protected` routes need the bearer token while the `public`
 /// ones need none. Returns every mismatch.
@@ -219,4 +241,21 @@ pub fn check_routes(
         }
     }
     if mismatches.is_empty() { Ok(()) } else { Err(mismatches) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_that_point_nowhere_or_elsewhere_are_listed() {
+        let document = serde_json::json!({
+            "components": { "schemas": { "Here": { "type": "string" } } },
+            "paths": { "/a": { "$ref": "#/components/schemas/Here" }, "/b": [{ "$ref": "#/components/schemas/Gone" }] },
+            "other": { "$ref": "https://example.invalid/schema.json" },
+        });
+        let mut unresolved = unresolved_references(&document);
+        unresolved.sort();
+        assert_eq!(unresolved, ["#/components/schemas/Gone", "https://example.invalid/schema.json"]);
+    }
 }
