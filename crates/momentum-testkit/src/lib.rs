@@ -66,6 +66,26 @@ pub fn wait_for_port(address: SocketAddr, timeout: Duration) -> bool {
     false
 }
 
+/// How many ports a new server is tried on before the test fails.
+const PORT_ATTEMPTS_MAX: usize = 3;
+
+/// Why a server did not start.
+enum StartFailure {
+    /// It exited at once, most likely because its port was taken.
+    Exited,
+    /// It refused its configuration or did not listen in time.
+    Refused(String),
+}
+
+impl StartFailure {
+    fn panic(self) -> ! {
+        match self {
+            StartFailure::Exited => panic!("nats-server exited at start (its port was taken, or it cannot run)"),
+            StartFailure::Refused(what) => panic!("nats-server did not start listening on {what}"),
+        }
+    }
+}
+
 /// A running nats-server with JetStream, owned by one test.
 pub struct NatsServer {
     port: u16,
@@ -87,7 +107,7 @@ impl NatsServer {
     pub fn start() -> NatsServer {
         let store = tempfile::Builder::new().prefix("momentum-nats-").tempdir().expect("can make a temporary folder");
         let mut server = NatsServer { port: free_port(), store, child: None, config: None };
-        server.spawn();
+        server.spawn_on_a_free_port();
         server
     }
 
@@ -101,7 +121,7 @@ impl NatsServer {
         let environment = environment.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect();
         let config = Some((config_file.to_owned(), environment));
         let mut server = NatsServer { port: free_port(), store, child: None, config };
-        server.spawn();
+        server.spawn_on_a_free_port();
         server
     }
 
@@ -117,7 +137,30 @@ impl NatsServer {
         std::fs::read_to_string(self.log_file()).unwrap_or_default()
     }
 
+    /// Starts a new server. A free port can be taken by another test between
+    /// being found and being bound, and the server then exits at once: it
+    /// is tried again on another port, at most [`PORT_ATTEMPTS_MAX`] times.
+    fn spawn_on_a_free_port(&mut self) {
+        for _ in 1..PORT_ATTEMPTS_MAX {
+            match self.try_spawn() {
+                Ok(()) => return,
+                Err(StartFailure::Exited) => {
+                    self.child = None;
+                    self.port = free_port();
+                }
+                Err(failure) => failure.panic(),
+            }
+        }
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
+        if let Err(failure) = self.try_spawn() {
+            failure.panic();
+        }
+    }
+
+    fn try_spawn(&mut self) -> Result<(), StartFailure> {
         assert!(self.child.is_none(), "the server is already running");
         let binary = nats_server_binary();
         let mut command = Command::new(&binary);
@@ -145,11 +188,21 @@ impl NatsServer {
         // the test at once, with its log, instead of after the timeout.
         while !wait_for_port(address, Duration::from_millis(100)) {
             let exited = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
-            if exited.is_some() || Instant::now() >= deadline {
-                let log = std::fs::read_to_string(self.log_file()).unwrap_or_default();
-                panic!("nats-server did not start listening on {address} ({exited:?})\n{log}");
+            let log = || std::fs::read_to_string(self.log_file()).unwrap_or_default();
+            match exited {
+                // Another process took the port (or, with a configuration,
+                // the server refused it: the log says which).
+                Some(_) if self.config.is_none() || log().contains("address already in use") => {
+                    return Err(StartFailure::Exited);
+                }
+                Some(status) => return Err(StartFailure::Refused(format!("{address} ({status})\n{}", log()))),
+                None if Instant::now() >= deadline => {
+                    return Err(StartFailure::Refused(format!("{address} within {START_TIMEOUT:?}\n{}", log())));
+                }
+                None => {}
             }
         }
+        Ok(())
     }
 
     pub fn url(&self) -> String {
