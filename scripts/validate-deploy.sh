@@ -34,6 +34,7 @@ scripts/make-secrets.sh "$work/deploy/compose/secrets" >/dev/null
 echo "deploy/compose/compose.yaml is valid"
 
 venv="$(scripts/python-tool.sh kubernetes-validate "$kubernetes_validate_version")"
-resources=(deploy/kubernetes/ingest.yaml deploy/kubernetes/projector.yaml deploy/kubernetes/query.yaml)
+resources=(deploy/kubernetes/ingest.yaml deploy/kubernetes/projector.yaml deploy/kubernetes/projector-partitioned.yaml
+  deploy/kubernetes/query.yaml)
 "$venv/bin/kubernetes-validate" --strict --quiet "${resources[@]}"
 echo "deploy/kubernetes: ${#resources[@]} files valid against Kubernetes $kubernetes_validate_version"

@@ -348,7 +348,8 @@ async fn read_stream(nats: &async_nats::Client) -> Vec<Stored> {
         let event: Value = serde_json::from_slice(&message.payload).expect("stored events are JSON");
         let event_id = event["id"].as_str().expect("an id").to_owned();
         let source = event["source"].as_str().expect("a source");
-        assert_eq!(message_id, momentum_bus::message_id(source, &event_id), "the message id is the event's");
+        let movement = event["subject"].as_str().expect("a movement");
+        assert_eq!(message_id, momentum_bus::message_id(movement, source, &event_id), "the message id is the event's");
         stored.push(Stored { seq, message_id, event_id });
     }
     stored
@@ -368,7 +369,8 @@ fn assert_stored_exactly_once(acked: &[Acked], stored: &[Stored]) {
     for Acked { event, seq, .. } in acked {
         let id = event["id"].as_str().unwrap();
         assert!(acked_ids.insert(id), "{id} was acknowledged twice by the partner's own count");
-        let message_id = momentum_bus::message_id(event["source"].as_str().unwrap(), id);
+        let message_id =
+            momentum_bus::message_id(event["subject"].as_str().unwrap(), event["source"].as_str().unwrap(), id);
         let seqs = copies.get(message_id.as_str());
         assert_eq!(
             seqs,

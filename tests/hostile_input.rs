@@ -140,7 +140,7 @@ impl NatsWatch {
     async fn check(self, stack: &TestStack) {
         let sentinel = meeting("nats-watch-sentinel", MOVEMENT, TIME, &["s"], "o1");
         expect_accepted(post(stack, SINGLE, sentinel.to_string()).await, "the sentinel").await;
-        let sentinel_subject = format!("momentum.events.{MOVEMENT}.meeting.held");
+        let sentinel_subject = momentum_bus::event_subject(MOVEMENT, "meeting.held");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let seen = self.seen.lock().unwrap().iter().any(|(subject, payload)| {
@@ -157,8 +157,10 @@ impl NatsWatch {
         let seen = self.seen.lock().unwrap();
         for (subject, payload) in seen.iter() {
             if let Some(rest) = subject.strip_prefix("momentum.events.") {
+                let (slot, rest) = rest.split_once('.').unwrap_or((rest, ""));
                 let (movement, kind) = rest.split_once('.').unwrap_or((rest, ""));
                 assert!(is_movement(movement), "a hostile movement reached NATS: {subject:?}");
+                assert_eq!(slot, momentum_bus::slot(movement).to_string(), "the slot is the movement's: {subject:?}");
                 assert!(EventType::parse(kind).is_some(), "an unknown type reached NATS: {subject:?}");
                 continue;
             }

@@ -88,6 +88,7 @@ pub fn query_config(nats_url: &str) -> momentum_query::Config {
         time_zone: chrono_tz::Europe::London,
         auth: momentum_runtime::auth::AuthSettings::file(test_secrets().join("auth.toml")),
         suppress_below: 0,
+        partitions: 1,
         log_json: false,
     }
 }
@@ -132,6 +133,7 @@ pub fn projector_config(nats_url: &str, data_dir: PathBuf) -> momentum_projector
         volunteer_hour_value_gbp: 10.0,
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         ready_lag_max: 10_000,
+        partition: momentum_bus::Partition::WHOLE,
         log_json: false,
     }
 }

@@ -3,6 +3,7 @@
 //! subjects. Every other crate asks here instead of spelling a subject.
 
 mod connection;
+mod partition;
 mod salts;
 
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 pub use connection::{NatsConnection, connect_options, inbox_prefix, server_addresses};
+pub use partition::{Partition, PartitionError, SLOT_COUNT, SLOTLESS_EVENTS_FILTER, slot};
 pub use salts::{SALTS_BUCKET, SaltsBucketError, ensure_salts_bucket};
 
 /// The JetStream stream that is the event store.
@@ -63,23 +65,31 @@ impl QueryEndpoint {
     }
 }
 
-/// The subject an event is published on: `momentum.events.<movement>.<type>`.
-/// The movement comes first so that a partitioned projector can take a
-/// subset of movements with one wildcard filter.
+/// The subject an event is published on:
+/// `momentum.events.<slot>.<movement>.<type>`, where the slot is the
+/// movement's hash ([`slot`]). The slot comes first so that a partitioned
+/// projector takes its movements with one filter per slot; the movement
+/// follows so that an operator can still pick one movement out by subject.
 pub fn event_subject(movement: &str, event_type: &str) -> String {
-    format!("{EVENTS_SUBJECT_PREFIX}.{movement}.{event_type}")
+    format!("{EVENTS_SUBJECT_PREFIX}.{}.{movement}.{event_type}", slot(movement))
 }
 
 /// The JetStream message id (`Nats-Msg-Id`) for an event: a name-based
-/// UUID of its (`source`, `id`), so that any retry of the same event, from
-/// any ingest replica, is recognised by JetStream's duplicate window.
-pub fn message_id(source: &str, id: &str) -> String {
+/// UUID of its movement, `source` and `id`, so that any retry of the same
+/// event, from any ingest replica, is recognised by JetStream's duplicate
+/// window. The movement is part of it because the projection tells events
+/// apart within their movement (so that partitions fold alike): the same
+/// (`source`, `id`) in two movements is two events at both steps.
+pub fn message_id(movement: &str, source: &str, id: &str) -> String {
     // A fixed namespace of momentum's own; changing it would break
     // deduplication of retries that straddle an upgrade.
-    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d6f_6d65_6e74_756d_8000_0000_0000_0001);
-    // The source's length goes first, so no two (source, id) pairs share a
-    // name, whatever characters they contain.
-    let mut name = Vec::with_capacity(8 + source.len() + id.len());
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6d6f_6d65_6e74_756d_8000_0000_0000_0002);
+    // Movement ids never contain NUL, and the source's length goes before
+    // it, so no two (movement, source, id) share a name, whatever
+    // characters the source and id contain.
+    let mut name = Vec::with_capacity(movement.len() + 9 + source.len() + id.len());
+    name.extend_from_slice(movement.as_bytes());
+    name.push(0);
     name.extend_from_slice(&(source.len() as u64).to_be_bytes());
     name.extend_from_slice(source.as_bytes());
     name.extend_from_slice(id.as_bytes());
@@ -220,18 +230,20 @@ mod tests {
 
     #[test]
     fn retries_of_the_same_event_share_a_message_id_and_others_do_not() {
-        assert_eq!(message_id("urn:a", "1"), message_id("urn:a", "1"));
-        assert_ne!(message_id("urn:a", "1"), message_id("urn:a", "2"));
-        assert_ne!(message_id("urn:a", "1"), message_id("urn:b", "1"));
+        assert_eq!(message_id("m", "urn:a", "1"), message_id("m", "urn:a", "1"));
+        assert_ne!(message_id("m", "urn:a", "1"), message_id("m", "urn:a", "2"));
+        assert_ne!(message_id("m", "urn:a", "1"), message_id("m", "urn:b", "1"));
+        assert_ne!(message_id("m", "urn:a", "1"), message_id("n", "urn:a", "1"));
         // The length prefix keeps ("ab", "c") and ("a", "bc") apart, and
         // pairs that differ only by where a NUL falls.
-        assert_ne!(message_id("ab", "c"), message_id("a", "bc"));
-        assert_ne!(message_id("a\0b", "c"), message_id("a", "b\0c"));
+        assert_ne!(message_id("m", "ab", "c"), message_id("m", "a", "bc"));
+        assert_ne!(message_id("m", "a\0b", "c"), message_id("m", "a", "b\0c"));
     }
 
     #[test]
-    fn event_subjects_put_the_movement_before_the_type() {
-        assert_eq!(event_subject("leeds", "meeting.held"), "momentum.events.leeds.meeting.held");
+    fn event_subjects_put_the_slot_and_the_movement_before_the_type() {
+        let slot = slot("leeds");
+        assert_eq!(event_subject("leeds", "meeting.held"), format!("momentum.events.{slot}.leeds.meeting.held"));
         assert_eq!(QueryEndpoint::Trends.subject(), "momentum.query.v1.trends");
     }
 }

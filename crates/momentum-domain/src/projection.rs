@@ -72,14 +72,21 @@ pub enum Outcome {
     ArrivedRetracted,
     /// A retraction that removed an event's contribution.
     Retracted,
-    /// A retraction of an event not seen yet: it waits for that event.
+    /// A retraction of an event not seen yet in its movement: it waits for
+    /// that event (an event of another movement is never its target).
     RetractionPending,
     /// A retraction with nothing to do: its target is a retraction or an
-    /// erasure, is already retracted, or belongs to another movement.
+    /// erasure, or is already retracted.
     RetractionIgnored,
     /// A participant's per-participant records were removed.
     Erased,
 }
+
+/// The layout of the keys and values below. It changes whenever either
+/// does, and a store of another format must be rebuilt from sequence 1.
+/// Format 1 told events apart by (`source`, `id`) across movements; 2 tells
+/// them apart within their movement.
+pub const FORMAT: &str = "2";
 
 /// Store keys. Every key starts with a one-byte tag naming its table; keys
 /// of a movement continue with the movement id and a NUL (movement ids never
@@ -151,8 +158,11 @@ pub mod keys {
         key
     }
 
-    pub(crate) fn event(source: &str, id: &str) -> Vec<u8> {
-        let mut key = vec![EVENT];
+    /// An event's record. Events are told apart within their movement, so
+    /// that a movement's figures depend on its own events only, however the
+    /// movements are spread over partitioned projectors.
+    pub(crate) fn event(movement: &str, source: &str, id: &str) -> Vec<u8> {
+        let mut key = movement_prefix(EVENT, movement);
         push_text(&mut key, source);
         key.extend_from_slice(id.as_bytes());
         key
@@ -359,7 +369,7 @@ pub fn millihours(hours: f64) -> i64 {
     (hours * 1000.0).round() as i64
 }
 
-/// What the store keeps about one (`source`, `id`).
+/// What the store keeps about one (`source`, `id`) of a movement.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct EventRecord {
     /// The event itself once it has arrived, in its stored JSON form; kept so
@@ -368,21 +378,16 @@ struct EventRecord {
     /// The stream sequence it arrived at; 0 until it has.
     seq: u64,
     retracted: bool,
-    /// The movements of retractions that arrived before the event they name.
-    /// More than one is possible: a retraction only takes effect if its
-    /// movement is the event's, and which that is is unknown until it arrives.
-    pending_retraction_subjects: Vec<String>,
+    /// A retraction naming this event arrived before it.
+    retraction_pending: bool,
 }
 
 impl EventRecord {
     fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
         bytes.push(u8::from(self.retracted));
+        bytes.push(u8::from(self.retraction_pending));
         bytes.extend_from_slice(&self.seq.to_le_bytes());
-        // Movement ids never contain NUL, so NUL separates them.
-        let pending = self.pending_retraction_subjects.join("\0");
-        bytes.extend_from_slice(&(pending.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(pending.as_bytes());
         if let Some(event) = &self.event {
             bytes.extend_from_slice(event);
         }
@@ -390,16 +395,13 @@ impl EventRecord {
     }
 
     fn decode(bytes: &[u8]) -> EventRecord {
-        let retracted = bytes[0] == 1;
-        let seq = u64::from_le_bytes(bytes[1..9].try_into().expect("8 bytes"));
-        let pending_length = u32::from_le_bytes(bytes[9..13].try_into().expect("4 bytes")) as usize;
-        let pending = String::from_utf8_lossy(&bytes[13..13 + pending_length]);
-        let event = &bytes[13 + pending_length..];
+        let seq = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
+        let event = &bytes[10..];
         EventRecord {
             event: (!event.is_empty()).then(|| event.to_vec()),
             seq,
-            retracted,
-            pending_retraction_subjects: pending.split('\0').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            retracted: bytes[0] == 1,
+            retraction_pending: bytes[1] == 1,
         }
     }
 }
@@ -411,7 +413,7 @@ pub fn apply<S: State>(
     event: &Event,
     seq: u64,
 ) -> Result<Outcome, S::Error> {
-    let record_key = keys::event(&event.source, &event.id);
+    let record_key = keys::event(&event.subject, &event.source, &event.id);
     let mut record = match state.get(&record_key)? {
         Some(bytes) => EventRecord::decode(&bytes),
         None => EventRecord::default(),
@@ -436,7 +438,7 @@ pub fn apply<S: State>(
             state.put(&record_key, &record.encode())?;
             return Ok(outcome);
         }
-        _ if record.pending_retraction_subjects.contains(&event.subject) => {
+        _ if record.retraction_pending => {
             record.retracted = true;
             Outcome::ArrivedRetracted
         }
@@ -445,7 +447,7 @@ pub fn apply<S: State>(
             Outcome::Applied
         }
     };
-    record.pending_retraction_subjects.clear();
+    record.retraction_pending = false;
     state.put(&record_key, &record.encode())?;
     Ok(outcome)
 }
@@ -456,22 +458,23 @@ fn retract<S: State>(
     retraction: &Event,
     target_id: &str,
 ) -> Result<Outcome, S::Error> {
-    let target_key = keys::event(&retraction.source, target_id);
+    // Only an event of the retraction's own movement can be its target.
+    let target_key = keys::event(&retraction.subject, &retraction.source, target_id);
     let mut target = match state.get(&target_key)? {
         Some(bytes) => EventRecord::decode(&bytes),
         None => EventRecord::default(),
     };
     let Some(target_json) = &target.event else {
-        if target.pending_retraction_subjects.contains(&retraction.subject) {
+        if target.retraction_pending {
             return Ok(Outcome::RetractionIgnored);
         }
-        target.pending_retraction_subjects.push(retraction.subject.clone());
+        target.retraction_pending = true;
         state.put(&target_key, &target.encode())?;
         return Ok(Outcome::RetractionPending);
     };
     let target_event = Event::from_json(target_json).expect("stored events were valid when stored");
     let not_retractable = matches!(target_event.kind, EventType::EventRetracted | EventType::ParticipantErased);
-    if target.retracted || not_retractable || target_event.subject != retraction.subject {
+    if target.retracted || not_retractable {
         return Ok(Outcome::RetractionIgnored);
     }
     add_contribution(state, settings, &target_event, -1)?;
@@ -1000,7 +1003,7 @@ mod tests {
     fn a_retraction_from_another_movement_or_of_a_retraction_changes_nothing() {
         let one = hours("h1", "a", 2.0);
         let (state, outcomes) = apply_all(&[&one, &retraction("r1", "other", "h1")]);
-        assert_eq!(outcomes[1], Outcome::RetractionIgnored);
+        assert_eq!(outcomes[1], Outcome::RetractionPending, "it waits for an h1 of its own movement");
         assert_eq!(week(&state)["volunteer_hours"], 2.0);
 
         let (state, outcomes) = apply_all(&[

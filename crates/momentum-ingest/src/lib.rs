@@ -4,7 +4,8 @@
 //!
 //! The only publisher of events. An event is answered `accepted` only after
 //! JetStream's PubAck, and the message id sent with it is derived from its
-//! (`source`, `id`), so a partner may retry anything, any number of times.
+//! movement, `source` and `id`, so a partner may retry anything, any number
+//! of times.
 
 mod metrics;
 mod openapi;

@@ -178,7 +178,7 @@ pub(crate) fn not_a_batch() -> Problem {
     summary = "Post one event or a batch",
     description = "One event as `application/cloudevents+json` (or `application/json`), or a JSON array of at most \
         1000 events as `application/cloudevents-batch+json`; at most 4 MiB. An event is answered only after \
-        JetStream has stored it; a repeat of a (`source`, `id`) already stored is answered `duplicate`. Retrying \
+        JetStream has stored it; a repeat of a (`source`, `id`) already stored for the movement is answered `duplicate`. Retrying \
         is always safe. A partner's token may post only its own `source` and movements; an evaluator's none.",
     request_body(
         description = "A CloudEvent (structured JSON mode), or an array of them.",
@@ -327,7 +327,7 @@ fn check(state: &AppState, caller: &Caller, mut event: Value) -> Result<Checked,
     caller.require_write(&typed.source, &typed.subject)?;
     Ok(Checked {
         subject: momentum_bus::event_subject(&typed.subject, typed.kind.as_str()),
-        message_id: momentum_bus::message_id(&typed.source, &typed.id),
+        message_id: momentum_bus::message_id(&typed.subject, &typed.source, &typed.id),
         movement: typed.subject,
         kind: typed.kind,
         event,
@@ -635,7 +635,7 @@ pub(crate) async fn post_erasure(
     });
     let prepared = Prepared {
         subject: momentum_bus::event_subject(&movement, momentum_domain::EventType::ParticipantErased.as_str()),
-        message_id: momentum_bus::message_id(ERASURE_SOURCE, &id),
+        message_id: momentum_bus::message_id(&movement, ERASURE_SOURCE, &id),
         payload: Bytes::from(serde_json::to_vec(&event).expect("a value always serialises")),
     };
     let request_id = request_id.as_ref().map(|RequestId(id)| id.as_str());

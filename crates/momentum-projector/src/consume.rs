@@ -34,6 +34,8 @@ pub(crate) struct Consumer {
     pub applied: Arc<AtomicU64>,
     /// Changes on every (re)connection to NATS.
     pub connections: watch::Receiver<u64>,
+    /// Whose events are read.
+    pub partition: momentum_bus::Partition,
     /// Stream messages the server still had to deliver after the last batch.
     pub lag: Arc<AtomicU64>,
     pub metrics: Arc<ProjectorMetrics>,
@@ -42,12 +44,22 @@ pub(crate) struct Consumer {
 /// Consumes from checkpoint + 1 until `stop` turns true. Only a store
 /// failure ends it early: everything on the NATS side is retried.
 pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
-    let Consumer { jetstream, store, settings, batch_size_max, watermark, applied, mut connections, lag, metrics } =
-        consumer;
+    let Consumer {
+        jetstream,
+        store,
+        settings,
+        batch_size_max,
+        watermark,
+        applied,
+        mut connections,
+        partition,
+        lag,
+        metrics,
+    } = consumer;
     while !*stop.borrow() {
         connections.borrow_and_update();
         let start_sequence = store.watermark()? + 1;
-        let messages = match open(&jetstream, start_sequence).await {
+        let messages = match open(&jetstream, start_sequence, partition).await {
             Ok(messages) => messages,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the event stream yet; retrying");
@@ -113,11 +125,14 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
 async fn open(
     jetstream: &jetstream::Context,
     start_sequence: u64,
+    partition: momentum_bus::Partition,
 ) -> Result<jetstream::consumer::pull::Ordered, async_nats::Error> {
     let stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
+            // Empty for the whole stream; one filter per owned slot otherwise.
+            filter_subjects: partition.event_filters(),
             ..Default::default()
         })
         .await?;

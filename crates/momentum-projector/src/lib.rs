@@ -5,8 +5,13 @@
 //! checkpoint + 1, so correctness never depends on consumer state kept by
 //! the server. Events are applied in batches; each batch reaches sled in one
 //! atomic write together with the new checkpoint (the watermark).
+//!
+//! A projector may fold one partition of the movements (`--partition k/n`):
+//! it then reads only those movements' subjects and answers queries under
+//! its partition's subjects; see [`momentum_bus::Partition`].
 
 mod consume;
+mod coverage;
 mod health;
 mod serve;
 
@@ -16,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use momentum_bus::Partition;
 use momentum_domain::projection::ProjectionSettings;
 use momentum_domain::query::ReadSettings;
 use momentum_store::Store;
@@ -48,6 +54,12 @@ pub struct Config {
     /// in 2012/13 (£23.9bn for 2.12bn hours); see docs/metrics.md.
     #[arg(long, env = "MOMENTUM_VOLUNTEER_HOUR_VALUE_GBP", default_value_t = 11.27)]
     pub volunteer_hour_value_gbp: f64,
+    /// The share of the movements this projector folds and answers for,
+    /// `k/n`: partition k (from 0) of n. The default folds everything.
+    /// Replicas of one partition share its queries; every partition of n
+    /// must run, and query must be started with `--partitions n`.
+    #[arg(long, env = "MOMENTUM_PARTITION", default_value = "0/1")]
+    pub partition: Partition,
     /// Address of the small HTTP server for `/livez` and `/readyz`.
     #[arg(long, env = "MOMENTUM_HTTP_ADDR", default_value = "127.0.0.1:8082")]
     pub http_addr: std::net::SocketAddr,
@@ -85,6 +97,11 @@ pub enum ProjectorError {
          it was built from another stream; rebuild it into an empty data folder"
     )]
     StoreAheadOfStream { watermark: u64, last_sequence: u64 },
+    #[error(
+        "the event stream holds events on subjects without a slot ({0}, written by momentum before partitioning); \
+         a partitioned projector would never see them, so fold this stream unpartitioned (--partition 0/1)"
+    )]
+    SlotlessEvents(String),
     #[error("the event consumer stopped: {0}")]
     ConsumerFailed(String),
     #[error("could not listen on {address}: {source}")]
@@ -105,6 +122,7 @@ pub struct Projector {
     service: Option<serve::Running>,
     serve: ServeSettings,
     serve_from: u64,
+    coverage: coverage::Coverage,
     health: health::Health,
     http: tokio::net::TcpListener,
 }
@@ -112,6 +130,7 @@ pub struct Projector {
 /// What answering queries needs, kept until the projector has caught up.
 struct ServeSettings {
     store: Store,
+    partition: Partition,
     wait_max: Duration,
     applied: Arc<AtomicU64>,
     read_settings: ReadSettings,
@@ -123,15 +142,15 @@ impl ServeSettings {
     async fn start(
         &self,
         nats: &async_nats::Client,
-        watermark: watch::Receiver<u64>,
+        coverage: coverage::Coverage,
     ) -> Result<serve::Running, ProjectorError> {
         let service =
-            serve::start(nats, self.store.clone(), watermark, self.wait_max, self.applied.clone(), self.read_settings)
+            serve::start(nats, self.store.clone(), coverage, self.wait_max, self.applied.clone(), self.read_settings)
                 .await?;
         // A request to our own status endpoint, on the same connection as
         // the subscriptions, returns only after the server has processed
         // them.
-        let probe = nats.request(momentum_bus::QueryEndpoint::Status.subject(), "{}".into());
+        let probe = nats.request(self.partition.query_subject(momentum_bus::QueryEndpoint::Status), "{}".into());
         tokio::time::timeout(Duration::from_secs(10), probe)
             .await
             .map_err(|_| ProjectorError::Service("the query endpoints did not answer a probe".to_owned()))?
@@ -146,6 +165,30 @@ struct StreamState {
     /// When the stream was created: it tells one stream from another of the
     /// same name, so a store is never folded on top of a different stream.
     created: Option<String>,
+}
+
+/// How often a catching-up projector checks whether it has caught up, at
+/// the least (every batch it applies also wakes the check).
+const CATCH_UP_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Refuses a stream that holds events published before subjects carried a
+/// slot: a partitioned projector's filters would silently skip them.
+async fn check_every_event_has_a_slot(nats: &async_nats::Client) -> Result<(), ProjectorError> {
+    use futures::StreamExt;
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    let stream = jetstream
+        .get_stream(momentum_bus::STREAM_NAME)
+        .await
+        .map_err(|error| ProjectorError::Stream(error.to_string()))?;
+    let mut subjects = stream
+        .info_with_subjects(momentum_bus::SLOTLESS_EVENTS_FILTER)
+        .await
+        .map_err(|error| ProjectorError::Stream(error.to_string()))?;
+    match subjects.next().await {
+        None => Ok(()),
+        Some(Ok((subject, _count))) => Err(ProjectorError::SlotlessEvents(subject)),
+        Some(Err(error)) => Err(ProjectorError::Stream(error.to_string())),
+    }
 }
 
 /// How many times, a second apart, the stream's state is asked for at start
@@ -194,7 +237,11 @@ impl Projector {
             return Err(ProjectorError::HourValueInvalid(config.volunteer_hour_value_gbp));
         }
         let store = Store::open(&config.data_dir)?;
+        store.check_format(momentum_domain::projection::FORMAT)?;
         store.check_setting("time_zone", config.time_zone.name())?;
+        // A store holds one partition's movements; folding another's on top
+        // would mix them.
+        store.check_setting("partition", &config.partition.to_string())?;
         let (connected, connections) = watch::channel(0u64);
         let nats = momentum_bus::connect_options("momentum-projector", &config.nats_connection)
             .map_err(|error| ProjectorError::Connect { url: config.nats_url.clone(), message: error.to_string() })?
@@ -213,6 +260,7 @@ impl Projector {
         let applied = Arc::<AtomicU64>::default();
         let serve = ServeSettings {
             store: store.clone(),
+            partition: config.partition,
             wait_max: Duration::from_millis(config.query_wait_ms_max),
             applied: applied.clone(),
             read_settings: ReadSettings { volunteer_hour_value_gbp: config.volunteer_hour_value_gbp },
@@ -230,13 +278,17 @@ impl Projector {
                 last_sequence: stream.last_sequence,
             });
         }
+        if stream.created.is_some() && !config.partition.is_whole() {
+            check_every_event_has_a_slot(&nats).await?;
+        }
         let serve_from = stream.last_sequence;
+        let coverage = coverage::Coverage::new(config.partition, nats.clone(), watermark.subscribe());
         let http = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| ProjectorError::Bind { address: config.http_addr, source })?;
         let health = health::Health::new(nats.clone(), config.ready_lag_max);
-        let service = if *watermark.borrow() >= serve_from {
-            Some(serve.start(&nats, watermark.subscribe()).await?)
+        let service = if coverage.covered().await >= serve_from {
+            Some(serve.start(&nats, coverage.clone()).await?)
         } else {
             tracing::info!(
                 watermark = *watermark.borrow(),
@@ -258,6 +310,7 @@ impl Projector {
             service,
             serve,
             serve_from,
+            coverage,
             health,
             http,
         })
@@ -286,6 +339,7 @@ impl Projector {
             watermark: self.watermark.clone(),
             applied: self.applied.clone(),
             connections: self.connections.clone(),
+            partition: self.config.partition,
             lag: self.health.lag.clone(),
             metrics: self.health.metrics.clone(),
         };
@@ -295,12 +349,18 @@ impl Projector {
         let registration = match self.service {
             Some(service) => tokio::spawn(async move { Ok(service) }),
             None => {
-                let (nats, serve, serve_from) = (self.nats.clone(), self.serve, self.serve_from);
+                let (nats, serve, serve_from, coverage) =
+                    (self.nats.clone(), self.serve, self.serve_from, self.coverage.clone());
                 let mut watermark = self.watermark.subscribe();
                 tokio::spawn(async move {
-                    let _ = watermark.wait_for(|seen| *seen >= serve_from).await;
+                    // A partition may own none of the last events, so its
+                    // watermark alone may never reach `serve_from`; its
+                    // coverage is checked again every so often.
+                    while coverage.covered().await < serve_from {
+                        let _ = tokio::time::timeout(CATCH_UP_CHECK_INTERVAL, watermark.changed()).await;
+                    }
                     tracing::info!(watermark = *watermark.borrow(), "caught up; answering queries");
-                    serve.start(&nats, watermark).await
+                    serve.start(&nats, coverage).await
                 })
             }
         };

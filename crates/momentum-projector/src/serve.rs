@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
-use momentum_bus::{QUERY_SERVICE_NAME, QUERY_SUBJECT_GROUP, QueryEndpoint};
+use momentum_bus::{QUERY_SERVICE_NAME, QueryEndpoint};
 use momentum_domain::query::{
     self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, ReadSettings, TrendRequest,
 };
@@ -17,6 +17,7 @@ use momentum_store::{Store, StoreError};
 use serde::Deserialize;
 use tokio::sync::{Semaphore, watch};
 
+use crate::coverage::Coverage;
 use crate::{ProjectorError, QUERIES_IN_FLIGHT_MAX};
 
 pub(crate) struct Running {
@@ -37,6 +38,7 @@ impl Running {
 struct Context {
     store: Store,
     watermark: watch::Receiver<u64>,
+    coverage: Coverage,
     wait_max: Duration,
     slots: Arc<Semaphore>,
     applied: Arc<AtomicU64>,
@@ -52,21 +54,24 @@ const REPLY_HEADER_BYTES_MAX: usize = 4096;
 pub(crate) async fn start(
     nats: &async_nats::Client,
     store: Store,
-    watermark: watch::Receiver<u64>,
+    coverage: Coverage,
     wait_max: Duration,
     applied: Arc<AtomicU64>,
     read_settings: ReadSettings,
 ) -> Result<Running, ProjectorError> {
+    let partition = coverage.partition();
     let service = nats
         .service_builder()
         .description("momentum projections: trends, movements and status")
+        .metadata([("partition".to_owned(), partition.to_string())].into())
         .start(QUERY_SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|error| ProjectorError::Service(error.to_string()))?;
-    let group = service.group(QUERY_SUBJECT_GROUP);
+    let group = service.group(partition.query_group());
+    let watermark = coverage.watermark_receiver();
     let slots = Arc::new(Semaphore::new(QUERIES_IN_FLIGHT_MAX));
     let answer_bytes_max = nats.server_info().max_payload.saturating_sub(REPLY_HEADER_BYTES_MAX);
-    let context = Context { store, watermark, wait_max, slots, applied, read_settings, answer_bytes_max };
+    let context = Context { store, watermark, coverage, wait_max, slots, applied, read_settings, answer_bytes_max };
     let mut tasks = Vec::new();
     for endpoint_kind in QueryEndpoint::ALL {
         let mut endpoint =
@@ -173,8 +178,12 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
             let envelope: Envelope<Nothing> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
             let applied_since_start = context.applied.load(Ordering::Relaxed);
+            // A partition's status says how far it covers the stream, not
+            // just where its own last event was, so that a client may wait
+            // for that sequence on any partition.
+            let covered = context.coverage.covered().await;
             Box::new(move || {
-                let watermark = store.watermark().map_err(|failure| store_error(&failure))?;
+                let watermark = store.watermark().map_err(|failure| store_error(&failure))?.max(covered);
                 Ok(serde_json::to_vec(&query::Status { watermark, applied_since_start })
                     .expect("a status always serialises"))
             })
@@ -191,20 +200,40 @@ fn to_json<T: serde::Serialize>(result: Result<T, QueryError<StoreError>>) -> Re
     Ok(serde_json::to_vec(&result.map_err(query_error)?).expect("query results always serialise"))
 }
 
-/// Waits, at most `wait_max`, until the watermark reaches `min_seq`.
+/// How often a partitioned projector waiting for a sequence beyond its own
+/// events asks the server again whether it covers it.
+const COVERAGE_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Waits, at most `wait_max`, until the projection covers `min_seq`: its
+/// watermark reaches it or, for a partition, the server shows that none of
+/// its events up to `min_seq` is unread (see [`Coverage`]).
 async fn wait_for(context: &Context, min_seq: Option<u64>) -> Result<(), service::error::Error> {
     let Some(min_seq) = min_seq else { return Ok(()) };
+    let deadline = tokio::time::Instant::now() + context.wait_max;
     let mut watermark = context.watermark.clone();
-    let reached = tokio::time::timeout(context.wait_max, watermark.wait_for(|seen| *seen >= min_seq)).await;
-    match reached {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(error(
-            503,
-            format!(
-                "the projection has not reached sequence {min_seq} within {} ms (it is at {})",
-                context.wait_max.as_millis(),
-                *context.watermark.borrow()
-            ),
-        )),
+    let partitioned = !context.coverage.partition().is_whole();
+    loop {
+        if *watermark.borrow_and_update() >= min_seq || (partitioned && context.coverage.covered().await >= min_seq) {
+            return Ok(());
+        }
+        let wake =
+            if partitioned { deadline.min(tokio::time::Instant::now() + COVERAGE_POLL_INTERVAL) } else { deadline };
+        // A changed watermark or the poll interval wakes the loop; a closed
+        // channel (the projector stopping) or the deadline ends it.
+        let woken = tokio::time::timeout_at(wake, watermark.changed()).await;
+        if matches!(woken, Ok(Err(_))) || tokio::time::Instant::now() >= deadline {
+            break;
+        }
     }
+    if *watermark.borrow() >= min_seq || (partitioned && context.coverage.covered().await >= min_seq) {
+        return Ok(());
+    }
+    Err(error(
+        503,
+        format!(
+            "the projection has not reached sequence {min_seq} within {} ms (it is at {})",
+            context.wait_max.as_millis(),
+            *context.watermark.borrow()
+        ),
+    ))
 }

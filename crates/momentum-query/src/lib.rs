@@ -5,6 +5,7 @@
 mod csv;
 mod dashboard;
 mod openapi;
+mod partitions;
 mod routes;
 
 use std::future::Future;
@@ -40,6 +41,12 @@ pub struct Config {
     /// shows every count. Admin reads are never suppressed.
     #[arg(long, env = "MOMENTUM_SUPPRESS_BELOW", default_value_t = 0)]
     pub suppress_below: u64,
+    /// How many partitions the projectors split the movements into: the `n`
+    /// of every projector's `--partition k/n`. Each read is sent to the
+    /// partition that owns its movement; listings and status ask them all.
+    #[arg(long, env = "MOMENTUM_PARTITIONS", default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(momentum_bus::SLOT_COUNT)))]
+    pub partitions: u32,
     /// Log one JSON object per line instead of human-readable text.
     #[arg(long, env = "MOMENTUM_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -68,6 +75,8 @@ pub(crate) struct AppState {
     pub query_timeout: Duration,
     pub time_zone: chrono_tz::Tz,
     pub suppress_below: u64,
+    /// The `n` of the projectors' partitions (1: one projector folds all).
+    pub partitions: u32,
     pub metrics: Arc<QueryMetrics>,
 }
 
@@ -123,6 +132,7 @@ impl QueryService {
             query_timeout: Duration::from_millis(config.query_timeout_ms),
             time_zone: config.time_zone,
             suppress_below: config.suppress_below,
+            partitions: config.partitions,
             metrics: QueryMetrics::new(),
         });
         let registry = state.metrics.registry.clone();

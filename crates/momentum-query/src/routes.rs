@@ -609,23 +609,23 @@ async fn ask_for(
     }
 }
 
-/// Sends a request to the projection service. Its JSON answer is the API's;
-/// its errors, or its silence, become problem responses.
+/// Sends a request to the projection service (the partition or partitions
+/// that hold its movements). Its JSON answer is the API's; its errors, or
+/// its silence, become problem responses.
 async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Result<Bytes, Response> {
+    use crate::partitions::Failure;
     // While NATS is away no answer can come: say so at once rather than
     // after the query timeout.
     if let Some(unready) = momentum_runtime::nats_unready(&state.nats) {
         return Err(unready);
     }
-    let payload = serde_json::to_vec(&request).expect("a request always serialises");
-    let asked = state.nats.request(endpoint.subject(), payload.into());
-    let started = std::time::Instant::now();
-    let answered = tokio::time::timeout(state.query_timeout, asked).await;
-    let labels = momentum_runtime::metrics::RouteLabels { route: endpoint.name().to_owned() };
-    state.metrics.projector_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
-    let reply = match answered {
-        Err(_) => return Err(Problem::unavailable("the projection service did not answer in time").into_response()),
-        Ok(Err(error)) => {
+    let failure = match crate::partitions::ask(state, endpoint, request).await {
+        Ok(answer) => return Ok(answer),
+        Err(failure) => failure,
+    };
+    Err(match failure {
+        Failure::TimedOut => Problem::unavailable("the projection service did not answer in time").into_response(),
+        Failure::Unanswered(error) => {
             use async_nats::RequestErrorKind;
             let detail = match error.kind() {
                 RequestErrorKind::NoResponders => "no projection service is running",
@@ -633,26 +633,23 @@ async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Resul
                 _ => "the projection service could not be asked",
             };
             tracing::warn!(%error, "query request failed");
-            return Err(Problem::unavailable(detail).into_response());
+            Problem::unavailable(detail).into_response()
         }
-        Ok(Ok(reply)) => reply,
-    };
-    let service_error = reply.headers.as_ref().and_then(|headers| {
-        let code = headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE)?.as_str().parse::<u16>().ok()?;
-        let message = headers.get(async_nats::service::NATS_SERVICE_ERROR).map(|value| value.as_str().to_owned());
-        Some((code, message.unwrap_or_default()))
-    });
-    Err(match service_error {
-        None => return Ok(reply.payload),
-        Some((400, message)) => Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "the query is not valid")
-            .detail(message)
-            .into_response(),
+        Failure::Unreadable(error) => {
+            tracing::error!(%error, "a projector answer could not be read");
+            Problem::internal().into_response()
+        }
+        Failure::Refused { code: 400, message } => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "the query is not valid")
+                .detail(message)
+                .into_response()
+        }
         // The answer would not fit in a NATS message: the range is what
         // the client can change.
-        Some((413, message)) => Problem::bad_parameter("from", message).into_response(),
-        Some((404, message)) => unknown_movement(message).into_response(),
-        Some((503, message)) => Problem::unavailable(message).into_response(),
-        Some((code, message)) => {
+        Failure::Refused { code: 413, message } => Problem::bad_parameter("from", message).into_response(),
+        Failure::Refused { code: 404, message } => unknown_movement(message).into_response(),
+        Failure::Refused { code: 503, message } => Problem::unavailable(message).into_response(),
+        Failure::Refused { code, message } => {
             tracing::error!(code, message, "the projection service failed a query");
             Problem::internal().into_response()
         }

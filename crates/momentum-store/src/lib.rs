@@ -76,6 +76,21 @@ impl Store {
         }
     }
 
+    /// Refuses a store whose projection has another layout than `format`
+    /// (`momentum_domain::projection::FORMAT`). Stores made before the
+    /// format was recorded hold events but no format: they are format 1.
+    pub fn check_format(&self, format: &str) -> Result<(), StoreError> {
+        const KEY: &str = "projection_format";
+        if self.settings.get(KEY)?.is_none() && self.watermark()? > 0 {
+            return Err(StoreError::SettingsChanged {
+                key: KEY.to_owned(),
+                stored: "1".to_owned(),
+                configured: format.to_owned(),
+            });
+        }
+        self.check_setting(KEY, format)
+    }
+
     /// The last stream sequence whose effects are in the store.
     pub fn watermark(&self) -> Result<u64, StoreError> {
         projection::watermark(self)
@@ -295,5 +310,20 @@ mod tests {
         store.check_setting("time_zone", "Europe/London").unwrap();
         let error = store.check_setting("time_zone", "UTC").unwrap_err();
         assert!(error.to_string().contains("Europe/London"));
+    }
+
+    #[test]
+    fn a_store_with_events_but_no_recorded_format_is_refused_as_format_one() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        store.check_format("2").unwrap();
+        store.check_format("2").unwrap();
+        assert!(store.check_format("3").is_err());
+
+        let old = tempfile::tempdir().unwrap();
+        let store = Store::open(old.path()).unwrap();
+        store.batch().commit(5).unwrap();
+        let error = store.check_format("2").unwrap_err();
+        assert!(error.to_string().contains("\"1\""), "{error}");
     }
 }
