@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod demo;
 mod import;
 mod probe;
@@ -22,6 +23,8 @@ enum Command {
     Import(import::ImportArgs),
     /// Ask a service's /readyz and exit 0 only if it is ready (for container health checks).
     Probe(probe::ProbeArgs),
+    /// Measure every stage (ingest, projector, query, sizes) beside the raw ceiling of the same nats-server.
+    Bench(bench::BenchArgs),
 }
 
 #[tokio::main]
@@ -30,5 +33,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(arguments) => demo::run(arguments).await.context("posting the demo data failed"),
         Command::Import(arguments) => import::run(arguments).await,
         Command::Probe(arguments) => probe::run(arguments).await,
+        Command::Bench(arguments) => bench::run(arguments).await.context("the benchmark failed"),
     }
 }

@@ -1,0 +1,694 @@
+//! `momentum bench`: every stage of momentum measured beside the raw ceiling
+//! of the same nats-server, in one run on one machine.
+//!
+//! It starts its own nats-server and the services (the binaries next to this
+//! one, as real processes), generates events with the demo generator (renamed
+//! copies of its six movements, so any number of events keeps the demo's mix
+//! and sizes), and measures, in order:
+//!
+//! 1. raw JetStream publishing of the same payloads, with message ids and
+//!    pipelined acknowledgements;
+//! 2. HTTP ingest of batches of 500 from several clients;
+//! 3. HTTP ingest of one event per request from 64 connections;
+//! 4. raw reading of the event stream with an ordered consumer;
+//! 5. the projector catching up from sequence 1 (the stream is first topped
+//!    up to `--events` with raw publishes on the events' own subjects);
+//! 6. freshness at a steady rate: from ingest's answer to the event being
+//!    visible through the query API (`min_seq`);
+//! 7. trend reads of three years of weekly figures from 32 connections;
+//! 8. the stream's and the store's size per million events.
+//!
+//! It prints a table and writes the figures as JSON. It asserts nothing
+//! about speed: `--smoke` runs every stage on a few thousand events only to
+//! show that each still works.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use async_nats::jetstream;
+use chrono::Utc;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use momentum_testkit::{ChildProcess, NatsServer, free_port, wait_for_port};
+use serde_json::{Value, json};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Events in the stream for the projector's catch-up and the store sizes.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Events posted over HTTP in batches (stage 2), and published raw for
+    /// the ceiling it is compared with (stage 1).
+    #[arg(long, default_value_t = 200_000)]
+    http_events: usize,
+    /// Seconds each timed stage (3, 6 and 7) runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Events per second posted while freshness is measured (stage 6).
+    #[arg(long, default_value_t = 1000)]
+    freshness_rate: u64,
+    /// A short run of every stage, only to show that each works (CI runs it).
+    #[arg(long)]
+    smoke: bool,
+    /// Where the JSON report is written.
+    #[arg(long, default_value = "target/bench/report.json")]
+    out: PathBuf,
+}
+
+/// Concurrent HTTP clients posting batches in stage 2.
+const BATCH_CLIENTS: usize = 4;
+/// Events a batch in stage 2.
+const BATCH_EVENTS: usize = 500;
+/// Connections posting single events in stage 3.
+const SINGLE_CONNECTIONS: usize = 64;
+/// Connections reading trends in stage 7.
+const QUERY_CONNECTIONS: usize = 32;
+/// Raw publishes awaiting their acknowledgement at once (ingest's own bound).
+const RAW_ACKS_IN_FLIGHT_MAX: usize = 4096;
+/// How long the projector may take to catch up before the run gives up.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(3600);
+
+const TOKEN: &str = "momentum-bench-admin-token";
+
+pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
+    if arguments.smoke {
+        arguments.events = arguments.events.min(5000);
+        arguments.http_events = arguments.http_events.min(2000);
+        arguments.seconds = arguments.seconds.min(1);
+        arguments.freshness_rate = arguments.freshness_rate.min(200);
+    }
+    if arguments.http_events > arguments.events {
+        bail!("--http-events ({}) must not exceed --events ({})", arguments.http_events, arguments.events);
+    }
+    let work = tempfile::Builder::new().prefix("momentum-bench-").tempdir()?;
+    let nats_server = NatsServer::start();
+    let nats = async_nats::connect(nats_server.url()).await.context("connecting to the bench's nats-server")?;
+    let machine = machine(&nats);
+    eprintln!(
+        "momentum bench: {} cores, {:.1} GiB, nats-server {}{}",
+        machine["cores"],
+        machine["memory_gib"].as_f64().unwrap_or(0.0),
+        machine["nats_server_version"].as_str().unwrap_or("?"),
+        if arguments.smoke { " (smoke run: the figures mean nothing)" } else { "" }
+    );
+    let secrets = write_secrets(work.path())?;
+    let ingest_port = free_port();
+    let _ingest = spawn_service(
+        "momentum-ingest",
+        &nats_server.url(),
+        &secrets,
+        ingest_port,
+        &[
+            // The bench measures momentum, not its per-token rate limit.
+            ("MOMENTUM_RATE_EVENTS_PER_S", "100000000"),
+            ("MOMENTUM_RATE_BURST_EVENTS", "100000000"),
+        ],
+    )?;
+    let query_port = free_port();
+    let _query = spawn_service("momentum-query", &nats_server.url(), &secrets, query_port, &[])?;
+    for port in [ingest_port, query_port] {
+        if !wait_for_port(([127, 0, 0, 1], port).into(), Duration::from_secs(30)) {
+            bail!("a service did not start listening on port {port}");
+        }
+    }
+    let ingest_url = format!("http://127.0.0.1:{ingest_port}");
+    let query_url = format!("http://127.0.0.1:{query_port}");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(128).timeout(Duration::from_secs(60)).build()?;
+
+    eprintln!("generating {} events", arguments.events);
+    let events = generate(arguments.events);
+    let (http_part, rest) = events.split_at(arguments.http_events);
+    let mut report = json!({ "machine": machine, "smoke": arguments.smoke });
+
+    eprintln!("1/8 raw JetStream publish of {} events", http_part.len());
+    let raw_publish = raw_publish(&nats, http_part).await?;
+    report["raw_publish_events_per_s"] = json!(raw_publish);
+
+    eprintln!("2/8 HTTP ingest, batches of {BATCH_EVENTS} from {BATCH_CLIENTS} clients");
+    let batches = ingest_batches(&http, &ingest_url, http_part).await?;
+    report["ingest_batches_events_per_s"] = json!(batches);
+    report["ingest_batches_ratio_to_raw"] = json!(batches / raw_publish);
+
+    eprintln!("3/8 HTTP ingest, one event a request from {SINGLE_CONNECTIONS} connections");
+    let single = ingest_single(&http, &ingest_url, http_part, Duration::from_secs(arguments.seconds)).await?;
+    report["ingest_single"] = single;
+
+    let jetstream = jetstream::new(nats.clone());
+    let mut stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await?;
+    let stored = stream.info().await?.state.messages as usize;
+    let top_up = arguments.events.saturating_sub(stored);
+    eprintln!("topping the stream up to {} events with raw publishes", arguments.events);
+    raw_publish_events(&jetstream, &rest[..top_up.min(rest.len())]).await?;
+    let last_sequence = stream.info().await?.state.last_sequence;
+
+    eprintln!("4/8 raw ordered-consumer read of {last_sequence} events");
+    let raw_consume = raw_consume(&stream, last_sequence).await?;
+    report["raw_consume_events_per_s"] = json!(raw_consume);
+
+    eprintln!("5/8 projector catch-up from sequence 1 over {last_sequence} events");
+    let data = work.path().join("projector");
+    let projector_port = free_port();
+    let mut projector = spawn_service(
+        "momentum-projector",
+        &nats_server.url(),
+        &secrets,
+        projector_port,
+        &[("MOMENTUM_DATA_DIR", data.to_str().context("a UTF-8 temporary folder")?)],
+    )?;
+    let catch_up = catch_up(&http, projector_port, projector.id(), last_sequence).await?;
+    report["projector_catch_up"] = catch_up;
+    report["projector_catch_up"]["ratio_to_raw_consume"] =
+        json!(report["projector_catch_up"]["events_per_s"].as_f64().unwrap_or(0.0) / raw_consume);
+
+    eprintln!("6/8 freshness at {} events/s", arguments.freshness_rate);
+    let movement = events[0]["subject"].as_str().context("events have a movement")?.to_owned();
+    let freshness =
+        freshness(&http, &ingest_url, &query_url, &movement, arguments.freshness_rate, arguments.seconds).await?;
+    report["freshness"] = freshness;
+
+    eprintln!("7/8 trend reads at {QUERY_CONNECTIONS} connections");
+    report["query_trends"] = query_trends(&http, &query_url, &movement, Duration::from_secs(arguments.seconds)).await?;
+
+    eprintln!("8/8 sizes on disk");
+    let state = stream.info().await?.state.clone();
+    let _ = projector.terminate(Duration::from_secs(60));
+    let per_million = |bytes: u64, events: u64| bytes as f64 * 1e6 / events.max(1) as f64;
+    report["sizes"] = json!({
+        "stream_events": state.messages,
+        "stream_bytes_per_million_events": per_million(state.bytes, state.messages),
+        "store_bytes_per_million_events": per_million(folder_bytes(&data), state.messages),
+    });
+
+    if let Some(folder) = arguments.out.parent() {
+        std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+    }
+    std::fs::write(&arguments.out, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", arguments.out.display()))?;
+    print_table(&report);
+    eprintln!("report written to {}", arguments.out.display());
+    Ok(())
+}
+
+fn machine(nats: &async_nats::Client) -> Value {
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| line.strip_prefix("MemTotal:")?.trim().split(' ').next()?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    json!({
+        "cores": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        "memory_gib": memory_kib as f64 / 1024.0 / 1024.0,
+        "nats_server_version": nats.server_info().version,
+        "momentum_version": env!("CARGO_PKG_VERSION"),
+    })
+}
+
+struct Secrets {
+    auth_file: PathBuf,
+    key_file: PathBuf,
+}
+
+fn write_secrets(folder: &Path) -> anyhow::Result<Secrets> {
+    let auth_file = folder.join("auth.toml");
+    let digest = momentum_runtime::auth::token_digest_hex(TOKEN);
+    std::fs::write(&auth_file, format!("[[token]]\nname = \"bench\"\nsha256 = \"{digest}\"\nrole = \"admin\"\n"))?;
+    let key_file = folder.join("pseudonym-keys.toml");
+    let secret: String = (0..32).map(|_| format!("{:02x}", rand_byte())).collect();
+    std::fs::write(&key_file, format!("current = 1\n[[key]]\nversion = 1\nsecret = \"{secret}\"\n"))?;
+    Ok(Secrets { auth_file, key_file })
+}
+
+/// A byte that differs from run to run; the bench's key protects nothing.
+fn rand_byte() -> u8 {
+    uuid::Uuid::new_v4().as_bytes()[0]
+}
+
+/// A service binary of this build, from the folder this binary is in.
+fn spawn_service(
+    name: &str,
+    nats_url: &str,
+    secrets: &Secrets,
+    port: u16,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<ChildProcess> {
+    let binary = std::env::current_exe()?.parent().context("this binary has a folder")?.join(name);
+    if !binary.exists() {
+        bail!("{} is missing: build the workspace's binaries (cargo build --release --bins)", binary.display());
+    }
+    let mut command = Command::new(binary);
+    command
+        .env("MOMENTUM_NATS_URL", nats_url)
+        .env("MOMENTUM_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("MOMENTUM_AUTH_FILE", &secrets.auth_file)
+        .env("MOMENTUM_PSEUDONYM_KEY_FILE", &secrets.key_file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null());
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    Ok(ChildProcess::spawn(&mut command))
+}
+
+/// `count` events with the demo's mix: copies of its three years of six
+/// movements, each copy's movements renamed so that every copy adds people.
+fn generate(count: usize) -> Vec<Value> {
+    let now = Utc::now();
+    let mut events = Vec::with_capacity(count);
+    for copy in 0u64.. {
+        for mut event in crate::demo::generate(2026 + copy, 3, now) {
+            if events.len() == count {
+                return events;
+            }
+            if copy > 0 {
+                let renamed = format!("{}-{copy}", event["subject"].as_str().unwrap_or("movement"));
+                event["subject"] = json!(renamed);
+            }
+            events.push(event);
+        }
+    }
+    events
+}
+
+/// Stage 1: the same payloads published with message ids on a stream of the
+/// same settings, acknowledgements pipelined.
+async fn raw_publish(nats: &async_nats::Client, events: &[Value]) -> anyhow::Result<f64> {
+    let jetstream = jetstream::new(nats.clone());
+    let mut config = momentum_bus::StreamSettings::default().config();
+    config.name = "BENCH_RAW".to_owned();
+    config.subjects = vec!["bench.raw.>".to_owned()];
+    jetstream.create_stream(config).await?;
+    let payloads: Vec<(String, String, Vec<u8>)> = events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            (format!("bench.raw.{}", index % 64), format!("raw-{index}"), event.to_string().into_bytes())
+        })
+        .collect();
+    let started = Instant::now();
+    publish_pipelined(&jetstream, payloads).await?;
+    let rate = events.len() as f64 / started.elapsed().as_secs_f64();
+    jetstream.delete_stream("BENCH_RAW").await?;
+    Ok(rate)
+}
+
+/// Raw publishes of events on their own subjects and message ids, as ingest
+/// would publish them (without pseudonymising: the fold's cost is the same).
+async fn raw_publish_events(jetstream: &jetstream::Context, events: &[Value]) -> anyhow::Result<()> {
+    let payloads = events
+        .iter()
+        .map(|event| {
+            let text = |field: &str| event[field].as_str().unwrap_or_default().to_owned();
+            let subject = momentum_bus::event_subject(&text("subject"), &text("type"));
+            let message_id = momentum_bus::message_id(&text("subject"), &text("source"), &text("id"));
+            (subject, message_id, event.to_string().into_bytes())
+        })
+        .collect();
+    publish_pipelined(jetstream, payloads).await
+}
+
+async fn publish_pipelined(
+    jetstream: &jetstream::Context,
+    payloads: Vec<(String, String, Vec<u8>)>,
+) -> anyhow::Result<()> {
+    let progress = progress_bar(payloads.len() as u64);
+    let mut in_flight = FuturesUnordered::new();
+    for (subject, message_id, payload) in payloads {
+        if in_flight.len() >= RAW_ACKS_IN_FLIGHT_MAX
+            && let Some(acknowledged) = in_flight.next().await
+        {
+            let _: jetstream::publish::PublishAck = acknowledged?;
+            progress.inc(1);
+        }
+        let publish = jetstream::message::PublishMessage::build().message_id(message_id).payload(payload.into());
+        in_flight.push(jetstream.send_publish(subject, publish).await?.into_future());
+    }
+    while let Some(acknowledged) = in_flight.next().await {
+        acknowledged?;
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    Ok(())
+}
+
+/// Stage 2: all of `events` posted in batches by a few concurrent clients.
+async fn ingest_batches(http: &reqwest::Client, ingest_url: &str, events: &[Value]) -> anyhow::Result<f64> {
+    let bodies: VecDeque<String> =
+        events.chunks(BATCH_EVENTS).map(|batch| Value::from(batch.to_vec()).to_string()).collect();
+    let queue = Arc::new(Mutex::new(bodies));
+    let progress = progress_bar(events.len() as u64);
+    let started = Instant::now();
+    let clients = (0..BATCH_CLIENTS).map(|_| {
+        let (queue, http, url, progress) =
+            (queue.clone(), http.clone(), format!("{ingest_url}/v1/events"), progress.clone());
+        tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().expect("no poisoning").pop_front() else { return anyhow::Ok(()) };
+                let response = http
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/cloudevents-batch+json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let answer: Value = response.json().await?;
+                if !status.is_success() || answer["rejected"].as_u64() != Some(0) {
+                    bail!("ingest answered {status}: {answer}");
+                }
+                progress.inc(answer["accepted"].as_u64().unwrap_or(0) + answer["duplicates"].as_u64().unwrap_or(0));
+            }
+        })
+    });
+    for client in clients.collect::<Vec<_>>() {
+        client.await??;
+    }
+    progress.finish_and_clear();
+    Ok(events.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Stage 3: single events from many connections for `duration`. Each
+/// request posts a new event (a copy of one of `events` with its own id).
+async fn ingest_single(
+    http: &reqwest::Client,
+    ingest_url: &str,
+    events: &[Value],
+    duration: Duration,
+) -> anyhow::Result<Value> {
+    let templates: Arc<Vec<Value>> = Arc::new(events.iter().take(10_000).cloned().collect());
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let connections = (0..SINGLE_CONNECTIONS).map(|connection| {
+        let (http, url, templates) = (http.clone(), format!("{ingest_url}/v1/events"), templates.clone());
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for index in 0.. {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let mut event = templates[(connection * 7919 + index) % templates.len()].clone();
+                event["id"] = json!(format!("single-{connection}-{index}"));
+                let sent = Instant::now();
+                let response = http
+                    .post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/cloudevents+json")
+                    .body(event.to_string())
+                    .send()
+                    .await?;
+                let status = response.status();
+                let _ = response.bytes().await?;
+                if status != reqwest::StatusCode::ACCEPTED {
+                    bail!("ingest answered {status} to a single event");
+                }
+                latencies.push(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        })
+    });
+    let mut latencies = Vec::new();
+    for connection in connections.collect::<Vec<_>>() {
+        latencies.extend(connection.await??);
+    }
+    Ok(rate_and_latencies(latencies, started.elapsed()))
+}
+
+/// Requests per second and latency percentiles, in milliseconds.
+fn rate_and_latencies(mut latencies: Vec<Duration>, elapsed: Duration) -> Value {
+    latencies.sort();
+    json!({
+        "requests": latencies.len(),
+        "requests_per_s": latencies.len() as f64 / elapsed.as_secs_f64(),
+        "p50_ms": percentile_ms(&latencies, 0.50),
+        "p99_ms": percentile_ms(&latencies, 0.99),
+    })
+}
+
+fn percentile_ms(sorted: &[Duration], quantile: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 * quantile).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+/// Stage 4: the event stream read from sequence 1 with a plain ordered consumer.
+async fn raw_consume(stream: &jetstream::stream::Stream, last_sequence: u64) -> anyhow::Result<f64> {
+    use jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+    let started = Instant::now();
+    let consumer =
+        stream.create_consumer(OrderedConfig { deliver_policy: DeliverPolicy::All, ..Default::default() }).await?;
+    let mut messages = consumer.messages().await?;
+    let progress = progress_bar(last_sequence);
+    let mut read = 0u64;
+    while read < last_sequence {
+        let message = messages.next().await.context("the stream ended early")??;
+        read = message.info().map_err(|error| anyhow::anyhow!("{error}"))?.stream_sequence;
+        if read.is_multiple_of(1000) {
+            progress.set_position(read);
+        }
+    }
+    progress.finish_and_clear();
+    Ok(last_sequence as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Stage 5: a new projector's catch-up, followed through its `/metrics`
+/// watermark; its resident memory is sampled from /proc as it goes.
+async fn catch_up(http: &reqwest::Client, port: u16, pid: u32, last_sequence: u64) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let progress = progress_bar(last_sequence);
+    let mut samples: Vec<(f64, u64)> = Vec::new();
+    let mut rss_peak_kib = 0;
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    loop {
+        if started.elapsed() > CATCH_UP_TIMEOUT {
+            bail!("the projector did not catch up within {CATCH_UP_TIMEOUT:?}");
+        }
+        rss_peak_kib = rss_peak_kib.max(proc_status_kib(pid, "VmHWM:").unwrap_or(0));
+        let watermark = match http.get(&metrics_url).send().await {
+            Ok(response) => response.text().await.ok().and_then(|text| metric(&text, "momentum_projector_watermark")),
+            Err(_) => None,
+        };
+        if let Some(watermark) = watermark {
+            samples.push((started.elapsed().as_secs_f64(), watermark));
+            progress.set_position(watermark);
+            if watermark >= last_sequence {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    progress.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    // The rate over the first and the last 10% of the stream shows whether
+    // an event costs more once many are stored.
+    let rate_between = |from: u64, to: u64| {
+        let at = |sequence: u64| samples.iter().find(|(_, watermark)| *watermark >= sequence).map(|(time, _)| *time);
+        match (at(from), at(to)) {
+            (Some(start), Some(end)) if end > start => Some((to - from) as f64 / (end - start)),
+            _ => None,
+        }
+    };
+    let tenth = last_sequence / 10;
+    Ok(json!({
+        "events": last_sequence,
+        "seconds": elapsed,
+        "events_per_s": last_sequence as f64 / elapsed,
+        "first_tenth_events_per_s": rate_between(tenth / 10, tenth),
+        "last_tenth_events_per_s": rate_between(last_sequence - tenth, last_sequence),
+        "rss_peak_mib": rss_peak_kib as f64 / 1024.0,
+    }))
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| line.strip_prefix(field)?.trim().split(' ').next()?.parse().ok())
+}
+
+/// The value of an unlabelled metric in an OpenMetrics text.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+}
+
+/// Stage 6: events posted one at a time at a steady rate; each is read back
+/// through the query API with `min_seq` as soon as ingest has answered.
+async fn freshness(
+    http: &reqwest::Client,
+    ingest_url: &str,
+    query_url: &str,
+    movement: &str,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Value> {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut reads = Vec::new();
+    let (from, to) = ("2026-01-05", "2026-01-11");
+    for index in 0..rate * seconds {
+        ticker.tick().await;
+        let (http, ingest_url, query_url, movement) =
+            (http.clone(), ingest_url.to_owned(), query_url.to_owned(), movement.to_owned());
+        reads.push(tokio::spawn(async move {
+            let event = json!({
+                "specversion": "1.0", "id": format!("fresh-{index}"), "source": "urn:momentum:bench",
+                "type": "volunteer.hours_logged", "subject": movement, "time": "2026-01-06T10:00:00Z",
+                "data": { "participant": format!("fresh-{}", index % 500), "hours": 1.0 },
+            });
+            let response = http
+                .post(format!("{ingest_url}/v1/events"))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/cloudevents+json")
+                .body(event.to_string())
+                .send()
+                .await?;
+            let answer: Value = response.json().await?;
+            let acknowledged = Instant::now();
+            let seq = answer["seq"].as_u64().context("ingest answered a sequence")?;
+            let read = http
+                .get(format!(
+                    "{query_url}/v1/movements/{movement}/trends?interval=week&from={from}&to={to}&metrics=volunteer_hours&min_seq={seq}"
+                ))
+                .bearer_auth(TOKEN)
+                .send()
+                .await?;
+            if !read.status().is_success() {
+                bail!("a min_seq read answered {}", read.status());
+            }
+            anyhow::Ok(acknowledged.elapsed())
+        }));
+    }
+    let mut latencies = Vec::new();
+    for read in reads {
+        latencies.push(read.await??);
+    }
+    latencies.sort();
+    Ok(json!({
+        "events_per_s": rate,
+        "reads": latencies.len(),
+        "p50_ms": percentile_ms(&latencies, 0.50),
+        "p99_ms": percentile_ms(&latencies, 0.99),
+    }))
+}
+
+/// Stage 7: three years of weekly figures, every metric, read again and
+/// again from many connections.
+async fn query_trends(
+    http: &reqwest::Client,
+    query_url: &str,
+    movement: &str,
+    duration: Duration,
+) -> anyhow::Result<Value> {
+    let today = Utc::now().date_naive();
+    let from = today - chrono::Days::new(3 * 365);
+    let url = format!("{query_url}/v1/movements/{movement}/trends?interval=week&from={from}&to={today}");
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let connections = (0..QUERY_CONNECTIONS).map(|_| {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                let response = http.get(&url).bearer_auth(TOKEN).send().await?;
+                let status = response.status();
+                let _ = response.bytes().await?;
+                if !status.is_success() {
+                    bail!("a trend read answered {status}");
+                }
+                latencies.push(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        })
+    });
+    let mut latencies = Vec::new();
+    for connection in connections.collect::<Vec<_>>() {
+        latencies.extend(connection.await??);
+    }
+    Ok(rate_and_latencies(latencies, started.elapsed()))
+}
+
+fn folder_bytes(folder: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(folder) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => folder_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn progress_bar(length: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(length);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("  {bar:40} {pos}/{len} {per_sec} eta {eta}") {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn print_table(report: &Value) {
+    let number = |value: &Value| value.as_f64().map_or_else(|| "-".to_owned(), |value| format!("{value:.0}"));
+    let decimal = |value: &Value| value.as_f64().map_or_else(|| "-".to_owned(), |value| format!("{value:.2}"));
+    let machine = &report["machine"];
+    println!(
+        "machine: {} cores, {:.1} GiB; nats-server {}; momentum {}{}",
+        machine["cores"],
+        machine["memory_gib"].as_f64().unwrap_or(0.0),
+        machine["nats_server_version"].as_str().unwrap_or("?"),
+        machine["momentum_version"].as_str().unwrap_or("?"),
+        if report["smoke"] == true { " — SMOKE RUN, figures meaningless" } else { "" }
+    );
+    println!("| stage | figure |");
+    println!("|---|---|");
+    println!("| 1. raw JetStream publish | {} events/s |", number(&report["raw_publish_events_per_s"]));
+    println!(
+        "| 2. HTTP ingest, batches of {BATCH_EVENTS} | {} events/s ({:.0}% of 1) |",
+        number(&report["ingest_batches_events_per_s"]),
+        report["ingest_batches_ratio_to_raw"].as_f64().unwrap_or(0.0) * 100.0
+    );
+    let single = &report["ingest_single"];
+    println!(
+        "| 3. HTTP ingest, single events, {SINGLE_CONNECTIONS} connections | {} requests/s, p50 {} ms, p99 {} ms |",
+        number(&single["requests_per_s"]),
+        decimal(&single["p50_ms"]),
+        decimal(&single["p99_ms"])
+    );
+    println!("| 4. raw ordered-consumer read | {} events/s |", number(&report["raw_consume_events_per_s"]));
+    let catch_up = &report["projector_catch_up"];
+    println!(
+        "| 5. projector catch-up over {} events | {} events/s ({:.0}% of 4); first tenth {}, last tenth {} events/s; peak RSS {} MiB |",
+        catch_up["events"],
+        number(&catch_up["events_per_s"]),
+        catch_up["ratio_to_raw_consume"].as_f64().unwrap_or(0.0) * 100.0,
+        number(&catch_up["first_tenth_events_per_s"]),
+        number(&catch_up["last_tenth_events_per_s"]),
+        number(&catch_up["rss_peak_mib"])
+    );
+    let freshness = &report["freshness"];
+    println!(
+        "| 6. freshness at {} events/s | p50 {} ms, p99 {} ms |",
+        freshness["events_per_s"],
+        decimal(&freshness["p50_ms"]),
+        decimal(&freshness["p99_ms"])
+    );
+    let query = &report["query_trends"];
+    println!(
+        "| 7. trend reads, 3 years weekly, {QUERY_CONNECTIONS} connections | {} requests/s, p50 {} ms, p99 {} ms |",
+        number(&query["requests_per_s"]),
+        decimal(&query["p50_ms"]),
+        decimal(&query["p99_ms"])
+    );
+    let sizes = &report["sizes"];
+    println!(
+        "| 8. size per million events | stream {:.0} MiB, store {:.0} MiB |",
+        sizes["stream_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0,
+        sizes["store_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0
+    );
+}

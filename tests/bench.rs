@@ -1,0 +1,55 @@
+//! `momentum bench --smoke`: every stage of the benchmark still runs and
+//! reports a figure. Speed is never asserted here; the full run's figures
+//! are in docs/benchmarks.md.
+
+use momentum_testkit::workspace_binary;
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
+    let folder = tempfile::tempdir().unwrap();
+    let report_path = folder.path().join("report.json");
+    let mut command = std::process::Command::new(workspace_binary("momentum"));
+    command.args(["bench", "--smoke", "--out"]).arg(&report_path);
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().expect("momentum bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "momentum bench --smoke failed:\n{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
+    assert_eq!(report["smoke"], true);
+    assert_eq!(report["machine"]["nats_server_version"], momentum_testkit::NATS_SERVER_VERSION);
+    let positive = |pointer: &str| {
+        let value = report.pointer(pointer).and_then(Value::as_f64);
+        assert!(value.is_some_and(|value| value.is_finite() && value > 0.0), "{pointer} is {value:?} in {report}");
+    };
+    for pointer in [
+        "/raw_publish_events_per_s",
+        "/ingest_batches_events_per_s",
+        "/ingest_batches_ratio_to_raw",
+        "/ingest_single/requests_per_s",
+        "/ingest_single/p99_ms",
+        "/raw_consume_events_per_s",
+        "/projector_catch_up/events_per_s",
+        "/projector_catch_up/ratio_to_raw_consume",
+        "/projector_catch_up/rss_peak_mib",
+        "/freshness/p50_ms",
+        "/freshness/p99_ms",
+        "/query_trends/requests_per_s",
+        "/query_trends/p99_ms",
+        "/sizes/stream_bytes_per_million_events",
+        "/sizes/store_bytes_per_million_events",
+    ] {
+        positive(pointer);
+    }
+    // The stream held at least the events asked for, and the projector
+    // caught up with all of them.
+    let events = report["projector_catch_up"]["events"].as_u64().unwrap();
+    assert!(events >= 5000, "{events}");
+    assert_eq!(
+        report["sizes"]["stream_events"].as_u64().unwrap(),
+        events + report["freshness"]["reads"].as_u64().unwrap()
+    );
+    for stage in ["1. raw JetStream publish", "5. projector catch-up", "8. size per million events"] {
+        assert!(stdout.contains(stage), "the table names stage {stage:?}:\n{stdout}");
+    }
+}
