@@ -1,5 +1,10 @@
 use anyhow::Context;
 
+/// mimalloc rather than glibc malloc: the services allocate many small,
+/// short-lived buffers per request, where glibc spent a fifth of the CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = momentum_runtime::config::parse::<momentum_projector::Config>();
