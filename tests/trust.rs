@@ -468,3 +468,33 @@ async fn after_a_key_rotation_new_events_use_the_new_key_and_erasure_finds_the_p
     after.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_ingest_replica_that_has_not_seen_a_participant_gives_them_the_pseudonym_another_replica_gave() {
+    let stack = TestStack::start().await;
+    let (status, body) = stack.post_event(&hours("r1", "alpha", "2026-03-04T10:00:00Z", "rosa", 1.0)).await;
+    assert_eq!(status, 202, "{body}");
+    // A second replica starts with an empty cache: its salt for rosa must
+    // come from the bucket, not be made anew.
+    let (replica, url) = spawn_ingest(&ingest_config(&stack.nats.url())).await;
+    let post = |id: &str, participant: &str| {
+        stack
+            .http
+            .post(format!("{url}/v1/events"))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(hours(id, "alpha", "2026-03-05T10:00:00Z", participant, 1.0).to_string())
+    };
+    for (id, participant) in [("r2", "rosa"), ("r3", "sam")] {
+        let (status, _, body) = send(post(id, participant)).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let stored = stored_events(&stack.nats.url()).await;
+    let pseudonyms: Vec<&str> = stored.iter().map(|event| event["data"]["participant"].as_str().unwrap()).collect();
+    assert_eq!(pseudonyms.len(), 3);
+    assert_eq!(pseudonyms[0], pseudonyms[1], "rosa has one pseudonym whichever replica saw her");
+    assert_ne!(pseudonyms[1], pseudonyms[2], "sam is someone else");
+    assert!(pseudonyms.iter().all(|pseudonym| pseudonym.starts_with('p') && !pseudonym.contains("rosa")));
+    replica.stop().await;
+    stack.stop().await;
+}

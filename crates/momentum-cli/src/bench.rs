@@ -121,8 +121,14 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
 
     eprintln!("generating {} events", arguments.events);
     let events = generate(arguments.events);
+    let participants = distinct_participants(&events);
     let (http_part, rest) = events.split_at(arguments.http_events);
-    let mut report = json!({ "machine": machine, "smoke": arguments.smoke });
+    let mut report = json!({
+        "machine": machine,
+        "smoke": arguments.smoke,
+        "events": events.len(),
+        "distinct_participants": participants,
+    });
 
     eprintln!("1/8 raw JetStream publish of {} events", http_part.len());
     let raw_publish = raw_publish(&nats, http_part).await?;
@@ -254,24 +260,48 @@ fn spawn_service(
     Ok(ChildProcess::spawn(&mut command))
 }
 
+/// Copies of the demo's movements that share one set of movement names.
+/// The demo's participant refs are numbered per movement, so copies under
+/// the same names mostly meet the same people again: three copies a name
+/// set gives about 100 000 distinct participants over a million events,
+/// the workload the targets are stated for.
+const COPIES_PER_MOVEMENT_NAMES: u64 = 3;
+
 /// `count` events with the demo's mix: copies of its three years of six
-/// movements, each copy's movements renamed so that every copy adds people.
+/// movements, each with its own seed (so its own event ids), every
+/// [`COPIES_PER_MOVEMENT_NAMES`] copies under new movement names.
 fn generate(count: usize) -> Vec<Value> {
     let now = Utc::now();
     let mut events = Vec::with_capacity(count);
     for copy in 0u64.. {
+        let names = copy / COPIES_PER_MOVEMENT_NAMES;
         for mut event in crate::demo::generate(2026 + copy, 3, now) {
             if events.len() == count {
                 return events;
             }
-            if copy > 0 {
-                let renamed = format!("{}-{copy}", event["subject"].as_str().unwrap_or("movement"));
+            if names > 0 {
+                let renamed = format!("{}-{names}", event["subject"].as_str().unwrap_or("movement"));
                 event["subject"] = json!(renamed);
             }
             events.push(event);
         }
     }
     events
+}
+
+/// Distinct participants of `events`: the (movement, ref) pairs ingest
+/// gives a pseudonym each, sign-ups and organisers included.
+fn distinct_participants(events: &[Value]) -> usize {
+    let mut participants = std::collections::HashSet::new();
+    for event in events {
+        let kind = event["type"].as_str().and_then(momentum_domain::EventType::parse);
+        let (Some(kind), Some(movement)) = (kind, event["subject"].as_str()) else { continue };
+        let mut data = event["data"].clone();
+        momentum_domain::event::rewrite_participant_refs(kind, &mut data, |participant| {
+            participants.insert((movement.to_owned(), participant.clone()));
+        });
+    }
+    participants.len()
 }
 
 /// Stage 1: the same payloads published with message ids on a stream of the
@@ -644,6 +674,10 @@ fn print_table(report: &Value) {
         machine["nats_server_version"].as_str().unwrap_or("?"),
         machine["momentum_version"].as_str().unwrap_or("?"),
         if report["smoke"] == true { " — SMOKE RUN, figures meaningless" } else { "" }
+    );
+    println!(
+        "workload: {} generated events, {} distinct participants",
+        report["events"], report["distinct_participants"]
     );
     println!("| stage | figure |");
     println!("|---|---|");
