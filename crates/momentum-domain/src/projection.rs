@@ -802,29 +802,30 @@ fn update_activity<S: State>(
     totals.adjust(interval, start, |totals| totals.active_participants += change);
     count_member(state, &keys::cohort(movement, interval, cohort, start), change)?;
 
-    let previous = interval.shift(start, -1);
-    if is_active(state, movement, interval, participant, previous)? {
+    // Retention looks one period either side, and the windows that hold
+    // this period reach `MOMENTUM_WINDOW_PERIODS - 1` either side: read
+    // each of those periods' activity once (6 lookups, where asking per
+    // window took up to 14).
+    const REACH: i32 = MOMENTUM_WINDOW_PERIODS - 1;
+    let mut active_around = [false; (2 * REACH + 1) as usize];
+    for offset in (-REACH..=REACH).filter(|offset| *offset != 0) {
+        let other = interval.shift(start, offset);
+        active_around[(offset + REACH) as usize] = is_active(state, movement, interval, participant, other)?;
+    }
+    let active_at = |offset: i32| active_around[(offset + REACH) as usize];
+    if active_at(-1) {
         totals.adjust(interval, start, |totals| totals.retained_participants += change);
     }
-    let next = interval.shift(start, 1);
-    if is_active(state, movement, interval, participant, next)? {
-        totals.adjust(interval, next, |totals| totals.retained_participants += change);
+    if active_at(1) {
+        totals.adjust(interval, interval.shift(start, 1), |totals| totals.retained_participants += change);
     }
     // The window ending at W covers W-3..=W: this period is in the windows
     // ending here and in the three periods after. A window's distinct count
     // changes only if no other period of it has the participant active.
     for offset in 0..MOMENTUM_WINDOW_PERIODS {
-        let window_end = interval.shift(start, offset);
-        let mut active_elsewhere = false;
-        for back in 0..MOMENTUM_WINDOW_PERIODS {
-            let other = interval.shift(window_end, -back);
-            if other != start && is_active(state, movement, interval, participant, other)? {
-                active_elsewhere = true;
-                break;
-            }
-        }
+        let active_elsewhere = (offset - REACH..=offset).any(|other| other != 0 && active_at(other));
         if !active_elsewhere {
-            totals.adjust(interval, window_end, |totals| totals.window_participants += change);
+            totals.adjust(interval, interval.shift(start, offset), |totals| totals.window_participants += change);
         }
     }
     Ok(())

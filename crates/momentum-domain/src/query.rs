@@ -459,11 +459,7 @@ pub fn trend<S: StateRead>(
     let mut starts: Vec<NaiveDate> =
         (1..=MOMENTUM_WINDOW_PERIODS).rev().map(|back| request.interval.shift(first, -back)).collect();
     starts.extend(&periods);
-    let totals = starts
-        .iter()
-        .map(|start| PeriodTotals::read(state, &request.movement, request.interval, *start))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(QueryError::Store)?;
+    let totals = period_totals(state, &request.movement, request.interval, &starts).map_err(QueryError::Store)?;
     let series = periods
         .iter()
         .enumerate()
@@ -488,6 +484,28 @@ pub fn trend<S: StateRead>(
         series,
         suppressed_below: None,
     })
+}
+
+/// The totals of each of `starts` (consecutive periods, in order), zeros
+/// where nothing happened. One range scan over the periods stored between
+/// the first and the last, so a read costs in proportion to the periods
+/// asked for, not to what else the store holds.
+fn period_totals<S: StateRead>(
+    state: &S,
+    movement: &str,
+    interval: Interval,
+    starts: &[NaiveDate],
+) -> Result<Vec<PeriodTotals>, S::Error> {
+    let (Some(first), Some(last)) = (starts.first(), starts.last()) else { return Ok(Vec::new()) };
+    let start_key = keys::period(movement, interval, *first);
+    let end_key = keys::period(movement, interval, interval.next_period(*last));
+    let date_offset = start_key.len() - 4;
+    let stored: BTreeMap<NaiveDate, PeriodTotals> = state
+        .scan_range(&start_key, &end_key)?
+        .into_iter()
+        .map(|(key, value)| (keys::read_date(&key[date_offset..]), PeriodTotals::decode(&value)))
+        .collect();
+    Ok(starts.iter().map(|start| stored.get(start).copied().unwrap_or_default()).collect())
 }
 
 /// Cohorts by first participation, with the activity of each over the
