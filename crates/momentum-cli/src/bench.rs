@@ -85,6 +85,16 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
         bail!("--http-events ({}) must not exceed --events ({})", arguments.http_events, arguments.events);
     }
     let work = tempfile::Builder::new().prefix("momentum-bench-").tempdir()?;
+    let nats_binary = momentum_testkit::nats_server_binary();
+    let runs = std::process::Command::new(&nats_binary).arg("--version").output().is_ok_and(|out| out.status.success());
+    if !runs {
+        bail!(
+            "cannot run nats-server ({}): set MOMENTUM_NATS_SERVER to its path or put it on PATH \
+             (scripts/bench.sh installs the pinned {})",
+            nats_binary.display(),
+            momentum_testkit::NATS_SERVER_VERSION
+        );
+    }
     let nats_server = NatsServer::start();
     let nats = async_nats::connect(nats_server.url()).await.context("connecting to the bench's nats-server")?;
     let machine = machine(&nats);
@@ -410,39 +420,57 @@ async fn ingest_single(
     duration: Duration,
 ) -> anyhow::Result<Value> {
     let templates: Arc<Vec<Value>> = Arc::new(events.iter().take(10_000).cloned().collect());
+    let (http, url) = (http.clone(), format!("{ingest_url}/v1/events"));
+    closed_loop(SINGLE_CONNECTIONS, duration, move |connection, index| {
+        let mut event = templates[(connection * 7919 + index) % templates.len()].clone();
+        event["id"] = json!(format!("single-{connection}-{index}"));
+        let request = http
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/cloudevents+json")
+            .body(event.to_string());
+        async move {
+            let response = request.send().await?;
+            let status = response.status();
+            let _ = response.bytes().await?;
+            if status != reqwest::StatusCode::ACCEPTED {
+                bail!("ingest answered {status} to a single event");
+            }
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// A closed-loop load: `connections` tasks each send one request, wait for
+/// its answer and send the next, until `duration` has passed. `request`
+/// makes the `index`th request of a connection. Returns the rate and the
+/// latency percentiles of the answered requests; any failed one fails all.
+async fn closed_loop<Request, Answer>(connections: usize, duration: Duration, request: Request) -> anyhow::Result<Value>
+where
+    Request: Fn(usize, usize) -> Answer + Clone + Send + 'static,
+    Answer: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let deadline = Instant::now() + duration;
     let started = Instant::now();
-    let connections = (0..SINGLE_CONNECTIONS).map(|connection| {
-        let (http, url, templates) = (http.clone(), format!("{ingest_url}/v1/events"), templates.clone());
+    let tasks = (0..connections).map(|connection| {
+        let request = request.clone();
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             for index in 0.. {
                 if Instant::now() >= deadline {
                     break;
                 }
-                let mut event = templates[(connection * 7919 + index) % templates.len()].clone();
-                event["id"] = json!(format!("single-{connection}-{index}"));
                 let sent = Instant::now();
-                let response = http
-                    .post(&url)
-                    .bearer_auth(TOKEN)
-                    .header("content-type", "application/cloudevents+json")
-                    .body(event.to_string())
-                    .send()
-                    .await?;
-                let status = response.status();
-                let _ = response.bytes().await?;
-                if status != reqwest::StatusCode::ACCEPTED {
-                    bail!("ingest answered {status} to a single event");
-                }
+                request(connection, index).await?;
                 latencies.push(sent.elapsed());
             }
             anyhow::Ok(latencies)
         })
     });
     let mut latencies = Vec::new();
-    for connection in connections.collect::<Vec<_>>() {
-        latencies.extend(connection.await??);
+    for task in tasks.collect::<Vec<_>>() {
+        latencies.extend(task.await??);
     }
     Ok(rate_and_latencies(latencies, started.elapsed()))
 }
@@ -617,30 +645,20 @@ async fn query_trends(
     let today = Utc::now().date_naive();
     let from = today - chrono::Days::new(3 * 365);
     let url = format!("{query_url}/v1/movements/{movement}/trends?interval=week&from={from}&to={today}");
-    let deadline = Instant::now() + duration;
-    let started = Instant::now();
-    let connections = (0..QUERY_CONNECTIONS).map(|_| {
-        let (http, url) = (http.clone(), url.clone());
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                let response = http.get(&url).bearer_auth(TOKEN).send().await?;
-                let status = response.status();
-                let _ = response.bytes().await?;
-                if !status.is_success() {
-                    bail!("a trend read answered {status}");
-                }
-                latencies.push(sent.elapsed());
+    let http = http.clone();
+    closed_loop(QUERY_CONNECTIONS, duration, move |_, _| {
+        let request = http.get(&url).bearer_auth(TOKEN);
+        async move {
+            let response = request.send().await?;
+            let status = response.status();
+            let _ = response.bytes().await?;
+            if !status.is_success() {
+                bail!("a trend read answered {status}");
             }
-            anyhow::Ok(latencies)
-        })
-    });
-    let mut latencies = Vec::new();
-    for connection in connections.collect::<Vec<_>>() {
-        latencies.extend(connection.await??);
-    }
-    Ok(rate_and_latencies(latencies, started.elapsed()))
+            Ok(())
+        }
+    })
+    .await
 }
 
 fn folder_bytes(folder: &Path) -> u64 {

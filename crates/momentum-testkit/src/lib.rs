@@ -26,7 +26,10 @@ pub fn nats_server_binary() -> PathBuf {
     if let Ok(path) = std::env::var("MOMENTUM_NATS_SERVER") {
         return PathBuf::from(path);
     }
-    let pinned = workspace_root().join(format!(".tools/nats-server-{NATS_SERVER_VERSION}/bin/nats-server"));
+    // Outside a checkout (the bench in a container image) the workspace
+    // this was built in is gone: look on PATH then, rather than fail.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let pinned = workspace.join(format!(".tools/nats-server-{NATS_SERVER_VERSION}/bin/nats-server"));
     if pinned.exists() {
         return pinned;
     }
