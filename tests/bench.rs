@@ -38,6 +38,7 @@ async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
         "/query_trends/p99_ms",
         "/sizes/stream_bytes_per_million_events",
         "/sizes/store_bytes_per_million_events",
+        "/distinct_participants",
     ] {
         positive(pointer);
     }

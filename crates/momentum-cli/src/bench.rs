@@ -130,7 +130,7 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(128).timeout(Duration::from_secs(60)).build()?;
 
     eprintln!("generating {} events", arguments.events);
-    let events = generate(arguments.events);
+    let events = generate(arguments.events, Utc::now());
     let participants = distinct_participants(&events);
     eprintln!("workload: {} events, {participants} distinct participants", events.len());
     let (http_part, rest) = events.split_at(arguments.http_events);
@@ -281,8 +281,7 @@ const COPIES_PER_MOVEMENT_NAMES: u64 = 8;
 /// `count` events with the demo's mix: copies of its three years of six
 /// movements, each with its own seed (so its own event ids), every
 /// [`COPIES_PER_MOVEMENT_NAMES`] copies under new movement names.
-fn generate(count: usize) -> Vec<Value> {
-    let now = Utc::now();
+fn generate(count: usize, now: chrono::DateTime<Utc>) -> Vec<Value> {
     let mut events = Vec::with_capacity(count);
     for copy in 0u64.. {
         let names = copy / COPIES_PER_MOVEMENT_NAMES;
@@ -744,4 +743,41 @@ fn print_table(report: &Value) {
         sizes["stream_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0,
         sizes["store_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn participants_are_counted_per_movement_with_sign_ups_and_organisers() {
+        let events = [
+            json!({ "type": "meeting.held", "subject": "alpha", "data": {
+                "attendees": ["ann", "bob"], "organisers": [{ "participant": "olga", "role": "citizen" }] } }),
+            json!({ "type": "participant.joined", "subject": "alpha", "data": { "participant": "cat" } }),
+            json!({ "type": "volunteer.hours_logged", "subject": "alpha", "data": { "participant": "ann", "hours": 2 } }),
+            json!({ "type": "volunteer.hours_logged", "subject": "beta", "data": { "participant": "ann", "hours": 1 } }),
+            json!({ "type": "event.retracted", "subject": "beta", "data": { "event_id": "x" } }),
+        ];
+        // ann, bob, olga and cat in alpha; ann again in beta is someone else.
+        assert_eq!(distinct_participants(&events), 5);
+    }
+
+    #[test]
+    fn eight_copies_share_movement_names_before_new_names_begin() {
+        // Copies differ in length (each has its own seed), so find where the
+        // eighth ends from the copies themselves.
+        let now = Utc::now();
+        let lengths: Vec<usize> = (0..9).map(|copy| crate::demo::generate(2026 + copy, 3, now).len()).collect();
+        let eight: usize = lengths[..8].iter().sum();
+        let events = generate(eight + lengths[8], now);
+        let names = |range: std::ops::Range<usize>| -> std::collections::BTreeSet<String> {
+            events[range].iter().map(|event| event["subject"].as_str().unwrap().to_owned()).collect()
+        };
+        let first = names(0..lengths[0]);
+        assert_eq!(names(0..eight), first, "the first eight copies use the demo's names");
+        let ninth = names(eight..events.len());
+        assert!(ninth.is_disjoint(&first), "the ninth copy has names of its own: {ninth:?}");
+        assert_eq!(ninth.len(), first.len());
+    }
 }
