@@ -31,6 +31,9 @@ pub const EVENT_BYTES_MAX: usize = 256 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QueryEndpoint {
     Trends,
+    /// The stored totals a trend is computed from: what the query service
+    /// asks for to serve a trend (`momentum_domain::query::TrendTotals`).
+    TrendTotals,
     Cohorts,
     Principles,
     Compare,
@@ -39,8 +42,9 @@ pub enum QueryEndpoint {
 }
 
 impl QueryEndpoint {
-    pub const ALL: [QueryEndpoint; 6] = [
+    pub const ALL: [QueryEndpoint; 7] = [
         QueryEndpoint::Trends,
+        QueryEndpoint::TrendTotals,
         QueryEndpoint::Cohorts,
         QueryEndpoint::Principles,
         QueryEndpoint::Compare,
@@ -51,6 +55,7 @@ impl QueryEndpoint {
     pub fn name(self) -> &'static str {
         match self {
             QueryEndpoint::Trends => "trends",
+            QueryEndpoint::TrendTotals => "trend_totals",
             QueryEndpoint::Cohorts => "cohorts",
             QueryEndpoint::Principles => "principles",
             QueryEndpoint::Compare => "compare",

@@ -363,6 +363,51 @@ impl PeriodTotals {
     }
 }
 
+/// Over NATS (the query service's `trend_totals`), totals travel as a JSON
+/// array of the fields in stored order without its trailing zeros, so a
+/// period where nothing happened is `[]`; like the stored form, a shorter
+/// array reads with zeros and fields a newer writer appended are ignored.
+impl serde::Serialize for PeriodTotals {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut copy = *self;
+        let fields = copy.fields_mut().map(|field| *field);
+        let length = fields.iter().rposition(|field| *field != 0).map_or(0, |last| last + 1);
+        serializer.collect_seq(&fields[..length])
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PeriodTotals {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<PeriodTotals, D::Error> {
+        // Read straight into the fields: a trend's totals are thousands of
+        // numbers, read on every trend request.
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = PeriodTotals;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an array of integers")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut sequence: A) -> Result<PeriodTotals, A::Error> {
+                let mut totals = PeriodTotals::default();
+                let mut ended = false;
+                for field in totals.fields_mut() {
+                    match sequence.next_element::<i64>()? {
+                        Some(value) => *field = value,
+                        None => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+                while !ended && sequence.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(totals)
+            }
+        }
+        deserializer.deserialize_seq(Fields)
+    }
+}
+
 /// Volunteer hours are counted in whole milli-hours (3.6 seconds), so that
 /// sums are exact; the schema bounds hours to (0, 24], so this cannot overflow.
 pub fn millihours(hours: f64) -> i64 {

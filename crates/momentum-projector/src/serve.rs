@@ -152,7 +152,15 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
         QueryEndpoint::Trends => {
             let envelope: Envelope<TrendRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            Box::new(move || to_json(query::trend(&store, &envelope.request, &settings)))
+            Box::new(move || {
+                let trend = query::trend(&store, &envelope.request, &settings).map_err(query_error)?;
+                Ok(trend.to_json())
+            })
+        }
+        QueryEndpoint::TrendTotals => {
+            let envelope: Envelope<TrendRequest> = read(payload)?;
+            wait_for(context, envelope.min_seq).await?;
+            Box::new(move || to_json(query::trend_totals(&store, &envelope.request, &settings)))
         }
         QueryEndpoint::Cohorts => {
             let envelope: Envelope<CohortRequest> = read(payload)?;

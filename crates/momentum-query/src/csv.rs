@@ -54,7 +54,9 @@ pub(crate) struct CsvFile {
 /// JSON the endpoint promises, which would be a bug.
 pub(crate) fn to_csv(endpoint: QueryEndpoint, json: &[u8], layout: Layout) -> Result<CsvFile, serde_json::Error> {
     Ok(match endpoint {
-        QueryEndpoint::Trends => trend(&serde_json::from_slice(json)?, layout),
+        // A trend read is answered with a trend, computed here from the
+        // totals the projector sends; both endpoints' answers are trends.
+        QueryEndpoint::Trends | QueryEndpoint::TrendTotals => trend(&serde_json::from_slice(json)?, layout),
         QueryEndpoint::Cohorts => cohorts(&serde_json::from_slice(json)?, layout),
         QueryEndpoint::Principles => principles(&serde_json::from_slice(json)?),
         QueryEndpoint::Compare => comparison(&serde_json::from_slice(json)?, layout),

@@ -31,7 +31,7 @@ fn route(count: u32, endpoint: QueryEndpoint, request: &Value) -> Route {
         return Route::One(Partition::WHOLE);
     }
     match endpoint {
-        QueryEndpoint::Trends | QueryEndpoint::Cohorts | QueryEndpoint::Principles => {
+        QueryEndpoint::Trends | QueryEndpoint::TrendTotals | QueryEndpoint::Cohorts | QueryEndpoint::Principles => {
             Route::One(owner(request["movement"].as_str().unwrap_or_default()))
         }
         QueryEndpoint::Compare => {
@@ -160,7 +160,7 @@ fn merge(endpoint: QueryEndpoint, answers: &[Bytes], request: &Value) -> Result<
             serde_json::to_vec(&merged)?
         }
         // Reads of one movement are never scattered.
-        QueryEndpoint::Trends | QueryEndpoint::Cohorts | QueryEndpoint::Principles => {
+        QueryEndpoint::Trends | QueryEndpoint::TrendTotals | QueryEndpoint::Cohorts | QueryEndpoint::Principles => {
             return Ok(answers.first().cloned().unwrap_or_default());
         }
     };

@@ -547,7 +547,9 @@ async fn ask_for(
     endpoint: QueryEndpoint,
     mut request: Value,
 ) -> Result<Bytes, Response> {
-    use momentum_domain::query::{Cohorts, Comparison, MovementList, Principles, Trend, suppression};
+    use momentum_domain::query::{
+        self, Cohorts, Comparison, MovementList, Principles, QueryError, TrendRequest, TrendTotals, suppression,
+    };
     let internal = |error: serde_json::Error| {
         tracing::error!(%error, "a projector answer could not be read");
         Problem::internal().into_response()
@@ -560,25 +562,36 @@ async fn ask_for(
             list.movements.retain(|summary| caller.may_read(&summary.movement));
             Ok(to_bytes(&list))
         }
-        (QueryEndpoint::Trends, Some(below)) => {
-            // Ratios are suppressed by the active count, so it is always read.
-            let requested: Option<Vec<Metric>> = serde_json::from_value(request["metrics"].clone()).unwrap_or(None);
-            if let Some(metrics) = &requested
+        (QueryEndpoint::Trends, below) => {
+            // The projector sends the period totals (a few KB) and the
+            // metrics are computed here: the finished trend is about ten
+            // times larger, and those bytes crossed NATS on every read.
+            let mut trend_request: TrendRequest = serde_json::from_value(request.clone()).map_err(internal)?;
+            let requested = trend_request.metrics.clone();
+            // Ratios are suppressed by the active count, so it is always computed.
+            if below.is_some()
+                && let Some(metrics) = &mut trend_request.metrics
                 && !metrics.contains(&Metric::ActiveParticipants)
             {
-                let mut with_active = metrics.clone();
-                with_active.push(Metric::ActiveParticipants);
-                request["metrics"] = json!(with_active);
+                metrics.push(Metric::ActiveParticipants);
             }
-            let json = ask(state, endpoint, request).await?;
-            let mut trend: Trend = serde_json::from_slice(&json).map_err(internal)?;
+            let json = ask(state, QueryEndpoint::TrendTotals, request).await?;
+            let totals: TrendTotals = serde_json::from_slice(&json).map_err(internal)?;
+            let unfit = |error: QueryError<()>| {
+                tracing::error!(%error, "a projector's trend totals do not fit the request");
+                Problem::internal().into_response()
+            };
+            let Some(below) = below else {
+                return Ok(Bytes::from(query::trend_json_from_totals(&trend_request, &totals).map_err(unfit)?));
+            };
+            let mut trend = query::trend_from_totals(&trend_request, &totals).map_err(unfit)?;
             suppression::trend(&mut trend, below);
             if let Some(metrics) = requested {
                 for row in &mut trend.series {
                     row.values.retain(|(metric, _)| metrics.contains(metric));
                 }
             }
-            Ok(to_bytes(&trend))
+            Ok(Bytes::from(trend.to_json()))
         }
         (QueryEndpoint::Compare, Some(below)) => {
             let json = ask(state, endpoint, request.clone()).await?;
