@@ -125,6 +125,11 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
             bail!("a service did not start listening on port {port}");
         }
     }
+    let mut cpu = CpuAccount::default();
+    cpu.watch("nats-server", nats_server.pid());
+    cpu.watch("ingest", Some(_ingest.id()));
+    cpu.watch("query", Some(_query.id()));
+    cpu.watch("bench", Some(std::process::id()));
     let ingest_url = format!("http://127.0.0.1:{ingest_port}");
     let query_url = format!("http://127.0.0.1:{query_port}");
     let http = reqwest::Client::builder().pool_max_idle_per_host(128).timeout(Duration::from_secs(60)).build()?;
@@ -139,19 +144,26 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
         "smoke": arguments.smoke,
         "events": events.len(),
         "distinct_participants": participants,
+        "cpu_seconds": {},
     });
 
     eprintln!("1/8 raw JetStream publish of {} events", http_part.len());
+    let mark = cpu.now();
     let raw_publish = raw_publish(&nats, http_part).await?;
+    report["cpu_seconds"]["raw_publish"] = cpu.since(&mark);
     report["raw_publish_events_per_s"] = json!(raw_publish);
 
     eprintln!("2/8 HTTP ingest, batches of {BATCH_EVENTS} from {BATCH_CLIENTS} clients");
+    let mark = cpu.now();
     let batches = ingest_batches(&http, &ingest_url, http_part).await?;
+    report["cpu_seconds"]["ingest_batches"] = cpu.since(&mark);
     report["ingest_batches_events_per_s"] = json!(batches);
     report["ingest_batches_ratio_to_raw"] = json!(batches / raw_publish);
 
     eprintln!("3/8 HTTP ingest, one event a request from {SINGLE_CONNECTIONS} connections");
+    let mark = cpu.now();
     let single = ingest_single(&http, &ingest_url, http_part, Duration::from_secs(arguments.seconds)).await?;
+    report["cpu_seconds"]["ingest_single"] = cpu.since(&mark);
     report["ingest_single"] = single;
 
     let jetstream = jetstream::new(nats.clone());
@@ -163,7 +175,9 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     let last_sequence = stream.info().await?.state.last_sequence;
 
     eprintln!("4/8 raw ordered-consumer read of {last_sequence} events");
+    let mark = cpu.now();
     let raw_consume = raw_consume(&stream, last_sequence).await?;
+    report["cpu_seconds"]["raw_consume"] = cpu.since(&mark);
     report["raw_consume_events_per_s"] = json!(raw_consume);
 
     eprintln!("5/8 projector catch-up from sequence 1 over {last_sequence} events");
@@ -176,7 +190,10 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
         projector_port,
         &[("MOMENTUM_DATA_DIR", data.to_str().context("a UTF-8 temporary folder")?)],
     )?;
+    cpu.watch("projector", Some(projector.id()));
+    let mark = cpu.now();
     let catch_up = catch_up(&http, projector_port, projector.id(), last_sequence).await?;
+    report["cpu_seconds"]["projector_catch_up"] = cpu.since(&mark);
     report["projector_catch_up"] = catch_up;
     report["projector_catch_up"]["ratio_to_raw_consume"] =
         json!(report["projector_catch_up"]["events_per_s"].as_f64().unwrap_or(0.0) / raw_consume);
@@ -188,7 +205,9 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     report["freshness"] = freshness;
 
     eprintln!("7/8 trend reads at {QUERY_CONNECTIONS} connections");
+    let mark = cpu.now();
     report["query_trends"] = query_trends(&http, &query_url, &movement, Duration::from_secs(arguments.seconds)).await?;
+    report["cpu_seconds"]["query_trends"] = cpu.since(&mark);
 
     eprintln!("8/8 sizes on disk");
     let state = stream.info().await?.state.clone();
@@ -562,6 +581,52 @@ async fn catch_up(http: &reqwest::Client, port: u16, pid: u32, last_sequence: u6
     }))
 }
 
+/// The CPU time each process of the run spent, so that every stage's report
+/// shows where its CPU went: on 2 cores the processes compete for it. Read
+/// from `/proc`, so only on Linux; elsewhere the figures are absent.
+#[derive(Default)]
+struct CpuAccount {
+    processes: Vec<(&'static str, u32)>,
+}
+
+impl CpuAccount {
+    fn watch(&mut self, name: &'static str, pid: Option<u32>) {
+        if let Some(pid) = pid {
+            self.processes.push((name, pid));
+        }
+    }
+
+    fn now(&self) -> Vec<(&'static str, Option<f64>)> {
+        self.processes.iter().map(|(name, pid)| (*name, cpu_seconds(*pid))).collect()
+    }
+
+    /// Each process's CPU seconds since `mark` (a [`CpuAccount::now`]).
+    fn since(&self, mark: &[(&'static str, Option<f64>)]) -> Value {
+        let now = self.now();
+        let mut spent = serde_json::Map::new();
+        for (name, seconds) in now {
+            let before = mark.iter().find(|(earlier, _)| *earlier == name).and_then(|(_, seconds)| *seconds);
+            if let Some(seconds) = seconds {
+                spent.insert(name.to_owned(), json!(seconds - before.unwrap_or(0.0)));
+            }
+        }
+        Value::Object(spent)
+    }
+}
+
+/// User and system CPU time of a process, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    // Linux reports these in USER_HZ, which is 100 on every architecture
+    // it runs on (it is part of the kernel's ABI, unlike HZ).
+    const TICKS_PER_S: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / TICKS_PER_S)
+}
+
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find_map(|line| line.strip_prefix(field)?.trim().split(' ').next()?.parse().ok())
@@ -743,11 +808,49 @@ fn print_table(report: &Value) {
         sizes["stream_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0,
         sizes["store_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0
     );
+    println!();
+    println!("CPU seconds spent in each stage, by process:");
+    let processes = ["nats-server", "ingest", "projector", "query", "bench"];
+    println!("| stage | {} |", processes.join(" | "));
+    println!("|---|{}", "---|".repeat(processes.len()));
+    for (stage, key) in [
+        ("1. raw publish", "raw_publish"),
+        ("2. batches", "ingest_batches"),
+        ("3. single events", "ingest_single"),
+        ("4. raw consume", "raw_consume"),
+        ("5. catch-up", "projector_catch_up"),
+        ("7. trend reads", "query_trends"),
+    ] {
+        let spent = &report["cpu_seconds"][key];
+        let cells: Vec<String> = processes.iter().map(|process| decimal(&spent[*process])).collect();
+        println!("| {stage} | {} |", cells.join(" | "));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn cpu_spent_by_a_watched_process_is_counted_by_its_name() {
+        let mut account = CpuAccount::default();
+        account.watch("bench", Some(std::process::id()));
+        account.watch("never started", None);
+        let mark = account.now();
+        let before = cpu_seconds(std::process::id()).expect("this process has a stat file");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut sum = 0u64;
+        while cpu_seconds(std::process::id()).unwrap_or(before) < before + 0.05 && Instant::now() < deadline {
+            for step in 0..100_000u64 {
+                sum = sum.wrapping_add(std::hint::black_box(step));
+            }
+        }
+        std::hint::black_box(sum);
+        let spent = account.since(&mark);
+        assert!(spent["bench"].as_f64().expect("a figure") >= 0.05, "{spent}");
+        assert_eq!(spent.as_object().expect("an object").len(), 1, "{spent}");
+    }
 
     #[test]
     fn participants_are_counted_per_movement_with_sign_ups_and_organisers() {

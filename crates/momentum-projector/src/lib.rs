@@ -43,6 +43,10 @@ pub struct Config {
     /// The IANA time zone whose calendar decides an event's day, week and month.
     #[arg(long, env = "MOMENTUM_TIMEZONE", default_value = "Europe/London")]
     pub time_zone: chrono_tz::Tz,
+    /// The bound of the store's page cache in MiB (sled's own memory grows
+    /// a little beyond it with the size of the store).
+    #[arg(long, env = "MOMENTUM_STORE_CACHE_MIB", default_value_t = momentum_store::CACHE_BYTES_DEFAULT / 1024 / 1024)]
+    pub store_cache_mib: u64,
     /// The most events applied in one atomic batch.
     #[arg(long, env = "MOMENTUM_BATCH_SIZE_MAX", default_value_t = 1000)]
     pub batch_size_max: usize,
@@ -236,7 +240,7 @@ impl Projector {
         if !config.volunteer_hour_value_gbp.is_finite() || config.volunteer_hour_value_gbp < 0.0 {
             return Err(ProjectorError::HourValueInvalid(config.volunteer_hour_value_gbp));
         }
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open_with_cache(&config.data_dir, config.store_cache_mib * 1024 * 1024)?;
         store.check_format(momentum_domain::projection::FORMAT)?;
         store.check_setting("time_zone", config.time_zone.name())?;
         // A store holds one partition's movements; folding another's on top

@@ -128,6 +128,11 @@ impl NatsServer {
         server
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Where a server started with a configuration file writes its log.
     fn log_file(&self) -> PathBuf {
         self.store.path().join("nats-server.log")
