@@ -53,6 +53,49 @@ pub enum Metric {
     Momentum,
 }
 
+/// Names each metric once, for both [`Metric::as_str`] and the JSON key a
+/// trend row writes before its figure.
+macro_rules! metric_names {
+    ($($metric:ident => $name:literal,)*) => {
+        impl Metric {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Metric::$metric => $name,)*
+                }
+            }
+
+            /// `,"<name>":`, as a trend row writes it before the figure.
+            fn json_key(self) -> &'static str {
+                match self {
+                    $(Metric::$metric => concat!(",\"", $name, "\":"),)*
+                }
+            }
+        }
+    };
+}
+
+metric_names! {
+    ActiveParticipants => "active_participants",
+    NewParticipants => "new_participants",
+    ReturningParticipants => "returning_participants",
+    RetainedParticipants => "retained_participants",
+    RetentionRate => "retention_rate",
+    Joined => "joined",
+    Meetings => "meetings",
+    Attendances => "attendances",
+    VolunteerHours => "volunteer_hours",
+    Volunteers => "volunteers",
+    SocialValueGbp => "social_value_gbp",
+    CollectiveActions => "collective_actions",
+    ActionParticipants => "action_participants",
+    PeopleReached => "people_reached",
+    Organisers => "organisers",
+    CitizenLedShare => "citizen_led_share",
+    Partners => "partners",
+    Areas => "areas",
+    Momentum => "momentum",
+}
+
 impl Metric {
     pub const ALL: [Metric; 19] = [
         Metric::ActiveParticipants,
@@ -75,30 +118,6 @@ impl Metric {
         Metric::Areas,
         Metric::Momentum,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::ActiveParticipants => "active_participants",
-            Metric::NewParticipants => "new_participants",
-            Metric::ReturningParticipants => "returning_participants",
-            Metric::RetainedParticipants => "retained_participants",
-            Metric::RetentionRate => "retention_rate",
-            Metric::Joined => "joined",
-            Metric::Meetings => "meetings",
-            Metric::Attendances => "attendances",
-            Metric::VolunteerHours => "volunteer_hours",
-            Metric::Volunteers => "volunteers",
-            Metric::SocialValueGbp => "social_value_gbp",
-            Metric::CollectiveActions => "collective_actions",
-            Metric::ActionParticipants => "action_participants",
-            Metric::PeopleReached => "people_reached",
-            Metric::Organisers => "organisers",
-            Metric::CitizenLedShare => "citizen_led_share",
-            Metric::Partners => "partners",
-            Metric::Areas => "areas",
-            Metric::Momentum => "momentum",
-        }
-    }
 
     pub fn parse(text: &str) -> Option<Metric> {
         Metric::ALL.into_iter().find(|metric| metric.as_str() == text)
@@ -266,16 +285,15 @@ fn write_row<F: WriteFigure>(out: &mut Vec<u8>, period: NaiveDate, figures: impl
     write_date(out, period);
     for (metric, figure) in figures {
         // Metric names are ASCII identifiers: nothing to escape.
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(metric.as_str().as_bytes());
-        out.extend_from_slice(b"\":");
+        out.extend_from_slice(metric.json_key().as_bytes());
         figure.write(out);
     }
     out.push(b'}');
 }
 
-/// A figure as serde_json writes it: integers with `itoa`, as serde_json
-/// does, anything else through serde_json itself, so the text is the same.
+/// A figure as serde_json writes it, with the formatters it uses (`itoa`
+/// for integers, `zmij` for floats); the property tests hold the text to
+/// serde_json's.
 trait WriteFigure {
     fn write(self, out: &mut Vec<u8>);
 }
@@ -284,7 +302,10 @@ impl WriteFigure for Figure {
     fn write(self, out: &mut Vec<u8>) {
         match self {
             Figure::Count(count) => out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes()),
-            Figure::Fraction(fraction) if fraction.is_finite() => write_serde(out, &fraction),
+            // The formatter serde_json writes finite floats with.
+            Figure::Fraction(fraction) if fraction.is_finite() => {
+                out.extend_from_slice(zmij::Buffer::new().format_finite(fraction).as_bytes());
+            }
             Figure::Fraction(_) | Figure::Undefined => out.extend_from_slice(b"null"),
         }
     }
