@@ -811,17 +811,44 @@ async fn a_known_route_with_the_wrong_method_gets_a_405_problem() {
 
 #[tokio::test]
 async fn a_read_whose_answer_would_not_fit_in_a_nats_message_gets_a_400_naming_from_at_once() {
+    use momentum_domain::query::MOVEMENTS_PER_COMPARISON_MAX;
     let stack = TestStack::start().await;
-    let event = meeting("big-answer", MOVEMENT, TIME, &["a"], "o1").to_string();
-    let seq = expect_accepted(post(&stack, SINGLE, event).await, "an event").await;
-    // Ten years of days with every metric is within the period limit but
-    // about 2 MB of JSON, twice what NATS carries.
-    let path = format!("/v1/movements/{MOVEMENT}/trends?interval=day&from=2016-01-01&to=2025-12-31&min_seq={seq}");
+    let movements: Vec<String> = (0..MOVEMENTS_PER_COMPARISON_MAX).map(|index| format!("{MOVEMENT}-{index}")).collect();
+    let mut seq = 0;
+    for (index, movement) in movements.iter().enumerate() {
+        let event = meeting(&format!("big-answer-{index}"), movement, TIME, &["a"], "o1").to_string();
+        seq = expect_accepted(post(&stack, SINGLE, event).await, "an event").await;
+    }
+    // Ten years of days of the most movements a comparison may name is
+    // within every limit but about 2.5 MB of JSON, more than NATS carries.
+    let range = format!("metric=meetings&interval=day&from=2016-01-01&to=2025-12-31&min_seq={seq}");
+    let path = format!("/v1/compare?movements={}&{range}", movements.join(","));
     let started = std::time::Instant::now();
     expect_bad_parameter(get(&stack, &path).await, "from", &path).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(4), "an answer, not a timeout");
-    // The same range with two metrics fits.
-    let response = get(&stack, &format!("{path}&metrics=meetings,attendances")).await;
+    // The same range of two movements fits.
+    let response = get(&stack, &format!("/v1/compare?movements={}&{range}", movements[..2].join(","))).await;
     assert_eq!(response.status(), 200);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_trend_larger_than_a_nats_message_is_answered_whole_because_only_its_totals_cross_nats() {
+    let stack = TestStack::start().await;
+    let event = meeting("big-trend", MOVEMENT, TIME, &["a"], "o1").to_string();
+    let seq = expect_accepted(post(&stack, SINGLE, event).await, "an event").await;
+    // Ten years of days with every metric: about 2 MB of JSON, while NATS
+    // carries at most 1 MiB, and nearly the most periods a trend may have.
+    let path = format!("/v1/movements/{MOVEMENT}/trends?interval=day&from=2016-09-01&to=2026-08-31&min_seq={seq}");
+    let response = get(&stack, &path).await;
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.expect("a body");
+    assert!(body.len() > 1024 * 1024, "{} bytes", body.len());
+    let trend: Value = serde_json::from_slice(&body).expect("a JSON trend");
+    let series = trend["series"].as_array().expect("a series");
+    assert_eq!(series.len(), 3652);
+    let day = series.iter().find(|row| row["period"] == "2026-03-04").expect("the meeting's day");
+    assert_eq!(day["meetings"], 1, "{day}");
+    assert_eq!(series.iter().filter(|row| row["meetings"] != 0).count(), 1);
     stack.stop().await;
 }

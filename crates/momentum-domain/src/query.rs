@@ -1118,15 +1118,16 @@ mod tests {
         assert_eq!(serde_json::from_str::<PeriodTotals>(&longer).unwrap().window_participants, 1);
     }
 
+    /// A request for every metric of movement `m` from one (year, month,
+    /// day) to another.
+    fn request_of(interval: Interval, from: (i32, u32, u32), to: (i32, u32, u32)) -> TrendRequest {
+        let date = |(year, month, day)| NaiveDate::from_ymd_opt(year, month, day).expect("a date");
+        TrendRequest { movement: "m".to_owned(), interval, from: date(from), to: date(to), metrics: None }
+    }
+
     #[test]
     fn a_trend_is_computed_alike_from_totals_that_crossed_json() {
-        let request = TrendRequest {
-            movement: "m".to_owned(),
-            interval: Interval::Week,
-            from: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
-            to: NaiveDate::from_ymd_opt(2026, 3, 16).unwrap(),
-            metrics: None,
-        };
+        let request = request_of(Interval::Week, (2026, 3, 2), (2026, 3, 16));
         let periods = 3 + MOMENTUM_WINDOW_PERIODS as usize;
         let totals = TrendTotals {
             watermark: 9,
@@ -1154,13 +1155,7 @@ mod tests {
 
     #[test]
     fn totals_that_do_not_fit_the_range_are_refused() {
-        let request = TrendRequest {
-            movement: "m".to_owned(),
-            interval: Interval::Day,
-            from: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
-            to: NaiveDate::from_ymd_opt(2026, 3, 3).unwrap(),
-            metrics: None,
-        };
+        let request = request_of(Interval::Day, (2026, 3, 2), (2026, 3, 3));
         let totals =
             TrendTotals { watermark: 1, volunteer_hour_value_gbp: 1.0, totals: vec![PeriodTotals::default(); 3] };
         assert!(matches!(trend_from_totals::<()>(&request, &totals), Err(QueryError::Invalid(_))));
