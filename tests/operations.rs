@@ -54,7 +54,7 @@ async fn every_service_serves_prometheus_metrics_of_what_it_did() {
     let query = scrape(&stack.http, &stack.query_url).await;
     let route = r#"momentum_http_requests_total{route="/v1/movements/{movement}/trends",method="GET",status="200"}"#;
     assert_eq!(metric(&query, route), Some(1.0), "{query}");
-    assert!(metric(&query, r#"momentum_query_projector_duration_seconds_count{route="trends"}"#) >= Some(1.0));
+    assert!(metric(&query, r#"momentum_query_projector_duration_seconds_count{route="trend_totals"}"#) >= Some(1.0));
     assert!(!query.contains("alpha"), "movement ids never become labels");
 
     // A second projector, on its own port, folds the same stream.

@@ -39,6 +39,14 @@ pub trait StateRead {
     fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, Self::Error> {
         Ok(self.scan_prefix(prefix)?.into_iter().next())
     }
+    /// Shows `visit` every entry with `start <= key < end`, in key order,
+    /// without copying them out: for reads that decode each entry at once.
+    fn visit_range(&self, start: &[u8], end: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), Self::Error> {
+        for (key, value) in self.scan_range(start, end)? {
+            visit(&key, &value);
+        }
+        Ok(())
+    }
 }
 
 /// Write access: what the fold needs on top of reads.

@@ -738,12 +738,20 @@ fn period_totals<S: StateRead>(
     let start_key = keys::period(movement, interval, *first);
     let end_key = keys::period(movement, interval, interval.next_period(*last));
     let date_offset = start_key.len() - 4;
-    let stored: BTreeMap<NaiveDate, PeriodTotals> = state
-        .scan_range(&start_key, &end_key)?
-        .into_iter()
-        .map(|(key, value)| (keys::read_date(&key[date_offset..]), PeriodTotals::decode(&value)))
-        .collect();
-    Ok(starts.iter().map(|start| stored.get(start).copied().unwrap_or_default()).collect())
+    // Stored periods come in key order, which is date order: each fills its
+    // place among `starts`, and the places no period fills stay zero.
+    let mut totals = vec![PeriodTotals::default(); starts.len()];
+    let mut next = 0;
+    state.visit_range(&start_key, &end_key, &mut |key, value| {
+        let date = keys::read_date(&key[date_offset..]);
+        while next < starts.len() && starts[next] < date {
+            next += 1;
+        }
+        if next < starts.len() && starts[next] == date {
+            totals[next] = PeriodTotals::decode(value);
+        }
+    })?;
+    Ok(totals)
 }
 
 /// Cohorts by first participation, with the activity of each over the

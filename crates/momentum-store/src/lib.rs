@@ -148,6 +148,17 @@ impl StateRead for Store {
             .collect()
     }
 
+    fn visit_range(&self, start: &[u8], end: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
+        if start >= end {
+            return Ok(());
+        }
+        for entry in self.projection.range(start..end) {
+            let (key, value) = entry?;
+            visit(&key, &value);
+        }
+        Ok(())
+    }
+
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
         self.projection
             .scan_prefix(prefix)
@@ -275,6 +286,25 @@ mod tests {
         batch.commit(7).unwrap();
         assert_eq!(store.get(b"k1").unwrap(), Some(b"v1".to_vec()));
         assert_eq!(store.watermark().unwrap(), 7);
+    }
+
+    #[test]
+    fn visiting_a_range_shows_what_scanning_it_returns() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        let mut batch = store.batch();
+        for (key, value) in [(b"a1", b"x"), (b"p2", b"y"), (b"p4", b"z"), (b"p6", b"w"), (b"q1", b"v")] {
+            batch.put(key, value).unwrap();
+        }
+        batch.commit(1).unwrap();
+        for (start, end) in [(&b"p"[..], &b"q"[..]), (b"p3", b"p6"), (b"a", b"z"), (b"q", b"p"), (b"r", b"s")] {
+            let mut visited = Vec::new();
+            store.visit_range(start, end, &mut |key, value| visited.push((key.to_vec(), value.to_vec()))).unwrap();
+            assert_eq!(visited, store.scan_range(start, end).unwrap(), "{start:?}..{end:?}");
+        }
+        let mut visited = Vec::new();
+        store.visit_range(b"p", b"q", &mut |key, _| visited.push(key.to_vec())).unwrap();
+        assert_eq!(visited, [b"p2".to_vec(), b"p4".to_vec(), b"p6".to_vec()]);
     }
 
     #[test]
