@@ -184,7 +184,7 @@ impl From<Figure> for Value {
     fn from(figure: Figure) -> Value {
         match figure {
             Figure::Count(count) => Value::from(count),
-            // Not finite (it never is) becomes null, as serde_json has it.
+            // A fraction that is not finite becomes null, as serde_json writes it.
             Figure::Fraction(fraction) => Value::from(fraction),
             Figure::Undefined => Value::Null,
         }

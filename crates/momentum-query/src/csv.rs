@@ -54,8 +54,9 @@ pub(crate) struct CsvFile {
 /// JSON the endpoint promises, which would be a bug.
 pub(crate) fn to_csv(endpoint: QueryEndpoint, json: &[u8], layout: Layout) -> Result<CsvFile, serde_json::Error> {
     Ok(match endpoint {
-        // A trend read is answered with a trend, computed here from the
-        // totals the projector sends; both endpoints' answers are trends.
+        // An HTTP trend read comes here as `Trends`, with the trend this
+        // service computed from the projector's `TrendTotals`; an answer of
+        // `TrendTotals` itself is never turned into CSV.
         QueryEndpoint::Trends | QueryEndpoint::TrendTotals => trend(&serde_json::from_slice(json)?, layout),
         QueryEndpoint::Cohorts => cohorts(&serde_json::from_slice(json)?, layout),
         QueryEndpoint::Principles => principles(&serde_json::from_slice(json)?),
