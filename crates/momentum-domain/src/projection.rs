@@ -371,7 +371,7 @@ impl PeriodTotals {
     }
 }
 
-/// Over NATS (the query service's `trend_totals`), totals travel as a JSON
+/// Over NATS (the projector's `trend_totals` answer), totals travel as a JSON
 /// array of the fields in stored order without its trailing zeros, so a
 /// period where nothing happened is `[]`; like the stored form, a shorter
 /// array reads with zeros and fields a newer writer appended are ignored.

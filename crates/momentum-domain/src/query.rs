@@ -1,6 +1,8 @@
 //! Reads over the projection, and the request and response shapes that the
-//! projector and the query service exchange (the same JSON the HTTP API
-//! returns, so the query service passes it through unchanged).
+//! projector and the query service exchange. Most answers are the JSON the
+//! HTTP API returns, which the query service passes through; a trend crosses
+//! as its period totals ([`TrendTotals`]), from which the query service
+//! computes the trend with [`trend_json_from_totals`].
 //!
 //! Every read costs in proportion to what it returns (periods, cohorts,
 //! principles), never to the number of events stored.
@@ -675,7 +677,7 @@ pub fn trend_from_totals<E>(request: &TrendRequest, totals: &TrendTotals) -> Res
 /// The JSON of the trend `request` asks for, written straight from its
 /// totals: what `trend_from_totals(..)?.to_json()` writes, without building
 /// rows of values first (that was a fifth of the query service's CPU per
-/// trend read). For answers nothing is suppressed in.
+/// trend read). Query uses it for answers in which nothing is suppressed.
 pub fn trend_json_from_totals<E>(request: &TrendRequest, totals: &TrendTotals) -> Result<Vec<u8>, QueryError<E>> {
     let (periods, metrics) = fit_totals(request, totals)?;
     let header = trend_header(request, totals);
