@@ -117,6 +117,33 @@ pub mod keys {
     /// The last applied stream sequence: the projection's checkpoint.
     pub const WATERMARK: &[u8] = b"w";
 
+    /// Tables a store should keep a copy of in memory, beside the
+    /// watermark: one entry per movement and one per movement and period,
+    /// so a few hundred entries per movement and year of data, and read on
+    /// every event folded and every trend asked for.
+    const RESIDENT_TABLES: [u8; 2] = [MOVEMENT, PERIOD];
+
+    /// Whether `key` belongs in a store's in-memory copy.
+    pub fn is_resident(key: &[u8]) -> bool {
+        key == WATERMARK || key.first().is_some_and(|tag| RESIDENT_TABLES.contains(tag))
+    }
+
+    /// Whether every key in `start..end` belongs in a store's in-memory
+    /// copy: both ends lie in the same resident table.
+    pub fn is_resident_range(start: &[u8], end: &[u8]) -> bool {
+        match start.first() {
+            Some(tag) if RESIDENT_TABLES.contains(tag) => end <= [tag + 1].as_slice(),
+            _ => false,
+        }
+    }
+
+    /// Every resident table, as the half-open key ranges a store loads its
+    /// in-memory copy from.
+    pub fn resident_ranges() -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+        let tables = RESIDENT_TABLES.into_iter().map(|tag| (vec![tag], vec![tag + 1]));
+        tables.chain(std::iter::once((WATERMARK.to_vec(), [WATERMARK, &[0]].concat())))
+    }
+
     /// The distinct-value sets kept per period, each with its own tag.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     pub(crate) enum Set {
@@ -1112,6 +1139,23 @@ mod tests {
         assert_eq!(PeriodTotals::decode(&totals.encode()), totals);
         let short = &totals.encode()[..8];
         assert_eq!(PeriodTotals::decode(short), PeriodTotals { active_participants: 3, ..PeriodTotals::default() });
+    }
+
+    #[test]
+    fn only_the_watermark_movements_and_period_totals_are_resident() {
+        let day = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let period = keys::period("m", Interval::Week, day);
+        assert!(keys::is_resident(keys::WATERMARK) && keys::is_resident(&keys::movement("m")));
+        assert!(keys::is_resident(&period));
+        assert!(!keys::is_resident(&keys::event("m", "s", "1")) && !keys::is_resident(b"w1"));
+        assert!(keys::is_resident_range(&period, &keys::period("m", Interval::Week, day + chrono::Days::new(70))));
+        assert!(keys::is_resident_range(b"p", b"q"));
+        assert!(!keys::is_resident_range(b"p", b"q\0") && !keys::is_resident_range(b"e", b"f"));
+        let loaded: Vec<(Vec<u8>, Vec<u8>)> = keys::resident_ranges().collect();
+        for key in [keys::WATERMARK.to_vec(), keys::movement("m"), period] {
+            assert!(loaded.iter().any(|(start, end)| *start <= key && key < *end), "{key:?} is loaded");
+        }
+        assert!(!loaded.iter().any(|(start, end)| start.as_slice() <= b"w1".as_slice() && b"w1".as_slice() < end.as_slice()));
     }
 
     #[test]

@@ -147,11 +147,17 @@ impl Metric {
             Metric::Joined => Figure::Count(current.joined),
             Metric::Meetings => Figure::Count(current.meetings),
             Metric::Attendances => Figure::Count(current.attendances),
-            Metric::VolunteerHours => Figure::Fraction(current.volunteer_millihours as f64 / 1000.0),
+            Metric::VolunteerHours => Figure::decimal(current.volunteer_millihours, 3),
             Metric::Volunteers => Figure::Count(current.volunteers),
             Metric::SocialValueGbp => {
                 let pence = (current.volunteer_millihours as f64 * hour_value_gbp / 10.0).round();
-                Figure::Fraction(pence / 100.0)
+                // Whole pence are written as a decimal while they are exact
+                // integers, as every real total is.
+                if pence.abs() < Figure::DECIMAL_UNITS_BOUND as f64 {
+                    Figure::decimal(pence as i64, 2)
+                } else {
+                    Figure::Fraction(pence / 100.0)
+                }
             }
             Metric::CollectiveActions => Figure::Count(current.collective_actions),
             Metric::ActionParticipants => Figure::Count(current.action_participants),
@@ -179,7 +185,30 @@ impl Metric {
 enum Figure {
     Count(i64),
     Fraction(f64),
+    /// `units` / 10^`places`: whole milli-hours as hours, whole pence as
+    /// pounds. Its value is the float `Fraction` would hold; it is only
+    /// written without a float formatter (a fifth of a trend's figures).
+    Decimal {
+        units: i64,
+        places: u32,
+    },
     Undefined,
+}
+
+impl Figure {
+    /// Below this many units (15 digits) the decimal is exactly the
+    /// shortest text of its float: two decimals of at most 15 significant
+    /// digits never round to the same `f64`.
+    const DECIMAL_UNITS_BOUND: u64 = 1_000_000_000_000_000;
+
+    fn decimal(units: i64, places: u32) -> Figure {
+        debug_assert!(places <= 3, "only milli-hours and pence are decimals");
+        if units.unsigned_abs() < Figure::DECIMAL_UNITS_BOUND {
+            Figure::Decimal { units, places }
+        } else {
+            Figure::Fraction(units as f64 / 10f64.powi(places as i32))
+        }
+    }
 }
 
 impl From<Figure> for Value {
@@ -188,6 +217,7 @@ impl From<Figure> for Value {
             Figure::Count(count) => Value::from(count),
             // A fraction that is not finite becomes null, as serde_json writes it.
             Figure::Fraction(fraction) => Value::from(fraction),
+            Figure::Decimal { units, places } => Value::from(units as f64 / 10f64.powi(places as i32)),
             Figure::Undefined => Value::Null,
         }
     }
@@ -309,6 +339,31 @@ impl WriteFigure for Figure {
                 out.extend_from_slice(zmij::Buffer::new().format_finite(fraction).as_bytes());
             }
             Figure::Fraction(_) | Figure::Undefined => out.extend_from_slice(b"null"),
+            // What zmij writes for the float: fixed notation, at least one
+            // digit after the point, no trailing zeros.
+            Figure::Decimal { units, places } => {
+                if units < 0 {
+                    out.push(b'-');
+                }
+                let scale = 10u64.pow(places);
+                let (whole, mut fraction) = (units.unsigned_abs() / scale, units.unsigned_abs() % scale);
+                out.extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
+                out.push(b'.');
+                if fraction == 0 {
+                    out.push(b'0');
+                    return;
+                }
+                let mut digits = places;
+                while fraction % 10 == 0 {
+                    (fraction, digits) = (fraction / 10, digits - 1);
+                }
+                let mut text = [b'0'; 3];
+                for position in (0..digits as usize).rev() {
+                    text[position] = b'0' + (fraction % 10) as u8;
+                    fraction /= 10;
+                }
+                out.extend_from_slice(&text[..digits as usize]);
+            }
         }
     }
 }
@@ -1070,7 +1125,10 @@ mod tests {
     }
 
     fn period_totals() -> impl Strategy<Value = PeriodTotals> {
-        proptest::collection::vec(prop_oneof![Just(0i64), any::<i64>()], 16).prop_map(|fields| {
+        // Zeros, the sizes real totals have, either side of the largest
+        // exact decimal, and anything at all.
+        let field = prop_oneof![Just(0i64), -10_000i64..10_000_000, -10i64.pow(16)..10i64.pow(16), any::<i64>()];
+        proptest::collection::vec(field, 16).prop_map(|fields| {
             PeriodTotals::decode(&fields.iter().flat_map(|field| field.to_le_bytes()).collect::<Vec<u8>>())
         })
     }
@@ -1106,6 +1164,36 @@ mod tests {
                 (request.clone(), TrendTotals { watermark, volunteer_hour_value_gbp: hour_value, totals })
             })
         })
+    }
+
+    proptest! {
+        #[test]
+        fn a_decimal_figure_is_written_as_serde_writes_its_float(
+            units in prop_oneof![-100_000i64..100_000, any::<i64>(), -10i64.pow(16)..10i64.pow(16)],
+            places in 2u32..=3,
+        ) {
+            let figure = Figure::decimal(units, places);
+            let mut written = Vec::new();
+            figure.write(&mut written);
+            let serde = serde_json::to_string(&Value::from(figure)).expect("a value serialises");
+            prop_assert_eq!(String::from_utf8(written).unwrap(), serde);
+        }
+    }
+
+    #[test]
+    fn hours_and_pounds_are_written_as_their_shortest_decimals() {
+        let written = |units, places| {
+            let mut out = Vec::new();
+            Figure::decimal(units, places).write(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(written(1500, 3), "1.5");
+        assert_eq!(written(1, 3), "0.001");
+        assert_eq!(written(0, 3), "0.0");
+        assert_eq!(written(-1234, 3), "-1.234");
+        assert_eq!(written(120_050, 2), "1200.5");
+        assert_eq!(written(999_999_999_999_999, 3), "999999999999.999");
+        assert!(matches!(Figure::decimal(1_000_000_000_000_000, 3), Figure::Fraction(_)));
     }
 
     proptest! {

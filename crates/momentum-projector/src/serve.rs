@@ -160,10 +160,10 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
         QueryEndpoint::TrendTotals => {
             let envelope: Envelope<TrendRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            // Read here rather than on the blocking pool: it is one range
-            // scan bounded by PERIODS_PER_TREND_MAX keys (about 50 µs for
-            // three years of weeks), less than the two thread hand-offs of
-            // the pool, which were a sixth of a trend read's CPU.
+            // Read here rather than on the blocking pool: it is one walk
+            // over the store's in-memory period totals, bounded by
+            // PERIODS_PER_TREND_MAX entries (a few µs for three years of
+            // weeks), far less than the two thread hand-offs of the pool.
             return to_json(query::trend_totals(&store, &envelope.request, &settings)).map(Bytes::from);
         }
         QueryEndpoint::Cohorts => {

@@ -6,11 +6,18 @@
 //! `apply_batch` together with the new watermark. A crash therefore leaves
 //! the store equal to the fold of some prefix of the stream, and the
 //! projector resumes at watermark + 1.
+//!
+//! The few entries every event and every trend read touch (the watermark,
+//! movements and period totals: `projection::keys::is_resident`) are also
+//! kept in memory, and read from there: a sled range over a trend's 161
+//! periods cost about 50 µs, the same walk over a `BTreeMap` a few.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use momentum_domain::projection::{self, Entries, Entry, State, StateRead};
+use momentum_domain::projection::{self, Entries, Entry, State, StateRead, keys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -35,6 +42,11 @@ pub struct Store {
     database: sled::Db,
     projection: sled::Tree,
     settings: sled::Tree,
+    /// A copy of the resident entries, updated under its lock after sled
+    /// has applied each commit. Every read of a resident key comes from
+    /// here, so a reader that reads the watermark and then period totals
+    /// never sees totals older than the watermark it read.
+    resident: Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -67,7 +79,30 @@ impl Store {
             .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         let projection = database.open_tree("projection")?;
         let settings = database.open_tree(SETTINGS_TREE)?;
-        Ok(Store { database, projection, settings })
+        let mut resident = BTreeMap::new();
+        for (start, end) in keys::resident_ranges() {
+            for entry in projection.range(start..end) {
+                let (key, value) = entry?;
+                resident.insert(key.to_vec(), value.to_vec());
+            }
+        }
+        Ok(Store { database, projection, settings, resident: Arc::new(RwLock::new(resident)) })
+    }
+
+    /// The first `count_max` resident entries whose key starts with `prefix`.
+    fn resident_with_prefix(&self, prefix: &[u8], count_max: usize) -> Entries {
+        let resident = self.resident();
+        let from = resident.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
+        from.take_while(|(key, _)| key.starts_with(prefix))
+            .take(count_max)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    }
+
+    /// The in-memory copy, for reading. Its writer never panics while
+    /// holding the lock, so a poisoned lock still holds a consistent map.
+    fn resident(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        self.resident.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records a setting the projection depends on the first time, and
@@ -131,16 +166,27 @@ impl StateRead for Store {
     type Error = StoreError;
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if keys::is_resident(key) {
+            return Ok(self.resident().get(key).cloned());
+        }
         Ok(self.projection.get(key)?.map(|value| value.to_vec()))
     }
 
     fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        if !prefix.is_empty() && keys::is_resident(prefix) {
+            return Ok(self.resident_with_prefix(prefix, 1).pop());
+        }
         Ok(self.projection.scan_prefix(prefix).next().transpose()?.map(|(key, value)| (key.to_vec(), value.to_vec())))
     }
 
     fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
         if start >= end {
             return Ok(Vec::new());
+        }
+        if keys::is_resident_range(start, end) {
+            let resident = self.resident();
+            let range = resident.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)));
+            return Ok(range.map(|(key, value)| (key.clone(), value.clone())).collect());
         }
         self.projection
             .range(start..end)
@@ -152,6 +198,12 @@ impl StateRead for Store {
         if start >= end {
             return Ok(());
         }
+        if keys::is_resident_range(start, end) {
+            for (key, value) in self.resident().range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))) {
+                visit(key, value);
+            }
+            return Ok(());
+        }
         for entry in self.projection.range(start..end) {
             let (key, value) = entry?;
             visit(&key, &value);
@@ -160,6 +212,9 @@ impl StateRead for Store {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
+        if !prefix.is_empty() && keys::is_resident(prefix) {
+            return Ok(self.resident_with_prefix(prefix, usize::MAX));
+        }
         self.projection
             .scan_prefix(prefix)
             .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(StoreError::from))
@@ -179,13 +234,24 @@ impl Batch<'_> {
     pub fn commit(mut self, watermark: u64) -> Result<(), StoreError> {
         projection::set_watermark(&mut self, watermark)?;
         let mut batch = sled::Batch::default();
+        let mut resident_changes = Vec::new();
         for (key, value) in self.changes {
+            if keys::is_resident(&key) {
+                resident_changes.push((key.clone(), value.clone()));
+            }
             match value {
                 Some(value) => batch.insert(key, value),
                 None => batch.remove(key),
             }
         }
         self.store.projection.apply_batch(batch)?;
+        let mut resident = self.store.resident.write().unwrap_or_else(PoisonError::into_inner);
+        for (key, value) in resident_changes {
+            match value {
+                Some(value) => resident.insert(key, value),
+                None => resident.remove(&key),
+            };
+        }
         Ok(())
     }
 
@@ -305,6 +371,44 @@ mod tests {
         let mut visited = Vec::new();
         store.visit_range(b"p", b"q", &mut |key, _| visited.push(key.to_vec())).unwrap();
         assert_eq!(visited, [b"p2".to_vec(), b"p4".to_vec(), b"p6".to_vec()]);
+    }
+
+    /// Keys of the resident tables (movements `m`, periods `p`) and others.
+    const MIXED_KEYS: [&[u8]; 6] = [b"a1", b"m1", b"m2", b"p1", b"p2", b"q1"];
+
+    /// What sled itself holds in `start..end`, bypassing the resident copy.
+    fn in_sled(store: &Store, start: &[u8], end: &[u8]) -> Entries {
+        store.projection.range(start..end).map(|entry| entry.unwrap()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    }
+
+    #[test]
+    fn resident_entries_are_read_from_memory_as_sled_holds_them_after_every_commit() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        let mut batch = store.batch();
+        for key in MIXED_KEYS {
+            batch.put(key, b"first").unwrap();
+        }
+        batch.commit(1).unwrap();
+        let mut batch = store.batch();
+        batch.put(b"p1", b"second").unwrap();
+        batch.remove(b"m2").unwrap();
+        batch.commit(2).unwrap();
+        assert_eq!(store.get(b"p1").unwrap(), Some(b"second".to_vec()));
+        assert_eq!(store.get(b"m2").unwrap(), None);
+        assert_eq!(store.watermark().unwrap(), 2);
+        assert_eq!(store.resident().len(), 4, "the watermark, m1, p1 and p2: {:?}", store.resident().keys());
+        for (start, end) in [(&b"m"[..], &b"n"[..]), (b"p", b"q"), (b"p15", b"p3"), (b"a", b"z")] {
+            assert_eq!(store.scan_range(start, end).unwrap(), in_sled(&store, start, end), "{start:?}..{end:?}");
+        }
+        assert_eq!(store.scan_prefix(b"m").unwrap(), in_sled(&store, b"m", b"n"));
+        assert_eq!(store.first_with_prefix(b"p").unwrap(), Some((b"p1".to_vec(), b"second".to_vec())));
+
+        drop(store);
+        let reopened = Store::open(folder.path()).unwrap();
+        assert_eq!(reopened.scan_range(b"p", b"q").unwrap(), in_sled(&reopened, b"p", b"q"));
+        assert_eq!(reopened.get(b"m1").unwrap(), Some(b"first".to_vec()), "the copy is loaded on open");
+        assert_eq!(reopened.watermark().unwrap(), 2);
     }
 
     #[test]
