@@ -1155,7 +1155,11 @@ mod tests {
         for key in [keys::WATERMARK.to_vec(), keys::movement("m"), period] {
             assert!(loaded.iter().any(|(start, end)| *start <= key && key < *end), "{key:?} is loaded");
         }
-        assert!(!loaded.iter().any(|(start, end)| start.as_slice() <= b"w1".as_slice() && b"w1".as_slice() < end.as_slice()));
+        assert!(
+            !loaded
+                .iter()
+                .any(|(start, end)| start.as_slice() <= b"w1".as_slice() && b"w1".as_slice() < end.as_slice())
+        );
     }
 
     #[test]

@@ -126,6 +126,7 @@ impl Metric {
     }
 
     /// The metric's value for period P, from the totals of P, P-1 and P-4.
+    #[inline]
     fn figure(
         self,
         current: &PeriodTotals,
@@ -331,9 +332,10 @@ trait WriteFigure {
 }
 
 impl WriteFigure for Figure {
+    #[inline]
     fn write(self, out: &mut Vec<u8>) {
         match self {
-            Figure::Count(count) => out.extend_from_slice(itoa::Buffer::new().format(count).as_bytes()),
+            Figure::Count(count) => write_integer(out, count),
             // The formatter serde_json writes finite floats with.
             Figure::Fraction(fraction) if fraction.is_finite() => {
                 out.extend_from_slice(zmij::Buffer::new().format_finite(fraction).as_bytes());
@@ -347,7 +349,7 @@ impl WriteFigure for Figure {
                 }
                 let scale = 10u64.pow(places);
                 let (whole, mut fraction) = (units.unsigned_abs() / scale, units.unsigned_abs() % scale);
-                out.extend_from_slice(itoa::Buffer::new().format(whole).as_bytes());
+                write_integer(out, whole as i64);
                 out.push(b'.');
                 if fraction == 0 {
                     out.push(b'0');
@@ -377,6 +379,20 @@ impl WriteFigure for &Value {
             Value::Null => out.extend_from_slice(b"null"),
             other => write_serde(out, other),
         }
+    }
+}
+
+/// Writes an integer as itoa does. Most figures of a trend are below a
+/// thousand: their digits are pushed one by one, cheaper than copying
+/// itoa's buffer out (a tenth of a trend's writing).
+#[inline]
+fn write_integer(out: &mut Vec<u8>, value: i64) {
+    let digit = |value: i64| b'0' + value as u8;
+    match value {
+        0..10 => out.push(digit(value)),
+        10..100 => out.extend_from_slice(&[digit(value / 10), digit(value % 10)]),
+        100..1000 => out.extend_from_slice(&[digit(value / 100), digit(value / 10 % 10), digit(value % 10)]),
+        _ => out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes()),
     }
 }
 
@@ -774,6 +790,7 @@ fn trend_header(request: &TrendRequest, totals: &TrendTotals) -> Trend {
 
 /// The figure of `metric` in the `index`th period of the range, whose
 /// totals follow the [`MOMENTUM_WINDOW_PERIODS`] before the range.
+#[inline]
 fn row_figure(totals: &TrendTotals, index: usize, metric: Metric) -> Figure {
     let lookback = MOMENTUM_WINDOW_PERIODS as usize;
     let position = index + lookback;
