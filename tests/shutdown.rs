@@ -30,6 +30,21 @@ fn start(command: &mut Command, http_port: u16) -> ChildProcess {
     child
 }
 
+/// Waits until a projector answers `/readyz` with 200: it registers its
+/// query endpoints only once caught up, and on a loaded machine the
+/// catch-up outlasts the moment its health port opens.
+async fn wait_until_ready(http: &reqwest::Client, http_port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = http.get(format!("http://127.0.0.1:{http_port}/readyz")).send().await;
+        if response.is_ok_and(|response| response.status() == 200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the projector became ready within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Stops a child with SIGTERM on a blocking thread and says how it ended.
 async fn terminate(mut child: ChildProcess) -> (Option<std::process::ExitStatus>, Duration) {
     tokio::task::spawn_blocking(move || {
@@ -139,6 +154,7 @@ async fn the_projector_commits_its_checkpoint_on_sigterm_and_resumes_from_it() {
     let checkpoint = momentum_store::Store::open(data.path()).unwrap().watermark().unwrap();
     assert!(checkpoint <= last, "checkpoint {checkpoint} of {last}, stopped in {took:?}");
     let projector = start(&mut command, projector_port);
+    wait_until_ready(&http, projector_port).await;
     let query_port = free_port();
     let query = start(&mut service("momentum-query", &nats.url(), query_port), query_port);
     let response = http

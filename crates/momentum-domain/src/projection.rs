@@ -93,8 +93,9 @@ pub enum Outcome {
 /// The layout of the keys and values below. It changes whenever either
 /// does, and a store of another format must be rebuilt from sequence 1.
 /// Format 1 told events apart by (`source`, `id`) across movements; 2 tells
-/// them apart within their movement.
-pub const FORMAT: &str = "2";
+/// them apart within their movement; 3 keeps the keys that are read and
+/// written together in one stored record each ([`keys::bucket_len`]).
+pub const FORMAT: &str = "3";
 
 /// Store keys. Every key starts with a one-byte tag naming its table; keys
 /// of a movement continue with the movement id and a NUL (movement ids never
@@ -142,6 +143,50 @@ pub mod keys {
     pub fn resident_ranges() -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
         let tables = RESIDENT_TABLES.into_iter().map(|tag| (vec![tag], vec![tag + 1]));
         tables.chain(std::iter::once((WATERMARK.to_vec(), [WATERMARK, &[0]].concat())))
+    }
+
+    /// How many leading bytes of `key` name the bucket it is kept in, for
+    /// the tables whose keys are read and written together: a participant's
+    /// active periods in one interval (`a`) and participation days (`f`), a
+    /// cohort's activity in one interval (`h`), the members of one period's
+    /// distinct sets (`v`, `c`, `o`, `g`, `r`), a principle's participants on
+    /// one day (`y`) and a principle's days (`x`). A store keeps each bucket
+    /// as one record, so folding an event writes about 6 records instead of
+    /// 14 keys, and the neighbouring periods the fold looks up come with the
+    /// first. A bucket holds at most a participant's periods or days, a
+    /// cohort's periods, or one period's members.
+    ///
+    /// `None` for the other tables, whose every key is a bucket of its own,
+    /// and for a key too short to name its bucket (a range start). Buckets
+    /// of one table never begin one another, so every key of a bucket that
+    /// sorts before a range start is a prefix of that start.
+    pub fn bucket_len(key: &[u8]) -> Option<usize> {
+        let tag = *key.first()?;
+        // Every bucketed table's keys continue with the movement and a NUL.
+        let movement_end = key.iter().position(|byte| *byte == 0)? + 1;
+        let text_end = |at: usize| -> Option<usize> {
+            let length = u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?);
+            (at + 4).checked_add(usize::try_from(length).ok()?)
+        };
+        const INTERVAL: usize = 1;
+        const PRINCIPLE: usize = 1;
+        const DATE: usize = 4;
+        let end = match tag {
+            ACTIVE => text_end(movement_end + INTERVAL)?,
+            FIRST => text_end(movement_end)?,
+            COHORT => movement_end + INTERVAL + DATE,
+            b'v' | b'c' | b'o' | b'g' | b'r' => movement_end + INTERVAL + DATE,
+            PRINCIPLE_MEMBER => movement_end + PRINCIPLE + DATE,
+            PRINCIPLE_DAY => movement_end + PRINCIPLE,
+            _ => return None,
+        };
+        (end <= key.len()).then_some(end)
+    }
+
+    /// Whether `key` is itself the name of a bucket of [`bucket_len`]'s
+    /// tables, rather than a key of its own.
+    pub fn is_bucket(key: &[u8]) -> bool {
+        bucket_len(key) == Some(key.len())
     }
 
     /// The distinct-value sets kept per period, each with its own tag.

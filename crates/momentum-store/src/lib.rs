@@ -12,8 +12,10 @@
 //! kept in memory, and read from there: a sled range over a trend's 161
 //! periods cost about 50 µs, the same walk over a `BTreeMap` a few.
 
+use std::cell::RefCell;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -89,16 +91,6 @@ impl Store {
         Ok(Store { database, projection, settings, resident: Arc::new(RwLock::new(resident)) })
     }
 
-    /// The first `count_max` resident entries whose key starts with `prefix`.
-    fn resident_with_prefix(&self, prefix: &[u8], count_max: usize) -> Entries {
-        let resident = self.resident();
-        let from = resident.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
-        from.take_while(|(key, _)| key.starts_with(prefix))
-            .take(count_max)
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect()
-    }
-
     /// The in-memory copy, for reading. Its writer never panics while
     /// holding the lock, so a poisoned lock still holds a consistent map.
     fn resident(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
@@ -145,7 +137,7 @@ impl Store {
 
     /// Starts a batch of changes; nothing reaches sled until [`Batch::commit`].
     pub fn batch(&self) -> Batch<'_> {
-        Batch { store: self, changes: BTreeMap::new() }
+        Batch { store: self, records: RefCell::new(BTreeMap::new()), change_count: 0 }
     }
 
     /// Writes everything committed so far to disk. Commits are atomic
@@ -162,6 +154,191 @@ impl Store {
     }
 }
 
+/// The keys of the range `start..end` (`end` `None` for no end).
+type Range<'key> = (&'key [u8], Option<&'key [u8]>);
+
+/// The first key after every key that starts with `prefix`, or `None` if
+/// there is none (a prefix of 0xff bytes only).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|byte| *byte != 0xff)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
+fn in_range(key: &[u8], (start, end): Range<'_>) -> bool {
+    key >= start && end.is_none_or(|end| key < end)
+}
+
+/// The first stored record that may hold keys of a range: the bucket of its
+/// start if the start names one, else the start itself. A bucket that sorts
+/// before this holds only keys before the start (`keys::bucket_len`).
+fn first_record(start: &[u8]) -> &[u8] {
+    &start[..keys::bucket_len(start).unwrap_or(start.len())]
+}
+
+/// The single bucket that holds every key of `range`, if there is one.
+fn single_bucket<'key>(range: Range<'key>) -> Option<&'key [u8]> {
+    let (start, end) = range;
+    let bucket = &start[..keys::bucket_len(start)?];
+    let bucket_end = prefix_end(bucket)?;
+    end.is_some_and(|end| end <= bucket_end.as_slice()).then_some(bucket)
+}
+
+/// One stored record: a bucket's entries, or the value of a key that is
+/// its own bucket.
+///
+/// A bucket is stored as its entries in key order, each as the rest of its
+/// key after the bucket's name and its value, both prefixed by their
+/// length as a little-endian u32.
+struct Record;
+
+impl Record {
+    /// Shows `visit` every key and value of the record stored under `name`;
+    /// `key` is a buffer for the whole keys. Stops when `visit` breaks.
+    fn visit(
+        name: &[u8],
+        bytes: &[u8],
+        key: &mut Vec<u8>,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        if !keys::is_bucket(name) {
+            return visit(name, bytes);
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (suffix, after) = Record::split_field(rest);
+            let (value, after) = Record::split_field(after);
+            rest = after;
+            key.clear();
+            key.extend_from_slice(name);
+            key.extend_from_slice(suffix);
+            visit(key, value)?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn split_field(bytes: &[u8]) -> (&[u8], &[u8]) {
+        let length = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        bytes[4..].split_at(length)
+    }
+
+    /// The value of the key `name` + `suffix` in the record stored under
+    /// `name`.
+    fn find(name: &[u8], bytes: &[u8], suffix: &[u8]) -> Option<Vec<u8>> {
+        if !keys::is_bucket(name) {
+            return suffix.is_empty().then(|| bytes.to_vec());
+        }
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (stored, after) = Record::split_field(rest);
+            let (value, after) = Record::split_field(after);
+            match stored.cmp(suffix) {
+                Ordering::Less => rest = after,
+                Ordering::Equal => return Some(value.to_vec()),
+                Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
+    fn decode(name: &[u8], bytes: &[u8]) -> Bucket {
+        let mut entries = Bucket::new();
+        let mut key = Vec::new();
+        let _ = Record::visit(name, bytes, &mut key, &mut |key, value| {
+            entries.insert(key[name.len()..].to_vec(), value.to_vec());
+            ControlFlow::Continue(())
+        });
+        entries
+    }
+
+    /// The record to store for `entries` under `name`; `None` when it is empty.
+    fn encode(name: &[u8], entries: &Bucket) -> Option<Vec<u8>> {
+        if !keys::is_bucket(name) {
+            return entries.get([].as_slice()).cloned();
+        }
+        if entries.is_empty() {
+            return None;
+        }
+        let length: usize = entries.iter().map(|(suffix, value)| 8 + suffix.len() + value.len()).sum();
+        let mut bytes = Vec::with_capacity(length);
+        for (suffix, value) in entries {
+            for field in [suffix, value] {
+                bytes.extend_from_slice(&u32::try_from(field.len()).expect("keys and values are short").to_le_bytes());
+                bytes.extend_from_slice(field);
+            }
+        }
+        Some(bytes)
+    }
+}
+
+/// A bucket's entries by the rest of their key after the bucket's name; a
+/// key that is its own bucket has one entry, under the empty suffix.
+type Bucket = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Splits a key into the name of its record and the rest.
+fn split_key(key: &[u8]) -> (&[u8], &[u8]) {
+    key.split_at(keys::bucket_len(key).unwrap_or(key.len()))
+}
+
+impl Store {
+    /// Shows `visit` every entry of `range` in key order until it breaks.
+    fn walk(&self, range: Range<'_>, visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>) -> Result<(), StoreError> {
+        let (start, end) = range;
+        if end.is_some_and(|end| start >= end) {
+            return Ok(());
+        }
+        if let Some(end) = end
+            && keys::is_resident_range(start, end)
+        {
+            for (key, value) in self.resident().range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))) {
+                if visit(key, value).is_break() {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        let records = match end {
+            Some(end) => self.projection.range(first_record(start)..end),
+            None => self.projection.range(first_record(start)..),
+        };
+        let mut key = Vec::new();
+        for record in records {
+            let (name, bytes) = record?;
+            let flow = Record::visit(&name, &bytes, &mut key, &mut |key, value| {
+                if key < start {
+                    return ControlFlow::Continue(());
+                }
+                if !in_range(key, range) {
+                    return ControlFlow::Break(());
+                }
+                visit(key, value)
+            });
+            if flow.is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn collect(&self, range: Range<'_>) -> Result<Entries, StoreError> {
+        let mut entries = Vec::new();
+        self.walk(range, &mut |key, value| {
+            entries.push((key.to_vec(), value.to_vec()));
+            ControlFlow::Continue(())
+        })?;
+        Ok(entries)
+    }
+
+    /// The entries of the record `name`, as stored.
+    fn load(&self, name: &[u8]) -> Result<Bucket, StoreError> {
+        if keys::is_resident(name) {
+            return Ok(self.resident().get(name).map(|value| Bucket::from([(Vec::new(), value.clone())])).unwrap_or_default());
+        }
+        Ok(self.projection.get(name)?.map(|bytes| Record::decode(name, &bytes)).unwrap_or_default())
+    }
+}
+
 impl StateRead for Store {
     type Error = StoreError;
 
@@ -169,64 +346,55 @@ impl StateRead for Store {
         if keys::is_resident(key) {
             return Ok(self.resident().get(key).cloned());
         }
-        Ok(self.projection.get(key)?.map(|value| value.to_vec()))
+        let (name, suffix) = split_key(key);
+        Ok(self.projection.get(name)?.and_then(|bytes| Record::find(name, &bytes, suffix)))
     }
 
     fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
-        if !prefix.is_empty() && keys::is_resident(prefix) {
-            return Ok(self.resident_with_prefix(prefix, 1).pop());
-        }
-        Ok(self.projection.scan_prefix(prefix).next().transpose()?.map(|(key, value)| (key.to_vec(), value.to_vec())))
+        let end = prefix_end(prefix);
+        let mut first = None;
+        self.walk((prefix, end.as_deref()), &mut |key, value| {
+            first = Some((key.to_vec(), value.to_vec()));
+            ControlFlow::Break(())
+        })?;
+        Ok(first)
     }
 
     fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        if keys::is_resident_range(start, end) {
-            let resident = self.resident();
-            let range = resident.range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)));
-            return Ok(range.map(|(key, value)| (key.clone(), value.clone())).collect());
-        }
-        self.projection
-            .range(start..end)
-            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(StoreError::from))
-            .collect()
+        self.collect((start, Some(end)))
     }
 
     fn visit_range(&self, start: &[u8], end: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) -> Result<(), StoreError> {
-        if start >= end {
-            return Ok(());
-        }
-        if keys::is_resident_range(start, end) {
-            for (key, value) in self.resident().range::<[u8], _>((Bound::Included(start), Bound::Excluded(end))) {
-                visit(key, value);
-            }
-            return Ok(());
-        }
-        for entry in self.projection.range(start..end) {
-            let (key, value) = entry?;
-            visit(&key, &value);
-        }
-        Ok(())
+        self.walk((start, Some(end)), &mut |key, value| {
+            visit(key, value);
+            ControlFlow::Continue(())
+        })
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
-        if !prefix.is_empty() && keys::is_resident(prefix) {
-            return Ok(self.resident_with_prefix(prefix, usize::MAX));
-        }
-        self.projection
-            .scan_prefix(prefix)
-            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())).map_err(StoreError::from))
-            .collect()
+        let end = prefix_end(prefix);
+        self.collect((prefix, end.as_deref()))
     }
 }
 
 /// Uncommitted changes over a [`Store`]. Reads see the batch's own writes.
+///
+/// The batch keeps every record it reads or writes, decoded, until it
+/// commits: the fold reads a participant's neighbouring periods, their
+/// days and the same periods' members many times over a batch, and each
+/// record is read from sled once and written once.
 pub struct Batch<'store> {
     store: &'store Store,
-    /// `None` marks a removal.
-    changes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Records read or written so far, by name; reads fill it too, hence
+    /// the cell.
+    records: RefCell<BTreeMap<Vec<u8>, CachedRecord>>,
+    /// How many keys were written or removed.
+    change_count: usize,
+}
+
+struct CachedRecord {
+    entries: Bucket,
+    changed: bool,
 }
 
 impl Batch<'_> {
@@ -235,13 +403,17 @@ impl Batch<'_> {
         projection::set_watermark(&mut self, watermark)?;
         let mut batch = sled::Batch::default();
         let mut resident_changes = Vec::new();
-        for (key, value) in self.changes {
-            if keys::is_resident(&key) {
-                resident_changes.push((key.clone(), value.clone()));
+        for (name, record) in self.records.into_inner() {
+            if !record.changed {
+                continue;
             }
-            match value {
-                Some(value) => batch.insert(key, value),
-                None => batch.remove(key),
+            let bytes = Record::encode(&name, &record.entries);
+            if keys::is_resident(&name) {
+                resident_changes.push((name.clone(), bytes.clone()));
+            }
+            match bytes {
+                Some(bytes) => batch.insert(name, bytes),
+                None => batch.remove(name),
             }
         }
         self.store.projection.apply_batch(batch)?;
@@ -255,8 +427,104 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// How many keys the batch has written or removed.
     pub fn change_count(&self) -> usize {
-        self.changes.len()
+        self.change_count
+    }
+
+    /// Runs `read` on the entries of the record `name`, reading it from the
+    /// store first if the batch has not yet.
+    fn with_record<T>(&self, name: &[u8], read: impl FnOnce(&Bucket) -> T) -> Result<T, StoreError> {
+        if let Some(record) = self.records.borrow().get(name) {
+            return Ok(read(&record.entries));
+        }
+        let entries = self.store.load(name)?;
+        let result = read(&entries);
+        self.records.borrow_mut().insert(name.to_vec(), CachedRecord { entries, changed: false });
+        Ok(result)
+    }
+
+    fn change(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+        let (name, suffix) = split_key(key);
+        if !self.records.get_mut().contains_key(name) {
+            let entries = self.store.load(name)?;
+            self.records.get_mut().insert(name.to_vec(), CachedRecord { entries, changed: false });
+        }
+        let record = self.records.get_mut().get_mut(name).expect("inserted above");
+        match value {
+            Some(value) => {
+                record.entries.insert(suffix.to_vec(), value.to_vec());
+            }
+            None => {
+                record.entries.remove(suffix);
+            }
+        }
+        record.changed = true;
+        self.change_count += 1;
+        Ok(())
+    }
+
+    /// Shows `visit` every entry of `range` after the batch's changes, in
+    /// key order, until it breaks.
+    fn walk(&self, range: Range<'_>, visit: &mut dyn FnMut(&[u8], &[u8]) -> ControlFlow<()>) -> Result<(), StoreError> {
+        let (start, end) = range;
+        if end.is_some_and(|end| start >= end) {
+            return Ok(());
+        }
+        let mut visit_entries = |name: &[u8], entries: &Bucket| {
+            let mut key = name.to_vec();
+            for (suffix, value) in entries {
+                key.truncate(name.len());
+                key.extend_from_slice(suffix);
+                if key.as_slice() < start {
+                    continue;
+                }
+                if !in_range(&key, range) {
+                    return ControlFlow::Break(());
+                }
+                visit(&key, value)?;
+            }
+            ControlFlow::Continue(())
+        };
+        // The fold's scans lie within one bucket (a participant's periods
+        // or days): read it once into the batch.
+        if let Some(name) = single_bucket(range) {
+            self.with_record(name, |_| ())?;
+            let records = self.records.borrow();
+            let _ = visit_entries(name, &records[name].entries);
+            return Ok(());
+        }
+        // Otherwise merge the stored records of the range with the batch's.
+        let mut merged: BTreeMap<Vec<u8>, Bucket> = BTreeMap::new();
+        let from = first_record(start).to_vec();
+        self.store.walk(range, &mut |key, value| {
+            let (name, suffix) = split_key(key);
+            merged.entry(name.to_vec()).or_default().insert(suffix.to_vec(), value.to_vec());
+            ControlFlow::Continue(())
+        })?;
+        let records = self.records.borrow();
+        let cached = match end {
+            Some(end) => records.range::<[u8], _>((Bound::Included(from.as_slice()), Bound::Excluded(end))),
+            None => records.range::<[u8], _>((Bound::Included(from.as_slice()), Bound::Unbounded)),
+        };
+        for (name, record) in cached {
+            merged.insert(name.clone(), record.entries.clone());
+        }
+        for (name, entries) in &merged {
+            if visit_entries(name, entries).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn collect(&self, range: Range<'_>) -> Result<Entries, StoreError> {
+        let mut entries = Vec::new();
+        self.walk(range, &mut |key, value| {
+            entries.push((key.to_vec(), value.to_vec()));
+            ControlFlow::Continue(())
+        })?;
+        Ok(entries)
     }
 }
 
@@ -264,73 +532,37 @@ impl StateRead for Batch<'_> {
     type Error = StoreError;
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(change) = self.changes.get(key) {
-            return Ok(change.clone());
-        }
-        self.store.get(key)
+        let (name, suffix) = split_key(key);
+        self.with_record(name, |entries| entries.get(suffix).cloned())
     }
 
-    /// The first entry present after the batch's changes: the first of the
-    /// batch's own writes and the store's entries it has not removed. Costs
-    /// O(log n) plus the removals skipped, not the length of the prefix.
     fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
-        let written = self
-            .changes
-            .range(prefix.to_vec()..)
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .find_map(|(key, change)| change.as_ref().map(|value| (key.clone(), value.clone())));
-        let mut stored = None;
-        for entry in self.store.projection.scan_prefix(prefix) {
-            let (key, value) = entry?;
-            if written.as_ref().is_some_and(|(first, _)| first.as_slice() <= key.as_ref()) {
-                break;
-            }
-            if !matches!(self.changes.get(key.as_ref()), Some(None)) {
-                stored = Some((key.to_vec(), value.to_vec()));
-                break;
-            }
-        }
-        Ok(match (written, stored) {
-            (Some(written), Some(stored)) => Some(written.min(stored)),
-            (written, stored) => written.or(stored),
-        })
+        let end = prefix_end(prefix);
+        let mut first = None;
+        self.walk((prefix, end.as_deref()), &mut |key, value| {
+            first = Some((key.to_vec(), value.to_vec()));
+            ControlFlow::Break(())
+        })?;
+        Ok(first)
     }
 
     fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
-        if start >= end {
-            return Ok(Vec::new());
-        }
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.store.scan_range(start, end)?.into_iter().collect();
-        for (key, change) in self.changes.range(start.to_vec()..end.to_vec()) {
-            match change {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged.into_iter().collect())
+        self.collect((start, Some(end)))
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = self.store.scan_prefix(prefix)?.into_iter().collect();
-        for (key, change) in self.changes.range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix)) {
-            match change {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged.into_iter().collect())
+        let end = prefix_end(prefix);
+        self.collect((prefix, end.as_deref()))
     }
 }
 
 impl State for Batch<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.changes.insert(key.to_vec(), Some(value.to_vec()));
-        Ok(())
+        self.change(key, Some(value))
     }
 
     fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.changes.insert(key.to_vec(), None);
-        Ok(())
+        self.change(key, None)
     }
 }
 
@@ -435,6 +667,128 @@ mod tests {
         }
         assert_eq!(first(&batch), None);
         assert_eq!(batch.scan_prefix(b"p").unwrap(), Vec::<Entry>::new());
+    }
+
+    /// A key of the bucketed table `a` (movement `mv`, interval `interval`,
+    /// participant `participant`, date `day`), as the fold spells it.
+    fn bucketed_key(interval: u8, participant: &str, day: u32) -> Vec<u8> {
+        let mut key = b"amv\0".to_vec();
+        key.push(interval);
+        key.extend_from_slice(&(participant.len() as u32).to_be_bytes());
+        key.extend_from_slice(participant.as_bytes());
+        key.extend_from_slice(&day.to_be_bytes());
+        key
+    }
+
+    /// The ranges a test reads: each bucket whole, from the middle of a
+    /// bucket, across buckets, and from before or into the keys that are
+    /// their own buckets.
+    fn ranges() -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let bucket = |interval: u8, participant: &str| {
+            let key = bucketed_key(interval, participant, 0);
+            key[..key.len() - 4].to_vec()
+        };
+        let mut ranges = vec![(Vec::new(), None), (b"a".to_vec(), Some(b"b".to_vec())), (b"e".to_vec(), None)];
+        for interval in [b'd', b'w'] {
+            for participant in ["p", "pq", "q"] {
+                let name = bucket(interval, participant);
+                ranges.push((name.clone(), prefix_end(&name)));
+                ranges.push((bucketed_key(interval, participant, 3), prefix_end(&name)));
+                ranges.push((bucketed_key(interval, participant, 2), Some(bucketed_key(interval, participant, 5))));
+                ranges.push((bucketed_key(interval, participant, 4), Some(bucketed_key(b'w', "q", 1))));
+            }
+        }
+        ranges
+    }
+
+    /// One random change: a bucketed key or a key of its own, written or
+    /// removed.
+    fn change() -> impl proptest::strategy::Strategy<Value = (Vec<u8>, Option<Vec<u8>>)> {
+        use proptest::prelude::*;
+        let bucketed = (prop::sample::select(vec![b'd', b'w']), prop::sample::select(vec!["p", "pq", "q"]), 0u32..8)
+            .prop_map(|(interval, participant, day)| bucketed_key(interval, participant, day));
+        let own = prop::sample::select(vec![b"e1".to_vec(), b"e12".to_vec(), b"m1".to_vec(), b"p1".to_vec()]);
+        let key = prop_oneof![3 => bucketed, 1 => own];
+        (key, prop::option::of(prop::collection::vec(any::<u8>(), 0..4)))
+    }
+
+    /// Every read a batch or the store answers: each range scanned, its
+    /// first entry, and each key of it looked up.
+    fn reads<S: StateRead<Error = StoreError>>(state: &S) -> Vec<String> {
+        let mut answers = Vec::new();
+        for (start, end) in ranges() {
+            let entries = match &end {
+                Some(end) => state.scan_range(&start, end).unwrap(),
+                None => state.scan_prefix(&start).unwrap(),
+            };
+            answers.push(format!("{start:?}..{end:?}: {entries:?}"));
+            if end.is_none() || end == prefix_end(&start) {
+                answers.push(format!("first {start:?}: {:?}", state.first_with_prefix(&start).unwrap()));
+            }
+            for (key, _) in &entries {
+                answers.push(format!("{key:?} = {:?}", state.get(key).unwrap()));
+            }
+        }
+        answers
+    }
+
+    /// A plain ordered map, the meaning of every read.
+    #[derive(Default)]
+    struct Model(BTreeMap<Vec<u8>, Vec<u8>>);
+
+    impl StateRead for Model {
+        type Error = StoreError;
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(self.0.get(key).cloned())
+        }
+        fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
+            let entries = self.0.range(prefix.to_vec()..).take_while(|(key, _)| key.starts_with(prefix));
+            Ok(entries.map(|(key, value)| (key.clone(), value.clone())).collect())
+        }
+        fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
+            if start >= end {
+                return Ok(Vec::new());
+            }
+            Ok(self.0.range(start.to_vec()..end.to_vec()).map(|(key, value)| (key.clone(), value.clone())).collect())
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+        /// Buckets are how the store keeps keys, not what it answers: through
+        /// a batch before its commit and through the store after it, every
+        /// read answers what a plain ordered map of the same writes does.
+        #[test]
+        fn a_store_of_buckets_reads_like_an_ordered_map_before_and_after_each_commit(
+            batches in proptest::collection::vec(proptest::collection::vec(change(), 0..24), 1..4),
+        ) {
+            let folder = tempfile::tempdir().unwrap();
+            let store = Store::open(folder.path()).unwrap();
+            let mut model = Model::default();
+            for (index, changes) in batches.iter().enumerate() {
+                let mut batch = store.batch();
+                for (key, value) in changes {
+                    match value {
+                        Some(value) => {
+                            batch.put(key, value).unwrap();
+                            model.0.insert(key.clone(), value.clone());
+                        }
+                        None => {
+                            batch.remove(key).unwrap();
+                            model.0.remove(key);
+                        }
+                    }
+                }
+                proptest::prop_assert_eq!(reads(&batch), reads(&model));
+                let watermark = index as u64 + 1;
+                batch.commit(watermark).unwrap();
+                model.0.insert(projection::keys::WATERMARK.to_vec(), watermark.to_le_bytes().to_vec());
+                proptest::prop_assert_eq!(reads(&store), reads(&model));
+            }
+            drop(store);
+            proptest::prop_assert_eq!(reads(&Store::open(folder.path()).unwrap()), reads(&model), "after reopening");
+        }
     }
 
     #[test]
