@@ -171,13 +171,17 @@ pub mod keys {
         const INTERVAL: usize = 1;
         const PRINCIPLE: usize = 1;
         const DATE: usize = 4;
+        // A date's first three bytes name a run of 256 days: a bucket of
+        // dates holds at most 256 of them (37 weeks, 9 months), so a record
+        // stays small however long a participant or cohort has been active.
+        const DAYS_256: usize = 3;
         let end = match tag {
-            ACTIVE => text_end(movement_end + INTERVAL)?,
-            FIRST => text_end(movement_end)?,
-            COHORT => movement_end + INTERVAL + DATE,
+            ACTIVE => text_end(movement_end + INTERVAL)? + DAYS_256,
+            FIRST => text_end(movement_end)? + DAYS_256,
+            COHORT => movement_end + INTERVAL + DATE + DAYS_256,
             b'v' | b'c' | b'o' | b'g' | b'r' => movement_end + INTERVAL + DATE,
             PRINCIPLE_MEMBER => movement_end + PRINCIPLE + DATE,
-            PRINCIPLE_DAY => movement_end + PRINCIPLE,
+            PRINCIPLE_DAY => movement_end + PRINCIPLE + DAYS_256,
             _ => return None,
         };
         (end <= key.len()).then_some(end)
@@ -891,6 +895,18 @@ fn update_first_participation<S: State>(
         if let Some(cohort) = new_cohort {
             totals.adjust(interval, cohort, |totals| totals.new_participants += 1);
         }
+        // Someone without a first participation has no active periods (it
+        // is set before their first activity is counted), so a newcomer's
+        // periods need no scan.
+        if before.is_none() {
+            continue;
+        }
+        // Someone without a first participation has no active periods (it
+        // is set before their first activity is counted), so a newcomer's
+        // periods need no scan.
+        if before.is_none() {
+            continue;
+        }
         let prefix = keys::active_prefix(movement, interval, participant);
         for (key, _) in state.scan_prefix(&prefix)? {
             let start = keys::read_date(&key[prefix.len()..]);
@@ -1047,6 +1063,45 @@ mod tests {
             .map(|(key, _)| key)
             .filter(|key| key.windows(text.len()).any(|window| window == text.as_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn keys_read_together_share_a_bucket_and_no_bucket_begins_another() {
+        let action = event(
+            "4",
+            "collective_action.taken",
+            "m",
+            serde_json::json!({ "participants": ["erin", "gus"], "reach": 40, "organisers": [], "area": "north",
+                "principles": ["share_power"] }),
+        );
+        let events = [meeting("1", &["erin", "fred"], "olga"), hours("2", "erin", 2.0), action, erasure("5", "fred")];
+        let (state, _) = apply_all(&events.iter().collect::<Vec<_>>());
+        let mut buckets = std::collections::BTreeSet::new();
+        for key in state.entries.keys() {
+            let bucketed = b"afhvcogryx".contains(&key[0]);
+            match keys::bucket_len(key) {
+                Some(length) => {
+                    assert!(bucketed, "{key:?} is a key of its own");
+                    assert!(length < key.len() && keys::is_bucket(&key[..length]), "{key:?}");
+                    buckets.insert(key[..length].to_vec());
+                }
+                None => assert!(!bucketed, "{key:?} belongs in a bucket"),
+            }
+        }
+        assert!(buckets.len() > 10, "every bucketed table is met: {}", buckets.len());
+        for first in &buckets {
+            for second in &buckets {
+                assert!(first == second || !second.starts_with(first), "{first:?} begins {second:?}");
+            }
+        }
+        // A participant's periods of one interval, and a day of them.
+        let day = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+        let prefix = keys::active_prefix("m", Interval::Week, "erin");
+        let key = keys::active("m", Interval::Week, "erin", day);
+        assert_eq!(keys::bucket_len(&prefix), None, "a range start without a date names no bucket");
+        assert_eq!(keys::bucket_len(&key), Some(prefix.len() + 3), "a run of 256 days");
+        let later = keys::active("m", Interval::Week, "erin", day + chrono::Days::new(300));
+        assert_ne!(key[..prefix.len() + 3], later[..prefix.len() + 3], "300 days later is another bucket");
     }
 
     #[test]
