@@ -21,6 +21,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use momentum_domain::projection::{self, Entries, Entry, State, StateRead, keys};
 
+use crate::filter::RecordFilter;
+
+mod filter;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("could not open the store at {path}: {source}")]
@@ -51,6 +55,8 @@ pub struct Store {
     resident: Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
     /// Records batches read or wrote lately, as sled holds them.
     recent: Arc<Mutex<RecentRecords>>,
+    /// Which records sled may hold, so that a batch asks sled only for those.
+    known: Arc<Mutex<RecordFilter>>,
 }
 
 /// How many bytes of records [`RecentRecords`] keeps, at most.
@@ -135,12 +141,21 @@ impl Store {
                 resident.insert(key.to_vec(), value.to_vec());
             }
         }
+        // Every record name, for the filter. This makes opening a store
+        // slower (here 0.55 s for sled alone and 1.3 s with the scan, for a
+        // store of 100 000 events) but saves a sled read of an absent record
+        // about four times an event folded.
+        let mut known = RecordFilter::with_capacity(0);
+        for name in projection.iter().keys() {
+            known.insert(&name?);
+        }
         Ok(Store {
             database,
             projection,
             settings,
             resident: Arc::new(RwLock::new(resident)),
             recent: Arc::new(Mutex::new(RecentRecords::default())),
+            known: Arc::new(Mutex::new(known)),
         })
     }
 
@@ -393,6 +408,7 @@ impl Store {
         let recent = self.recent().get(name);
         let bytes = match recent {
             Some(bytes) => bytes,
+            None if !self.known().may_contain(name) => None,
             None => {
                 let bytes = self.projection.get(name)?.map(|bytes| Arc::<[u8]>::from(bytes.as_ref()));
                 self.recent().insert(name.to_vec(), bytes.clone());
@@ -400,6 +416,12 @@ impl Store {
             }
         };
         Ok(bytes.map(|bytes| Record::decode(name, &bytes)).unwrap_or_default())
+    }
+
+    /// The filter of record names. Nothing panics while holding the lock,
+    /// so a poisoned lock still holds every name.
+    fn known(&self) -> std::sync::MutexGuard<'_, RecordFilter> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The recent records. Nothing panics while holding the lock, so a
@@ -490,6 +512,13 @@ impl Batch<'_> {
             }
         }
         self.store.projection.apply_batch(batch)?;
+        let mut known = self.store.known();
+        for (name, bytes) in &recent_changes {
+            if bytes.is_some() {
+                known.insert(name);
+            }
+        }
+        drop(known);
         let mut recent = self.store.recent();
         for (name, bytes) in recent_changes {
             recent.insert(name, bytes);
