@@ -59,8 +59,11 @@ pub struct Store {
     known: Arc<Mutex<RecordFilter>>,
 }
 
-/// How many bytes of records [`RecentRecords`] keeps, at most.
-pub const RECENT_RECORDS_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// How many bytes of records [`RecentRecords`] keeps, at most. Folding
+/// 100 000 generated events ran at 4 800 events/s with 64 MiB and 6 100 to
+/// 6 900 with 256 MiB: past 64 MiB, records fell out before the next batch
+/// met them again.
+pub const RECENT_RECORDS_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Records that batches read or wrote lately, as stored (`None`: there is
 /// no such record), so that the next batch need not ask sled again: a
