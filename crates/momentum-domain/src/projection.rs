@@ -150,11 +150,12 @@ pub mod keys {
     /// active periods in one interval (`a`) and participation days (`f`), a
     /// cohort's activity in one interval (`h`), the members of one period's
     /// distinct sets (`v`, `c`, `o`, `g`, `r`), a principle's participants on
-    /// one day (`y`) and a principle's days (`x`). A store keeps each bucket
-    /// as one record, so folding an event writes about 6 records instead of
-    /// 14 keys, and the neighbouring periods the fold looks up come with the
-    /// first. A bucket holds at most a participant's periods or days, a
-    /// cohort's periods, or one period's members.
+    /// one day (`y`) and a principle's days (`x`); dates within a run of 256
+    /// days, members by their first four characters. A store keeps each
+    /// bucket as one record, so folding a batch writes far fewer records
+    /// than keys, and the neighbouring periods the fold looks up come with
+    /// the first. A bucket holds at most 256 dates, or the members of one
+    /// period (or day) that begin alike.
     ///
     /// `None` for the other tables, whose every key is a bucket of its own,
     /// and for a key too short to name its bucket (a range start). Buckets
@@ -175,12 +176,21 @@ pub mod keys {
         // dates holds at most 256 of them (37 weeks, 9 months), so a record
         // stays small however long a participant or cohort has been active.
         const DAYS_256: usize = 3;
+        // A member's first four characters (a pseudonym's version and its
+        // first hex digit) split a period's members over up to 16 buckets
+        // of each length, so that a commit of one event at the head of the
+        // stream rewrites a sixteenth of a big period's members, not all.
+        let member_bucket_end = |at: usize| -> Option<usize> {
+            let length = u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?);
+            Some(at + 4 + usize::try_from(length).ok()?.min(MEMBER_TEXT))
+        };
+        const MEMBER_TEXT: usize = 4;
         let end = match tag {
             ACTIVE => text_end(movement_end + INTERVAL)? + DAYS_256,
             FIRST => text_end(movement_end)? + DAYS_256,
             COHORT => movement_end + INTERVAL + DATE + DAYS_256,
-            b'v' | b'c' | b'o' | b'g' | b'r' => movement_end + INTERVAL + DATE,
-            PRINCIPLE_MEMBER => movement_end + PRINCIPLE + DATE,
+            b'v' | b'c' | b'o' | b'g' | b'r' => member_bucket_end(movement_end + INTERVAL + DATE)?,
+            PRINCIPLE_MEMBER => member_bucket_end(movement_end + PRINCIPLE + DATE)?,
             PRINCIPLE_DAY => movement_end + PRINCIPLE + DAYS_256,
             _ => return None,
         };
@@ -1082,7 +1092,8 @@ mod tests {
             match keys::bucket_len(key) {
                 Some(length) => {
                     assert!(bucketed, "{key:?} is a key of its own");
-                    assert!(length < key.len() && keys::is_bucket(&key[..length]), "{key:?}");
+                    // A member of up to four characters is a bucket of its own.
+                    assert!(length <= key.len() && keys::is_bucket(&key[..length]), "{key:?}");
                     buckets.insert(key[..length].to_vec());
                 }
                 None => assert!(!bucketed, "{key:?} belongs in a bucket"),

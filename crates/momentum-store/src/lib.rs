@@ -791,6 +791,19 @@ mod tests {
         key
     }
 
+    /// A key of the bucketed table `v` (a period's volunteers), bucketed by
+    /// the member's first four characters: shorter members are buckets of
+    /// their own.
+    fn member_key(day: u32, member: &str) -> Vec<u8> {
+        let mut key = b"vmv\0w".to_vec();
+        key.extend_from_slice(&day.to_be_bytes());
+        key.extend_from_slice(&(member.len() as u32).to_be_bytes());
+        key.extend_from_slice(member.as_bytes());
+        key
+    }
+
+    const MEMBERS: [&str; 5] = ["p1-a1", "p1-a2", "p1-b", "N1", "N1X"];
+
     /// The ranges a test reads: each bucket whole, from the middle of a
     /// bucket, across buckets, and from before or into the keys that are
     /// their own buckets.
@@ -800,6 +813,9 @@ mod tests {
             key[..key.len() - 4].to_vec()
         };
         let mut ranges = vec![(Vec::new(), None), (b"a".to_vec(), Some(b"b".to_vec())), (b"e".to_vec(), None)];
+        ranges.push((b"v".to_vec(), Some(b"w".to_vec())));
+        ranges.push((member_key(1, "N1"), Some(member_key(1, "p1-a2"))));
+        ranges.push((member_key(1, "p1-a"), Some(member_key(2, "N1X"))));
         for interval in [b'd', b'w'] {
             for participant in ["p", "pq", "q"] {
                 let name = bucket(interval, participant);
@@ -819,7 +835,9 @@ mod tests {
         let bucketed = (prop::sample::select(vec![b'd', b'w']), prop::sample::select(vec!["p", "pq", "q"]), 0u32..8)
             .prop_map(|(interval, participant, day)| bucketed_key(interval, participant, day));
         let own = prop::sample::select(vec![b"e1".to_vec(), b"e12".to_vec(), b"m1".to_vec(), b"p1".to_vec()]);
-        let key = prop_oneof![3 => bucketed, 1 => own];
+        let member =
+            (1u32..3, prop::sample::select(MEMBERS.to_vec())).prop_map(|(day, member)| member_key(day, member));
+        let key = prop_oneof![3 => bucketed, 1 => own, 2 => member];
         (key, prop::option::of(prop::collection::vec(any::<u8>(), 0..4)))
     }
 
