@@ -3,7 +3,7 @@
 # momentum measured beside the raw ceiling of the same nats-server, in one
 # run. It installs the pinned nats-server if needed and builds the release
 # binaries first. Arguments go to `momentum bench` (see `--help`); the
-# default is the full run (a million events, five to eight minutes on 2 cores),
+# default is the full run (a million events, five to ten minutes on 2 cores),
 # `--smoke` a few seconds' check that every stage works.
 #
 #   scripts/bench.sh                   # full run, report in target/bench/report.json
