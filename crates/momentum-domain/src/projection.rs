@@ -911,12 +911,6 @@ fn update_first_participation<S: State>(
         if before.is_none() {
             continue;
         }
-        // Someone without a first participation has no active periods (it
-        // is set before their first activity is counted), so a newcomer's
-        // periods need no scan.
-        if before.is_none() {
-            continue;
-        }
         let prefix = keys::active_prefix(movement, interval, participant);
         for (key, _) in state.scan_prefix(&prefix)? {
             let start = keys::read_date(&key[prefix.len()..]);
