@@ -350,8 +350,35 @@ fn split_key(key: &[u8]) -> (&[u8], &[u8]) {
     key.split_at(keys::bucket_len(key).unwrap_or(key.len()))
 }
 
-impl Store {
+/// The reads a store and a batch answer alike, on top of their own walk.
+trait Walk {
     /// Shows `visit` every entry of `range` in key order until it breaks.
+    fn walk(&self, range: Range<'_>, visit: &mut Visitor<'_>) -> Result<(), StoreError>;
+
+    fn collect(&self, range: Range<'_>) -> Result<Entries, StoreError> {
+        let mut entries = Vec::new();
+        self.walk(range, &mut |key, value| {
+            entries.push((key.to_vec(), value.to_vec()));
+            ControlFlow::Continue(())
+        })?;
+        Ok(entries)
+    }
+
+    fn collect_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
+        self.collect((prefix, prefix_end(prefix).as_deref()))
+    }
+
+    fn first_of_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let mut first = None;
+        self.walk((prefix, prefix_end(prefix).as_deref()), &mut |key, value| {
+            first = Some((key.to_vec(), value.to_vec()));
+            ControlFlow::Break(())
+        })?;
+        Ok(first)
+    }
+}
+
+impl Walk for Store {
     fn walk(&self, range: Range<'_>, visit: &mut Visitor<'_>) -> Result<(), StoreError> {
         let (start, end) = range;
         if end.is_some_and(|end| start >= end) {
@@ -389,16 +416,9 @@ impl Store {
         }
         Ok(())
     }
+}
 
-    fn collect(&self, range: Range<'_>) -> Result<Entries, StoreError> {
-        let mut entries = Vec::new();
-        self.walk(range, &mut |key, value| {
-            entries.push((key.to_vec(), value.to_vec()));
-            ControlFlow::Continue(())
-        })?;
-        Ok(entries)
-    }
-
+impl Store {
     /// The entries of the record `name`, as stored, for a batch.
     fn load(&self, name: &[u8]) -> Result<Bucket, StoreError> {
         if keys::is_resident(name) {
@@ -446,13 +466,7 @@ impl StateRead for Store {
     }
 
     fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
-        let end = prefix_end(prefix);
-        let mut first = None;
-        self.walk((prefix, end.as_deref()), &mut |key, value| {
-            first = Some((key.to_vec(), value.to_vec()));
-            ControlFlow::Break(())
-        })?;
-        Ok(first)
+        self.first_of_prefix(prefix)
     }
 
     fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
@@ -467,8 +481,7 @@ impl StateRead for Store {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
-        let end = prefix_end(prefix);
-        self.collect((prefix, end.as_deref()))
+        self.collect_prefix(prefix)
     }
 }
 
@@ -573,9 +586,10 @@ impl Batch<'_> {
         self.change_count += 1;
         Ok(())
     }
+}
 
-    /// Shows `visit` every entry of `range` after the batch's changes, in
-    /// key order, until it breaks.
+/// Walks the entries after the batch's changes.
+impl Walk for Batch<'_> {
     fn walk(&self, range: Range<'_>, visit: &mut Visitor<'_>) -> Result<(), StoreError> {
         let (start, end) = range;
         if end.is_some_and(|end| start >= end) {
@@ -628,15 +642,6 @@ impl Batch<'_> {
         }
         Ok(())
     }
-
-    fn collect(&self, range: Range<'_>) -> Result<Entries, StoreError> {
-        let mut entries = Vec::new();
-        self.walk(range, &mut |key, value| {
-            entries.push((key.to_vec(), value.to_vec()));
-            ControlFlow::Continue(())
-        })?;
-        Ok(entries)
-    }
 }
 
 impl StateRead for Batch<'_> {
@@ -648,13 +653,7 @@ impl StateRead for Batch<'_> {
     }
 
     fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
-        let end = prefix_end(prefix);
-        let mut first = None;
-        self.walk((prefix, end.as_deref()), &mut |key, value| {
-            first = Some((key.to_vec(), value.to_vec()));
-            ControlFlow::Break(())
-        })?;
-        Ok(first)
+        self.first_of_prefix(prefix)
     }
 
     fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
@@ -662,8 +661,7 @@ impl StateRead for Batch<'_> {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
-        let end = prefix_end(prefix);
-        self.collect((prefix, end.as_deref()))
+        self.collect_prefix(prefix)
     }
 }
 
@@ -808,7 +806,7 @@ mod tests {
     /// bucket, across buckets, and from before or into the keys that are
     /// their own buckets.
     fn ranges() -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let bucket = |interval: u8, participant: &str| {
+        let participant_prefix = |interval: u8, participant: &str| {
             let key = bucketed_key(interval, participant, 0);
             key[..key.len() - 4].to_vec()
         };
@@ -818,7 +816,7 @@ mod tests {
         ranges.push((member_key(1, "p1-a"), Some(member_key(2, "N1X"))));
         for interval in [b'd', b'w'] {
             for participant in ["p", "pq", "q"] {
-                let name = bucket(interval, participant);
+                let name = participant_prefix(interval, participant);
                 ranges.push((name.clone(), prefix_end(&name)));
                 ranges.push((bucketed_key(interval, participant, 3), prefix_end(&name)));
                 ranges.push((bucketed_key(interval, participant, 2), Some(bucketed_key(interval, participant, 5))));
