@@ -954,7 +954,9 @@ mod tests {
     fn a_store_held_open_elsewhere_is_refused_with_the_path_after_a_bounded_wait() {
         let folder = tempfile::tempdir().unwrap();
         let _held = Store::open(folder.path()).unwrap();
-        let error = Store::open(folder.path()).err().expect("a second open of a held store must fail");
+        let Err(error) = Store::open(folder.path()) else {
+            panic!("a second open of a held store must fail");
+        };
         assert!(matches!(&error, StoreError::Open { .. }), "{error}");
         assert!(error.to_string().contains(&folder.path().display().to_string()), "{error}");
     }
