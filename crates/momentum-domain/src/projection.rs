@@ -94,8 +94,9 @@ pub enum Outcome {
 /// does, and a store of another format must be rebuilt from sequence 1.
 /// Format 1 told events apart by (`source`, `id`) across movements; 2 tells
 /// them apart within their movement; 3 keeps the keys that are read and
-/// written together in one stored record each ([`keys::bucket_len`]).
-pub const FORMAT: &str = "3";
+/// written together in one stored record each ([`keys::bucket_len`]); 4
+/// keeps a day's people, and a period's partners and areas, in one record.
+pub const FORMAT: &str = "4";
 
 /// Store keys. Every key starts with a one-byte tag naming its table; keys
 /// of a movement continue with the movement id and a NUL (movement ids never
@@ -108,8 +109,11 @@ pub mod keys {
     pub(crate) const EVENT: u8 = b'e';
     pub(crate) const MOVEMENT: u8 = b'm';
     pub(crate) const PERIOD: u8 = b'p';
-    pub(crate) const ACTIVE: u8 = b'a';
-    pub(crate) const FIRST: u8 = b'f';
+    /// A participant's participation days and active periods, one table.
+    pub(crate) const PARTICIPANT: u8 = b'a';
+    /// The kind byte that ends a participant key of a participation day;
+    /// a key of an active period ends with its interval's byte instead.
+    pub(crate) const PARTICIPATION_DAY: u8 = b'f';
     pub(crate) const FIRST_DAY: u8 = b'd';
     pub(crate) const COHORT: u8 = b'h';
     pub(crate) const PRINCIPLE_DAY: u8 = b'x';
@@ -147,15 +151,16 @@ pub mod keys {
 
     /// How many leading bytes of `key` name the bucket it is kept in, for
     /// the tables whose keys are read and written together: a participant's
-    /// active periods in one interval (`a`) and participation days (`f`), a
+    /// participation days and active periods of every interval (`a`), a
     /// cohort's activity in one interval (`h`), the members of one period's
     /// distinct sets (`v`, `c`, `o`, `g`, `r`), a principle's participants on
     /// one day (`y`) and a principle's days (`x`); dates within a run of 256
-    /// days, members by their first four characters. A store keeps each
-    /// bucket as one record, so folding a batch writes far fewer records
-    /// than keys, and the neighbouring periods the fold looks up come with
-    /// the first. A bucket holds at most 256 dates, or the members of one
-    /// period (or day) that begin alike.
+    /// days, the people of a week or a month by their first four
+    /// characters. A store keeps each bucket as one record, so folding a
+    /// batch writes far fewer records than keys, and the neighbouring
+    /// periods the fold looks up come with the first. A bucket holds at most
+    /// 256 dates, the people of one day, the people of one week or month
+    /// that begin alike, or the partners or areas of one period.
     ///
     /// `None` for the other tables, whose every key is a bucket of its own,
     /// and for a key too short to name its bucket (a range start). Buckets
@@ -177,20 +182,25 @@ pub mod keys {
         // stays small however long a participant or cohort has been active.
         const DAYS_256: usize = 3;
         // A member's first four characters (a pseudonym's version and its
-        // first hex digit) split a period's members over up to 16 buckets
-        // of each length, so that a commit of one event at the head of the
-        // stream rewrites a sixteenth of a big period's members, not all.
+        // first hex digit) split the people of a week or a month over up to
+        // 16 buckets of each length, so that a commit of one event at the
+        // head of the stream rewrites a sixteenth of a big period's members,
+        // not all. A day's people, and a period's partners and areas, are
+        // few: splitting them only multiplied the records a batch writes
+        // (they were a third of them).
         let member_bucket_end = |at: usize| -> Option<usize> {
             let length = u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?);
             Some(at + 4 + usize::try_from(length).ok()?.min(MEMBER_TEXT))
         };
         const MEMBER_TEXT: usize = 4;
+        let period_end = movement_end + INTERVAL + DATE;
         let end = match tag {
-            ACTIVE => text_end(movement_end + INTERVAL)? + DAYS_256,
-            FIRST => text_end(movement_end)? + DAYS_256,
+            PARTICIPANT => text_end(movement_end)? + DAYS_256,
             COHORT => movement_end + INTERVAL + DATE + DAYS_256,
-            b'v' | b'c' | b'o' | b'g' | b'r' => member_bucket_end(movement_end + INTERVAL + DATE)?,
-            PRINCIPLE_MEMBER => member_bucket_end(movement_end + PRINCIPLE + DATE)?,
+            b'v' | b'c' | b'o' if *key.get(movement_end)? == Interval::Day.key_byte() => period_end,
+            b'v' | b'c' | b'o' => member_bucket_end(period_end)?,
+            b'g' | b'r' => period_end,
+            PRINCIPLE_MEMBER => movement_end + PRINCIPLE + DATE,
             PRINCIPLE_DAY => movement_end + PRINCIPLE + DAYS_256,
             _ => return None,
         };
@@ -283,19 +293,55 @@ pub mod keys {
         key
     }
 
-    /// A participant's activity, participant first so that all their active
-    /// periods of an interval are one prefix scan.
-    pub(crate) fn active_prefix(movement: &str, interval: Interval, participant: &str) -> Vec<u8> {
-        let mut key = movement_prefix(ACTIVE, movement);
-        key.push(interval.key_byte());
+    /// Everything the fold counts per participant: their participation days
+    /// and their active periods of every interval, each a date and a kind
+    /// after this prefix. Date first, so that what one event touches (its
+    /// day, and the week and month around it) lies in one bucket, and a
+    /// participant's whole history is one prefix scan.
+    pub(crate) fn participant_prefix(movement: &str, participant: &str) -> Vec<u8> {
+        let mut key = movement_prefix(PARTICIPANT, movement);
         push_text(&mut key, participant);
         key
     }
 
+    /// How many events of a participant count in the period of `interval`
+    /// starting at `start`.
     pub(crate) fn active(movement: &str, interval: Interval, participant: &str, start: NaiveDate) -> Vec<u8> {
-        let mut key = active_prefix(movement, interval, participant);
+        let mut key = participant_prefix(movement, participant);
         push_date(&mut key, start);
+        key.push(interval.key_byte());
         key
+    }
+
+    /// How many events of a participant count on `day`; the first such day
+    /// is their first participation.
+    pub(crate) fn participation_day(movement: &str, participant: &str, day: NaiveDate) -> Vec<u8> {
+        let mut key = participant_prefix(movement, participant);
+        push_date(&mut key, day);
+        key.push(PARTICIPATION_DAY);
+        key
+    }
+
+    /// What a participant key holds, from the bytes after its prefix: a
+    /// participation day, or an active period of an interval.
+    pub(crate) fn read_participant_entry(rest: &[u8]) -> (NaiveDate, ParticipantEntry) {
+        let date = read_date(rest);
+        let kind = rest[4];
+        let entry = match Interval::ALL.into_iter().find(|interval| interval.key_byte() == kind) {
+            Some(interval) => ParticipantEntry::Active(interval),
+            None => {
+                assert_eq!(kind, PARTICIPATION_DAY, "participant keys end with a known kind");
+                ParticipantEntry::Day
+            }
+        };
+        (date, entry)
+    }
+
+    /// The kind of a participant key.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum ParticipantEntry {
+        Day,
+        Active(Interval),
     }
 
     /// A participant's first participation day, kept beside the days it is
@@ -303,20 +349,6 @@ pub mod keys {
     pub(crate) fn first_day(movement: &str, participant: &str) -> Vec<u8> {
         let mut key = movement_prefix(FIRST_DAY, movement);
         push_text(&mut key, participant);
-        key
-    }
-
-    /// The days a participant took part on, over all time; the first of them
-    /// is their first participation.
-    pub(crate) fn first_prefix(movement: &str, participant: &str) -> Vec<u8> {
-        let mut key = movement_prefix(FIRST, movement);
-        push_text(&mut key, participant);
-        key
-    }
-
-    pub(crate) fn first(movement: &str, participant: &str, day: NaiveDate) -> Vec<u8> {
-        let mut key = first_prefix(movement, participant);
-        push_date(&mut key, day);
         key
     }
 
@@ -769,23 +801,20 @@ impl ErasedParticipants {
 /// are aggregates and stay as they are: an erasure does not rewrite
 /// figures already published.
 fn erase_participant<S: State>(state: &mut S, movement: &str, participant: &str) -> Result<(), S::Error> {
-    let first_prefix = keys::first_prefix(movement, participant);
+    let prefix = keys::participant_prefix(movement, participant);
     let mut days = Vec::new();
-    for (key, _) in state.scan_prefix(&first_prefix)? {
-        days.push(keys::read_date(&key[first_prefix.len()..]));
+    for (key, _) in state.scan_prefix(&prefix)? {
         state.remove(&key)?;
-    }
-    state.remove(&keys::first_day(movement, participant))?;
-    for interval in Interval::ALL {
-        let prefix = keys::active_prefix(movement, interval, participant);
-        for (key, _) in state.scan_prefix(&prefix)? {
-            let start = keys::read_date(&key[prefix.len()..]);
-            state.remove(&key)?;
-            for set in [keys::Set::Volunteers, keys::Set::ActionParticipants, keys::Set::Organisers] {
-                state.remove(&keys::member(set, movement, interval, start, participant))?;
+        match keys::read_participant_entry(&key[prefix.len()..]) {
+            (day, keys::ParticipantEntry::Day) => days.push(day),
+            (start, keys::ParticipantEntry::Active(interval)) => {
+                for set in [keys::Set::Volunteers, keys::Set::ActionParticipants, keys::Set::Organisers] {
+                    state.remove(&keys::member(set, movement, interval, start, participant))?;
+                }
             }
         }
     }
+    state.remove(&keys::first_day(movement, participant))?;
     for day in days {
         for principle in Principle::ALL {
             state.remove(&keys::principle_member(movement, principle, day, participant))?;
@@ -869,15 +898,21 @@ fn update_first_participation<S: State>(
     sign: i64,
 ) -> Result<Option<NaiveDate>, S::Error> {
     let before = first_participation(state, movement, participant)?;
-    let day_key = keys::first(movement, participant, day);
+    let day_key = keys::participation_day(movement, participant, day);
     let day_change = count_member(state, &day_key, sign)?;
     let after = match (sign > 0, before) {
         (true, Some(first)) => Some(first.min(day)),
         (true, None) => Some(day),
         // Only the removal of the first day's last event moves it later.
         (false, Some(first)) if first == day && day_change < 0 => {
-            let prefix = keys::first_prefix(movement, participant);
-            state.first_with_prefix(&prefix)?.map(|(key, _)| keys::read_date(&key[prefix.len()..]))
+            let prefix = keys::participant_prefix(movement, participant);
+            let entries = state.scan_prefix(&prefix)?;
+            let mut days =
+                entries.iter().filter_map(|(key, _)| match keys::read_participant_entry(&key[prefix.len()..]) {
+                    (day, keys::ParticipantEntry::Day) => Some(day),
+                    _ => None,
+                });
+            days.next()
         }
         (false, _) => before,
     };
@@ -893,6 +928,8 @@ fn update_first_participation<S: State>(
         }
         None => state.remove(&first_day_key)?,
     }
+    // The participant's active periods, read once when a cohort moves.
+    let mut periods: Option<Vec<(NaiveDate, Interval)>> = None;
     for interval in Interval::ALL {
         let old_cohort = before.map(|day| interval.period_start(day));
         let new_cohort = after.map(|day| interval.period_start(day));
@@ -911,9 +948,18 @@ fn update_first_participation<S: State>(
         if before.is_none() {
             continue;
         }
-        let prefix = keys::active_prefix(movement, interval, participant);
-        for (key, _) in state.scan_prefix(&prefix)? {
-            let start = keys::read_date(&key[prefix.len()..]);
+        if periods.is_none() {
+            let prefix = keys::participant_prefix(movement, participant);
+            let entries = state.scan_prefix(&prefix)?;
+            let active =
+                entries.iter().filter_map(|(key, _)| match keys::read_participant_entry(&key[prefix.len()..]) {
+                    (start, keys::ParticipantEntry::Active(interval)) => Some((start, interval)),
+                    (_, keys::ParticipantEntry::Day) => None,
+                });
+            periods = Some(active.collect());
+        }
+        let starts = periods.iter().flatten().filter(|(_, of)| *of == interval).map(|(start, _)| *start);
+        for start in starts {
             if let Some(cohort) = old_cohort {
                 count_member(state, &keys::cohort(movement, interval, cohort, start), -1)?;
             }
@@ -1082,7 +1128,7 @@ mod tests {
         let (state, _) = apply_all(&events.iter().collect::<Vec<_>>());
         let mut buckets = std::collections::BTreeSet::new();
         for key in state.entries.keys() {
-            let bucketed = b"afhvcogryx".contains(&key[0]);
+            let bucketed = b"ahvcogryx".contains(&key[0]);
             match keys::bucket_len(key) {
                 Some(length) => {
                     assert!(bucketed, "{key:?} is a key of its own");
@@ -1099,10 +1145,12 @@ mod tests {
                 assert!(first == second || !second.starts_with(first), "{first:?} begins {second:?}");
             }
         }
-        // A participant's periods of one interval, and a day of them.
+        // A participant's days and periods, and a day of them.
         let day = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
-        let prefix = keys::active_prefix("m", Interval::Week, "erin");
+        let prefix = keys::participant_prefix("m", "erin");
         let key = keys::active("m", Interval::Week, "erin", day);
+        let same_day = keys::participation_day("m", "erin", day);
+        assert_eq!(key[..prefix.len() + 3], same_day[..prefix.len() + 3], "a day and its week share a bucket");
         assert_eq!(keys::bucket_len(&prefix), None, "a range start without a date names no bucket");
         assert_eq!(keys::bucket_len(&key), Some(prefix.len() + 3), "a run of 256 days");
         let later = keys::active("m", Interval::Week, "erin", day + chrono::Days::new(300));

@@ -14,7 +14,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::{Bound, ControlFlow};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -240,7 +240,12 @@ impl Store {
 
     /// Starts a batch of changes; nothing reaches sled until [`Batch::commit`].
     pub fn batch(&self) -> Batch<'_> {
-        Batch { store: self, records: RefCell::new(HashMap::new()), change_count: 0 }
+        Batch {
+            store: self,
+            records: RefCell::new(HashMap::new()),
+            names: RefCell::new(BTreeSet::new()),
+            change_count: 0,
+        }
     }
 
     /// Writes everything committed so far to disk. Commits are atomic
@@ -528,6 +533,10 @@ pub struct Batch<'store> {
     /// Records read or written so far, by name; reads fill it too, hence
     /// the cell.
     records: RefCell<HashMap<Vec<u8>, CachedRecord>>,
+    /// The names of `records` in order, so that a scan over several records
+    /// visits only the batch's records in its range: walking every record
+    /// instead made each such scan cost as much as the batch was big.
+    names: RefCell<BTreeSet<Vec<u8>>>,
     /// How many keys were written or removed.
     change_count: usize,
 }
@@ -595,15 +604,21 @@ impl Batch<'_> {
         }
         let entries = self.store.load(name)?;
         let result = read(&entries);
-        self.records.borrow_mut().insert(name.to_vec(), CachedRecord { entries, changed: false });
+        self.remember(name, entries);
         Ok(result)
+    }
+
+    /// Keeps a record read from the store in the batch.
+    fn remember(&self, name: &[u8], entries: Bucket) {
+        self.records.borrow_mut().insert(name.to_vec(), CachedRecord { entries, changed: false });
+        self.names.borrow_mut().insert(name.to_vec());
     }
 
     fn change(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
         let (name, suffix) = split_key(key);
         if !self.records.get_mut().contains_key(name) {
             let entries = self.store.load(name)?;
-            self.records.get_mut().insert(name.to_vec(), CachedRecord { entries, changed: false });
+            self.remember(name, entries);
         }
         let record = self.records.get_mut().get_mut(name).expect("inserted above");
         match value {
@@ -659,13 +674,12 @@ impl Walk for Batch<'_> {
             ControlFlow::Continue(())
         })?;
         // A record sorting before `end` may hold keys of the range; one at
-        // or after it cannot. Few scans of the fold reach here (a
-        // participant's whole history, when their first participation
-        // moves), so walking every cached record is cheap enough.
-        for (name, record) in self.records.borrow().iter() {
-            if name.as_slice() >= from.as_slice() && end.is_none_or(|end| name.as_slice() < end) {
-                merged.insert(name.clone(), record.entries.clone());
-            }
+        // or after it cannot.
+        let records = self.records.borrow();
+        let names = self.names.borrow();
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        for name in names.range::<[u8], _>((Bound::Included(from.as_slice()), upper)) {
+            merged.insert(name.clone(), records[name].entries.clone());
         }
         for (name, entries) in &merged {
             if visit_entries(name, entries).is_break() {
