@@ -1037,6 +1037,12 @@ pub fn watermark<S: StateRead>(state: &S) -> Result<u64, S::Error> {
     Ok(state.get(keys::WATERMARK)?.map(|bytes| decode_u64(&bytes)).unwrap_or(0))
 }
 
+/// The watermark from its stored value, for a store that reads the value
+/// itself.
+pub fn decode_watermark(bytes: &[u8]) -> u64 {
+    decode_u64(bytes)
+}
+
 /// Records that every event up to `seq` has been folded in. The store
 /// writes this in the same atomic batch as the changes it covers.
 pub fn set_watermark<S: State>(state: &mut S, seq: u64) -> Result<(), S::Error> {

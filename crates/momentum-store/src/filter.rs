@@ -8,8 +8,12 @@
 //! that does not exist (then sled is asked, at most about one time in a
 //! hundred), never "no" for one that does: every name sled holds was added,
 //! at open or when a commit wrote it, and names are never taken out.
-
-use std::hash::{DefaultHasher, Hash, Hasher};
+//!
+//! Filling it at open means reading every record name, seconds for a store
+//! of millions of events, so [`crate::Store::flush`] saves it beside the
+//! watermark it covers and the next open loads it instead when the
+//! watermark still matches. Its hash is defined here, not taken from the
+//! standard library, whose hashes may change between Rust releases.
 
 /// Record names one filter is sized for before the next, twice as large, is
 /// started: about 1.2 MiB of bits.
@@ -56,12 +60,21 @@ impl Filter {
     }
 }
 
+/// 64-bit FNV-1a, its bits then mixed by SplitMix64's finaliser so that
+/// both halves, which pick the filter's bits, vary with every byte. Fixed
+/// forever: saved filters depend on it.
 fn hash(name: &[u8]) -> u64 {
-    // SipHash with fixed keys: the same name always has the same bits.
-    let mut hasher = DefaultHasher::new();
-    name.hash(&mut hasher);
-    hasher.finish()
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash = (hash ^ (hash >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash = (hash ^ (hash >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
 }
+
+/// The first byte of a saved filter: the layout below, and [`hash`].
+const SAVED_VERSION: u8 = 1;
 
 impl RecordFilter {
     /// An empty filter, sized for at least `expected` names.
@@ -87,6 +100,49 @@ impl RecordFilter {
         let hash = hash(name);
         self.filters.iter().any(|filter| filter.may_contain(hash))
     }
+
+    /// The filter as bytes: a version byte, then each filter's capacity,
+    /// name count and bit words, little-endian `u64`s, the word count first.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let words: usize = self.filters.iter().map(|filter| filter.bits.len() + 3).sum();
+        let mut bytes = Vec::with_capacity(1 + 8 * words);
+        bytes.push(SAVED_VERSION);
+        for filter in &self.filters {
+            for number in [filter.capacity, filter.names, filter.bits.len()] {
+                bytes.extend_from_slice(&(number as u64).to_le_bytes());
+            }
+            for word in &filter.bits {
+                bytes.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        bytes
+    }
+
+    /// A filter from [`RecordFilter::encode`]'s bytes; `None` if they are
+    /// not a filter this code wrote, so that the caller fills one afresh.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<RecordFilter> {
+        let (version, mut rest) = bytes.split_first()?;
+        if *version != SAVED_VERSION {
+            return None;
+        }
+        let mut next = || -> Option<u64> {
+            let (word, after) = rest.split_first_chunk::<8>()?;
+            rest = after;
+            Some(u64::from_le_bytes(*word))
+        };
+        let mut filters = Vec::new();
+        while let Some(capacity) = next() {
+            let names = usize::try_from(next()?).ok()?;
+            let word_count = usize::try_from(next()?).ok()?;
+            let capacity = usize::try_from(capacity).ok()?;
+            if word_count != (capacity.checked_mul(BITS_PER_NAME)?).div_ceil(64) {
+                return None;
+            }
+            let bits = (0..word_count).map(|_| next()).collect::<Option<Vec<u64>>>()?;
+            filters.push(Filter { bits, names, capacity });
+        }
+        (!filters.is_empty()).then_some(RecordFilter { filters })
+    }
 }
 
 #[cfg(test)]
@@ -110,5 +166,30 @@ mod tests {
             (0..strangers).filter(|index| filter.may_contain(format!("other {index}").as_bytes())).count();
         // Two filters of about 0.8% each.
         assert!(false_maybes < strangers * 3 / 100, "{false_maybes} of {strangers} never added were maybes");
+
+        let saved = RecordFilter::decode(&filter.encode()).expect("a saved filter reads back");
+        for index in (0..added).step_by(97) {
+            assert!(saved.may_contain(format!("added {index}").as_bytes()), "name {index} is found after saving");
+        }
+        let saved_false_maybes =
+            (0..strangers).filter(|index| saved.may_contain(format!("other {index}").as_bytes())).count();
+        assert_eq!(saved_false_maybes, false_maybes, "the saved filter answers as the one saved");
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_saved_filter_are_refused() {
+        let mut filter = RecordFilter::with_capacity(0);
+        filter.insert(b"name");
+        let bytes = filter.encode();
+        assert!(RecordFilter::decode(&bytes).is_some());
+        assert!(RecordFilter::decode(&[]).is_none(), "empty");
+        assert!(RecordFilter::decode(&[SAVED_VERSION]).is_none(), "no filter");
+        assert!(RecordFilter::decode(&bytes[..bytes.len() - 1]).is_none(), "cut short");
+        let mut other_version = bytes.clone();
+        other_version[0] = SAVED_VERSION + 1;
+        assert!(RecordFilter::decode(&other_version).is_none(), "another version");
+        let mut wrong_size = bytes;
+        wrong_size[1] ^= 1;
+        assert!(RecordFilter::decode(&wrong_size).is_none(), "bits that do not fit the capacity");
     }
 }
