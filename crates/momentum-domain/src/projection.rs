@@ -95,8 +95,9 @@ pub enum Outcome {
 /// Format 1 told events apart by (`source`, `id`) across movements; 2 tells
 /// them apart within their movement; 3 keeps the keys that are read and
 /// written together in one stored record each ([`keys::bucket_len`]); 4
-/// keeps a day's people, and a period's partners and areas, in one record.
-pub const FORMAT: &str = "4";
+/// keeps a day's people, and a period's partners and areas, in one record;
+/// 5 keeps a person's memberships of distinct sets with their other counts.
+pub const FORMAT: &str = "5";
 
 /// Store keys. Every key starts with a one-byte tag naming its table; keys
 /// of a movement continue with the movement id and a NUL (movement ids never
@@ -151,16 +152,14 @@ pub mod keys {
 
     /// How many leading bytes of `key` name the bucket it is kept in, for
     /// the tables whose keys are read and written together: a participant's
-    /// participation days and active periods of every interval (`a`), a
-    /// cohort's activity in one interval (`h`), the members of one period's
-    /// distinct sets (`v`, `c`, `o`, `g`, `r`), a principle's participants on
-    /// one day (`y`) and a principle's days (`x`); dates within a run of 256
-    /// days, the people of a week or a month by their first four
-    /// characters. A store keeps each bucket as one record, so folding a
-    /// batch writes far fewer records than keys, and the neighbouring
-    /// periods the fold looks up come with the first. A bucket holds at most
-    /// 256 dates, the people of one day, the people of one week or month
-    /// that begin alike, or the partners or areas of one period.
+    /// participation days, active periods and memberships of every interval
+    /// (`a`), a cohort's activity in one interval (`h`), the partners or the
+    /// areas of one period (`g`, `r`), a principle's participants on one day
+    /// (`y`) and a principle's days (`x`); dates within a run of 256 days. A
+    /// store keeps each bucket as one record, so folding a batch writes far
+    /// fewer records than keys, and the neighbouring periods the fold looks
+    /// up come with the first. A bucket holds at most 256 dates, the people
+    /// of one day, or the partners or areas of one period.
     ///
     /// `None` for the other tables, whose every key is a bucket of its own,
     /// and for a key too short to name its bucket (a range start). Buckets
@@ -181,25 +180,11 @@ pub mod keys {
         // dates holds at most 256 of them (37 weeks, 9 months), so a record
         // stays small however long a participant or cohort has been active.
         const DAYS_256: usize = 3;
-        // A member's first four characters (a pseudonym's version and its
-        // first hex digit) split the people of a week or a month over up to
-        // 16 buckets of each length, so that a commit of one event at the
-        // head of the stream rewrites a sixteenth of a big period's members,
-        // not all. A day's people, and a period's partners and areas, are
-        // few: splitting them only multiplied the records a batch writes
-        // (they were a third of them).
-        let member_bucket_end = |at: usize| -> Option<usize> {
-            let length = u32::from_be_bytes(key.get(at..at + 4)?.try_into().ok()?);
-            Some(at + 4 + usize::try_from(length).ok()?.min(MEMBER_TEXT))
-        };
-        const MEMBER_TEXT: usize = 4;
-        let period_end = movement_end + INTERVAL + DATE;
         let end = match tag {
             PARTICIPANT => text_end(movement_end)? + DAYS_256,
             COHORT => movement_end + INTERVAL + DATE + DAYS_256,
-            b'v' | b'c' | b'o' if *key.get(movement_end)? == Interval::Day.key_byte() => period_end,
-            b'v' | b'c' | b'o' => member_bucket_end(period_end)?,
-            b'g' | b'r' => period_end,
+            // A period's partners and areas are few.
+            b'g' | b'r' => movement_end + INTERVAL + DATE,
             PRINCIPLE_MEMBER => movement_end + PRINCIPLE + DATE,
             PRINCIPLE_DAY => movement_end + PRINCIPLE + DAYS_256,
             _ => return None,
@@ -224,6 +209,12 @@ pub mod keys {
     }
 
     impl Set {
+        /// Whether the set's members are people, whose memberships are kept
+        /// with the rest of their counts.
+        fn of_people(self) -> bool {
+            matches!(self, Set::Volunteers | Set::ActionParticipants | Set::Organisers)
+        }
+
         fn tag(self) -> u8 {
             match self {
                 Set::Volunteers => b'v',
@@ -285,7 +276,19 @@ pub mod keys {
         key
     }
 
+    /// How many events count `value` in a period's distinct set. A person's
+    /// membership is a participant key (the period's date, its interval and
+    /// the set's tag), so that it is written with the rest of their counts
+    /// and a period's people are never one big record; a period's partners
+    /// and areas are keyed by the period.
     pub(crate) fn member(set: Set, movement: &str, interval: Interval, start: NaiveDate, value: &str) -> Vec<u8> {
+        if set.of_people() {
+            let mut key = participant_prefix(movement, value);
+            push_date(&mut key, start);
+            key.push(interval.key_byte());
+            key.push(set.tag());
+            return key;
+        }
         let mut key = movement_prefix(set.tag(), movement);
         key.push(interval.key_byte());
         push_date(&mut key, start);
@@ -293,9 +296,9 @@ pub mod keys {
         key
     }
 
-    /// Everything the fold counts per participant: their participation days
-    /// and their active periods of every interval, each a date and a kind
-    /// after this prefix. Date first, so that what one event touches (its
+    /// Everything the fold counts per participant: their participation days,
+    /// their active periods of every interval and their memberships of
+    /// periods' distinct sets, each a date and a kind after this prefix. Date first, so that what one event touches (its
     /// day, and the week and month around it) lies in one bucket, and a
     /// participant's whole history is one prefix scan.
     pub(crate) fn participant_prefix(movement: &str, participant: &str) -> Vec<u8> {
@@ -323,16 +326,17 @@ pub mod keys {
     }
 
     /// What a participant key holds, from the bytes after its prefix: a
-    /// participation day, or an active period of an interval.
+    /// participation day, an active period of an interval, or a membership
+    /// of a period's distinct set (the interval's byte and the set's tag).
     pub(crate) fn read_participant_entry(rest: &[u8]) -> (NaiveDate, ParticipantEntry) {
         let date = read_date(rest);
         let kind = rest[4];
-        let entry = match Interval::ALL.into_iter().find(|interval| interval.key_byte() == kind) {
-            Some(interval) => ParticipantEntry::Active(interval),
-            None => {
-                assert_eq!(kind, PARTICIPATION_DAY, "participant keys end with a known kind");
-                ParticipantEntry::Day
-            }
+        let interval = Interval::ALL.into_iter().find(|interval| interval.key_byte() == kind);
+        let entry = match (interval, rest.len()) {
+            (Some(interval), 5) => ParticipantEntry::Active(interval),
+            (Some(_), 6) => ParticipantEntry::Member,
+            (None, 5) if kind == PARTICIPATION_DAY => ParticipantEntry::Day,
+            _ => panic!("participant keys end with a known kind"),
         };
         (date, entry)
     }
@@ -342,6 +346,7 @@ pub mod keys {
     pub(crate) enum ParticipantEntry {
         Day,
         Active(Interval),
+        Member,
     }
 
     /// A participant's first participation day, kept beside the days it is
@@ -805,13 +810,8 @@ fn erase_participant<S: State>(state: &mut S, movement: &str, participant: &str)
     let mut days = Vec::new();
     for (key, _) in state.scan_prefix(&prefix)? {
         state.remove(&key)?;
-        match keys::read_participant_entry(&key[prefix.len()..]) {
-            (day, keys::ParticipantEntry::Day) => days.push(day),
-            (start, keys::ParticipantEntry::Active(interval)) => {
-                for set in [keys::Set::Volunteers, keys::Set::ActionParticipants, keys::Set::Organisers] {
-                    state.remove(&keys::member(set, movement, interval, start, participant))?;
-                }
-            }
+        if let (day, keys::ParticipantEntry::Day) = keys::read_participant_entry(&key[prefix.len()..]) {
+            days.push(day);
         }
     }
     state.remove(&keys::first_day(movement, participant))?;
@@ -954,7 +954,7 @@ fn update_first_participation<S: State>(
             let active =
                 entries.iter().filter_map(|(key, _)| match keys::read_participant_entry(&key[prefix.len()..]) {
                     (start, keys::ParticipantEntry::Active(interval)) => Some((start, interval)),
-                    (_, keys::ParticipantEntry::Day) => None,
+                    _ => None,
                 });
             periods = Some(active.collect());
         }
@@ -1134,7 +1134,7 @@ mod tests {
         let (state, _) = apply_all(&events.iter().collect::<Vec<_>>());
         let mut buckets = std::collections::BTreeSet::new();
         for key in state.entries.keys() {
-            let bucketed = b"ahvcogryx".contains(&key[0]);
+            let bucketed = b"ahgryx".contains(&key[0]);
             match keys::bucket_len(key) {
                 Some(length) => {
                     assert!(bucketed, "{key:?} is a key of its own");
