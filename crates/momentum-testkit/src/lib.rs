@@ -5,9 +5,11 @@
 //! `$MOMENTUM_NATS_SERVER`, else the pinned build under `.tools/` that
 //! `scripts/ensure-nats-server.sh` installs, else `nats-server` on `PATH`.
 
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The nats-server version the project pins.
@@ -67,6 +69,18 @@ pub fn wait_for_port(address: SocketAddr, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// The name of the NATS server at `address`, from the INFO line a server
+/// sends first on every connection; `None` if none arrives within a second.
+fn server_name_at(address: SocketAddr) -> Option<String> {
+    let stream = TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).ok()?;
+    let (_, after) = line.strip_prefix("INFO ")?.split_once("\"server_name\":\"")?;
+    let (name, _) = after.split_once('"')?;
+    Some(name.to_owned())
 }
 
 /// How many ports a new server is tried on before the test fails.
@@ -172,7 +186,12 @@ impl NatsServer {
         assert!(self.child.is_none(), "the server is already running");
         let binary = nats_server_binary();
         let mut command = Command::new(&binary);
+        // A name no other test's server has, to tell this server apart from
+        // one that another test started on the same port first.
+        static SERVERS_STARTED: AtomicU64 = AtomicU64::new(0);
+        let name = format!("momentum-test-{}-{}", std::process::id(), SERVERS_STARTED.fetch_add(1, Ordering::Relaxed));
         command
+            .args(["--server_name", &name])
             .args(["--addr", "127.0.0.1", "--port", &self.port.to_string(), "--jetstream", "--store_dir"])
             .arg(self.store.path())
             .stdout(Stdio::null())
@@ -194,7 +213,21 @@ impl NatsServer {
         let deadline = Instant::now() + START_TIMEOUT;
         // A server that exits at once (a configuration it refuses) fails
         // the test at once, with its log, instead of after the timeout.
-        while !wait_for_port(address, Duration::from_millis(100)) {
+        loop {
+            if wait_for_port(address, Duration::from_millis(100)) {
+                match server_name_at(address) {
+                    Some(found) if found == name => break,
+                    // Another test's server holds the port, and this one
+                    // will fail to bind it: try another port. Without this
+                    // check the test went on with the other server, and
+                    // failed once that test stopped it.
+                    Some(_) => {
+                        self.kill();
+                        return Err(StartFailure::Exited);
+                    }
+                    None => {}
+                }
+            }
             let exited = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
             let log = || std::fs::read_to_string(self.log_file()).unwrap_or_default();
             match exited {
@@ -521,6 +554,19 @@ mod tests {
         assert!(TcpStream::connect(address).is_err());
         server.restart();
         assert!(TcpStream::connect(address).is_ok());
+    }
+
+    #[test]
+    fn a_server_whose_port_another_test_holds_starts_on_another_port() {
+        let first = NatsServer::start();
+        let store = tempfile::tempdir().unwrap();
+        let mut second = NatsServer { port: first.port(), store, child: None, config: None };
+        second.spawn_on_a_free_port();
+        assert_ne!(second.port(), first.port(), "the second server took the first one's port for its own");
+        let first_name = server_name_at(SocketAddr::from(([127, 0, 0, 1], first.port()))).unwrap();
+        let second_name = server_name_at(SocketAddr::from(([127, 0, 0, 1], second.port()))).unwrap();
+        assert_ne!(first_name, second_name);
+        assert!(second_name.starts_with("momentum-test-"), "{second_name}");
     }
 
     #[test]
