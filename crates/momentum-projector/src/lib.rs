@@ -24,7 +24,7 @@ use std::time::Duration;
 use momentum_bus::Partition;
 use momentum_domain::projection::ProjectionSettings;
 use momentum_domain::query::ReadSettings;
-use momentum_store::Store;
+use momentum_store::{Store, StoreMemory};
 use tokio::sync::watch;
 
 /// Settings of the projection service; each flag also reads an environment variable.
@@ -47,6 +47,11 @@ pub struct Config {
     /// a little beyond it with the size of the store).
     #[arg(long, env = "MOMENTUM_STORE_CACHE_MIB", default_value_t = momentum_store::CACHE_BYTES_DEFAULT / 1024 / 1024)]
     pub store_cache_mib: u64,
+    /// The bound of the records folded lately that the store keeps in
+    /// memory, in MiB, so that the next batch need not read them from sled
+    /// again; a smaller bound folds more slowly.
+    #[arg(long, env = "MOMENTUM_STORE_RECENT_MIB", default_value_t = momentum_store::RECENT_RECORDS_BYTES_DEFAULT / 1024 / 1024)]
+    pub store_recent_mib: usize,
     /// The most events applied in one atomic batch.
     #[arg(long, env = "MOMENTUM_BATCH_SIZE_MAX", default_value_t = 1000)]
     pub batch_size_max: usize,
@@ -240,7 +245,11 @@ impl Projector {
         if !config.volunteer_hour_value_gbp.is_finite() || config.volunteer_hour_value_gbp < 0.0 {
             return Err(ProjectorError::HourValueInvalid(config.volunteer_hour_value_gbp));
         }
-        let store = Store::open_with_cache(&config.data_dir, config.store_cache_mib * 1024 * 1024)?;
+        let memory = StoreMemory {
+            page_cache_bytes: config.store_cache_mib.saturating_mul(1024 * 1024),
+            recent_records_bytes: config.store_recent_mib.saturating_mul(1024 * 1024),
+        };
+        let store = Store::open_with_memory(&config.data_dir, memory)?;
         store.check_format(momentum_domain::projection::FORMAT)?;
         store.check_setting("time_zone", config.time_zone.name())?;
         // A store holds one partition's movements; folding another's on top

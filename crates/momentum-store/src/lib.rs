@@ -100,11 +100,11 @@ fn is_lock_held(error: &sled::Error) -> bool {
     matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
-/// How many bytes of records [`RecentRecords`] keeps, at most. Folding
-/// 100 000 generated events ran at 4 800 events/s with 64 MiB and 6 100 to
-/// 6 900 with 256 MiB: past 64 MiB, records fell out before the next batch
-/// met them again.
-pub const RECENT_RECORDS_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// How many bytes of records [`RecentRecords`] keeps, at most, unless
+/// configured otherwise. Folding 100 000 generated events ran at 4 800
+/// events/s with 64 MiB and 6 100 to 6 900 with 256 MiB: past 64 MiB,
+/// records fell out before the next batch met them again.
+pub const RECENT_RECORDS_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
 
 /// Records that batches read or wrote lately, as stored (`None`: there is
 /// no such record), so that the next batch need not ask sled again: a
@@ -113,19 +113,22 @@ pub const RECENT_RECORDS_BYTES_MAX: usize = 256 * 1024 * 1024;
 ///
 /// Two generations bound it: records go into the newer, a record found in
 /// the older moves to the newer, and when the newer holds half of
-/// [`RECENT_RECORDS_BYTES_MAX`] the older is dropped and the newer takes
-/// its place. Only batches fill it, and a batch's changes enter it after
+/// `bytes_max` the older is dropped and the newer takes its place. Only batches fill it, and a batch's changes enter it after
 /// sled has applied them; batches follow one another (the projector has one
 /// consumer), as they always had to, since they are not isolated from each
 /// other.
-#[derive(Default)]
 struct RecentRecords {
     newer: HashMap<Vec<u8>, Option<Arc<[u8]>>>,
     older: HashMap<Vec<u8>, Option<Arc<[u8]>>>,
     newer_bytes: usize,
+    bytes_max: usize,
 }
 
 impl RecentRecords {
+    fn with_bound(bytes_max: usize) -> RecentRecords {
+        RecentRecords { newer: HashMap::new(), older: HashMap::new(), newer_bytes: 0, bytes_max }
+    }
+
     /// What a map entry costs beside its name and bytes, roughly.
     const ENTRY_BYTES: usize = 64;
 
@@ -141,7 +144,7 @@ impl RecentRecords {
     fn insert(&mut self, name: Vec<u8>, record: Option<Arc<[u8]>>) {
         self.newer_bytes += Self::ENTRY_BYTES + name.len() + record.as_ref().map_or(0, |bytes| bytes.len());
         self.newer.insert(name, record);
-        if self.newer_bytes > RECENT_RECORDS_BYTES_MAX / 2 {
+        if self.newer_bytes > self.bytes_max / 2 {
             self.older = std::mem::take(&mut self.newer);
             self.newer_bytes = 0;
         }
@@ -160,18 +163,32 @@ impl std::fmt::Debug for Store {
 /// of 1 162 MiB (docs/benchmarks.md).
 pub const CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
+/// The memory a store may use for caches. sled's own memory grows beyond
+/// its page cache with the size of the store (its page table), so these
+/// bound most, not all, of a store's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreMemory {
+    /// sled's page cache.
+    pub page_cache_bytes: u64,
+    /// The records batches touched lately ([`RECENT_RECORDS_BYTES_DEFAULT`]).
+    pub recent_records_bytes: usize,
+}
+
+impl Default for StoreMemory {
+    fn default() -> StoreMemory {
+        StoreMemory { page_cache_bytes: CACHE_BYTES_DEFAULT, recent_records_bytes: RECENT_RECORDS_BYTES_DEFAULT }
+    }
+}
+
 impl Store {
-    /// Opens (or creates) the store with sled's page cache bounded to
-    /// [`CACHE_BYTES_DEFAULT`].
+    /// Opens (or creates) the store with the default [`StoreMemory`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with_cache(path, CACHE_BYTES_DEFAULT)
+        Store::open_with_memory(path, StoreMemory::default())
     }
 
-    /// Opens (or creates) the store with sled's page cache bounded to
-    /// `cache_bytes`. sled's own memory grows beyond it with the size of
-    /// the store (its page table), so this bounds most, not all, of it.
-    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
-        let database = open_sled(path, cache_bytes)?;
+    /// Opens (or creates) the store with its caches bounded by `memory`.
+    pub fn open_with_memory(path: &Path, memory: StoreMemory) -> Result<Store, StoreError> {
+        let database = open_sled(path, memory.page_cache_bytes)?;
         let projection = database.open_tree("projection")?;
         let settings = database.open_tree(SETTINGS_TREE)?;
         let mut resident = BTreeMap::new();
@@ -209,7 +226,7 @@ impl Store {
             projection,
             settings,
             resident: Arc::new(RwLock::new(resident)),
-            recent: Arc::new(Mutex::new(RecentRecords::default())),
+            recent: Arc::new(Mutex::new(RecentRecords::with_bound(memory.recent_records_bytes))),
             known: Arc::new(Mutex::new(known)),
             filter_was_saved,
         })
@@ -976,7 +993,10 @@ mod tests {
             batches in proptest::collection::vec(proptest::collection::vec(change(), 0..24), 1..4),
         ) {
             let folder = tempfile::tempdir().unwrap();
-            let store = Store::open(folder.path()).unwrap();
+            // Recent records bounded to a few records, so that reads meet
+            // records that fell out of it as well as records still in it.
+            let memory = StoreMemory { recent_records_bytes: 1024, ..StoreMemory::default() };
+            let store = Store::open_with_memory(folder.path(), memory).unwrap();
             let mut model = Model::default();
             for (index, changes) in batches.iter().enumerate() {
                 let mut batch = store.batch();
