@@ -110,10 +110,12 @@ pub mod keys {
     pub(crate) const EVENT: u8 = b'e';
     pub(crate) const MOVEMENT: u8 = b'm';
     pub(crate) const PERIOD: u8 = b'p';
-    /// A participant's participation days and active periods, one table.
+    /// A participant's participation days, active periods and memberships
+    /// of periods' distinct sets, one table.
     pub(crate) const PARTICIPANT: u8 = b'a';
-    /// The kind byte that ends a participant key of a participation day;
-    /// a key of an active period ends with its interval's byte instead.
+    /// The kind byte that ends a participant key of a participation day. An
+    /// active period's key ends with its interval's byte instead, and a
+    /// membership's with its interval's byte and its set's tag.
     pub(crate) const PARTICIPATION_DAY: u8 = b'f';
     pub(crate) const FIRST_DAY: u8 = b'd';
     pub(crate) const COHORT: u8 = b'h';
@@ -298,9 +300,10 @@ pub mod keys {
 
     /// Everything the fold counts per participant: their participation days,
     /// their active periods of every interval and their memberships of
-    /// periods' distinct sets, each a date and a kind after this prefix. Date first, so that what one event touches (its
-    /// day, and the week and month around it) lies in one bucket, and a
-    /// participant's whole history is one prefix scan.
+    /// periods' distinct sets, each a date and a kind after this prefix.
+    /// Date first, so that what one event touches (its day, and the week and
+    /// month around it) lies in one bucket, and a participant's whole
+    /// history is one prefix scan.
     pub(crate) fn participant_prefix(movement: &str, participant: &str) -> Vec<u8> {
         let mut key = movement_prefix(PARTICIPANT, movement);
         push_text(&mut key, participant);
