@@ -358,7 +358,11 @@ impl Projector {
         };
         let consumer = tokio::spawn(consume::run(consumer, stop.clone()));
         let http = tokio::spawn(health::serve(self.http, self.health.clone(), stop));
-        tracing::info!(watermark = *self.watermark.borrow(), "projector started");
+        tracing::info!(
+            watermark = *self.watermark.borrow(),
+            record_filter_saved = self.store.filter_was_saved(),
+            "projector started"
+        );
         let registration = match self.service {
             Some(service) => tokio::spawn(async move { Ok(service) }),
             None => {

@@ -1,5 +1,5 @@
 //! Which records sled may hold: a Bloom filter of every record name the
-//! store has held since it was opened.
+//! store has held.
 //!
 //! Most records a fold batch asks for do not exist yet (a new event, a
 //! newcomer, a period or day nobody was active in), and sled answers "no

@@ -113,8 +113,9 @@ pub const RECENT_RECORDS_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
 ///
 /// Two generations bound it: records go into the newer, a record found in
 /// the older moves to the newer, and when the newer holds half of
-/// `bytes_max` the older is dropped and the newer takes its place. Only batches fill it, and a batch's changes enter it after
-/// sled has applied them; batches follow one another (the projector has one
+/// `bytes_max` the older is dropped and the newer takes its place. Only
+/// batches fill it, and a batch's changes enter it after sled has applied
+/// them; batches follow one another (the projector has one
 /// consumer), as they always had to, since they are not isolated from each
 /// other.
 struct RecentRecords {
@@ -233,7 +234,7 @@ impl Store {
     }
 
     /// Whether opening loaded the filter the last flush saved, rather than
-    /// reading every record name.
+    /// reading every record name (the projector logs it at start).
     pub fn filter_was_saved(&self) -> bool {
         self.filter_was_saved
     }
@@ -880,22 +881,39 @@ mod tests {
         assert_eq!(batch.scan_prefix(b"p").unwrap(), Vec::<Entry>::new());
     }
 
-    /// A key of the bucketed table `a` (movement `mv`, interval `interval`,
-    /// participant `participant`, date `day`), as the fold spells it.
-    fn bucketed_key(interval: u8, participant: &str, day: u32) -> Vec<u8> {
-        let mut key = b"amv\0".to_vec();
-        key.push(interval);
-        key.extend_from_slice(&(participant.len() as u32).to_be_bytes());
-        key.extend_from_slice(participant.as_bytes());
-        key.extend_from_slice(&day.to_be_bytes());
+    /// A key of the bucketed table `a` (movement `mv`, participant
+    /// `participant`, date `day` × 100 so that days fall in several runs of
+    /// 256, kind `kind`), as the fold spells it.
+    fn bucketed_key(kind: u8, participant: &str, day: u32) -> Vec<u8> {
+        let mut key = participant_prefix(participant);
+        key.extend_from_slice(&(day * 100).to_be_bytes());
+        key.push(kind);
         key
     }
 
-    /// A key of the bucketed table `v` (a period's volunteers), bucketed by
-    /// the member's first four characters: shorter members are buckets of
-    /// their own.
+    /// Every key of a participant in the table `a`.
+    fn participant_prefix(participant: &str) -> Vec<u8> {
+        let mut key = b"amv\0".to_vec();
+        key.extend_from_slice(&(participant.len() as u32).to_be_bytes());
+        key.extend_from_slice(participant.as_bytes());
+        key
+    }
+
+    /// The helpers' keys must stay bucketed the way the fold's are, or the
+    /// property test below would only read keys of their own.
+    #[test]
+    fn the_test_keys_are_bucketed_as_the_fold_buckets_them() {
+        let prefix = participant_prefix("pq");
+        assert_eq!(keys::bucket_len(&bucketed_key(b'd', "pq", 3)), Some(prefix.len() + 3));
+        assert_ne!(bucketed_key(b'd', "pq", 1)[..prefix.len() + 3], bucketed_key(b'd', "pq", 5)[..prefix.len() + 3]);
+        assert_eq!(keys::bucket_len(&member_key(1, "p1-a1")), Some(b"gmv\0w".len() + 4));
+        assert_eq!(keys::bucket_len(b"e1"), None);
+    }
+
+    /// A key of the table `g` (a period's partners), one bucket per period
+    /// whose entries are named by text of any length.
     fn member_key(day: u32, member: &str) -> Vec<u8> {
-        let mut key = b"vmv\0w".to_vec();
+        let mut key = b"gmv\0w".to_vec();
         key.extend_from_slice(&day.to_be_bytes());
         key.extend_from_slice(&(member.len() as u32).to_be_bytes());
         key.extend_from_slice(member.as_bytes());
@@ -908,21 +926,17 @@ mod tests {
     /// bucket, across buckets, and from before or into the keys that are
     /// their own buckets.
     fn ranges() -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let participant_prefix = |interval: u8, participant: &str| {
-            let key = bucketed_key(interval, participant, 0);
-            key[..key.len() - 4].to_vec()
-        };
         let mut ranges = vec![(Vec::new(), None), (b"a".to_vec(), Some(b"b".to_vec())), (b"e".to_vec(), None)];
-        ranges.push((b"v".to_vec(), Some(b"w".to_vec())));
+        ranges.push((b"g".to_vec(), Some(b"h".to_vec())));
         ranges.push((member_key(1, "N1"), Some(member_key(1, "p1-a2"))));
         ranges.push((member_key(1, "p1-a"), Some(member_key(2, "N1X"))));
-        for interval in [b'd', b'w'] {
+        for kind in [b'd', b'w'] {
             for participant in ["p", "pq", "q"] {
-                let name = participant_prefix(interval, participant);
+                let name = participant_prefix(participant);
                 ranges.push((name.clone(), prefix_end(&name)));
-                ranges.push((bucketed_key(interval, participant, 3), prefix_end(&name)));
-                ranges.push((bucketed_key(interval, participant, 2), Some(bucketed_key(interval, participant, 5))));
-                ranges.push((bucketed_key(interval, participant, 4), Some(bucketed_key(b'w', "q", 1))));
+                ranges.push((bucketed_key(kind, participant, 3), prefix_end(&name)));
+                ranges.push((bucketed_key(kind, participant, 2), Some(bucketed_key(kind, participant, 5))));
+                ranges.push((bucketed_key(kind, participant, 4), Some(bucketed_key(b'w', "q", 1))));
             }
         }
         ranges
@@ -933,7 +947,7 @@ mod tests {
     fn change() -> impl proptest::strategy::Strategy<Value = (Vec<u8>, Option<Vec<u8>>)> {
         use proptest::prelude::*;
         let bucketed = (prop::sample::select(vec![b'd', b'w']), prop::sample::select(vec!["p", "pq", "q"]), 0u32..8)
-            .prop_map(|(interval, participant, day)| bucketed_key(interval, participant, day));
+            .prop_map(|(kind, participant, day)| bucketed_key(kind, participant, day));
         let own = prop::sample::select(vec![b"e1".to_vec(), b"e12".to_vec(), b"m1".to_vec(), b"p1".to_vec()]);
         let member =
             (1u32..3, prop::sample::select(MEMBERS.to_vec())).prop_map(|(day, member)| member_key(day, member));
