@@ -283,6 +283,10 @@ const CLUSTER_START_TIMEOUT: Duration = Duration::from_secs(30);
 /// cluster and monitoring port, and routes to every other node. Nodes can
 /// be killed and restarted one at a time; dropping the cluster kills them all.
 pub struct NatsCluster {
+    /// Unique to this cluster, so that a route to a port another test's
+    /// cluster took is refused (the cluster names differ) instead of
+    /// joining the two clusters.
+    name: String,
     nodes: Vec<ClusterNode>,
 }
 
@@ -297,9 +301,9 @@ struct ClusterNode {
 }
 
 impl ClusterNode {
-    fn new(index: usize) -> ClusterNode {
+    fn new(cluster_name: &str, index: usize) -> ClusterNode {
         ClusterNode {
-            server_name: format!("momentum-{index}"),
+            server_name: format!("{cluster_name}-{index}"),
             port: free_port(),
             cluster_port: free_port(),
             monitor_port: free_port(),
@@ -320,8 +324,11 @@ impl std::fmt::Debug for NatsCluster {
 }
 
 impl NatsCluster {
-    /// The cluster's name, as every node is started with it.
-    pub const NAME: &str = "momentum-test";
+    /// The cluster's name, as every node is started with it: `momentum-test-`
+    /// then numbers no other test's cluster has.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 
     /// Starts `size` nodes and waits until every one reports itself healthy,
     /// that is, JetStream is on and the cluster has a meta leader.
@@ -331,7 +338,11 @@ impl NatsCluster {
         // the node then exits, and the cluster is tried again on new ports.
         let mut failures = Vec::new();
         for _ in 0..3 {
-            let mut cluster = NatsCluster { nodes: (0..size).map(ClusterNode::new).collect() };
+            static CLUSTERS_STARTED: AtomicU64 = AtomicU64::new(0);
+            let name =
+                format!("momentum-test-{}-c{}", std::process::id(), CLUSTERS_STARTED.fetch_add(1, Ordering::Relaxed));
+            let nodes = (0..size).map(|index| ClusterNode::new(&name, index)).collect();
+            let mut cluster = NatsCluster { name, nodes };
             match (0..size).try_for_each(|index| cluster.spawn(index)) {
                 Ok(()) => {
                     for index in 0..size {
@@ -365,7 +376,7 @@ impl NatsCluster {
         command
             .args(["--addr", "127.0.0.1", "--port", &node.port.to_string()])
             .args(["--http_port", &node.monitor_port.to_string()])
-            .args(["--server_name", &node.server_name, "--cluster_name", Self::NAME])
+            .args(["--server_name", &node.server_name, "--cluster_name", &self.name])
             .args(["--cluster", &format!("nats://127.0.0.1:{}", node.cluster_port)])
             .args(["--routes", &routes.join(",")])
             .args(["--jetstream", "--store_dir"])
@@ -388,10 +399,18 @@ impl NatsCluster {
                 node.child = None;
                 return Err(format!("{} exited ({status}); its log:\n{}", node.server_name, read_log(&log)));
             }
-            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                return Ok(());
+            match server_name_at(address) {
+                Some(found) if found == node.server_name => return Ok(()),
+                // Another test's server took the port first; this node will
+                // fail to bind it, and the cluster is tried on new ports.
+                Some(found) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    node.child = None;
+                    return Err(format!("{address} is another test's server ({found})"));
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         Err(format!("{} did not start listening on {address}; its log:\n{}", node.server_name, read_log(&log)))
     }
@@ -573,12 +592,13 @@ mod tests {
     fn a_started_cluster_is_healthy_and_a_killed_node_rejoins_when_restarted() {
         let mut cluster = NatsCluster::start(3);
         assert_eq!(cluster.url().split(',').count(), 3);
-        assert_eq!(cluster.index_of("momentum-2"), Some(2));
+        let third = format!("{}-2", cluster.name());
+        assert_eq!(cluster.index_of(&third), Some(2), "nodes are named after their cluster");
         cluster.kill(1);
         assert!(!cluster.is_running(1));
         assert_eq!(http_status(SocketAddr::from(([127, 0, 0, 1], cluster.nodes[1].monitor_port)), "/healthz"), None);
         cluster.restart(1);
         assert!(cluster.wait_until_healthy(1, Duration::from_secs(30)), "{}", cluster.log(1));
-        assert!(cluster.log(1).contains("momentum-test"), "the node runs in the named cluster");
+        assert!(cluster.log(1).contains(cluster.name()), "the node runs in the named cluster");
     }
 }
