@@ -723,3 +723,32 @@ async fn the_projector_is_ready_once_caught_up_and_not_while_nats_is_away() {
     second.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn many_full_batches_posted_at_once_are_all_accepted_without_waiting_on_each_other() {
+    // More events in flight than JetStream publishes ingest keeps
+    // unacknowledged (4 096): a request that took some of them while
+    // waiting for more could hold them until its time ran out.
+    const BATCHES: usize = 12;
+    let stack = TestStack::start().await;
+    let batches: Vec<Vec<Value>> = (0..BATCHES)
+        .map(|batch| {
+            (0..momentum_ingest::BATCH_EVENTS_MAX)
+                .map(|index| {
+                    let participant = format!("p{}", index % 50);
+                    hours(&format!("b{batch}-{index}"), MOVEMENT, "2026-03-05T10:00:00Z", &participant, 1.0)
+                })
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let answers = futures::future::join_all(batches.iter().map(|batch| stack.post_batch(batch))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body["accepted"], momentum_ingest::BATCH_EVENTS_MAX, "{body}");
+    }
+    let max_seq = answers.iter().map(|(_, body)| body["max_seq"].as_u64().unwrap()).max().unwrap();
+    assert_eq!(max_seq, (BATCHES * momentum_ingest::BATCH_EVENTS_MAX) as u64, "each event took one sequence");
+    eprintln!("{BATCHES} batches answered in {:?}", started.elapsed());
+    stack.stop().await;
+}

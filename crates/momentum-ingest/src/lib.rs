@@ -85,7 +85,11 @@ pub const BATCH_EVENTS_MAX: usize = 1000;
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 256;
 /// How many publishes may await their PubAck at once across all requests;
 /// beyond this, publishing waits, so memory stays bounded under a flood.
+/// A request takes the permits for all of its events before it sends the
+/// first (see `routes::publish_all`), so a batch never holds some while it
+/// waits for others.
 pub const PUBLISHES_IN_FLIGHT_MAX: usize = 4096;
+const _: () = assert!(BATCH_EVENTS_MAX <= PUBLISHES_IN_FLIGHT_MAX, "a full batch must fit in the publishes in flight");
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -113,6 +117,8 @@ pub(crate) struct AppState {
     pub validator: Validator,
     pub nats: async_nats::Client,
     pub jetstream: async_nats::jetstream::Context,
+    /// One permit for each of [`PUBLISHES_IN_FLIGHT_MAX`] publishes.
+    pub publish_permits: tokio::sync::Semaphore,
     pub publish_timeout: Duration,
     pub body_timeout: Duration,
     pub pseudonymiser: Arc<pseudonym::Pseudonymiser>,
@@ -158,6 +164,7 @@ impl Ingest {
             validator,
             nats: nats.clone(),
             jetstream,
+            publish_permits: tokio::sync::Semaphore::new(PUBLISHES_IN_FLIGHT_MAX),
             publish_timeout,
             body_timeout,
             pseudonymiser: pseudonym::Pseudonymiser::new(keys, salts),

@@ -395,6 +395,14 @@ async fn publish_all(
     if state.nats.connection_state() != async_nats::connection::State::Connected {
         return events.iter().map(|_| Err(PublishError::Disconnected)).collect();
     }
+    // async-nats hands out the same number of permits one publish at a
+    // time and frees each only when its acknowledgement is awaited, which
+    // happens here after the last event is sent. Requests sending at the
+    // same time could each take some and then all wait, unanswered, for
+    // more. Taking every permit a request needs at once, in arrival order,
+    // leaves each request's sends never waiting on another's.
+    let count = u32::try_from(events.len()).expect("a request holds at most BATCH_EVENTS_MAX events");
+    let _permits = state.publish_permits.acquire_many(count).await.expect("the publish permits are never closed");
     let started = Instant::now();
     let mut pending = Vec::with_capacity(events.len());
     for event in events {
