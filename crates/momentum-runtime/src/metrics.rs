@@ -4,7 +4,8 @@
 //!
 //! Label values are bounded: routes are axum's route templates (so
 //! `/v1/movements/{movement}/trends`, never a movement id), unmatched paths
-//! are one `unmatched` route, and statuses are the few the services answer.
+//! are one `unmatched` route, methods other than HTTP's standard ones are one
+//! `other` method, and statuses are the few the services answer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -98,13 +99,31 @@ pub fn measure_requests(router: axum::Router, metrics: Arc<Metrics>) -> axum::Ro
                 .extensions()
                 .get::<MatchedPath>()
                 .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-            let method = request.method().as_str().to_owned();
+            let method = method_label(request.method()).to_owned();
             let started = Instant::now();
             let response = next.run(request).await;
             metrics.observe(route, method, response.status(), started.elapsed().as_secs_f64());
             response
         }
     }))
+}
+
+/// The method as a label: any token is a valid method to hyper, and one
+/// label value each would let anyone grow the metrics without bound.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    STANDARD.iter().find(|standard| *standard == method).map_or("other", Method::as_str)
 }
 
 /// The answer to `GET /metrics`.
@@ -136,6 +155,10 @@ mod tests {
             client.get(format!("{url}/v1/movements/{movement}/trends")).send().await.unwrap();
         }
         client.get(format!("{url}/nowhere")).send().await.unwrap();
+        for made_up in ["FETCH1", "FETCH2"] {
+            let method = reqwest::Method::from_bytes(made_up.as_bytes()).unwrap();
+            client.request(method, format!("{url}/nowhere")).send().await.unwrap();
+        }
 
         let text = metrics.encode(None);
         assert!(
@@ -149,6 +172,11 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("leeds"), "movement ids never become labels");
+        assert!(
+            text.contains(r#"momentum_http_requests_total{route="unmatched",method="other",status="404"} 2"#),
+            "made-up methods share one label: {text}"
+        );
+        assert!(!text.contains("FETCH"), "made-up methods never become labels");
         assert!(text.contains("momentum_http_request_duration_seconds_bucket"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
