@@ -20,6 +20,18 @@ use crate::projection::{MOMENTUM_WINDOW_PERIODS, PeriodTotals, StateRead, decode
 
 /// The most periods one trend may return: ten years of days.
 pub const PERIODS_PER_TREND_MAX: usize = 3660;
+
+/// The dates a read may name: wide enough for any record, narrow enough to
+/// keep period arithmetic far from the limits of the calendar types.
+pub const EARLIEST_DATE: NaiveDate = date_or_panic(1900, 1, 1);
+pub const LATEST_DATE: NaiveDate = date_or_panic(2999, 12, 31);
+
+const fn date_or_panic(year: i32, month: u32, day: u32) -> NaiveDate {
+    match NaiveDate::from_ymd_opt(year, month, day) {
+        Some(date) => date,
+        None => panic!("not a date"),
+    }
+}
 /// The most movements one comparison may name.
 pub const MOVEMENTS_PER_COMPARISON_MAX: usize = 20;
 
@@ -659,6 +671,11 @@ pub enum QueryError<E> {
 }
 
 fn check_range<E>(interval: Interval, from: NaiveDate, to: NaiveDate) -> Result<Vec<NaiveDate>, QueryError<E>> {
+    // The query service checks this too, for a clear error naming the
+    // parameter; here it guards the projector against any other requester.
+    if from < EARLIEST_DATE || to > LATEST_DATE {
+        return Err(QueryError::Invalid(format!("dates must be between {EARLIEST_DATE} and {LATEST_DATE}")));
+    }
     if to < from {
         return Err(QueryError::RangeReversed { from, to });
     }
@@ -1266,6 +1283,44 @@ mod tests {
         assert_eq!(last.get(Metric::RetentionRate), Some(&Value::from(6.0 / 15.0)));
         assert_eq!(last.get(Metric::Momentum), Some(&Value::from((38.0 - 26.0) / 26.0)));
         assert_eq!(last.get(Metric::SocialValueGbp), Some(&Value::from(101.43)));
+    }
+
+    #[test]
+    fn reads_naming_dates_outside_the_readable_years_are_refused_not_computed() {
+        // The calendar's own limits: period arithmetic on them overflows.
+        let cases = [(NaiveDate::MIN, LATEST_DATE), (EARLIEST_DATE, NaiveDate::MAX), (NaiveDate::MIN, NaiveDate::MAX)];
+        let state = crate::memory::MemoryState::default();
+        let settings = ReadSettings { volunteer_hour_value_gbp: 11.27 };
+        let refused = |outcome: Result<(), QueryError<std::convert::Infallible>>| matches!(outcome, Err(QueryError::Invalid(message)) if message.contains("1900-01-01"));
+        for (from, to) in cases {
+            for interval in Interval::ALL {
+                let trend = TrendRequest { movement: "m".to_owned(), interval, from, to, metrics: None };
+                assert!(refused(trend_totals(&state, &trend, &settings).map(drop)), "{from} {to}");
+                let cohort = CohortRequest { movement: "m".to_owned(), interval, from, to };
+                assert!(refused(cohorts(&state, &cohort).map(drop)), "{from} {to}");
+                let comparison = CompareRequest {
+                    movements: vec!["m".to_owned()],
+                    metric: Metric::ActiveParticipants,
+                    interval,
+                    from,
+                    to,
+                };
+                assert!(refused(compare(&state, &comparison, &settings).map(drop)), "{from} {to}");
+            }
+            let principle = PrinciplesRequest { movement: "m".to_owned(), from, to };
+            assert!(refused(principles(&state, &principle).map(drop)), "{from} {to}");
+        }
+        let edges = TrendRequest {
+            movement: "m".to_owned(),
+            interval: Interval::Month,
+            from: EARLIEST_DATE,
+            to: EARLIEST_DATE,
+            metrics: None,
+        };
+        assert!(
+            matches!(trend_totals(&state, &edges, &settings), Err(QueryError::UnknownMovement(_))),
+            "the earliest date itself is readable"
+        );
     }
 
     #[test]

@@ -133,17 +133,13 @@ pub(crate) fn min_seq(parameters: &HashMap<String, String>) -> Result<Option<u64
         .transpose()
 }
 
-/// The dates a read may name: wide enough for any record, narrow enough to
-/// keep period arithmetic far from the limits of the calendar types.
-pub(crate) const EARLIEST_DATE: &str = "1900-01-01";
-pub(crate) const LATEST_DATE: &str = "2999-12-31";
+pub(crate) use momentum_domain::query::{EARLIEST_DATE, LATEST_DATE};
 
 pub(crate) fn date(parameters: &HashMap<String, String>, name: &str) -> Result<Option<NaiveDate>, Problem> {
     let Some(text) = parameters.get(name) else { return Ok(None) };
     let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map_err(|_| Problem::bad_parameter(name, format!("must be a date as YYYY-MM-DD, got {text:?}")))?;
-    let (earliest, latest) = (EARLIEST_DATE.parse().expect("a date"), LATEST_DATE.parse().expect("a date"));
-    if date < earliest || date > latest {
+    if !(EARLIEST_DATE..=LATEST_DATE).contains(&date) {
         return Err(Problem::bad_parameter(name, format!("must be between {EARLIEST_DATE} and {LATEST_DATE}")));
     }
     Ok(Some(date))
