@@ -728,19 +728,28 @@ async fn the_projector_is_ready_once_caught_up_and_not_while_nats_is_away() {
 async fn many_full_batches_posted_at_once_are_all_accepted_without_waiting_on_each_other() {
     // More events in flight than JetStream publishes ingest keeps
     // unacknowledged (4 096): a request that took some of them while
-    // waiting for more could hold them until its time ran out.
+    // waiting for more could hold them until its time ran out. The bodies
+    // also add up to more than ingest processes at once, so some wait
+    // for others' budget.
     const BATCHES: usize = 12;
     let stack = TestStack::start().await;
+    // A long `dataschema` makes the bodies large and cheap to check.
+    let schema = format!("https://partner.example/schemas/{}", "v".repeat(800));
     let batches: Vec<Vec<Value>> = (0..BATCHES)
         .map(|batch| {
             (0..momentum_ingest::BATCH_EVENTS_MAX)
                 .map(|index| {
                     let participant = format!("p{}", index % 50);
-                    hours(&format!("b{batch}-{index}"), MOVEMENT, "2026-03-05T10:00:00Z", &participant, 1.0)
+                    let mut event =
+                        hours(&format!("b{batch}-{index}"), MOVEMENT, "2026-03-05T10:00:00Z", &participant, 1.0);
+                    event["dataschema"] = json!(schema);
+                    event
                 })
                 .collect()
         })
         .collect();
+    let bytes: usize = batches.iter().map(|batch| Value::from(batch.clone()).to_string().len()).sum();
+    assert!(bytes > momentum_ingest::BODY_BYTES_IN_PROCESS_MAX, "{bytes} bytes exceed what is processed at once");
     let started = Instant::now();
     let answers = futures::future::join_all(batches.iter().map(|batch| stack.post_batch(batch))).await;
     for (status, body) in &answers {

@@ -81,8 +81,15 @@ pub const REQUEST_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// The most events in one batch request.
 pub const BATCH_EVENTS_MAX: usize = 1000;
 /// How many HTTP requests ingest handles at once; more are answered 503.
-/// With 4 MiB bodies this bounds request memory to about 1 GiB.
+/// With 4 MiB bodies this bounds the bodies read to 1 GiB.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 256;
+/// How many body bytes ingest parses, checks and publishes at once: two of
+/// the largest batches. Parsed, a body takes up to 8 times its text (4 MiB
+/// of one-character refs measured 32 MiB), and its pseudonyms as much again,
+/// so parsing every body in flight at once could take tens of GiB; beyond
+/// this bound a request waits, within its time limit, for others to finish.
+pub const BODY_BYTES_IN_PROCESS_MAX: usize = 2 * REQUEST_BYTES_MAX;
+const _: () = assert!(REQUEST_BYTES_MAX <= BODY_BYTES_IN_PROCESS_MAX, "the largest body must fit in the budget");
 /// How many publishes may await their PubAck at once across all requests;
 /// beyond this, publishing waits, so memory stays bounded under a flood.
 /// A request takes the permits for all of its events before it sends the
@@ -117,6 +124,8 @@ pub(crate) struct AppState {
     pub validator: Validator,
     pub nats: async_nats::Client,
     pub jetstream: async_nats::jetstream::Context,
+    /// One permit for each KiB of [`BODY_BYTES_IN_PROCESS_MAX`].
+    pub body_kibibytes: tokio::sync::Semaphore,
     /// One permit for each of [`PUBLISHES_IN_FLIGHT_MAX`] publishes.
     pub publish_permits: tokio::sync::Semaphore,
     pub publish_timeout: Duration,
@@ -164,6 +173,7 @@ impl Ingest {
             validator,
             nats: nats.clone(),
             jetstream,
+            body_kibibytes: tokio::sync::Semaphore::new(BODY_BYTES_IN_PROCESS_MAX / 1024),
             publish_permits: tokio::sync::Semaphore::new(PUBLISHES_IN_FLIGHT_MAX),
             publish_timeout,
             body_timeout,

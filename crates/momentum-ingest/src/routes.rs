@@ -232,6 +232,9 @@ pub(crate) async fn post_events(
         Ok(body) => body,
         Err(problem) => return problem.into_response(),
     };
+    // Held until the answer is made: the parsed events live that long.
+    let kibibytes = u32::try_from(body.len().div_ceil(1024).max(1)).expect("a body is at most REQUEST_BYTES_MAX");
+    let _body_budget = state.body_kibibytes.acquire_many(kibibytes).await.expect("the body budget is never closed");
     let value = match parse_json(&body) {
         Ok(value) => value,
         Err(problem) => return problem.into_response(),
