@@ -704,6 +704,16 @@ async fn a_movement_path_segment_that_is_not_utf_8_gets_a_problem_naming_movemen
 }
 
 #[tokio::test]
+async fn a_dashboard_asset_path_that_is_not_utf_8_gets_a_problem_not_plain_text() {
+    let stack = TestStack::start().await;
+    for path in ["/assets/%FF", "/assets/vendor/%C0%AF"] {
+        let response = stack.http.get(format!("{}{path}", stack.query_url)).send().await.expect("query answers");
+        expect_problem(response, 404, path).await;
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn a_hostile_movement_in_a_comparison_is_reported_at_the_movements_parameter() {
     let stack = TestStack::start().await;
     let path = "/v1/compare?movements=leeds,le*ds&metric=meetings";

@@ -5,8 +5,7 @@
 //! kept out of the route lists the OpenAPI document is checked against.
 
 use axum::Router;
-use axum::extract::Path;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use momentum_runtime::Problem;
@@ -73,7 +72,11 @@ async fn page(headers: HeaderMap) -> Response {
     response
 }
 
-async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+/// Takes the path as it came, not through axum's `Path`: that answers a
+/// segment that does not decode (`/assets/%FF`) in plain text, and no asset
+/// name needs decoding.
+async fn asset(uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri.path().strip_prefix("/assets/").unwrap_or_default();
     match ASSETS.iter().find(|asset| asset.path == path) {
         Some(asset) => cached(&headers, asset.body, asset.content_type, asset.versioned),
         None => Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
@@ -137,22 +140,22 @@ mod tests {
 
     #[tokio::test]
     async fn assets_have_their_media_type_and_cache_headers() {
-        let response = asset(Path("dashboard.js".to_owned()), HeaderMap::new()).await;
+        let response = asset(Uri::from_static("/assets/dashboard.js"), HeaderMap::new()).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-cache");
         let tag = response.headers()[header::ETAG].clone();
         let mut again = HeaderMap::new();
         again.insert(header::IF_NONE_MATCH, tag);
-        let response = asset(Path("dashboard.js".to_owned()), again).await;
+        let response = asset(Uri::from_static("/assets/dashboard.js"), again).await;
         assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
 
-        let path = format!("vendor/uplot-{UPLOT_VERSION}/uPlot.min.css");
-        let response = asset(Path(path), HeaderMap::new()).await;
+        let path = format!("/assets/vendor/uplot-{UPLOT_VERSION}/uPlot.min.css");
+        let response = asset(path.parse().unwrap(), HeaderMap::new()).await;
         assert_eq!(response.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
         assert_eq!(response.headers()[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
 
-        let response = asset(Path("../Cargo.toml".to_owned()), HeaderMap::new()).await;
+        let response = asset(Uri::from_static("/assets/../Cargo.toml"), HeaderMap::new()).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
         let response = page(HeaderMap::new()).await;
