@@ -178,8 +178,10 @@ pub(crate) fn not_a_batch() -> Problem {
     summary = "Post one event or a batch",
     description = "One event as `application/cloudevents+json` (or `application/json`), or a JSON array of at most \
         1000 events as `application/cloudevents-batch+json`; at most 4 MiB. An event is answered only after \
-        JetStream has stored it; a repeat of a (`source`, `id`) already stored for the movement is answered `duplicate`. Retrying \
-        is always safe. A partner's token may post only its own `source` and movements; an evaluator's none.",
+        JetStream has stored it; a repeat of a (`source`, `id`) already stored for the movement is answered `duplicate` within the \
+        stream's duplicate window (`MOMENTUM_DUPLICATE_WINDOW_S`, 2 hours by default); after it, a repeat is answered \
+        `accepted` but still counted once, and never replaces the event first stored: to correct an event, retract \
+        it and post the correction under a new `id`. Retrying is always safe. A partner's token may post only its own `source` and movements; an evaluator's none.",
     request_body(
         description = "A CloudEvent (structured JSON mode), or an array of them.",
         content(

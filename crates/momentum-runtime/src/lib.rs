@@ -55,7 +55,12 @@ pub async fn shutdown_signal() {
 pub fn nats_unready(nats: &async_nats::Client) -> Option<Response> {
     match nats.connection_state() {
         async_nats::connection::State::Connected => None,
-        other => Some(Problem::unavailable(format!("NATS connection is {other:?}")).into_response()),
+        other => {
+            // The state is for the operator's log; the client learns only
+            // that it may retry.
+            tracing::warn!(state = ?other, "answering 503: NATS is not connected");
+            Some(Problem::unavailable("the event store cannot be reached; it is safe to retry").into_response())
+        }
     }
 }
 
