@@ -656,7 +656,9 @@ pub fn parse(bytes: &[u8], options: &Options) -> Result<Parsed, String> {
             parsed.problems.push(problem);
         }
     }
-    parsed.events = builder.finish();
+    let (events, held_back) = builder.finish();
+    parsed.events = events;
+    parsed.problems.extend(held_back);
     parsed.problems.sort_by_key(|problem| problem.line);
     Ok(parsed)
 }
@@ -828,11 +830,27 @@ struct Builder<'a> {
     singles: Vec<Built>,
     groups: Vec<Group>,
     group_index: HashMap<String, usize>,
+    /// Meetings or actions with a row that had a problem: none of their
+    /// rows is posted. Posting the others would post the event without that
+    /// row, and once the row was fixed, importing again would find the event
+    /// already stored (its id does not depend on its rows) and lose the row.
+    held_back: Vec<HeldBack>,
+}
+
+/// The group a row with a problem belongs to, as far as the row tells:
+/// `None` where its movement or date could not be read (any then matches).
+struct HeldBack {
+    line: u64,
+    reference: String,
+    movement: Option<String>,
+    local_date: Option<NaiveDate>,
 }
 
 /// The rows of one meeting or action, gathered.
 struct Group {
     key: String,
+    reference: String,
+    local_date: NaiveDate,
     id: Option<(String, u64)>,
     movement: String,
     time: DateTime<FixedOffset>,
@@ -864,7 +882,34 @@ impl<'a> Builder<'a> {
             singles: Vec::new(),
             groups: Vec::new(),
             group_index: HashMap::new(),
+            held_back: Vec::new(),
         }
+    }
+
+    /// The column naming a row's meeting or action.
+    fn group_field(&self) -> Field {
+        if self.kind == Kind::Meetings { Field::Meeting } else { Field::Action }
+    }
+
+    /// Adds a row; a row with a problem also holds back its meeting or action.
+    fn add(&mut self, row: &Row) -> Result<(), Problem> {
+        let added = self.add_row(row);
+        if added.is_err()
+            && self.grouped
+            && let Some((reference, _)) = row.get(self.group_field())
+        {
+            let movement = row.get(Field::Movement).map(|(movement, _)| movement.to_owned());
+            let date = row.get(Field::Date).and_then(|(date, _)| {
+                parse_date(date, row.get(Field::Time).map(|(time, _)| time), self.options.time_zone).ok()
+            });
+            self.held_back.push(HeldBack {
+                line: row.line,
+                reference: reference.to_owned(),
+                movement: movement.or_else(|| self.options.movement.clone()),
+                local_date: date.map(|time| time.with_timezone(&self.options.time_zone).date_naive()),
+            });
+        }
+        added
     }
 
     fn common(&self, row: &Row) -> Result<Common, Problem> {
@@ -901,7 +946,7 @@ impl<'a> Builder<'a> {
         row.get(field).map(|(value, _)| value).ok_or_else(|| row.problem(field, "is empty"))
     }
 
-    fn add(&mut self, row: &Row) -> Result<(), Problem> {
+    fn add_row(&mut self, row: &Row) -> Result<(), Problem> {
         let common = self.common(row)?;
         match self.kind {
             Kind::Hours => {
@@ -1014,6 +1059,8 @@ impl<'a> Builder<'a> {
             None => {
                 self.groups.push(Group {
                     key: key.clone(),
+                    reference: reference.clone(),
+                    local_date: common.local_date,
                     id: None,
                     movement: common.movement.clone(),
                     time: common.time,
@@ -1099,10 +1146,31 @@ impl<'a> Builder<'a> {
         self.singles.push(Built { event, lines: vec![line], cells });
     }
 
-    fn finish(self) -> Vec<Built> {
+    /// The events built, and a problem for each row of a meeting or action
+    /// held back.
+    fn finish(self) -> (Vec<Built>, Vec<Problem>) {
         let mut events = self.singles;
+        let mut problems = Vec::new();
         let list_name = if self.kind == Kind::Meetings { "attendees" } else { "participants" };
+        let what = if self.kind == Kind::Meetings { "meeting" } else { "action" };
         for group in self.groups {
+            let held = self.held_back.iter().find(|held| {
+                held.reference == group.reference
+                    && held.movement.as_ref().is_none_or(|movement| *movement == group.movement)
+                    && held.local_date.is_none_or(|date| date == group.local_date)
+            });
+            if let Some(held) = held {
+                problems.extend(group.lines.iter().map(|line| Problem {
+                    line: *line,
+                    column: None,
+                    value: None,
+                    message: format!(
+                        "not imported: line {} of the same {what} {:?} has a problem; fix it and import again",
+                        held.line, group.reference
+                    ),
+                }));
+                continue;
+            }
             let mut cells = group.cells;
             let mut data = Map::new();
             let mut members = Vec::new();
@@ -1169,7 +1237,7 @@ impl<'a> Builder<'a> {
             };
             built.event["id"] = format!("csv-{id}").into();
         }
-        events
+        (events, problems)
     }
 }
 
@@ -1736,26 +1804,54 @@ mod tests {
                     2026-03-10,walk,p-3,o-1,professional,Harehills,walk,,60\n\
                     2026-03-03,walk,p-2,,,,,,\n\
                     2026-03-03,walk,p-4,,,Armley,,,\n";
-        let parsed = read(text);
+        let parsed = read(&text.replace(",Armley,,,", ",Harehills,,,"));
         assert_eq!(parsed.kind, Some(Kind::Meetings));
         assert_eq!(parsed.events.len(), 3);
         let walk = &parsed.events[0];
-        assert_eq!(walk.lines, vec![2, 3, 6]);
-        assert_eq!(walk.event["data"]["attendees"], json!(["p-1", "p-2"]));
+        assert_eq!(walk.lines, vec![2, 3, 6, 7]);
+        assert_eq!(walk.event["data"]["attendees"], json!(["p-1", "p-2", "p-4"]));
         assert_eq!(walk.event["data"]["organisers"], json!([{ "participant": "o-1", "role": "professional" }]));
         assert_eq!(walk.event["data"]["duration_minutes"], 60);
         assert_eq!(parsed.events[1].event["data"]["organisers"][0]["role"], "citizen");
         assert_eq!(parsed.events[2].event["data"]["attendees"], json!(["p-3"]));
-        assert_eq!(parsed.problems.len(), 1);
-        assert_eq!(parsed.problems[0].line, 7);
-        assert!(parsed.problems[0].message.contains("differs from line 2"), "{}", parsed.problems[0]);
+        assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
         // The group's id does not depend on its rows.
         let fewer = read(&text.lines().take(2).collect::<Vec<_>>().join("\n"));
         assert_eq!(fewer.events[0].event["id"], walk.event["id"]);
+
+        // A row that disagrees with its meeting holds the whole meeting
+        // back: posted without it, the meeting would be a duplicate once
+        // the row was fixed, and the row's attendee would be lost.
+        let disagreeing = read(text);
+        assert_eq!(disagreeing.events.len(), 2, "only the other meetings");
+        assert!(disagreeing.events.iter().all(|built| built.event["id"] != walk.event["id"]));
+        let lines: Vec<u64> = disagreeing.problems.iter().map(|problem| problem.line).collect();
+        assert_eq!(lines, vec![2, 3, 6, 7]);
+        assert!(disagreeing.problems[3].message.contains("differs from line 2"), "{}", disagreeing.problems[3]);
+        assert!(
+            disagreeing.problems[0].message.contains("line 7 of the same meeting \"walk\""),
+            "{}",
+            disagreeing.problems[0]
+        );
         assert_eq!(
             walk.event["id"], "csv-88727db7-b8e2-5603-b0c1-6373b1a2bda7",
             "the id scheme changed: re-imports would double count"
         );
+    }
+
+    #[test]
+    fn a_meeting_row_whose_date_cannot_be_read_holds_back_that_meeting_on_every_date_and_no_other() {
+        let text = "date,meeting,attendee\n\
+                    2026-03-03,walk,p-1\n\
+                    03/33/2026,walk,p-2\n\
+                    2026-03-10,walk,p-3\n\
+                    2026-03-03,plan,p-1\n";
+        let parsed = read(text);
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(parsed.events[0].lines, vec![5], "only the other meeting is posted");
+        let lines: Vec<u64> = parsed.problems.iter().map(|problem| problem.line).collect();
+        assert_eq!(lines, vec![2, 3, 4]);
+        assert!(parsed.problems[0].message.starts_with("not imported: line 3"), "{}", parsed.problems[0]);
     }
 
     #[test]
