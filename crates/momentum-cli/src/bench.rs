@@ -39,17 +39,18 @@ use serde_json::{Value, json};
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// Events in the stream for the projector's catch-up and the store sizes.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     events: usize,
     /// Events posted over HTTP in batches (stage 2), and published raw for
-    /// the ceiling it is compared with (stage 1).
-    #[arg(long, default_value_t = 200_000)]
-    http_events: usize,
+    /// the ceiling it is compared with (stage 1) [default: 200000, or
+    /// --events if fewer].
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    http_events: Option<usize>,
     /// Seconds each timed stage (3, 6 and 7) runs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     seconds: u64,
     /// Events per second posted while freshness is measured (stage 6).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     freshness_rate: u64,
     /// A short run of every stage, only to show that each works (CI runs it).
     #[arg(long)]
@@ -74,15 +75,19 @@ const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 const TOKEN: &str = "momentum-bench-admin-token";
 
+/// Events posted over HTTP in stage 2 unless `--http-events` says otherwise.
+const HTTP_EVENTS_DEFAULT: usize = 200_000;
+
 pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     if arguments.smoke {
         arguments.events = arguments.events.min(5000);
-        arguments.http_events = arguments.http_events.min(2000);
+        arguments.http_events = Some(arguments.http_events.unwrap_or(2000).min(2000));
         arguments.seconds = arguments.seconds.min(1);
         arguments.freshness_rate = arguments.freshness_rate.min(200);
     }
-    if arguments.http_events > arguments.events {
-        bail!("--http-events ({}) must not exceed --events ({})", arguments.http_events, arguments.events);
+    let http_events = arguments.http_events.unwrap_or(HTTP_EVENTS_DEFAULT.min(arguments.events));
+    if http_events > arguments.events {
+        bail!("--http-events ({http_events}) must not exceed --events ({})", arguments.events);
     }
     let work = tempfile::Builder::new().prefix("momentum-bench-").tempdir()?;
     let nats_binary = momentum_testkit::nats_server_binary();
@@ -138,7 +143,7 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     let events = generate(arguments.events, Utc::now());
     let participants = distinct_participants(&events);
     eprintln!("workload: {} events, {participants} distinct participants", events.len());
-    let (http_part, rest) = events.split_at(arguments.http_events);
+    let (http_part, rest) = events.split_at(http_events);
     let mut report = json!({
         "machine": machine,
         "smoke": arguments.smoke,
@@ -545,6 +550,9 @@ async fn catch_up(http: &reqwest::Client, port: u16, pid: u32, last_sequence: u6
         if started.elapsed() > CATCH_UP_TIMEOUT {
             bail!("the projector did not catch up within {CATCH_UP_TIMEOUT:?}");
         }
+        if !is_running(pid) {
+            bail!("the projector exited during its catch-up (its errors, if any, are above)");
+        }
         rss_peak_kib = rss_peak_kib.max(proc_status_kib(pid, "VmHWM:").unwrap_or(0));
         let watermark = match http.get(&metrics_url).send().await {
             Ok(response) => response.text().await.ok().and_then(|text| metric(&text, "momentum_projector_watermark")),
@@ -625,6 +633,13 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let user: f64 = fields.get(11)?.parse().ok()?;
     let system: f64 = fields.get(12)?.parse().ok()?;
     Some((user + system) / TICKS_PER_S)
+}
+
+/// Whether a process is alive: it has a /proc entry and is not a zombie
+/// (a child that exited is one until it is waited for).
+fn is_running(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find_map(|line| line.strip_prefix("State:")).is_some_and(|state| !state.trim().starts_with('Z'))
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
@@ -830,6 +845,41 @@ fn print_table(report: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Command {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(arguments: &[&str]) -> Result<BenchArgs, clap::Error> {
+        use clap::Parser;
+        Command::try_parse_from(std::iter::once("bench").chain(arguments.iter().copied())).map(|command| command.bench)
+    }
+
+    #[test]
+    fn rates_counts_and_durations_of_zero_are_refused_before_anything_runs() {
+        for zero in [["--freshness-rate", "0"], ["--events", "0"], ["--http-events", "0"], ["--seconds", "0"]] {
+            let error = parse(&zero).err().unwrap_or_else(|| panic!("{zero:?} was accepted"));
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation, "{zero:?}");
+        }
+        assert!(parse(&["--freshness-rate", "1000000"]).is_err(), "a rate too high for a timer");
+        let shorter = parse(&["--events", "100000"]).expect("the README's shorter run");
+        assert_eq!((shorter.events, shorter.http_events), (100_000, None), "the HTTP share follows --events");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_child_that_exited_is_not_running_though_not_yet_waited_for() {
+        assert!(is_running(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().expect("true runs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while is_running(child.id()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!is_running(child.id()), "an exited child is a zombie until waited for");
+        child.wait().expect("the child is reaped");
+    }
 
     #[cfg(target_os = "linux")]
     #[test]
