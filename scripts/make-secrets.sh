@@ -45,7 +45,10 @@ EOT
     printf '%s' "$password" >"$folder/nats-$user-password"
     echo "MOMENTUM_NATS_$(echo "$user" | tr a-z A-Z)_PASSWORD=$password" >>"$folder/nats.env"
   done
-  chmod 600 "$folder"/*
+  # The folder keeps other users out. The files themselves are readable by
+  # all: Compose mounts file secrets with their host owner and mode, and the
+  # containers run as uid 65532, which could not read a 0600 file of yours.
+  chmod 644 "$folder"/*
 fi
 for role in admin evaluator partner; do
   printf '%-10s %s\n' "$role" "$(cat "$folder/$role.token")"
