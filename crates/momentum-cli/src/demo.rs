@@ -73,9 +73,15 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2026)]
     seed: u64,
     /// Events per request (at most 1000, the API's batch limit).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1000))]
     batch_size: usize,
 }
+
+/// How often one batch is posted again when ingest answers 429 (over the
+/// token's rate) or 503 (NATS not ready yet, as just after the stack
+/// starts), each time after the answer's Retry-After clamped to 1..=30 s:
+/// at most about an hour for a batch, and in practice a few seconds.
+const BUSY_ATTEMPTS_MAX: u32 = 120;
 
 /// A phase of a movement's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -674,6 +680,7 @@ pub async fn run(arguments: DemoArgs) -> anyhow::Result<()> {
     let url = format!("{}/v1/events", arguments.ingest_url.trim_end_matches('/'));
     let (mut accepted, mut duplicates, mut rejected, mut max_seq) = (0u64, 0u64, 0u64, 0u64);
     let total = events.len();
+    let on_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let movements: HashSet<&str> = events.iter().filter_map(|event| event["subject"].as_str()).collect();
     eprintln!("{total} events of {} movements over {} years", movements.len(), arguments.years);
     for (index, batch) in events.chunks(arguments.batch_size).enumerate() {
@@ -694,31 +701,46 @@ pub async fn run(arguments: DemoArgs) -> anyhow::Result<()> {
             // Over the token's rate (429) or NATS slow (503): wait as told and
             // post the same batch again, which is always safe.
             attempts += 1;
-            if (status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE) && attempts < 120
+            if (status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE)
+                && attempts < BUSY_ATTEMPTS_MAX
             {
                 let wait = response
                     .headers()
                     .get("retry-after")
                     .and_then(|value| value.to_str().ok())
                     .and_then(|value| value.parse::<u64>().ok())
-                    .unwrap_or(1);
-                tokio::time::sleep(Duration::from_secs(wait.clamp(1, 30))).await;
+                    .unwrap_or(1)
+                    .clamp(1, 30);
+                // Rate limiting is expected while the demo posts; say only
+                // when the service is not ready.
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    eprintln!("\ningest answered {status}; posting the batch again in {wait} s");
+                }
+                tokio::time::sleep(Duration::from_secs(wait)).await;
                 continue;
             }
-            let body: Value = response.json().await.context("the ingestion service answered with no JSON")?;
+            let text = response.text().await.context("the ingestion service's answer broke off")?;
             if !status.is_success() {
-                bail!("the ingestion service answered {status}: {body}");
+                bail!("the ingestion service answered {status}: {text}");
             }
-            break body;
+            break serde_json::from_str(&text)
+                .with_context(|| format!("the ingestion service answered {status} with no JSON"))?;
         };
         accepted += body["accepted"].as_u64().unwrap_or(0);
         duplicates += body["duplicates"].as_u64().unwrap_or(0);
         rejected += body["rejected"].as_u64().unwrap_or(0);
         max_seq = max_seq.max(body["max_seq"].as_u64().unwrap_or(0));
         let posted = (index * arguments.batch_size + batch.len()).min(total);
-        eprint!("\rposted {posted}/{total} events");
+        if on_terminal {
+            eprint!("\rposted {posted}/{total} events");
+        } else if posted == total || (index + 1) % 20 == 0 {
+            // One line every 20 batches in logs, where \r would garble them.
+            eprintln!("posted {posted}/{total} events");
+        }
     }
-    eprintln!();
+    if on_terminal {
+        eprintln!();
+    }
     println!("{accepted} accepted, {duplicates} duplicates, {rejected} rejected; last stream sequence {max_seq}");
     if rejected > 0 {
         bail!("{rejected} demo events were rejected; the generator and the schemas disagree");

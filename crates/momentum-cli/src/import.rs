@@ -47,9 +47,9 @@
 //!
 //! Every event is checked with [`momentum_domain::Validator`] before
 //! posting; the events that pass go in batches (at most `--batch-size`
-//! events and about 3 MiB a request), retried on 429, 503 and connection
-//! errors (at most 5 attempts, honouring `Retry-After`; retrying is safe
-//! because of the ids). Each problem, found here or by the server, is
+//! events and about 3 MiB a request), retried on 408, 429, 502, 503, 504
+//! and connection errors (at most 5 attempts, honouring `Retry-After` up to
+//! 60 s; retrying is safe because of the ids). Each problem, found here or by the server, is
 //! reported against the line (and column) it came from; nothing is dropped
 //! silently, and the command exits non-zero if any row had a problem.
 
@@ -1574,7 +1574,9 @@ async fn send(
                 }
                 (retry, retry_after, format!("{status}: {detail}"))
             }
-            Err(error) => (true, None, format!("could not reach {url}: {error}")),
+            // A URL that cannot be used will not work on a later attempt.
+            Err(error) if error.is_builder() => bail!("cannot post to {url}: {}", with_causes(&error)),
+            Err(error) => (true, None, format!("could not reach {url}: {}", with_causes(&error))),
         };
         if !retry || attempt >= ATTEMPTS_MAX {
             bail!("giving up after {attempt} attempts: {why}");
@@ -1583,6 +1585,20 @@ async fn send(
         progress.println(&format!("{why}; retrying in {:.1} s", wait.as_secs_f64()));
         tokio::time::sleep(wait).await;
     }
+}
+
+/// An error with the errors that caused it: reqwest's own message only
+/// says a request failed, its causes say why (refused, timed out, no such
+/// host).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 /// A progress bar on a terminal; plain lines, at most one a second,
@@ -1837,6 +1853,15 @@ mod tests {
             walk.event["id"], "csv-88727db7-b8e2-5603-b0c1-6373b1a2bda7",
             "the id scheme changed: re-imports would double count"
         );
+    }
+
+    #[tokio::test]
+    async fn a_post_nobody_answers_is_reported_with_why() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let error = reqwest::Client::new().post(format!("http://127.0.0.1:{port}/v1/events")).send().await.unwrap_err();
+        let text = with_causes(&error);
+        assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(!error.to_string().to_lowercase().contains("refused"), "reqwest's own message does not say why");
     }
 
     #[test]
