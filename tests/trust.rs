@@ -336,6 +336,51 @@ async fn evaluators_see_small_counts_of_people_suppressed_when_configured_and_ad
     assert_eq!(filtered_row["retention_rate"], Value::Null);
     assert!(filtered_row.get("active_participants").is_none(), "only what was asked for: {filtered}");
 
+    // Active = new + returning: with one of them hidden, the smaller other
+    // one is hidden too, or subtraction would show it. Week 3: 10 active,
+    // 3 new, 7 returning. Week 4: 8 active, 6 new, 2 returning, 2 retained
+    // of week 3's 10, so its retention rate (0.2) would show the 2.
+    let more: Vec<String> = (0..16).map(|index| format!("person-{index}")).collect();
+    let third: Vec<&str> = more[..10].iter().map(String::as_str).collect();
+    let fourth: Vec<&str> = more[8..16].iter().map(String::as_str).collect();
+    let (_, body) = stack
+        .post_batch(&[
+            meeting("w3", "alpha", "2026-03-18T10:00:00Z", &third, "person-0"),
+            meeting("w4", "alpha", "2026-03-25T10:00:00Z", &fourth, "person-8"),
+        ])
+        .await;
+    let seq = body["max_seq"].as_u64().unwrap();
+    let range = format!("interval=week&from=2026-03-02&to=2026-03-29&min_seq={seq}");
+    let (_, _, trend) = send(read(EVALUATOR_TOKEN, format!("/v1/movements/alpha/trends?{range}"))).await;
+    let (third_week, fourth_week) = (row(&trend, "2026-03-16"), row(&trend, "2026-03-23"));
+    assert_eq!(third_week["active_participants"], 10, "{trend}");
+    assert_eq!(third_week["new_participants"], Value::Null);
+    assert_eq!(third_week["returning_participants"], Value::Null, "10 - 7 would give the 3 new people");
+    assert_eq!(fourth_week["active_participants"], 8);
+    assert_eq!(fourth_week["new_participants"], Value::Null, "8 - 6 would give the 2 returning people");
+    assert_eq!(fourth_week["retention_rate"], Value::Null, "0.2 of 10 would give the 2 retained");
+    let (_, _, whole) = send(read(ADMIN_TOKEN, format!("/v1/movements/alpha/trends?{range}"))).await;
+    assert_eq!(row(&whole, "2026-03-23")["retention_rate"], 0.2, "admins see it whole: {whole}");
+    // Asking for one metric at a time hides the same.
+    let (_, _, alone) =
+        send(read(EVALUATOR_TOKEN, format!("/v1/movements/alpha/trends?{range}&metrics=returning_participants"))).await;
+    assert_eq!(row(&alone, "2026-03-16")["returning_participants"], Value::Null, "{alone}");
+    // A comparison hides what the trend hides.
+    for (metric, period, expected) in [
+        ("returning_participants", "2026-03-16", Value::Null),
+        ("active_participants", "2026-03-16", Value::from(10)),
+        ("new_participants", "2026-03-23", Value::Null),
+        ("retention_rate", "2026-03-23", Value::Null),
+    ] {
+        let path = format!("/v1/compare?movements=alpha&metric={metric}&{range}");
+        let (status, _, compared) = send(read(EVALUATOR_TOKEN, path)).await;
+        assert_eq!(status, 200, "{compared}");
+        assert_eq!(compared["suppressed_below"], 5);
+        let values = compared["series"][0]["values"].as_array().unwrap();
+        let value = &values.iter().find(|value| value["period"] == period).unwrap()["value"];
+        assert_eq!(*value, expected, "{metric} in the week of {period}: {compared}");
+    }
+
     let (status, _, cohorts) = send(read(
         EVALUATOR_TOKEN,
         format!("/v1/movements/alpha/cohorts?interval=week&from=2026-03-02&to=2026-03-15&min_seq={seq}"),

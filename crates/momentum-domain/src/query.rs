@@ -1003,72 +1003,65 @@ pub mod suppression {
                     | Metric::Organisers
             )
         }
-
-        /// Whether the metric is a ratio of counts of people.
-        pub fn is_ratio_of_people(self) -> bool {
-            matches!(self, Metric::RetentionRate | Metric::Momentum)
-        }
     }
 
     fn is_small(count: i64, below: u64) -> bool {
         count > 0 && (count as u64) < below
     }
 
-    fn suppress_value(value: &mut Value, below: u64) {
-        if value.as_i64().is_some_and(|count| is_small(count, below)) {
-            *value = Value::Null;
+    /// The figures of people of one trend row (`index`, from the first
+    /// period asked for) that may not be published:
+    /// - every count of people from 1 to `below - 1`;
+    /// - where that hides exactly one of the active, new and returning
+    ///   counts, the smaller of the other two as well, since any two of them
+    ///   give the third (active = new + returning);
+    /// - retention when the retained count, or the active count of the
+    ///   period or the one before, is hidden as small; momentum when either
+    ///   of its window counts is small, or either active count.
+    pub fn hidden_figures(totals: &TrendTotals, index: usize, below: u64) -> BTreeSet<Metric> {
+        let lookback = MOMENTUM_WINDOW_PERIODS as usize;
+        let all = &totals.totals;
+        let (current, previous, four_back) = (&all[index + lookback], &all[index + lookback - 1], &all[index]);
+        let count = |metric: Metric| match metric.figure(current, previous, four_back, 0.0) {
+            Figure::Count(count) => count,
+            Figure::Fraction(_) | Figure::Decimal { .. } | Figure::Undefined => 0,
+        };
+        let mut hidden: BTreeSet<Metric> = Metric::ALL
+            .iter()
+            .copied()
+            .filter(|metric| metric.counts_people() && is_small(count(*metric), below))
+            .collect();
+        let related = [Metric::ActiveParticipants, Metric::NewParticipants, Metric::ReturningParticipants];
+        if related.iter().filter(|metric| hidden.contains(metric)).count() == 1 {
+            let shown = related.iter().copied().filter(|metric| !hidden.contains(metric));
+            if let Some(smaller) = shown.min_by_key(|metric| count(*metric)) {
+                hidden.insert(smaller);
+            }
         }
+        let small = |count: i64| is_small(count, below);
+        let actives_small = small(current.active_participants) || small(previous.active_participants);
+        if actives_small || small(current.retained_participants) {
+            hidden.insert(Metric::RetentionRate);
+        }
+        if actives_small || small(current.window_participants) || small(four_back.window_participants) {
+            hidden.insert(Metric::Momentum);
+        }
+        hidden
     }
 
-    /// Whether each period's active count is too small to publish ratios of;
-    /// `actives` are the periods' active counts in order, `None` if unknown.
-    fn ratio_suppressed(actives: &[Option<i64>], below: u64) -> Vec<bool> {
-        let small = |count: Option<i64>| count.is_none_or(|count| is_small(count, below));
-        (0..actives.len()).map(|index| small(actives[index]) || index == 0 || small(actives[index - 1])).collect()
-    }
-
-    /// Suppresses a trend. Ratios need the active count, so the trend must
-    /// have been read with `active_participants` among its metrics.
-    pub fn trend(trend: &mut Trend, below: u64) {
-        let actives: Vec<Option<i64>> =
-            trend.series.iter().map(|row| row.get(Metric::ActiveParticipants).and_then(Value::as_i64)).collect();
-        let ratios_suppressed = ratio_suppressed(&actives, below);
-        for (row, ratio_suppressed) in trend.series.iter_mut().zip(ratios_suppressed) {
+    /// Suppresses a trend computed from `totals` (the same request's).
+    pub fn trend(trend: &mut Trend, totals: &TrendTotals, below: u64) {
+        let lookback = MOMENTUM_WINDOW_PERIODS as usize;
+        assert_eq!(trend.series.len() + lookback, totals.totals.len(), "a trend is suppressed by its own totals");
+        for (index, row) in trend.series.iter_mut().enumerate() {
+            let hidden = hidden_figures(totals, index, below);
             for (metric, value) in &mut row.values {
-                if metric.counts_people() {
-                    suppress_value(value, below);
-                } else if metric.is_ratio_of_people() && ratio_suppressed {
+                if hidden.contains(metric) {
                     *value = Value::Null;
                 }
             }
         }
         trend.suppressed_below = Some(below);
-    }
-
-    /// Suppresses a comparison. For a ratio metric, `actives` is the same
-    /// comparison read for `active_participants`.
-    pub fn comparison(comparison: &mut Comparison, actives: Option<&Comparison>, below: u64) {
-        let metric = comparison.metric;
-        for movement in &mut comparison.series {
-            if metric.counts_people() {
-                movement.values.iter_mut().for_each(|value| suppress_value(&mut value.value, below));
-            } else if metric.is_ratio_of_people() {
-                let counts: Vec<Option<i64>> = movement
-                    .values
-                    .iter()
-                    .map(|value| {
-                        let series = actives?.series.iter().find(|other| other.movement == movement.movement)?;
-                        series.values.iter().find(|other| other.period == value.period)?.value.as_i64()
-                    })
-                    .collect();
-                for (value, suppressed) in movement.values.iter_mut().zip(ratio_suppressed(&counts, below)) {
-                    if suppressed {
-                        value.value = Value::Null;
-                    }
-                }
-            }
-        }
-        comparison.suppressed_below = Some(below);
     }
 
     pub fn cohorts(cohorts: &mut Cohorts, below: u64) {
@@ -1321,6 +1314,64 @@ mod tests {
             matches!(trend_totals(&state, &edges, &settings), Err(QueryError::UnknownMovement(_))),
             "the earliest date itself is readable"
         );
+    }
+
+    /// Totals of one period asked for, after the four looked back on.
+    fn one_period(previous: PeriodTotals, current: PeriodTotals, four_back_window: i64) -> TrendTotals {
+        let four_back = PeriodTotals { window_participants: four_back_window, ..PeriodTotals::default() };
+        TrendTotals {
+            watermark: 1,
+            volunteer_hour_value_gbp: 11.27,
+            totals: vec![four_back, PeriodTotals::default(), PeriodTotals::default(), previous, current],
+        }
+    }
+
+    #[test]
+    fn hiding_one_of_active_new_and_returning_hides_the_smaller_of_the_other_two() {
+        use Metric::*;
+        let previous = PeriodTotals { active_participants: 40, ..PeriodTotals::default() };
+        let period = |active, new| PeriodTotals {
+            active_participants: active,
+            new_participants: new,
+            retained_participants: 20,
+            window_participants: 50,
+            ..PeriodTotals::default()
+        };
+        let hidden = |current| suppression::hidden_figures(&one_period(previous, current, 50), 0, 5);
+        // 12 active, 3 new, 9 returning: 12 - 9 would give the 3.
+        assert_eq!(hidden(period(12, 3)), BTreeSet::from([NewParticipants, ReturningParticipants]));
+        // 12 active, 10 new, 2 returning: 12 - 10 would give the 2.
+        assert_eq!(hidden(period(12, 10)), BTreeSet::from([NewParticipants, ReturningParticipants]));
+        // Two small already hide each other; none small hides nothing.
+        assert_eq!(hidden(period(7, 4)), BTreeSet::from([NewParticipants, ReturningParticipants]));
+        assert!(hidden(period(30, 10)).is_empty());
+        // A small active count hides the ratios over it too.
+        let small = hidden(period(4, 0));
+        assert!(small.is_superset(&BTreeSet::from([ActiveParticipants, ReturningParticipants, RetentionRate])));
+    }
+
+    #[test]
+    fn ratios_are_hidden_when_a_count_they_are_made_of_is_small() {
+        use Metric::*;
+        let previous = PeriodTotals { active_participants: 10, ..PeriodTotals::default() };
+        let current = PeriodTotals {
+            active_participants: 8,
+            new_participants: 6,
+            retained_participants: 2,
+            window_participants: 20,
+            ..PeriodTotals::default()
+        };
+        // 2 retained of 10 would show as a rate of 0.2, and 0.2 × 10 = 2.
+        let hidden = suppression::hidden_figures(&one_period(previous, current, 20), 0, 5);
+        assert!(hidden.contains(&RetainedParticipants) && hidden.contains(&RetentionRate), "{hidden:?}");
+        assert!(!hidden.contains(&Momentum), "{hidden:?}");
+        // Momentum over a window of 3 people four periods back.
+        let hidden = suppression::hidden_figures(&one_period(previous, current, 3), 0, 5);
+        assert!(hidden.contains(&Momentum), "{hidden:?}");
+        // The retained count hidden, nothing else about the ratio is small.
+        let retained = PeriodTotals { retained_participants: 9, ..current };
+        let hidden = suppression::hidden_figures(&one_period(previous, retained, 20), 0, 5);
+        assert!(!hidden.contains(&RetentionRate) && !hidden.contains(&Momentum), "{hidden:?}");
     }
 
     #[test]

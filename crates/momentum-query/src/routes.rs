@@ -541,13 +541,18 @@ async fn ask_for(
     state: &AppState,
     caller: &Caller,
     endpoint: QueryEndpoint,
-    mut request: Value,
+    request: Value,
 ) -> Result<Bytes, Response> {
     use momentum_domain::query::{
-        self, Cohorts, Comparison, MovementList, Principles, QueryError, TrendRequest, TrendTotals, suppression,
+        self, Cohorts, CompareRequest, ComparedMovement, Comparison, MovementList, PeriodValue, Principles, QueryError,
+        TrendRequest, TrendTotals, suppression,
     };
     let internal = |error: serde_json::Error| {
         tracing::error!(%error, "a projector answer could not be read");
+        Problem::internal().into_response()
+    };
+    let unfit = |error: QueryError<()>| {
+        tracing::error!(%error, "a projector's trend totals do not fit the request");
         Problem::internal().into_response()
     };
     let below = suppression_for(state, caller);
@@ -564,24 +569,19 @@ async fn ask_for(
             // times larger, and those bytes crossed NATS on every read.
             let mut trend_request: TrendRequest = serde_json::from_value(request.clone()).map_err(internal)?;
             let requested = trend_request.metrics.clone();
-            // Ratios are suppressed by the active count, so it is always computed.
-            if below.is_some()
-                && let Some(metrics) = &mut trend_request.metrics
-                && !metrics.contains(&Metric::ActiveParticipants)
-            {
-                metrics.push(Metric::ActiveParticipants);
+            // What is hidden depends on every figure of a period, not on the
+            // metrics asked for: otherwise asking for them one at a time
+            // would show what asking for them together hides.
+            if below.is_some() {
+                trend_request.metrics = None;
             }
             let json = ask(state, QueryEndpoint::TrendTotals, request).await?;
             let totals: TrendTotals = serde_json::from_slice(&json).map_err(internal)?;
-            let unfit = |error: QueryError<()>| {
-                tracing::error!(%error, "a projector's trend totals do not fit the request");
-                Problem::internal().into_response()
-            };
             let Some(below) = below else {
                 return Ok(Bytes::from(query::trend_json_from_totals(&trend_request, &totals).map_err(unfit)?));
             };
             let mut trend = query::trend_from_totals(&trend_request, &totals).map_err(unfit)?;
-            suppression::trend(&mut trend, below);
+            suppression::trend(&mut trend, &totals, below);
             if let Some(metrics) = requested {
                 for row in &mut trend.series {
                     row.values.retain(|(metric, _)| metrics.contains(metric));
@@ -590,16 +590,49 @@ async fn ask_for(
             Ok(Bytes::from(trend.to_json()))
         }
         (QueryEndpoint::Compare, Some(below)) => {
-            let json = ask(state, endpoint, request.clone()).await?;
-            let mut comparison: Comparison = serde_json::from_slice(&json).map_err(internal)?;
-            let actives = if comparison.metric.is_ratio_of_people() {
-                request["metric"] = json!(Metric::ActiveParticipants);
-                let json = ask(state, endpoint, request).await?;
-                Some(serde_json::from_slice::<Comparison>(&json).map_err(internal)?)
-            } else {
-                None
+            // Each movement's trend, suppressed as a trend read is, so that a
+            // comparison shows nothing a trend read hides (what is hidden
+            // depends on all of a period's figures, not only the one compared).
+            let compared: CompareRequest = serde_json::from_value(request.clone()).map_err(internal)?;
+            let asks = compared.movements.iter().map(|movement| {
+                let mut trend_request = request.clone();
+                if let Some(fields) = trend_request.as_object_mut() {
+                    fields.remove("movements");
+                    fields.remove("metric");
+                    fields.insert("movement".to_owned(), json!(movement));
+                }
+                ask(state, QueryEndpoint::TrendTotals, trend_request)
+            });
+            let answers = futures::future::join_all(asks).await;
+            let mut comparison = Comparison {
+                metric: compared.metric,
+                interval: compared.interval,
+                from: compared.from,
+                to: compared.to,
+                watermark: u64::MAX,
+                volunteer_hour_value_gbp: 0.0,
+                series: Vec::with_capacity(compared.movements.len()),
+                suppressed_below: Some(below),
             };
-            suppression::comparison(&mut comparison, actives.as_ref(), below);
+            for (movement, answer) in compared.movements.iter().zip(answers) {
+                let totals: TrendTotals = serde_json::from_slice(&answer?).map_err(internal)?;
+                let trend_request = TrendRequest {
+                    movement: movement.clone(),
+                    interval: compared.interval,
+                    from: compared.from,
+                    to: compared.to,
+                    metrics: None,
+                };
+                let mut trend = query::trend_from_totals(&trend_request, &totals).map_err(unfit)?;
+                suppression::trend(&mut trend, &totals, below);
+                let values = trend.series.into_iter().map(|row| PeriodValue {
+                    period: row.period,
+                    value: row.get(compared.metric).cloned().unwrap_or(Value::Null),
+                });
+                comparison.series.push(ComparedMovement { movement: movement.clone(), values: values.collect() });
+                comparison.watermark = comparison.watermark.min(totals.watermark);
+                comparison.volunteer_hour_value_gbp = totals.volunteer_hour_value_gbp;
+            }
             Ok(to_bytes(&comparison))
         }
         (QueryEndpoint::Cohorts, Some(below)) => {
