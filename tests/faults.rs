@@ -702,3 +702,36 @@ async fn the_query_service_answers_503_while_nats_is_away_and_serves_reads_again
     // The services stop cleanly: nothing panicked while NATS was away.
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_message_the_projector_cannot_read_stops_it_with_its_sequence_and_nothing_after_is_skipped() {
+    let mut stack = TestStack::start().await;
+    stack.stop_projector().await;
+    let (status, body) = stack.post_event(&hours("before", "alpha", "2026-03-05T10:00:00Z", "ann", 1.0)).await;
+    assert_eq!((status, body["seq"].as_u64()), (202, Some(1)), "{body}");
+    // As a newer ingest might write it: an event type this version does not know.
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(nats);
+    let newer = serde_json::json!({
+        "specversion": "1.0", "id": "newer", "source": "urn:test", "type": "meeting.planned",
+        "subject": "alpha", "time": "2026-03-06T10:00:00Z", "data": {}
+    });
+    let subject = momentum_bus::event_subject("alpha", "meeting.planned");
+    let ack = jetstream.publish(subject, newer.to_string().into()).await.unwrap().await.unwrap();
+    assert_eq!(ack.sequence, 2);
+    let (_, body) = stack.post_event(&hours("after", "alpha", "2026-03-07T10:00:00Z", "bob", 1.0)).await;
+    assert_eq!(body["seq"], 3, "{body}");
+
+    let data = tempfile::tempdir().unwrap();
+    let projector = spawn_projector(&projector_config(&stack.nats.url(), data.path().to_owned())).await;
+    let error = projector.ended_within(Duration::from_secs(30)).await.expect_err("the projector stops");
+    assert!(
+        matches!(error, momentum_projector::ProjectorError::UnreadableEvent { sequence: 2, .. }),
+        "the error names the message: {error}"
+    );
+    assert!(error.to_string().contains("upgrade the projector"), "{error}");
+    let store = momentum_store::Store::open(data.path()).unwrap();
+    assert_eq!(store.watermark().unwrap(), 1, "what came before is committed, nothing after is skipped");
+    drop(store);
+    stack.stop().await;
+}

@@ -24,6 +24,12 @@ impl<E: std::fmt::Debug> Running<E> {
         let _ = self.stop.send(());
         self.task.await.expect("the service task does not panic").expect("the service stops cleanly");
     }
+
+    /// What the service ended with, when it stops by itself within `timeout`.
+    pub async fn ended_within(self, timeout: std::time::Duration) -> Result<(), E> {
+        let ended = tokio::time::timeout(timeout, self.task).await;
+        ended.expect("the service stops by itself in time").expect("the service task does not panic")
+    }
 }
 
 fn on_stop() -> (oneshot::Sender<()>, impl Future<Output = ()> + Send + 'static) {

@@ -59,9 +59,10 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
     while !*stop.borrow() {
         connections.borrow_and_update();
         let start_sequence = store.watermark()? + 1;
-        let messages = match open(&jetstream, start_sequence, partition).await {
+        let messages = match open(&jetstream, &store, start_sequence, partition).await {
             Ok(messages) => messages,
-            Err(error) => {
+            Err(Opening::OtherStream(error)) => return Err(error.into()),
+            Err(Opening::Nats(error)) => {
                 tracing::warn!(%error, "cannot read the event stream yet; retrying");
                 tokio::select! {
                     _ = stop.changed() => {}
@@ -122,12 +123,25 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
     Ok(())
 }
 
+/// Why the stream could not be opened.
+enum Opening {
+    /// NATS did not answer as it should: tried again.
+    Nats(async_nats::Error),
+    /// The stream is not the one the store was folded from (deleted and
+    /// made again while the projector ran): folding it on top of the store
+    /// would mix two streams' figures and miss the new one's first events.
+    OtherStream(momentum_store::StoreError),
+}
+
 async fn open(
     jetstream: &jetstream::Context,
+    store: &Store,
     start_sequence: u64,
     partition: momentum_bus::Partition,
-) -> Result<jetstream::consumer::pull::Ordered, async_nats::Error> {
-    let stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await?;
+) -> Result<jetstream::consumer::pull::Ordered, Opening> {
+    let stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await.map_err(|error| Opening::Nats(error.into()))?;
+    let created = stream.cached_info().created.unix_timestamp_nanos().to_string();
+    store.check_setting("stream_created", &created).map_err(Opening::OtherStream)?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
@@ -135,8 +149,9 @@ async fn open(
             filter_subjects: partition.event_filters(),
             ..Default::default()
         })
-        .await?;
-    Ok(consumer.messages().await?)
+        .await
+        .map_err(|error| Opening::Nats(error.into()))?;
+    consumer.messages().await.map_err(|error| Opening::Nats(error.into()))
 }
 
 type Delivery = Result<jetstream::Message, jetstream::consumer::pull::OrderedError>;
@@ -160,6 +175,7 @@ fn apply_chunk(
     let mut batch = store.batch();
     let mut last_sequence = store.watermark()?;
     let mut failed = false;
+    let mut unreadable = None;
     let mut read = 0;
     for delivery in chunk {
         let message = match delivery {
@@ -196,10 +212,15 @@ fn apply_chunk(
                     .map(|value| value.as_str().to_owned());
                 tracing::debug!(sequence, request_id, movement = event.subject, ?outcome, "applied");
             }
-            // Only ingest publishes, and only validated events, so this
-            // means someone else wrote to the stream. The event is skipped,
-            // loudly, rather than stopping the projection for every movement.
-            Err(error) => tracing::error!(sequence, %error, "skipping a stream message that is not a valid event"),
+            // Only ingest publishes, and only validated events: a newer
+            // ingest wrote an event this projector is too old to read, or
+            // someone else wrote to the stream. Skipping it would lose it
+            // for good (the watermark moves past it), so the projector
+            // stops, after committing what came before, and says which.
+            Err(error) => {
+                unreadable = Some(ProjectorError::UnreadableEvent { sequence, reason: error.to_string() });
+                break;
+            }
         }
         last_sequence = sequence;
         read += 1;
@@ -207,6 +228,9 @@ fn apply_chunk(
     let applied = batch.change_count() > 0;
     if applied || last_sequence > store.watermark()? {
         batch.commit(last_sequence)?;
+    }
+    if let Some(error) = unreadable {
+        return Err(error);
     }
     Ok((last_sequence, read, failed))
 }

@@ -113,6 +113,11 @@ pub enum ProjectorError {
     SlotlessEvents(String),
     #[error("the event consumer stopped: {0}")]
     ConsumerFailed(String),
+    #[error(
+        "stream message {sequence} is not an event this projector can read ({reason}); if a newer ingest wrote \
+         it, upgrade the projector; if not, see 'An event the projector cannot read' in docs/runbook.md"
+    )]
+    UnreadableEvent { sequence: u64, reason: String },
     #[error("could not listen on {address}: {source}")]
     Bind { address: std::net::SocketAddr, source: std::io::Error },
 }
@@ -421,12 +426,18 @@ impl Projector {
             None => registration.abort(),
         }
         let _ = http.await;
-        self.store.flush()?;
-        let _ = self.nats.drain().await;
         if let Some(error) = failure {
             tracing::error!(%error, "projector stopping after a failure");
+            // Best effort: after a store failure the flush may fail too, and
+            // the failure to report is the first.
+            if let Err(flush_error) = self.store.flush() {
+                tracing::warn!(error = %flush_error, "could not flush the store while stopping");
+            }
+            let _ = self.nats.drain().await;
             return Err(error);
         }
+        self.store.flush()?;
+        let _ = self.nats.drain().await;
         tracing::info!(watermark = *self.watermark.borrow(), "projector stopped");
         consumed
     }
