@@ -781,3 +781,31 @@ async fn many_full_batches_posted_at_once_are_all_accepted_without_waiting_on_ea
     eprintln!("{BATCHES} batches answered in {:?}", started.elapsed());
     ingest.stop().await;
 }
+
+#[tokio::test]
+async fn a_projector_with_every_query_slot_taken_answers_busy_at_once_instead_of_queueing() {
+    const REQUESTS: usize = momentum_projector::QUERIES_IN_FLIGHT_MAX + 44;
+    let stack = TestStack::start().await;
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    // Each waits for a sequence that never comes, holding its slot for the
+    // stack's longest `min_seq` wait (3 s).
+    let subject = momentum_bus::Partition::WHOLE.query_subject(momentum_bus::QueryEndpoint::Status);
+    let asks = (0..REQUESTS).map(|_| nats.request(subject.clone(), r#"{"min_seq": 1000000}"#.into()));
+    let answers = futures::future::join_all(asks).await;
+    let (mut busy, mut waited) = (0, 0);
+    for answer in answers {
+        let answer = answer.expect("every request is answered");
+        let headers = answer.headers.expect("an error answer has headers");
+        assert_eq!(headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE).unwrap().as_str(), "503");
+        let message = headers.get(async_nats::service::NATS_SERVICE_ERROR).unwrap().as_str().to_owned();
+        if message.contains("retry") {
+            busy += 1;
+        } else {
+            assert!(message.contains("has not reached sequence 1000000"), "{message}");
+            waited += 1;
+        }
+    }
+    assert!(busy >= 1, "requests beyond the slots are answered busy ({waited} waited)");
+    assert_eq!(busy + waited, REQUESTS);
+    stack.stop().await;
+}

@@ -81,8 +81,8 @@ pub struct Config {
     pub log_json: bool,
 }
 
-/// The most queries handled at once; more wait for a slot, so a flood of
-/// slow `min_seq` reads cannot exhaust memory.
+/// The most queries handled at once; more are answered 503 at once, so a
+/// flood of slow `min_seq` reads cannot queue without bound.
 pub const QUERIES_IN_FLIGHT_MAX: usize = 256;
 
 #[derive(Debug, thiserror::Error)]

@@ -79,7 +79,19 @@ pub(crate) async fn start(
         let context = context.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(request) = endpoint.next().await {
-                let Ok(slot) = context.slots.clone().acquire_owned().await else { return };
+                // Busy: say so at once rather than leave requests queued
+                // behind this loop, unbounded and answered after their
+                // askers gave up.
+                let Ok(slot) = context.slots.clone().try_acquire_owned() else {
+                    let busy = error(
+                        503,
+                        format!("the projection service is answering {QUERIES_IN_FLIGHT_MAX} queries; retry"),
+                    );
+                    if let Err(error) = request.respond(Err(busy)).await {
+                        tracing::warn!(%error, "could not send a query response");
+                    }
+                    continue;
+                };
                 let context = context.clone();
                 tokio::spawn(async move {
                     let response = match answer(&context, endpoint_kind, &request.message.payload).await {
