@@ -509,9 +509,12 @@ pub(crate) async fn compare(
                 format!("name 1 to {MOVEMENTS_PER_COMPARISON_MAX} movements to compare, separated by commas"),
             ));
         }
-        for movement in &movements {
+        for (index, movement) in movements.iter().enumerate() {
             check_movement(movement, "movements")?;
             caller.require_read(movement)?;
+            if movements[..index].contains(movement) {
+                return Err(Problem::bad_parameter("movements", format!("names {movement} twice")));
+            }
         }
         let metric = metric(parameters.get("metric").map(String::as_str).unwrap_or(""), "metric")?;
         let interval = interval(&parameters, &Interval::ALL)?;
