@@ -451,6 +451,13 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
     assert_eq!(body["series"][0]["values"], json!([{ "period": "2026-03-02", "value": 2.5 }]));
     assert_eq!(body["series"][1]["movement"], "another-movement");
     assert_eq!(body["series"][1]["values"][0]["value"], 4.0);
+    let (status, twice) = stack
+        .query(&format!(
+            "/v1/compare?metric=volunteer_hours&interval=week&from=2026-03-02&to=2026-03-08&movements={MOVEMENT},another-movement,{MOVEMENT}&min_seq={seq}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{twice}");
+    assert_eq!(twice["series"], body["series"], "a movement named twice is compared once");
     let (status, _) = stack.query("/v1/compare?metric=volunteer_hours&movements=nobody-here").await;
     assert_eq!(status, 404);
     stack.stop().await;
@@ -807,5 +814,20 @@ async fn a_projector_with_every_query_slot_taken_answers_busy_at_once_instead_of
     }
     assert!(busy >= 1, "requests beyond the slots are answered busy ({waited} waited)");
     assert_eq!(busy + waited, REQUESTS);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_projector_stopping_answers_the_queries_it_has_in_flight() {
+    let mut stack = TestStack::start().await;
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let subject = momentum_bus::Partition::WHOLE.query_subject(momentum_bus::QueryEndpoint::Status);
+    // Waits for a sequence that never comes (3 s at most in test stacks).
+    let waiting = tokio::spawn(async move { nats.request(subject, r#"{"min_seq": 1000000}"#.into()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.stop_projector().await;
+    let answer = waiting.await.unwrap().expect("the query is answered, not left to time out");
+    let headers = answer.headers.expect("an error answer has headers");
+    assert_eq!(headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE).unwrap().as_str(), "503");
     stack.stop().await;
 }

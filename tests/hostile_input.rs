@@ -684,7 +684,7 @@ async fn movement_path_segments_that_are_not_ids_get_a_400_naming_movement_and_n
             expect_bad_parameter(get(&stack, &path).await, "movement", &path).await;
         }
     }
-    for list in ["le*ds", "leeds,%3E", "a.b,leeds", "leeds,Leeds", "leeds,york,leeds"] {
+    for list in ["le*ds", "leeds,%3E", "a.b,leeds", "leeds,Leeds"] {
         let path = format!("/v1/compare?movements={list}&metric=meetings");
         let problem = expect_problem(get(&stack, &path).await, 400, &path).await;
         assert_eq!(problem["type"], "urn:momentum:problem:invalid-parameter", "{path}");

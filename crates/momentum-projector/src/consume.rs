@@ -94,7 +94,18 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
                 }
             }
             let started = Instant::now();
-            let (applied_to, read, failed) = apply_chunk(&store, &settings, chunk, &mut pending)?;
+            // A batch is up to a thousand events of sled reads and writes:
+            // on the blocking pool, so that it never holds one of the
+            // runtime's workers (queries and NATS traffic go on meanwhile).
+            let folding = (store.clone(), pending);
+            let folded = tokio::task::spawn_blocking(move || {
+                let (store, mut pending) = folding;
+                apply_chunk(&store, &settings, chunk, &mut pending).map(|applied| (applied, pending))
+            })
+            .await
+            .map_err(|error| ProjectorError::ConsumerFailed(format!("a batch's fold ended abnormally: {error}")))?;
+            let ((applied_to, read, failed), now_pending) = folded?;
+            pending = now_pending;
             applied.fetch_add(read, Ordering::Relaxed);
             lag.store(pending, Ordering::Relaxed);
             metrics.batch_seconds.observe(started.elapsed().as_secs_f64());

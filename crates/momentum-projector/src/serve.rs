@@ -23,12 +23,25 @@ use crate::{ProjectorError, QUERIES_IN_FLIGHT_MAX};
 pub(crate) struct Running {
     service: service::Service,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    slots: Arc<Semaphore>,
+    wait_max: Duration,
 }
 
+/// How long past the longest `min_seq` wait stopping waits for the queries
+/// in flight to be answered.
+const STOP_MARGIN: Duration = Duration::from_secs(1);
+
 impl Running {
+    /// Takes no more queries, answers those in flight (waiting at most the
+    /// longest `min_seq` wait and a margin), then leaves the service.
     pub(crate) async fn stop(self) {
         for task in &self.tasks {
             task.abort();
+        }
+        let all = u32::try_from(QUERIES_IN_FLIGHT_MAX).expect("a few hundred slots");
+        let answered = tokio::time::timeout(self.wait_max + STOP_MARGIN, self.slots.acquire_many(all)).await;
+        if answered.is_err() {
+            tracing::warn!("stopping with queries still unanswered");
         }
         let _ = self.service.stop().await;
     }
@@ -71,7 +84,16 @@ pub(crate) async fn start(
     let watermark = coverage.watermark_receiver();
     let slots = Arc::new(Semaphore::new(QUERIES_IN_FLIGHT_MAX));
     let answer_bytes_max = nats.server_info().max_payload.saturating_sub(REPLY_HEADER_BYTES_MAX);
-    let context = Context { store, watermark, coverage, wait_max, slots, applied, read_settings, answer_bytes_max };
+    let context = Context {
+        store,
+        watermark,
+        coverage,
+        wait_max,
+        slots: slots.clone(),
+        applied,
+        read_settings,
+        answer_bytes_max,
+    };
     let mut tasks = Vec::new();
     for endpoint_kind in QueryEndpoint::ALL {
         let mut endpoint =
@@ -114,7 +136,7 @@ pub(crate) async fn start(
             }
         }));
     }
-    Ok(Running { service, tasks })
+    Ok(Running { service, tasks, slots, wait_max })
 }
 
 /// Every request may carry `min_seq`: the answer waits until the

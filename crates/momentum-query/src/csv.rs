@@ -241,14 +241,28 @@ fn cell(value: &Value) -> String {
 }
 
 /// Quotes a text field when it holds a comma, a quote or a line break.
+/// Text a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return) gets a leading `'`. Today only
+/// movement ids reach here, and their pattern rules that out; the guard is
+/// for whatever text is exported next.
 fn field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_owned() }
+    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn text_a_spreadsheet_would_run_as_a_formula_is_written_as_text() {
+        assert_eq!(field("leeds-walking"), "leeds-walking");
+        assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(field("+1"), "'+1");
+        assert_eq!(field("@sum"), "'@sum");
+        assert_eq!(field("a,b"), "\"a,b\"");
+    }
 
     fn trend_json() -> Vec<u8> {
         json!({

@@ -509,13 +509,14 @@ pub(crate) async fn compare(
                 format!("name 1 to {MOVEMENTS_PER_COMPARISON_MAX} movements to compare, separated by commas"),
             ));
         }
-        for (index, movement) in movements.iter().enumerate() {
+        for movement in &movements {
             check_movement(movement, "movements")?;
             caller.require_read(movement)?;
-            if movements[..index].contains(movement) {
-                return Err(Problem::bad_parameter("movements", format!("names {movement} twice")));
-            }
         }
+        // A movement named twice is compared once (it gave two identical
+        // CSV columns), in the order first named.
+        let mut named = std::collections::HashSet::new();
+        let movements: Vec<&str> = movements.into_iter().filter(|movement| named.insert(*movement)).collect();
         let metric = metric(parameters.get("metric").map(String::as_str).unwrap_or(""), "metric")?;
         let interval = interval(&parameters, &Interval::ALL)?;
         let (from, to) = period_range(&state, &parameters, interval)?;
