@@ -933,17 +933,53 @@ pub fn compare<S: StateRead>(
             "name between 1 and {MOVEMENTS_PER_COMPARISON_MAX} movements to compare"
         )));
     }
-    let watermark = watermark(state).map_err(QueryError::Store)?;
+    let totals = request
+        .movements
+        .iter()
+        .map(|movement| {
+            let trend_request = TrendRequest {
+                movement: movement.clone(),
+                interval: request.interval,
+                from: request.from,
+                to: request.to,
+                metrics: None,
+            };
+            trend_totals(state, &trend_request, settings)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    comparison_from_totals(request, &totals, None)
+}
+
+/// A comparison from each movement's trend totals (`totals[i]` of
+/// `request.movements[i]`), with small numbers suppressed exactly as each
+/// movement's trend would be when `below` is given. The projector answers
+/// comparisons with it, and the query service builds suppressed ones.
+pub fn comparison_from_totals<E>(
+    request: &CompareRequest,
+    totals: &[TrendTotals],
+    below: Option<u64>,
+) -> Result<Comparison, QueryError<E>> {
+    if totals.len() != request.movements.len() {
+        return Err(QueryError::Invalid(format!(
+            "{} movements compared but the totals of {}",
+            request.movements.len(),
+            totals.len()
+        )));
+    }
     let mut series = Vec::with_capacity(request.movements.len());
-    for movement in &request.movements {
+    for (movement, totals) in request.movements.iter().zip(totals) {
         let trend_request = TrendRequest {
             movement: movement.clone(),
             interval: request.interval,
             from: request.from,
             to: request.to,
-            metrics: Some(vec![request.metric]),
+            // Suppression looks at every figure of a period.
+            metrics: if below.is_some() { None } else { Some(vec![request.metric]) },
         };
-        let trend = trend(state, &trend_request, settings)?;
+        let mut trend = trend_from_totals(&trend_request, totals)?;
+        if let Some(below) = below {
+            suppression::trend(&mut trend, totals, below);
+        }
         let values = trend
             .series
             .into_iter()
@@ -959,10 +995,11 @@ pub fn compare<S: StateRead>(
         interval: request.interval,
         from: request.from,
         to: request.to,
-        watermark,
-        volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp,
+        // Each movement's totals read the watermark before their periods.
+        watermark: totals.iter().map(|totals| totals.watermark).min().unwrap_or(0),
+        volunteer_hour_value_gbp: totals.first().map_or(0.0, |totals| totals.volunteer_hour_value_gbp),
         series,
-        suppressed_below: None,
+        suppressed_below: below,
     })
 }
 
@@ -1348,6 +1385,37 @@ mod tests {
         // A small active count hides the ratios over it too.
         let small = hidden(period(4, 0));
         assert!(small.is_superset(&BTreeSet::from([ActiveParticipants, ReturningParticipants, RetentionRate])));
+    }
+
+    #[test]
+    fn a_suppressed_comparison_hides_what_the_movements_trend_hides() {
+        let previous = PeriodTotals { active_participants: 40, ..PeriodTotals::default() };
+        // 12 active, 3 new: returning (9) is shown alone but hidden with the 3.
+        let current = PeriodTotals {
+            active_participants: 12,
+            new_participants: 3,
+            window_participants: 50,
+            ..PeriodTotals::default()
+        };
+        let totals = one_period(previous, current, 50);
+        let day = NaiveDate::from_ymd_opt(2026, 3, 2).expect("a date");
+        let request = |metric| CompareRequest {
+            movements: vec!["m".to_owned()],
+            metric,
+            interval: Interval::Day,
+            from: day,
+            to: day,
+        };
+        let value = |metric, below| {
+            let comparison = comparison_from_totals::<()>(&request(metric), &[totals.clone()], below).unwrap();
+            assert_eq!(comparison.suppressed_below, below);
+            comparison.series[0].values[0].value.clone()
+        };
+        assert_eq!(value(Metric::ReturningParticipants, None), Value::from(9));
+        assert_eq!(value(Metric::ReturningParticipants, Some(5)), Value::Null);
+        assert_eq!(value(Metric::ActiveParticipants, Some(5)), Value::from(12));
+        let mismatched = comparison_from_totals::<()>(&request(Metric::Meetings), &[], None);
+        assert!(matches!(mismatched, Err(QueryError::Invalid(_))));
     }
 
     #[test]

@@ -2,10 +2,10 @@
 //! is validated against the schemas and made durable in the JetStream event
 //! stream before it is acknowledged.
 //!
-//! In a deployment, the only publisher of events. An event is answered `accepted` only after
-//! JetStream's PubAck, and the message id sent with it is derived from its
-//! movement, `source` and `id`, so a partner may retry anything, any number
-//! of times.
+//! In a deployment, the only publisher of events. An event is answered
+//! `accepted` only after JetStream's PubAck, and the message id sent with it
+//! is derived from its movement, `source` and `id`, so a partner may retry
+//! anything, any number of times.
 
 mod metrics;
 mod openapi;

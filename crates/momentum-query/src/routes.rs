@@ -548,8 +548,7 @@ async fn ask_for(
     request: Value,
 ) -> Result<Bytes, Response> {
     use momentum_domain::query::{
-        self, Cohorts, CompareRequest, ComparedMovement, Comparison, MovementList, PeriodValue, Principles, QueryError,
-        TrendRequest, TrendTotals, suppression,
+        self, Cohorts, CompareRequest, MovementList, Principles, QueryError, TrendRequest, TrendTotals, suppression,
     };
     let internal = |error: serde_json::Error| {
         tracing::error!(%error, "a projector answer could not be read");
@@ -608,35 +607,11 @@ async fn ask_for(
                 ask(state, QueryEndpoint::TrendTotals, trend_request)
             });
             let answers = futures::future::join_all(asks).await;
-            let mut comparison = Comparison {
-                metric: compared.metric,
-                interval: compared.interval,
-                from: compared.from,
-                to: compared.to,
-                watermark: u64::MAX,
-                volunteer_hour_value_gbp: 0.0,
-                series: Vec::with_capacity(compared.movements.len()),
-                suppressed_below: Some(below),
-            };
-            for (movement, answer) in compared.movements.iter().zip(answers) {
-                let totals: TrendTotals = serde_json::from_slice(&answer?).map_err(internal)?;
-                let trend_request = TrendRequest {
-                    movement: movement.clone(),
-                    interval: compared.interval,
-                    from: compared.from,
-                    to: compared.to,
-                    metrics: None,
-                };
-                let mut trend = query::trend_from_totals(&trend_request, &totals).map_err(unfit)?;
-                suppression::trend(&mut trend, &totals, below);
-                let values = trend.series.into_iter().map(|row| PeriodValue {
-                    period: row.period,
-                    value: row.get(compared.metric).cloned().unwrap_or(Value::Null),
-                });
-                comparison.series.push(ComparedMovement { movement: movement.clone(), values: values.collect() });
-                comparison.watermark = comparison.watermark.min(totals.watermark);
-                comparison.volunteer_hour_value_gbp = totals.volunteer_hour_value_gbp;
+            let mut totals = Vec::with_capacity(answers.len());
+            for answer in answers {
+                totals.push(serde_json::from_slice::<TrendTotals>(&answer?).map_err(internal)?);
             }
+            let comparison = query::comparison_from_totals(&compared, &totals, Some(below)).map_err(unfit)?;
             Ok(to_bytes(&comparison))
         }
         (QueryEndpoint::Cohorts, Some(below)) => {
