@@ -1407,7 +1407,8 @@ mod tests {
             to: day,
         };
         let value = |metric, below| {
-            let comparison = comparison_from_totals::<()>(&request(metric), &[totals.clone()], below).unwrap();
+            let comparison =
+                comparison_from_totals::<()>(&request(metric), std::slice::from_ref(&totals), below).unwrap();
             assert_eq!(comparison.suppressed_below, below);
             comparison.series[0].values[0].value.clone()
         };
