@@ -735,3 +735,68 @@ async fn a_stream_message_the_projector_cannot_read_stops_it_with_its_sequence_a
     drop(store);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_projector_serves_once_caught_up_even_when_the_streams_last_message_was_deleted() {
+    let mut stack = TestStack::start().await;
+    stack.stop_projector().await;
+    let (_, body) = stack.post_event(&hours("kept", "alpha", "2026-03-05T10:00:00Z", "ann", 1.0)).await;
+    assert_eq!(body["seq"], 1, "{body}");
+    let (_, body) = stack.post_event(&hours("deleted", "alpha", "2026-03-06T10:00:00Z", "bob", 2.0)).await;
+    assert_eq!(body["seq"], 2, "{body}");
+    // An operator deletes the last message (the stream's last sequence
+    // stays 2): a new projector's watermark can only reach 1.
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    let stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await.unwrap();
+    assert!(stream.delete_message(2).await.unwrap());
+
+    let data = tempfile::tempdir().unwrap();
+    let (projector, health) =
+        spawn_projector_with_address(&projector_config(&stack.nats.url(), data.path().to_owned())).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = projector_status(&nats).await {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the projector never answered queries");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["watermark"], 1, "{status}");
+    let ready = reqwest::get(format!("{health}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let trend = stack.weekly_trend("alpha", "2026-03-02", "2026-03-02", 1).await;
+    assert_eq!(row(&trend, "2026-03-02")["volunteer_hours"], 1.0, "{trend}");
+    projector.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_projectors_readyz_fails_while_it_cannot_open_the_event_stream() {
+    let mut stack = TestStack::start().await;
+    stack.stop_projector().await;
+    let (_, body) = stack.post_event(&hours("one", "alpha", "2026-03-05T10:00:00Z", "ann", 1.0)).await;
+    assert_eq!(body["seq"], 1, "{body}");
+    let data = tempfile::tempdir().unwrap();
+    let (projector, health) =
+        spawn_projector_with_address(&projector_config(&stack.nats.url(), data.path().to_owned())).await;
+    let http = reqwest::Client::new();
+    let readyz = || async { http.get(format!("{health}/readyz")).send().await.unwrap().status().as_u16() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz().await != 200 {
+        assert!(Instant::now() < deadline, "the projector never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The stream goes away under it: connected, serving, and no lag it
+    // knows of, but it reads nothing.
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(nats);
+    assert!(jetstream.delete_stream(momentum_bus::STREAM_NAME).await.unwrap().success);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while readyz().await != 503 {
+        assert!(Instant::now() < deadline, "readyz stayed green with no stream to read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    projector.stop().await;
+    stack.stop().await;
+}

@@ -1,7 +1,7 @@
 //! Reading the event stream and folding it into the store, batch by batch.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
@@ -12,6 +12,7 @@ use momentum_store::Store;
 use tokio::sync::watch;
 
 use crate::ProjectorError;
+use crate::coverage::Coverage;
 use crate::health::ProjectorMetrics;
 
 /// How long to wait before retrying after the stream could not be read.
@@ -21,6 +22,13 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 const BATCH_LINGER: Duration = Duration::from_millis(20);
 /// How often a projector that is behind logs its progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the consumer may deliver nothing before the projector asks the
+/// server whether events of its partition are waiting. async-nats's ordered
+/// consumer recreates itself after a failure, retrying without end and
+/// without a word (the stream deleted, JetStream without a leader); this
+/// check is how such a stall shows in `/readyz` and ends in a reopen
+/// through [`open`], which also checks that the stream is the same one.
+const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What the consuming task works with.
 pub(crate) struct Consumer {
@@ -38,6 +46,12 @@ pub(crate) struct Consumer {
     pub partition: momentum_bus::Partition,
     /// Stream messages the server still had to deliver after the last batch.
     pub lag: Arc<AtomicU64>,
+    /// Whether the stream's consumer is open and delivering what waits,
+    /// for `/readyz`.
+    pub reading: Arc<AtomicBool>,
+    /// Counts the partition's unread events, to tell a stalled consumer
+    /// from a quiet stream.
+    pub coverage: Coverage,
     pub metrics: Arc<ProjectorMetrics>,
 }
 
@@ -54,15 +68,21 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
         mut connections,
         partition,
         lag,
+        reading,
+        coverage,
         metrics,
     } = consumer;
     while !*stop.borrow() {
         connections.borrow_and_update();
         let start_sequence = store.watermark()? + 1;
         let messages = match open(&jetstream, &store, start_sequence, partition).await {
-            Ok(messages) => messages,
+            Ok(messages) => {
+                reading.store(true, Ordering::Relaxed);
+                messages
+            }
             Err(Opening::OtherStream(error)) => return Err(error.into()),
             Err(Opening::Nats(error)) => {
+                reading.store(false, Ordering::Relaxed);
                 tracing::warn!(%error, "cannot read the event stream yet; retrying");
                 tokio::select! {
                     _ = stop.changed() => {}
@@ -82,7 +102,17 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
                     break;
                 }
                 chunk = chunks.next() => chunk,
+                () = tokio::time::sleep(STALL_CHECK_INTERVAL) => {
+                    match coverage.unread().await {
+                        Ok(0) => continue,
+                        Ok(unread) => tracing::warn!(unread, "the event stream consumer delivers nothing; reopening it"),
+                        Err(error) => tracing::warn!(%error, "cannot count the unread events; reopening the consumer"),
+                    }
+                    reading.store(false, Ordering::Relaxed);
+                    break;
+                }
             };
+            reading.store(true, Ordering::Relaxed);
             let Some(mut chunk) = chunk else { break };
             // While the server says more is waiting (a catch-up), gather up
             // to a full batch: fewer, larger commits, each key written once.

@@ -1,6 +1,6 @@
 //! The projector's small HTTP server: `/livez` while the process runs,
-//! `/readyz` when it is connected to NATS, answering queries and not too far
-//! behind the stream, and `/metrics` for Prometheus.
+//! `/readyz` when it is connected to NATS, reading the stream, answering
+//! queries and not too far behind, and `/metrics` for Prometheus.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,13 +23,24 @@ pub(crate) struct Health {
     pub lag: Arc<AtomicU64>,
     /// Whether the query endpoints are registered (the projector caught up).
     pub serving: Arc<AtomicBool>,
+    /// Whether the event stream's consumer is open: false while opening it
+    /// fails (the stream missing, JetStream without a leader), when the
+    /// lag the server last reported says nothing of what is waiting.
+    pub reading: Arc<AtomicBool>,
     lag_max: u64,
     pub metrics: Arc<ProjectorMetrics>,
 }
 
 impl Health {
     pub(crate) fn new(nats: async_nats::Client, lag_max: u64) -> Health {
-        Health { nats, lag: Arc::default(), serving: Arc::default(), lag_max, metrics: ProjectorMetrics::new() }
+        Health {
+            nats,
+            lag: Arc::default(),
+            serving: Arc::default(),
+            reading: Arc::default(),
+            lag_max,
+            metrics: ProjectorMetrics::new(),
+        }
     }
 }
 
@@ -111,6 +122,9 @@ async fn readyz(State(health): State<Health>) -> Response {
     }
     if !health.serving.load(Ordering::Relaxed) {
         return Problem::unavailable("catching up with the stream before answering queries").into_response();
+    }
+    if !health.reading.load(Ordering::Relaxed) {
+        return Problem::unavailable("cannot open the event stream's consumer; retrying").into_response();
     }
     if lag > health.lag_max {
         return Problem::unavailable(format!("{lag} events wait to be applied (ready at {} or fewer)", health.lag_max))

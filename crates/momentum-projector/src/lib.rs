@@ -181,8 +181,9 @@ struct StreamState {
     created: Option<String>,
 }
 
-/// How often a catching-up projector checks whether it has caught up, at
-/// the least (every batch it applies also wakes the check).
+/// How often a catching-up projector asks the server whether it has caught
+/// up (its watermark reaching the stream's last sequence at start ends the
+/// wait at once).
 const CATCH_UP_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Refuses a stream that holds events published before subjects carried a
@@ -300,12 +301,13 @@ impl Projector {
             check_every_event_has_a_slot(&nats).await?;
         }
         let serve_from = stream.last_sequence;
-        let coverage = coverage::Coverage::new(config.partition, nats.clone(), watermark.subscribe());
+        let coverage =
+            coverage::Coverage::new(config.partition, async_nats::jetstream::new(nats.clone()), watermark.subscribe());
         let http = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| ProjectorError::Bind { address: config.http_addr, source })?;
         let health = health::Health::new(nats.clone(), config.ready_lag_max);
-        let service = if coverage.covered().await >= serve_from {
+        let service = if *watermark.borrow() >= serve_from || coverage.proven().await >= serve_from {
             Some(serve.start(&nats, coverage.clone()).await?)
         } else {
             tracing::info!(
@@ -359,6 +361,8 @@ impl Projector {
             connections: self.connections.clone(),
             partition: self.config.partition,
             lag: self.health.lag.clone(),
+            reading: self.health.reading.clone(),
+            coverage: self.coverage.clone(),
             metrics: self.health.metrics.clone(),
         };
         let consumer = tokio::spawn(consume::run(consumer, stop.clone()));
@@ -375,11 +379,24 @@ impl Projector {
                     (self.nats.clone(), self.serve, self.serve_from, self.coverage.clone());
                 let mut watermark = self.watermark.subscribe();
                 tokio::spawn(async move {
-                    // A partition may own none of the last events, so its
-                    // watermark alone may never reach `serve_from`; its
-                    // coverage is checked again every so often.
-                    while coverage.covered().await < serve_from {
-                        let _ = tokio::time::timeout(CATCH_UP_CHECK_INTERVAL, watermark.changed()).await;
+                    // A partition may own none of the last events, and the
+                    // last events may have been deleted, so the watermark
+                    // alone may never reach `serve_from`; the server is
+                    // asked again every so often how far it is covered.
+                    // The watermark reaching it ends the wait at once; a
+                    // proof costs a few JetStream requests, so it is asked
+                    // for at most once an interval.
+                    loop {
+                        let applied = *watermark.borrow_and_update();
+                        if applied >= serve_from || coverage.proven().await >= serve_from {
+                            break;
+                        }
+                        let reached = watermark.wait_for(|watermark| *watermark >= serve_from);
+                        let closed = matches!(tokio::time::timeout(CATCH_UP_CHECK_INTERVAL, reached).await, Ok(Err(_)));
+                        if closed {
+                            // The projector is stopping: no busy loop meanwhile.
+                            tokio::time::sleep(CATCH_UP_CHECK_INTERVAL).await;
+                        }
                     }
                     tracing::info!(watermark = *watermark.borrow(), "caught up; answering queries");
                     serve.start(&nats, coverage).await

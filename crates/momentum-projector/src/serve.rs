@@ -258,8 +258,15 @@ async fn wait_for(context: &Context, min_seq: Option<u64>) -> Result<(), service
     let deadline = tokio::time::Instant::now() + context.wait_max;
     let mut watermark = context.watermark.clone();
     let partitioned = !context.coverage.partition().is_whole();
+    // Asking the server may take long (JetStream without a leader): never
+    // past the deadline.
+    let covered = || async {
+        tokio::time::timeout_at(deadline, context.coverage.covered())
+            .await
+            .unwrap_or_else(|_| context.coverage.watermark())
+    };
     loop {
-        if *watermark.borrow_and_update() >= min_seq || (partitioned && context.coverage.covered().await >= min_seq) {
+        if *watermark.borrow_and_update() >= min_seq || (partitioned && covered().await >= min_seq) {
             return Ok(());
         }
         let wake =
@@ -271,7 +278,7 @@ async fn wait_for(context: &Context, min_seq: Option<u64>) -> Result<(), service
             break;
         }
     }
-    if *watermark.borrow() >= min_seq || (partitioned && context.coverage.covered().await >= min_seq) {
+    if *watermark.borrow() >= min_seq || (partitioned && covered().await >= min_seq) {
         return Ok(());
     }
     Err(error(
