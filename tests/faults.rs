@@ -800,3 +800,34 @@ async fn the_projectors_readyz_fails_while_it_cannot_open_the_event_stream() {
     projector.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_running_projector_stops_when_its_stream_is_deleted_and_made_again_instead_of_folding_the_new_one_on_top() {
+    let mut stack = TestStack::start().await;
+    stack.stop_projector().await;
+    let (_, body) = stack.post_event(&hours("old", "alpha", "2026-03-05T10:00:00Z", "ann", 1.0)).await;
+    assert_eq!(body["seq"], 1, "{body}");
+    let data = tempfile::tempdir().unwrap();
+    let projector = spawn_projector(&projector_config(&stack.nats.url(), data.path().to_owned())).await;
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while projector_status(&nats).await.is_none_or(|status| status["watermark"] != 1) {
+        assert!(Instant::now() < deadline, "the projector never applied the first event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The stream is lost and made again while the projector runs, and new
+    // events arrive: the new stream's first sequences are ones the
+    // projector has already applied from the old one.
+    let jetstream = async_nats::jetstream::new(nats);
+    jetstream.delete_stream(momentum_bus::STREAM_NAME).await.unwrap();
+    jetstream.create_stream(momentum_bus::StreamSettings::default().config()).await.unwrap();
+    for (index, day) in ["06", "07"].into_iter().enumerate() {
+        let (status, body) = stack
+            .post_event(&hours(&format!("new-{index}"), "alpha", &format!("2026-03-{day}T10:00:00Z"), "bob", 1.0))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let error = projector.ended_within(Duration::from_secs(30)).await.expect_err("the projector stops");
+    assert!(error.to_string().contains("stream_created"), "{error}");
+    stack.stop().await;
+}

@@ -12,7 +12,7 @@ use momentum_store::Store;
 use tokio::sync::watch;
 
 use crate::ProjectorError;
-use crate::coverage::Coverage;
+use crate::coverage::{PROOF_TIME_MAX, count_unread};
 use crate::health::ProjectorMetrics;
 
 /// How long to wait before retrying after the stream could not be read.
@@ -49,9 +49,6 @@ pub(crate) struct Consumer {
     /// Whether the stream's consumer is open and delivering what waits,
     /// for `/readyz`.
     pub reading: Arc<AtomicBool>,
-    /// Counts the partition's unread events, to tell a stalled consumer
-    /// from a quiet stream.
-    pub coverage: Coverage,
     pub metrics: Arc<ProjectorMetrics>,
 }
 
@@ -69,7 +66,6 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
         partition,
         lag,
         reading,
-        coverage,
         metrics,
     } = consumer;
     while !*stop.borrow() {
@@ -80,7 +76,7 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
                 reading.store(true, Ordering::Relaxed);
                 messages
             }
-            Err(Opening::OtherStream(error)) => return Err(error.into()),
+            Err(Opening::Store(error)) => return Err(error.into()),
             Err(Opening::Nats(error)) => {
                 reading.store(false, Ordering::Relaxed);
                 tracing::warn!(%error, "cannot read the event stream yet; retrying");
@@ -103,10 +99,13 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
                 }
                 chunk = chunks.next() => chunk,
                 () = tokio::time::sleep(STALL_CHECK_INTERVAL) => {
-                    match coverage.unread().await {
+                    match unread_events(&jetstream, &store, partition).await {
                         Ok(0) => continue,
                         Ok(unread) => tracing::warn!(unread, "the event stream consumer delivers nothing; reopening it"),
-                        Err(error) => tracing::warn!(%error, "cannot count the unread events; reopening the consumer"),
+                        Err(Opening::Store(error)) => return Err(error.into()),
+                        Err(Opening::Nats(error)) => {
+                            tracing::warn!(%error, "cannot count the unread events; reopening the consumer");
+                        }
                     }
                     reading.store(false, Ordering::Relaxed);
                     break;
@@ -171,7 +170,8 @@ enum Opening {
     /// The stream is not the one the store was folded from (deleted and
     /// made again while the projector ran): folding it on top of the store
     /// would mix two streams' figures and miss the new one's first events.
-    OtherStream(momentum_store::StoreError),
+    /// Or the store, asked for the stream it was folded from, failed.
+    Store(momentum_store::StoreError),
 }
 
 async fn open(
@@ -182,7 +182,7 @@ async fn open(
 ) -> Result<jetstream::consumer::pull::Ordered, Opening> {
     let stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await.map_err(|error| Opening::Nats(error.into()))?;
     let created = stream.cached_info().created.unix_timestamp_nanos().to_string();
-    store.check_setting("stream_created", &created).map_err(Opening::OtherStream)?;
+    store.check_setting("stream_created", &created).map_err(Opening::Store)?;
     let consumer = stream
         .create_consumer(OrderedConfig {
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence },
@@ -193,6 +193,26 @@ async fn open(
         .await
         .map_err(|error| Opening::Nats(error.into()))?;
     consumer.messages().await.map_err(|error| Opening::Nats(error.into()))
+}
+
+/// How many of the partition's events the server holds after the
+/// watermark, once it has shown that the stream is still the one the store
+/// was folded from: a stream deleted and made again is found here even
+/// while the consumer idles at a sequence the new stream has not reached.
+async fn unread_events(
+    jetstream: &jetstream::Context,
+    store: &Store,
+    partition: momentum_bus::Partition,
+) -> Result<u64, Opening> {
+    let counting = async {
+        let stream =
+            jetstream.get_stream(momentum_bus::STREAM_NAME).await.map_err(|error| Opening::Nats(error.into()))?;
+        let created = stream.cached_info().created.unix_timestamp_nanos().to_string();
+        store.check_setting("stream_created", &created).map_err(Opening::Store)?;
+        let watermark = store.watermark().map_err(Opening::Store)?;
+        count_unread(&stream, partition, watermark).await.map_err(Opening::Nats)
+    };
+    tokio::time::timeout(PROOF_TIME_MAX, counting).await.map_err(|elapsed| Opening::Nats(elapsed.into()))?
 }
 
 type Delivery = Result<jetstream::Message, jetstream::consumer::pull::OrderedError>;

@@ -32,7 +32,7 @@ const REUSE_FOR: Duration = Duration::from_millis(20);
 /// can be slow to answer while core NATS is fine (a cluster electing a
 /// leader, or without a quorum); the lock below makes every caller wait for
 /// the round in progress, so it must end well within a `min_seq` wait.
-const PROOF_TIME_MAX: Duration = Duration::from_secs(1);
+pub(crate) const PROOF_TIME_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub(crate) struct Coverage {
@@ -116,22 +116,12 @@ impl Coverage {
         let unread = count_unread(&stream, self.partition, watermark).await?;
         Ok(if unread == 0 { last_sequence } else { watermark })
     }
-
-    /// How many of this partition's events the stream holds after the
-    /// watermark, as the server counts them now; within [`PROOF_TIME_MAX`].
-    pub(crate) async fn unread(&self) -> Result<u64, async_nats::Error> {
-        let counting = async {
-            let stream = self.jetstream.get_stream(momentum_bus::STREAM_NAME).await?;
-            count_unread(&stream, self.partition, self.watermark()).await
-        };
-        tokio::time::timeout(PROOF_TIME_MAX, counting).await?
-    }
 }
 
 /// The partition's events after `watermark`: a consumer with the
 /// partition's filters, starting at `watermark + 1`, whose creation answer
 /// carries `num_pending` (deleted messages are not counted).
-async fn count_unread(
+pub(crate) async fn count_unread(
     stream: &jetstream::stream::Stream,
     partition: Partition,
     watermark: u64,

@@ -362,7 +362,6 @@ impl Projector {
             partition: self.config.partition,
             lag: self.health.lag.clone(),
             reading: self.health.reading.clone(),
-            coverage: self.coverage.clone(),
             metrics: self.health.metrics.clone(),
         };
         let consumer = tokio::spawn(consume::run(consumer, stop.clone()));
