@@ -831,3 +831,33 @@ async fn a_running_projector_stops_when_its_stream_is_deleted_and_made_again_ins
     assert!(error.to_string().contains("stream_created"), "{error}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_event_on_a_subject_of_another_slot_stops_the_projector_rather_than_being_folded_by_the_wrong_partition() {
+    let mut stack = TestStack::start().await;
+    stack.stop_projector().await;
+    let (_, body) = stack.post_event(&hours("before", "alpha", "2026-03-05T10:00:00Z", "ann", 1.0)).await;
+    assert_eq!(body["seq"], 1, "{body}");
+    // A valid event of movement alpha, published by hand on the subject of
+    // another slot: a partitioned projector owning that slot would fold it.
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let jetstream = async_nats::jetstream::new(nats);
+    let slot = (momentum_bus::slot("alpha") + 1) % momentum_bus::SLOT_COUNT;
+    let subject = format!("momentum.events.{slot}.alpha.volunteer.hours_logged");
+    let misplaced = hours("misplaced", "alpha", "2026-03-06T10:00:00Z", "bob", 2.0);
+    let ack = jetstream.publish(subject.clone(), misplaced.to_string().into()).await.unwrap().await.unwrap();
+    assert_eq!(ack.sequence, 2);
+
+    let data = tempfile::tempdir().unwrap();
+    let projector = spawn_projector(&projector_config(&stack.nats.url(), data.path().to_owned())).await;
+    let error = projector.ended_within(Duration::from_secs(30)).await.expect_err("the projector stops");
+    assert!(
+        matches!(error, momentum_projector::ProjectorError::UnreadableEvent { sequence: 2, .. }),
+        "the error names the message: {error}"
+    );
+    assert!(error.to_string().contains(&subject), "{error}");
+    let store = momentum_store::Store::open(data.path()).unwrap();
+    assert_eq!(store.watermark().unwrap(), 1, "what came before is committed");
+    drop(store);
+    stack.stop().await;
+}

@@ -217,7 +217,8 @@ async fn two_partitions_of_two_replicas_fold_every_movement_as_one_projector_and
 }
 
 #[tokio::test]
-async fn a_partitioned_projector_refuses_a_stream_with_events_from_before_subjects_had_slots() {
+async fn a_partitioned_projector_refuses_a_stream_with_events_from_before_subjects_had_slots_and_an_unpartitioned_one_folds_it()
+ {
     let stack = TestStack::start().await;
     let nats = async_nats::connect(stack.nats.url()).await.unwrap();
     let jetstream = async_nats::jetstream::new(nats);
@@ -231,5 +232,8 @@ async fn a_partitioned_projector_refuses_a_stream_with_events_from_before_subjec
     let error = momentum_projector::Projector::start(&config).await.err().expect("the projector refuses to start");
     assert!(error.to_string().contains("momentum.events.leeds.volunteer.hours_logged"), "{error}");
     assert!(error.to_string().contains("--partition 0/1"), "{error}");
+    // Unpartitioned, the projector folds it.
+    let trend = stack.weekly_trend("leeds", "2026-03-02", "2026-03-02", 1).await;
+    assert_eq!(momentum_tests::row(&trend, "2026-03-02")["volunteer_hours"], 1.0, "{trend}");
     stack.stop().await;
 }

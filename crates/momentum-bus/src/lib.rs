@@ -79,6 +79,20 @@ pub fn event_subject(movement: &str, event_type: &str) -> String {
     format!("{EVENTS_SUBJECT_PREFIX}.{}.{movement}.{event_type}", slot(movement))
 }
 
+/// Whether `subject` is where an event of this movement and type belongs:
+/// its [`event_subject`], or, in a stream written before subjects had a
+/// slot, `momentum.events.<movement>.<type>` (which only an unpartitioned
+/// projector reads; a partitioned one refuses such a stream).
+pub fn is_event_subject(subject: &str, movement: &str, event_type: &str) -> bool {
+    let slotless = || {
+        let rest = subject.strip_prefix(EVENTS_SUBJECT_PREFIX).and_then(|rest| rest.strip_prefix('.'));
+        rest.and_then(|rest| rest.strip_prefix(movement))
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|rest| rest == event_type)
+    };
+    subject == event_subject(movement, event_type) || slotless()
+}
+
 /// The JetStream message id (`Nats-Msg-Id`) for an event: a name-based
 /// UUID of its movement, `source` and `id`, so that any retry of the same
 /// event, from any ingest replica, is recognised by JetStream's duplicate
@@ -246,9 +260,15 @@ mod tests {
     }
 
     #[test]
-    fn event_subjects_put_the_slot_and_the_movement_before_the_type() {
+    fn event_subjects_put_the_slot_and_the_movement_before_the_type_and_no_other_subject_fits_an_event() {
         let slot = slot("leeds");
         assert_eq!(event_subject("leeds", "meeting.held"), format!("momentum.events.{slot}.leeds.meeting.held"));
+        assert!(is_event_subject(&event_subject("leeds", "meeting.held"), "leeds", "meeting.held"));
+        assert!(is_event_subject("momentum.events.leeds.meeting.held", "leeds", "meeting.held"));
+        let wrong_slot = format!("momentum.events.{}.leeds.meeting.held", (slot + 1) % SLOT_COUNT);
+        assert!(!is_event_subject(&wrong_slot, "leeds", "meeting.held"));
+        assert!(!is_event_subject(&event_subject("hull", "meeting.held"), "leeds", "meeting.held"));
+        assert!(!is_event_subject(&event_subject("leeds", "action.taken"), "leeds", "meeting.held"));
         assert_eq!(QueryEndpoint::Trends.subject(), "momentum.query.v1.trends");
     }
 }

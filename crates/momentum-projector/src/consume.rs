@@ -262,6 +262,22 @@ fn apply_chunk(
             continue;
         }
         match Event::from_json(&message.payload) {
+            // Ingest publishes an event on the subject its movement and type
+            // name, whose slot decides the partition that folds it. On any
+            // other subject, a partitioned projector would fold it for the
+            // wrong partition (or never see it) and figures would depend on
+            // how projectors are partitioned: treated as unreadable.
+            Ok(event) if !momentum_bus::is_event_subject(&message.subject, &event.subject, event.kind.as_str()) => {
+                let reason = format!(
+                    "it is on subject {} but an event of movement {:?} and type {} belongs on {}",
+                    message.subject,
+                    event.subject,
+                    event.kind.as_str(),
+                    momentum_bus::event_subject(&event.subject, event.kind.as_str())
+                );
+                unreadable = Some(ProjectorError::UnreadableEvent { sequence, reason });
+                break;
+            }
             Ok(event) => {
                 let outcome = projection::apply(&mut batch, settings, &event, sequence)?;
                 // The id of the HTTP request that brought the event, so one
