@@ -10,6 +10,7 @@ pub mod memory;
 pub mod period;
 pub mod projection;
 pub mod query;
+pub mod typed;
 pub mod validation;
 
 pub use event::{Event, EventData, EventType, Organiser, Principle, Role};

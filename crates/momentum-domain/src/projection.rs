@@ -474,6 +474,14 @@ impl PeriodTotals {
         ]
     }
 
+    /// Adds every field of `change`.
+    pub(crate) fn add(&mut self, change: &PeriodTotals) {
+        let mut change = *change;
+        for (field, delta) in self.fields_mut().into_iter().zip(change.fields_mut()) {
+            *field += *delta;
+        }
+    }
+
     pub fn decode(bytes: &[u8]) -> PeriodTotals {
         let mut totals = PeriodTotals::default();
         for (field, chunk) in totals.fields_mut().into_iter().zip(bytes.chunks_exact(8)) {
@@ -841,11 +849,9 @@ impl TotalsChanges {
     }
 
     fn write<S: State>(self, state: &mut S, movement: &str) -> Result<(), S::Error> {
-        for ((interval, start), mut change) in self.by_period {
+        for ((interval, start), change) in self.by_period {
             let mut totals = PeriodTotals::read(state, movement, interval, start)?;
-            for (field, delta) in totals.fields_mut().into_iter().zip(change.fields_mut()) {
-                *field += *delta;
-            }
+            totals.add(&change);
             state.put(&keys::period(movement, interval, start), &totals.encode())?;
         }
         Ok(())

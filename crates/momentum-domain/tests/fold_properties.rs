@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use momentum_domain::memory::MemoryState;
-use momentum_domain::projection::{ProjectionSettings, apply, millihours};
+use momentum_domain::projection::{Outcome, ProjectionSettings, apply, millihours};
+use momentum_domain::typed::Projection;
 use momentum_domain::query::{
     self, Cohort, CohortRequest, Metric, PrincipleFigures, PrinciplesRequest, ReadSettings, TrendRequest,
 };
@@ -386,6 +387,69 @@ proptest! {
     }
 }
 
+/// An erasure of participant `person`'s pseudonym in a movement, as ingest
+/// writes it.
+fn build_erasure(index: usize, movement: usize, person: u8) -> Event {
+    let value = json!({
+        "specversion": "1.0", "id": format!("x{index}"), "source": SOURCES[0], "type": "participant.erased",
+        "subject": MOVEMENTS[movement], "time": "2026-02-01T00:00:00Z",
+        "data": { "pseudonyms": [format!("p{person}")] },
+    });
+    Event::from_json(value.to_string().as_bytes()).unwrap()
+}
+
+/// [`deliveries`], with a few erasures delivered among them.
+fn deliveries_with_erasures() -> impl Strategy<Value = (Vec<Event>, Vec<usize>)> {
+    let erasures = prop::collection::vec((0..MOVEMENTS.len(), 0u8..8, any::<usize>()), 0..4);
+    (deliveries(), erasures).prop_map(|((mut events, mut order), erasures)| {
+        for (number, (movement, person, at)) in erasures.into_iter().enumerate() {
+            order.insert(at % (order.len() + 1), events.len());
+            events.push(build_erasure(number, movement, person));
+        }
+        (events, order)
+    })
+}
+
+/// Folds the deliveries both ways: with the key-value fold and into a
+/// typed [`Projection`], with each delivery's outcome.
+fn fold_both(events: &[Event], order: &[usize]) -> ((MemoryState, Vec<Outcome>), (Projection, Vec<Outcome>)) {
+    let settings = ProjectionSettings::default();
+    let (mut state, mut projection) = (MemoryState::default(), Projection::default());
+    let (mut state_outcomes, mut typed_outcomes) = (Vec::new(), Vec::new());
+    for (position, &index) in order.iter().enumerate() {
+        let Ok(outcome) = apply(&mut state, &settings, &events[index], position as u64 + 1);
+        state_outcomes.push(outcome);
+        typed_outcomes.push(projection.apply(&settings, &events[index], position as u64 + 1));
+    }
+    ((state, state_outcomes), (projection, typed_outcomes))
+}
+
+/// A key-value state without what [`Projection::to_key_values`] leaves out:
+/// the events' own records, the watermark and all-zero period totals.
+fn comparable(state: MemoryState) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    state
+        .entries
+        .into_iter()
+        .filter(|(key, value)| match key[0] {
+            b'e' | b'w' => false,
+            b'p' => value.iter().any(|byte| *byte != 0),
+            _ => true,
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn the_typed_fold_leaves_exactly_the_key_value_folds_state((events, order) in deliveries_with_erasures()) {
+        let ((state, state_outcomes), (projection, typed_outcomes)) = fold_both(&events, &order);
+        prop_assert_eq!(state_outcomes, typed_outcomes);
+        prop_assert_eq!(projection.watermark(), order.len() as u64);
+        prop_assert_eq!(comparable(projection.to_key_values()), comparable(state));
+    }
+}
+
 /// A tiny deterministic generator for the large case below.
 struct Random(u64);
 
@@ -423,4 +487,7 @@ fn thousands_of_events_with_duplicates_retractions_and_late_arrivals_match_the_r
     order.sort_by_key(|&index| std::cmp::Reverse(events[index].time));
     order.extend((0..count).filter(|index| index % 5 == 0));
     assert_eq!(read_all(&fold(&events, &order)), reference(&events));
+    let ((state, state_outcomes), (projection, typed_outcomes)) = fold_both(&events, &order);
+    assert_eq!(state_outcomes, typed_outcomes);
+    assert_eq!(comparable(projection.to_key_values()), comparable(state), "the typed fold agrees");
 }
