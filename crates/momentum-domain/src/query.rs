@@ -18,6 +18,136 @@ use crate::event::Principle;
 use crate::period::Interval;
 use crate::projection::{MOMENTUM_WINDOW_PERIODS, PeriodTotals, StateRead, decode_u64, keys, watermark};
 
+/// What the reads need of a projection, however it is kept: every
+/// [`StateRead`] key-value state (sled in the projector, a map in tests)
+/// has it, and so has the typed [`crate::typed::Projection`]. Each method
+/// costs in proportion to what it returns.
+pub trait ProjectionRead {
+    type Error;
+    /// The last stream sequence folded in.
+    fn watermark(&self) -> Result<u64, Self::Error>;
+    /// The movement's count of distinct accepted events; `None` for a
+    /// movement without any.
+    fn movement_events(&self, movement: &str) -> Result<Option<u64>, Self::Error>;
+    /// Every movement with at least one event, in id order.
+    fn movement_list(&self) -> Result<Vec<MovementSummary>, Self::Error>;
+    /// The totals of each of `starts` (consecutive periods, in order),
+    /// zeros where nothing happened.
+    fn period_totals(
+        &self,
+        movement: &str,
+        interval: Interval,
+        starts: &[NaiveDate],
+    ) -> Result<Vec<PeriodTotals>, Self::Error>;
+    /// How many of the cohort that first took part in the period `cohort`
+    /// were active in each period from the cohort's to before `end`
+    /// (periods with none left out).
+    fn cohort_activity(
+        &self,
+        movement: &str,
+        interval: Interval,
+        cohort: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, i64>, Self::Error>;
+    /// A principle's tagged activities from `from` to before `end`, and
+    /// their distinct participants.
+    fn principle_figures(
+        &self,
+        movement: &str,
+        principle: Principle,
+        from: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<(u64, u64), Self::Error>;
+}
+
+impl<S: StateRead> ProjectionRead for S {
+    type Error = S::Error;
+
+    fn watermark(&self) -> Result<u64, S::Error> {
+        watermark(self)
+    }
+
+    fn movement_events(&self, movement: &str) -> Result<Option<u64>, S::Error> {
+        Ok(self.get(&keys::movement(movement))?.map(|value| decode_u64(&value)))
+    }
+
+    fn movement_list(&self) -> Result<Vec<MovementSummary>, S::Error> {
+        let entries = self.scan_prefix(&[keys::MOVEMENT])?;
+        Ok(entries
+            .into_iter()
+            .map(|(key, value)| MovementSummary {
+                movement: String::from_utf8_lossy(&key[1..]).into_owned(),
+                events: decode_u64(&value),
+            })
+            .collect())
+    }
+
+    /// One range scan over the periods stored between the first and the
+    /// last, so a read costs in proportion to the periods asked for, not
+    /// to what else the store holds.
+    fn period_totals(
+        &self,
+        movement: &str,
+        interval: Interval,
+        starts: &[NaiveDate],
+    ) -> Result<Vec<PeriodTotals>, S::Error> {
+        let (Some(first), Some(last)) = (starts.first(), starts.last()) else { return Ok(Vec::new()) };
+        let start_key = keys::period(movement, interval, *first);
+        let end_key = keys::period(movement, interval, interval.next_period(*last));
+        let date_offset = start_key.len() - 4;
+        // Stored periods come in key order, which is date order: each fills
+        // its place among `starts`, and the places no period fills stay zero.
+        let mut totals = vec![PeriodTotals::default(); starts.len()];
+        let mut next = 0;
+        self.visit_range(&start_key, &end_key, &mut |key, value| {
+            let date = keys::read_date(&key[date_offset..]);
+            while next < starts.len() && starts[next] < date {
+                next += 1;
+            }
+            if next < starts.len() && starts[next] == date {
+                totals[next] = PeriodTotals::decode(value);
+            }
+        })?;
+        Ok(totals)
+    }
+
+    fn cohort_activity(
+        &self,
+        movement: &str,
+        interval: Interval,
+        cohort: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, i64>, S::Error> {
+        let start = keys::cohort(movement, interval, cohort, cohort);
+        let end = keys::cohort(movement, interval, cohort, end);
+        Ok(self
+            .scan_range(&start, &end)?
+            .into_iter()
+            .map(|(key, value)| (keys::read_date(&key[start.len() - 4..]), decode_u64(&value) as i64))
+            .collect())
+    }
+
+    fn principle_figures(
+        &self,
+        movement: &str,
+        principle: Principle,
+        from: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<(u64, u64), S::Error> {
+        // Keys of a principle sort by day, so the range's keys run from the
+        // first day's to the end's.
+        let start = keys::principle_day(movement, principle, from);
+        let end_key = keys::principle_day(movement, principle, end);
+        let activities = self.scan_range(&start, &end_key)?.into_iter().map(|(_, value)| decode_u64(&value)).sum();
+        let prefix_length = keys::principle_member_prefix(movement, principle).len();
+        let start = keys::principle_member_prefix_from(movement, principle, from);
+        let end_key = keys::principle_member_prefix_from(movement, principle, end);
+        let participants: BTreeSet<Vec<u8>> =
+            self.scan_range(&start, &end_key)?.into_iter().map(|(key, _)| key[prefix_length + 4..].to_vec()).collect();
+        Ok((activities, participants.len() as u64))
+    }
+}
+
 /// The most periods one trend may return: ten years of days.
 pub const PERIODS_PER_TREND_MAX: usize = 3660;
 
@@ -686,8 +816,8 @@ fn check_range<E>(interval: Interval, from: NaiveDate, to: NaiveDate) -> Result<
     Ok(periods)
 }
 
-fn check_movement<S: StateRead>(state: &S, movement: &str) -> Result<(), QueryError<S::Error>> {
-    match state.get(&keys::movement(movement)).map_err(QueryError::Store)? {
+fn check_movement<R: ProjectionRead + ?Sized>(projection: &R, movement: &str) -> Result<(), QueryError<R::Error>> {
+    match projection.movement_events(movement).map_err(QueryError::Store)? {
         Some(_) => Ok(()),
         None => Err(QueryError::UnknownMovement(movement.to_owned())),
     }
@@ -695,12 +825,12 @@ fn check_movement<S: StateRead>(state: &S, movement: &str) -> Result<(), QueryEr
 
 /// The trend of one movement: one row for every period in range, zeros
 /// where nothing happened.
-pub fn trend<S: StateRead>(
-    state: &S,
+pub fn trend<R: ProjectionRead + ?Sized>(
+    projection: &R,
     request: &TrendRequest,
     settings: &ReadSettings,
-) -> Result<Trend, QueryError<S::Error>> {
-    trend_from_totals(request, &trend_totals(state, request, settings)?)
+) -> Result<Trend, QueryError<R::Error>> {
+    trend_from_totals(request, &trend_totals(projection, request, settings)?)
 }
 
 /// What a trend is computed from: the stored totals of every period in
@@ -721,18 +851,18 @@ pub struct TrendTotals {
 }
 
 /// Reads the totals of a trend: the watermark, then one range scan.
-pub fn trend_totals<S: StateRead>(
-    state: &S,
+pub fn trend_totals<R: ProjectionRead + ?Sized>(
+    projection: &R,
     request: &TrendRequest,
     settings: &ReadSettings,
-) -> Result<TrendTotals, QueryError<S::Error>> {
+) -> Result<TrendTotals, QueryError<R::Error>> {
     let periods = check_range(request.interval, request.from, request.to)?;
     // Read the watermark first: rows written after it only make the answer
     // newer than it says, never older.
-    let watermark = watermark(state).map_err(QueryError::Store)?;
-    check_movement(state, &request.movement)?;
+    let watermark = projection.watermark().map_err(QueryError::Store)?;
+    check_movement(projection, &request.movement)?;
     let starts = with_lookback(request, &periods);
-    let totals = period_totals(state, &request.movement, request.interval, &starts).map_err(QueryError::Store)?;
+    let totals = projection.period_totals(&request.movement, request.interval, &starts).map_err(QueryError::Store)?;
     Ok(TrendTotals { watermark, volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp, totals })
 }
 
@@ -815,60 +945,27 @@ fn row_figure(totals: &TrendTotals, index: usize, metric: Metric) -> Figure {
     metric.figure(&all[position], &all[position - 1], &all[position - lookback], totals.volunteer_hour_value_gbp)
 }
 
-/// The totals of each of `starts` (consecutive periods, in order), zeros
-/// where nothing happened. One range scan over the periods stored between
-/// the first and the last, so a read costs in proportion to the periods
-/// asked for, not to what else the store holds.
-fn period_totals<S: StateRead>(
-    state: &S,
-    movement: &str,
-    interval: Interval,
-    starts: &[NaiveDate],
-) -> Result<Vec<PeriodTotals>, S::Error> {
-    let (Some(first), Some(last)) = (starts.first(), starts.last()) else { return Ok(Vec::new()) };
-    let start_key = keys::period(movement, interval, *first);
-    let end_key = keys::period(movement, interval, interval.next_period(*last));
-    let date_offset = start_key.len() - 4;
-    // Stored periods come in key order, which is date order: each fills its
-    // place among `starts`, and the places no period fills stay zero.
-    let mut totals = vec![PeriodTotals::default(); starts.len()];
-    let mut next = 0;
-    state.visit_range(&start_key, &end_key, &mut |key, value| {
-        let date = keys::read_date(&key[date_offset..]);
-        while next < starts.len() && starts[next] < date {
-            next += 1;
-        }
-        if next < starts.len() && starts[next] == date {
-            totals[next] = PeriodTotals::decode(value);
-        }
-    })?;
-    Ok(totals)
-}
-
 /// Cohorts by first participation, with the activity of each over the
 /// following periods in range.
-pub fn cohorts<S: StateRead>(state: &S, request: &CohortRequest) -> Result<Cohorts, QueryError<S::Error>> {
+pub fn cohorts<R: ProjectionRead + ?Sized>(
+    projection: &R,
+    request: &CohortRequest,
+) -> Result<Cohorts, QueryError<R::Error>> {
     let periods = check_range(request.interval, request.from, request.to)?;
-    let watermark = watermark(state).map_err(QueryError::Store)?;
-    check_movement(state, &request.movement)?;
+    let watermark = projection.watermark().map_err(QueryError::Store)?;
+    check_movement(projection, &request.movement)?;
     let mut cohorts = Vec::new();
     let last = *periods.last().unwrap_or(&request.to);
+    let sizes = projection.period_totals(&request.movement, request.interval, &periods).map_err(QueryError::Store)?;
     for (index, cohort) in periods.iter().enumerate() {
-        let size = PeriodTotals::read(state, &request.movement, request.interval, *cohort)
-            .map_err(QueryError::Store)?
-            .new_participants;
+        let size = sizes[index].new_participants;
         if size == 0 {
             continue;
         }
         // Only the cohort's periods in range: from the cohort to `to`.
-        let start = keys::cohort(&request.movement, request.interval, *cohort, *cohort);
-        let end = keys::cohort(&request.movement, request.interval, *cohort, request.interval.next_period(last));
-        let counts: BTreeMap<NaiveDate, i64> = state
-            .scan_range(&start, &end)
-            .map_err(QueryError::Store)?
-            .into_iter()
-            .map(|(key, value)| (keys::read_date(&key[start.len() - 4..]), decode_u64(&value) as i64))
-            .collect();
+        let end = request.interval.next_period(last);
+        let counts =
+            projection.cohort_activity(&request.movement, request.interval, *cohort, end).map_err(QueryError::Store)?;
         let active = periods[index..].iter().map(|start| Some(counts.get(start).copied().unwrap_or(0))).collect();
         cohorts.push(Cohort { cohort: *cohort, size: Some(size), active });
     }
@@ -884,33 +981,20 @@ pub fn cohorts<S: StateRead>(state: &S, request: &CohortRequest) -> Result<Cohor
 }
 
 /// The eight-principles panel over a range of local dates.
-pub fn principles<S: StateRead>(state: &S, request: &PrinciplesRequest) -> Result<Principles, QueryError<S::Error>> {
-    check_range::<S::Error>(Interval::Day, request.from, request.to)?;
-    let watermark = watermark(state).map_err(QueryError::Store)?;
-    check_movement(state, &request.movement)?;
-    // Keys of a principle sort by day, so the range's keys run from the
-    // first day's to the day after the last's.
+pub fn principles<R: ProjectionRead + ?Sized>(
+    projection: &R,
+    request: &PrinciplesRequest,
+) -> Result<Principles, QueryError<R::Error>> {
+    check_range::<R::Error>(Interval::Day, request.from, request.to)?;
+    let watermark = projection.watermark().map_err(QueryError::Store)?;
+    check_movement(projection, &request.movement)?;
     let after = request.to.succ_opt().unwrap_or(request.to);
     let mut figures = Vec::with_capacity(Principle::ALL.len());
     for principle in Principle::ALL {
-        let start = keys::principle_day(&request.movement, principle, request.from);
-        let end = keys::principle_day(&request.movement, principle, after);
-        let activities = state
-            .scan_range(&start, &end)
-            .map_err(QueryError::Store)?
-            .into_iter()
-            .map(|(_, value)| decode_u64(&value))
-            .sum();
-        let prefix_length = keys::principle_member_prefix(&request.movement, principle).len();
-        let start = keys::principle_member_prefix_from(&request.movement, principle, request.from);
-        let end = keys::principle_member_prefix_from(&request.movement, principle, after);
-        let participants: BTreeSet<Vec<u8>> = state
-            .scan_range(&start, &end)
-            .map_err(QueryError::Store)?
-            .into_iter()
-            .map(|(key, _)| key[prefix_length + 4..].to_vec())
-            .collect();
-        figures.push(PrincipleFigures { principle, activities, participants: Some(participants.len() as u64) });
+        let (activities, participants) = projection
+            .principle_figures(&request.movement, principle, request.from, after)
+            .map_err(QueryError::Store)?;
+        figures.push(PrincipleFigures { principle, activities, participants: Some(participants) });
     }
     Ok(Principles {
         movement: request.movement.clone(),
@@ -923,11 +1007,11 @@ pub fn principles<S: StateRead>(state: &S, request: &PrinciplesRequest) -> Resul
 }
 
 /// One metric for several movements over the same periods.
-pub fn compare<S: StateRead>(
-    state: &S,
+pub fn compare<R: ProjectionRead + ?Sized>(
+    projection: &R,
     request: &CompareRequest,
     settings: &ReadSettings,
-) -> Result<Comparison, QueryError<S::Error>> {
+) -> Result<Comparison, QueryError<R::Error>> {
     if request.movements.is_empty() || request.movements.len() > MOVEMENTS_PER_COMPARISON_MAX {
         return Err(QueryError::Invalid(format!(
             "name between 1 and {MOVEMENTS_PER_COMPARISON_MAX} movements to compare"
@@ -944,7 +1028,7 @@ pub fn compare<S: StateRead>(
                 to: request.to,
                 metrics: None,
             };
-            trend_totals(state, &trend_request, settings)
+            trend_totals(projection, &trend_request, settings)
         })
         .collect::<Result<Vec<_>, _>>()?;
     comparison_from_totals(request, &totals, None)
@@ -1004,16 +1088,9 @@ pub fn comparison_from_totals<E>(
 }
 
 /// Every movement with at least one event, in id order.
-pub fn movements<S: StateRead>(state: &S) -> Result<MovementList, QueryError<S::Error>> {
-    let watermark = watermark(state).map_err(QueryError::Store)?;
-    let entries = state.scan_prefix(&[keys::MOVEMENT]).map_err(QueryError::Store)?;
-    let movements = entries
-        .into_iter()
-        .map(|(key, value)| MovementSummary {
-            movement: String::from_utf8_lossy(&key[1..]).into_owned(),
-            events: decode_u64(&value),
-        })
-        .collect();
+pub fn movements<R: ProjectionRead + ?Sized>(projection: &R) -> Result<MovementList, QueryError<R::Error>> {
+    let watermark = projection.watermark().map_err(QueryError::Store)?;
+    let movements = projection.movement_list().map_err(QueryError::Store)?;
     Ok(MovementList { watermark, movements })
 }
 

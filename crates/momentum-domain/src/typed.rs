@@ -10,8 +10,9 @@
 //! [`crate::projection::FORMAT`], and a property test folds random event
 //! sets both ways and compares every key.
 //!
-//! Not yet used by the projector: persisting this state in checkpoints and
-//! answering reads from it are the next steps (docs/benchmarks.md).
+//! It answers every read ([`crate::query::ProjectionRead`]) as the
+//! key-value state does. Not yet used by the projector: persisting it in
+//! checkpoints is the next step (docs/benchmarks.md).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -21,9 +22,8 @@ use chrono::NaiveDate;
 use crate::event::{Event, EventData, EventType, Principle};
 use crate::memory::MemoryState;
 use crate::period::{Interval, local_date};
-use crate::projection::{
-    MOMENTUM_WINDOW_PERIODS, Outcome, PeriodTotals, ProjectionSettings, State, keys, millihours,
-};
+use crate::projection::{MOMENTUM_WINDOW_PERIODS, Outcome, PeriodTotals, ProjectionSettings, State, keys, millihours};
+use crate::query::MovementSummary;
 
 /// Reference counts by key, kept as a vector sorted by key: a participant
 /// has a few dozen at most, where a map's nodes would cost more memory and
@@ -608,5 +608,74 @@ impl MovementProjection {
         for participant in &self.erased {
             put(keys::erased(movement, participant), &[]);
         }
+    }
+}
+
+impl crate::query::ProjectionRead for Projection {
+    type Error = std::convert::Infallible;
+
+    fn watermark(&self) -> Result<u64, Self::Error> {
+        Ok(self.watermark)
+    }
+
+    fn movement_events(&self, movement: &str) -> Result<Option<u64>, Self::Error> {
+        Ok(self.movements.get(movement).map(|movement| movement.events_counted))
+    }
+
+    fn movement_list(&self) -> Result<Vec<MovementSummary>, Self::Error> {
+        let mut list: Vec<MovementSummary> = self
+            .movements
+            .iter()
+            .map(|(name, movement)| MovementSummary { movement: name.to_string(), events: movement.events_counted })
+            .collect();
+        list.sort_unstable_by(|one, other| one.movement.cmp(&other.movement));
+        Ok(list)
+    }
+
+    fn period_totals(
+        &self,
+        movement: &str,
+        interval: Interval,
+        starts: &[NaiveDate],
+    ) -> Result<Vec<PeriodTotals>, Self::Error> {
+        let Some(movement) = self.movements.get(movement) else {
+            return Ok(vec![PeriodTotals::default(); starts.len()]);
+        };
+        Ok(starts.iter().map(|start| movement.periods.get(&(interval, *start)).copied().unwrap_or_default()).collect())
+    }
+
+    fn cohort_activity(
+        &self,
+        movement: &str,
+        interval: Interval,
+        cohort: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<BTreeMap<NaiveDate, i64>, Self::Error> {
+        let Some(movement) = self.movements.get(movement) else { return Ok(BTreeMap::new()) };
+        if end <= cohort {
+            return Ok(BTreeMap::new());
+        }
+        let range = movement.cohorts.range((interval, cohort, cohort)..(interval, cohort, end));
+        Ok(range.map(|((_, _, start), count)| (*start, *count as i64)).collect())
+    }
+
+    fn principle_figures(
+        &self,
+        movement: &str,
+        principle: Principle,
+        from: NaiveDate,
+        end: NaiveDate,
+    ) -> Result<(u64, u64), Self::Error> {
+        let Some(movement) = self.movements.get(movement) else { return Ok((0, 0)) };
+        if end <= from {
+            return Ok((0, 0));
+        }
+        let activities =
+            movement.principle_days.range((principle, from)..(principle, end)).map(|(_, count)| count).sum();
+        let mut participants: HashSet<&str> = HashSet::new();
+        for (_, members) in movement.principle_members.range((principle, from)..(principle, end)) {
+            participants.extend(members.keys().map(|participant| &**participant));
+        }
+        Ok((activities, participants.len() as u64))
     }
 }
