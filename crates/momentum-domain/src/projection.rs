@@ -217,7 +217,7 @@ pub mod keys {
             matches!(self, Set::Volunteers | Set::ActionParticipants | Set::Organisers)
         }
 
-        fn tag(self) -> u8 {
+        pub(crate) fn tag(self) -> u8 {
             match self {
                 Set::Volunteers => b'v',
                 Set::ActionParticipants => b'c',
@@ -558,19 +558,19 @@ pub fn millihours(hours: f64) -> i64 {
 
 /// What the store keeps about one (`source`, `id`) of a movement.
 #[derive(Clone, Debug, Default, PartialEq)]
-struct EventRecord {
+pub(crate) struct EventRecord {
     /// The event itself once it has arrived, in its stored JSON form; kept so
     /// a later retraction can subtract exactly what it added.
-    event: Option<Vec<u8>>,
+    pub(crate) event: Option<Vec<u8>>,
     /// The stream sequence it arrived at; 0 until it has.
-    seq: u64,
-    retracted: bool,
+    pub(crate) seq: u64,
+    pub(crate) retracted: bool,
     /// A retraction naming this event arrived before it.
-    retraction_pending: bool,
+    pub(crate) retraction_pending: bool,
 }
 
 impl EventRecord {
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
         bytes.push(u8::from(self.retracted));
         bytes.push(u8::from(self.retraction_pending));
@@ -581,7 +581,7 @@ impl EventRecord {
         bytes
     }
 
-    fn decode(bytes: &[u8]) -> EventRecord {
+    pub(crate) fn decode(bytes: &[u8]) -> EventRecord {
         let seq = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
         let event = &bytes[10..];
         EventRecord {

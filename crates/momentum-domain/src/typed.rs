@@ -11,10 +11,14 @@
 //! sets both ways and compares every key.
 //!
 //! It answers every read ([`crate::query::ProjectionRead`]) as the
-//! key-value state does. Not yet used by the projector: persisting it in
-//! checkpoints is the next step (docs/benchmarks.md).
+//! key-value state does, and it is kept in that same layout: a
+//! [`Checkpoint`] holds the stored records that changed since the last
+//! one, whole, so a store writes them without reading anything first, and
+//! [`Projection::load_entry`] builds the projection back from the stored
+//! keys. An event is kept in memory only until it is checkpointed; a later
+//! retraction of it reads it back from the store ([`EventArchive`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -22,7 +26,9 @@ use chrono::NaiveDate;
 use crate::event::{Event, EventData, EventType, Principle};
 use crate::memory::MemoryState;
 use crate::period::{Interval, local_date};
-use crate::projection::{MOMENTUM_WINDOW_PERIODS, Outcome, PeriodTotals, ProjectionSettings, State, keys, millihours};
+use crate::projection::{
+    EventRecord, MOMENTUM_WINDOW_PERIODS, Outcome, PeriodTotals, ProjectionSettings, State, StateRead, keys, millihours,
+};
 use crate::query::MovementSummary;
 
 /// Reference counts by key, kept as a vector sorted by key: a participant
@@ -62,6 +68,14 @@ impl<K: Ord + Copy> Counts<K> {
                 self.entries.insert(at, (key, sign.unsigned_abs()));
                 1
             }
+        }
+    }
+
+    /// Sets `key`'s count, as loaded from the store.
+    fn set(&mut self, key: K, count: u64) {
+        match self.entries.binary_search_by(|(entry, _)| entry.cmp(&key)) {
+            Ok(at) => self.entries[at].1 = count,
+            Err(at) => self.entries.insert(at, (key, count)),
         }
     }
 
@@ -155,6 +169,22 @@ enum ValueSet {
     Areas,
 }
 
+/// The run of 256 days a date's key falls in: keys whose dates share it
+/// share a stored record ([`keys::bucket_len`]).
+fn run_of(date: NaiveDate) -> u32 {
+    let mut bytes = Vec::with_capacity(4);
+    keys::push_date(&mut bytes, date);
+    u32::from_be_bytes(bytes.try_into().expect("4 bytes")) >> 8
+}
+
+/// Remembers that the record of `date`'s run changed, once per run.
+fn mark_run(runs: &mut Vec<NaiveDate>, date: NaiveDate) {
+    let run = run_of(date);
+    if !runs.iter().any(|seen| run_of(*seen) == run) {
+        runs.push(date);
+    }
+}
+
 /// Everything counted about one participant of one movement.
 #[derive(Clone, Debug, Default)]
 struct Participant {
@@ -166,25 +196,53 @@ struct Participant {
     active: [Counts<NaiveDate>; 3],
     /// Their memberships of periods' distinct sets of people.
     memberships: Counts<(NaiveDate, usize, PeopleSet)>,
+    /// A date of each run whose stored record changed since the last
+    /// checkpoint.
+    changed_runs: Vec<NaiveDate>,
 }
 
 impl Participant {
     fn is_empty(&self) -> bool {
         self.days.is_empty() && self.active.iter().all(Counts::is_empty) && self.memberships.is_empty()
     }
+
+    /// Every date the participant's stored keys name.
+    fn dates(&self) -> impl Iterator<Item = NaiveDate> + '_ {
+        let days = self.days.iter().map(|(day, _)| day);
+        let active = self.active.iter().flat_map(|periods| periods.iter().map(|(start, _)| start));
+        days.chain(active).chain(self.memberships.iter().map(|((start, _, _), _)| start))
+    }
 }
 
 /// What is kept about one (`source`, `id`) of a movement.
 #[derive(Clone, Debug, Default)]
 struct EventEntry {
-    /// The event once it has arrived, so that a later retraction can
-    /// subtract exactly what it added.
+    /// The event, while it is not yet checkpointed (or was read back for a
+    /// retraction since); the store holds it after.
     event: Option<Arc<Event>>,
+    /// Whether the event itself has arrived (a retraction may name it first).
+    arrived: bool,
     /// The stream sequence it arrived at; 0 until it has.
     seq: u64,
     retracted: bool,
     /// A retraction naming this event arrived before it.
     retraction_pending: bool,
+}
+
+/// What changed in a movement since the last checkpoint, by stored record.
+#[derive(Clone, Debug, Default)]
+struct Changes {
+    events_counted: bool,
+    events: HashSet<(Box<str>, Box<str>)>,
+    periods: BTreeSet<(Interval, NaiveDate)>,
+    participants: HashSet<Box<str>>,
+    values: HashSet<(ValueSet, Interval, NaiveDate)>,
+    /// A cohort's activity within one run, by a date of the run.
+    cohorts: HashMap<(Interval, NaiveDate, u32), NaiveDate>,
+    principle_days: HashMap<(Principle, u32), NaiveDate>,
+    principle_members: HashSet<(Principle, NaiveDate)>,
+    /// Participants erased since, with a date of each run they had records in.
+    erased: Vec<(Box<str>, Vec<NaiveDate>)>,
 }
 
 /// One movement's projection.
@@ -205,6 +263,7 @@ struct MovementProjection {
     principle_members: BTreeMap<(Principle, NaiveDate), HashMap<Box<str>, u64>>,
     /// Erased pseudonyms: the only record kept of them.
     erased: HashSet<Box<str>>,
+    changes: Changes,
 }
 
 /// The projection of every movement, and the last stream sequence folded.
@@ -214,8 +273,83 @@ pub struct Projection {
     watermark: u64,
 }
 
-/// The changes one contribution makes to period totals, summed and applied
-/// once per period at the end.
+/// Where checkpointed events are read back from, when a retraction names
+/// one: the store's event records.
+pub trait EventArchive {
+    type Error;
+    /// The event stored under `key` ([`keys::event`]); it is there, since
+    /// the projection saw it arrive.
+    fn stored_event(&self, key: &[u8]) -> Result<Event, Self::Error>;
+}
+
+/// A key-value state is an archive of the events folded into it; for a
+/// store that holds them all (tests, and a state folded from scratch).
+impl EventArchive for MemoryState {
+    type Error = std::convert::Infallible;
+
+    fn stored_event(&self, key: &[u8]) -> Result<Event, Self::Error> {
+        let Ok(record) = self.get(key);
+        let record = EventRecord::decode(&record.expect("an arrived event is stored"));
+        Ok(Event::from_json(&record.event.expect("an arrived event is stored")).expect("stored events are valid"))
+    }
+}
+
+/// A stored record's entries: each key's suffix after the record's name,
+/// and its value.
+pub type RecordEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The stored records that changed since the last checkpoint, each whole,
+/// and the watermark they bring the store to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub watermark: u64,
+    /// Records in name order. A record of a bucketed table
+    /// ([`keys::bucket_len`]) lists its keys' suffixes after the name with
+    /// their values, in order; any other record is one key, its one entry
+    /// under the empty suffix. No entries: the record is removed.
+    pub records: Vec<(Vec<u8>, RecordEntries)>,
+}
+
+/// Gathers a checkpoint's records.
+#[derive(Default)]
+struct RecordWriter {
+    records: BTreeMap<Vec<u8>, RecordEntries>,
+}
+
+impl RecordWriter {
+    fn name(key: &[u8]) -> &[u8] {
+        &key[..keys::bucket_len(key).unwrap_or(key.len())]
+    }
+
+    /// The record that holds `probe` is rewritten: empty unless keys are
+    /// put into it.
+    fn rewrite(&mut self, probe: &[u8]) {
+        self.records.entry(RecordWriter::name(probe).to_vec()).or_default();
+    }
+
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        let name_length = RecordWriter::name(&key).len();
+        let suffix = key[name_length..].to_vec();
+        let mut name = key;
+        name.truncate(name_length);
+        self.records.entry(name).or_default().push((suffix, value));
+    }
+
+    fn finish(self, watermark: u64) -> Checkpoint {
+        let records = self
+            .records
+            .into_iter()
+            .map(|(name, mut entries)| {
+                entries.sort_unstable_by(|one, other| one.0.cmp(&other.0));
+                (name, entries)
+            })
+            .collect();
+        Checkpoint { watermark, records }
+    }
+}
+
+/// The projection's changes since the last checkpoint, summed per period
+/// and applied once at the end of a contribution.
 #[derive(Default)]
 struct TotalsChanges {
     by_period: BTreeMap<(Interval, NaiveDate), PeriodTotals>,
@@ -225,12 +359,15 @@ impl TotalsChanges {
     fn adjust(&mut self, interval: Interval, start: NaiveDate, change: impl FnOnce(&mut PeriodTotals)) {
         change(self.by_period.entry((interval, start)).or_default());
     }
+}
 
-    fn apply_to(self, periods: &mut BTreeMap<(Interval, NaiveDate), PeriodTotals>) {
-        for (period, change) in self.by_period {
-            periods.entry(period).or_default().add(&change);
-        }
-    }
+/// A stored key this projection cannot read: the store is not of
+/// [`crate::projection::FORMAT`], or is damaged.
+#[derive(Debug, thiserror::Error)]
+#[error("a stored key of table {table:?} cannot be read ({length} bytes)")]
+pub struct UnreadableKey {
+    table: char,
+    length: usize,
 }
 
 impl Projection {
@@ -240,14 +377,47 @@ impl Projection {
     }
 
     /// Folds one event, found at stream sequence `seq`: exactly what
-    /// [`crate::projection::apply`] does to a key-value state.
-    pub fn apply(&mut self, settings: &ProjectionSettings, event: &Event, seq: u64) -> Outcome {
+    /// [`crate::projection::apply`] does to a key-value state. A
+    /// retraction of an event already checkpointed reads it from `archive`.
+    pub fn apply<A: EventArchive + ?Sized>(
+        &mut self,
+        settings: &ProjectionSettings,
+        event: &Event,
+        seq: u64,
+        archive: &A,
+    ) -> Result<Outcome, A::Error> {
         self.watermark = self.watermark.max(seq);
         let movement = match self.movements.get_mut(event.subject.as_str()) {
             Some(movement) => movement,
             None => self.movements.entry(event.subject.as_str().into()).or_default(),
         };
-        movement.apply(settings, event, seq)
+        movement.apply(settings, event, seq, archive)
+    }
+
+    /// The records changed since the last checkpoint, ready to be written
+    /// with the watermark in one atomic step; the projection then counts
+    /// changes from here, and keeps no checkpointed event in memory.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        let mut writer = RecordWriter::default();
+        for (name, movement) in &mut self.movements {
+            movement.write_changes(name, &mut writer);
+        }
+        writer.finish(self.watermark)
+    }
+
+    /// Adds one stored key and its value, as a checkpoint wrote them: a
+    /// projection loaded from every key of a store equals the one that
+    /// wrote them (its events apart, which stay in the store).
+    pub fn load_entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), UnreadableKey> {
+        let unreadable = || UnreadableKey { table: key.first().map_or('?', |tag| char::from(*tag)), length: key.len() };
+        if key == keys::WATERMARK {
+            self.watermark = crate::projection::decode_watermark(value);
+            return Ok(());
+        }
+        let mut reader = KeyReader::new(key).ok_or_else(unreadable)?;
+        let movement_name = reader.movement().ok_or_else(unreadable)?;
+        let movement = self.movements.entry(movement_name.into()).or_default();
+        movement.load_entry(reader, value).ok_or_else(unreadable)
     }
 
     /// This projection in the key-value layout of the fold in
@@ -263,32 +433,104 @@ impl Projection {
     }
 }
 
-fn count_bytes(count: u64) -> [u8; 8] {
-    count.to_le_bytes()
+/// Reads a stored key's parts in order.
+struct KeyReader<'key> {
+    tag: u8,
+    rest: &'key [u8],
+}
+
+impl<'key> KeyReader<'key> {
+    fn new(key: &'key [u8]) -> Option<KeyReader<'key>> {
+        let (tag, rest) = key.split_first()?;
+        Some(KeyReader { tag: *tag, rest })
+    }
+
+    /// The movement: the whole rest for a movement's own key, else up to
+    /// the NUL.
+    fn movement(&mut self) -> Option<&'key str> {
+        let bytes = if self.tag == keys::MOVEMENT {
+            std::mem::take(&mut self.rest)
+        } else {
+            let end = self.rest.iter().position(|byte| *byte == 0)?;
+            let (movement, rest) = self.rest.split_at(end);
+            self.rest = &rest[1..];
+            movement
+        };
+        std::str::from_utf8(bytes).ok()
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let (byte, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        Some(*byte)
+    }
+
+    fn interval(&mut self) -> Option<Interval> {
+        let byte = self.byte()?;
+        Interval::ALL.into_iter().find(|interval| interval.key_byte() == byte)
+    }
+
+    fn principle(&mut self) -> Option<Principle> {
+        let byte = self.byte()?;
+        Principle::ALL.into_iter().find(|principle| *principle as u8 == byte)
+    }
+
+    fn date(&mut self) -> Option<NaiveDate> {
+        if self.rest.len() < 4 {
+            return None;
+        }
+        let (date, rest) = self.rest.split_at(4);
+        self.rest = rest;
+        Some(keys::read_date(date))
+    }
+
+    fn text(&mut self) -> Option<&'key str> {
+        let (length, rest) = self.rest.split_first_chunk::<4>()?;
+        let length = usize::try_from(u32::from_be_bytes(*length)).ok()?;
+        if rest.len() < length {
+            return None;
+        }
+        let (text, rest) = rest.split_at(length);
+        self.rest = rest;
+        std::str::from_utf8(text).ok()
+    }
+
+    fn remaining(&mut self) -> &'key [u8] {
+        std::mem::take(&mut self.rest)
+    }
 }
 
 impl MovementProjection {
-    fn apply(&mut self, settings: &ProjectionSettings, event: &Event, seq: u64) -> Outcome {
+    fn apply<A: EventArchive + ?Sized>(
+        &mut self,
+        settings: &ProjectionSettings,
+        event: &Event,
+        seq: u64,
+        archive: &A,
+    ) -> Result<Outcome, A::Error> {
         let key = (Box::<str>::from(event.source.as_str()), Box::<str>::from(event.id.as_str()));
         let mut entry = self.events.get(&key).cloned().unwrap_or_default();
-        if entry.event.is_some() {
-            return Outcome::Duplicate;
+        if entry.arrived {
+            return Ok(Outcome::Duplicate);
         }
         entry.event = Some(Arc::new(event.clone()));
+        entry.arrived = true;
         entry.seq = seq;
         self.events_counted += 1;
+        self.changes.events_counted = true;
+        self.changes.events.insert(key.clone());
         let outcome = match &event.data {
             EventData::ParticipantErased(erasure) => {
                 for pseudonym in &erasure.pseudonyms {
                     self.erase_participant(pseudonym);
                 }
                 self.events.insert(key, entry);
-                return Outcome::Erased;
+                return Ok(Outcome::Erased);
             }
             EventData::EventRetracted(retraction) => {
-                let outcome = self.retract(settings, event, &retraction.event_id);
+                let outcome = self.retract(settings, event, &retraction.event_id, archive)?;
                 self.events.insert(key, entry);
-                return outcome;
+                return Ok(outcome);
             }
             _ if entry.retraction_pending => {
                 entry.retracted = true;
@@ -301,26 +543,40 @@ impl MovementProjection {
         };
         entry.retraction_pending = false;
         self.events.insert(key, entry);
-        outcome
+        Ok(outcome)
     }
 
-    fn retract(&mut self, settings: &ProjectionSettings, retraction: &Event, target_id: &str) -> Outcome {
+    fn retract<A: EventArchive + ?Sized>(
+        &mut self,
+        settings: &ProjectionSettings,
+        retraction: &Event,
+        target_id: &str,
+        archive: &A,
+    ) -> Result<Outcome, A::Error> {
         let key = (Box::<str>::from(retraction.source.as_str()), Box::<str>::from(target_id));
-        let target = self.events.entry(key).or_default();
-        let Some(target_event) = target.event.clone() else {
+        let target = self.events.entry(key.clone()).or_default();
+        if !target.arrived {
             if target.retraction_pending {
-                return Outcome::RetractionIgnored;
+                return Ok(Outcome::RetractionIgnored);
             }
             target.retraction_pending = true;
-            return Outcome::RetractionPending;
+            self.changes.events.insert(key);
+            return Ok(Outcome::RetractionPending);
+        }
+        let target_event = match &target.event {
+            Some(event) => event.clone(),
+            None => Arc::new(archive.stored_event(&keys::event(&retraction.subject, &key.0, &key.1))?),
         };
         let not_retractable = matches!(target_event.kind, EventType::EventRetracted | EventType::ParticipantErased);
         if target.retracted || not_retractable {
-            return Outcome::RetractionIgnored;
+            return Ok(Outcome::RetractionIgnored);
         }
         target.retracted = true;
+        // Its record is written again, whole, at the next checkpoint.
+        target.event = Some(target_event.clone());
+        self.changes.events.insert(key);
         self.add_contribution(settings, &target_event, -1);
-        Outcome::Retracted
+        Ok(Outcome::Retracted)
     }
 
     fn without_erased<'a>(&self, participants: Vec<&'a str>) -> Vec<&'a str> {
@@ -330,18 +586,15 @@ impl MovementProjection {
         participants.into_iter().filter(|participant| !self.erased.contains(*participant)).collect()
     }
 
+    /// A participant's record, marked as changed.
     fn participant(&mut self, participant: &str) -> &mut Participant {
+        if !self.changes.participants.contains(participant) {
+            self.changes.participants.insert(participant.into());
+        }
         if !self.participants.contains_key(participant) {
             self.participants.insert(participant.into(), Participant::default());
         }
         self.participants.get_mut(participant).expect("just inserted")
-    }
-
-    /// Drops a participant's record once nothing is counted in it.
-    fn forget_if_empty(&mut self, participant: &str) {
-        if self.participants.get(participant).is_some_and(Participant::is_empty) {
-            self.participants.remove(participant);
-        }
     }
 
     fn add_contribution(&mut self, settings: &ProjectionSettings, event: &Event, sign: i64) {
@@ -388,10 +641,9 @@ impl MovementProjection {
             }
             people.extend(organisers.iter().map(|organiser| (PeopleSet::Organisers, *organiser)));
             for (set, person) in people {
-                let change = self.participant(person).memberships.add((start, interval_index(interval), set), sign);
-                if sign < 0 {
-                    self.forget_if_empty(person);
-                }
+                let record = self.participant(person);
+                let change = record.memberships.add((start, interval_index(interval), set), sign);
+                mark_run(&mut record.changed_runs, start);
                 if change != 0 {
                     totals.adjust(interval, start, |totals| match set {
                         PeopleSet::Volunteers => totals.volunteers += change,
@@ -411,6 +663,7 @@ impl MovementProjection {
                 if counts.is_empty() {
                     self.values.remove(&(set, interval, start));
                 }
+                self.changes.values.insert((set, interval, start));
                 if change != 0 {
                     totals.adjust(interval, start, |totals| match set {
                         ValueSet::Partners => totals.partners += change,
@@ -428,9 +681,13 @@ impl MovementProjection {
                 self.update_first_participation(&mut totals, participant, day, sign);
             }
         }
-        totals.apply_to(&mut self.periods);
+        for (period, change) in totals.by_period {
+            self.periods.entry(period).or_default().add(&change);
+            self.changes.periods.insert(period);
+        }
         for principle in event.principles() {
             count_in_ordered(&mut self.principle_days, (principle, day), sign);
+            self.changes.principle_days.entry((principle, run_of(day))).or_insert(day);
             let members = self.principle_members.entry((principle, day)).or_default();
             for participant in &participants {
                 count_in(members, Box::from(*participant), sign);
@@ -438,7 +695,16 @@ impl MovementProjection {
             if members.is_empty() {
                 self.principle_members.remove(&(principle, day));
             }
+            if !participants.is_empty() {
+                self.changes.principle_members.insert((principle, day));
+            }
         }
+    }
+
+    /// Adds `change` to a cohort's count of members active in a period.
+    fn count_cohort(&mut self, interval: Interval, cohort: NaiveDate, start: NaiveDate, change: i64) {
+        count_in_ordered(&mut self.cohorts, (interval, cohort, start), change);
+        self.changes.cohorts.entry((interval, cohort, run_of(start))).or_insert(start);
     }
 
     /// Counts a participation day and, when that moves the participant's
@@ -455,11 +721,9 @@ impl MovementProjection {
         let record = self.participant(participant);
         let before = record.days.first();
         record.days.add(day, sign);
+        mark_run(&mut record.changed_runs, day);
         let after = record.days.first();
         if before == after {
-            if sign < 0 {
-                self.forget_if_empty(participant);
-            }
             return after;
         }
         let active = record.active.clone();
@@ -477,15 +741,12 @@ impl MovementProjection {
             }
             for (start, _) in active[interval_index(interval)].iter() {
                 if let Some(cohort) = old_cohort {
-                    count_in_ordered(&mut self.cohorts, (interval, cohort, start), -1);
+                    self.count_cohort(interval, cohort, start, -1);
                 }
                 if let Some(cohort) = new_cohort {
-                    count_in_ordered(&mut self.cohorts, (interval, cohort, start), 1);
+                    self.count_cohort(interval, cohort, start, 1);
                 }
             }
-        }
-        if sign < 0 {
-            self.forget_if_empty(participant);
         }
         after
     }
@@ -504,6 +765,7 @@ impl MovementProjection {
         sign: i64,
     ) {
         let record = self.participant(participant);
+        mark_run(&mut record.changed_runs, start);
         let periods = &mut record.active[interval_index(interval)];
         let change = periods.add(start, sign);
         if change == 0 {
@@ -514,11 +776,8 @@ impl MovementProjection {
         for offset in (-REACH..=REACH).filter(|offset| *offset != 0) {
             active_around[(offset + REACH) as usize] = periods.contains(interval.shift(start, offset));
         }
-        if sign < 0 {
-            self.forget_if_empty(participant);
-        }
         totals.adjust(interval, start, |totals| totals.active_participants += change);
-        count_in_ordered(&mut self.cohorts, (interval, cohort, start), change);
+        self.count_cohort(interval, cohort, start, change);
         let active_at = |offset: i32| active_around[(offset + REACH) as usize];
         if active_at(-1) {
             totals.adjust(interval, start, |totals| totals.retained_participants += change);
@@ -539,18 +798,189 @@ impl MovementProjection {
     /// [`crate::projection`]).
     fn erase_participant(&mut self, participant: &str) {
         if let Some(record) = self.participants.remove(participant) {
+            let mut runs = record.changed_runs.clone();
+            for date in record.dates() {
+                mark_run(&mut runs, date);
+            }
             for (day, _) in record.days.iter() {
                 for principle in Principle::ALL {
-                    if let Some(members) = self.principle_members.get_mut(&(principle, day)) {
-                        members.remove(participant);
+                    if let Some(members) = self.principle_members.get_mut(&(principle, day))
+                        && members.remove(participant).is_some()
+                    {
+                        self.changes.principle_members.insert((principle, day));
                         if members.is_empty() {
                             self.principle_members.remove(&(principle, day));
                         }
                     }
                 }
             }
+            self.changes.participants.remove(participant);
+            self.changes.erased.push((participant.into(), runs));
+        } else {
+            // Without a record, nothing of theirs is stored: an emptied
+            // record is removed only once its runs are written empty.
+            self.changes.erased.push((participant.into(), Vec::new()));
         }
         self.erased.insert(participant.into());
+    }
+
+    /// Writes every record changed since the last checkpoint, whole, and
+    /// forgets the changes and the events now stored.
+    fn write_changes(&mut self, movement: &str, writer: &mut RecordWriter) {
+        let changes = std::mem::take(&mut self.changes);
+        if changes.events_counted {
+            writer.put(keys::movement(movement), count_bytes(self.events_counted).to_vec());
+        }
+        for key in changes.events {
+            let entry = self.events.get_mut(&key).expect("a changed event is kept");
+            let record = EventRecord {
+                event: entry.event.take().map(|event| event.to_json()),
+                seq: entry.seq,
+                retracted: entry.retracted,
+                retraction_pending: entry.retraction_pending,
+            };
+            debug_assert_eq!(record.event.is_some(), entry.arrived, "an arrived event is written with itself");
+            writer.put(keys::event(movement, &key.0, &key.1), record.encode());
+        }
+        for (interval, start) in changes.periods {
+            let totals = self.periods.get(&(interval, start)).copied().unwrap_or_default();
+            writer.put(keys::period(movement, interval, start), totals.encode());
+        }
+        for participant in changes.participants {
+            let Some(record) = self.participants.get_mut(&participant) else { continue };
+            let runs = std::mem::take(&mut record.changed_runs);
+            let first_day_key = keys::first_day(movement, &participant);
+            match record.days.first() {
+                Some(first) => {
+                    let mut bytes = Vec::with_capacity(4);
+                    keys::push_date(&mut bytes, first);
+                    writer.put(first_day_key, bytes);
+                }
+                None => writer.rewrite(&first_day_key),
+            }
+            for run in runs {
+                writer.rewrite(&keys::participation_day(movement, &participant, run));
+                write_participant_run(movement, &participant, record, run_of(run), writer);
+            }
+            if record.is_empty() {
+                self.participants.remove(&participant);
+            }
+        }
+        for (participant, runs) in changes.erased {
+            writer.rewrite(&keys::first_day(movement, &participant));
+            for run in runs {
+                writer.rewrite(&keys::participation_day(movement, &participant, run));
+            }
+            writer.put(keys::erasures_exist(movement), Vec::new());
+            writer.put(keys::erased(movement, &participant), Vec::new());
+        }
+        for (set, interval, start) in changes.values {
+            let key_set = match set {
+                ValueSet::Partners => keys::Set::Partners,
+                ValueSet::Areas => keys::Set::Areas,
+            };
+            writer.rewrite(&keys::member(key_set, movement, interval, start, ""));
+            for (value, count) in self.values.get(&(set, interval, start)).into_iter().flatten() {
+                writer.put(keys::member(key_set, movement, interval, start, value), count_bytes(*count).to_vec());
+            }
+        }
+        for ((interval, cohort, run), probe) in changes.cohorts {
+            writer.rewrite(&keys::cohort(movement, interval, cohort, probe));
+            let range = self.cohorts.range((interval, cohort, NaiveDate::MIN)..=(interval, cohort, NaiveDate::MAX));
+            for ((_, _, start), count) in range.filter(|((_, _, start), _)| run_of(*start) == run) {
+                writer.put(keys::cohort(movement, interval, cohort, *start), count_bytes(*count).to_vec());
+            }
+        }
+        for ((principle, run), probe) in changes.principle_days {
+            writer.rewrite(&keys::principle_day(movement, principle, probe));
+            let range = self.principle_days.range((principle, NaiveDate::MIN)..=(principle, NaiveDate::MAX));
+            for ((_, day), count) in range.filter(|((_, day), _)| run_of(*day) == run) {
+                writer.put(keys::principle_day(movement, principle, *day), count_bytes(*count).to_vec());
+            }
+        }
+        for (principle, day) in changes.principle_members {
+            writer.rewrite(&keys::principle_member(movement, principle, day, ""));
+            for (participant, count) in self.principle_members.get(&(principle, day)).into_iter().flatten() {
+                writer.put(keys::principle_member(movement, principle, day, participant), count_bytes(*count).to_vec());
+            }
+        }
+    }
+
+    /// Adds one stored key of this movement; `None` if it cannot be read.
+    fn load_entry(&mut self, mut reader: KeyReader<'_>, value: &[u8]) -> Option<()> {
+        let count = || crate::projection::decode_u64(value);
+        match reader.tag {
+            keys::MOVEMENT => self.events_counted = count(),
+            keys::EVENT => {
+                let source = reader.text()?;
+                let id = std::str::from_utf8(reader.remaining()).ok()?;
+                if value.len() < 10 {
+                    return None;
+                }
+                let entry = EventEntry {
+                    event: None,
+                    arrived: value.len() > 10,
+                    seq: u64::from_le_bytes(value[2..10].try_into().ok()?),
+                    retracted: value[0] == 1,
+                    retraction_pending: value[1] == 1,
+                };
+                self.events.insert((source.into(), id.into()), entry);
+            }
+            keys::PERIOD => {
+                let interval = reader.interval()?;
+                let start = reader.date()?;
+                self.periods.insert((interval, start), PeriodTotals::decode(value));
+            }
+            keys::PARTICIPANT => {
+                let participant = reader.text()?;
+                let date = reader.date()?;
+                let record = self.participants.entry(participant.into()).or_default();
+                let interval_of = |byte: u8| Interval::ALL.into_iter().find(|interval| interval.key_byte() == byte);
+                match *reader.remaining() {
+                    [keys::PARTICIPATION_DAY] => record.days.set(date, count()),
+                    [kind] => record.active[interval_index(interval_of(kind)?)].set(date, count()),
+                    [kind, tag] => {
+                        let set = [PeopleSet::Volunteers, PeopleSet::ActionParticipants, PeopleSet::Organisers]
+                            .into_iter()
+                            .find(|set| set.key_set().tag() == tag)?;
+                        record.memberships.set((date, interval_index(interval_of(kind)?), set), count());
+                    }
+                    _ => return None,
+                }
+            }
+            keys::FIRST_DAY => {}
+            tag @ (b'g' | b'r') => {
+                let interval = reader.interval()?;
+                let start = reader.date()?;
+                let value_text = reader.text()?;
+                let set = if tag == b'g' { ValueSet::Partners } else { ValueSet::Areas };
+                self.values.entry((set, interval, start)).or_default().insert(value_text.into(), count());
+            }
+            keys::COHORT => {
+                let interval = reader.interval()?;
+                let cohort = reader.date()?;
+                let start = reader.date()?;
+                self.cohorts.insert((interval, cohort, start), count());
+            }
+            keys::PRINCIPLE_DAY => {
+                let principle = reader.principle()?;
+                let day = reader.date()?;
+                self.principle_days.insert((principle, day), count());
+            }
+            keys::PRINCIPLE_MEMBER => {
+                let principle = reader.principle()?;
+                let day = reader.date()?;
+                let participant = reader.text()?;
+                self.principle_members.entry((principle, day)).or_default().insert(participant.into(), count());
+            }
+            keys::ERASED => {
+                if !reader.rest.is_empty() {
+                    self.erased.insert(reader.text()?.into());
+                }
+            }
+            _ => return None,
+        }
+        Some(())
     }
 
     fn write_key_values(&self, movement: &str, state: &mut MemoryState) {
@@ -564,22 +994,19 @@ impl MovementProjection {
             }
         }
         for (participant, record) in &self.participants {
-            for (day, count) in record.days.iter() {
-                put(keys::participation_day(movement, participant, day), &count_bytes(count));
+            let mut writer = RecordWriter::default();
+            for date in record.dates() {
+                write_participant_run(movement, participant, record, run_of(date), &mut writer);
+            }
+            for (name, entries) in writer.records {
+                for (suffix, value) in entries {
+                    put([name.as_slice(), &suffix].concat(), &value);
+                }
             }
             if let Some(first) = record.days.first() {
                 let mut bytes = Vec::with_capacity(4);
                 keys::push_date(&mut bytes, first);
                 put(keys::first_day(movement, participant), &bytes);
-            }
-            for interval in Interval::ALL {
-                for (start, count) in record.active[interval_index(interval)].iter() {
-                    put(keys::active(movement, interval, participant, start), &count_bytes(count));
-                }
-            }
-            for ((start, interval_at, set), count) in record.memberships.iter() {
-                let key = keys::member(set.key_set(), movement, Interval::ALL[interval_at], start, participant);
-                put(key, &count_bytes(count));
             }
         }
         for ((set, interval, start), counts) in &self.values {
@@ -609,6 +1036,28 @@ impl MovementProjection {
             put(keys::erased(movement, participant), &[]);
         }
     }
+}
+
+/// Puts the participant's keys whose dates fall in `run`: their days,
+/// active periods and memberships there, one stored record.
+fn write_participant_run(movement: &str, participant: &str, record: &Participant, run: u32, writer: &mut RecordWriter) {
+    let in_run = |date: NaiveDate| run_of(date) == run;
+    for (day, count) in record.days.iter().filter(|(day, _)| in_run(*day)) {
+        writer.put(keys::participation_day(movement, participant, day), count_bytes(count).to_vec());
+    }
+    for interval in Interval::ALL {
+        for (start, count) in record.active[interval_index(interval)].iter().filter(|(start, _)| in_run(*start)) {
+            writer.put(keys::active(movement, interval, participant, start), count_bytes(count).to_vec());
+        }
+    }
+    for ((start, interval_at, set), count) in record.memberships.iter().filter(|((start, _, _), _)| in_run(*start)) {
+        let key = keys::member(set.key_set(), movement, Interval::ALL[interval_at], start, participant);
+        writer.put(key, count_bytes(count).to_vec());
+    }
+}
+
+fn count_bytes(count: u64) -> [u8; 8] {
+    count.to_le_bytes()
 }
 
 impl crate::query::ProjectionRead for Projection {

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use momentum_domain::memory::MemoryState;
-use momentum_domain::projection::{Outcome, ProjectionSettings, apply, millihours};
+use momentum_domain::projection::{Outcome, ProjectionSettings, apply, keys, millihours, set_watermark};
 use momentum_domain::query::{
     self, Cohort, CohortRequest, Metric, PrincipleFigures, PrinciplesRequest, ProjectionRead, ReadSettings,
     TrendRequest,
 };
-use momentum_domain::typed::Projection;
+use momentum_domain::typed::{Checkpoint, Projection};
 use momentum_domain::{Event, EventData, Interval, Principle};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -420,7 +420,8 @@ fn fold_both(events: &[Event], order: &[usize]) -> ((MemoryState, Vec<Outcome>),
     for (position, &index) in order.iter().enumerate() {
         let Ok(outcome) = apply(&mut state, &settings, &events[index], position as u64 + 1);
         state_outcomes.push(outcome);
-        typed_outcomes.push(projection.apply(&settings, &events[index], position as u64 + 1));
+        let Ok(outcome) = projection.apply(&settings, &events[index], position as u64 + 1, &MemoryState::default());
+        typed_outcomes.push(outcome);
     }
     ((state, state_outcomes), (projection, typed_outcomes))
 }
@@ -453,6 +454,82 @@ proptest! {
         // The key-value fold leaves the watermark to the store's commit.
         prop_assert_eq!(query::movements(&projection).unwrap().movements, query::movements(&state).unwrap().movements);
         prop_assert_eq!(comparable(projection.to_key_values()), comparable(state));
+    }
+}
+
+/// Writes a checkpoint into a key-value state as a store keeps it: each
+/// record replaced whole, and the watermark.
+fn write_checkpoint(stored: &mut MemoryState, checkpoint: Checkpoint) {
+    for (name, entries) in checkpoint.records {
+        if keys::is_bucket(&name) {
+            stored.entries.retain(|key, _| !key.starts_with(&name));
+        } else {
+            stored.entries.remove(&name);
+        }
+        for (suffix, value) in entries {
+            stored.entries.insert([name.as_slice(), &suffix].concat(), value);
+        }
+    }
+    let Ok(()) = set_watermark(stored, checkpoint.watermark);
+}
+
+/// Folds the deliveries into a typed projection, writing a checkpoint into
+/// a key-value "store" after each position in `checkpoints` and at the end,
+/// and building the projection again from that store after each position
+/// in `reloads` (as a restarted projector does).
+fn fold_with_checkpoints(
+    events: &[Event],
+    order: &[usize],
+    checkpoints: &BTreeSet<usize>,
+    reloads: &BTreeSet<usize>,
+) -> (MemoryState, Projection) {
+    let settings = ProjectionSettings::default();
+    let (mut stored, mut projection) = (MemoryState::default(), Projection::default());
+    for (position, &index) in order.iter().enumerate() {
+        let Ok(_) = projection.apply(&settings, &events[index], position as u64 + 1, &stored);
+        if checkpoints.contains(&position) || reloads.contains(&position) {
+            write_checkpoint(&mut stored, projection.checkpoint());
+        }
+        if reloads.contains(&position) {
+            projection = Projection::default();
+            for (key, value) in &stored.entries {
+                projection.load_entry(key, value).unwrap();
+            }
+        }
+    }
+    write_checkpoint(&mut stored, projection.checkpoint());
+    (stored, projection)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn checkpoints_store_exactly_the_key_value_folds_state_and_load_back_into_the_same_projection(
+        (mut events, order) in deliveries_with_erasures(),
+        checkpoints in prop::collection::btree_set(0usize..70, 0..8),
+        reloads in prop::collection::btree_set(0usize..70, 0..3),
+        later in any::<bool>(),
+    ) {
+        // Stored records hold runs of 256 days; one ends on 12 August 2026.
+        // Moved 200 days on, events straddle it, and a week or month can
+        // start in the run before its days.
+        if later {
+            for event in &mut events {
+                event.time += chrono::Duration::days(200);
+            }
+        }
+        let (stored, projection) = fold_with_checkpoints(&events, &order, &checkpoints, &reloads);
+        let mut state = fold(&events, &order);
+        let Ok(()) = set_watermark(&mut state, order.len() as u64);
+        prop_assert_eq!(&stored, &state);
+        prop_assert_eq!(read_all(&projection), read_all(&state));
+        let mut loaded = Projection::default();
+        for (key, value) in &stored.entries {
+            loaded.load_entry(key, value).unwrap();
+        }
+        prop_assert_eq!(loaded.checkpoint(), Checkpoint { watermark: order.len() as u64, records: Vec::new() });
+        prop_assert_eq!(comparable(loaded.to_key_values()), comparable(state));
     }
 }
 
