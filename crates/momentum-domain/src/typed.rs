@@ -282,15 +282,30 @@ pub trait EventArchive {
     fn stored_event(&self, key: &[u8]) -> Result<Event, Self::Error>;
 }
 
-/// A key-value state is an archive of the events folded into it; for a
-/// store that holds them all (tests, and a state folded from scratch).
-impl EventArchive for MemoryState {
-    type Error = std::convert::Infallible;
+/// Why an archived event could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError<E> {
+    #[error(transparent)]
+    Store(E),
+    #[error("the store does not hold an event it received (key of {length} bytes)")]
+    Missing { length: usize },
+    #[error("a stored event cannot be read: {0}")]
+    Unreadable(serde_json::Error),
+}
+
+/// A key-value state in the layout of [`crate::projection`] holds every
+/// event that reached it, in the event's record.
+impl<S: StateRead> EventArchive for S {
+    type Error = ArchiveError<S::Error>;
 
     fn stored_event(&self, key: &[u8]) -> Result<Event, Self::Error> {
-        let Ok(record) = self.get(key);
-        let record = EventRecord::decode(&record.expect("an arrived event is stored"));
-        Ok(Event::from_json(&record.event.expect("an arrived event is stored")).expect("stored events are valid"))
+        let missing = || ArchiveError::Missing { length: key.len() };
+        let record = self.get(key).map_err(ArchiveError::Store)?.ok_or_else(missing)?;
+        if record.len() < 10 {
+            return Err(missing());
+        }
+        let json = EventRecord::decode(&record).event.ok_or_else(missing)?;
+        Event::from_json(&json).map_err(ArchiveError::Unreadable)
     }
 }
 

@@ -420,7 +420,8 @@ fn fold_both(events: &[Event], order: &[usize]) -> ((MemoryState, Vec<Outcome>),
     for (position, &index) in order.iter().enumerate() {
         let Ok(outcome) = apply(&mut state, &settings, &events[index], position as u64 + 1);
         state_outcomes.push(outcome);
-        let Ok(outcome) = projection.apply(&settings, &events[index], position as u64 + 1, &MemoryState::default());
+        let outcome =
+            projection.apply(&settings, &events[index], position as u64 + 1, &MemoryState::default()).unwrap();
         typed_outcomes.push(outcome);
     }
     ((state, state_outcomes), (projection, typed_outcomes))
@@ -486,7 +487,7 @@ fn fold_with_checkpoints(
     let settings = ProjectionSettings::default();
     let (mut stored, mut projection) = (MemoryState::default(), Projection::default());
     for (position, &index) in order.iter().enumerate() {
-        let Ok(_) = projection.apply(&settings, &events[index], position as u64 + 1, &stored);
+        projection.apply(&settings, &events[index], position as u64 + 1, &stored).unwrap();
         if checkpoints.contains(&position) || reloads.contains(&position) {
             write_checkpoint(&mut stored, projection.checkpoint());
         }
