@@ -401,12 +401,13 @@ impl Projection {
         seq: u64,
         archive: &A,
     ) -> Result<Outcome, A::Error> {
-        self.watermark = self.watermark.max(seq);
         let movement = match self.movements.get_mut(event.subject.as_str()) {
             Some(movement) => movement,
             None => self.movements.entry(event.subject.as_str().into()).or_default(),
         };
-        movement.apply(settings, event, seq, archive)
+        let outcome = movement.apply(settings, event, seq, archive)?;
+        self.watermark = self.watermark.max(seq);
+        Ok(outcome)
     }
 
     /// The records changed since the last checkpoint, ready to be written
@@ -528,6 +529,12 @@ impl MovementProjection {
         if entry.arrived {
             return Ok(Outcome::Duplicate);
         }
+        // A retraction's target is read back, if it must be, before
+        // anything changes: a failed read leaves the projection as it was.
+        let archived_target = match &event.data {
+            EventData::EventRetracted(retraction) => self.archived_target(event, &retraction.event_id, archive)?,
+            _ => None,
+        };
         entry.event = Some(Arc::new(event.clone()));
         entry.arrived = true;
         entry.seq = seq;
@@ -543,7 +550,7 @@ impl MovementProjection {
                 return Ok(Outcome::Erased);
             }
             EventData::EventRetracted(retraction) => {
-                let outcome = self.retract(settings, event, &retraction.event_id, archive)?;
+                let outcome = self.retract(settings, event, &retraction.event_id, archived_target);
                 self.events.insert(key, entry);
                 return Ok(outcome);
             }
@@ -561,37 +568,58 @@ impl MovementProjection {
         Ok(outcome)
     }
 
-    fn retract<A: EventArchive + ?Sized>(
+    /// The event a retraction names, read from `archive` when it has
+    /// arrived, still counts, and is no longer kept in memory.
+    fn archived_target<A: EventArchive + ?Sized>(
+        &self,
+        retraction: &Event,
+        target_id: &str,
+        archive: &A,
+    ) -> Result<Option<Arc<Event>>, A::Error> {
+        let key = (Box::<str>::from(retraction.source.as_str()), Box::<str>::from(target_id));
+        match self.events.get(&key) {
+            Some(target) if target.arrived && !target.retracted && target.event.is_none() => {
+                let stored = archive.stored_event(&keys::event(&retraction.subject, &key.0, &key.1))?;
+                Ok(Some(Arc::new(stored)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn retract(
         &mut self,
         settings: &ProjectionSettings,
         retraction: &Event,
         target_id: &str,
-        archive: &A,
-    ) -> Result<Outcome, A::Error> {
+        archived_target: Option<Arc<Event>>,
+    ) -> Outcome {
         let key = (Box::<str>::from(retraction.source.as_str()), Box::<str>::from(target_id));
         let target = self.events.entry(key.clone()).or_default();
         if !target.arrived {
             if target.retraction_pending {
-                return Ok(Outcome::RetractionIgnored);
+                return Outcome::RetractionIgnored;
             }
             target.retraction_pending = true;
             self.changes.events.insert(key);
-            return Ok(Outcome::RetractionPending);
+            return Outcome::RetractionPending;
         }
-        let target_event = match &target.event {
-            Some(event) => event.clone(),
-            None => Arc::new(archive.stored_event(&keys::event(&retraction.subject, &key.0, &key.1))?),
+        if target.retracted {
+            return Outcome::RetractionIgnored;
+        }
+        let target_event = match (&target.event, archived_target) {
+            (Some(event), _) => event.clone(),
+            (None, Some(event)) => event,
+            (None, None) => unreachable!("an arrived event not in memory is read back before its retraction"),
         };
-        let not_retractable = matches!(target_event.kind, EventType::EventRetracted | EventType::ParticipantErased);
-        if target.retracted || not_retractable {
-            return Ok(Outcome::RetractionIgnored);
+        if matches!(target_event.kind, EventType::EventRetracted | EventType::ParticipantErased) {
+            return Outcome::RetractionIgnored;
         }
         target.retracted = true;
         // Its record is written again, whole, at the next checkpoint.
         target.event = Some(target_event.clone());
         self.changes.events.insert(key);
         self.add_contribution(settings, &target_event, -1);
-        Ok(Outcome::Retracted)
+        Outcome::Retracted
     }
 
     fn without_erased<'a>(&self, participants: Vec<&'a str>) -> Vec<&'a str> {
