@@ -1,13 +1,15 @@
-//! Reading the event stream and folding it into the store, batch by batch.
+//! Reading the event stream and folding it into the projection in memory,
+//! batch by batch, with a checkpoint into the store every so often.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
 use momentum_domain::Event;
-use momentum_domain::projection::{self, ProjectionSettings};
+use momentum_domain::projection::ProjectionSettings;
+use momentum_domain::typed::Projection;
 use momentum_store::Store;
 use tokio::sync::watch;
 
@@ -22,6 +24,20 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 const BATCH_LINGER: Duration = Duration::from_millis(20);
 /// How often a projector that is behind logs its progress.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest the projection in memory runs ahead of the store: a
+/// restarted projector folds again at most this much of the stream. Reads
+/// are answered from memory, so freshness does not wait for checkpoints.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// The most events folded between two checkpoints. The projection keeps
+/// each event in memory until its checkpoint (a retraction may need it), so
+/// this bounds that memory: about 1 KiB an event.
+const CHECKPOINT_EVENTS_MAX: u64 = 50_000;
+
+/// The projection in memory, shared by the fold (which writes it) and the
+/// query endpoints (which read it). Nothing panics while holding the lock
+/// except a fold that breaks an invariant, after which the projector stops
+/// without checkpointing; so a poisoned lock is read through.
+pub(crate) type SharedProjection = Arc<RwLock<Projection>>;
 /// How long the consumer may deliver nothing before the projector asks the
 /// server whether events of its partition are waiting. async-nats's ordered
 /// consumer recreates itself after a failure, retrying without end and
@@ -34,9 +50,10 @@ const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) struct Consumer {
     pub jetstream: jetstream::Context,
     pub store: Store,
+    pub projection: SharedProjection,
     pub settings: ProjectionSettings,
     pub batch_size_max: usize,
-    /// Published after every commit, for `min_seq` waits.
+    /// Published after every batch folded, for `min_seq` waits.
     pub watermark: watch::Sender<u64>,
     /// Stream messages read since start, for status.
     pub applied: Arc<AtomicU64>,
@@ -52,12 +69,50 @@ pub(crate) struct Consumer {
     pub metrics: Arc<ProjectorMetrics>,
 }
 
-/// Consumes from checkpoint + 1 until `stop` turns true. Only a store
-/// failure ends it early: everything on the NATS side is retried.
-pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
+/// When the last checkpoint was written, and how many events were folded
+/// since.
+#[derive(Clone, Copy)]
+struct Checkpoints {
+    last: Instant,
+    events_since: u64,
+}
+
+impl Checkpoints {
+    fn due(&self) -> bool {
+        self.events_since >= CHECKPOINT_EVENTS_MAX || self.last.elapsed() >= CHECKPOINT_INTERVAL
+    }
+}
+
+/// Writes what the projection changed since the last checkpoint into the
+/// store, with its watermark, in one atomic step.
+fn checkpoint(projection: &RwLock<Projection>, store: &Store) -> Result<(), ProjectorError> {
+    let changes = projection.write().unwrap_or_else(PoisonError::into_inner).checkpoint();
+    if !changes.records.is_empty() || changes.watermark > store.watermark()? {
+        store.commit_checkpoint(&changes)?;
+    }
+    Ok(())
+}
+
+/// Consumes from the projection's watermark + 1 until `stop` turns true,
+/// then writes a last checkpoint. Only a store failure or an unreadable
+/// message ends it early (the latter after a checkpoint of what came
+/// before): everything on the NATS side is retried.
+pub(crate) async fn run(consumer: Consumer, stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
+    let (projection, store) = (consumer.projection.clone(), consumer.store.clone());
+    let consumed = consume(consumer, stop).await;
+    if matches!(consumed, Ok(()) | Err(ProjectorError::UnreadableEvent { .. })) {
+        tokio::task::spawn_blocking(move || checkpoint(&projection, &store)).await.map_err(|error| {
+            ProjectorError::ConsumerFailed(format!("the last checkpoint ended abnormally: {error}"))
+        })??;
+    }
+    consumed
+}
+
+async fn consume(consumer: Consumer, mut stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
     let Consumer {
         jetstream,
         store,
+        projection,
         settings,
         batch_size_max,
         watermark,
@@ -68,9 +123,10 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
         reading,
         metrics,
     } = consumer;
+    let mut checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
     while !*stop.borrow() {
         connections.borrow_and_update();
-        let start_sequence = store.watermark()? + 1;
+        let start_sequence = projection.read().unwrap_or_else(PoisonError::into_inner).watermark() + 1;
         let messages = match open(&jetstream, &store, start_sequence, partition).await {
             Ok(messages) => {
                 reading.store(true, Ordering::Relaxed);
@@ -99,7 +155,8 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
                 }
                 chunk = chunks.next() => chunk,
                 () = tokio::time::sleep(STALL_CHECK_INTERVAL) => {
-                    match unread_events(&jetstream, &store, partition).await {
+                    let folded_to = *watermark.borrow();
+                    match unread_events(&jetstream, &store, partition, folded_to).await {
                         Ok(0) => continue,
                         Ok(unread) => tracing::warn!(unread, "the event stream consumer delivers nothing; reopening it"),
                         Err(Opening::Store(error)) => return Err(error.into()),
@@ -114,8 +171,8 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
             reading.store(true, Ordering::Relaxed);
             let Some(mut chunk) = chunk else { break };
             // While the server says more is waiting (a catch-up), gather up
-            // to a full batch: fewer, larger commits, each key written once.
-            // At the head of the stream, commit at once for freshness.
+            // to a full batch: fewer hand-offs to the blocking pool. At the
+            // head of the stream, fold at once for freshness.
             while chunk.len() < batch_size_max && server_pending(&chunk) > 0 {
                 match tokio::time::timeout(BATCH_LINGER, chunks.next()).await {
                     Ok(Some(more)) => chunk.extend(more),
@@ -123,18 +180,25 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
                 }
             }
             let started = Instant::now();
-            // A batch is up to a thousand events of sled reads and writes:
-            // on the blocking pool, so that it never holds one of the
-            // runtime's workers (queries and NATS traffic go on meanwhile).
-            let folding = (store.clone(), pending);
+            // A batch is up to a thousand events folded, and now and then a
+            // checkpoint written to sled: on the blocking pool, so that it
+            // never holds one of the runtime's workers (queries and NATS
+            // traffic go on meanwhile).
+            let folding = (projection.clone(), store.clone(), pending, checkpoints);
             let folded = tokio::task::spawn_blocking(move || {
-                let (store, mut pending) = folding;
-                apply_chunk(&store, &settings, chunk, &mut pending).map(|applied| (applied, pending))
+                let (projection, store, mut pending, mut checkpoints) = folding;
+                let applied = fold_chunk(&projection, &store, &settings, chunk, &mut pending)?;
+                checkpoints.events_since += applied.1;
+                if checkpoints.due() {
+                    checkpoint(&projection, &store)?;
+                    checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
+                }
+                Ok::<_, ProjectorError>((applied, pending, checkpoints))
             })
             .await
             .map_err(|error| ProjectorError::ConsumerFailed(format!("a batch's fold ended abnormally: {error}")))?;
-            let ((applied_to, read, failed), now_pending) = folded?;
-            pending = now_pending;
+            let ((applied_to, read, failed), now_pending, now_checkpoints) = folded?;
+            (pending, checkpoints) = (now_pending, now_checkpoints);
             applied.fetch_add(read, Ordering::Relaxed);
             lag.store(pending, Ordering::Relaxed);
             metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
@@ -154,7 +218,7 @@ pub(crate) async fn run(consumer: Consumer, mut stop: watch::Receiver<bool>) -> 
                 break;
             }
         }
-        // The consumer ended or failed: open a new one from the checkpoint.
+        // The consumer ended or failed: open a new one after the watermark.
         tokio::select! {
             _ = stop.changed() => {}
             () = tokio::time::sleep(RETRY_DELAY) => {}
@@ -203,13 +267,13 @@ async fn unread_events(
     jetstream: &jetstream::Context,
     store: &Store,
     partition: momentum_bus::Partition,
+    watermark: u64,
 ) -> Result<u64, Opening> {
     let counting = async {
         let stream =
             jetstream.get_stream(momentum_bus::STREAM_NAME).await.map_err(|error| Opening::Nats(error.into()))?;
         let created = stream.cached_info().created.unix_timestamp_nanos().to_string();
         store.check_setting("stream_created", &created).map_err(Opening::Store)?;
-        let watermark = store.watermark().map_err(Opening::Store)?;
         count_unread(&stream, partition, watermark).await.map_err(Opening::Nats)
     };
     tokio::time::timeout(PROOF_TIME_MAX, counting).await.map_err(|elapsed| Opening::Nats(elapsed.into()))?
@@ -223,18 +287,19 @@ fn server_pending(chunk: &[Delivery]) -> u64 {
     last.and_then(|message| message.info().ok()).map_or(0, |info| info.pending)
 }
 
-/// Applies what arrived in one atomic batch. Returns the new watermark, how
+/// Folds what arrived into the projection. Returns the new watermark, how
 /// many stream messages were read, and whether the consumer failed partway
-/// (the events before the failure are still committed). `pending` is set to
-/// what the server said was left to deliver after the last message.
-fn apply_chunk(
+/// (the events before the failure are folded). `pending` is set to what
+/// the server said was left to deliver after the last message.
+fn fold_chunk(
+    projection: &RwLock<Projection>,
     store: &Store,
     settings: &ProjectionSettings,
     chunk: Vec<Delivery>,
     pending: &mut u64,
 ) -> Result<(u64, u64, bool), ProjectorError> {
-    let mut batch = store.batch();
-    let mut last_sequence = store.watermark()?;
+    let mut projection = projection.write().unwrap_or_else(PoisonError::into_inner);
+    let mut last_sequence = projection.watermark();
     let mut failed = false;
     let mut unreadable = None;
     let mut read = 0;
@@ -279,7 +344,7 @@ fn apply_chunk(
                 break;
             }
             Ok(event) => {
-                let outcome = projection::apply(&mut batch, settings, &event, sequence)?;
+                let outcome = projection.apply(settings, &event, sequence, store).map_err(ProjectorError::Archive)?;
                 // The id of the HTTP request that brought the event, so one
                 // event can be followed from ingest's log to this one.
                 let request_id = message
@@ -293,7 +358,7 @@ fn apply_chunk(
             // ingest wrote an event this projector is too old to read, or
             // someone else wrote to the stream. Skipping it would lose it
             // for good (the watermark moves past it), so the projector
-            // stops, after committing what came before, and says which.
+            // stops, after a checkpoint of what came before, and says which.
             Err(error) => {
                 unreadable = Some(ProjectorError::UnreadableEvent { sequence, reason: error.to_string() });
                 break;
@@ -301,10 +366,6 @@ fn apply_chunk(
         }
         last_sequence = sequence;
         read += 1;
-    }
-    let applied = batch.change_count() > 0;
-    if applied || last_sequence > store.watermark()? {
-        batch.commit(last_sequence)?;
     }
     if let Some(error) = unreadable {
         return Err(error);

@@ -89,6 +89,8 @@ pub const QUERIES_IN_FLIGHT_MAX: usize = 256;
 pub enum ProjectorError {
     #[error(transparent)]
     Store(#[from] momentum_store::StoreError),
+    #[error("could not read back a stored event a retraction names: {0}")]
+    Archive(momentum_domain::typed::ArchiveError<momentum_store::StoreError>),
     #[error("could not connect to NATS at {url}: {message}")]
     Connect { url: String, message: String },
     #[error(transparent)]
@@ -126,6 +128,7 @@ pub enum ProjectorError {
 pub struct Projector {
     config: Config,
     store: Store,
+    projection: consume::SharedProjection,
     nats: async_nats::Client,
     watermark: watch::Sender<u64>,
     applied: Arc<AtomicU64>,
@@ -143,7 +146,7 @@ pub struct Projector {
 
 /// What answering queries needs, kept until the projector has caught up.
 struct ServeSettings {
-    store: Store,
+    projection: consume::SharedProjection,
     partition: Partition,
     wait_max: Duration,
     applied: Arc<AtomicU64>,
@@ -158,9 +161,15 @@ impl ServeSettings {
         nats: &async_nats::Client,
         coverage: coverage::Coverage,
     ) -> Result<serve::Running, ProjectorError> {
-        let service =
-            serve::start(nats, self.store.clone(), coverage, self.wait_max, self.applied.clone(), self.read_settings)
-                .await?;
+        let service = serve::start(
+            nats,
+            self.projection.clone(),
+            coverage,
+            self.wait_max,
+            self.applied.clone(),
+            self.read_settings,
+        )
+        .await?;
         // A request to our own status endpoint, on the same connection as
         // the subscriptions, returns only after the server has processed
         // them.
@@ -275,10 +284,15 @@ impl Projector {
             .connect(momentum_bus::server_addresses(&config.nats_url)?)
             .await
             .map_err(|error| ProjectorError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
-        let (watermark, _) = watch::channel(store.watermark()?);
+        // Reads are answered from memory: the projection is loaded whole.
+        let loading = std::time::Instant::now();
+        let projection = Arc::new(std::sync::RwLock::new(store.load_projection()?));
+        let loaded_to = projection.read().unwrap_or_else(std::sync::PoisonError::into_inner).watermark();
+        tracing::info!(watermark = loaded_to, seconds = loading.elapsed().as_secs_f64(), "projection loaded");
+        let (watermark, _) = watch::channel(loaded_to);
         let applied = Arc::<AtomicU64>::default();
         let serve = ServeSettings {
-            store: store.clone(),
+            projection: projection.clone(),
             partition: config.partition,
             wait_max: Duration::from_millis(config.query_wait_ms_max),
             applied: applied.clone(),
@@ -323,6 +337,7 @@ impl Projector {
         Ok(Projector {
             config: config.clone(),
             store,
+            projection,
             nats,
             watermark,
             applied,
@@ -354,6 +369,7 @@ impl Projector {
         let consumer = consume::Consumer {
             jetstream: async_nats::jetstream::new(self.nats.clone()),
             store: self.store.clone(),
+            projection: self.projection.clone(),
             settings,
             batch_size_max: self.config.batch_size_max,
             watermark: self.watermark.clone(),

@@ -13,7 +13,9 @@ use momentum_bus::{QUERY_SERVICE_NAME, QueryEndpoint};
 use momentum_domain::query::{
     self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, ReadSettings, TrendRequest,
 };
-use momentum_store::{Store, StoreError};
+use std::convert::Infallible;
+
+use crate::consume::SharedProjection;
 use serde::Deserialize;
 use tokio::sync::{Semaphore, watch};
 
@@ -49,7 +51,7 @@ impl Running {
 
 #[derive(Clone)]
 struct Context {
-    store: Store,
+    projection: SharedProjection,
     watermark: watch::Receiver<u64>,
     coverage: Coverage,
     wait_max: Duration,
@@ -66,7 +68,7 @@ const REPLY_HEADER_BYTES_MAX: usize = 4096;
 
 pub(crate) async fn start(
     nats: &async_nats::Client,
-    store: Store,
+    projection: SharedProjection,
     coverage: Coverage,
     wait_max: Duration,
     applied: Arc<AtomicU64>,
@@ -85,7 +87,7 @@ pub(crate) async fn start(
     let slots = Arc::new(Semaphore::new(QUERIES_IN_FLIGHT_MAX));
     let answer_bytes_max = nats.server_info().max_payload.saturating_sub(REPLY_HEADER_BYTES_MAX);
     let context = Context {
-        store,
+        projection,
         watermark,
         coverage,
         wait_max,
@@ -156,18 +158,14 @@ fn error(code: usize, message: impl Into<String>) -> service::error::Error {
     service::error::Error { status: message.into(), code }
 }
 
-fn store_error(failure: &StoreError) -> service::error::Error {
-    tracing::error!(error = %failure, "store read failed");
-    error(500, "the projection store could not be read")
-}
-
-fn query_error(failure: QueryError<StoreError>) -> service::error::Error {
+/// Reads go to the projection in memory, which cannot fail to be read.
+fn query_error(failure: QueryError<Infallible>) -> service::error::Error {
     match failure {
         QueryError::UnknownMovement(_) => error(404, failure.to_string()),
         QueryError::RangeReversed { .. } | QueryError::RangeTooLong { .. } | QueryError::Invalid(_) => {
             error(400, failure.to_string())
         }
-        QueryError::Store(inner) => store_error(&inner),
+        QueryError::Store(never) => match never {},
     }
 }
 
@@ -178,47 +176,50 @@ fn read<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<Envelope<T>, s
 
 async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> Result<Bytes, service::error::Error> {
     let payload = if payload.is_empty() { b"{}".as_slice() } else { payload };
-    let store = context.store.clone();
+    let shared = context.projection.clone();
     let settings = context.read_settings;
-    // Reads touch sled synchronously: they run on the blocking pool so a
-    // long read never stalls the tasks that fold events or answer others.
+    // Reads take the projection's lock, which a batch being folded holds
+    // for milliseconds, and some walk thousands of entries: they run on the
+    // blocking pool so that they never stall the runtime's two workers.
     let read: Box<dyn FnOnce() -> Result<Vec<u8>, service::error::Error> + Send> = match endpoint {
         QueryEndpoint::Trends => {
             let envelope: Envelope<TrendRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
             Box::new(move || {
-                let trend = query::trend(&store, &envelope.request, &settings).map_err(query_error)?;
+                let projection = read_projection(&shared);
+                let trend = query::trend(&*projection, &envelope.request, &settings).map_err(query_error)?;
                 Ok(trend.to_json())
             })
         }
         QueryEndpoint::TrendTotals => {
             let envelope: Envelope<TrendRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            // Read here rather than on the blocking pool: it is one walk
-            // over the store's in-memory period totals, bounded by
-            // PERIODS_PER_TREND_MAX entries (a few µs for three years of
-            // weeks), far less than the two thread hand-offs of the pool.
-            return to_json(query::trend_totals(&store, &envelope.request, &settings)).map(Bytes::from);
+            // Read here rather than on the blocking pool: it is a lookup of
+            // at most PERIODS_PER_TREND_MAX period totals (a few µs for
+            // three years of weeks), far less than the two thread hand-offs
+            // of the pool; the lock is held at most for a batch's fold.
+            let projection = read_projection(&shared);
+            return to_json(query::trend_totals(&*projection, &envelope.request, &settings)).map(Bytes::from);
         }
         QueryEndpoint::Cohorts => {
             let envelope: Envelope<CohortRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            Box::new(move || to_json(query::cohorts(&store, &envelope.request)))
+            Box::new(move || to_json(query::cohorts(&*read_projection(&shared), &envelope.request)))
         }
         QueryEndpoint::Principles => {
             let envelope: Envelope<PrinciplesRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            Box::new(move || to_json(query::principles(&store, &envelope.request)))
+            Box::new(move || to_json(query::principles(&*read_projection(&shared), &envelope.request)))
         }
         QueryEndpoint::Compare => {
             let envelope: Envelope<CompareRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            Box::new(move || to_json(query::compare(&store, &envelope.request, &settings)))
+            Box::new(move || to_json(query::compare(&*read_projection(&shared), &envelope.request, &settings)))
         }
         QueryEndpoint::Movements => {
             let envelope: Envelope<Nothing> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            Box::new(move || to_json(query::movements(&store)))
+            Box::new(move || to_json(query::movements(&*read_projection(&shared))))
         }
         QueryEndpoint::Status => {
             let envelope: Envelope<Nothing> = read(payload)?;
@@ -229,7 +230,7 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
             // for that sequence on any partition.
             let covered = context.coverage.covered().await;
             Box::new(move || {
-                let watermark = store.watermark().map_err(|failure| store_error(&failure))?.max(covered);
+                let watermark = read_projection(&shared).watermark().max(covered);
                 Ok(serde_json::to_vec(&query::Status { watermark, applied_since_start })
                     .expect("a status always serialises"))
             })
@@ -242,7 +243,12 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
     Ok(Bytes::from(body))
 }
 
-fn to_json<T: serde::Serialize>(result: Result<T, QueryError<StoreError>>) -> Result<Vec<u8>, service::error::Error> {
+/// The projection, for a read; see [`SharedProjection`] on poisoning.
+fn read_projection(shared: &SharedProjection) -> std::sync::RwLockReadGuard<'_, momentum_domain::typed::Projection> {
+    shared.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn to_json<T: serde::Serialize>(result: Result<T, QueryError<Infallible>>) -> Result<Vec<u8>, service::error::Error> {
     Ok(serde_json::to_vec(&result.map_err(query_error)?).expect("query results always serialise"))
 }
 
