@@ -569,6 +569,16 @@ async fn catch_up(http: &reqwest::Client, port: u16, pid: u32, last_sequence: u6
     }
     progress.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
+    // The fold is done; the projector then registers its query endpoints,
+    // which the next stages read through. Not part of the rate.
+    let ready_url = format!("http://127.0.0.1:{port}/readyz");
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while !http.get(&ready_url).send().await.is_ok_and(|response| response.status().is_success()) {
+        if Instant::now() > ready_by {
+            bail!("the projector caught up but did not become ready within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The rate over the first and the last 10% of the stream shows whether
     // an event costs more once many are stored.
     let rate_between = |from: u64, to: u64| {

@@ -299,14 +299,20 @@ impl<S: StateRead> EventArchive for S {
     type Error = ArchiveError<S::Error>;
 
     fn stored_event(&self, key: &[u8]) -> Result<Event, Self::Error> {
-        let missing = || ArchiveError::Missing { length: key.len() };
-        let record = self.get(key).map_err(ArchiveError::Store)?.ok_or_else(missing)?;
-        if record.len() < 10 {
-            return Err(missing());
-        }
-        let json = EventRecord::decode(&record).event.ok_or_else(missing)?;
-        Event::from_json(&json).map_err(ArchiveError::Unreadable)
+        let record = self.get(key).map_err(ArchiveError::Store)?;
+        event_from_record(key, record.as_deref())
     }
+}
+
+/// The event an event's stored record holds (`None`: no record under `key`).
+pub fn event_from_record<E>(key: &[u8], record: Option<&[u8]>) -> Result<Event, ArchiveError<E>> {
+    let missing = || ArchiveError::Missing { length: key.len() };
+    let record = record.ok_or_else(missing)?;
+    if record.len() <= 10 {
+        return Err(missing());
+    }
+    let json = EventRecord::decode(record).event.ok_or_else(missing)?;
+    Event::from_json(&json).map_err(ArchiveError::Unreadable)
 }
 
 /// A stored record's entries: each key's suffix after the record's name,
@@ -323,6 +329,16 @@ pub struct Checkpoint {
     /// their values, in order; any other record is one key, its one entry
     /// under the empty suffix. No entries: the record is removed.
     pub records: Vec<(Vec<u8>, RecordEntries)>,
+}
+
+impl Checkpoint {
+    /// What this checkpoint writes under `key`, a record of its own (an
+    /// event's, say): `None` if it does not write it, `Some(None)` if it
+    /// removes it.
+    pub fn value_of(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        let at = self.records.binary_search_by(|(name, _)| name.as_slice().cmp(key)).ok()?;
+        Some(self.records[at].1.first().map(|(_, value)| value.as_slice()))
+    }
 }
 
 /// Gathers a checkpoint's records.

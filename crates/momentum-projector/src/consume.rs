@@ -14,6 +14,7 @@ use momentum_store::Store;
 use tokio::sync::watch;
 
 use crate::ProjectorError;
+use crate::checkpoint::{Archive, CheckpointQueue, CheckpointWriter};
 use crate::coverage::{PROOF_TIME_MAX, count_unread};
 use crate::health::ProjectorMetrics;
 
@@ -83,32 +84,35 @@ impl Checkpoints {
     }
 }
 
-/// Writes what the projection changed since the last checkpoint into the
-/// store, with its watermark, in one atomic step.
-fn checkpoint(projection: &RwLock<Projection>, store: &Store) -> Result<(), ProjectorError> {
-    let changes = projection.write().unwrap_or_else(PoisonError::into_inner).checkpoint();
-    if !changes.records.is_empty() || changes.watermark > store.watermark()? {
-        store.commit_checkpoint(&changes)?;
-    }
-    Ok(())
-}
-
 /// Consumes from the projection's watermark + 1 until `stop` turns true,
 /// then writes a last checkpoint. Only a store failure or an unreadable
 /// message ends it early (the latter after a checkpoint of what came
 /// before): everything on the NATS side is retried.
 pub(crate) async fn run(consumer: Consumer, stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
-    let (projection, store) = (consumer.projection.clone(), consumer.store.clone());
-    let consumed = consume(consumer, stop).await;
+    let projection = consumer.projection.clone();
+    let writer = CheckpointWriter::start(consumer.store.clone());
+    let queue = writer.queue();
+    let consumed = consume(consumer, writer.queue(), stop).await;
     if matches!(consumed, Ok(()) | Err(ProjectorError::UnreadableEvent { .. })) {
-        tokio::task::spawn_blocking(move || checkpoint(&projection, &store)).await.map_err(|error| {
+        let last = tokio::task::spawn_blocking(move || queue.checkpoint(&projection)).await.map_err(|error| {
             ProjectorError::ConsumerFailed(format!("the last checkpoint ended abnormally: {error}"))
-        })??;
+        })?;
+        if let Err(error) = last {
+            return Err(writer.finish().await.err().unwrap_or(error));
+        }
+    } else {
+        drop(queue);
     }
+    // A failed write is the first failure: the fold stopped because of it.
+    writer.finish().await?;
     consumed
 }
 
-async fn consume(consumer: Consumer, mut stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
+async fn consume(
+    consumer: Consumer,
+    checkpoints_queue: CheckpointQueue,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ProjectorError> {
     let Consumer {
         jetstream,
         store,
@@ -184,13 +188,13 @@ async fn consume(consumer: Consumer, mut stop: watch::Receiver<bool>) -> Result<
             // checkpoint written to sled: on the blocking pool, so that it
             // never holds one of the runtime's workers (queries and NATS
             // traffic go on meanwhile).
-            let folding = (projection.clone(), store.clone(), pending, checkpoints);
+            let folding = (projection.clone(), checkpoints_queue.clone(), pending, checkpoints);
             let folded = tokio::task::spawn_blocking(move || {
-                let (projection, store, mut pending, mut checkpoints) = folding;
-                let applied = fold_chunk(&projection, &store, &settings, chunk, &mut pending)?;
+                let (projection, queue, mut pending, mut checkpoints) = folding;
+                let applied = fold_chunk(&projection, &queue.archive(), &settings, chunk, &mut pending)?;
                 checkpoints.events_since += applied.1;
                 if checkpoints.due() {
-                    checkpoint(&projection, &store)?;
+                    queue.checkpoint(&projection)?;
                     checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
                 }
                 Ok::<_, ProjectorError>((applied, pending, checkpoints))
@@ -293,13 +297,12 @@ fn server_pending(chunk: &[Delivery]) -> u64 {
 /// the server said was left to deliver after the last message.
 fn fold_chunk(
     projection: &RwLock<Projection>,
-    store: &Store,
+    archive: &Archive,
     settings: &ProjectionSettings,
     chunk: Vec<Delivery>,
     pending: &mut u64,
 ) -> Result<(u64, u64, bool), ProjectorError> {
-    let mut projection = projection.write().unwrap_or_else(PoisonError::into_inner);
-    let mut last_sequence = projection.watermark();
+    let mut last_sequence = projection.read().unwrap_or_else(PoisonError::into_inner).watermark();
     let mut failed = false;
     let mut unreadable = None;
     let mut read = 0;
@@ -344,7 +347,11 @@ fn fold_chunk(
                 break;
             }
             Ok(event) => {
-                let outcome = projection.apply(settings, &event, sequence, store).map_err(ProjectorError::Archive)?;
+                // The lock is taken for each event, so reads wait for one
+                // event's fold at most, not a batch's.
+                let mut projection = projection.write().unwrap_or_else(PoisonError::into_inner);
+                let outcome = projection.apply(settings, &event, sequence, archive).map_err(ProjectorError::Archive)?;
+                drop(projection);
                 // The id of the HTTP request that brought the event, so one
                 // event can be followed from ingest's log to this one.
                 let request_id = message

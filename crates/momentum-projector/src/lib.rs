@@ -10,6 +10,7 @@
 //! it then reads only those movements' subjects and answers queries under
 //! its partition's subjects; see [`momentum_bus::Partition`].
 
+mod checkpoint;
 mod consume;
 mod coverage;
 mod health;
