@@ -706,7 +706,8 @@ async fn freshness(
                 .send()
                 .await?;
             if !read.status().is_success() {
-                bail!("a min_seq read answered {}", read.status());
+                let status = read.status();
+                bail!("a min_seq read answered {status}: {}", read.text().await.unwrap_or_default());
             }
             anyhow::Ok(acknowledged.elapsed())
         }));

@@ -341,10 +341,13 @@ impl Checkpoint {
     }
 }
 
-/// Gathers a checkpoint's records.
+/// Gathers a checkpoint's records. Each changed record is written whole
+/// and in one go (its name, then its keys), so records are kept in the
+/// order written and sorted once at the end; a record written twice (a
+/// participant erased twice between checkpoints, say) is merged then.
 #[derive(Default)]
 struct RecordWriter {
-    records: BTreeMap<Vec<u8>, RecordEntries>,
+    records: Vec<(Vec<u8>, RecordEntries)>,
 }
 
 impl RecordWriter {
@@ -355,26 +358,38 @@ impl RecordWriter {
     /// The record that holds `probe` is rewritten: empty unless keys are
     /// put into it.
     fn rewrite(&mut self, probe: &[u8]) {
-        self.records.entry(RecordWriter::name(probe).to_vec()).or_default();
+        self.records.push((RecordWriter::name(probe).to_vec(), Vec::new()));
     }
 
     fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         let name_length = RecordWriter::name(&key).len();
         let suffix = key[name_length..].to_vec();
-        let mut name = key;
-        name.truncate(name_length);
-        self.records.entry(name).or_default().push((suffix, value));
+        match self.records.last_mut() {
+            Some((name, entries)) if name.as_slice() == &key[..name_length] => entries.push((suffix, value)),
+            _ => {
+                let mut name = key;
+                name.truncate(name_length);
+                self.records.push((name, vec![(suffix, value)]));
+            }
+        }
     }
 
-    fn finish(self, watermark: u64) -> Checkpoint {
-        let records = self
-            .records
-            .into_iter()
-            .map(|(name, mut entries)| {
-                entries.sort_unstable_by(|one, other| one.0.cmp(&other.0));
-                (name, entries)
-            })
-            .collect();
+    fn finish(mut self, watermark: u64) -> Checkpoint {
+        self.records.sort_by(|one, other| one.0.cmp(&other.0));
+        let mut records: Vec<(Vec<u8>, RecordEntries)> = Vec::with_capacity(self.records.len());
+        for (name, entries) in self.records {
+            match records.last_mut() {
+                Some((last, merged)) if *last == name => merged.extend(entries),
+                _ => records.push((name, entries)),
+            }
+        }
+        for (_, entries) in &mut records {
+            // A stable sort keeps the later of two values of one key last.
+            entries.sort_by(|one, other| one.0.cmp(&other.0));
+            entries.reverse();
+            entries.dedup_by(|later, earlier| later.0 == earlier.0);
+            entries.reverse();
+        }
         Checkpoint { watermark, records }
     }
 }

@@ -80,6 +80,12 @@ impl CheckpointQueue {
             .map_err(|_| ProjectorError::ConsumerFailed("the checkpoint writer stopped (its error follows)".to_owned()))
     }
 
+    /// Whether a checkpoint queued now would be written next, not wait
+    /// behind another.
+    pub(crate) fn has_room(&self) -> bool {
+        self.sender.capacity() > 0
+    }
+
     /// Where the fold reads back events already checkpointed.
     pub(crate) fn archive(&self) -> Archive {
         let unwritten = self.unwritten.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();

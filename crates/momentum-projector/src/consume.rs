@@ -29,10 +29,16 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 /// restarted projector folds again at most this much of the stream. Reads
 /// are answered from memory, so freshness does not wait for checkpoints.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// The most events folded between two checkpoints. The projection keeps
-/// each event in memory until its checkpoint (a retraction may need it), so
-/// this bounds that memory: about 1 KiB an event.
-const CHECKPOINT_EVENTS_MAX: u64 = 50_000;
+/// The events after which a checkpoint is due even within the interval.
+const CHECKPOINT_EVENTS: u64 = 50_000;
+/// The most events folded since the last checkpoint taken. A due
+/// checkpoint is put off while another still waits to be written (sled is
+/// behind: the next one then holds more, and the fold does not stall);
+/// at this many, the fold waits for the writer instead. The projection
+/// keeps each event in memory until its checkpoint is in sled (a
+/// retraction may need it), so this bounds that memory: about 1 KiB an
+/// event.
+const CHECKPOINT_EVENTS_MAX: u64 = 100_000;
 
 /// The projection in memory, shared by the fold (which writes it) and the
 /// query endpoints (which read it). Nothing panics while holding the lock
@@ -79,8 +85,11 @@ struct Checkpoints {
 }
 
 impl Checkpoints {
-    fn due(&self) -> bool {
-        self.events_since >= CHECKPOINT_EVENTS_MAX || self.last.elapsed() >= CHECKPOINT_INTERVAL
+    /// Whether to take a checkpoint now, given whether the writer has room
+    /// for one.
+    fn due(&self, writer_has_room: bool) -> bool {
+        let due = self.events_since >= CHECKPOINT_EVENTS || self.last.elapsed() >= CHECKPOINT_INTERVAL;
+        (due && writer_has_room) || self.events_since >= CHECKPOINT_EVENTS_MAX
     }
 }
 
@@ -193,7 +202,7 @@ async fn consume(
                 let (projection, queue, mut pending, mut checkpoints) = folding;
                 let applied = fold_chunk(&projection, &queue.archive(), &settings, chunk, &mut pending)?;
                 checkpoints.events_since += applied.1;
-                if checkpoints.due() {
+                if checkpoints.due(queue.has_room()) {
                     queue.checkpoint(&projection)?;
                     checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
                 }

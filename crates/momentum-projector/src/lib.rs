@@ -83,8 +83,13 @@ pub struct Config {
 }
 
 /// The most queries handled at once; more are answered 503 at once, so a
-/// flood of slow `min_seq` reads cannot queue without bound.
-pub const QUERIES_IN_FLIGHT_MAX: usize = 256;
+/// flood of slow `min_seq` reads cannot queue without bound. Most of them
+/// wait for a sequence rather than work: a client posting 1 000 events a
+/// second and reading each back (the benchmark's freshness stage) has
+/// about a thousand waiting while the fold stops for a second, say to take
+/// a large checkpoint. A waiting query holds a task and its request, a few
+/// KiB.
+pub const QUERIES_IN_FLIGHT_MAX: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
