@@ -136,7 +136,6 @@ pub fn projector_config(nats_url: &str, data_dir: PathBuf) -> momentum_projector
         time_zone: chrono_tz::Europe::London,
         batch_size_max: 1000,
         store_cache_mib: 16,
-        store_recent_mib: 16,
         query_wait_ms_max: 3000,
         volunteer_hour_value_gbp: 10.0,
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),

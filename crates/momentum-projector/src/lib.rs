@@ -48,11 +48,6 @@ pub struct Config {
     /// a little beyond it with the size of the store).
     #[arg(long, env = "MOMENTUM_STORE_CACHE_MIB", default_value_t = momentum_store::CACHE_BYTES_DEFAULT / 1024 / 1024)]
     pub store_cache_mib: u64,
-    /// The bound of the records folded lately that the store keeps in
-    /// memory, in MiB, so that the next batch need not read them from sled
-    /// again; a smaller bound folds more slowly.
-    #[arg(long, env = "MOMENTUM_STORE_RECENT_MIB", default_value_t = momentum_store::RECENT_RECORDS_BYTES_DEFAULT / 1024 / 1024)]
-    pub store_recent_mib: usize,
     /// The most events applied in one atomic batch.
     #[arg(long, env = "MOMENTUM_BATCH_SIZE_MAX", default_value_t = 1000)]
     pub batch_size_max: usize,
@@ -268,7 +263,6 @@ impl Projector {
         }
         let memory = StoreMemory {
             page_cache_bytes: config.store_cache_mib.saturating_mul(1024 * 1024),
-            recent_records_bytes: config.store_recent_mib.saturating_mul(1024 * 1024),
         };
         let store = Store::open_with_memory(&config.data_dir, memory)?;
         store.check_format(momentum_domain::projection::FORMAT)?;
@@ -390,7 +384,6 @@ impl Projector {
         let http = tokio::spawn(health::serve(self.http, self.health.clone(), stop));
         tracing::info!(
             watermark = *self.watermark.borrow(),
-            record_filter_saved = self.store.filter_was_saved(),
             "projector started"
         );
         let registration = match self.service {

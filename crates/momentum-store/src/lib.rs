@@ -1,30 +1,27 @@
 //! The projector's store: the only code that touches sled.
 //!
 //! The fold in `momentum-domain` decides what is stored; this crate keeps it
-//! durable. Changes are made in a [`Batch`], an in-memory overlay that the
-//! fold reads its own writes through, and reach sled in one atomic
-//! `apply_batch` together with the new watermark. A crash therefore leaves
-//! the store equal to the fold of some prefix of the stream, and the
-//! projector resumes at watermark + 1.
+//! durable. The projector folds into a typed projection in memory and hands
+//! this crate checkpoints: the records it changed, whole, which reach sled
+//! in one atomic `apply_batch` with the watermark ([`Store::commit_checkpoint`]).
+//! A crash therefore leaves the store as it was after some checkpoint, and
+//! the projector loads it ([`Store::load_projection`]) and resumes at
+//! watermark + 1.
 //!
-//! The few entries every event and every trend read touch (the watermark,
-//! movements and period totals: `projection::keys::is_resident`) are also
-//! kept in memory, and read from there: a sled range over a trend's 161
-//! periods cost about 50 µs, the same walk over a `BTreeMap` a few.
+//! The store also answers key-value reads ([`StateRead`]), over the records:
+//! a retraction reads an event back through them, and tests compare stores.
+//! The few entries every trend read touched when reads came from sled (the
+//! watermark, movements and period totals: `projection::keys::is_resident`)
+//! are kept in memory too.
 
-use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use momentum_domain::projection::{self, Entries, Entry, State, StateRead, keys};
+use momentum_domain::projection::{self, Entries, Entry, StateRead, keys};
 use momentum_domain::typed::{Checkpoint, Projection, RecordEntries, UnreadableKey};
-
-use crate::filter::RecordFilter;
-
-mod filter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -45,10 +42,6 @@ pub enum StoreError {
 /// projection itself so that a listing of the projection never meets them.
 const SETTINGS_TREE: &str = "settings";
 
-/// The settings key of the record filter [`Store::flush`] saved: the
-/// watermark it covers (a little-endian `u64`), then the filter.
-const SAVED_FILTER_KEY: &[u8] = b"record_filter";
-
 /// An open store. Cheap to clone: clones share the same sled database.
 #[derive(Clone)]
 pub struct Store {
@@ -60,11 +53,6 @@ pub struct Store {
     /// here, so a reader that reads the watermark and then period totals
     /// never sees totals older than the watermark it read.
     resident: Arc<RwLock<BTreeMap<Vec<u8>, Vec<u8>>>>,
-    /// Records batches read or wrote lately, as sled holds them.
-    recent: Arc<Mutex<RecentRecords>>,
-    /// Which records sled may hold, so that a batch asks sled only for those.
-    known: Arc<Mutex<RecordFilter>>,
-    filter_was_saved: bool,
 }
 
 /// How long [`Store::open`] waits, at most, for the lock of a store that
@@ -103,58 +91,6 @@ fn is_lock_held(error: &sled::Error) -> bool {
     matches!(error, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
-/// How many bytes of records [`RecentRecords`] keeps, at most, unless
-/// configured otherwise. Folding 100 000 generated events ran at 4 800
-/// events/s with 64 MiB and 6 100 to 6 900 with 256 MiB: past 64 MiB,
-/// records fell out before the next batch met them again.
-pub const RECENT_RECORDS_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
-
-/// Records that batches read or wrote lately, as stored (`None`: there is
-/// no such record), so that the next batch need not ask sled again: a
-/// participant or a period met in one batch is usually met in the next,
-/// and a sled read cost about a fifth of the fold.
-///
-/// Two generations bound it: records go into the newer, a record found in
-/// the older moves to the newer, and when the newer holds half of
-/// `bytes_max` the older is dropped and the newer takes its place. Only
-/// batches fill it, and a batch's changes enter it after sled has applied
-/// them; batches follow one another (the projector has one
-/// consumer), as they always had to, since they are not isolated from each
-/// other.
-struct RecentRecords {
-    newer: HashMap<Vec<u8>, Option<Arc<[u8]>>>,
-    older: HashMap<Vec<u8>, Option<Arc<[u8]>>>,
-    newer_bytes: usize,
-    bytes_max: usize,
-}
-
-impl RecentRecords {
-    fn with_bound(bytes_max: usize) -> RecentRecords {
-        RecentRecords { newer: HashMap::new(), older: HashMap::new(), newer_bytes: 0, bytes_max }
-    }
-
-    /// What a map entry costs beside its name and bytes, roughly.
-    const ENTRY_BYTES: usize = 64;
-
-    fn get(&mut self, name: &[u8]) -> Option<Option<Arc<[u8]>>> {
-        if let Some(record) = self.newer.get(name) {
-            return Some(record.clone());
-        }
-        let (name, record) = self.older.remove_entry(name)?;
-        self.insert(name, record.clone());
-        Some(record)
-    }
-
-    fn insert(&mut self, name: Vec<u8>, record: Option<Arc<[u8]>>) {
-        self.newer_bytes += Self::ENTRY_BYTES + name.len() + record.as_ref().map_or(0, |bytes| bytes.len());
-        self.newer.insert(name, record);
-        if self.newer_bytes > self.bytes_max / 2 {
-            self.older = std::mem::take(&mut self.newer);
-            self.newer_bytes = 0;
-        }
-    }
-}
-
 impl std::fmt::Debug for Store {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("Store").finish_non_exhaustive()
@@ -168,19 +104,17 @@ impl std::fmt::Debug for Store {
 pub const CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
 /// The memory a store may use for caches. sled's own memory grows beyond
-/// its page cache with the size of the store (its page table), so these
-/// bound most, not all, of a store's memory.
+/// its page cache with the size of the store (its page table), so this
+/// bounds most, not all, of a store's memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreMemory {
     /// sled's page cache.
     pub page_cache_bytes: u64,
-    /// The records batches touched lately ([`RECENT_RECORDS_BYTES_DEFAULT`]).
-    pub recent_records_bytes: usize,
 }
 
 impl Default for StoreMemory {
     fn default() -> StoreMemory {
-        StoreMemory { page_cache_bytes: CACHE_BYTES_DEFAULT, recent_records_bytes: RECENT_RECORDS_BYTES_DEFAULT }
+        StoreMemory { page_cache_bytes: CACHE_BYTES_DEFAULT }
     }
 }
 
@@ -202,44 +136,7 @@ impl Store {
                 resident.insert(key.to_vec(), value.to_vec());
             }
         }
-        // The filter saved by the last flush, if nothing was committed after
-        // it; otherwise every record name, read afresh. Reading the names
-        // made opening a store slower (here 0.55 s for sled alone and 1.3 s
-        // with the scan, for a store of 100 000 events), but the filter
-        // saves a sled read of an absent record about four times an event
-        // folded.
-        let watermark = resident.get(keys::WATERMARK).map_or(0, |value| projection::decode_watermark(value));
-        let saved = settings.get(SAVED_FILTER_KEY)?;
-        let saved = saved.as_deref().and_then(|bytes| {
-            let (covered, filter) = bytes.split_first_chunk::<8>()?;
-            (u64::from_le_bytes(*covered) == watermark).then(|| RecordFilter::decode(filter)).flatten()
-        });
-        let filter_was_saved = saved.is_some();
-        let known = match saved {
-            Some(filter) => filter,
-            None => {
-                let mut known = RecordFilter::with_capacity(0);
-                for name in projection.iter().keys() {
-                    known.insert(&name?);
-                }
-                known
-            }
-        };
-        Ok(Store {
-            database,
-            projection,
-            settings,
-            resident: Arc::new(RwLock::new(resident)),
-            recent: Arc::new(Mutex::new(RecentRecords::with_bound(memory.recent_records_bytes))),
-            known: Arc::new(Mutex::new(known)),
-            filter_was_saved,
-        })
-    }
-
-    /// Whether opening loaded the filter the last flush saved, rather than
-    /// reading every record name (the projector logs it at start).
-    pub fn filter_was_saved(&self) -> bool {
-        self.filter_was_saved
+        Ok(Store { database, projection, settings, resident: Arc::new(RwLock::new(resident)) })
     }
 
     /// The in-memory copy, for reading. Its writer never panics while
@@ -286,31 +183,9 @@ impl Store {
         projection::watermark(self)
     }
 
-    /// Starts a batch of changes; nothing reaches sled until [`Batch::commit`].
-    pub fn batch(&self) -> Batch<'_> {
-        Batch {
-            store: self,
-            records: RefCell::new(HashMap::new()),
-            names: RefCell::new(BTreeSet::new()),
-            change_count: 0,
-        }
-    }
-
-    /// Writes everything committed so far to disk, with the record filter,
-    /// so that the next open need not read every record name. Commits are
-    /// atomic without this; it only bounds how much a power cut can take
-    /// back, and makes the next open quicker.
+    /// Writes everything committed so far to disk. Commits are atomic
+    /// without this; it only bounds how much a power cut can take back.
     pub fn flush(&self) -> Result<(), StoreError> {
-        // The watermark first, then the filter: a commit between the two
-        // can only add names to the filter saved, which is safe (a name too
-        // many is a false "maybe"). The other order could save a filter
-        // that lacks names of the watermark it claims.
-        let watermark = self.watermark()?;
-        let filter = self.known().encode();
-        let mut saved = Vec::with_capacity(8 + filter.len());
-        saved.extend_from_slice(&watermark.to_le_bytes());
-        saved.extend_from_slice(&filter);
-        self.settings.insert(SAVED_FILTER_KEY, saved)?;
         self.database.flush()?;
         Ok(())
     }
@@ -320,13 +195,11 @@ impl Store {
     /// read first, so it costs the records written, not the records' reads.
     pub fn commit_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        let (mut resident_changes, mut recent_changes) = (Vec::new(), Vec::new());
+        let mut resident_changes = Vec::new();
         for (name, entries) in &checkpoint.records {
             let bytes = Record::encode_entries(name, entries);
             if keys::is_resident(name) {
                 resident_changes.push((name.clone(), bytes.clone()));
-            } else {
-                recent_changes.push((name.clone(), bytes.as_deref().map(Arc::<[u8]>::from)));
             }
             match bytes {
                 Some(bytes) => batch.insert(name.as_slice(), bytes),
@@ -337,18 +210,6 @@ impl Store {
         batch.insert(keys::WATERMARK, watermark.clone());
         resident_changes.push((keys::WATERMARK.to_vec(), Some(watermark)));
         self.projection.apply_batch(batch)?;
-        let mut known = self.known();
-        for (name, bytes) in &recent_changes {
-            if bytes.is_some() {
-                known.insert(name);
-            }
-        }
-        drop(known);
-        let mut recent = self.recent();
-        for (name, bytes) in recent_changes {
-            recent.insert(name, bytes);
-        }
-        drop(recent);
         let mut resident = self.resident.write().unwrap_or_else(PoisonError::into_inner);
         for (key, value) in resident_changes {
             match value {
@@ -416,14 +277,6 @@ fn first_record(start: &[u8]) -> &[u8] {
     &start[..keys::bucket_len(start).unwrap_or(start.len())]
 }
 
-/// The single bucket that holds every key of `range`, if there is one.
-fn single_bucket<'key>(range: Range<'key>) -> Option<&'key [u8]> {
-    let (start, end) = range;
-    let bucket = &start[..keys::bucket_len(start)?];
-    let bucket_end = prefix_end(bucket)?;
-    end.is_some_and(|end| end <= bucket_end.as_slice()).then_some(bucket)
-}
-
 /// One stored record: a bucket's entries, or the value of a key that is
 /// its own bucket.
 ///
@@ -476,18 +329,8 @@ impl Record {
         None
     }
 
-    fn decode(name: &[u8], bytes: &[u8]) -> Bucket {
-        let mut entries = Bucket::new();
-        let mut key = Vec::new();
-        let _ = Record::visit(name, bytes, &mut key, &mut |key, value| {
-            entries.insert(key[name.len()..].to_vec(), value.to_vec());
-            ControlFlow::Continue(())
-        });
-        entries
-    }
-
-    /// [`Record::encode`] for entries already in suffix order, as a
-    /// checkpoint lists them.
+    /// The record to store for `entries` (in suffix order, as a checkpoint
+    /// lists them) under `name`; `None` when it is empty.
     fn encode_entries(name: &[u8], entries: &RecordEntries) -> Option<Vec<u8>> {
         if !keys::is_bucket(name) {
             return entries.first().map(|(_, value)| value.clone());
@@ -505,30 +348,7 @@ impl Record {
         }
         Some(bytes)
     }
-
-    /// The record to store for `entries` under `name`; `None` when it is empty.
-    fn encode(name: &[u8], entries: &Bucket) -> Option<Vec<u8>> {
-        if !keys::is_bucket(name) {
-            return entries.get([].as_slice()).cloned();
-        }
-        if entries.is_empty() {
-            return None;
-        }
-        let length: usize = entries.iter().map(|(suffix, value)| 8 + suffix.len() + value.len()).sum();
-        let mut bytes = Vec::with_capacity(length);
-        for (suffix, value) in entries {
-            for field in [suffix, value] {
-                bytes.extend_from_slice(&u32::try_from(field.len()).expect("keys and values are short").to_le_bytes());
-                bytes.extend_from_slice(field);
-            }
-        }
-        Some(bytes)
-    }
 }
-
-/// A bucket's entries by the rest of their key after the bucket's name; a
-/// key that is its own bucket has one entry, under the empty suffix.
-type Bucket = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// Splits a key into the name of its record and the rest.
 fn split_key(key: &[u8]) -> (&[u8], &[u8]) {
@@ -603,42 +423,6 @@ impl Walk for Store {
     }
 }
 
-impl Store {
-    /// The entries of the record `name`, as stored, for a batch.
-    fn load(&self, name: &[u8]) -> Result<Bucket, StoreError> {
-        if keys::is_resident(name) {
-            return Ok(self
-                .resident()
-                .get(name)
-                .map(|value| Bucket::from([(Vec::new(), value.clone())]))
-                .unwrap_or_default());
-        }
-        let recent = self.recent().get(name);
-        let bytes = match recent {
-            Some(bytes) => bytes,
-            None if !self.known().may_contain(name) => None,
-            None => {
-                let bytes = self.projection.get(name)?.map(|bytes| Arc::<[u8]>::from(bytes.as_ref()));
-                self.recent().insert(name.to_vec(), bytes.clone());
-                bytes
-            }
-        };
-        Ok(bytes.map(|bytes| Record::decode(name, &bytes)).unwrap_or_default())
-    }
-
-    /// The filter of record names. Nothing panics while holding the lock,
-    /// so a poisoned lock still holds every name.
-    fn known(&self) -> std::sync::MutexGuard<'_, RecordFilter> {
-        self.known.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The recent records. Nothing panics while holding the lock, so a
-    /// poisoned lock still holds records as sled does.
-    fn recent(&self) -> std::sync::MutexGuard<'_, RecentRecords> {
-        self.recent.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 impl StateRead for Store {
     type Error = StoreError;
 
@@ -670,222 +454,62 @@ impl StateRead for Store {
     }
 }
 
-/// Uncommitted changes over a [`Store`]. Reads see the batch's own writes.
-///
-/// The batch keeps every record it reads or writes, decoded, until it
-/// commits: the fold reads a participant's neighbouring periods, their
-/// days and the same periods' members many times over a batch, and each
-/// record is read from sled once and written once.
-pub struct Batch<'store> {
-    store: &'store Store,
-    /// Records read or written so far, by name; reads fill it too, hence
-    /// the cell.
-    records: RefCell<HashMap<Vec<u8>, CachedRecord>>,
-    /// The names of `records` in order, so that a scan over several records
-    /// visits only the batch's records in its range: walking every record
-    /// instead made each such scan cost as much as the batch was big.
-    names: RefCell<BTreeSet<Vec<u8>>>,
-    /// How many keys were written or removed.
-    change_count: usize,
-}
-
-struct CachedRecord {
-    entries: Bucket,
-    changed: bool,
-}
-
-impl Batch<'_> {
-    /// Applies every change and the new watermark to sled in one atomic step.
-    pub fn commit(mut self, watermark: u64) -> Result<(), StoreError> {
-        projection::set_watermark(&mut self, watermark)?;
-        let mut batch = sled::Batch::default();
-        let mut resident_changes = Vec::new();
-        let mut recent_changes = Vec::new();
-        for (name, record) in self.records.into_inner() {
-            if !record.changed {
-                continue;
-            }
-            let bytes = Record::encode(&name, &record.entries);
-            if keys::is_resident(&name) {
-                resident_changes.push((name.clone(), bytes.clone()));
-            } else {
-                recent_changes.push((name.clone(), bytes.as_deref().map(Arc::<[u8]>::from)));
-            }
-            match bytes {
-                Some(bytes) => batch.insert(name, bytes),
-                None => batch.remove(name),
-            }
-        }
-        self.store.projection.apply_batch(batch)?;
-        let mut known = self.store.known();
-        for (name, bytes) in &recent_changes {
-            if bytes.is_some() {
-                known.insert(name);
-            }
-        }
-        drop(known);
-        let mut recent = self.store.recent();
-        for (name, bytes) in recent_changes {
-            recent.insert(name, bytes);
-        }
-        drop(recent);
-        let mut resident = self.store.resident.write().unwrap_or_else(PoisonError::into_inner);
-        for (key, value) in resident_changes {
-            match value {
-                Some(value) => resident.insert(key, value),
-                None => resident.remove(&key),
-            };
-        }
-        Ok(())
-    }
-
-    /// How many keys the batch has written or removed.
-    pub fn change_count(&self) -> usize {
-        self.change_count
-    }
-
-    /// Runs `read` on the entries of the record `name`, reading it from the
-    /// store first if the batch has not yet.
-    fn with_record<T>(&self, name: &[u8], read: impl FnOnce(&Bucket) -> T) -> Result<T, StoreError> {
-        if let Some(record) = self.records.borrow().get(name) {
-            return Ok(read(&record.entries));
-        }
-        let entries = self.store.load(name)?;
-        let result = read(&entries);
-        self.remember(name, entries);
-        Ok(result)
-    }
-
-    /// Keeps a record read from the store in the batch.
-    fn remember(&self, name: &[u8], entries: Bucket) {
-        self.records.borrow_mut().insert(name.to_vec(), CachedRecord { entries, changed: false });
-        self.names.borrow_mut().insert(name.to_vec());
-    }
-
-    fn change(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
-        let (name, suffix) = split_key(key);
-        if !self.records.get_mut().contains_key(name) {
-            let entries = self.store.load(name)?;
-            self.remember(name, entries);
-        }
-        let record = self.records.get_mut().get_mut(name).expect("inserted above");
-        match value {
-            Some(value) => {
-                record.entries.insert(suffix.to_vec(), value.to_vec());
-            }
-            None => {
-                record.entries.remove(suffix);
-            }
-        }
-        record.changed = true;
-        self.change_count += 1;
-        Ok(())
-    }
-}
-
-/// Walks the entries after the batch's changes.
-impl Walk for Batch<'_> {
-    fn walk(&self, range: Range<'_>, visit: &mut Visitor<'_>) -> Result<(), StoreError> {
-        let (start, end) = range;
-        if end.is_some_and(|end| start >= end) {
-            return Ok(());
-        }
-        let mut visit_entries = |name: &[u8], entries: &Bucket| {
-            let mut key = name.to_vec();
-            for (suffix, value) in entries {
-                key.truncate(name.len());
-                key.extend_from_slice(suffix);
-                if key.as_slice() < start {
-                    continue;
-                }
-                if !in_range(&key, range) {
-                    return ControlFlow::Break(());
-                }
-                visit(&key, value)?;
-            }
-            ControlFlow::Continue(())
-        };
-        // The fold's scans lie within one bucket (a participant's periods
-        // or days): read it once into the batch.
-        if let Some(name) = single_bucket(range) {
-            self.with_record(name, |_| ())?;
-            let records = self.records.borrow();
-            let _ = visit_entries(name, &records[name].entries);
-            return Ok(());
-        }
-        // Otherwise merge the stored records of the range with the batch's.
-        let mut merged: BTreeMap<Vec<u8>, Bucket> = BTreeMap::new();
-        let from = first_record(start).to_vec();
-        self.store.walk(range, &mut |key, value| {
-            let (name, suffix) = split_key(key);
-            merged.entry(name.to_vec()).or_default().insert(suffix.to_vec(), value.to_vec());
-            ControlFlow::Continue(())
-        })?;
-        // A record sorting before `end` may hold keys of the range; one at
-        // or after it cannot.
-        let records = self.records.borrow();
-        let names = self.names.borrow();
-        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
-        for name in names.range::<[u8], _>((Bound::Included(from.as_slice()), upper)) {
-            merged.insert(name.clone(), records[name].entries.clone());
-        }
-        for (name, entries) in &merged {
-            if visit_entries(name, entries).is_break() {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl StateRead for Batch<'_> {
-    type Error = StoreError;
-
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let (name, suffix) = split_key(key);
-        self.with_record(name, |entries| entries.get(suffix).cloned())
-    }
-
-    fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
-        self.first_of_prefix(prefix)
-    }
-
-    fn scan_range(&self, start: &[u8], end: &[u8]) -> Result<Entries, StoreError> {
-        self.collect((start, Some(end)))
-    }
-
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, StoreError> {
-        self.collect_prefix(prefix)
-    }
-}
-
-impl State for Batch<'_> {
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        self.change(key, Some(value))
-    }
-
-    fn remove(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.change(key, None)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
+    /// Applies `changes` to `model` and writes them as a checkpoint does:
+    /// every record a changed key belongs to, whole, as `model` then holds
+    /// it, with the watermark.
+    fn commit(
+        store: &Store,
+        model: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+        changes: &[(Vec<u8>, Option<Vec<u8>>)],
+        watermark: u64,
+    ) {
+        let mut names = BTreeSet::new();
+        for (key, value) in changes {
+            match value {
+                Some(value) => model.insert(key.clone(), value.clone()),
+                None => model.remove(key),
+            };
+            names.insert(key[..keys::bucket_len(key).unwrap_or(key.len())].to_vec());
+        }
+        let records = names
+            .into_iter()
+            .map(|name| {
+                let entries = if keys::is_bucket(&name) {
+                    let bucket = model.range(name.clone()..).take_while(|(key, _)| key.starts_with(&name));
+                    bucket.map(|(key, value)| (key[name.len()..].to_vec(), value.clone())).collect()
+                } else {
+                    model.get(&name).map(|value| vec![(Vec::new(), value.clone())]).unwrap_or_default()
+                };
+                (name, entries)
+            })
+            .collect();
+        store.commit_checkpoint(&Checkpoint { watermark, records }).unwrap();
+        model.insert(keys::WATERMARK.to_vec(), watermark.to_le_bytes().to_vec());
+    }
+
+    fn put(key: &[u8], value: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
+        (key.to_vec(), Some(value.to_vec()))
+    }
+
+    fn remove(key: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
+        (key.to_vec(), None)
+    }
+
     #[test]
-    fn a_batch_reads_its_own_writes_and_commits_them_with_the_watermark() {
+    fn a_checkpoint_reaches_sled_with_its_watermark_in_one_step() {
         let folder = tempfile::tempdir().unwrap();
         let store = Store::open(folder.path()).unwrap();
-        let mut batch = store.batch();
-        batch.put(b"k1", b"v1").unwrap();
-        batch.put(b"k2", b"v2").unwrap();
-        batch.remove(b"k2").unwrap();
-        assert_eq!(batch.get(b"k1").unwrap(), Some(b"v1".to_vec()));
-        assert_eq!(batch.get(b"k2").unwrap(), None);
-        assert_eq!(store.get(b"k1").unwrap(), None, "nothing reaches sled before commit");
-        batch.commit(7).unwrap();
+        let mut model = BTreeMap::new();
+        commit(&store, &mut model, &[put(b"k1", b"v1"), put(b"k2", b"v2")], 3);
+        commit(&store, &mut model, &[remove(b"k2")], 7);
         assert_eq!(store.get(b"k1").unwrap(), Some(b"v1".to_vec()));
+        assert_eq!(store.get(b"k2").unwrap(), None);
         assert_eq!(store.watermark().unwrap(), 7);
     }
 
@@ -893,11 +517,10 @@ mod tests {
     fn visiting_a_range_shows_what_scanning_it_returns() {
         let folder = tempfile::tempdir().unwrap();
         let store = Store::open(folder.path()).unwrap();
-        let mut batch = store.batch();
-        for (key, value) in [(b"a1", b"x"), (b"p2", b"y"), (b"p4", b"z"), (b"p6", b"w"), (b"q1", b"v")] {
-            batch.put(key, value).unwrap();
-        }
-        batch.commit(1).unwrap();
+        let changes: Vec<_> = [(b"a1", b"x"), (b"p2", b"y"), (b"p4", b"z"), (b"p6", b"w"), (b"q1", b"v")]
+            .map(|(key, value)| put(key, value))
+            .into();
+        commit(&store, &mut BTreeMap::new(), &changes, 1);
         for (start, end) in [(&b"p"[..], &b"q"[..]), (b"p3", b"p6"), (b"a", b"z"), (b"q", b"p"), (b"r", b"s")] {
             let mut visited = Vec::new();
             store.visit_range(start, end, &mut |key, value| visited.push((key.to_vec(), value.to_vec()))).unwrap();
@@ -920,15 +543,10 @@ mod tests {
     fn resident_entries_are_read_from_memory_as_sled_holds_them_after_every_commit() {
         let folder = tempfile::tempdir().unwrap();
         let store = Store::open(folder.path()).unwrap();
-        let mut batch = store.batch();
-        for key in MIXED_KEYS {
-            batch.put(key, b"first").unwrap();
-        }
-        batch.commit(1).unwrap();
-        let mut batch = store.batch();
-        batch.put(b"p1", b"second").unwrap();
-        batch.remove(b"m2").unwrap();
-        batch.commit(2).unwrap();
+        let mut model = BTreeMap::new();
+        let first: Vec<_> = MIXED_KEYS.iter().map(|key| put(key, b"first")).collect();
+        commit(&store, &mut model, &first, 1);
+        commit(&store, &mut model, &[put(b"p1", b"second"), remove(b"m2")], 2);
         assert_eq!(store.get(b"p1").unwrap(), Some(b"second".to_vec()));
         assert_eq!(store.get(b"m2").unwrap(), None);
         assert_eq!(store.watermark().unwrap(), 2);
@@ -944,32 +562,6 @@ mod tests {
         assert_eq!(reopened.scan_range(b"p", b"q").unwrap(), in_sled(&reopened, b"p", b"q"));
         assert_eq!(reopened.get(b"m1").unwrap(), Some(b"first".to_vec()), "the copy is loaded on open");
         assert_eq!(reopened.watermark().unwrap(), 2);
-    }
-
-    #[test]
-    fn the_first_entry_of_a_prefix_sees_the_batch_over_the_store() {
-        let folder = tempfile::tempdir().unwrap();
-        let store = Store::open(folder.path()).unwrap();
-        let mut batch = store.batch();
-        for key in [b"p2", b"p4", b"p6", b"q1"] {
-            batch.put(key, b"stored").unwrap();
-        }
-        batch.commit(1).unwrap();
-        let first = |batch: &Batch| batch.first_with_prefix(b"p").unwrap().map(|(key, _)| key);
-        let mut batch = store.batch();
-        assert_eq!(first(&batch), Some(b"p2".to_vec()));
-        batch.remove(b"p2").unwrap();
-        assert_eq!(first(&batch), Some(b"p4".to_vec()), "a removal in the batch hides the stored entry");
-        batch.put(b"p3", b"written").unwrap();
-        assert_eq!(first(&batch), Some(b"p3".to_vec()), "a write before the first stored entry comes first");
-        batch.put(b"p1", b"written").unwrap();
-        batch.remove(b"p1").unwrap();
-        assert_eq!(first(&batch), Some(b"p3".to_vec()));
-        for key in [b"p3", b"p4", b"p6"] {
-            batch.remove(key).unwrap();
-        }
-        assert_eq!(first(&batch), None);
-        assert_eq!(batch.scan_prefix(b"p").unwrap(), Vec::<Entry>::new());
     }
 
     /// A key of the bucketed table `a` (movement `mv`, participant
@@ -1046,7 +638,7 @@ mod tests {
         (key, prop::option::of(prop::collection::vec(any::<u8>(), 0..4)))
     }
 
-    /// Every read a batch or the store answers: each range scanned, its
+    /// Every read the store answers: each range scanned, its
     /// first entry, and each key of it looked up.
     fn reads<S: StateRead<Error = StoreError>>(state: &S) -> Vec<String> {
         let mut answers = Vec::new();
@@ -1090,37 +682,18 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
 
-        /// Buckets are how the store keeps keys, not what it answers: through
-        /// a batch before its commit and through the store after it, every
-        /// read answers what a plain ordered map of the same writes does.
+        /// Buckets are how the store keeps keys, not what it answers: after
+        /// each checkpoint, every read answers what a plain ordered map of
+        /// the same writes does.
         #[test]
-        fn a_store_of_buckets_reads_like_an_ordered_map_before_and_after_each_commit(
+        fn a_store_of_buckets_reads_like_an_ordered_map_after_each_checkpoint(
             batches in proptest::collection::vec(proptest::collection::vec(change(), 0..24), 1..4),
         ) {
             let folder = tempfile::tempdir().unwrap();
-            // Recent records bounded to a few records, so that reads meet
-            // records that fell out of it as well as records still in it.
-            let memory = StoreMemory { recent_records_bytes: 1024, ..StoreMemory::default() };
-            let store = Store::open_with_memory(folder.path(), memory).unwrap();
+            let store = Store::open(folder.path()).unwrap();
             let mut model = Model::default();
             for (index, changes) in batches.iter().enumerate() {
-                let mut batch = store.batch();
-                for (key, value) in changes {
-                    match value {
-                        Some(value) => {
-                            batch.put(key, value).unwrap();
-                            model.0.insert(key.clone(), value.clone());
-                        }
-                        None => {
-                            batch.remove(key).unwrap();
-                            model.0.remove(key);
-                        }
-                    }
-                }
-                proptest::prop_assert_eq!(reads(&batch), reads(&model));
-                let watermark = index as u64 + 1;
-                batch.commit(watermark).unwrap();
-                model.0.insert(projection::keys::WATERMARK.to_vec(), watermark.to_le_bytes().to_vec());
+                commit(&store, &mut model.0, changes, index as u64 + 1);
                 proptest::prop_assert_eq!(reads(&store), reads(&model));
             }
             drop(store);
@@ -1147,48 +720,10 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         for round in 0..20_u64 {
             let store = Store::open(folder.path()).unwrap();
-            store.batch().commit(round + 1).unwrap();
+            commit(&store, &mut BTreeMap::new(), &[], round + 1);
             drop(store);
         }
         assert_eq!(Store::open(folder.path()).unwrap().watermark().unwrap(), 20);
-    }
-
-    #[test]
-    fn a_filter_saved_by_flush_is_loaded_only_while_nothing_was_committed_after_it() {
-        let folder = tempfile::tempdir().unwrap();
-        let store = Store::open(folder.path()).unwrap();
-        assert!(!store.filter_was_saved(), "a new store has none");
-        let mut batch = store.batch();
-        batch.put(b"first", b"1").unwrap();
-        batch.commit(1).unwrap();
-        store.flush().unwrap();
-        drop(store);
-
-        let store = Store::open(folder.path()).unwrap();
-        assert!(store.filter_was_saved());
-        assert_eq!(store.batch().get(b"first").unwrap(), Some(b"1".to_vec()));
-        let mut batch = store.batch();
-        batch.put(b"second", b"2").unwrap();
-        batch.commit(2).unwrap();
-        // Dropped without a flush: the saved filter covers watermark 1 and
-        // lacks "second", so the next open must read the names afresh.
-        drop(store);
-
-        let store = Store::open(folder.path()).unwrap();
-        assert!(!store.filter_was_saved());
-        assert_eq!(store.batch().get(b"second").unwrap(), Some(b"2".to_vec()));
-        assert_eq!(store.batch().get(b"first").unwrap(), Some(b"1".to_vec()));
-    }
-
-    #[test]
-    fn a_dropped_batch_changes_nothing() {
-        let folder = tempfile::tempdir().unwrap();
-        let store = Store::open(folder.path()).unwrap();
-        let mut batch = store.batch();
-        batch.put(b"k", b"v").unwrap();
-        drop(batch);
-        assert_eq!(store.get(b"k").unwrap(), None);
-        assert_eq!(store.watermark().unwrap(), 0);
     }
 
     #[test]
@@ -1211,7 +746,7 @@ mod tests {
 
         let old = tempfile::tempdir().unwrap();
         let store = Store::open(old.path()).unwrap();
-        store.batch().commit(5).unwrap();
+        commit(&store, &mut BTreeMap::new(), &[], 5);
         let error = store.check_format("2").unwrap_err();
         assert!(error.to_string().contains("\"1\""), "{error}");
     }
