@@ -217,9 +217,11 @@ impl Participant {
 /// What is kept about one (`source`, `id`) of a movement.
 #[derive(Clone, Debug, Default)]
 struct EventEntry {
-    /// The event, while it is not yet checkpointed (or was read back for a
-    /// retraction since); the store holds it after.
-    event: Option<Arc<Event>>,
+    /// The event in its stored form (as its record holds it), while it is
+    /// not yet checkpointed (or was read back for a retraction since); the
+    /// store holds it after. Kept as JSON, not parsed: a third of the
+    /// memory, and a checkpoint need not write it out again.
+    event: Option<Arc<[u8]>>,
     /// Whether the event itself has arrived (a retraction may name it first).
     arrived: bool,
     /// The stream sequence it arrived at; 0 until it has.
@@ -562,11 +564,11 @@ impl MovementProjection {
         }
         // A retraction's target is read back, if it must be, before
         // anything changes: a failed read leaves the projection as it was.
-        let archived_target = match &event.data {
-            EventData::EventRetracted(retraction) => self.archived_target(event, &retraction.event_id, archive)?,
+        let target_event = match &event.data {
+            EventData::EventRetracted(retraction) => self.retraction_target(event, &retraction.event_id, archive)?,
             _ => None,
         };
-        entry.event = Some(Arc::new(event.clone()));
+        entry.event = Some(Arc::from(event.to_json()));
         entry.arrived = true;
         entry.seq = seq;
         self.events_counted += 1;
@@ -581,7 +583,7 @@ impl MovementProjection {
                 return Ok(Outcome::Erased);
             }
             EventData::EventRetracted(retraction) => {
-                let outcome = self.retract(settings, event, &retraction.event_id, archived_target);
+                let outcome = self.retract(settings, event, &retraction.event_id, target_event);
                 self.events.insert(key, entry);
                 return Ok(outcome);
             }
@@ -599,20 +601,20 @@ impl MovementProjection {
         Ok(outcome)
     }
 
-    /// The event a retraction names, read from `archive` when it has
-    /// arrived, still counts, and is no longer kept in memory.
-    fn archived_target<A: EventArchive + ?Sized>(
+    /// The event a retraction names, when it has arrived and still
+    /// counts: from memory, or read from `archive` once checkpointed.
+    fn retraction_target<A: EventArchive + ?Sized>(
         &self,
         retraction: &Event,
         target_id: &str,
         archive: &A,
-    ) -> Result<Option<Arc<Event>>, A::Error> {
+    ) -> Result<Option<Event>, A::Error> {
         let key = (Box::<str>::from(retraction.source.as_str()), Box::<str>::from(target_id));
         match self.events.get(&key) {
-            Some(target) if target.arrived && !target.retracted && target.event.is_none() => {
-                let stored = archive.stored_event(&keys::event(&retraction.subject, &key.0, &key.1))?;
-                Ok(Some(Arc::new(stored)))
-            }
+            Some(target) if target.arrived && !target.retracted => match &target.event {
+                Some(json) => Ok(Some(Event::from_json(json).expect("an event kept in memory was valid when kept"))),
+                None => archive.stored_event(&keys::event(&retraction.subject, &key.0, &key.1)).map(Some),
+            },
             _ => Ok(None),
         }
     }
@@ -622,7 +624,7 @@ impl MovementProjection {
         settings: &ProjectionSettings,
         retraction: &Event,
         target_id: &str,
-        archived_target: Option<Arc<Event>>,
+        target_event: Option<Event>,
     ) -> Outcome {
         let key = (Box::<str>::from(retraction.source.as_str()), Box::<str>::from(target_id));
         let target = self.events.entry(key.clone()).or_default();
@@ -637,17 +639,17 @@ impl MovementProjection {
         if target.retracted {
             return Outcome::RetractionIgnored;
         }
-        let target_event = match (&target.event, archived_target) {
-            (Some(event), _) => event.clone(),
-            (None, Some(event)) => event,
-            (None, None) => unreachable!("an arrived event not in memory is read back before its retraction"),
+        let Some(target_event) = target_event else {
+            unreachable!("the event of an arrived, counting target is read before its retraction")
         };
         if matches!(target_event.kind, EventType::EventRetracted | EventType::ParticipantErased) {
             return Outcome::RetractionIgnored;
         }
         target.retracted = true;
         // Its record is written again, whole, at the next checkpoint.
-        target.event = Some(target_event.clone());
+        if target.event.is_none() {
+            target.event = Some(Arc::from(target_event.to_json()));
+        }
         self.changes.events.insert(key);
         self.add_contribution(settings, &target_event, -1);
         Outcome::Retracted
@@ -908,7 +910,7 @@ impl MovementProjection {
         for key in changes.events {
             let entry = self.events.get_mut(&key).expect("a changed event is kept");
             let record = EventRecord {
-                event: entry.event.take().map(|event| event.to_json()),
+                event: entry.event.take().map(|json| json.to_vec()),
                 seq: entry.seq,
                 retracted: entry.retracted,
                 retraction_pending: entry.retraction_pending,

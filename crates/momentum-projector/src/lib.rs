@@ -261,9 +261,7 @@ impl Projector {
         if !config.volunteer_hour_value_gbp.is_finite() || config.volunteer_hour_value_gbp < 0.0 {
             return Err(ProjectorError::HourValueInvalid(config.volunteer_hour_value_gbp));
         }
-        let memory = StoreMemory {
-            page_cache_bytes: config.store_cache_mib.saturating_mul(1024 * 1024),
-        };
+        let memory = StoreMemory { page_cache_bytes: config.store_cache_mib.saturating_mul(1024 * 1024) };
         let store = Store::open_with_memory(&config.data_dir, memory)?;
         store.check_format(momentum_domain::projection::FORMAT)?;
         store.check_setting("time_zone", config.time_zone.name())?;
@@ -382,10 +380,7 @@ impl Projector {
         };
         let consumer = tokio::spawn(consume::run(consumer, stop.clone()));
         let http = tokio::spawn(health::serve(self.http, self.health.clone(), stop));
-        tracing::info!(
-            watermark = *self.watermark.borrow(),
-            "projector started"
-        );
+        tracing::info!(watermark = *self.watermark.borrow(), "projector started");
         let registration = match self.service {
             Some(service) => tokio::spawn(async move { Ok(service) }),
             None => {
