@@ -13,7 +13,8 @@
 //! 4. raw reading of the event stream with an ordered consumer;
 //! 5. the projector catching up from sequence 1 (the stream is first topped
 //!    up to `--events` with raw publishes on the events' own subjects);
-//! 6. freshness at a steady rate: from ingest's answer to the event being
+//! 6. freshness at a steady rate (after two seconds of warm-up, reported
+//!    apart): from ingest's answer to the event being
 //!    visible through the query API (`min_seq`);
 //! 7. trend reads of three years of weekly figures from 32 connections;
 //! 8. the stream's and the store's size per million events.
@@ -666,6 +667,12 @@ fn metric(text: &str, name: &str) -> Option<u64> {
 
 /// Stage 6: events posted one at a time at a steady rate; each is read back
 /// through the query API with `min_seq` as soon as ingest has answered.
+/// Seconds of freshness posts before the measured ones. The stage follows
+/// the catch-up at once, when the projector is still writing its last
+/// large checkpoints; the target is stated for a steady rate. Reported
+/// apart, not dropped.
+const FRESHNESS_WARM_UP_S: u64 = 2;
+
 async fn freshness(
     http: &reqwest::Client,
     ingest_url: &str,
@@ -678,7 +685,8 @@ async fn freshness(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut reads = Vec::new();
     let (from, to) = ("2026-01-05", "2026-01-11");
-    for index in 0..rate * seconds {
+    let warm_up = rate * FRESHNESS_WARM_UP_S;
+    for index in 0..warm_up + rate * seconds {
         ticker.tick().await;
         let (http, ingest_url, query_url, movement) =
             (http.clone(), ingest_url.to_owned(), query_url.to_owned(), movement.to_owned());
@@ -716,9 +724,13 @@ async fn freshness(
     for read in reads {
         latencies.push(read.await??);
     }
+    let mut warm_up_latencies: Vec<Duration> = latencies.drain(..warm_up as usize).collect();
+    warm_up_latencies.sort();
     latencies.sort();
     Ok(json!({
         "events_per_s": rate,
+        "warm_up_seconds": FRESHNESS_WARM_UP_S,
+        "warm_up_p99_ms": percentile_ms(&warm_up_latencies, 0.99),
         "reads": latencies.len(),
         "p50_ms": percentile_ms(&latencies, 0.50),
         "p99_ms": percentile_ms(&latencies, 0.99),
@@ -816,10 +828,12 @@ fn print_table(report: &Value) {
     );
     let freshness = &report["freshness"];
     println!(
-        "| 6. freshness at {} events/s | p50 {} ms, p99 {} ms |",
+        "| 6. freshness at {} events/s | p50 {} ms, p99 {} ms (in the {} s of warm-up before: p99 {} ms) |",
         freshness["events_per_s"],
         decimal(&freshness["p50_ms"]),
-        decimal(&freshness["p99_ms"])
+        decimal(&freshness["p99_ms"]),
+        freshness["warm_up_seconds"],
+        decimal(&freshness["warm_up_p99_ms"])
     );
     let query = &report["query_trends"];
     println!(
