@@ -474,6 +474,27 @@ impl PeriodTotals {
         ]
     }
 
+    /// Adds (`sign` 1) or subtracts (-1) what an event counts by itself:
+    /// sign-ups, meetings and their attendances, hours, actions and their
+    /// reach, citizen-led ones. The distinct counts are the fold's.
+    pub(crate) fn count_event(&mut self, data: &EventData, participants: usize, citizen_led: bool, sign: i64) {
+        match data {
+            EventData::ParticipantJoined(_) => self.joined += sign,
+            EventData::MeetingHeld(_) => {
+                self.meetings += sign;
+                self.attendances += sign * participants as i64;
+                self.citizen_led += sign * i64::from(citizen_led);
+            }
+            EventData::VolunteerHoursLogged(data) => self.volunteer_millihours += sign * millihours(data.hours),
+            EventData::CollectiveActionTaken(data) => {
+                self.collective_actions += sign;
+                self.people_reached += sign * data.reach as i64;
+                self.citizen_led += sign * i64::from(citizen_led);
+            }
+            EventData::EventRetracted(_) | EventData::ParticipantErased(_) => {}
+        }
+    }
+
     /// Adds every field of `change`.
     pub(crate) fn add(&mut self, change: &PeriodTotals) {
         let mut change = *change;
@@ -711,20 +732,8 @@ fn add_contribution<S: State>(
     let organisers = erased.without(state, movement, organisers)?;
     for interval in Interval::ALL {
         let start = interval.period_start(day);
-        totals.adjust(interval, start, |totals| match &event.data {
-            EventData::ParticipantJoined(_) => totals.joined += sign,
-            EventData::MeetingHeld(_) => {
-                totals.meetings += sign;
-                totals.attendances += sign * participants.len() as i64;
-                totals.citizen_led += sign * i64::from(citizen_led);
-            }
-            EventData::VolunteerHoursLogged(data) => totals.volunteer_millihours += sign * millihours(data.hours),
-            EventData::CollectiveActionTaken(data) => {
-                totals.collective_actions += sign;
-                totals.people_reached += sign * data.reach as i64;
-                totals.citizen_led += sign * i64::from(citizen_led);
-            }
-            EventData::EventRetracted(_) | EventData::ParticipantErased(_) => {}
+        totals.adjust(interval, start, |totals| {
+            totals.count_event(&event.data, participants.len(), citizen_led, sign);
         });
         let mut set_members: Vec<(keys::Set, &str)> = Vec::new();
         match &event.data {

@@ -27,7 +27,7 @@ use crate::event::{Event, EventData, EventType, Principle};
 use crate::memory::MemoryState;
 use crate::period::{Interval, local_date};
 use crate::projection::{
-    EventRecord, MOMENTUM_WINDOW_PERIODS, Outcome, PeriodTotals, ProjectionSettings, State, StateRead, keys, millihours,
+    EventRecord, MOMENTUM_WINDOW_PERIODS, Outcome, PeriodTotals, ProjectionSettings, State, StateRead, keys,
 };
 use crate::query::MovementSummary;
 
@@ -690,20 +690,8 @@ impl MovementProjection {
         let organisers = self.without_erased(organisers);
         for interval in Interval::ALL {
             let start = interval.period_start(day);
-            totals.adjust(interval, start, |totals| match &event.data {
-                EventData::ParticipantJoined(_) => totals.joined += sign,
-                EventData::MeetingHeld(_) => {
-                    totals.meetings += sign;
-                    totals.attendances += sign * participants.len() as i64;
-                    totals.citizen_led += sign * i64::from(citizen_led);
-                }
-                EventData::VolunteerHoursLogged(data) => totals.volunteer_millihours += sign * millihours(data.hours),
-                EventData::CollectiveActionTaken(data) => {
-                    totals.collective_actions += sign;
-                    totals.people_reached += sign * data.reach as i64;
-                    totals.citizen_led += sign * i64::from(citizen_led);
-                }
-                EventData::EventRetracted(_) | EventData::ParticipantErased(_) => {}
+            totals.adjust(interval, start, |totals| {
+                totals.count_event(&event.data, participants.len(), citizen_led, sign);
             });
             let mut people: Vec<(PeopleSet, &str)> = Vec::new();
             match &event.data {

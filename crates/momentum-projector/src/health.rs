@@ -50,7 +50,7 @@ pub(crate) struct ProjectorMetrics {
     pub registry: Arc<Metrics>,
     /// Stream messages the server still had to deliver after the last batch.
     pub lag: Gauge,
-    /// The last stream sequence committed.
+    /// The last stream sequence folded (answers include it).
     pub watermark: Gauge,
     pub applied: Counter,
     pub batch_events: Histogram,
@@ -77,18 +77,14 @@ impl ProjectorMetrics {
         );
         registry.register(
             "projector_watermark",
-            "The last stream sequence committed to the store",
+            "The last stream sequence folded into the projection",
             metrics.watermark.clone(),
         );
         registry.register("projector_applied_events", "Stream messages applied since start", metrics.applied.clone());
-        registry.register(
-            "projector_batch_events",
-            "Stream messages per committed batch",
-            metrics.batch_events.clone(),
-        );
+        registry.register("projector_batch_events", "Stream messages per folded batch", metrics.batch_events.clone());
         registry.register(
             "projector_batch_duration_seconds",
-            "Time to fold and commit a batch",
+            "Time to fold a batch (and take a checkpoint, when one is due)",
             metrics.batch_seconds.clone(),
         );
         Arc::new(metrics)

@@ -1,10 +1,11 @@
-//! The projection service: folds the event stream into projections kept in
-//! sled and answers queries about them over NATS.
+//! The projection service: folds the event stream into projections held in
+//! memory, checkpointed to sled, and answers queries about them over NATS.
 //!
-//! It reads the stream with an ordered consumer starting at its own
-//! checkpoint + 1, so correctness never depends on consumer state kept by
-//! the server. Events are applied in batches; each batch reaches sled in one
-//! atomic write together with the new checkpoint (the watermark).
+//! It loads its projection from sled and reads the stream with an ordered
+//! consumer starting at the projection's watermark + 1, so correctness
+//! never depends on consumer state kept by the server. Events are folded in
+//! batches; every second or so a checkpoint (the records changed, with the
+//! watermark) reaches sled in one atomic write.
 //!
 //! A projector may fold one partition of the movements (`--partition k/n`):
 //! it then reads only those movements' subjects and answers queries under
