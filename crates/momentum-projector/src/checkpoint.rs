@@ -16,6 +16,7 @@ use momentum_domain::Event;
 use momentum_domain::projection::StateRead;
 use momentum_domain::typed::{ArchiveError, Checkpoint, EventArchive, Projection, event_from_record};
 use momentum_store::{Store, StoreError};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -41,10 +42,12 @@ pub(crate) struct CheckpointWriter {
 }
 
 impl CheckpointWriter {
-    pub(crate) fn start(store: Store) -> CheckpointWriter {
+    /// Starts the writer; `written` is set to each checkpoint's watermark
+    /// once it is in sled.
+    pub(crate) fn start(store: Store, written: Gauge) -> CheckpointWriter {
         let (sender, receiver) = mpsc::channel(1);
         let unwritten = Unwritten::default();
-        let task = tokio::spawn(write_all(store.clone(), receiver, unwritten.clone()));
+        let task = tokio::spawn(write_all(store.clone(), receiver, unwritten.clone(), written));
         CheckpointWriter { queue: CheckpointQueue { sender, unwritten, store }, task }
     }
 
@@ -99,10 +102,12 @@ async fn write_all(
     store: Store,
     mut receiver: mpsc::Receiver<Arc<Checkpoint>>,
     unwritten: Unwritten,
+    written: Gauge,
 ) -> Result<(), ProjectorError> {
     while let Some(checkpoint) = receiver.recv().await {
+        let watermark = checkpoint.watermark;
         let store = store.clone();
-        let written = tokio::task::spawn_blocking(move || {
+        let committed = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             if !checkpoint.records.is_empty() || checkpoint.watermark > store.watermark()? {
                 store.commit_checkpoint(&checkpoint)?;
@@ -116,8 +121,9 @@ async fn write_all(
         })
         .await
         .map_err(|error| ProjectorError::ConsumerFailed(format!("a checkpoint's write ended abnormally: {error}")))?;
-        written?;
+        committed?;
         unwritten.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
+        written.set(i64::try_from(watermark).unwrap_or(i64::MAX));
     }
     Ok(())
 }

@@ -99,7 +99,9 @@ impl Checkpoints {
 /// before): everything on the NATS side is retried.
 pub(crate) async fn run(consumer: Consumer, stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
     let projection = consumer.projection.clone();
-    let writer = CheckpointWriter::start(consumer.store.clone());
+    let written = consumer.metrics.checkpoint_watermark.clone();
+    written.set(i64::try_from(consumer.store.watermark()?).unwrap_or(i64::MAX));
+    let writer = CheckpointWriter::start(consumer.store.clone(), written);
     let queue = writer.queue();
     let consumed = consume(consumer, writer.queue(), stop).await;
     if matches!(consumed, Ok(()) | Err(ProjectorError::UnreadableEvent { .. })) {
@@ -167,6 +169,16 @@ async fn consume(
                     break;
                 }
                 chunk = chunks.next() => chunk,
+                // Quiet after some events: checkpoint them now rather than
+                // when the next event comes.
+                () = tokio::time::sleep(CHECKPOINT_INTERVAL), if checkpoints.events_since > 0 => {
+                    let (projection, queue) = (projection.clone(), checkpoints_queue.clone());
+                    tokio::task::spawn_blocking(move || queue.checkpoint(&projection)).await.map_err(|error| {
+                        ProjectorError::ConsumerFailed(format!("a checkpoint ended abnormally: {error}"))
+                    })??;
+                    checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
+                    continue;
+                }
                 () = tokio::time::sleep(STALL_CHECK_INTERVAL) => {
                     let folded_to = *watermark.borrow();
                     match unread_events(&jetstream, &store, partition, folded_to).await {

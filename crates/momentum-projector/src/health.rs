@@ -52,6 +52,8 @@ pub(crate) struct ProjectorMetrics {
     pub lag: Gauge,
     /// The last stream sequence folded (answers include it).
     pub watermark: Gauge,
+    /// The last stream sequence written to the store in a checkpoint.
+    pub checkpoint_watermark: Gauge,
     pub applied: Counter,
     pub batch_events: Histogram,
     pub batch_seconds: Histogram,
@@ -63,6 +65,7 @@ impl ProjectorMetrics {
         let metrics = ProjectorMetrics {
             lag: Gauge::default(),
             watermark: Gauge::default(),
+            checkpoint_watermark: Gauge::default(),
             applied: Counter::default(),
             // 1 to 4096 events, doubling (batches are at most 1000 by default).
             batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
@@ -79,6 +82,11 @@ impl ProjectorMetrics {
             "projector_watermark",
             "The last stream sequence folded into the projection",
             metrics.watermark.clone(),
+        );
+        registry.register(
+            "projector_checkpoint_watermark",
+            "The last stream sequence written to the store in a checkpoint",
+            metrics.checkpoint_watermark.clone(),
         );
         registry.register("projector_applied_events", "Stream messages applied since start", metrics.applied.clone());
         registry.register("projector_batch_events", "Stream messages per folded batch", metrics.batch_events.clone());
