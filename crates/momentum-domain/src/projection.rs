@@ -238,8 +238,19 @@ pub mod keys {
     /// Days since 0001-01-01 with the sign bit flipped, big-endian, so that
     /// keys sort by date for every date chrono can hold, BCE included.
     pub(crate) fn push_date(key: &mut Vec<u8>, date: NaiveDate) {
+        key.extend_from_slice(&date_code(date).to_be_bytes());
+    }
+
+    /// A date as its key bytes spell it, as a number.
+    fn date_code(date: NaiveDate) -> u32 {
         use chrono::Datelike;
-        key.extend_from_slice(&((date.num_days_from_ce() as u32) ^ 0x8000_0000).to_be_bytes());
+        (date.num_days_from_ce() as u32) ^ 0x8000_0000
+    }
+
+    /// The run of 256 days a date's key falls in (its first three bytes):
+    /// keys of a bucketed table whose dates share it share a record.
+    pub(crate) fn date_run(date: NaiveDate) -> u32 {
+        date_code(date) >> 8
     }
 
     pub(crate) fn read_date(bytes: &[u8]) -> NaiveDate {

@@ -172,9 +172,7 @@ enum ValueSet {
 /// The run of 256 days a date's key falls in: keys whose dates share it
 /// share a stored record ([`keys::bucket_len`]).
 fn run_of(date: NaiveDate) -> u32 {
-    let mut bytes = Vec::with_capacity(4);
-    keys::push_date(&mut bytes, date);
-    u32::from_be_bytes(bytes.try_into().expect("4 bytes")) >> 8
+    keys::date_run(date)
 }
 
 /// Remembers that the record of `date`'s run changed, once per run.

@@ -194,12 +194,17 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
         QueryEndpoint::TrendTotals => {
             let envelope: Envelope<TrendRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
-            // Read here rather than on the blocking pool: it is a lookup of
-            // at most PERIODS_PER_TREND_MAX period totals (a few µs for
-            // three years of weeks), far less than the two thread hand-offs
-            // of the pool; the lock is held at most for a batch's fold.
-            let projection = read_projection(&shared);
-            return to_json(query::trend_totals(&*projection, &envelope.request, &settings)).map(Bytes::from);
+            // Read here rather than on the blocking pool when the lock is
+            // free: a lookup of at most PERIODS_PER_TREND_MAX period totals
+            // (a few µs for three years of weeks) costs far less than the
+            // two thread hand-offs of the pool. While the fold holds it (an
+            // event, or the taking of a checkpoint, which can last long
+            // after a catch-up), the read waits on the pool instead, never
+            // on one of the runtime's two workers.
+            if let Ok(projection) = shared.try_read() {
+                return to_json(query::trend_totals(&*projection, &envelope.request, &settings)).map(Bytes::from);
+            }
+            Box::new(move || to_json(query::trend_totals(&*read_projection(&shared), &envelope.request, &settings)))
         }
         QueryEndpoint::Cohorts => {
             let envelope: Envelope<CohortRequest> = read(payload)?;
