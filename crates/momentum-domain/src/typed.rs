@@ -79,6 +79,17 @@ impl<K: Ord + Copy> Counts<K> {
         }
     }
 
+    /// Removes `key` whatever its count; whether it was there.
+    fn remove(&mut self, key: K) -> bool {
+        match self.entries.binary_search_by(|(entry, _)| entry.cmp(&key)) {
+            Ok(at) => {
+                self.entries.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn first(&self) -> Option<K> {
         self.entries.first().map(|(key, _)| *key)
     }
@@ -135,7 +146,7 @@ fn count_in_ordered<K: Ord>(counts: &mut BTreeMap<K, u64>, key: K, sign: i64) ->
     }
 }
 
-fn interval_index(interval: Interval) -> usize {
+fn interval_index(interval: Interval) -> u8 {
     match interval {
         Interval::Day => 0,
         Interval::Week => 1,
@@ -193,7 +204,7 @@ struct Participant {
     /// ([`interval_index`]): their active periods.
     active: [Counts<NaiveDate>; 3],
     /// Their memberships of periods' distinct sets of people.
-    memberships: Counts<(NaiveDate, usize, PeopleSet)>,
+    memberships: Counts<(NaiveDate, u8, PeopleSet)>,
     /// A date of each run whose stored record changed since the last
     /// checkpoint.
     changed_runs: Vec<NaiveDate>,
@@ -212,14 +223,34 @@ impl Participant {
     }
 }
 
+/// One (`source`, `id`) of a movement, in one allocation: the source's
+/// length (4 bytes), the source, the id. A projection keeps one for every
+/// event it has seen, a million and more, so two boxed strings (twice the
+/// pointers, two allocations) cost it a tenth of its memory.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct EventKey(Box<[u8]>);
+
+impl EventKey {
+    fn new(source: &str, id: &str) -> EventKey {
+        let length = u32::try_from(source.len()).expect("an event's source is far shorter than 4 GiB");
+        let mut bytes = Vec::with_capacity(4 + source.len() + id.len());
+        bytes.extend_from_slice(&length.to_le_bytes());
+        bytes.extend_from_slice(source.as_bytes());
+        bytes.extend_from_slice(id.as_bytes());
+        EventKey(bytes.into_boxed_slice())
+    }
+
+    fn parts(&self) -> (&str, &str) {
+        let length = u32::from_le_bytes(self.0[..4].try_into().expect("4 bytes")) as usize;
+        let (source, id) = self.0[4..].split_at(length);
+        let text = |bytes| std::str::from_utf8(bytes).expect("made from two strings");
+        (text(source), text(id))
+    }
+}
+
 /// What is kept about one (`source`, `id`) of a movement.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct EventEntry {
-    /// The event in its stored form (as its record holds it), while it is
-    /// not yet checkpointed (or was read back for a retraction since); the
-    /// store holds it after. Kept as JSON, not parsed: a third of the
-    /// memory, and a checkpoint need not write it out again.
-    event: Option<Arc<[u8]>>,
     /// Whether the event itself has arrived (a retraction may name it first).
     arrived: bool,
     /// The stream sequence it arrived at; 0 until it has.
@@ -233,9 +264,13 @@ struct EventEntry {
 #[derive(Clone, Debug, Default)]
 struct Changes {
     events_counted: bool,
-    events: HashSet<(Box<str>, Box<str>)>,
+    /// Events whose records changed, each with its stored form (the JSON
+    /// its record holds) once it has arrived: the store holds it after the
+    /// checkpoint. Kept as JSON, not parsed: a third of the memory, and a
+    /// checkpoint need not write it out again.
+    events: HashMap<EventKey, Option<Arc<[u8]>>>,
     periods: BTreeSet<(Interval, NaiveDate)>,
-    participants: HashSet<Box<str>>,
+    participants: HashSet<ParticipantId>,
     values: HashSet<(ValueSet, Interval, NaiveDate)>,
     /// A cohort's activity within one run, by a date of the run.
     cohorts: HashMap<(Interval, NaiveDate, u32), NaiveDate>,
@@ -245,14 +280,51 @@ struct Changes {
     erased: Vec<(Box<str>, Vec<NaiveDate>)>,
 }
 
+/// A participant's number within one movement ([`ParticipantNames`]).
+type ParticipantId = u32;
+
+/// A movement's participants by number. Their pseudonyms are long (a
+/// prefix and 32 hex digits), and a participant is a member of a
+/// principle's day for each day they took part in a tagged activity: kept
+/// once here, a number stands for them everywhere else. Numbers are never
+/// reused, an erased participant's included: the projection keeps erased
+/// pseudonyms anyway ([`MovementProjection::erased`]).
+#[derive(Clone, Debug, Default)]
+struct ParticipantNames {
+    ids: HashMap<Box<str>, ParticipantId>,
+    names: Vec<Box<str>>,
+}
+
+impl ParticipantNames {
+    /// The participant's number, given one if they have none yet.
+    fn id(&mut self, name: &str) -> ParticipantId {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        let id = ParticipantId::try_from(self.names.len()).expect("a movement has fewer than 4 billion participants");
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn existing(&self, name: &str) -> Option<ParticipantId> {
+        self.ids.get(name).copied()
+    }
+
+    fn name(&self, id: ParticipantId) -> &str {
+        &self.names[id as usize]
+    }
+}
+
 /// One movement's projection.
 #[derive(Clone, Debug, Default)]
 struct MovementProjection {
     /// Distinct accepted events, retractions and erasures included.
     events_counted: u64,
-    events: HashMap<(Box<str>, Box<str>), EventEntry>,
+    events: HashMap<EventKey, EventEntry>,
     periods: BTreeMap<(Interval, NaiveDate), PeriodTotals>,
-    participants: HashMap<Box<str>, Participant>,
+    participant_names: ParticipantNames,
+    participants: HashMap<ParticipantId, Participant>,
     /// Reference counts of a period's partners or areas.
     values: HashMap<(ValueSet, Interval, NaiveDate), HashMap<Box<str>, u64>>,
     /// Members of a cohort (interval, cohort period) active in a period.
@@ -260,7 +332,7 @@ struct MovementProjection {
     /// Tagged activities by principle and day.
     principle_days: BTreeMap<(Principle, NaiveDate), u64>,
     /// The participants of those activities.
-    principle_members: BTreeMap<(Principle, NaiveDate), HashMap<Box<str>, u64>>,
+    principle_members: BTreeMap<(Principle, NaiveDate), Counts<ParticipantId>>,
     /// Erased pseudonyms: the only record kept of them.
     erased: HashSet<Box<str>>,
     changes: Changes,
@@ -555,8 +627,8 @@ impl MovementProjection {
         seq: u64,
         archive: &A,
     ) -> Result<Outcome, A::Error> {
-        let key = (Box::<str>::from(event.source.as_str()), Box::<str>::from(event.id.as_str()));
-        let mut entry = self.events.get(&key).cloned().unwrap_or_default();
+        let key = EventKey::new(&event.source, &event.id);
+        let mut entry = self.events.get(&key).copied().unwrap_or_default();
         if entry.arrived {
             return Ok(Outcome::Duplicate);
         }
@@ -566,12 +638,11 @@ impl MovementProjection {
             EventData::EventRetracted(retraction) => self.retraction_target(event, &retraction.event_id, archive)?,
             _ => None,
         };
-        entry.event = Some(Arc::from(event.to_json()));
         entry.arrived = true;
         entry.seq = seq;
         self.events_counted += 1;
         self.changes.events_counted = true;
-        self.changes.events.insert(key.clone());
+        self.changes.events.insert(key.clone(), Some(Arc::from(event.to_json())));
         let outcome = match &event.data {
             EventData::ParticipantErased(erasure) => {
                 for pseudonym in &erasure.pseudonyms {
@@ -607,11 +678,13 @@ impl MovementProjection {
         target_id: &str,
         archive: &A,
     ) -> Result<Option<Event>, A::Error> {
-        let key = (Box::<str>::from(retraction.source.as_str()), Box::<str>::from(target_id));
+        let key = EventKey::new(&retraction.source, target_id);
         match self.events.get(&key) {
-            Some(target) if target.arrived && !target.retracted => match &target.event {
-                Some(json) => Ok(Some(Event::from_json(json).expect("an event kept in memory was valid when kept"))),
-                None => archive.stored_event(&keys::event(&retraction.subject, &key.0, &key.1)).map(Some),
+            Some(target) if target.arrived && !target.retracted => match self.changes.events.get(&key) {
+                Some(Some(json)) => {
+                    Ok(Some(Event::from_json(json).expect("an event kept in memory was valid when kept")))
+                }
+                _ => archive.stored_event(&keys::event(&retraction.subject, &retraction.source, target_id)).map(Some),
             },
             _ => Ok(None),
         }
@@ -624,14 +697,14 @@ impl MovementProjection {
         target_id: &str,
         target_event: Option<Event>,
     ) -> Outcome {
-        let key = (Box::<str>::from(retraction.source.as_str()), Box::<str>::from(target_id));
+        let key = EventKey::new(&retraction.source, target_id);
         let target = self.events.entry(key.clone()).or_default();
         if !target.arrived {
             if target.retraction_pending {
                 return Outcome::RetractionIgnored;
             }
             target.retraction_pending = true;
-            self.changes.events.insert(key);
+            self.changes.events.entry(key).or_insert(None);
             return Outcome::RetractionPending;
         }
         if target.retracted {
@@ -645,10 +718,10 @@ impl MovementProjection {
         }
         target.retracted = true;
         // Its record is written again, whole, at the next checkpoint.
-        if target.event.is_none() {
-            target.event = Some(Arc::from(target_event.to_json()));
+        let held = self.changes.events.entry(key).or_insert(None);
+        if held.is_none() {
+            *held = Some(Arc::from(target_event.to_json()));
         }
-        self.changes.events.insert(key);
         self.add_contribution(settings, &target_event, -1);
         Outcome::Retracted
     }
@@ -662,13 +735,9 @@ impl MovementProjection {
 
     /// A participant's record, marked as changed.
     fn participant(&mut self, participant: &str) -> &mut Participant {
-        if !self.changes.participants.contains(participant) {
-            self.changes.participants.insert(participant.into());
-        }
-        if !self.participants.contains_key(participant) {
-            self.participants.insert(participant.into(), Participant::default());
-        }
-        self.participants.get_mut(participant).expect("just inserted")
+        let id = self.participant_names.id(participant);
+        self.changes.participants.insert(id);
+        self.participants.entry(id).or_default()
     }
 
     fn add_contribution(&mut self, settings: &ProjectionSettings, event: &Event, sign: i64) {
@@ -680,7 +749,8 @@ impl MovementProjection {
             let first = if sign > 0 {
                 self.update_first_participation(&mut totals, participant, day, sign)
             } else {
-                self.participants.get(*participant).and_then(|record| record.days.first())
+                let id = self.participant_names.existing(participant);
+                id.and_then(|id| self.participants.get(&id)).and_then(|record| record.days.first())
             };
             firsts.push(first.expect("a participant with an effective event has a first participation"));
         }
@@ -750,9 +820,11 @@ impl MovementProjection {
         for principle in event.principles() {
             count_in_ordered(&mut self.principle_days, (principle, day), sign);
             self.changes.principle_days.entry((principle, run_of(day))).or_insert(day);
+            let ids: Vec<ParticipantId> =
+                participants.iter().map(|participant| self.participant_names.id(participant)).collect();
             let members = self.principle_members.entry((principle, day)).or_default();
-            for participant in &participants {
-                count_in(members, Box::from(*participant), sign);
+            for id in ids {
+                members.add(id, sign);
             }
             if members.is_empty() {
                 self.principle_members.remove(&(principle, day));
@@ -801,7 +873,7 @@ impl MovementProjection {
             if let Some(cohort) = new_cohort {
                 totals.adjust(interval, cohort, |totals| totals.new_participants += 1);
             }
-            for (start, _) in active[interval_index(interval)].iter() {
+            for (start, _) in active[usize::from(interval_index(interval))].iter() {
                 if let Some(cohort) = old_cohort {
                     self.count_cohort(interval, cohort, start, -1);
                 }
@@ -828,7 +900,7 @@ impl MovementProjection {
     ) {
         let record = self.participant(participant);
         mark_run(&mut record.changed_runs, start);
-        let periods = &mut record.active[interval_index(interval)];
+        let periods = &mut record.active[usize::from(interval_index(interval))];
         let change = periods.add(start, sign);
         if change == 0 {
             return;
@@ -859,7 +931,8 @@ impl MovementProjection {
     /// erased; period totals and cohort counts stay (see
     /// [`crate::projection`]).
     fn erase_participant(&mut self, participant: &str) {
-        if let Some(record) = self.participants.remove(participant) {
+        let id = self.participant_names.existing(participant);
+        if let Some((id, record)) = id.and_then(|id| Some((id, self.participants.remove(&id)?))) {
             let mut runs = record.changed_runs.clone();
             for date in record.dates() {
                 mark_run(&mut runs, date);
@@ -867,7 +940,7 @@ impl MovementProjection {
             for (day, _) in record.days.iter() {
                 for principle in Principle::ALL {
                     if let Some(members) = self.principle_members.get_mut(&(principle, day))
-                        && members.remove(participant).is_some()
+                        && members.remove(id)
                     {
                         self.changes.principle_members.insert((principle, day));
                         if members.is_empty() {
@@ -876,7 +949,7 @@ impl MovementProjection {
                     }
                 }
             }
-            self.changes.participants.remove(participant);
+            self.changes.participants.remove(&id);
             self.changes.erased.push((participant.into(), runs));
         } else {
             // Without a record, nothing of theirs is stored: an emptied
@@ -893,25 +966,27 @@ impl MovementProjection {
         if changes.events_counted {
             writer.put(keys::movement(movement), count_bytes(self.events_counted).to_vec());
         }
-        for key in changes.events {
-            let entry = self.events.get_mut(&key).expect("a changed event is kept");
+        for (key, event) in changes.events {
+            let entry = self.events.get(&key).expect("a changed event is kept");
             let record = EventRecord {
-                event: entry.event.take().map(|json| json.to_vec()),
+                event: event.map(|json| json.to_vec()),
                 seq: entry.seq,
                 retracted: entry.retracted,
                 retraction_pending: entry.retraction_pending,
             };
             debug_assert_eq!(record.event.is_some(), entry.arrived, "an arrived event is written with itself");
-            writer.put(keys::event(movement, &key.0, &key.1), record.encode());
+            let (source, id) = key.parts();
+            writer.put(keys::event(movement, source, id), record.encode());
         }
         for (interval, start) in changes.periods {
             let totals = self.periods.get(&(interval, start)).copied().unwrap_or_default();
             writer.put(keys::period(movement, interval, start), totals.encode());
         }
-        for participant in changes.participants {
-            let Some(record) = self.participants.get_mut(&participant) else { continue };
+        for id in changes.participants {
+            let Some(record) = self.participants.get_mut(&id) else { continue };
+            let participant = self.participant_names.name(id);
             let runs = std::mem::take(&mut record.changed_runs);
-            let first_day_key = keys::first_day(movement, &participant);
+            let first_day_key = keys::first_day(movement, participant);
             match record.days.first() {
                 Some(first) => {
                     let mut bytes = Vec::with_capacity(4);
@@ -921,11 +996,11 @@ impl MovementProjection {
                 None => writer.rewrite(&first_day_key),
             }
             for run in runs {
-                writer.rewrite(&keys::participation_day(movement, &participant, run));
-                write_participant_run(movement, &participant, record, run_of(run), writer);
+                writer.rewrite(&keys::participation_day(movement, participant, run));
+                write_participant_run(movement, participant, record, run_of(run), writer);
             }
             if record.is_empty() {
-                self.participants.remove(&participant);
+                self.participants.remove(&id);
             }
         }
         for (participant, runs) in changes.erased {
@@ -962,8 +1037,14 @@ impl MovementProjection {
         }
         for (principle, day) in changes.principle_members {
             writer.rewrite(&keys::principle_member(movement, principle, day, ""));
-            for (participant, count) in self.principle_members.get(&(principle, day)).into_iter().flatten() {
-                writer.put(keys::principle_member(movement, principle, day, participant), count_bytes(*count).to_vec());
+            if let Some(members) = self.principle_members.get(&(principle, day)) {
+                for (id, count) in members.iter() {
+                    let participant = self.participant_names.name(id);
+                    writer.put(
+                        keys::principle_member(movement, principle, day, participant),
+                        count_bytes(count).to_vec(),
+                    );
+                }
             }
         }
     }
@@ -980,13 +1061,12 @@ impl MovementProjection {
                     return None;
                 }
                 let entry = EventEntry {
-                    event: None,
                     arrived: value.len() > 10,
                     seq: u64::from_le_bytes(value[2..10].try_into().ok()?),
                     retracted: value[0] == 1,
                     retraction_pending: value[1] == 1,
                 };
-                self.events.insert((source.into(), id.into()), entry);
+                self.events.insert(EventKey::new(source, id), entry);
             }
             keys::PERIOD => {
                 let interval = reader.interval()?;
@@ -996,11 +1076,12 @@ impl MovementProjection {
             keys::PARTICIPANT => {
                 let participant = reader.text()?;
                 let date = reader.date()?;
-                let record = self.participants.entry(participant.into()).or_default();
+                let id = self.participant_names.id(participant);
+                let record = self.participants.entry(id).or_default();
                 let interval_of = |byte: u8| Interval::ALL.into_iter().find(|interval| interval.key_byte() == byte);
                 match *reader.remaining() {
                     [keys::PARTICIPATION_DAY] => record.days.set(date, count()),
-                    [kind] => record.active[interval_index(interval_of(kind)?)].set(date, count()),
+                    [kind] => record.active[usize::from(interval_index(interval_of(kind)?))].set(date, count()),
                     [kind, tag] => {
                         let set = [PeopleSet::Volunteers, PeopleSet::ActionParticipants, PeopleSet::Organisers]
                             .into_iter()
@@ -1033,7 +1114,8 @@ impl MovementProjection {
                 let principle = reader.principle()?;
                 let day = reader.date()?;
                 let participant = reader.text()?;
-                self.principle_members.entry((principle, day)).or_default().insert(participant.into(), count());
+                let id = self.participant_names.id(participant);
+                self.principle_members.entry((principle, day)).or_default().set(id, count());
             }
             keys::ERASED => {
                 if !reader.rest.is_empty() {
@@ -1055,7 +1137,8 @@ impl MovementProjection {
                 put(keys::period(movement, *interval, *start), &totals.encode());
             }
         }
-        for (participant, record) in &self.participants {
+        for (id, record) in &self.participants {
+            let participant = self.participant_names.name(*id);
             let mut writer = RecordWriter::default();
             for date in record.dates() {
                 write_participant_run(movement, participant, record, run_of(date), &mut writer);
@@ -1087,8 +1170,9 @@ impl MovementProjection {
             put(keys::principle_day(movement, *principle, *day), &count_bytes(*count));
         }
         for ((principle, day), members) in &self.principle_members {
-            for (participant, count) in members {
-                put(keys::principle_member(movement, *principle, *day, participant), &count_bytes(*count));
+            for (id, count) in members.iter() {
+                let participant = self.participant_names.name(id);
+                put(keys::principle_member(movement, *principle, *day, participant), &count_bytes(count));
             }
         }
         if !self.erased.is_empty() {
@@ -1108,12 +1192,14 @@ fn write_participant_run(movement: &str, participant: &str, record: &Participant
         writer.put(keys::participation_day(movement, participant, day), count_bytes(count).to_vec());
     }
     for interval in Interval::ALL {
-        for (start, count) in record.active[interval_index(interval)].iter().filter(|(start, _)| in_run(*start)) {
+        for (start, count) in
+            record.active[usize::from(interval_index(interval))].iter().filter(|(start, _)| in_run(*start))
+        {
             writer.put(keys::active(movement, interval, participant, start), count_bytes(count).to_vec());
         }
     }
     for ((start, interval_at, set), count) in record.memberships.iter().filter(|((start, _, _), _)| in_run(*start)) {
-        let key = keys::member(set.key_set(), movement, Interval::ALL[interval_at], start, participant);
+        let key = keys::member(set.key_set(), movement, Interval::ALL[usize::from(interval_at)], start, participant);
         writer.put(key, count_bytes(count).to_vec());
     }
 }
@@ -1183,9 +1269,9 @@ impl crate::query::ProjectionRead for Projection {
         }
         let activities =
             movement.principle_days.range((principle, from)..(principle, end)).map(|(_, count)| count).sum();
-        let mut participants: HashSet<&str> = HashSet::new();
+        let mut participants: HashSet<ParticipantId> = HashSet::new();
         for (_, members) in movement.principle_members.range((principle, from)..(principle, end)) {
-            participants.extend(members.keys().map(|participant| &**participant));
+            participants.extend(members.iter().map(|(id, _)| id));
         }
         Ok((activities, participants.len() as u64))
     }
