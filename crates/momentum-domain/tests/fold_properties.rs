@@ -467,8 +467,8 @@ fn write_checkpoint(stored: &mut MemoryState, checkpoint: Checkpoint) {
         } else {
             stored.entries.remove(&name);
         }
-        for (suffix, value) in entries {
-            stored.entries.insert([name.as_slice(), &suffix].concat(), value);
+        for (suffix, value) in entries.iter() {
+            stored.entries.insert([name.as_slice(), suffix].concat(), value.to_vec());
         }
     }
     let Ok(()) = set_watermark(stored, checkpoint.watermark);

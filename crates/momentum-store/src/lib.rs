@@ -324,11 +324,7 @@ impl Record {
         if !keys::is_bucket(name) {
             return visit(name, bytes);
         }
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let (suffix, after) = Record::split_field(rest);
-            let (value, after) = Record::split_field(after);
-            rest = after;
+        for (suffix, value) in RecordEntries::decode(bytes) {
             key.clear();
             key.extend_from_slice(name);
             key.extend_from_slice(suffix);
@@ -337,23 +333,15 @@ impl Record {
         ControlFlow::Continue(())
     }
 
-    fn split_field(bytes: &[u8]) -> (&[u8], &[u8]) {
-        let length = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
-        bytes[4..].split_at(length)
-    }
-
     /// The value of the key `name` + `suffix` in the record stored under
     /// `name`.
     fn find(name: &[u8], bytes: &[u8], suffix: &[u8]) -> Option<Vec<u8>> {
         if !keys::is_bucket(name) {
             return suffix.is_empty().then(|| bytes.to_vec());
         }
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let (stored, after) = Record::split_field(rest);
-            let (value, after) = Record::split_field(after);
+        for (stored, value) in RecordEntries::decode(bytes) {
             match stored.cmp(suffix) {
-                Ordering::Less => rest = after,
+                Ordering::Less => {}
                 Ordering::Equal => return Some(value.to_vec()),
                 Ordering::Greater => return None,
             }
@@ -365,20 +353,9 @@ impl Record {
     /// lists them) under `name`; `None` when it is empty.
     fn encode_entries(name: &[u8], entries: &RecordEntries) -> Option<Vec<u8>> {
         if !keys::is_bucket(name) {
-            return entries.first().map(|(_, value)| value.clone());
+            return entries.iter().next().map(|(_, value)| value.to_vec());
         }
-        if entries.is_empty() {
-            return None;
-        }
-        let length: usize = entries.iter().map(|(suffix, value)| 8 + suffix.len() + value.len()).sum();
-        let mut bytes = Vec::with_capacity(length);
-        for (suffix, value) in entries {
-            for field in [suffix, value] {
-                bytes.extend_from_slice(&u32::try_from(field.len()).expect("keys and values are short").to_le_bytes());
-                bytes.extend_from_slice(field);
-            }
-        }
-        Some(bytes)
+        (!entries.is_empty()).then(|| entries.as_bytes().to_vec())
     }
 }
 
@@ -514,9 +491,9 @@ mod tests {
             .map(|name| {
                 let entries = if keys::is_bucket(&name) {
                     let bucket = model.range(name.clone()..).take_while(|(key, _)| key.starts_with(&name));
-                    bucket.map(|(key, value)| (key[name.len()..].to_vec(), value.clone())).collect()
+                    RecordEntries::from_pairs(bucket.map(|(key, value)| (&key[name.len()..], value.as_slice())))
                 } else {
-                    model.get(&name).map(|value| vec![(Vec::new(), value.clone())]).unwrap_or_default()
+                    RecordEntries::from_pairs(model.get(&name).map(|value| (&[][..], value.as_slice())))
                 };
                 (name, entries)
             })
