@@ -556,6 +556,23 @@ impl RecordWriter {
     }
 }
 
+/// A checkpoint being gathered ([`Projection::begin_checkpoint`]).
+pub struct CheckpointGathering {
+    watermark: u64,
+    /// The movements still to gather, the next last.
+    movements: Vec<Box<str>>,
+    writer: RecordWriter,
+}
+
+impl CheckpointGathering {
+    /// The checkpoint of every movement gathered. Sorting its records takes
+    /// a while for a large one, and needs no projection.
+    pub fn finish(self) -> Checkpoint {
+        assert!(self.movements.is_empty(), "a checkpoint is finished once every movement is gathered");
+        self.writer.finish(self.watermark)
+    }
+}
+
 /// The projection's changes since the last checkpoint, summed per period
 /// and applied once at the end of a contribution.
 #[derive(Default)]
@@ -607,11 +624,31 @@ impl Projection {
     /// with the watermark in one atomic step; the projection then counts
     /// changes from here, and keeps no checkpointed event in memory.
     pub fn checkpoint(&mut self) -> Checkpoint {
-        let mut writer = RecordWriter::default();
-        for (name, movement) in &mut self.movements {
-            movement.write_changes(name, &mut writer);
-        }
-        writer.finish(self.watermark)
+        let mut gathering = self.begin_checkpoint();
+        while self.gather_next(&mut gathering) {}
+        gathering.finish()
+    }
+
+    /// Starts a checkpoint to be gathered one movement at a time
+    /// ([`Projection::gather_next`]), so that whoever holds the projection
+    /// behind a lock can let readers in between movements. Nothing may be
+    /// folded in until it is finished: an event folded in between would be
+    /// missed by the movements already gathered, or counted under the
+    /// wrong watermark.
+    pub fn begin_checkpoint(&self) -> CheckpointGathering {
+        let mut movements: Vec<Box<str>> = self.movements.keys().cloned().collect();
+        movements.sort_unstable();
+        CheckpointGathering { watermark: self.watermark, movements, writer: RecordWriter::default() }
+    }
+
+    /// Gathers the next movement's changes into `gathering`; `false` once
+    /// every movement is gathered.
+    pub fn gather_next(&mut self, gathering: &mut CheckpointGathering) -> bool {
+        assert_eq!(self.watermark, gathering.watermark, "nothing is folded while a checkpoint is gathered");
+        let Some(name) = gathering.movements.pop() else { return false };
+        let movement = self.movements.get_mut(&name).expect("a projection never forgets a movement");
+        movement.write_changes(&name, &mut gathering.writer);
+        true
     }
 
     /// Adds one stored key and its value, as a checkpoint wrote them: a
@@ -1369,7 +1406,51 @@ impl crate::query::ProjectionRead for Projection {
 
 #[cfg(test)]
 mod tests {
-    use super::RecordEntries;
+    use super::{Projection, RecordEntries};
+    use crate::Event;
+    use crate::memory::MemoryState;
+    use crate::projection::ProjectionSettings;
+
+    fn hours_logged(id: &str, movement: &str) -> Event {
+        let json = format!(
+            r#"{{"specversion":"1.0","id":"{id}","source":"urn:test","type":"volunteer.hours_logged",
+            "subject":"{movement}","time":"2026-03-02T10:00:00Z","data":{{"participant":"ann","hours":1.5}}}}"#
+        );
+        Event::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_gathered_movement_by_movement_holds_every_movement() {
+        let mut projection = Projection::default();
+        let settings = ProjectionSettings::default();
+        for (seq, movement) in ["leeds", "york", "hull"].into_iter().enumerate() {
+            projection.apply(&settings, &hours_logged("1", movement), seq as u64 + 1, &MemoryState::default()).unwrap();
+        }
+        let mut gathering = projection.begin_checkpoint();
+        let mut steps = 0;
+        while projection.gather_next(&mut gathering) {
+            steps += 1;
+        }
+        let checkpoint = gathering.finish();
+        assert_eq!(steps, 3);
+        assert_eq!(checkpoint.watermark, 3);
+        for movement in ["leeds", "york", "hull"] {
+            let key = crate::projection::keys::movement(movement);
+            assert!(checkpoint.value_of(&key).is_some(), "{movement} is in the checkpoint");
+        }
+        assert!(projection.checkpoint().records.is_empty(), "nothing changed since");
+    }
+
+    #[test]
+    #[should_panic(expected = "nothing is folded while a checkpoint is gathered")]
+    fn folding_while_a_checkpoint_is_gathered_is_refused() {
+        let mut projection = Projection::default();
+        let settings = ProjectionSettings::default();
+        projection.apply(&settings, &hours_logged("1", "leeds"), 1, &MemoryState::default()).unwrap();
+        let mut gathering = projection.begin_checkpoint();
+        projection.apply(&settings, &hours_logged("2", "leeds"), 2, &MemoryState::default()).unwrap();
+        projection.gather_next(&mut gathering);
+    }
 
     #[test]
     fn packed_entries_read_back_in_the_order_written() {
