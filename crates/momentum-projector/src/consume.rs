@@ -34,8 +34,9 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// frees the pages the batch replaces only after it: a harness catch-up
 /// peaked at 1 173 MiB allocated with checkpoints of 50 000 events (about
 /// 120 000 records, 50 to 80 MiB) and at 339 MiB with 10 000, writing as
-/// fast (docs/benchmarks.md).
-const CHECKPOINT_EVENTS: u64 = 10_000;
+/// fast; a million-event catch-up peaked at 1 361 MiB resident with
+/// 10 000 and at 911 MiB with 5 000, as fast (docs/benchmarks.md).
+const CHECKPOINT_EVENTS: u64 = 5_000;
 /// The most events folded since the last checkpoint taken. A due
 /// checkpoint is put off while another still waits to be written (sled is
 /// behind: the next one then holds more, and the fold does not stall);
@@ -43,7 +44,7 @@ const CHECKPOINT_EVENTS: u64 = 10_000;
 /// keeps each event in memory until its checkpoint is in sled (a
 /// retraction may need it), so this bounds that memory: about 1 KiB an
 /// event.
-const CHECKPOINT_EVENTS_MAX: u64 = 20_000;
+const CHECKPOINT_EVENTS_MAX: u64 = 10_000;
 
 /// The projection in memory, shared by the fold (which writes it) and the
 /// query endpoints (which read it). Nothing panics while holding the lock
