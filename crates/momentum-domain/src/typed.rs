@@ -225,8 +225,8 @@ impl Participant {
 
 /// One (`source`, `id`) of a movement, in one allocation: the source's
 /// length (4 bytes), the source, the id. A projection keeps one for every
-/// event it has seen, a million and more, so two boxed strings (twice the
-/// pointers, two allocations) cost it a tenth of its memory.
+/// event it has seen, a million and more, where two boxed strings would
+/// cost twice the pointers and two allocations each.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct EventKey(Box<[u8]>);
 
