@@ -426,12 +426,25 @@ impl RecordEntries {
 
     /// Each (suffix, value), in order.
     pub fn iter(&self) -> RecordEntriesIter<'_> {
-        RecordEntries::decode(&self.bytes)
+        RecordEntriesIter { rest: &self.bytes }
     }
 
-    /// Each (suffix, value) of a stored bucketed record.
-    pub fn decode(bytes: &[u8]) -> RecordEntriesIter<'_> {
-        RecordEntriesIter { rest: bytes }
+    /// Each (suffix, value) of the bucketed record stored under `name`, or
+    /// why it cannot be read: stored bytes may be damaged, and every length
+    /// they hold is checked before any is trusted.
+    pub fn decode<'a>(name: &[u8], bytes: &'a [u8]) -> Result<RecordEntriesIter<'a>, UnreadableKey> {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            for _field in 0..2 {
+                let length = rest.get(..4).map(|length| u32::from_le_bytes(length.try_into().expect("4 bytes")));
+                let field_end = length.and_then(|length| usize::try_from(length).ok()?.checked_add(4));
+                match field_end.and_then(|end| rest.get(end..)) {
+                    Some(after) => rest = after,
+                    None => return Err(UnreadableKey::of(name)),
+                }
+            }
+        }
+        Ok(RecordEntriesIter { rest: bytes })
     }
 
     /// The entries sorted by suffix, the later of two with one suffix kept.
@@ -460,7 +473,8 @@ impl std::fmt::Debug for RecordEntries {
     }
 }
 
-/// The entries of a [`RecordEntries`] or of a stored bucketed record.
+/// The entries of a [`RecordEntries`] or of a stored bucketed record whose
+/// lengths [`RecordEntries::decode`] checked.
 pub struct RecordEntriesIter<'a> {
     rest: &'a [u8],
 }
@@ -595,6 +609,13 @@ pub struct UnreadableKey {
     length: usize,
 }
 
+impl UnreadableKey {
+    /// The stored key (or record name) `key` cannot be read.
+    pub fn of(key: &[u8]) -> UnreadableKey {
+        UnreadableKey { table: key.first().map_or('?', |tag| char::from(*tag)), length: key.len() }
+    }
+}
+
 impl Projection {
     /// The last stream sequence folded in; 0 for an empty projection.
     pub fn watermark(&self) -> u64 {
@@ -655,7 +676,7 @@ impl Projection {
     /// projection loaded from every key of a store equals the one that
     /// wrote them (its events apart, which stay in the store).
     pub fn load_entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), UnreadableKey> {
-        let unreadable = || UnreadableKey { table: key.first().map_or('?', |tag| char::from(*tag)), length: key.len() };
+        let unreadable = || UnreadableKey::of(key);
         if key == keys::WATERMARK {
             self.watermark = crate::projection::decode_watermark(value);
             return Ok(());
@@ -1417,6 +1438,24 @@ mod tests {
             "subject":"{movement}","time":"2026-03-02T10:00:00Z","data":{{"participant":"ann","hours":1.5}}}}"#
         );
         Event::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn stored_entries_with_a_length_beyond_their_bytes_are_unreadable() {
+        let entries = RecordEntries::from_pairs([(&b"s1"[..], &b"value"[..]), (b"s2", b"other")]);
+        let bytes = entries.as_bytes();
+        let read: Vec<_> = RecordEntries::decode(b"x", bytes).unwrap().collect();
+        assert_eq!(read, entries.iter().collect::<Vec<_>>());
+        // Cut after its first entry, a record is whole; cut anywhere else,
+        // some length runs past its end.
+        let first_entry_bytes = 4 + 2 + 4 + 5;
+        assert_eq!(RecordEntries::decode(b"x", &bytes[..first_entry_bytes]).unwrap().count(), 1);
+        for cut in (1..bytes.len()).filter(|cut| *cut != first_entry_bytes) {
+            assert!(RecordEntries::decode(b"x", &bytes[..cut]).is_err(), "cut to {cut} bytes");
+        }
+        let mut huge = bytes.to_vec();
+        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(RecordEntries::decode(b"x", &huge).is_err());
     }
 
     #[test]

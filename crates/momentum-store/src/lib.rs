@@ -231,15 +231,16 @@ impl Store {
         for record in self.projection.iter() {
             let (name, bytes) = record?;
             let mut failure = None;
-            let _ = Record::visit(&name, &bytes, &mut key, &mut |key, value| match projection.load_entry(key, value) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(error) => {
-                    failure = Some(error);
-                    ControlFlow::Break(())
-                }
-            });
-            if let Some(error) = failure {
-                return Err(StoreError::Unreadable(error));
+            let flow =
+                Record::visit(&name, &bytes, &mut key, &mut |key, value| match projection.load_entry(key, value) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(error) => {
+                        failure = Some(error);
+                        ControlFlow::Break(())
+                    }
+                })?;
+            if flow.is_break() {
+                return Err(StoreError::Unreadable(failure.expect("the visit breaks only on an unreadable key")));
             }
         }
         Ok(projection)
@@ -320,33 +321,41 @@ struct Record;
 impl Record {
     /// Shows `visit` every key and value of the record stored under `name`;
     /// `key` is a buffer for the whole keys. Stops when `visit` breaks.
-    fn visit(name: &[u8], bytes: &[u8], key: &mut Vec<u8>, visit: &mut Visitor<'_>) -> ControlFlow<()> {
+    /// A damaged record is an error before `visit` sees any of it.
+    fn visit(
+        name: &[u8],
+        bytes: &[u8],
+        key: &mut Vec<u8>,
+        visit: &mut Visitor<'_>,
+    ) -> Result<ControlFlow<()>, StoreError> {
         if !keys::is_bucket(name) {
-            return visit(name, bytes);
+            return Ok(visit(name, bytes));
         }
-        for (suffix, value) in RecordEntries::decode(bytes) {
+        for (suffix, value) in RecordEntries::decode(name, bytes).map_err(StoreError::Unreadable)? {
             key.clear();
             key.extend_from_slice(name);
             key.extend_from_slice(suffix);
-            visit(key, value)?;
+            if visit(key, value).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         }
-        ControlFlow::Continue(())
+        Ok(ControlFlow::Continue(()))
     }
 
     /// The value of the key `name` + `suffix` in the record stored under
     /// `name`.
-    fn find(name: &[u8], bytes: &[u8], suffix: &[u8]) -> Option<Vec<u8>> {
+    fn find(name: &[u8], bytes: &[u8], suffix: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if !keys::is_bucket(name) {
-            return suffix.is_empty().then(|| bytes.to_vec());
+            return Ok(suffix.is_empty().then(|| bytes.to_vec()));
         }
-        for (stored, value) in RecordEntries::decode(bytes) {
+        for (stored, value) in RecordEntries::decode(name, bytes).map_err(StoreError::Unreadable)? {
             match stored.cmp(suffix) {
                 Ordering::Less => {}
-                Ordering::Equal => return Some(value.to_vec()),
-                Ordering::Greater => return None,
+                Ordering::Equal => return Ok(Some(value.to_vec())),
+                Ordering::Greater => return Ok(None),
             }
         }
-        None
+        Ok(None)
     }
 
     /// The record to store for `entries` (in suffix order, as a checkpoint
@@ -423,7 +432,7 @@ impl Walk for Store {
                     return ControlFlow::Break(());
                 }
                 visit(key, value)
-            });
+            })?;
             if flow.is_break() {
                 break;
             }
@@ -440,7 +449,10 @@ impl StateRead for Store {
             return Ok(self.resident().get(key).cloned());
         }
         let (name, suffix) = split_key(key);
-        Ok(self.projection.get(name)?.and_then(|bytes| Record::find(name, &bytes, suffix)))
+        match self.projection.get(name)? {
+            Some(bytes) => Record::find(name, &bytes, suffix),
+            None => Ok(None),
+        }
     }
 
     fn first_with_prefix(&self, prefix: &[u8]) -> Result<Option<Entry>, StoreError> {
@@ -766,6 +778,30 @@ mod tests {
                 "time":"2026-03-{day:02}T10:00:00Z","data":{data}}}"#
         );
         momentum_domain::Event::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_unreadable_store_not_a_panic() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        let meeting = r#"{"attendees":["ann","bob"],"organisers":[],"principles":["share_power"],"partners":[]}"#;
+        let mut projection = Projection::default();
+        let settings = momentum_domain::projection::ProjectionSettings::default();
+        projection.apply(&settings, &event("1", "meeting.held", 2, meeting), 1, &store).unwrap();
+        store.commit_checkpoint(&projection.checkpoint()).unwrap();
+        let (name, bytes) = store
+            .projection
+            .iter()
+            .map(|record| record.unwrap())
+            .find(|(name, bytes)| keys::is_bucket(name) && bytes.len() > 8)
+            .expect("a meeting leaves bucketed records");
+        let entry_key = [&name[..], RecordEntries::decode(&name, &bytes).unwrap().next().unwrap().0].concat();
+        // A record cut short inside its last value, as a torn write would.
+        store.projection.insert(&name, &bytes[..bytes.len() - 1]).unwrap();
+
+        assert!(matches!(store.load_projection(), Err(StoreError::Unreadable(_))));
+        assert!(matches!(store.get(&entry_key), Err(StoreError::Unreadable(_))));
+        assert!(matches!(store.entries(), Err(StoreError::Unreadable(_))));
     }
 
     #[test]
