@@ -83,6 +83,31 @@ async fn events_posted_singly_and_in_batches_appear_in_the_weekly_trend_with_exa
 }
 
 #[tokio::test]
+async fn the_projector_answers_trend_totals_as_json_unless_asked_for_binary_and_both_read_alike() {
+    use momentum_domain::query::TrendTotals;
+    let stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let subject = momentum_bus::Partition::WHOLE.query_subject(momentum_bus::QueryEndpoint::TrendTotals);
+    let request = json!({ "movement": MOVEMENT, "interval": "week", "from": "2026-03-02", "to": "2026-06-14",
+        "min_seq": max_seq });
+    let json_answer = nats.request(subject.clone(), request.to_string().into()).await.unwrap().payload;
+    let mut binary_request = request.clone();
+    binary_request["totals_encoding"] = json!("binary");
+    let binary_answer = nats.request(subject, binary_request.to_string().into()).await.unwrap().payload;
+
+    // An older query service, which never asks, still gets JSON.
+    let from_json: TrendTotals = serde_json::from_slice(&json_answer).expect("the default answer is JSON");
+    assert_ne!(binary_answer.first(), Some(&b'{'));
+    assert!(binary_answer.len() < json_answer.len(), "{} against {} bytes", binary_answer.len(), json_answer.len());
+    let from_binary = TrendTotals::from_answer(&binary_answer).unwrap();
+    assert_eq!(from_binary, from_json);
+    assert!(from_binary.watermark >= max_seq);
+    assert!(from_binary.totals.iter().any(|period| period.active_participants > 0));
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn posting_the_same_events_again_reports_duplicates_and_changes_no_number() {
     let stack = TestStack::start().await;
     let max_seq = post_scenario(&stack).await;

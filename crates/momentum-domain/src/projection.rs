@@ -464,7 +464,13 @@ pub struct PeriodTotals {
 impl PeriodTotals {
     const FIELD_COUNT: usize = 16;
 
-    fn fields_mut(&mut self) -> [&mut i64; Self::FIELD_COUNT] {
+    /// The fields in stored order.
+    pub(crate) fn fields(self) -> [i64; Self::FIELD_COUNT] {
+        let mut copy = self;
+        copy.fields_mut().map(|field| *field)
+    }
+
+    pub(crate) fn fields_mut(&mut self) -> [&mut i64; Self::FIELD_COUNT] {
         [
             &mut self.active_participants,
             &mut self.joined,
@@ -543,8 +549,7 @@ impl PeriodTotals {
 /// array reads with zeros and fields a newer writer appended are ignored.
 impl serde::Serialize for PeriodTotals {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut copy = *self;
-        let fields = copy.fields_mut().map(|field| *field);
+        let fields = self.fields();
         let length = fields.iter().rposition(|field| *field != 0).map_or(0, |last| last + 1);
         serializer.collect_seq(&fields[..length])
     }

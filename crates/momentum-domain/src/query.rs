@@ -850,6 +850,128 @@ pub struct TrendTotals {
     pub totals: Vec<PeriodTotals>,
 }
 
+/// How the projector encodes a `trend_totals` answer. JSON unless the
+/// asker names [`TotalsEncoding::Binary`]: the query service does, and
+/// reads either, so that a query service and a projector of different
+/// versions still understand each other during an upgrade.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TotalsEncoding {
+    #[default]
+    Json,
+    /// [`TrendTotals::to_binary`]: reading three years of weekly totals as
+    /// JSON was a quarter of the query service's work for a trend
+    /// (docs/benchmarks.md).
+    Binary,
+}
+
+/// The first byte of [`TrendTotals::to_binary`]'s form; JSON's is `{`.
+const TOTALS_BINARY_VERSION: u8 = 1;
+
+/// The periods binary totals may hold, so that a damaged count cannot make
+/// the reader reserve memory without bound.
+const TOTALS_PERIODS_MAX: usize = PERIODS_PER_TREND_MAX + MOMENTUM_WINDOW_PERIODS as usize;
+
+/// Totals that are neither JSON nor binary totals this version can read.
+#[derive(Debug, thiserror::Error)]
+#[error("trend totals cannot be read: {0}")]
+pub struct UnreadableTotals(String);
+
+impl TrendTotals {
+    /// A compact form: the version byte, the watermark (u64) and hour value
+    /// (f64), little-endian, the number of periods (u32), then for each
+    /// period the count of its fields up to the last that is not zero (one
+    /// byte) and those fields, each zigzag-encoded as a LEB128 varint.
+    /// Three years of weekly totals take about a third of their JSON.
+    pub fn to_binary(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(17 + self.totals.len() * 24);
+        bytes.push(TOTALS_BINARY_VERSION);
+        bytes.extend_from_slice(&self.watermark.to_le_bytes());
+        bytes.extend_from_slice(&self.volunteer_hour_value_gbp.to_le_bytes());
+        let periods = u32::try_from(self.totals.len()).expect("a trend has at most TOTALS_PERIODS_MAX periods");
+        bytes.extend_from_slice(&periods.to_le_bytes());
+        for totals in &self.totals {
+            let fields = totals.fields();
+            let length = fields.iter().rposition(|field| *field != 0).map_or(0, |last| last + 1);
+            bytes.push(u8::try_from(length).expect("a period has 16 fields"));
+            for field in &fields[..length] {
+                let mut zigzag = ((field << 1) ^ (field >> 63)) as u64;
+                while zigzag >= 0x80 {
+                    bytes.push((zigzag as u8) | 0x80);
+                    zigzag >>= 7;
+                }
+                bytes.push(zigzag as u8);
+            }
+        }
+        bytes
+    }
+
+    /// Reads a projector's answer, JSON or [`TrendTotals::to_binary`]'s
+    /// form. As with stored totals, a period with fewer fields reads with
+    /// zeros for the rest, and fields a newer writer appended are skipped.
+    pub fn from_answer(bytes: &[u8]) -> Result<TrendTotals, UnreadableTotals> {
+        match bytes.first() {
+            Some(&TOTALS_BINARY_VERSION) => TrendTotals::from_binary(&bytes[1..]),
+            _ => serde_json::from_slice(bytes).map_err(|error| UnreadableTotals(error.to_string())),
+        }
+    }
+
+    fn from_binary(bytes: &[u8]) -> Result<TrendTotals, UnreadableTotals> {
+        let mut reader = BinaryReader { rest: bytes };
+        let watermark = u64::from_le_bytes(reader.take()?);
+        let volunteer_hour_value_gbp = f64::from_le_bytes(reader.take()?);
+        let periods = u32::from_le_bytes(reader.take()?) as usize;
+        if periods > TOTALS_PERIODS_MAX {
+            return Err(UnreadableTotals(format!("{periods} periods, more than a trend holds")));
+        }
+        let mut totals = Vec::with_capacity(periods);
+        for _ in 0..periods {
+            let [length] = reader.take()?;
+            let mut period = PeriodTotals::default();
+            let mut fields = period.fields_mut().into_iter();
+            for _ in 0..length {
+                let value = reader.varint()?;
+                if let Some(field) = fields.next() {
+                    *field = value;
+                }
+            }
+            drop(fields);
+            totals.push(period);
+        }
+        if !reader.rest.is_empty() {
+            return Err(UnreadableTotals(format!("{} bytes after the last period", reader.rest.len())));
+        }
+        Ok(TrendTotals { watermark, volunteer_hour_value_gbp, totals })
+    }
+}
+
+/// Reads [`TrendTotals::to_binary`]'s form, refusing to read past its end.
+struct BinaryReader<'a> {
+    rest: &'a [u8],
+}
+
+impl BinaryReader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], UnreadableTotals> {
+        let (taken, rest) =
+            self.rest.split_first_chunk::<N>().ok_or_else(|| UnreadableTotals("cut short".to_owned()))?;
+        self.rest = rest;
+        Ok(*taken)
+    }
+
+    /// A zigzag LEB128 varint of at most ten bytes.
+    fn varint(&mut self) -> Result<i64, UnreadableTotals> {
+        let mut zigzag = 0u64;
+        for shift in (0..64).step_by(7) {
+            let [byte] = self.take()?;
+            zigzag |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64));
+            }
+        }
+        Err(UnreadableTotals("a number longer than ten bytes".to_owned()))
+    }
+}
+
 /// Reads the totals of a trend: the watermark, then one range scan.
 pub fn trend_totals<R: ProjectionRead + ?Sized>(
     projection: &R,
@@ -1344,6 +1466,54 @@ mod tests {
             let written = trend_json_from_totals::<()>(&request, &totals).expect("the totals fit");
             prop_assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(computed).unwrap());
         }
+    }
+
+    proptest! {
+        #[test]
+        fn trend_totals_read_back_whole_from_binary_and_from_json((_request, totals) in request_and_totals()) {
+            prop_assert_eq!(&TrendTotals::from_answer(&totals.to_binary()).expect("binary reads back"), &totals);
+            let json = serde_json::to_vec(&totals).expect("totals serialise");
+            prop_assert_eq!(&TrendTotals::from_answer(&json).expect("json reads back"), &totals);
+        }
+    }
+
+    #[test]
+    fn binary_totals_cut_short_or_too_long_or_too_many_are_refused_not_misread() {
+        let totals = TrendTotals {
+            watermark: 7,
+            volunteer_hour_value_gbp: 11.5,
+            totals: vec![
+                PeriodTotals { active_participants: 300, meetings: -2, ..PeriodTotals::default() },
+                PeriodTotals::default(),
+                PeriodTotals { window_participants: i64::MIN, ..PeriodTotals::default() },
+            ],
+        };
+        let bytes = totals.to_binary();
+        for cut in 1..bytes.len() {
+            assert!(TrendTotals::from_answer(&bytes[..cut]).is_err(), "cut to {cut} bytes");
+        }
+        assert!(TrendTotals::from_answer(&[bytes.as_slice(), &[0]].concat()).is_err(), "a byte after the end");
+        let mut too_many = bytes.clone();
+        too_many[17..21].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(TrendTotals::from_answer(&too_many).is_err());
+        let mut endless = bytes[..21].to_vec();
+        endless.extend([1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
+        assert!(TrendTotals::from_answer(&[endless.as_slice(), &[0, 0]].concat()).is_err(), "an eleven-byte number");
+    }
+
+    #[test]
+    fn binary_totals_with_fields_appended_by_a_newer_projector_read_the_known_ones() {
+        let mut bytes = vec![1];
+        bytes.extend(3u64.to_le_bytes());
+        bytes.extend(10.0f64.to_le_bytes());
+        bytes.extend(1u32.to_le_bytes());
+        // 18 fields, each zigzag 2 (the number 1); two more than this version knows.
+        bytes.push(18);
+        bytes.extend([2; 18]);
+        let read = TrendTotals::from_answer(&bytes).unwrap();
+        assert_eq!(read.totals.len(), 1);
+        assert_eq!(read.totals[0].fields(), [1; 16]);
+        assert_eq!((read.watermark, read.volunteer_hour_value_gbp), (3, 10.0));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use momentum_bus::{QUERY_SERVICE_NAME, QueryEndpoint};
 use momentum_domain::query::{
-    self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, ReadSettings, TrendRequest,
+    self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, ReadSettings, TotalsEncoding, TrendRequest,
+    TrendTotals,
 };
 use std::convert::Infallible;
 
@@ -147,6 +148,9 @@ pub(crate) async fn start(
 struct Envelope<T> {
     #[serde(default)]
     min_seq: Option<u64>,
+    /// How a `trend_totals` answer is encoded; every other answer is JSON.
+    #[serde(default)]
+    totals_encoding: TotalsEncoding,
     #[serde(flatten)]
     request: T,
 }
@@ -201,10 +205,14 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
             // event, or the taking of a checkpoint, which can last long
             // after a catch-up), the read waits on the pool instead, never
             // on one of the runtime's two workers.
+            let encoding = envelope.totals_encoding;
             if let Ok(projection) = shared.try_read() {
-                return to_json(query::trend_totals(&*projection, &envelope.request, &settings)).map(Bytes::from);
+                let totals = query::trend_totals(&*projection, &envelope.request, &settings);
+                return encode_totals(totals, encoding).map(Bytes::from);
             }
-            Box::new(move || to_json(query::trend_totals(&*read_projection(&shared), &envelope.request, &settings)))
+            Box::new(move || {
+                encode_totals(query::trend_totals(&*read_projection(&shared), &envelope.request, &settings), encoding)
+            })
         }
         QueryEndpoint::Cohorts => {
             let envelope: Envelope<CohortRequest> = read(payload)?;
@@ -251,6 +259,16 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
 /// The projection, for a read; see [`SharedProjection`] on poisoning.
 fn read_projection(shared: &SharedProjection) -> std::sync::RwLockReadGuard<'_, momentum_domain::typed::Projection> {
     shared.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn encode_totals(
+    totals: Result<TrendTotals, QueryError<Infallible>>,
+    encoding: TotalsEncoding,
+) -> Result<Vec<u8>, service::error::Error> {
+    match encoding {
+        TotalsEncoding::Json => to_json(totals),
+        TotalsEncoding::Binary => Ok(totals.map_err(query_error)?.to_binary()),
+    }
 }
 
 fn to_json<T: serde::Serialize>(result: Result<T, QueryError<Infallible>>) -> Result<Vec<u8>, service::error::Error> {

@@ -548,11 +548,20 @@ async fn ask_for(
     request: Value,
 ) -> Result<Bytes, Response> {
     use momentum_domain::query::{
-        self, Cohorts, CompareRequest, MovementList, Principles, QueryError, TrendRequest, TrendTotals, suppression,
+        self, Cohorts, CompareRequest, MovementList, Principles, QueryError, TotalsEncoding, TrendRequest, TrendTotals,
+        suppression,
     };
-    let internal = |error: serde_json::Error| {
+    fn internal(error: impl std::fmt::Display) -> Response {
         tracing::error!(%error, "a projector answer could not be read");
         Problem::internal().into_response()
+    }
+    // Totals are asked for in their binary form, which a quarter of a
+    // trend's work here went into reading as JSON (docs/benchmarks.md).
+    let in_binary = |mut request: Value| {
+        if let Some(fields) = request.as_object_mut() {
+            fields.insert("totals_encoding".to_owned(), json!(TotalsEncoding::Binary));
+        }
+        request
     };
     let unfit = |error: QueryError<()>| {
         tracing::error!(%error, "a projector's trend totals do not fit the request");
@@ -578,8 +587,8 @@ async fn ask_for(
             if below.is_some() {
                 trend_request.metrics = None;
             }
-            let json = ask(state, QueryEndpoint::TrendTotals, request).await?;
-            let totals: TrendTotals = serde_json::from_slice(&json).map_err(internal)?;
+            let answer = ask(state, QueryEndpoint::TrendTotals, in_binary(request)).await?;
+            let totals = TrendTotals::from_answer(&answer).map_err(internal)?;
             let Some(below) = below else {
                 return Ok(Bytes::from(query::trend_json_from_totals(&trend_request, &totals).map_err(unfit)?));
             };
@@ -604,12 +613,12 @@ async fn ask_for(
                     fields.remove("metric");
                     fields.insert("movement".to_owned(), json!(movement));
                 }
-                ask(state, QueryEndpoint::TrendTotals, trend_request)
+                ask(state, QueryEndpoint::TrendTotals, in_binary(trend_request))
             });
             let answers = futures::future::join_all(asks).await;
             let mut totals = Vec::with_capacity(answers.len());
             for answer in answers {
-                totals.push(serde_json::from_slice::<TrendTotals>(&answer?).map_err(internal)?);
+                totals.push(TrendTotals::from_answer(&answer?).map_err(internal)?);
             }
             let comparison = query::comparison_from_totals(&compared, &totals, Some(below)).map_err(unfit)?;
             Ok(to_bytes(&comparison))
