@@ -34,9 +34,13 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// frees the pages the batch replaces only after it: a harness catch-up
 /// peaked at 1 173 MiB allocated with checkpoints of 50 000 events (about
 /// 120 000 records, 50 to 80 MiB) and at 339 MiB with 10 000, writing as
-/// fast; a million-event catch-up peaked at 1 361 MiB resident with
-/// 10 000 and at 911 MiB with 5 000, as fast (docs/benchmarks.md).
-const CHECKPOINT_EVENTS: u64 = 5_000;
+/// fast. A million-event catch-up peaked at 1 361 MiB resident with
+/// 10 000, at 911-1 043 MiB with 5 000 (beyond the 1 GiB it is allowed)
+/// and at 848 MiB with 2 500 (docs/benchmarks.md). While catching up sled
+/// is the slower side, so checkpoints grow to [`CHECKPOINT_EVENTS_MAX`];
+/// smaller ones coalesce fewer writes of the same record (2.5 to 2.8
+/// records an event with 5 000 in the harness, 2.7 to 2.8 with 2 500).
+const CHECKPOINT_EVENTS: u64 = 2_500;
 /// The most events folded since the last checkpoint taken. A due
 /// checkpoint is put off while another still waits to be written (sled is
 /// behind: the next one then holds more, and the fold does not stall);
@@ -44,7 +48,7 @@ const CHECKPOINT_EVENTS: u64 = 5_000;
 /// keeps each event in memory until its checkpoint is in sled (a
 /// retraction may need it), so this bounds that memory: about 1 KiB an
 /// event.
-const CHECKPOINT_EVENTS_MAX: u64 = 10_000;
+const CHECKPOINT_EVENTS_MAX: u64 = 5_000;
 
 /// The projection in memory, shared by the fold (which writes it) and the
 /// query endpoints (which read it). Nothing panics while holding the lock
