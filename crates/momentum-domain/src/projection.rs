@@ -254,8 +254,14 @@ pub mod keys {
     }
 
     pub(crate) fn read_date(bytes: &[u8]) -> NaiveDate {
-        let days = (u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")) ^ 0x8000_0000) as i32;
-        NaiveDate::from_num_days_from_ce_opt(days).expect("stored dates are valid")
+        read_stored_date(bytes).expect("stored dates are valid")
+    }
+
+    /// The date of a key's 4 date bytes; `None` for bytes no date was
+    /// written as (a damaged store).
+    pub(crate) fn read_stored_date(bytes: &[u8]) -> Option<NaiveDate> {
+        let days = (u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) ^ 0x8000_0000) as i32;
+        NaiveDate::from_num_days_from_ce_opt(days)
     }
 
     fn movement_prefix(tag: u8, movement: &str) -> Vec<u8> {
@@ -543,9 +549,10 @@ impl PeriodTotals {
     }
 }
 
-/// Over NATS (the projector's `trend_totals` answer), totals travel as a JSON
-/// array of the fields in stored order without its trailing zeros, so a
-/// period where nothing happened is `[]`; like the stored form, a shorter
+/// In a JSON `trend_totals` answer (the projector's default; the query
+/// service asks for `TrendTotals::to_binary`'s form), totals travel as a
+/// JSON array of the fields in stored order without its trailing zeros, so
+/// a period where nothing happened is `[]`; like the stored form, a shorter
 /// array reads with zeros and fields a newer writer appended are ignored.
 impl serde::Serialize for PeriodTotals {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

@@ -857,16 +857,23 @@ pub struct TrendTotals {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TotalsEncoding {
-    #[default]
-    Json,
     /// [`TrendTotals::to_binary`]: reading three years of weekly totals as
     /// JSON was a quarter of the query service's work for a trend
     /// (docs/benchmarks.md).
     Binary,
+    /// JSON, as every other answer. Also what an encoding this version
+    /// does not know reads as, so that a newer query service asking for
+    /// one still gets an answer it can read.
+    #[default]
+    #[serde(other)]
+    Json,
 }
 
 /// The first byte of [`TrendTotals::to_binary`]'s form; JSON's is `{`.
 const TOTALS_BINARY_VERSION: u8 = 1;
+
+/// The version byte, the watermark, the hour value and the period count.
+const TOTALS_HEADER_BYTES: usize = 1 + 8 + 8 + 4;
 
 /// The periods binary totals may hold, so that a damaged count cannot make
 /// the reader reserve memory without bound.
@@ -884,7 +891,7 @@ impl TrendTotals {
     /// byte) and those fields, each zigzag-encoded as a LEB128 varint.
     /// Three years of weekly totals take about a third of their JSON.
     pub fn to_binary(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(17 + self.totals.len() * 24);
+        let mut bytes = Vec::with_capacity(TOTALS_HEADER_BYTES + self.totals.len() * 24);
         bytes.push(TOTALS_BINARY_VERSION);
         bytes.extend_from_slice(&self.watermark.to_le_bytes());
         bytes.extend_from_slice(&self.volunteer_hour_value_gbp.to_le_bytes());
@@ -963,6 +970,10 @@ impl BinaryReader<'_> {
         let mut zigzag = 0u64;
         for shift in (0..64).step_by(7) {
             let [byte] = self.take()?;
+            // The tenth byte carries the 64th bit only; more is not a u64.
+            if shift == 63 && byte > 1 {
+                return Err(UnreadableTotals("a number beyond 64 bits".to_owned()));
+            }
             zigzag |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 return Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64));
@@ -1493,12 +1504,41 @@ mod tests {
             assert!(TrendTotals::from_answer(&bytes[..cut]).is_err(), "cut to {cut} bytes");
         }
         assert!(TrendTotals::from_answer(&[bytes.as_slice(), &[0]].concat()).is_err(), "a byte after the end");
+        let count_at = TOTALS_HEADER_BYTES - 4..TOTALS_HEADER_BYTES;
         let mut too_many = bytes.clone();
-        too_many[17..21].copy_from_slice(&u32::MAX.to_le_bytes());
+        too_many[count_at.clone()].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(TrendTotals::from_answer(&too_many).is_err());
-        let mut endless = bytes[..21].to_vec();
-        endless.extend([1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]);
-        assert!(TrendTotals::from_answer(&[endless.as_slice(), &[0, 0]].concat()).is_err(), "an eleven-byte number");
+        let number = |tail: &[u8]| {
+            let mut one = bytes[..TOTALS_HEADER_BYTES].to_vec();
+            one[count_at.clone()].copy_from_slice(&1u32.to_le_bytes());
+            one.push(1);
+            one.extend([0xff; 9]);
+            one.extend(tail);
+            TrendTotals::from_answer(&one)
+        };
+        assert_eq!(number(&[0x01]).unwrap().totals[0].active_participants, i64::MIN, "the largest zigzag number");
+        assert!(number(&[0x02]).is_err(), "a tenth byte beyond the 64th bit");
+        assert!(number(&[0x81, 0x00]).is_err(), "an eleven-byte number");
+    }
+
+    #[test]
+    fn binary_totals_hold_the_longest_trend_and_refuse_one_period_more() {
+        let longest = TrendTotals {
+            watermark: 1,
+            volunteer_hour_value_gbp: 1.0,
+            totals: vec![PeriodTotals { meetings: 1, ..PeriodTotals::default() }; TOTALS_PERIODS_MAX],
+        };
+        assert_eq!(TrendTotals::from_answer(&longest.to_binary()).unwrap(), longest);
+        let mut one_more = longest.clone();
+        one_more.totals.push(PeriodTotals::default());
+        assert!(TrendTotals::from_answer(&one_more.to_binary()).is_err());
+    }
+
+    #[test]
+    fn an_encoding_this_version_does_not_know_reads_as_json() {
+        let encoding: TotalsEncoding = serde_json::from_str(r#""compressed""#).unwrap();
+        assert_eq!(encoding, TotalsEncoding::Json);
+        assert_eq!(serde_json::from_str::<TotalsEncoding>(r#""binary""#).unwrap(), TotalsEncoding::Binary);
     }
 
     #[test]

@@ -753,7 +753,7 @@ impl<'key> KeyReader<'key> {
         }
         let (date, rest) = self.rest.split_at(4);
         self.rest = rest;
-        Some(keys::read_date(date))
+        keys::read_stored_date(date)
     }
 
     fn text(&mut self) -> Option<&'key str> {
@@ -1435,7 +1435,7 @@ impl crate::query::ProjectionRead for Projection {
 
 #[cfg(test)]
 mod tests {
-    use super::{Projection, RecordEntries};
+    use super::{Interval, NaiveDate, PeriodTotals, Projection, RecordEntries, keys};
     use crate::Event;
     use crate::memory::MemoryState;
     use crate::projection::ProjectionSettings;
@@ -1446,6 +1446,17 @@ mod tests {
             "subject":"{movement}","time":"2026-03-02T10:00:00Z","data":{{"participant":"ann","hours":1.5}}}}"#
         );
         Event::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_stored_key_with_a_date_no_date_was_written_as_is_unreadable() {
+        let start = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let mut key = keys::period("leeds", Interval::Week, start);
+        let mut projection = Projection::default();
+        projection.load_entry(&key, &PeriodTotals::default().encode()).unwrap();
+        let date_at = key.len() - 4;
+        key[date_at..].copy_from_slice(&[0xff; 4]);
+        assert!(projection.load_entry(&key, &PeriodTotals::default().encode()).is_err());
     }
 
     #[test]

@@ -640,8 +640,9 @@ async fn ask_for(
 }
 
 /// Sends a request to the projection service (the partition or partitions
-/// that hold its movements). Its JSON answer is the API's; its errors, or
-/// its silence, become problem responses.
+/// that hold its movements). Its answer is the API's JSON, except trend
+/// totals asked for in binary; its errors, or its silence, become problem
+/// responses.
 async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Result<Bytes, Response> {
     use crate::partitions::Failure;
     // While NATS is away no answer can come: say so at once rather than
