@@ -83,12 +83,13 @@ async fn events_posted_singly_and_in_batches_appear_in_the_weekly_trend_with_exa
 }
 
 #[tokio::test]
-async fn the_projector_answers_trend_totals_as_json_unless_asked_for_binary_and_both_read_alike() {
+async fn the_projector_answers_trend_totals_as_json_unless_asked_for_binary_and_the_query_service_asks_for_binary() {
+    use futures::StreamExt;
     use momentum_domain::query::TrendTotals;
     let stack = TestStack::start().await;
     let max_seq = post_scenario(&stack).await;
     let nats = async_nats::connect(stack.nats.url()).await.unwrap();
-    let subject = momentum_bus::Partition::WHOLE.query_subject(momentum_bus::QueryEndpoint::TrendTotals);
+    let subject = subject_of_totals();
     let request = json!({ "movement": MOVEMENT, "interval": "week", "from": "2026-03-02", "to": "2026-06-14",
         "min_seq": max_seq });
     let json_answer = nats.request(subject.clone(), request.to_string().into()).await.unwrap().payload;
@@ -104,7 +105,20 @@ async fn the_projector_answers_trend_totals_as_json_unless_asked_for_binary_and_
     assert_eq!(from_binary, from_json);
     assert!(from_binary.watermark >= max_seq);
     assert!(from_binary.totals.iter().any(|period| period.active_participants > 0));
+
+    // The query service asks for the binary form: a plain subscriber sees
+    // every request on the subject beside the projector's queue group.
+    let mut requests = nats.subscribe(subject_of_totals()).await.unwrap();
+    nats.flush().await.unwrap();
+    stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", max_seq).await;
+    let asked = tokio::time::timeout(Duration::from_secs(5), requests.next()).await.unwrap().unwrap();
+    let asked: Value = serde_json::from_slice(&asked.payload).unwrap();
+    assert_eq!(asked["totals_encoding"], "binary", "{asked}");
     stack.stop().await;
+}
+
+fn subject_of_totals() -> String {
+    momentum_bus::Partition::WHOLE.query_subject(momentum_bus::QueryEndpoint::TrendTotals)
 }
 
 #[tokio::test]
