@@ -968,9 +968,11 @@ impl BinaryReader<'_> {
     /// A zigzag LEB128 varint of at most ten bytes.
     fn varint(&mut self) -> Result<i64, UnreadableTotals> {
         let mut zigzag = 0u64;
-        for shift in (0..64).step_by(7) {
+        let mut shift = 0;
+        loop {
             let [byte] = self.take()?;
-            // The tenth byte carries the 64th bit only; more is not a u64.
+            // The tenth byte carries the 64th bit only: anything more, a
+            // continuation included, is not a u64.
             if shift == 63 && byte > 1 {
                 return Err(UnreadableTotals("a number beyond 64 bits".to_owned()));
             }
@@ -978,8 +980,8 @@ impl BinaryReader<'_> {
             if byte & 0x80 == 0 {
                 return Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64));
             }
+            shift += 7;
         }
-        Err(UnreadableTotals("a number longer than ten bytes".to_owned()))
     }
 }
 
@@ -1518,7 +1520,7 @@ mod tests {
         };
         assert_eq!(number(&[0x01]).unwrap().totals[0].active_participants, i64::MIN, "the largest zigzag number");
         assert!(number(&[0x02]).is_err(), "a tenth byte beyond the 64th bit");
-        assert!(number(&[0x81, 0x00]).is_err(), "an eleven-byte number");
+        assert!(number(&[0x81, 0x00]).is_err(), "a tenth byte that goes on to an eleventh");
     }
 
     #[test]

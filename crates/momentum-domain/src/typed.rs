@@ -441,12 +441,10 @@ impl RecordEntries {
         let mut rest = bytes;
         while !rest.is_empty() {
             for _field in 0..2 {
-                let length = rest.get(..4).map(|length| u32::from_le_bytes(length.try_into().expect("4 bytes")));
-                let field_end = length.and_then(|length| usize::try_from(length).ok()?.checked_add(4));
-                match field_end.and_then(|end| rest.get(end..)) {
-                    Some(after) => rest = after,
-                    None => return Err(UnreadableKey::of(name)),
-                }
+                let after = rest.split_first_chunk::<4>().and_then(|(length, field_and_after)| {
+                    field_and_after.get(usize::try_from(u32::from_le_bytes(*length)).ok()?..)
+                });
+                rest = after.ok_or_else(|| UnreadableKey::of(name))?;
             }
         }
         Ok(RecordEntriesIter { rest: bytes })
