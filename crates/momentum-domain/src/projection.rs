@@ -96,8 +96,10 @@ pub enum Outcome {
 /// them apart within their movement; 3 keeps the keys that are read and
 /// written together in one stored record each ([`keys::bucket_len`]); 4
 /// keeps a day's people, and a period's partners and areas, in one record;
-/// 5 keeps a person's memberships of distinct sets with their other counts.
-pub const FORMAT: &str = "5";
+/// 5 keeps a person's memberships of distinct sets with their other counts;
+/// 6 files each event by the stream sequence it arrived at, in records of
+/// 256 sequences, and keeps what the fold knows of it (its status) apart.
+pub const FORMAT: &str = "6";
 
 /// Store keys. Every key starts with a one-byte tag naming its table; keys
 /// of a movement continue with the movement id and a NUL (movement ids never
@@ -107,7 +109,12 @@ pub const FORMAT: &str = "5";
 pub mod keys {
     use super::*;
 
+    /// An event as it arrived (its stored JSON), kept so that a retraction
+    /// can subtract exactly what it added; filed by its stream sequence.
     pub(crate) const EVENT: u8 = b'e';
+    /// What the fold knows of one (`source`, `id`) of a movement
+    /// ([`EventStatus`](super::EventStatus)).
+    pub(crate) const EVENT_STATUS: u8 = b'k';
     pub(crate) const MOVEMENT: u8 = b'm';
     pub(crate) const PERIOD: u8 = b'p';
     /// A participant's participation days, active periods and memberships
@@ -157,7 +164,8 @@ pub mod keys {
     /// participation days, active periods and memberships of every interval
     /// (`a`), a cohort's activity in one interval (`h`), the partners or the
     /// areas of one period (`g`, `r`), a principle's participants on one day
-    /// (`y`) and a principle's days (`x`); dates within a run of 256 days. A
+    /// (`y`) and a principle's days (`x`); dates within a run of 256 days;
+    /// the events that arrived within a run of 256 stream sequences (`e`). A
     /// store keeps each bucket as one record, so folding a batch writes far
     /// fewer records than keys, and the neighbouring periods the fold looks
     /// up come with the first. A bucket holds at most 256 dates, the people
@@ -182,7 +190,13 @@ pub mod keys {
         // dates holds at most 256 of them (37 weeks, 9 months), so a record
         // stays small however long a participant or cohort has been active.
         const DAYS_256: usize = 3;
+        // A sequence's first seven bytes name a run of 256 sequences. The
+        // events of a checkpoint arrived one after another, so they share
+        // a few records instead of one each (a third of all records before,
+        // docs/benchmarks.md).
+        const SEQUENCES_256: usize = 7;
         let end = match tag {
+            EVENT => movement_end + SEQUENCES_256,
             PARTICIPANT => text_end(movement_end)? + DAYS_256,
             COHORT => movement_end + INTERVAL + DATE + DAYS_256,
             // A period's partners and areas are few.
@@ -272,14 +286,40 @@ pub mod keys {
         key
     }
 
-    /// An event's record. Events are told apart within their movement, so
-    /// that a movement's figures depend on its own events only, however the
-    /// movements are spread over partitioned projectors.
-    pub(crate) fn event(movement: &str, source: &str, id: &str) -> Vec<u8> {
+    /// An event's own record: the stream sequence it arrived at
+    /// (big-endian, so that keys sort by it), its source and its id.
+    pub(crate) fn event(movement: &str, seq: u64, source: &str, id: &str) -> Vec<u8> {
         let mut key = movement_prefix(EVENT, movement);
+        key.extend_from_slice(&seq.to_be_bytes());
         push_text(&mut key, source);
         key.extend_from_slice(id.as_bytes());
         key
+    }
+
+    /// The run of 256 stream sequences `seq` falls in: events whose
+    /// sequences share it share a record.
+    pub(crate) fn sequence_run(seq: u64) -> u64 {
+        seq >> 8
+    }
+
+    /// An event's status. Events are told apart within their movement, so
+    /// that a movement's figures depend on its own events only, however the
+    /// movements are spread over partitioned projectors.
+    pub(crate) fn event_status(movement: &str, source: &str, id: &str) -> Vec<u8> {
+        let mut key = movement_prefix(EVENT_STATUS, movement);
+        push_text(&mut key, source);
+        key.extend_from_slice(id.as_bytes());
+        key
+    }
+
+    /// Whether a store keeps `key` with `value`. The key-value fold keeps
+    /// every event's status, to find events by (`source`, `id`); a status
+    /// with neither flag says only the sequence its event arrived at, which
+    /// the event's own key says too, so a store keeps only statuses with a
+    /// flag (a retraction, done or pending), and a projection loaded from
+    /// the store rebuilds the rest ([`crate::typed::Projection::load_entry`]).
+    pub fn is_stored(key: &[u8], value: &[u8]) -> bool {
+        key.first() != Some(&EVENT_STATUS) || super::EventStatus::decode(value).is_none_or(|status| status.is_stored())
     }
 
     pub(crate) fn movement(movement: &str) -> Vec<u8> {
@@ -600,60 +640,78 @@ pub fn millihours(hours: f64) -> i64 {
     (hours * 1000.0).round() as i64
 }
 
-/// What the store keeps about one (`source`, `id`) of a movement.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct EventRecord {
-    /// The event itself once it has arrived, in its stored JSON form; kept so
-    /// a later retraction can subtract exactly what it added.
-    pub(crate) event: Option<Vec<u8>>,
-    /// The stream sequence it arrived at; 0 until it has.
+/// What the fold knows of one (`source`, `id`) of a movement: where its
+/// event is filed, once it has arrived, and its retraction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct EventStatus {
+    /// The stream sequence its event arrived at; 0 until it has (a
+    /// stream's sequences start at 1).
     pub(crate) seq: u64,
     pub(crate) retracted: bool,
     /// A retraction naming this event arrived before it.
     pub(crate) retraction_pending: bool,
 }
 
-impl EventRecord {
-    pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        bytes.push(u8::from(self.retracted));
-        bytes.push(u8::from(self.retraction_pending));
-        bytes.extend_from_slice(&self.seq.to_le_bytes());
-        if let Some(event) = &self.event {
-            bytes.extend_from_slice(event);
-        }
+impl EventStatus {
+    const ENCODED_BYTES: usize = 10;
+
+    pub(crate) fn arrived(&self) -> bool {
+        self.seq != 0
+    }
+
+    /// Whether a store keeps it ([`keys::is_stored`]).
+    pub(crate) fn is_stored(&self) -> bool {
+        self.retracted || self.retraction_pending
+    }
+
+    pub(crate) fn encode(&self) -> [u8; EventStatus::ENCODED_BYTES] {
+        let mut bytes = [0; EventStatus::ENCODED_BYTES];
+        bytes[0] = u8::from(self.retracted);
+        bytes[1] = u8::from(self.retraction_pending);
+        bytes[2..].copy_from_slice(&self.seq.to_le_bytes());
         bytes
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> EventRecord {
-        let seq = u64::from_le_bytes(bytes[2..10].try_into().expect("8 bytes"));
-        let event = &bytes[10..];
-        EventRecord {
-            event: (!event.is_empty()).then(|| event.to_vec()),
-            seq,
-            retracted: bytes[0] == 1,
-            retraction_pending: bytes[1] == 1,
-        }
+    /// `None` for bytes no status was written as (a damaged store).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<EventStatus> {
+        let bytes: &[u8; EventStatus::ENCODED_BYTES] = bytes.try_into().ok()?;
+        let flag = |byte: u8| match byte {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        };
+        let (flags, seq) = bytes.split_at(2);
+        Some(EventStatus {
+            seq: u64::from_le_bytes(seq.try_into().ok()?),
+            retracted: flag(flags[0])?,
+            retraction_pending: flag(flags[1])?,
+        })
     }
 }
 
+fn read_status<S: StateRead>(state: &S, key: &[u8]) -> Result<EventStatus, S::Error> {
+    Ok(state
+        .get(key)?
+        .map(|bytes| EventStatus::decode(&bytes).expect("the fold writes statuses it can read"))
+        .unwrap_or_default())
+}
+
 /// Folds one event, found at stream sequence `seq`, into the state.
+/// Sequences start at 1, as a stream's do.
 pub fn apply<S: State>(
     state: &mut S,
     settings: &ProjectionSettings,
     event: &Event,
     seq: u64,
 ) -> Result<Outcome, S::Error> {
-    let record_key = keys::event(&event.subject, &event.source, &event.id);
-    let mut record = match state.get(&record_key)? {
-        Some(bytes) => EventRecord::decode(&bytes),
-        None => EventRecord::default(),
-    };
-    if record.event.is_some() {
+    assert!(seq > 0, "stream sequences start at 1");
+    let status_key = keys::event_status(&event.subject, &event.source, &event.id);
+    let mut status = read_status(state, &status_key)?;
+    if status.arrived() {
         return Ok(Outcome::Duplicate);
     }
-    record.event = Some(event.to_json());
-    record.seq = seq;
+    status.seq = seq;
+    state.put(&keys::event(&event.subject, seq, &event.source, &event.id), &event.to_json())?;
     count_event(state, &event.subject)?;
 
     let outcome = match &event.data {
@@ -661,16 +719,16 @@ pub fn apply<S: State>(
             for pseudonym in &erasure.pseudonyms {
                 erase_participant(state, &event.subject, pseudonym)?;
             }
-            state.put(&record_key, &record.encode())?;
+            state.put(&status_key, &status.encode())?;
             return Ok(Outcome::Erased);
         }
         EventData::EventRetracted(retraction) => {
             let outcome = retract(state, settings, event, &retraction.event_id)?;
-            state.put(&record_key, &record.encode())?;
+            state.put(&status_key, &status.encode())?;
             return Ok(outcome);
         }
-        _ if record.retraction_pending => {
-            record.retracted = true;
+        _ if status.retraction_pending => {
+            status.retracted = true;
             Outcome::ArrivedRetracted
         }
         _ => {
@@ -678,8 +736,8 @@ pub fn apply<S: State>(
             Outcome::Applied
         }
     };
-    record.retraction_pending = false;
-    state.put(&record_key, &record.encode())?;
+    status.retraction_pending = false;
+    state.put(&status_key, &status.encode())?;
     Ok(outcome)
 }
 
@@ -690,22 +748,24 @@ fn retract<S: State>(
     target_id: &str,
 ) -> Result<Outcome, S::Error> {
     // Only an event of the retraction's own movement can be its target.
-    let target_key = keys::event(&retraction.subject, &retraction.source, target_id);
-    let mut target = match state.get(&target_key)? {
-        Some(bytes) => EventRecord::decode(&bytes),
-        None => EventRecord::default(),
-    };
-    let Some(target_json) = &target.event else {
+    let target_key = keys::event_status(&retraction.subject, &retraction.source, target_id);
+    let mut target = read_status(state, &target_key)?;
+    if !target.arrived() {
         if target.retraction_pending {
             return Ok(Outcome::RetractionIgnored);
         }
         target.retraction_pending = true;
         state.put(&target_key, &target.encode())?;
         return Ok(Outcome::RetractionPending);
-    };
-    let target_event = Event::from_json(target_json).expect("stored events were valid when stored");
-    let not_retractable = matches!(target_event.kind, EventType::EventRetracted | EventType::ParticipantErased);
-    if target.retracted || not_retractable {
+    }
+    if target.retracted {
+        return Ok(Outcome::RetractionIgnored);
+    }
+    let target_json = state
+        .get(&keys::event(&retraction.subject, target.seq, &retraction.source, target_id))?
+        .expect("an arrived event is filed under its sequence");
+    let target_event = Event::from_json(&target_json).expect("stored events were valid when stored");
+    if matches!(target_event.kind, EventType::EventRetracted | EventType::ParticipantErased) {
         return Ok(Outcome::RetractionIgnored);
     }
     add_contribution(state, settings, &target_event, -1)?;
@@ -1175,7 +1235,7 @@ mod tests {
         let (state, _) = apply_all(&events.iter().collect::<Vec<_>>());
         let mut buckets = std::collections::BTreeSet::new();
         for key in state.entries.keys() {
-            let bucketed = b"ahgryx".contains(&key[0]);
+            let bucketed = b"aeghryx".contains(&key[0]);
             match keys::bucket_len(key) {
                 Some(length) => {
                     assert!(bucketed, "{key:?} is a key of its own");
@@ -1200,6 +1260,11 @@ mod tests {
         assert_eq!(key[..prefix.len() + 3], same_day[..prefix.len() + 3], "a day and its week share a bucket");
         assert_eq!(keys::bucket_len(&prefix), None, "a range start without a date names no bucket");
         assert_eq!(keys::bucket_len(&key), Some(prefix.len() + 3), "a run of 256 days");
+        // Events that arrived within a run of 256 sequences share a record.
+        let (first, last, next) =
+            (keys::event("m", 256, "s", "a"), keys::event("m", 511, "t", "b"), keys::event("m", 512, "s", "c"));
+        assert_eq!(first[..keys::bucket_len(&first).unwrap()], last[..keys::bucket_len(&last).unwrap()]);
+        assert_ne!(last[..keys::bucket_len(&last).unwrap()], next[..keys::bucket_len(&next).unwrap()]);
         let later = keys::active("m", Interval::Week, "erin", day + chrono::Days::new(300));
         assert_ne!(key[..prefix.len() + 3], later[..prefix.len() + 3], "300 days later is another bucket");
     }
@@ -1215,11 +1280,11 @@ mod tests {
 
         let Ok(outcome) = apply(&mut state, &ProjectionSettings::default(), &erasure("e1", "erin"), 4);
         assert_eq!(outcome, Outcome::Erased);
-        // Only the erasure mark names her; the stored events are records of
-        // events (kept for retractions), not of her.
+        // Only the erasure mark names her; the stored events and their
+        // statuses are records of events (kept for retractions), not of her.
         let left: Vec<Vec<u8>> = keys_mentioning(&state, "erin")
             .into_iter()
-            .filter(|key| key[0] != keys::ERASED && key[0] != keys::EVENT)
+            .filter(|key| ![keys::ERASED, keys::EVENT, keys::EVENT_STATUS].contains(&key[0]))
             .collect();
         assert!(left.is_empty(), "records of erin remain: {left:?}");
         assert_eq!(week(&state), before, "totals already published stay");
@@ -1248,7 +1313,11 @@ mod tests {
         // An erasure cannot be retracted.
         let Ok(outcome) = apply(&mut state, &settings, &retraction("r2", "m", "e1"), 5);
         assert_eq!(outcome, Outcome::RetractionIgnored);
-        assert!(keys_mentioning(&state, "erin").iter().all(|key| key[0] == keys::ERASED || key[0] == keys::EVENT));
+        assert!(
+            keys_mentioning(&state, "erin")
+                .iter()
+                .all(|key| [keys::ERASED, keys::EVENT, keys::EVENT_STATUS].contains(&key[0]))
+        );
     }
 
     #[test]
@@ -1347,7 +1416,7 @@ mod tests {
         let period = keys::period("m", Interval::Week, day);
         assert!(keys::is_resident(keys::WATERMARK) && keys::is_resident(&keys::movement("m")));
         assert!(keys::is_resident(&period));
-        assert!(!keys::is_resident(&keys::event("m", "s", "1")) && !keys::is_resident(b"w1"));
+        assert!(!keys::is_resident(&keys::event("m", 1, "s", "1")) && !keys::is_resident(b"w1"));
         assert!(keys::is_resident_range(&period, &keys::period("m", Interval::Week, day + chrono::Days::new(70))));
         assert!(keys::is_resident_range(b"p", b"q"));
         assert!(!keys::is_resident_range(b"p", b"q\0") && !keys::is_resident_range(b"e", b"f"));

@@ -15,8 +15,9 @@
 //! [`Checkpoint`] holds the stored records that changed since the last
 //! one, whole, so a store writes them without reading anything first, and
 //! [`Projection::load_entry`] builds the projection back from the stored
-//! keys. An event is kept in memory only until it is checkpointed; a later
-//! retraction of it reads it back from the store ([`EventArchive`]).
+//! keys. An event is kept in memory only until it is checkpointed (and
+//! while its run of 256 sequences may still grow); a later retraction of it
+//! reads it back from the store ([`EventArchive`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use crate::event::{Event, EventData, EventType, Principle};
 use crate::memory::MemoryState;
 use crate::period::{Interval, local_date};
 use crate::projection::{
-    EventRecord, MOMENTUM_WINDOW_PERIODS, Outcome, PeriodTotals, ProjectionSettings, State, StateRead, keys,
+    EventStatus, MOMENTUM_WINDOW_PERIODS, Outcome, PeriodTotals, ProjectionSettings, State, StateRead, keys,
 };
 use crate::query::MovementSummary;
 
@@ -265,15 +266,23 @@ struct EventEntry {
     retraction_pending: bool,
 }
 
+impl EventEntry {
+    fn status(&self) -> EventStatus {
+        EventStatus { seq: self.seq, retracted: self.retracted, retraction_pending: self.retraction_pending }
+    }
+}
+
 /// What changed in a movement since the last checkpoint, by stored record.
 #[derive(Clone, Debug, Default)]
 struct Changes {
     events_counted: bool,
-    /// Events whose records changed, each with its stored form (the JSON
-    /// its record holds) once it has arrived: the store holds it after the
-    /// checkpoint. Kept as JSON, not parsed: a third of the memory, and a
-    /// checkpoint need not write it out again.
-    events: HashMap<EventKey, Option<Arc<[u8]>>>,
+    /// Runs of 256 stream sequences ([`keys::sequence_run`]) that events
+    /// arrived in: their records are written again, whole, from
+    /// [`MovementProjection::recent_events`].
+    event_runs: BTreeSet<u64>,
+    /// Events whose status gained a flag (a retraction, done or pending):
+    /// the only statuses a store keeps ([`keys::is_stored`]).
+    statuses: HashSet<EventKey>,
     periods: BTreeSet<(Interval, NaiveDate)>,
     participants: HashSet<ParticipantId>,
     values: HashSet<(ValueSet, Interval, NaiveDate)>,
@@ -327,6 +336,14 @@ struct MovementProjection {
     /// Distinct accepted events, retractions and erasures included.
     events_counted: u64,
     events: HashMap<EventKey, EventEntry>,
+    /// The events of the newest run of 256 sequences, and of every run
+    /// that events arrived in since the last checkpoint, by sequence, each
+    /// in its stored form (its JSON, not parsed: a third of the memory).
+    /// A run's record is written whole, and the newest run may still grow,
+    /// so its events stay after a checkpoint; sequences only increase, so
+    /// no older run grows again. At most the events since the last
+    /// checkpoint and 256 more.
+    recent_events: BTreeMap<u64, (EventKey, Arc<[u8]>)>,
     periods: BTreeMap<(Interval, NaiveDate), PeriodTotals>,
     participant_names: ParticipantNames,
     participants: HashMap<ParticipantId, Participant>,
@@ -383,13 +400,8 @@ impl<S: StateRead> EventArchive for S {
 
 /// The event an event's stored record holds (`None`: no record under `key`).
 pub fn event_from_record<E>(key: &[u8], record: Option<&[u8]>) -> Result<Event, ArchiveError<E>> {
-    let missing = || ArchiveError::Missing { length: key.len() };
-    let record = record.ok_or_else(missing)?;
-    if record.len() <= 10 {
-        return Err(missing());
-    }
-    let json = EventRecord::decode(record).event.ok_or_else(missing)?;
-    Event::from_json(&json).map_err(ArchiveError::Unreadable)
+    let json = record.ok_or(ArchiveError::Missing { length: key.len() })?;
+    Event::from_json(json).map_err(ArchiveError::Unreadable)
 }
 
 /// A stored record's entries: each key's suffix after the record's name,
@@ -516,12 +528,13 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// What this checkpoint writes under `key`, a record of its own (an
-    /// event's, say): `None` if it does not write it, `Some(None)` if it
-    /// removes it.
+    /// What this checkpoint writes under `key` (an event's, say): `None`
+    /// if it does not write the record holding it, `Some(None)` if the
+    /// record it writes does not hold it.
     pub fn value_of(&self, key: &[u8]) -> Option<Option<&[u8]>> {
-        let at = self.records.binary_search_by(|(name, _)| name.as_slice().cmp(key)).ok()?;
-        Some(self.records[at].1.iter().next().map(|(_, value)| value))
+        let (name, suffix) = key.split_at(RecordWriter::name(key).len());
+        let at = self.records.binary_search_by(|(record, _)| record.as_slice().cmp(name)).ok()?;
+        Some(self.records[at].1.iter().find(|(entry, _)| *entry == suffix).map(|(_, value)| value))
     }
 }
 
@@ -545,14 +558,15 @@ impl RecordWriter {
         self.records.push((RecordWriter::name(probe).to_vec(), RecordEntries::default()));
     }
 
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        let name_length = RecordWriter::name(&key).len();
+    fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        let (key, value) = (key.as_ref(), value.as_ref());
+        let name_length = RecordWriter::name(key).len();
         let (name, suffix) = key.split_at(name_length);
         match self.records.last_mut() {
-            Some((last, entries)) if last.as_slice() == name => entries.push(suffix, &value),
+            Some((last, entries)) if last.as_slice() == name => entries.push(suffix, value),
             _ => {
                 let mut entries = RecordEntries::default();
-                entries.push(suffix, &value);
+                entries.push(suffix, value);
                 self.records.push((name.to_vec(), entries));
             }
         }
@@ -646,7 +660,8 @@ impl Projection {
 
     /// The records changed since the last checkpoint, ready to be written
     /// with the watermark in one atomic step; the projection then counts
-    /// changes from here, and keeps no checkpointed event in memory.
+    /// changes from here, and keeps no checkpointed event in memory but
+    /// those of the newest run of sequences.
     pub fn checkpoint(&mut self) -> Checkpoint {
         let mut gathering = self.begin_checkpoint();
         while self.gather_next(&mut gathering) {}
@@ -765,6 +780,13 @@ impl<'key> KeyReader<'key> {
         std::str::from_utf8(text).ok()
     }
 
+    /// A stream sequence: 8 bytes, big-endian.
+    fn sequence(&mut self) -> Option<u64> {
+        let (sequence, rest) = self.rest.split_first_chunk::<8>()?;
+        self.rest = rest;
+        Some(u64::from_be_bytes(*sequence))
+    }
+
     fn remaining(&mut self) -> &'key [u8] {
         std::mem::take(&mut self.rest)
     }
@@ -791,9 +813,13 @@ impl MovementProjection {
         };
         entry.arrived = true;
         entry.seq = seq;
+        if entry.status().is_stored() {
+            // A retraction named it first: its stored status gains the sequence.
+            self.changes.statuses.insert(key.clone());
+        }
         self.events_counted += 1;
         self.changes.events_counted = true;
-        self.changes.events.insert(key.clone(), Some(Arc::from(event.to_json())));
+        self.archive_event(seq, key.clone(), Arc::from(event.to_json()));
         let outcome = match &event.data {
             EventData::ParticipantErased(erasure) => {
                 for pseudonym in &erasure.pseudonyms {
@@ -821,6 +847,17 @@ impl MovementProjection {
         Ok(outcome)
     }
 
+    /// Keeps an arrived event until its run of sequences is written.
+    fn archive_event(&mut self, seq: u64, key: EventKey, json: Arc<[u8]>) {
+        if let Some(&newest) = self.recent_events.keys().next_back() {
+            // An older run's record would be written again without the
+            // events already stored in it.
+            assert!(newest < seq, "stream sequences only increase");
+        }
+        self.recent_events.insert(seq, (key, json));
+        self.changes.event_runs.insert(keys::sequence_run(seq));
+    }
+
     /// The event a retraction names, when it has arrived and still
     /// counts: from memory, or read from `archive` once checkpointed.
     fn retraction_target<A: EventArchive + ?Sized>(
@@ -831,11 +868,13 @@ impl MovementProjection {
     ) -> Result<Option<Event>, A::Error> {
         let key = EventKey::new(&retraction.source, target_id);
         match self.events.get(&key) {
-            Some(target) if target.arrived && !target.retracted => match self.changes.events.get(&key) {
-                Some(Some(json)) => {
-                    Ok(Some(Event::from_json(json).expect("an event kept in memory was valid when kept")))
+            Some(target) if target.arrived && !target.retracted => match self.recent_events.get(&target.seq) {
+                Some((_, json)) => {
+                    Ok(Some(Event::from_json(json).expect("events kept in memory are valid when kept or loaded")))
                 }
-                _ => archive.stored_event(&keys::event(&retraction.subject, &retraction.source, target_id)).map(Some),
+                None => archive
+                    .stored_event(&keys::event(&retraction.subject, target.seq, &retraction.source, target_id))
+                    .map(Some),
             },
             _ => Ok(None),
         }
@@ -855,7 +894,7 @@ impl MovementProjection {
                 return Outcome::RetractionIgnored;
             }
             target.retraction_pending = true;
-            self.changes.events.entry(key).or_insert(None);
+            self.changes.statuses.insert(key);
             return Outcome::RetractionPending;
         }
         if target.retracted {
@@ -868,11 +907,7 @@ impl MovementProjection {
             return Outcome::RetractionIgnored;
         }
         target.retracted = true;
-        // Its record is written again, whole, at the next checkpoint.
-        let held = self.changes.events.entry(key).or_insert(None);
-        if held.is_none() {
-            *held = Some(Arc::from(target_event.to_json()));
-        }
+        self.changes.statuses.insert(key);
         self.add_contribution(settings, &target_event, -1);
         Outcome::Retracted
     }
@@ -1116,19 +1151,30 @@ impl MovementProjection {
     fn write_changes(&mut self, movement: &str, writer: &mut RecordWriter) {
         let changes = std::mem::take(&mut self.changes);
         if changes.events_counted {
-            writer.put(keys::movement(movement), count_bytes(self.events_counted).to_vec());
+            writer.put(keys::movement(movement), count_bytes(self.events_counted));
         }
-        for (key, event) in changes.events {
-            let entry = self.events.get(&key).expect("a changed event is kept");
-            let record = EventRecord {
-                event: event.map(|json| json.to_vec()),
-                seq: entry.seq,
-                retracted: entry.retracted,
-                retraction_pending: entry.retraction_pending,
-            };
-            debug_assert_eq!(record.event.is_some(), entry.arrived, "an arrived event is written with itself");
+        for run in changes.event_runs {
+            let run_events = self.recent_events.range(run << 8..(run + 1) << 8);
+            for (seq, (key, json)) in run_events {
+                let (source, id) = key.parts();
+                writer.put(keys::event(movement, *seq, source, id), json);
+            }
+        }
+        // Only the newest run can still grow.
+        if let Some(&newest) = self.recent_events.keys().next_back() {
+            self.recent_events = self.recent_events.split_off(&(keys::sequence_run(newest) << 8));
+        }
+        for key in changes.statuses {
+            let status = self.events.get(&key).expect("a changed event is kept").status();
             let (source, id) = key.parts();
-            writer.put(keys::event(movement, source, id), record.encode());
+            let status_key = keys::event_status(movement, source, id);
+            if status.is_stored() {
+                writer.put(status_key, status.encode());
+            } else {
+                // A retraction that names itself: pending while it is
+                // folded, then arrived.
+                writer.rewrite(&status_key);
+            }
         }
         for (interval, start) in changes.periods {
             let totals = self.periods.get(&(interval, start)).copied().unwrap_or_default();
@@ -1172,21 +1218,21 @@ impl MovementProjection {
             };
             writer.rewrite(&keys::member(key_set, movement, interval, start, ""));
             for (value, count) in self.values.get(&(set, interval, start)).into_iter().flatten() {
-                writer.put(keys::member(key_set, movement, interval, start, value), count_bytes(*count).to_vec());
+                writer.put(keys::member(key_set, movement, interval, start, value), count_bytes(*count));
             }
         }
         for ((interval, cohort, run), probe) in changes.cohorts {
             writer.rewrite(&keys::cohort(movement, interval, cohort, probe));
             let range = self.cohorts.range((interval, cohort, NaiveDate::MIN)..=(interval, cohort, NaiveDate::MAX));
             for ((_, _, start), count) in range.filter(|((_, _, start), _)| run_of(*start) == run) {
-                writer.put(keys::cohort(movement, interval, cohort, *start), count_bytes(*count).to_vec());
+                writer.put(keys::cohort(movement, interval, cohort, *start), count_bytes(*count));
             }
         }
         for ((principle, run), probe) in changes.principle_days {
             writer.rewrite(&keys::principle_day(movement, principle, probe));
             let range = self.principle_days.range((principle, NaiveDate::MIN)..=(principle, NaiveDate::MAX));
             for ((_, day), count) in range.filter(|((_, day), _)| run_of(*day) == run) {
-                writer.put(keys::principle_day(movement, principle, *day), count_bytes(*count).to_vec());
+                writer.put(keys::principle_day(movement, principle, *day), count_bytes(*count));
             }
         }
         for (principle, day) in changes.principle_members {
@@ -1194,10 +1240,7 @@ impl MovementProjection {
             if let Some(members) = self.principle_members.get(&(principle, day)) {
                 for (id, count) in members.iter() {
                     let participant = self.participant_names.name(id);
-                    writer.put(
-                        keys::principle_member(movement, principle, day, participant),
-                        count_bytes(count).to_vec(),
-                    );
+                    writer.put(keys::principle_member(movement, principle, day, participant), count_bytes(count));
                 }
             }
         }
@@ -1209,18 +1252,33 @@ impl MovementProjection {
         match reader.tag {
             keys::MOVEMENT => self.events_counted = count(),
             keys::EVENT => {
+                let seq = reader.sequence()?;
                 let source = reader.text()?;
                 let id = std::str::from_utf8(reader.remaining()).ok()?;
-                if value.len() < 10 {
-                    return None;
+                let key = EventKey::new(source, id);
+                let entry = self.events.entry(key.clone()).or_default();
+                entry.arrived = true;
+                entry.seq = seq;
+                // The newest run's record is written again, whole, when it
+                // grows: its events are kept, and must be events.
+                let newest_run = self.recent_events.keys().next_back().map(|newest| keys::sequence_run(*newest));
+                if newest_run.is_none_or(|newest| newest <= keys::sequence_run(seq)) {
+                    Event::from_json(value).ok()?;
+                    if newest_run.is_some_and(|newest| newest < keys::sequence_run(seq)) {
+                        self.recent_events.clear();
+                    }
+                    self.recent_events.insert(seq, (key, Arc::from(value)));
                 }
-                let entry = EventEntry {
-                    arrived: value.len() > 10,
-                    seq: u64::from_le_bytes(value[2..10].try_into().ok()?),
-                    retracted: value[0] == 1,
-                    retraction_pending: value[1] == 1,
-                };
-                self.events.insert(EventKey::new(source, id), entry);
+            }
+            keys::EVENT_STATUS => {
+                let source = reader.text()?;
+                let id = std::str::from_utf8(reader.remaining()).ok()?;
+                let status = EventStatus::decode(value)?;
+                let entry = self.events.entry(EventKey::new(source, id)).or_default();
+                entry.arrived = status.arrived();
+                entry.seq = status.seq;
+                entry.retracted = status.retracted;
+                entry.retraction_pending = status.retraction_pending;
             }
             keys::PERIOD => {
                 let interval = reader.interval()?;
@@ -1286,6 +1344,10 @@ impl MovementProjection {
             let Ok(()) = state.put(&key, value);
         };
         put(keys::movement(movement), &count_bytes(self.events_counted));
+        for (key, entry) in &self.events {
+            let (source, id) = key.parts();
+            put(keys::event_status(movement, source, id), &entry.status().encode());
+        }
         for ((interval, start), totals) in &self.periods {
             if *totals != PeriodTotals::default() {
                 put(keys::period(movement, *interval, *start), &totals.encode());
@@ -1343,18 +1405,18 @@ impl MovementProjection {
 fn write_participant_run(movement: &str, participant: &str, record: &Participant, run: u32, writer: &mut RecordWriter) {
     let in_run = |date: NaiveDate| run_of(date) == run;
     for (day, count) in record.days.iter().filter(|(day, _)| in_run(*day)) {
-        writer.put(keys::participation_day(movement, participant, day), count_bytes(count).to_vec());
+        writer.put(keys::participation_day(movement, participant, day), count_bytes(count));
     }
     for interval in Interval::ALL {
         for (start, count) in
             record.active[usize::from(interval_index(interval))].iter().filter(|(start, _)| in_run(*start))
         {
-            writer.put(keys::active(movement, interval, participant, start), count_bytes(count).to_vec());
+            writer.put(keys::active(movement, interval, participant, start), count_bytes(count));
         }
     }
     for ((start, interval_at, set), count) in record.memberships.iter().filter(|((start, _, _), _)| in_run(*start)) {
         let key = keys::member(set.key_set(), movement, Interval::ALL[usize::from(interval_at)], start, participant);
-        writer.put(key, count_bytes(count).to_vec());
+        writer.put(key, count_bytes(count));
     }
 }
 
@@ -1433,7 +1495,7 @@ impl crate::query::ProjectionRead for Projection {
 
 #[cfg(test)]
 mod tests {
-    use super::{Interval, NaiveDate, PeriodTotals, Projection, RecordEntries, keys};
+    use super::{EventStatus, Interval, NaiveDate, PeriodTotals, Projection, RecordEntries, keys};
     use crate::Event;
     use crate::memory::MemoryState;
     use crate::projection::ProjectionSettings;
@@ -1455,6 +1517,67 @@ mod tests {
         let date_at = key.len() - 4;
         key[date_at..].copy_from_slice(&[0xff; 4]);
         assert!(projection.load_entry(&key, &PeriodTotals::default().encode()).is_err());
+    }
+
+    #[test]
+    fn stored_events_and_statuses_that_cannot_be_read_are_unreadable() {
+        let event = hours_logged("1", "leeds");
+        let key = keys::event("leeds", 7, &event.source, &event.id);
+        let mut projection = Projection::default();
+        projection.load_entry(&key, &event.to_json()).unwrap();
+        // The newest run's events are kept to be written again: they must be events.
+        let later = keys::event("leeds", 8, &event.source, "2");
+        assert!(projection.load_entry(&later, b"{not json").is_err());
+        assert!(
+            projection.load_entry(&key[..key.len() - event.id.len() - 10], &event.to_json()).is_err(),
+            "no sequence"
+        );
+        let status = keys::event_status("leeds", &event.source, &event.id);
+        let retracted = EventStatus { seq: 7, retracted: true, retraction_pending: false };
+        projection.load_entry(&status, &retracted.encode()).unwrap();
+        assert!(projection.load_entry(&status, &retracted.encode()[..9]).is_err(), "cut short");
+        let mut flag_of_two = retracted.encode();
+        flag_of_two[0] = 2;
+        assert!(projection.load_entry(&status, &flag_of_two).is_err(), "a flag is 0 or 1");
+    }
+
+    #[test]
+    fn consecutive_events_share_a_record_per_256_sequences_and_a_checkpoint_keeps_only_the_newest_runs_events() {
+        let mut projection = Projection::default();
+        let settings = ProjectionSettings::default();
+        for seq in 250..=600 {
+            projection
+                .apply(&settings, &hours_logged(&seq.to_string(), "leeds"), seq, &MemoryState::default())
+                .unwrap();
+        }
+        let checkpoint = projection.checkpoint();
+        let event_records: Vec<_> = checkpoint.records.iter().filter(|(name, _)| name[0] == b'e').collect();
+        // Sequences 250-255, 256-511 and 512-600.
+        assert_eq!(event_records.len(), 3);
+        assert_eq!(event_records.iter().map(|(_, entries)| entries.iter().count()).collect::<Vec<_>>(), [6, 256, 89]);
+        assert_eq!(projection.movements["leeds"].recent_events.len(), 89, "only sequences 512-600 may grow");
+        // The next event of that run rewrites it whole; the runs before are not written again.
+        projection.apply(&settings, &hours_logged("601", "leeds"), 601, &MemoryState::default()).unwrap();
+        let checkpoint = projection.checkpoint();
+        let event_records: Vec<_> = checkpoint.records.iter().filter(|(name, _)| name[0] == b'e').collect();
+        assert_eq!(event_records.len(), 1);
+        assert_eq!(event_records[0].1.iter().count(), 90);
+    }
+
+    #[test]
+    fn a_retraction_that_names_itself_leaves_no_status_in_the_store() {
+        let json = r#"{"specversion":"1.0","id":"r1","source":"urn:test","type":"event.retracted",
+            "subject":"leeds","time":"2026-03-02T10:00:00Z","data":{"event_id":"r1"}}"#;
+        let retraction = Event::from_json(json.as_bytes()).unwrap();
+        let mut projection = Projection::default();
+        let settings = ProjectionSettings::default();
+        let mut state = MemoryState::default();
+        let Ok(outcome) = crate::projection::apply(&mut state, &settings, &retraction, 1);
+        assert_eq!(projection.apply(&settings, &retraction, 1, &MemoryState::default()).unwrap(), outcome);
+        let status = keys::event_status("leeds", "urn:test", "r1");
+        assert!(!keys::is_stored(&status, &state.entries[&status]), "arrived, with neither flag");
+        let checkpoint = projection.checkpoint();
+        assert_eq!(checkpoint.value_of(&status), Some(None), "written as removed");
     }
 
     #[test]

@@ -101,9 +101,20 @@ fn deliveries() -> impl Strategy<Value = (Vec<Event>, Vec<usize>)> {
 }
 
 fn fold(events: &[Event], order: &[usize]) -> MemoryState {
+    fold_spaced(events, order, 1)
+}
+
+/// The stream sequence of the delivery at `position` when consecutive
+/// deliveries are `spacing` sequences apart (a partitioned projector's
+/// events are, with other partitions' events between them).
+fn sequence(position: usize, spacing: u64) -> u64 {
+    (position as u64 + 1) * spacing
+}
+
+fn fold_spaced(events: &[Event], order: &[usize], spacing: u64) -> MemoryState {
     let mut state = MemoryState::default();
     for (position, &index) in order.iter().enumerate() {
-        let Ok(_) = apply(&mut state, &ProjectionSettings::default(), &events[index], position as u64 + 1);
+        let Ok(_) = apply(&mut state, &ProjectionSettings::default(), &events[index], sequence(position, spacing));
     }
     state
 }
@@ -458,6 +469,14 @@ proptest! {
     }
 }
 
+/// The key-value fold's state as a store keeps it: without the statuses
+/// that say only where an event is filed ([`keys::is_stored`]).
+fn as_stored(state: &MemoryState) -> MemoryState {
+    let mut stored = state.clone();
+    stored.entries.retain(|key, value| keys::is_stored(key, value));
+    stored
+}
+
 /// Writes a checkpoint into a key-value state as a store keeps it: each
 /// record replaced whole, and the watermark.
 fn write_checkpoint(stored: &mut MemoryState, checkpoint: Checkpoint) {
@@ -481,13 +500,14 @@ fn write_checkpoint(stored: &mut MemoryState, checkpoint: Checkpoint) {
 fn fold_with_checkpoints(
     events: &[Event],
     order: &[usize],
+    spacing: u64,
     checkpoints: &BTreeSet<usize>,
     reloads: &BTreeSet<usize>,
 ) -> (MemoryState, Projection) {
     let settings = ProjectionSettings::default();
     let (mut stored, mut projection) = (MemoryState::default(), Projection::default());
     for (position, &index) in order.iter().enumerate() {
-        projection.apply(&settings, &events[index], position as u64 + 1, &stored).unwrap();
+        projection.apply(&settings, &events[index], sequence(position, spacing), &stored).unwrap();
         if checkpoints.contains(&position) || reloads.contains(&position) {
             write_checkpoint(&mut stored, projection.checkpoint());
         }
@@ -511,6 +531,7 @@ proptest! {
         checkpoints in prop::collection::btree_set(0usize..70, 0..8),
         reloads in prop::collection::btree_set(0usize..70, 0..3),
         later in any::<bool>(),
+        spacing in prop::sample::select(vec![1u64, 23, 300]),
     ) {
         // Stored records hold runs of 256 days; one ends on 12 August 2026.
         // Moved 200 days on, events straddle it, and a week or month can
@@ -520,16 +541,21 @@ proptest! {
                 event.time += chrono::Duration::days(200);
             }
         }
-        let (stored, projection) = fold_with_checkpoints(&events, &order, &checkpoints, &reloads);
-        let mut state = fold(&events, &order);
-        let Ok(()) = set_watermark(&mut state, order.len() as u64);
-        prop_assert_eq!(&stored, &state);
+        // Events are stored in records of 256 sequences: 23 apart, a record
+        // fills over about 11 deliveries, checkpoints and reloads fall
+        // within one, and the newest must be written again whole; 300
+        // apart, every event has a record of its own.
+        let (stored, projection) = fold_with_checkpoints(&events, &order, spacing, &checkpoints, &reloads);
+        let mut state = fold_spaced(&events, &order, spacing);
+        let watermark = order.len() as u64 * spacing;
+        let Ok(()) = set_watermark(&mut state, watermark);
+        prop_assert_eq!(&stored, &as_stored(&state));
         prop_assert_eq!(read_all(&projection), read_all(&state));
         let mut loaded = Projection::default();
         for (key, value) in &stored.entries {
             loaded.load_entry(key, value).unwrap();
         }
-        prop_assert_eq!(loaded.checkpoint(), Checkpoint { watermark: order.len() as u64, records: Vec::new() });
+        prop_assert_eq!(loaded.checkpoint(), Checkpoint { watermark, records: Vec::new() });
         prop_assert_eq!(comparable(loaded.to_key_values()), comparable(state));
     }
 }

@@ -174,8 +174,10 @@ mod tests {
         let nothing = Archive { unwritten: Vec::new(), store: store.clone() };
         projection.apply(&ProjectionSettings::default(), &event, 1, &nothing).unwrap();
         let checkpoint = Arc::new(projection.checkpoint());
-        // The event's own record, the only one whose table is `e`.
-        let key = checkpoint.records.iter().find(|(name, _)| name[0] == b'e').unwrap().0.clone();
+        // The event's own key: its record's name, the only one whose table
+        // is `e`, then its one entry's suffix.
+        let (name, entries) = checkpoint.records.iter().find(|(name, _)| name[0] == b'e').unwrap();
+        let key = [name.as_slice(), entries.iter().next().unwrap().0].concat();
 
         let queued = Archive { unwritten: vec![checkpoint.clone()], store: store.clone() };
         assert_eq!(queued.stored_event(&key).unwrap().id, "1");
