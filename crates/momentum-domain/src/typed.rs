@@ -800,6 +800,7 @@ impl MovementProjection {
         seq: u64,
         archive: &A,
     ) -> Result<Outcome, A::Error> {
+        assert!(seq > 0, "stream sequences start at 1");
         let key = EventKey::new(&event.source, &event.id);
         let mut entry = self.events.get(&key).copied().unwrap_or_default();
         if entry.arrived {
