@@ -275,6 +275,32 @@ async fn bodies_that_are_not_utf_8_or_not_json_are_a_400() {
 }
 
 #[tokio::test]
+async fn a_request_naming_more_distinct_participants_than_the_bound_is_a_413_and_stores_nothing() {
+    let stack = TestStack::start().await;
+    let most = momentum_bus::PARTICIPANTS_PER_REQUEST_MAX;
+    // Meetings of 1000 people each (the schema's most), all different: one
+    // person more than the bound in all.
+    let people: Vec<String> = (0..=most).map(|person| format!("flood-{person}")).collect();
+    let meetings: Vec<Value> = people
+        .chunks(1000)
+        .enumerate()
+        .map(|(index, chunk)| {
+            let attendees: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            meeting(&format!("flood-{index}"), MOVEMENT, TIME, &attendees, "flood-0")
+        })
+        .collect();
+    let body = Value::from(meetings.clone()).to_string();
+    let problem = expect_problem(post(&stack, BATCH, body).await, 413, "a batch naming one person too many").await;
+    assert_eq!(problem["type"], "urn:momentum:problem:too-many-participants");
+    // Nothing of it was stored: without the last meeting's one person, the
+    // same meetings are all new.
+    let within = &meetings[..meetings.len() - 1];
+    let (status, body) = stack.post_batch(within).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], within.len(), "{body}");
+}
+
+#[tokio::test]
 async fn wrong_content_types_empty_bodies_and_batches_that_are_not_arrays_or_too_long_are_refused() {
     let stack = TestStack::start().await;
     let valid = meeting("content-type", MOVEMENT, TIME, &["a"], "o1");

@@ -26,6 +26,14 @@ pub const QUERY_SUBJECT_GROUP: &str = "momentum.query.v1";
 /// The largest stored event, in bytes. Ingest rejects anything bigger, so the
 /// stream's own limit is never the first to say no.
 pub const EVENT_BYTES_MAX: usize = 256 * 1024;
+/// The most distinct participants (movement and ref) one ingest request may
+/// name. Ingest creates a salt in the shared bucket for each participant it
+/// has not seen, one NATS request each; without this bound a 4 MiB batch of
+/// one-character refs could ask for about a million, and hold ingest and
+/// NATS for its whole time limit. 10 000 is a full batch of 1000 events
+/// naming 10 people each, all different; `momentum import` splits its
+/// batches to stay within it.
+pub const PARTICIPANTS_PER_REQUEST_MAX: usize = 10_000;
 
 /// The query endpoints the projector serves, by name under [`QUERY_SUBJECT_GROUP`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

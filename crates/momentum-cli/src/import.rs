@@ -53,7 +53,7 @@
 //! reported against the line (and column) it came from; nothing is dropped
 //! silently, and the command exits non-zero if any row had a problem.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -1515,24 +1515,44 @@ fn server_problems(built: &Built, problem: &Value, status: Option<&str>) -> Vec<
     event_problems(built, errors.iter().map(|(pointer, message)| (pointer.as_str(), message.as_str())))
 }
 
-/// Consecutive ranges of at most `size` events and about
-/// [`BODY_BYTES_MAX`] bytes.
+/// Consecutive ranges of at most `size` events, about [`BODY_BYTES_MAX`]
+/// bytes and [`momentum_bus::PARTICIPANTS_PER_REQUEST_MAX`] distinct
+/// participants (ingest refuses a request naming more).
 fn batches(events: &[Built], size: usize) -> Vec<std::ops::Range<usize>> {
     let mut ranges = Vec::new();
     let (mut start, mut bytes) = (0, 2);
+    let mut participants = HashSet::new();
     for (index, built) in events.iter().enumerate() {
         let length = built.event.to_string().len() + 1;
-        if index > start && (index - start >= size || bytes + length > BODY_BYTES_MAX) {
+        let named = participants_named(&built.event);
+        let new_participants = named.iter().filter(|participant| !participants.contains(*participant)).count();
+        let too_many_participants = participants.len() + new_participants > momentum_bus::PARTICIPANTS_PER_REQUEST_MAX;
+        if index > start && (index - start >= size || bytes + length > BODY_BYTES_MAX || too_many_participants) {
             ranges.push(start..index);
             start = index;
             bytes = 2;
+            participants.clear();
         }
         bytes += length;
+        participants.extend(named);
     }
     if start < events.len() {
         ranges.push(start..events.len());
     }
     ranges
+}
+
+/// The distinct (movement, ref) pairs an event names, as ingest counts them.
+fn participants_named(event: &Value) -> HashSet<(String, String)> {
+    let mut named = HashSet::new();
+    let movement = event["subject"].as_str().unwrap_or_default();
+    if let Some(kind) = event["type"].as_str().and_then(momentum_domain::EventType::parse) {
+        let mut data = event["data"].clone();
+        momentum_domain::event::rewrite_participant_refs(kind, &mut data, |participant| {
+            named.insert((movement.to_owned(), participant.clone()));
+        });
+    }
+    named
 }
 
 /// One request, retried on 408, 429, 502, 503, 504 and connection errors.
@@ -2045,5 +2065,29 @@ mod tests {
         let parsed = read("date,volunteer,hours\n2026-03-05,v-1,1\n2026-03-05,v-2,1\n2026-03-05,v-3,1\n");
         assert_eq!(batches(&parsed.events, 2), vec![0..2, 2..3]);
         assert_eq!(batches(&parsed.events, 500), vec![0..3]);
+    }
+
+    #[test]
+    fn batches_name_at_most_the_participants_ingest_takes_in_one_request() {
+        let most = momentum_bus::PARTICIPANTS_PER_REQUEST_MAX;
+        let meeting = |attendees: std::ops::Range<usize>| Built {
+            event: json!({ "type": "meeting.held", "subject": "leeds",
+                "data": { "attendees": attendees.map(|a| format!("a-{a}")).collect::<Vec<_>>() } }),
+            lines: Vec::new(),
+            cells: Vec::new(),
+        };
+        // 250 meetings of 100 people each, all different, then 50 of the
+        // same 100 people as the 250th.
+        let mut events: Vec<Built> = (0..250).map(|m| meeting(m * 100..m * 100 + 100)).collect();
+        events.extend((0..50).map(|_| meeting(24_900..25_000)));
+        let ranges = batches(&events, 1000);
+        for range in &ranges {
+            let named: HashSet<_> =
+                events[range.clone()].iter().flat_map(|built| participants_named(&built.event)).collect();
+            assert!(named.len() <= most, "{range:?} names {}", named.len());
+        }
+        // 100 meetings reach the bound; repeats of people already in the
+        // batch cost nothing.
+        assert_eq!(ranges, vec![0..100, 100..200, 200..300]);
     }
 }

@@ -222,6 +222,9 @@ fn bad_movement() -> Problem {
     Problem::bad_parameter("movement", "must be 1 to 63 lower-case letters, digits and hyphens")
 }
 
+// The description of `EventsTooLarge` names this bound in words.
+const _: () = assert!(momentum_bus::PARTICIPANTS_PER_REQUEST_MAX == 10_000, "EventsTooLarge names the bound");
+
 problem_responses! {
     EventsBadRequest => ("The body is not JSON, or a batch is not a JSON array.", [
         routes::parse_json(b"{\"id\": ").expect_err("not JSON"),
@@ -234,12 +237,14 @@ problem_responses! {
         caller(Role::Partner).require_write("urn:partner:other", "bristol-befriending").expect_err("another source"),
     ]);
     BodyTimeout => ("The request body did not arrive in time (`MOMENTUM_BODY_TIMEOUT_MS`).", [body_timeout()]);
-    EventsTooLarge => ("The body, the batch or one event is too large.", [
+    EventsTooLarge => ("The body, the batch or one event is too large, or the request names more than \
+        10 000 distinct participants.", [
         payload_too_large(),
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "batch-too-large", "the batch has too many events")
             .detail(format!("got 1001 events; a batch may hold at most {BATCH_EVENTS_MAX}")),
         Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "event-too-large", "the event is too large")
             .detail(format!("an event may be at most {} bytes as stored JSON", momentum_bus::EVENT_BYTES_MAX)),
+        routes::too_many_participants(),
     ]);
     UnsupportedMediaType => ("The content type is not one of the three accepted.", [
         routes::body_kind(&request_with_content_type("text/plain")).expect_err("text is not accepted"),

@@ -322,6 +322,17 @@ pub(crate) fn invalid_event(errors: Vec<momentum_domain::FieldError>) -> Problem
         )
 }
 
+/// Refused before any salt is made or any event published: nothing of the
+/// request is stored.
+pub(crate) fn too_many_participants() -> Problem {
+    let most = momentum_bus::PARTICIPANTS_PER_REQUEST_MAX;
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-many-participants", "the request names too many participants")
+        .detail(format!(
+            "a request may name at most {most} distinct participants (a movement and a ref) across its valid \
+             events; nothing was stored: post the events in smaller batches"
+        ))
+}
+
 fn pointer_or_root(pointer: &str) -> &str {
     if pointer.is_empty() { "(the event)" } else { pointer }
 }
@@ -345,14 +356,20 @@ fn check(state: &AppState, caller: &Caller, mut event: Value) -> Result<Checked,
 /// reach the salt bucket fails the request (503): nothing is published.
 async fn prepare(
     state: &AppState,
-    checked: Vec<Result<Checked, Problem>>,
+    mut checked: Vec<Result<Checked, Problem>>,
 ) -> Result<Vec<Result<Prepared, Problem>>, Response> {
     let mut participants = HashSet::new();
-    for event in checked.iter().flatten() {
-        let mut data = event.event["data"].clone();
-        momentum_domain::event::rewrite_participant_refs(event.kind, &mut data, |participant| {
-            participants.insert((event.movement.clone(), participant.clone()));
-        });
+    for Checked { movement, kind, event, .. } in checked.iter_mut().flatten() {
+        // Walked in place and left as it is, rather than copying every
+        // event's data only to read its refs.
+        if let Some(data) = event.get_mut("data") {
+            momentum_domain::event::rewrite_participant_refs(*kind, data, |participant| {
+                participants.insert((movement.clone(), participant.clone()));
+            });
+        }
+        if participants.len() > momentum_bus::PARTICIPANTS_PER_REQUEST_MAX {
+            return Err(too_many_participants().into_response());
+        }
     }
     let pseudonyms: HashMap<(String, String), String> = match state.pseudonymiser.pseudonyms(participants).await {
         Ok(pseudonyms) => pseudonyms,
