@@ -2,6 +2,7 @@
 //! nats-server on a dynamic port and the three services, in process, on
 //! ephemeral HTTP ports. Dropping the stack stops everything.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -359,8 +360,34 @@ pub async fn projector_status(nats: &async_nats::Client) -> Option<Value> {
     serde_json::from_slice(&reply.payload).ok()
 }
 
+/// Fails, naming the first keys that differ (as text where they are), if
+/// a store's entries are not exactly the expected ones.
+pub fn assert_store_equals(stored: &BTreeMap<Vec<u8>, Vec<u8>>, expected: &BTreeMap<Vec<u8>, Vec<u8>>, what: &str) {
+    if stored == expected {
+        return;
+    }
+    let show = |key: &[u8]| String::from_utf8_lossy(key).into_owned();
+    let missing: Vec<String> =
+        expected.keys().filter(|key| !stored.contains_key(*key)).take(5).map(|key| show(key)).collect();
+    let extra: Vec<String> =
+        stored.keys().filter(|key| !expected.contains_key(*key)).take(5).map(|key| show(key)).collect();
+    let changed: Vec<String> = stored
+        .iter()
+        .filter(|(key, value)| expected.get(*key).is_some_and(|other| other != *value))
+        .take(5)
+        .map(|(key, _)| show(key))
+        .collect();
+    panic!(
+        "{what} differ ({} entries against {} expected): missing {missing:?}, extra {extra:?}, different {changed:?}",
+        stored.len(),
+        expected.len()
+    );
+}
+
 /// Folds the whole event stream, from sequence 1, into a fresh in-memory
-/// state with the pure fold: the reference a stored projection must equal.
+/// state with the pure fold, as a store keeps it (without the statuses
+/// that only say where an event is filed, `keys::is_stored`): the
+/// reference a stored projection must equal.
 pub async fn fold_stream_from_scratch(nats: &async_nats::Client) -> momentum_domain::memory::MemoryState {
     use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
     use futures::StreamExt;
@@ -384,5 +411,6 @@ pub async fn fold_stream_from_scratch(nats: &async_nats::Client) -> momentum_dom
         let Ok(_) = projection::apply(&mut state, &settings, &event, sequence);
     }
     let Ok(()) = projection::set_watermark(&mut state, last_sequence);
+    state.entries.retain(|key, value| projection::keys::is_stored(key, value));
     state
 }

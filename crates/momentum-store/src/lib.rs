@@ -222,9 +222,10 @@ impl Store {
     }
 
     /// The typed projection of everything stored: each record's keys, in
-    /// key order, given to [`Projection::load_entry`]. Reads the whole
-    /// store (events included, though only their first bytes are kept), so
-    /// it takes seconds for a store of a million events.
+    /// key order, given to [`Projection::load_entry`], then checked
+    /// ([`Projection::check_loaded`]). Reads the whole store (events
+    /// included, though of most only the sequence in their key is kept),
+    /// so it takes seconds for a store of a million events.
     pub fn load_projection(&self) -> Result<Projection, StoreError> {
         let mut projection = Projection::default();
         let mut key = Vec::new();
@@ -243,6 +244,7 @@ impl Store {
                 return Err(StoreError::Unreadable(failure.expect("the visit breaks only on an unreadable key")));
             }
         }
+        projection.check_loaded().map_err(StoreError::Unreadable)?;
         Ok(projection)
     }
 
