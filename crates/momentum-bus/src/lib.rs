@@ -91,14 +91,23 @@ pub fn event_subject(movement: &str, event_type: &str) -> String {
 /// its [`event_subject`], or, in a stream written before subjects had a
 /// slot, `momentum.events.<movement>.<type>` (which only an unpartitioned
 /// projector reads; a partitioned one refuses such a stream).
+///
+/// Read piece by piece, without spelling the subject out: the projector asks
+/// this of every message it folds.
 pub fn is_event_subject(subject: &str, movement: &str, event_type: &str) -> bool {
-    let slotless = || {
-        let rest = subject.strip_prefix(EVENTS_SUBJECT_PREFIX).and_then(|rest| rest.strip_prefix('.'));
-        rest.and_then(|rest| rest.strip_prefix(movement))
-            .and_then(|rest| rest.strip_prefix('.'))
-            .is_some_and(|rest| rest == event_type)
+    let Some(rest) = subject.strip_prefix(EVENTS_SUBJECT_PREFIX).and_then(|rest| rest.strip_prefix('.')) else {
+        return false;
     };
-    subject == event_subject(movement, event_type) || slotless()
+    let movement_and_type = |rest: &str| {
+        rest.strip_prefix(movement).and_then(|rest| rest.strip_prefix('.')).is_some_and(|rest| rest == event_type)
+    };
+    // The slot as `event_subject` writes it: decimal, no sign, no leading zero.
+    let is_slot = |text: &str| {
+        let canonical = text.bytes().all(|byte| byte.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
+        canonical && text.parse::<u32>().is_ok_and(|number| number == slot(movement))
+    };
+    let slotted = rest.split_once('.').is_some_and(|(slot_text, rest)| is_slot(slot_text) && movement_and_type(rest));
+    slotted || movement_and_type(rest)
 }
 
 /// The JetStream message id (`Nats-Msg-Id`) for an event: a name-based
@@ -275,6 +284,11 @@ mod tests {
         assert!(is_event_subject("momentum.events.leeds.meeting.held", "leeds", "meeting.held"));
         let wrong_slot = format!("momentum.events.{}.leeds.meeting.held", (slot + 1) % SLOT_COUNT);
         assert!(!is_event_subject(&wrong_slot, "leeds", "meeting.held"));
+        for padded in [format!("0{slot}"), format!("+{slot}"), format!("{slot} ")] {
+            let subject = format!("momentum.events.{padded}.leeds.meeting.held");
+            assert!(!is_event_subject(&subject, "leeds", "meeting.held"), "{subject}");
+        }
+        assert!(!is_event_subject("momentum.eventsleeds.meeting.held", "leeds", "meeting.held"));
         assert!(!is_event_subject(&event_subject("hull", "meeting.held"), "leeds", "meeting.held"));
         assert!(!is_event_subject(&event_subject("leeds", "action.taken"), "leeds", "meeting.held"));
         assert_eq!(QueryEndpoint::Trends.subject(), "momentum.query.v1.trends");

@@ -355,6 +355,57 @@ pub mod keys {
         key
     }
 
+    /// The suffix of a participant key after its record's name
+    /// ([`bucket_len`]): the last byte of the date, the kind byte (a
+    /// participation day's, or an interval's), and a membership's set tag.
+    /// With [`participant_run_name`] it spells the keys
+    /// [`participation_day`], [`active`] and [`member`] spell, without
+    /// building each whole: a checkpoint writes hundreds of thousands.
+    pub(crate) fn participant_suffix(date: NaiveDate, kind: u8, set: Option<Set>) -> ParticipantSuffix {
+        let [.., last] = date_code(date).to_be_bytes();
+        match set {
+            Some(set) => ParticipantSuffix { bytes: [last, kind, set.tag()], length: 3 },
+            None => ParticipantSuffix { bytes: [last, kind, 0], length: 2 },
+        }
+    }
+
+    /// A participant key's suffix ([`participant_suffix`]), without an
+    /// allocation.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct ParticipantSuffix {
+        bytes: [u8; 3],
+        length: usize,
+    }
+
+    impl ParticipantSuffix {
+        pub(crate) fn as_bytes(&self) -> &[u8] {
+            &self.bytes[..self.length]
+        }
+
+        /// A number that orders suffixes as their bytes do: a set's tag is
+        /// never 0, so a suffix of two bytes comes before any of three that
+        /// begins with it.
+        pub(crate) fn order(&self) -> u32 {
+            let [date, kind, tag] = self.bytes;
+            u32::from_be_bytes([date, kind, tag, 0])
+        }
+    }
+
+    /// The name of the record holding a participant's keys of the dates in
+    /// `date`'s run of 256 days.
+    pub(crate) fn participant_run_name(movement: &str, participant: &str, date: NaiveDate) -> Vec<u8> {
+        let mut name = participant_prefix(movement, participant);
+        name.extend_from_slice(&date_code(date).to_be_bytes()[..3]);
+        name
+    }
+
+    /// Appends the suffix of a principle's participant's key after its
+    /// record's name, [`principle_member_prefix_from`]: with it, the key
+    /// [`principle_member`] spells.
+    pub(crate) fn push_principle_member_suffix(suffix: &mut Vec<u8>, participant: &str) {
+        push_text(suffix, participant);
+    }
+
     /// Everything the fold counts per participant: their participation days,
     /// their active periods of every interval and their memberships of
     /// periods' distinct sets, each a date and a kind after this prefix.
@@ -1267,6 +1318,33 @@ mod tests {
         assert_ne!(last[..keys::bucket_len(&last).unwrap()], next[..keys::bucket_len(&next).unwrap()]);
         let later = keys::active("m", Interval::Week, "erin", day + chrono::Days::new(300));
         assert_ne!(key[..prefix.len() + 3], later[..prefix.len() + 3], "300 days later is another bucket");
+    }
+
+    #[test]
+    fn a_record_name_and_a_suffix_spell_the_whole_key() {
+        let spelled = |name: Vec<u8>, suffix: &[u8]| [name.as_slice(), suffix].concat();
+        for day in [NaiveDate::from_ymd_opt(2026, 3, 4).unwrap(), NaiveDate::from_ymd_opt(1, 1, 1).unwrap()] {
+            let name = keys::participant_run_name("m", "erin", day);
+            assert_eq!(Some(name.len()), keys::bucket_len(&keys::participation_day("m", "erin", day)));
+            let suffix = keys::participant_suffix(day, keys::PARTICIPATION_DAY, None);
+            assert_eq!(spelled(name.clone(), suffix.as_bytes()), keys::participation_day("m", "erin", day));
+            for interval in Interval::ALL {
+                let suffix = keys::participant_suffix(day, interval.key_byte(), None);
+                assert_eq!(spelled(name.clone(), suffix.as_bytes()), keys::active("m", interval, "erin", day));
+                let without_set = keys::participant_suffix(day, interval.key_byte(), None);
+                for set in [keys::Set::Volunteers, keys::Set::ActionParticipants, keys::Set::Organisers] {
+                    let suffix = keys::participant_suffix(day, interval.key_byte(), Some(set));
+                    assert!(without_set.order() < suffix.order() && without_set.as_bytes() < suffix.as_bytes());
+                    let member = keys::member(set, "m", interval, day, "erin");
+                    assert_eq!(spelled(name.clone(), suffix.as_bytes()), member);
+                }
+            }
+            let mut suffix = Vec::new();
+            keys::push_principle_member_suffix(&mut suffix, "erin");
+            let name = keys::principle_member_prefix_from("m", Principle::SharePower, day);
+            assert_eq!(Some(name.len()), keys::bucket_len(&[name.as_slice(), &suffix].concat()));
+            assert_eq!(spelled(name, &suffix), keys::principle_member("m", Principle::SharePower, day, "erin"));
+        }
     }
 
     #[test]

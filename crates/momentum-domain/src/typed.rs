@@ -425,6 +425,12 @@ impl RecordEntries {
         entries
     }
 
+    /// Room for `count` entries of suffixes and values of up to these
+    /// lengths, so that a record's entries are not moved as they grow.
+    fn with_capacity(count: usize, suffix_length_max: usize, value_length_max: usize) -> RecordEntries {
+        RecordEntries { bytes: Vec::with_capacity(count * (8 + suffix_length_max + value_length_max)) }
+    }
+
     pub fn push(&mut self, suffix: &[u8], value: &[u8]) {
         for field in [suffix, value] {
             let length = u32::try_from(field.len()).expect("keys and values are far shorter than 4 GiB");
@@ -557,6 +563,12 @@ impl RecordWriter {
     /// put into it.
     fn rewrite(&mut self, probe: &[u8]) {
         self.records.push((RecordWriter::name(probe).to_vec(), RecordEntries::default()));
+    }
+
+    /// The record `name` is rewritten with `entries`, in key order.
+    fn record(&mut self, name: Vec<u8>, entries: RecordEntries) {
+        debug_assert!(keys::is_bucket(&name), "only a bucketed table's record has entries of its own");
+        self.records.push((name, entries));
     }
 
     fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
@@ -1222,8 +1234,7 @@ impl MovementProjection {
                 }
             }
             for run in runs {
-                writer.rewrite(&keys::participation_day(movement, participant, run));
-                write_participant_run(movement, participant, record, run_of(run), writer);
+                write_participant_run(movement, participant, record, run, writer);
             }
             if record.is_empty() {
                 self.participants.remove(&id);
@@ -1262,13 +1273,21 @@ impl MovementProjection {
             }
         }
         for (principle, day) in changes.principle_members {
-            writer.rewrite(&keys::principle_member(movement, principle, day, ""));
-            if let Some(members) = self.principle_members.get(&(principle, day)) {
-                for (id, count) in members.iter() {
-                    let participant = self.participant_names.name(id);
-                    writer.put(keys::principle_member(movement, principle, day, participant), count_bytes(count));
-                }
+            // Put in key order as made, as a participant's runs are.
+            let mut members: Vec<(&str, u64)> = match self.principle_members.get(&(principle, day)) {
+                Some(members) => members.iter().map(|(id, count)| (self.participant_names.name(id), count)).collect(),
+                None => Vec::new(),
+            };
+            // A suffix is the name's length, then the name: that order.
+            members.sort_unstable_by_key(|(participant, _)| (participant.len(), participant.as_bytes()));
+            let longest = members.last().map_or(0, |(participant, _)| participant.len());
+            let (mut entries, mut suffix) = (RecordEntries::with_capacity(members.len(), 4 + longest, 8), Vec::new());
+            for (participant, count) in members {
+                suffix.clear();
+                keys::push_principle_member_suffix(&mut suffix, participant);
+                entries.push(&suffix, &count_bytes(count));
             }
+            writer.record(keys::principle_member_prefix_from(movement, principle, day), entries);
         }
     }
 
@@ -1384,7 +1403,7 @@ impl MovementProjection {
             let participant = self.participant_names.name(*id);
             let mut writer = RecordWriter::default();
             for date in record.dates() {
-                write_participant_run(movement, participant, record, run_of(date), &mut writer);
+                write_participant_run(movement, participant, record, date, &mut writer);
             }
             for (name, entries) in writer.records {
                 for (suffix, value) in entries.iter() {
@@ -1429,22 +1448,48 @@ impl MovementProjection {
 
 /// Puts the participant's keys whose dates fall in `run`: their days,
 /// active periods and memberships there, one stored record.
-fn write_participant_run(movement: &str, participant: &str, record: &Participant, run: u32, writer: &mut RecordWriter) {
-    let in_run = |date: NaiveDate| run_of(date) == run;
-    for (day, count) in record.days.iter().filter(|(day, _)| in_run(*day)) {
-        writer.put(keys::participation_day(movement, participant, day), count_bytes(count));
+/// Writes the record of a participant's keys in the run of 256 days that
+/// holds `date`, whole: empty if they have none there.
+///
+/// Its entries are put in key order as they are made (the record's name
+/// once, each key's few bytes after it), not as whole keys sorted later:
+/// building and sorting whole keys was half of a checkpoint's gathering
+/// (docs/benchmarks.md). Each list is sorted by date, so the run's entries
+/// of each are found by binary search, whatever the participant's history.
+fn write_participant_run(
+    movement: &str,
+    participant: &str,
+    record: &Participant,
+    date: NaiveDate,
+    writer: &mut RecordWriter,
+) {
+    let run = run_of(date);
+    fn in_run<K: Copy, D: Fn(K) -> NaiveDate>(entries: &[(K, u64)], run: u32, date_of: D) -> &[(K, u64)] {
+        let start = entries.partition_point(|(key, _)| run_of(date_of(*key)) < run);
+        let end = start + entries[start..].partition_point(|(key, _)| run_of(date_of(*key)) == run);
+        &entries[start..end]
+    }
+    let mut suffixes = Vec::new();
+    for (day, count) in in_run(&record.days.entries, run, |day| day) {
+        suffixes.push((keys::participant_suffix(*day, keys::PARTICIPATION_DAY, None), *count));
     }
     for interval in Interval::ALL {
-        for (start, count) in
-            record.active[usize::from(interval_index(interval))].iter().filter(|(start, _)| in_run(*start))
-        {
-            writer.put(keys::active(movement, interval, participant, start), count_bytes(count));
+        let periods = &record.active[usize::from(interval_index(interval))].entries;
+        for (start, count) in in_run(periods, run, |start| start) {
+            suffixes.push((keys::participant_suffix(*start, interval.key_byte(), None), *count));
         }
     }
-    for ((start, interval_at, set), count) in record.memberships.iter().filter(|((start, _, _), _)| in_run(*start)) {
-        let key = keys::member(set.key_set(), movement, Interval::ALL[usize::from(interval_at)], start, participant);
-        writer.put(key, count_bytes(count));
+    for ((start, interval_at, set), count) in in_run(&record.memberships.entries, run, |(start, _, _)| start) {
+        let interval = Interval::ALL[usize::from(*interval_at)];
+        suffixes.push((keys::participant_suffix(*start, interval.key_byte(), Some(set.key_set())), *count));
     }
+    // Each (date, kind, set) is one key: no two suffixes are equal.
+    suffixes.sort_unstable_by_key(|(suffix, _)| suffix.order());
+    let mut entries = RecordEntries::with_capacity(suffixes.len(), 3, 8);
+    for (suffix, count) in suffixes {
+        entries.push(suffix.as_bytes(), &count_bytes(count));
+    }
+    writer.record(keys::participant_run_name(movement, participant, date), entries);
 }
 
 fn count_bytes(count: u64) -> [u8; 8] {
