@@ -267,6 +267,14 @@ pub mod keys {
         date_code(date) >> 8
     }
 
+    /// The first and the last date of `date`'s run of 256 days
+    /// ([`date_run`]): consecutive days have consecutive keys.
+    pub(crate) fn date_run_bounds(date: NaiveDate) -> (NaiveDate, NaiveDate) {
+        let offset = chrono::Days::new(u64::from(date_code(date) & 0xff));
+        let first = date.checked_sub_days(offset).unwrap_or(NaiveDate::MIN);
+        (first, first.checked_add_days(chrono::Days::new(255)).unwrap_or(NaiveDate::MAX))
+    }
+
     pub(crate) fn read_date(bytes: &[u8]) -> NaiveDate {
         read_stored_date(bytes).expect("stored dates are valid")
     }
@@ -1318,6 +1326,29 @@ mod tests {
         assert_ne!(last[..keys::bucket_len(&last).unwrap()], next[..keys::bucket_len(&next).unwrap()]);
         let later = keys::active("m", Interval::Week, "erin", day + chrono::Days::new(300));
         assert_ne!(key[..prefix.len() + 3], later[..prefix.len() + 3], "300 days later is another bucket");
+    }
+
+    #[test]
+    fn a_run_of_256_days_is_bounded_by_its_first_and_last_date() {
+        let start = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        for day in (0..600).map(|offset| start + chrono::Days::new(offset)) {
+            let (first, last) = keys::date_run_bounds(day);
+            assert!(first <= day && day <= last && (last - first).num_days() == 255, "{day}");
+            assert_eq!(keys::date_run(first), keys::date_run(day));
+            assert_eq!(keys::date_run(last), keys::date_run(day));
+            assert_ne!(keys::date_run(first.pred_opt().unwrap()), keys::date_run(day));
+            assert_ne!(keys::date_run(last.succ_opt().unwrap()), keys::date_run(day));
+        }
+        // Where the key's sign bit flips, and at the ends of chrono's range.
+        let common_era = NaiveDate::from_ymd_opt(1, 1, 1).unwrap();
+        let (first, last) = keys::date_run_bounds(common_era);
+        assert!(first <= common_era && common_era <= last);
+        assert_eq!(
+            (keys::date_run(first), keys::date_run(last)),
+            (keys::date_run(common_era), keys::date_run(common_era))
+        );
+        assert_eq!(keys::date_run_bounds(NaiveDate::MIN).0, NaiveDate::MIN);
+        assert_eq!(keys::date_run_bounds(NaiveDate::MAX).1, NaiveDate::MAX);
     }
 
     #[test]

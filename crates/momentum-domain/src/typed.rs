@@ -1260,14 +1260,17 @@ impl MovementProjection {
         }
         for ((interval, cohort, run), probe) in changes.cohorts {
             writer.rewrite(&keys::cohort(movement, interval, cohort, probe));
-            let range = self.cohorts.range((interval, cohort, NaiveDate::MIN)..=(interval, cohort, NaiveDate::MAX));
+            // Only the run's periods: a cohort's whole range grows with the data.
+            let (first, last) = keys::date_run_bounds(probe);
+            let range = self.cohorts.range((interval, cohort, first)..=(interval, cohort, last));
             for ((_, _, start), count) in range.filter(|((_, _, start), _)| run_of(*start) == run) {
                 writer.put(keys::cohort(movement, interval, cohort, *start), count_bytes(*count));
             }
         }
         for ((principle, run), probe) in changes.principle_days {
             writer.rewrite(&keys::principle_day(movement, principle, probe));
-            let range = self.principle_days.range((principle, NaiveDate::MIN)..=(principle, NaiveDate::MAX));
+            let (first, last) = keys::date_run_bounds(probe);
+            let range = self.principle_days.range((principle, first)..=(principle, last));
             for ((_, day), count) in range.filter(|((_, day), _)| run_of(*day) == run) {
                 writer.put(keys::principle_day(movement, principle, *day), count_bytes(*count));
             }

@@ -197,9 +197,10 @@ impl Store {
         let mut batch = sled::Batch::default();
         let mut resident_changes = Vec::new();
         for (name, entries) in &checkpoint.records {
+            // Borrowed: sled copies what it keeps once, into its own buffer.
             let bytes = Record::encode_entries(name, entries);
             if keys::is_resident(name) {
-                resident_changes.push((name.clone(), bytes.clone()));
+                resident_changes.push((name.clone(), bytes.map(<[u8]>::to_vec)));
             }
             match bytes {
                 Some(bytes) => batch.insert(name.as_slice(), bytes),
@@ -362,11 +363,11 @@ impl Record {
 
     /// The record to store for `entries` (in suffix order, as a checkpoint
     /// lists them) under `name`; `None` when it is empty.
-    fn encode_entries(name: &[u8], entries: &RecordEntries) -> Option<Vec<u8>> {
+    fn encode_entries<'a>(name: &[u8], entries: &'a RecordEntries) -> Option<&'a [u8]> {
         if !keys::is_bucket(name) {
-            return entries.iter().next().map(|(_, value)| value.to_vec());
+            return entries.iter().next().map(|(_, value)| value);
         }
-        (!entries.is_empty()).then(|| entries.as_bytes().to_vec())
+        (!entries.is_empty()).then(|| entries.as_bytes())
     }
 }
 
