@@ -268,7 +268,8 @@ pub mod keys {
     }
 
     /// The first and the last date of `date`'s run of 256 days
-    /// ([`date_run`]): consecutive days have consecutive keys.
+    /// ([`date_run`]): consecutive days have consecutive keys. Clamped to
+    /// the dates chrono can hold at either end of its range.
     pub(crate) fn date_run_bounds(date: NaiveDate) -> (NaiveDate, NaiveDate) {
         let offset = chrono::Days::new(u64::from(date_code(date) & 0xff));
         let first = date.checked_sub_days(offset).unwrap_or(NaiveDate::MIN);
@@ -393,7 +394,7 @@ pub mod keys {
         /// A number that orders suffixes as their bytes do: a set's tag is
         /// never 0, so a suffix of two bytes comes before any of three that
         /// begins with it.
-        pub(crate) fn order(&self) -> u32 {
+        pub(crate) fn sort_key(&self) -> u32 {
             let [date, kind, tag] = self.bytes;
             u32::from_be_bytes([date, kind, tag, 0])
         }
@@ -1339,7 +1340,12 @@ mod tests {
             assert_ne!(keys::date_run(first.pred_opt().unwrap()), keys::date_run(day));
             assert_ne!(keys::date_run(last.succ_opt().unwrap()), keys::date_run(day));
         }
-        // Where the key's sign bit flips, and at the ends of chrono's range.
+        // Where the key's sign bit flips (between 30 and 31 December of
+        // year 0), and at the ends of chrono's range.
+        let (before_flip, after_flip) =
+            (NaiveDate::from_ymd_opt(0, 12, 30).unwrap(), NaiveDate::from_ymd_opt(0, 12, 31).unwrap());
+        assert_eq!(keys::date_run_bounds(after_flip).0, after_flip);
+        assert_eq!(keys::date_run_bounds(before_flip).1, before_flip);
         let common_era = NaiveDate::from_ymd_opt(1, 1, 1).unwrap();
         let (first, last) = keys::date_run_bounds(common_era);
         assert!(first <= common_era && common_era <= last);
@@ -1362,10 +1368,10 @@ mod tests {
             for interval in Interval::ALL {
                 let suffix = keys::participant_suffix(day, interval.key_byte(), None);
                 assert_eq!(spelled(name.clone(), suffix.as_bytes()), keys::active("m", interval, "erin", day));
-                let without_set = keys::participant_suffix(day, interval.key_byte(), None);
+                let without_set = suffix;
                 for set in [keys::Set::Volunteers, keys::Set::ActionParticipants, keys::Set::Organisers] {
                     let suffix = keys::participant_suffix(day, interval.key_byte(), Some(set));
-                    assert!(without_set.order() < suffix.order() && without_set.as_bytes() < suffix.as_bytes());
+                    assert!(without_set.sort_key() < suffix.sort_key() && without_set.as_bytes() < suffix.as_bytes());
                     let member = keys::member(set, "m", interval, day, "erin");
                     assert_eq!(spelled(name.clone(), suffix.as_bytes()), member);
                 }

@@ -565,9 +565,16 @@ impl RecordWriter {
         self.records.push((RecordWriter::name(probe).to_vec(), RecordEntries::default()));
     }
 
-    /// The record `name` is rewritten with `entries`, in key order.
+    /// The record `name` is rewritten with `entries`, which must be in
+    /// suffix order: [`RecordWriter::finish`] then has nothing to sort.
+    /// Once a checkpoint: a second write of one name is merged with the
+    /// first (the later value of a suffix kept), not put in its place.
     fn record(&mut self, name: Vec<u8>, entries: RecordEntries) {
         debug_assert!(keys::is_bucket(&name), "only a bucketed table's record has entries of its own");
+        debug_assert!(
+            entries.iter().zip(entries.iter().skip(1)).all(|(one, next)| one.0 < next.0),
+            "a record's entries are in suffix order"
+        );
         self.records.push((name, entries));
     }
 
@@ -1233,8 +1240,8 @@ impl MovementProjection {
                     None => writer.rewrite(&first_day_key),
                 }
             }
-            for run in runs {
-                write_participant_run(movement, participant, record, run, writer);
+            for date_in_run in runs {
+                write_participant_run(movement, participant, record, date_in_run, writer);
             }
             if record.is_empty() {
                 self.participants.remove(&id);
@@ -1276,12 +1283,14 @@ impl MovementProjection {
             }
         }
         for (principle, day) in changes.principle_members {
-            // Put in key order as made, as a participant's runs are.
+            // Entries are made in key order, as a participant's runs are, so
+            // that `finish` need not sort them.
             let mut members: Vec<(&str, u64)> = match self.principle_members.get(&(principle, day)) {
                 Some(members) => members.iter().map(|(id, count)| (self.participant_names.name(id), count)).collect(),
                 None => Vec::new(),
             };
-            // A suffix is the name's length, then the name: that order.
+            // A member's suffix is the name's length (4 bytes, big-endian)
+            // and then the name, so (length, bytes) is key order.
             members.sort_unstable_by_key(|(participant, _)| (participant.len(), participant.as_bytes()));
             let longest = members.last().map_or(0, |(participant, _)| participant.len());
             let (mut entries, mut suffix) = (RecordEntries::with_capacity(members.len(), 4 + longest, 8), Vec::new());
@@ -1405,8 +1414,12 @@ impl MovementProjection {
         for (id, record) in &self.participants {
             let participant = self.participant_names.name(*id);
             let mut writer = RecordWriter::default();
+            let mut runs = Vec::new();
             for date in record.dates() {
-                write_participant_run(movement, participant, record, date, &mut writer);
+                mark_run(&mut runs, date);
+            }
+            for date_in_run in runs {
+                write_participant_run(movement, participant, record, date_in_run, &mut writer);
             }
             for (name, entries) in writer.records {
                 for (suffix, value) in entries.iter() {
@@ -1449,16 +1462,15 @@ impl MovementProjection {
     }
 }
 
-/// Puts the participant's keys whose dates fall in `run`: their days,
-/// active periods and memberships there, one stored record.
 /// Writes the record of a participant's keys in the run of 256 days that
 /// holds `date`, whole: empty if they have none there.
 ///
 /// Its entries are put in key order as they are made (the record's name
 /// once, each key's few bytes after it), not as whole keys sorted later:
-/// building and sorting whole keys was half of a checkpoint's gathering
-/// (docs/benchmarks.md). Each list is sorted by date, so the run's entries
-/// of each are found by binary search, whatever the participant's history.
+/// building whole keys and sorting them took about half of a checkpoint's
+/// gathering (docs/benchmarks.md). Each list is sorted by date, so the
+/// run's entries of each are found by binary search, not by a walk
+/// through the participant's whole history.
 fn write_participant_run(
     movement: &str,
     participant: &str,
@@ -1467,32 +1479,35 @@ fn write_participant_run(
     writer: &mut RecordWriter,
 ) {
     let run = run_of(date);
-    fn in_run<K: Copy, D: Fn(K) -> NaiveDate>(entries: &[(K, u64)], run: u32, date_of: D) -> &[(K, u64)] {
-        let start = entries.partition_point(|(key, _)| run_of(date_of(*key)) < run);
-        let end = start + entries[start..].partition_point(|(key, _)| run_of(date_of(*key)) == run);
-        &entries[start..end]
-    }
     let mut suffixes = Vec::new();
-    for (day, count) in in_run(&record.days.entries, run, |day| day) {
+    for (day, count) in entries_in_run(&record.days.entries, run, |day| day) {
         suffixes.push((keys::participant_suffix(*day, keys::PARTICIPATION_DAY, None), *count));
     }
     for interval in Interval::ALL {
         let periods = &record.active[usize::from(interval_index(interval))].entries;
-        for (start, count) in in_run(periods, run, |start| start) {
+        for (start, count) in entries_in_run(periods, run, |start| start) {
             suffixes.push((keys::participant_suffix(*start, interval.key_byte(), None), *count));
         }
     }
-    for ((start, interval_at, set), count) in in_run(&record.memberships.entries, run, |(start, _, _)| start) {
+    for ((start, interval_at, set), count) in entries_in_run(&record.memberships.entries, run, |(start, _, _)| start) {
         let interval = Interval::ALL[usize::from(*interval_at)];
         suffixes.push((keys::participant_suffix(*start, interval.key_byte(), Some(set.key_set())), *count));
     }
-    // Each (date, kind, set) is one key: no two suffixes are equal.
-    suffixes.sort_unstable_by_key(|(suffix, _)| suffix.order());
+    // Each (date, kind, set) is one key: no two suffixes are equal, so an
+    // unstable sort is enough.
+    suffixes.sort_unstable_by_key(|(suffix, _)| suffix.sort_key());
     let mut entries = RecordEntries::with_capacity(suffixes.len(), 3, 8);
     for (suffix, count) in suffixes {
         entries.push(suffix.as_bytes(), &count_bytes(count));
     }
     writer.record(keys::participant_run_name(movement, participant, date), entries);
+}
+
+/// The entries of a list sorted by date (first) whose dates fall in `run`.
+fn entries_in_run<K: Copy>(entries: &[(K, u64)], run: u32, date_of: impl Fn(K) -> NaiveDate) -> &[(K, u64)] {
+    let start = entries.partition_point(|(key, _)| run_of(date_of(*key)) < run);
+    let end = start + entries[start..].partition_point(|(key, _)| run_of(date_of(*key)) == run);
+    &entries[start..end]
 }
 
 fn count_bytes(count: u64) -> [u8; 8] {

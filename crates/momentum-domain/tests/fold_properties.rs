@@ -24,6 +24,13 @@ fn day(text: &str) -> NaiveDate {
     text.parse().unwrap()
 }
 
+/// Person `person`'s pseudonym. Of two, three or four characters, so that
+/// keys ending in a name (a principle's members on a day) are of several
+/// lengths, and their order (length first) is met.
+fn pseudonym(person: u8) -> String {
+    format!("p{person}{}", "x".repeat(usize::from(person % 3)))
+}
+
 /// Builds event number `index` from drawn numbers; `target` picks the event a
 /// retraction names (possibly a retraction, or one of another movement).
 #[allow(clippy::too_many_arguments)]
@@ -40,12 +47,12 @@ fn build_event(
     let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00+00:00").unwrap();
     let offset = FixedOffset::east_opt(if index.is_multiple_of(3) { 3600 } else { 0 }).unwrap();
     let time = (base + chrono::Duration::minutes(minutes)).with_timezone(&offset);
-    let refs: Vec<String> = people.iter().map(|person| format!("p{person}")).collect();
-    let first = refs.first().cloned().unwrap_or_else(|| "p0".to_owned());
+    let refs: Vec<String> = people.iter().map(|person| pseudonym(*person)).collect();
+    let first = refs.first().cloned().unwrap_or_else(|| pseudonym(0));
     let principles: Vec<&str> =
         Principle::ALL.iter().enumerate().filter(|(bit, _)| tags & (1 << bit) != 0).map(|(_, p)| p.as_str()).collect();
     let organiser_role = if tags & 1 == 0 { "citizen" } else { "professional" };
-    let organisers = json!([{ "participant": format!("p{}", tags % 5), "role": organiser_role }]);
+    let organisers = json!([{ "participant": pseudonym(tags % 5), "role": organiser_role }]);
     let area = ["north", "south", "east"][(tags % 3) as usize];
     let partner = ["nhs", "council", "charity"][(tags % 3) as usize];
     let partners = json!([partner]);
@@ -405,7 +412,7 @@ fn build_erasure(index: usize, movement: usize, person: u8) -> Event {
     let value = json!({
         "specversion": "1.0", "id": format!("x{index}"), "source": SOURCES[0], "type": "participant.erased",
         "subject": MOVEMENTS[movement], "time": "2026-02-01T00:00:00Z",
-        "data": { "pseudonyms": [format!("p{person}")] },
+        "data": { "pseudonyms": [pseudonym(person)] },
     });
     Event::from_json(value.to_string().as_bytes()).unwrap()
 }
@@ -533,7 +540,7 @@ proptest! {
         later in any::<bool>(),
         spacing in prop::sample::select(vec![1u64, 23, 300]),
     ) {
-        // Stored records hold runs of 256 days; one ends on 12 August 2026.
+        // Stored records hold runs of 256 days; one begins on 12 August 2026.
         // Moved 200 days on, events straddle it, and a week or month can
         // start in the run before its days.
         if later {

@@ -70,7 +70,7 @@ impl CheckpointQueue {
     /// them; blocks while a checkpoint already waits. For a blocking thread.
     ///
     /// The projection is locked for one movement at a time: gathering
-    /// costs about 6 µs a record, a checkpoint of thousands of events holds
+    /// costs 5 to 6 µs a record, a checkpoint of thousands of events holds
     /// tens of thousands of records, and reads waiting on the lock for the
     /// whole of large ones were the freshness stalls after a catch-up
     /// (docs/benchmarks.md). Nothing folds in between: the fold
