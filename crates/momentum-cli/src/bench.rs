@@ -34,8 +34,11 @@ use async_nats::jetstream;
 use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use hyper::StatusCode;
 use momentum_testkit::{ChildProcess, NatsServer, free_port, wait_for_port};
 use serde_json::{Value, json};
+
+mod load;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -136,8 +139,8 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     cpu.watch("ingest", Some(_ingest.id()));
     cpu.watch("query", Some(_query.id()));
     cpu.watch("bench", Some(std::process::id()));
-    let ingest_url = format!("http://127.0.0.1:{ingest_port}");
-    let query_url = format!("http://127.0.0.1:{query_port}");
+    let (ingest_address, query_address) = (format!("127.0.0.1:{ingest_port}"), format!("127.0.0.1:{query_port}"));
+    let (ingest_url, query_url) = (format!("http://{ingest_address}"), format!("http://{query_address}"));
     let http = reqwest::Client::builder().pool_max_idle_per_host(128).timeout(Duration::from_secs(60)).build()?;
 
     eprintln!("generating {} events", arguments.events);
@@ -168,7 +171,7 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
 
     eprintln!("3/8 HTTP ingest, one event a request from {SINGLE_CONNECTIONS} connections");
     let mark = cpu.now();
-    let single = ingest_single(&http, &ingest_url, http_part, Duration::from_secs(arguments.seconds)).await?;
+    let single = ingest_single(&ingest_address, http_part, Duration::from_secs(arguments.seconds)).await?;
     report["cpu_seconds"]["ingest_single"] = cpu.since(&mark);
     report["ingest_single"] = single;
 
@@ -212,7 +215,7 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
 
     eprintln!("7/8 trend reads at {QUERY_CONNECTIONS} connections");
     let mark = cpu.now();
-    report["query_trends"] = query_trends(&http, &query_url, &movement, Duration::from_secs(arguments.seconds)).await?;
+    report["query_trends"] = query_trends(&query_address, &movement, Duration::from_secs(arguments.seconds)).await?;
     report["cpu_seconds"]["query_trends"] = cpu.since(&mark);
 
     eprintln!("8/8 sizes on disk");
@@ -438,66 +441,26 @@ async fn ingest_batches(http: &reqwest::Client, ingest_url: &str, events: &[Valu
 
 /// Stage 3: single events from many connections for `duration`. Each
 /// request posts a new event (a copy of one of `events` with its own id).
-async fn ingest_single(
-    http: &reqwest::Client,
-    ingest_url: &str,
-    events: &[Value],
-    duration: Duration,
-) -> anyhow::Result<Value> {
+async fn ingest_single(ingest_address: &str, events: &[Value], duration: Duration) -> anyhow::Result<Value> {
     let templates: Arc<Vec<Value>> = Arc::new(events.iter().take(10_000).cloned().collect());
-    let (http, url) = (http.clone(), format!("{ingest_url}/v1/events"));
-    closed_loop(SINGLE_CONNECTIONS, duration, move |connection, index| {
-        let mut event = templates[(connection * 7919 + index) % templates.len()].clone();
-        event["id"] = json!(format!("single-{connection}-{index}"));
-        let request = http
-            .post(&url)
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/cloudevents+json")
-            .body(event.to_string());
-        async move {
-            let response = request.send().await?;
-            let status = response.status();
-            let _ = response.bytes().await?;
-            if status != reqwest::StatusCode::ACCEPTED {
-                bail!("ingest answered {status} to a single event");
+    load::closed_loop(
+        ingest_address,
+        TOKEN,
+        SINGLE_CONNECTIONS,
+        duration,
+        StatusCode::ACCEPTED,
+        move |connection, index| {
+            let mut event = templates[(connection * 7919 + index) % templates.len()].clone();
+            event["id"] = json!(format!("single-{connection}-{index}"));
+            load::LoadRequest {
+                method: hyper::Method::POST,
+                path_and_query: "/v1/events".to_owned(),
+                content_type: Some("application/cloudevents+json"),
+                body: event.to_string().into(),
             }
-            Ok(())
-        }
-    })
+        },
+    )
     .await
-}
-
-/// A closed-loop load: `connections` tasks each send one request, wait for
-/// its answer and send the next, until `duration` has passed. `request`
-/// makes the `index`th request of a connection. Returns the rate and the
-/// latency percentiles of the answered requests; any failed one fails all.
-async fn closed_loop<Request, Answer>(connections: usize, duration: Duration, request: Request) -> anyhow::Result<Value>
-where
-    Request: Fn(usize, usize) -> Answer + Clone + Send + 'static,
-    Answer: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    let deadline = Instant::now() + duration;
-    let started = Instant::now();
-    let tasks = (0..connections).map(|connection| {
-        let request = request.clone();
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            for index in 0.. {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let sent = Instant::now();
-                request(connection, index).await?;
-                latencies.push(sent.elapsed());
-            }
-            anyhow::Ok(latencies)
-        })
-    });
-    let mut latencies = Vec::new();
-    for task in tasks.collect::<Vec<_>>() {
-        latencies.extend(task.await??);
-    }
-    Ok(rate_and_latencies(latencies, started.elapsed()))
 }
 
 /// Requests per second and latency percentiles, in milliseconds.
@@ -758,26 +721,16 @@ async fn freshness(
 
 /// Stage 7: three years of weekly figures, every metric, read again and
 /// again from many connections.
-async fn query_trends(
-    http: &reqwest::Client,
-    query_url: &str,
-    movement: &str,
-    duration: Duration,
-) -> anyhow::Result<Value> {
+async fn query_trends(query_address: &str, movement: &str, duration: Duration) -> anyhow::Result<Value> {
     let today = Utc::now().date_naive();
     let from = today - chrono::Days::new(3 * 365);
-    let url = format!("{query_url}/v1/movements/{movement}/trends?interval=week&from={from}&to={today}");
-    let http = http.clone();
-    closed_loop(QUERY_CONNECTIONS, duration, move |_, _| {
-        let request = http.get(&url).bearer_auth(TOKEN);
-        async move {
-            let response = request.send().await?;
-            let status = response.status();
-            let _ = response.bytes().await?;
-            if !status.is_success() {
-                bail!("a trend read answered {status}");
-            }
-            Ok(())
+    let path = format!("/v1/movements/{movement}/trends?interval=week&from={from}&to={today}");
+    load::closed_loop(query_address, TOKEN, QUERY_CONNECTIONS, duration, StatusCode::OK, move |_, _| {
+        load::LoadRequest {
+            method: hyper::Method::GET,
+            path_and_query: path.clone(),
+            content_type: None,
+            body: hyper::body::Bytes::new(),
         }
     })
     .await
