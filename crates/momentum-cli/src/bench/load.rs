@@ -4,9 +4,9 @@
 //! Each task holds one plain HTTP/1.1 connection (hyper's own), not a
 //! pooled `reqwest` client: the load generator runs on the cores it
 //! measures, and reqwest's pool, retry and redirect layers and the copy of
-//! every answer into one buffer took 80-110 µs of CPU a request, a quarter
-//! of a trend read's cost on two cores (docs/benchmarks.md). Every answer
-//! is still read to its end and its status checked.
+//! every answer into one buffer took 84-100 µs of CPU a request, about a
+//! quarter of all a trend read cost on two cores (docs/benchmarks.md).
+//! Every answer is still read to its end and its status checked.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,11 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+
+/// How long one request of the load may take, answer read, before the
+/// stage fails: the services bound their own handlers, so only a frozen
+/// process comes near it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One connection to a service, its requests in turn.
 struct Connection {
@@ -29,7 +34,10 @@ impl Connection {
             tokio::net::TcpStream::connect(address).await.with_context(|| format!("connecting to {address}"))?;
         stream.set_nodelay(true)?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        // Drives the connection until its sender is dropped.
+        // Drives the connection until its sender is dropped, the service
+        // closes it or it fails. Its result is not needed: a failure during
+        // a request fails that request, and one between requests fails the
+        // next one's `ready`.
         tokio::spawn(connection);
         Ok(Connection { sender })
     }
@@ -47,7 +55,8 @@ impl Connection {
     }
 }
 
-/// A request of the load: its method, path and query, headers and body.
+/// A request of the load: its method, path and query, content type and
+/// body (the host and the token are added to every request).
 pub(super) struct LoadRequest {
     pub method: hyper::Method,
     pub path_and_query: String,
@@ -57,7 +66,7 @@ pub(super) struct LoadRequest {
 
 /// Runs `connections` connections to `address` (host and port) for
 /// `duration`, each sending the requests `request` makes (given the
-/// connection's number and the request's) and expecting `expected`.
+/// connection's number and the request's) and expecting `expected_status`.
 /// Returns the rate and the latency percentiles of the answered requests;
 /// any other answer, or a failed connection, fails all.
 pub(super) async fn closed_loop(
@@ -65,13 +74,13 @@ pub(super) async fn closed_loop(
     token: &str,
     connections: usize,
     duration: Duration,
-    expected: StatusCode,
+    expected_status: StatusCode,
     request: impl Fn(usize, usize) -> LoadRequest + Clone + Send + 'static,
 ) -> anyhow::Result<Value> {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let authorization = format!("Bearer {token}");
-    let tasks = (0..connections).map(|number| {
+    let tasks = (0..connections).map(|connection_number| {
         let (request, address, authorization) = (request.clone(), address.to_owned(), authorization.clone());
         tokio::spawn(async move {
             let mut connection = Connection::open(&address).await?;
@@ -80,20 +89,27 @@ pub(super) async fn closed_loop(
                 if Instant::now() >= deadline {
                     break;
                 }
-                let load = request(number, index);
+                // Timed from before the request is made, as the reqwest
+                // load was, so that latencies compare across the change.
+                let sent = Instant::now();
+                let next_request = request(connection_number, index);
+                let (method, path) = (next_request.method.clone(), next_request.path_and_query.clone());
                 let mut builder = Request::builder()
-                    .method(load.method)
-                    .uri(load.path_and_query)
+                    .method(next_request.method)
+                    .uri(next_request.path_and_query)
                     .header(hyper::header::HOST, &address)
                     .header(hyper::header::AUTHORIZATION, &authorization);
-                if let Some(content_type) = load.content_type {
+                if let Some(content_type) = next_request.content_type {
                     builder = builder.header(hyper::header::CONTENT_TYPE, content_type);
                 }
-                let sent = Instant::now();
-                let status = connection.send(builder.body(Full::new(load.body))?).await?;
+                let sending = connection.send(builder.body(Full::new(next_request.body))?);
+                let status = tokio::time::timeout(REQUEST_TIMEOUT, sending)
+                    .await
+                    .with_context(|| format!("{method} {path} was not answered within {REQUEST_TIMEOUT:?}"))?
+                    .with_context(|| format!("{method} {path} to {address} failed"))?;
                 latencies.push(sent.elapsed());
-                if status != expected {
-                    bail!("a request answered {status}, not {expected}");
+                if status != expected_status {
+                    bail!("{method} {path} answered {status}, not {expected_status}");
                 }
             }
             anyhow::Ok(latencies)
