@@ -298,6 +298,7 @@ async fn a_request_naming_more_distinct_participants_than_the_bound_is_a_413_and
     let (status, body) = stack.post_batch(within).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], within.len(), "{body}");
+    stack.stop().await;
 }
 
 #[tokio::test]

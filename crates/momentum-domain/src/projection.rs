@@ -311,6 +311,11 @@ pub mod keys {
         seq >> 8
     }
 
+    /// Every sequence of run `run` ([`sequence_run`]).
+    pub(crate) fn sequence_run_range(run: u64) -> std::ops::RangeInclusive<u64> {
+        run << 8..=(run << 8 | 0xff)
+    }
+
     /// An event's status. Events are told apart within their movement, so
     /// that a movement's figures depend on its own events only, however the
     /// movements are spread over partitioned projectors.
@@ -1325,6 +1330,7 @@ mod tests {
             (keys::event("m", 256, "s", "a"), keys::event("m", 511, "t", "b"), keys::event("m", 512, "s", "c"));
         assert_eq!(first[..keys::bucket_len(&first).unwrap()], last[..keys::bucket_len(&last).unwrap()]);
         assert_ne!(last[..keys::bucket_len(&last).unwrap()], next[..keys::bucket_len(&next).unwrap()]);
+        assert_eq!(keys::sequence_run_range(keys::sequence_run(300)), 256..=511);
         let later = keys::active("m", Interval::Week, "erin", day + chrono::Days::new(300));
         assert_ne!(key[..prefix.len() + 3], later[..prefix.len() + 3], "300 days later is another bucket");
     }

@@ -1199,7 +1199,7 @@ impl MovementProjection {
             writer.put(keys::movement(movement), count_bytes(self.events_counted));
         }
         for run in changes.event_runs {
-            let run_events = self.recent_events.range(run << 8..=(run << 8 | 0xff));
+            let run_events = self.recent_events.range(keys::sequence_run_range(run));
             for (seq, (key, json)) in run_events {
                 let (source, id) = key.parts();
                 writer.put(keys::event(movement, *seq, source, id), json);
@@ -1207,7 +1207,8 @@ impl MovementProjection {
         }
         // Only the newest run can still grow.
         if let Some(&newest) = self.recent_events.keys().next_back() {
-            self.recent_events = self.recent_events.split_off(&(keys::sequence_run(newest) << 8));
+            self.recent_events =
+                self.recent_events.split_off(keys::sequence_run_range(keys::sequence_run(newest)).start());
         }
         for key in changes.statuses {
             let status = self.events.get(&key).expect("a changed event is kept").status();
