@@ -1345,12 +1345,11 @@ impl MovementProjection {
                 self.periods.insert((interval, start), PeriodTotals::decode(value));
             }
             keys::PARTICIPANT => {
-                let participant = reader.text()?;
-                let date = reader.date()?;
+                let (participant, date, kind) = keys::split_participant_key(reader.remaining())?;
                 let id = self.participant_names.id(participant);
                 let record = self.participants.entry(id).or_default();
                 let interval_of = |byte: u8| Interval::ALL.into_iter().find(|interval| interval.key_byte() == byte);
-                match *reader.remaining() {
+                match *kind {
                     [keys::PARTICIPATION_DAY] => record.days.set(date, count()),
                     [kind] => record.active[usize::from(interval_index(interval_of(kind)?))].set(date, count()),
                     [kind, tag] => {

@@ -591,17 +591,19 @@ mod tests {
 
     /// A key of the bucketed table `a` (movement `mv`, participant
     /// `participant`, date `day` × 100 so that days fall in several runs of
-    /// 256, kind `kind`), as the fold spells it.
+    /// 256, kind `kind`), as the fold spells it: the date's run, the
+    /// participant, the date's last byte and the kind.
     fn bucketed_key(kind: u8, participant: &str, day: u32) -> Vec<u8> {
-        let mut key = participant_prefix(participant);
-        key.extend_from_slice(&(day * 100).to_be_bytes());
+        let mut key = run_name(participant, day);
+        key.push((day * 100).to_be_bytes()[3]);
         key.push(kind);
         key
     }
 
-    /// Every key of a participant in the table `a`.
-    fn participant_prefix(participant: &str) -> Vec<u8> {
+    /// The name of the record of `participant`'s keys in `day`'s run.
+    fn run_name(participant: &str, day: u32) -> Vec<u8> {
         let mut key = b"amv\0".to_vec();
+        key.extend_from_slice(&(day * 100).to_be_bytes()[..3]);
         key.extend_from_slice(&(participant.len() as u32).to_be_bytes());
         key.extend_from_slice(participant.as_bytes());
         key
@@ -611,9 +613,9 @@ mod tests {
     /// property test below would only read keys of their own.
     #[test]
     fn the_test_keys_are_bucketed_as_the_fold_buckets_them() {
-        let prefix = participant_prefix("pq");
-        assert_eq!(keys::bucket_len(&bucketed_key(b'd', "pq", 3)), Some(prefix.len() + 3));
-        assert_ne!(bucketed_key(b'd', "pq", 1)[..prefix.len() + 3], bucketed_key(b'd', "pq", 5)[..prefix.len() + 3]);
+        let name = run_name("pq", 3);
+        assert_eq!(keys::bucket_len(&bucketed_key(b'd', "pq", 3)), Some(name.len()));
+        assert_ne!(bucketed_key(b'd', "pq", 1)[..name.len()], bucketed_key(b'd', "pq", 5)[..name.len()]);
         assert_eq!(keys::bucket_len(&member_key(1, "p1-a1")), Some(b"gmv\0w".len() + 4));
         assert_eq!(keys::bucket_len(b"e1"), None);
     }
@@ -640,11 +642,11 @@ mod tests {
         ranges.push((member_key(1, "p1-a"), Some(member_key(2, "N1X"))));
         for kind in [b'd', b'w'] {
             for participant in ["p", "pq", "q"] {
-                let name = participant_prefix(participant);
+                let name = run_name(participant, 3);
                 ranges.push((name.clone(), prefix_end(&name)));
                 ranges.push((bucketed_key(kind, participant, 3), prefix_end(&name)));
                 ranges.push((bucketed_key(kind, participant, 2), Some(bucketed_key(kind, participant, 5))));
-                ranges.push((bucketed_key(kind, participant, 4), Some(bucketed_key(b'w', "q", 1))));
+                ranges.push((bucketed_key(kind, participant, 4), Some(bucketed_key(b'w', "q", 7))));
             }
         }
         ranges
