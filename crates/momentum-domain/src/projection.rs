@@ -108,7 +108,8 @@ pub const FORMAT: &str = "7";
 /// of a movement continue with the movement id and a NUL (movement ids never
 /// contain one). Free-text parts (refs, org ids, areas) are length-prefixed,
 /// since they may contain any character. Dates are big-endian days since
-/// 0001-01-01, so keys sort by date.
+/// 0001-01-01, so keys sort by date (a participant's, within its run of 256
+/// days, after the participant: [`keys::participant_table`]).
 pub mod keys {
     use super::*;
 
@@ -431,11 +432,11 @@ pub mod keys {
     /// roughly in date order, so a checkpoint writes into the newest runs,
     /// and sled's commit, which walks its tree to every record it writes,
     /// finds them among pages it has just touched instead of anywhere in a
-    /// store that grows with the stream. In the harness this cut sled's
-    /// commit time for a million events by about a fifth
-    /// (docs/benchmarks.md). The price: a participant's whole history is no
-    /// longer one prefix; the key-value fold reads it from the movement's
-    /// table ([`split_participant_key`]), and only for an erasure or a
+    /// store that grows with the stream. In the harness sled's commit for a
+    /// million events took about a tenth less time, and its last tenth
+    /// grew less over the first (docs/benchmarks.md). The price: a
+    /// participant's whole history is no longer one prefix; the key-value
+    /// fold reads it from the movement's table ([`split_participant_key`]), and only for an erasure or a
     /// first participation that moves.
     pub(crate) fn participant_table(movement: &str) -> Vec<u8> {
         movement_prefix(PARTICIPANT, movement)
@@ -475,6 +476,9 @@ pub mod keys {
         let length = usize::try_from(u32::from_be_bytes(*length)).ok()?;
         let participant = std::str::from_utf8(rest.get(..length)?).ok()?;
         let (last, kind) = rest[length..].split_first()?;
+        if !matches!(kind.len(), 1 | 2) {
+            return None;
+        }
         let date = read_stored_date(&[run[0], run[1], run[2], *last])?;
         Some((participant, date, kind))
     }
@@ -1389,10 +1393,12 @@ mod tests {
             let (participant, date, kind) = keys::split_participant_key(&key[table.len()..]).unwrap();
             assert_eq!((participant, date, keys::participant_entry(kind)), ("erin", day, entry));
         }
-        for cut in 0..keys::participation_day("m", "erin", day).len() - table.len() - 1 {
-            let key = keys::participation_day("m", "erin", day);
+        let key = keys::participation_day("m", "erin", day);
+        for cut in 0..key.len() - table.len() {
             assert!(keys::split_participant_key(&key[table.len()..table.len() + cut]).is_none(), "cut at {cut}");
         }
+        let too_long = [key.as_slice(), b"vx"].concat();
+        assert!(keys::split_participant_key(&too_long[table.len()..]).is_none(), "a kind of three bytes");
         // Whoever they are, a participant's key of an earlier run sorts
         // first: a checkpoint writes into the newest runs.
         let next_run = keys::date_run_bounds(day).1.succ_opt().unwrap();

@@ -148,7 +148,7 @@ fn keyed_hash(key: &hmac::Key, label: &[u8], movement: &str, participant: &str, 
 }
 
 /// `<letter><version><separator><hex>`, as `format!` would spell it, in one
-/// allocation: two of these are made for every participant ref.
+/// allocation.
 fn tagged_hex(letter: char, version: u32, separator: char, bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut text = String::with_capacity(2 + 10 + bytes.len() * 2);
@@ -159,8 +159,7 @@ fn tagged_hex(letter: char, version: u32, separator: char, bytes: &[u8]) -> Stri
     text
 }
 
-/// Lowercase hex. Written out rather than with `format!` per byte, which
-/// took a tenth of ingest's CPU: two of these run for every participant ref.
+/// Lowercase hex, for tests.
 #[cfg(test)]
 fn encode_hex(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len() * 2);
@@ -168,6 +167,8 @@ fn encode_hex(bytes: &[u8]) -> String {
     text
 }
 
+/// Lowercase hex. Written out rather than with `format!` per byte, which
+/// took a tenth of ingest's CPU: two of these run for every participant ref.
 fn push_hex(text: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for byte in bytes {

@@ -637,6 +637,11 @@ mod tests {
     /// their own buckets.
     fn ranges() -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut ranges = vec![(Vec::new(), None), (b"a".to_vec(), Some(b"b".to_vec())), (b"e".to_vec(), None)];
+        // The participant table of one movement, and one run of it: starts
+        // that name no record.
+        ranges.push((b"amv\0".to_vec(), prefix_end(b"amv\0")));
+        let run = run_name("p", 3)[..b"amv\0".len() + 3].to_vec();
+        ranges.push((run.clone(), prefix_end(&run)));
         ranges.push((b"g".to_vec(), Some(b"h".to_vec())));
         ranges.push((member_key(1, "N1"), Some(member_key(1, "p1-a2"))));
         ranges.push((member_key(1, "p1-a"), Some(member_key(2, "N1X"))));
