@@ -192,7 +192,7 @@ fn bad_metric(parameter: &str) -> Problem {
 }
 
 fn not_ready() -> Problem {
-    Problem::unavailable("no projection service is running")
+    Problem::unavailable(routes::NO_PROJECTOR)
 }
 
 problem_responses! {

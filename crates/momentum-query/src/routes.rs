@@ -643,6 +643,11 @@ async fn ask_for(
 /// that hold its movements). Its answer is the API's JSON, except trend
 /// totals asked for in binary; its errors, or its silence, become problem
 /// responses.
+/// Why a read is answered 503 when no projector takes it: a projector
+/// answers queries only once it has caught up with the stream.
+pub(crate) const NO_PROJECTOR: &str =
+    "no projection service is answering: none is running, or it is still catching up with the stream";
+
 async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Result<Bytes, Response> {
     use crate::partitions::Failure;
     // While NATS is away no answer can come: say so at once rather than
@@ -659,7 +664,7 @@ async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Resul
         Failure::Unanswered(error) => {
             use async_nats::RequestErrorKind;
             let detail = match error.kind() {
-                RequestErrorKind::NoResponders => "no projection service is running",
+                RequestErrorKind::NoResponders => NO_PROJECTOR,
                 RequestErrorKind::TimedOut => "the projection service did not answer in time",
                 _ => "the projection service could not be asked",
             };
