@@ -302,6 +302,45 @@ async fn a_request_naming_more_distinct_participants_than_the_bound_is_a_413_and
 }
 
 #[tokio::test]
+async fn a_request_refused_for_naming_too_many_participants_takes_nothing_from_the_rate_limit() {
+    let stack = TestStack::start().await;
+    let most = momentum_bus::PARTICIPANTS_PER_REQUEST_MAX;
+    let people: Vec<String> = (0..=most).map(|person| format!("limited-{person}")).collect();
+    let meetings: Vec<Value> = people
+        .chunks(1000)
+        .enumerate()
+        .map(|(index, chunk)| {
+            let attendees: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            meeting(&format!("limited-{index}"), MOVEMENT, TIME, &attendees, "limited-0")
+        })
+        .collect();
+    // The token may post a full batch at once, then one event a second.
+    let mut config = ingest_config(&stack.nats.url());
+    config.rate_events_per_s = 1;
+    config.rate_burst_events = u32::try_from(BATCH_EVENTS_MAX).unwrap();
+    let (limited, url) = spawn_ingest(&config).await;
+    let post_batch = |events: &[Value]| {
+        let request = stack.http.post(format!("{url}/v1/events")).bearer_auth(ADMIN_TOKEN);
+        request.header("content-type", BATCH).body(Value::from(events.to_vec()).to_string()).send()
+    };
+    let flood = post_batch(&meetings).await.expect("ingest answers");
+    let problem = expect_problem(flood, 413, "a batch naming one person too many").await;
+    assert_eq!(problem["type"], "urn:momentum:problem:too-many-participants");
+    // At once, without waiting seconds for a refill: a full batch passes
+    // only if the refused one gave back what it took.
+    let full: Vec<Value> = (0..BATCH_EVENTS_MAX)
+        .map(|index| hours(&format!("after-flood-{index}"), MOVEMENT, TIME, &format!("v-{}", index % 10), 1.0))
+        .collect();
+    let answer = post_batch(&full).await.expect("ingest answers");
+    let status = answer.status();
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], full.len(), "{body}");
+    limited.stop().await;
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn wrong_content_types_empty_bodies_and_batches_that_are_not_arrays_or_too_long_are_refused() {
     let stack = TestStack::start().await;
     let valid = meeting("content-type", MOVEMENT, TIME, &["a"], "o1");

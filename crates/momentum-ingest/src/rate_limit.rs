@@ -2,7 +2,9 @@
 //!
 //! Each caller (token name) may post `events_per_second` on average and up
 //! to `burst_events` at once. A request that would overdraw its bucket is
-//! refused whole, with how long to wait, and takes nothing from the bucket.
+//! refused whole, with how long to wait, and takes nothing from the bucket;
+//! one refused later with nothing stored (too many participants, or the
+//! salt bucket away) gives back what it took.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,6 +48,16 @@ impl RateLimiter {
         }
     }
 
+    /// Gives back `events` taken by a request that stored none of them, so
+    /// that the client's retry, split or resent, is not charged twice. A
+    /// bucket never holds more than its burst.
+    pub fn give_back(&self, caller: &str, events: usize) {
+        let mut buckets = self.buckets.lock().expect("the rate limiter is never poisoned");
+        if let Some((available, _)) = buckets.get_mut(caller) {
+            *available = (*available + events as f64).min(self.burst_events);
+        }
+    }
+
     pub fn events_per_second(&self) -> f64 {
         self.events_per_second
     }
@@ -65,5 +77,21 @@ mod tests {
         assert!(limiter.take("b", 1000, start).is_ok(), "every caller has its own bucket");
         assert!(limiter.take("a", 50, start + Duration::from_millis(500)).is_ok());
         assert!(limiter.take("a", 1, start + Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn events_given_back_can_be_taken_again_but_never_beyond_the_burst() {
+        let limiter = RateLimiter::new(1, 10);
+        let start = Instant::now();
+        assert!(limiter.take("a", 8, start).is_ok());
+        assert!(limiter.take("a", 8, start).is_err(), "two are left");
+        limiter.give_back("a", 8);
+        assert!(limiter.take("a", 8, start).is_ok(), "the eight given back are there again");
+        limiter.give_back("a", 8);
+        limiter.give_back("a", 8);
+        assert!(limiter.take("a", 11, start).is_err(), "a bucket holds at most its burst");
+        assert!(limiter.take("a", 10, start).is_ok());
+        limiter.give_back("nobody", 5);
+        assert!(limiter.take("nobody", 11, start).is_err(), "an unknown caller starts with its burst only");
     }
 }

@@ -458,7 +458,10 @@ async fn post_single(state: &AppState, caller: &Caller, event: Value, request_id
     let id = event["id"].as_str().map(str::to_owned);
     let prepared = match prepare(state, vec![check(state, caller, event)]).await {
         Ok(mut prepared) => prepared.pop().expect("one event in, one out"),
-        Err(response) => return response,
+        Err(response) => {
+            state.rate_limiter.give_back(&caller.name, 1);
+            return response;
+        }
     };
     let prepared = match prepared {
         Ok(prepared) => prepared,
@@ -497,10 +500,14 @@ pub(crate) struct BatchResult {
 async fn post_batch(state: &AppState, caller: &Caller, events: Vec<Value>, request_id: Option<&str>) -> Response {
     let ids: Vec<Option<String>> =
         events.iter().map(|event| event.get("id").and_then(Value::as_str).map(str::to_owned)).collect();
+    let count = events.len();
     let checked = events.into_iter().map(|event| check(state, caller, event)).collect();
     let prepared = match prepare(state, checked).await {
         Ok(prepared) => prepared,
-        Err(response) => return response,
+        Err(response) => {
+            state.rate_limiter.give_back(&caller.name, count);
+            return response;
+        }
     };
     let mut results: Vec<EventResult> = Vec::with_capacity(prepared.len());
     let mut to_publish = Vec::new();
