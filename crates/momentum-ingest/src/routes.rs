@@ -350,6 +350,37 @@ fn check(state: &AppState, caller: &Caller, mut event: Value) -> Result<Checked,
     })
 }
 
+/// Why a whole request was refused before any of its events was published.
+enum Refused {
+    /// More distinct participants than a request may name: nothing of the
+    /// request was stored, and the answer is the same however often it is
+    /// sent.
+    TooManyParticipants,
+    /// The salt bucket did not answer. No event was published, but salts
+    /// of some participants may have been made.
+    SaltsUnreachable,
+}
+
+impl Refused {
+    /// The answer. A request refused for its size gives its events back to
+    /// the token's rate limit, so a client that splits it, as `momentum
+    /// import` does, is not charged twice; the refusal costs nothing but
+    /// the checks, and comes before any salt is made. A request refused
+    /// because the salt bucket is away keeps its charge: retries then
+    /// stay within the limit while the bucket recovers.
+    fn answer(self, state: &AppState, caller: &Caller, events: usize) -> Response {
+        match self {
+            Refused::TooManyParticipants => {
+                state.rate_limiter.give_back(&caller.name, events);
+                too_many_participants().into_response()
+            }
+            Refused::SaltsUnreachable => {
+                Problem::unavailable("the event store did not answer; it is safe to retry").into_response()
+            }
+        }
+    }
+}
+
 /// Replaces every participant ref of the checked events by its pseudonym
 /// and serialises them. The stored form is the event as posted (CloudEvents
 /// extension attributes included) with only the refs changed. A failure to
@@ -357,7 +388,7 @@ fn check(state: &AppState, caller: &Caller, mut event: Value) -> Result<Checked,
 async fn prepare(
     state: &AppState,
     mut checked: Vec<Result<Checked, Problem>>,
-) -> Result<Vec<Result<Prepared, Problem>>, Response> {
+) -> Result<Vec<Result<Prepared, Problem>>, Refused> {
     let mut participants = HashSet::new();
     for Checked { movement, kind, event, .. } in checked.iter_mut().flatten() {
         // Walked in place and left as it is, rather than copying every
@@ -368,14 +399,14 @@ async fn prepare(
             });
         }
         if participants.len() > momentum_bus::PARTICIPANTS_PER_REQUEST_MAX {
-            return Err(too_many_participants().into_response());
+            return Err(Refused::TooManyParticipants);
         }
     }
     let pseudonyms: HashMap<(String, String), String> = match state.pseudonymiser.pseudonyms(participants).await {
         Ok(pseudonyms) => pseudonyms,
         Err(error) => {
             tracing::warn!(%error, "pseudonymisation failed; answering 503");
-            return Err(Problem::unavailable("the event store did not answer; it is safe to retry").into_response());
+            return Err(Refused::SaltsUnreachable);
         }
     };
     let prepare_one = |checked: Checked| {
@@ -458,10 +489,7 @@ async fn post_single(state: &AppState, caller: &Caller, event: Value, request_id
     let id = event["id"].as_str().map(str::to_owned);
     let prepared = match prepare(state, vec![check(state, caller, event)]).await {
         Ok(mut prepared) => prepared.pop().expect("one event in, one out"),
-        Err(response) => {
-            state.rate_limiter.give_back(&caller.name, 1);
-            return response;
-        }
+        Err(refused) => return refused.answer(state, caller, 1),
     };
     let prepared = match prepared {
         Ok(prepared) => prepared,
@@ -504,10 +532,7 @@ async fn post_batch(state: &AppState, caller: &Caller, events: Vec<Value>, reque
     let checked = events.into_iter().map(|event| check(state, caller, event)).collect();
     let prepared = match prepare(state, checked).await {
         Ok(prepared) => prepared,
-        Err(response) => {
-            state.rate_limiter.give_back(&caller.name, count);
-            return response;
-        }
+        Err(refused) => return refused.answer(state, caller, count),
     };
     let mut results: Vec<EventResult> = Vec::with_capacity(prepared.len());
     let mut to_publish = Vec::new();

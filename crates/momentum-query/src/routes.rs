@@ -639,15 +639,15 @@ async fn ask_for(
     }
 }
 
-/// Sends a request to the projection service (the partition or partitions
-/// that hold its movements). Its answer is the API's JSON, except trend
-/// totals asked for in binary; its errors, or its silence, become problem
-/// responses.
 /// Why a read is answered 503 when no projector takes it: a projector
 /// answers queries only once it has caught up with the stream.
 pub(crate) const NO_PROJECTOR: &str =
     "no projection service is answering: none is running, or it is still catching up with the stream";
 
+/// Sends a request to the projection service (the partition or partitions
+/// that hold its movements). Its answer is the API's JSON, except trend
+/// totals asked for in binary; its errors, or its silence, become problem
+/// responses.
 async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Result<Bytes, Response> {
     use crate::partitions::Failure;
     // While NATS is away no answer can come: say so at once rather than
