@@ -274,21 +274,24 @@ async fn bodies_that_are_not_utf_8_or_not_json_are_a_400() {
     stack.stop().await;
 }
 
+/// Meetings of `size` people each, all different, named `<prefix>-<n>`: one
+/// person more than a request may name in all.
+fn meetings_naming_one_participant_too_many(prefix: &str, size: usize) -> Vec<Value> {
+    let most = momentum_bus::PARTICIPANTS_PER_REQUEST_MAX;
+    let people: Vec<String> = (0..=most).map(|person| format!("{prefix}-{person}")).collect();
+    let organiser = format!("{prefix}-0");
+    let meetings = people.chunks(size).enumerate().map(|(index, chunk)| {
+        let attendees: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        meeting(&format!("{prefix}-{index}"), MOVEMENT, TIME, &attendees, &organiser)
+    });
+    meetings.collect()
+}
+
 #[tokio::test]
 async fn a_request_naming_more_distinct_participants_than_the_bound_is_a_413_and_stores_nothing() {
     let stack = TestStack::start().await;
-    let most = momentum_bus::PARTICIPANTS_PER_REQUEST_MAX;
-    // Meetings of 1000 people each (the schema's most), all different: one
-    // person more than the bound in all.
-    let people: Vec<String> = (0..=most).map(|person| format!("flood-{person}")).collect();
-    let meetings: Vec<Value> = people
-        .chunks(1000)
-        .enumerate()
-        .map(|(index, chunk)| {
-            let attendees: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            meeting(&format!("flood-{index}"), MOVEMENT, TIME, &attendees, "flood-0")
-        })
-        .collect();
+    // Meetings of 1000 people each (the schema's most).
+    let meetings = meetings_naming_one_participant_too_many("flood", 1000);
     let body = Value::from(meetings.clone()).to_string();
     let problem = expect_problem(post(&stack, BATCH, body).await, 413, "a batch naming one person too many").await;
     assert_eq!(problem["type"], "urn:momentum:problem:too-many-participants");
@@ -304,18 +307,9 @@ async fn a_request_naming_more_distinct_participants_than_the_bound_is_a_413_and
 #[tokio::test]
 async fn a_request_refused_for_naming_too_many_participants_takes_nothing_from_the_rate_limit() {
     let stack = TestStack::start().await;
-    let most = momentum_bus::PARTICIPANTS_PER_REQUEST_MAX;
-    let people: Vec<String> = (0..=most).map(|person| format!("limited-{person}")).collect();
     // Small meetings, so that the refused batch takes 910 of the token's
     // 1000 events: without them back, the full batch below would wait 910 s.
-    let meetings: Vec<Value> = people
-        .chunks(11)
-        .enumerate()
-        .map(|(index, chunk)| {
-            let attendees: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            meeting(&format!("limited-{index}"), MOVEMENT, TIME, &attendees, "limited-0")
-        })
-        .collect();
+    let meetings = meetings_naming_one_participant_too_many("limited", 11);
     // The token may post a full batch at once, then one event a second.
     let mut config = ingest_config(&stack.nats.url());
     config.rate_events_per_s = 1;
