@@ -436,8 +436,8 @@ pub mod keys {
     /// million events took about a tenth less time, and its last tenth
     /// grew less over the first (docs/benchmarks.md). The price: a
     /// participant's whole history is no longer one prefix; the key-value
-    /// fold reads it from the movement's table ([`split_participant_key`]), and only for an erasure or a
-    /// first participation that moves.
+    /// fold reads it from the movement's table ([`split_participant_key`]),
+    /// and only for an erasure or a first participation that moves.
     pub(crate) fn participant_table(movement: &str) -> Vec<u8> {
         movement_prefix(PARTICIPANT, movement)
     }
@@ -998,14 +998,14 @@ impl ErasedParticipants {
     }
 }
 
-/// Every key of one participant of a movement, with its date and what it
-/// holds, in key order. Read from the movement's whole participant table,
-/// since a participant's keys are spread over its runs of 256 days
-/// ([`keys::participant_table`]): the fold asks only for an erasure, or
-/// when a participant's first participation moves (an event before it, or
-/// a retraction of it).
+/// A participant's keys, each with its date and what it holds.
 type ParticipantKeys = Vec<(Vec<u8>, NaiveDate, keys::ParticipantEntry)>;
 
+/// Every key of one participant of a movement, in key order. Read from the
+/// movement's whole participant table, since a participant's keys are
+/// spread over its runs of 256 days ([`keys::participant_table`]): the fold
+/// asks only for an erasure, or when a participant's first participation
+/// moves (an event before it, or a retraction of it).
 fn participant_keys<S: StateRead>(state: &S, movement: &str, participant: &str) -> Result<ParticipantKeys, S::Error> {
     let table = keys::participant_table(movement);
     let mut found = Vec::new();
@@ -1123,8 +1123,9 @@ fn update_first_participation<S: State>(
         (true, None) => Some(day),
         // Only the removal of the first day's last event moves it later.
         (false, Some(first)) if first == day && day_change < 0 => {
-            let keys = participant_keys(state, movement, participant)?;
-            keys.into_iter().filter(|(_, _, entry)| *entry == keys::ParticipantEntry::Day).map(|(_, day, _)| day).min()
+            let entries = participant_keys(state, movement, participant)?;
+            let days = entries.into_iter().filter(|(_, _, entry)| *entry == keys::ParticipantEntry::Day);
+            days.map(|(_, day, _)| day).min()
         }
         (false, _) => before,
     };
@@ -1161,8 +1162,8 @@ fn update_first_participation<S: State>(
             continue;
         }
         if periods.is_none() {
-            let keys = participant_keys(state, movement, participant)?;
-            let active = keys.into_iter().filter_map(|(_, start, entry)| match entry {
+            let entries = participant_keys(state, movement, participant)?;
+            let active = entries.into_iter().filter_map(|(_, start, entry)| match entry {
                 keys::ParticipantEntry::Active(interval) => Some((start, interval)),
                 _ => None,
             });
