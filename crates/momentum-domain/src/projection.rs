@@ -101,8 +101,10 @@ pub enum Outcome {
 /// 256 sequences, and keeps what the fold knows of it (its status) apart;
 /// 7 puts a participant key's run of 256 days before the participant, so
 /// that a checkpoint writes into a few neighbouring stretches of the store
-/// ([`keys::participant_table`]).
-pub const FORMAT: &str = "7";
+/// ([`keys::participant_table`]); 8 keeps no event's JSON: a retraction
+/// reads its target back from the event stream, which keeps every event
+/// anyway, by the sequence its key names ([`crate::typed::EventArchive`]).
+pub const FORMAT: &str = "8";
 
 /// Store keys. Every key starts with a one-byte tag naming its table; keys
 /// of a movement continue with the movement id and a NUL (movement ids never
@@ -113,9 +115,16 @@ pub const FORMAT: &str = "7";
 pub mod keys {
     use super::*;
 
-    /// An event as it arrived (its stored JSON), kept so that a retraction
-    /// can subtract exactly what it added; filed by its stream sequence.
+    /// An event that arrived, filed by the stream sequence it arrived at,
+    /// with its source and id in its key and nothing in its value: a
+    /// retraction reads its target back from the event stream by that
+    /// sequence, so that it subtracts exactly what the target added.
     pub(crate) const EVENT: u8 = b'e';
+    /// The key-value fold's own copy of each event as it arrived (its JSON),
+    /// by stream sequence: the stream in miniature, so that the fold runs
+    /// without NATS. A store never keeps it ([`is_stored`]); the projector
+    /// reads the stream itself.
+    pub(crate) const ARCHIVED_EVENT: u8 = b'j';
     /// What the fold knows of one (`source`, `id`) of a movement
     /// ([`EventStatus`](super::EventStatus)).
     pub(crate) const EVENT_STATUS: u8 = b'k';
@@ -309,6 +318,13 @@ pub mod keys {
         key
     }
 
+    /// The key-value fold's copy of the event that arrived at `seq`.
+    pub(crate) fn archived_event(seq: u64) -> Vec<u8> {
+        let mut key = vec![ARCHIVED_EVENT];
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
     /// The run of 256 stream sequences `seq` falls in: events whose
     /// sequences share it share a record.
     pub(crate) fn sequence_run(seq: u64) -> u64 {
@@ -336,8 +352,13 @@ pub mod keys {
     /// the event's own key says too, so a store keeps only statuses with a
     /// flag (a retraction, done or pending), and a projection loaded from
     /// the store rebuilds the rest ([`crate::typed::Projection::load_entry`]).
+    /// Nor does it keep the fold's copies of events ([`ARCHIVED_EVENT`]).
     pub fn is_stored(key: &[u8], value: &[u8]) -> bool {
-        key.first() != Some(&EVENT_STATUS) || super::EventStatus::decode(value).is_none_or(|status| status.is_stored())
+        match key.first() {
+            Some(&EVENT_STATUS) => super::EventStatus::decode(value).is_none_or(|status| status.is_stored()),
+            Some(&ARCHIVED_EVENT) => false,
+            _ => true,
+        }
     }
 
     pub(crate) fn movement(movement: &str) -> Vec<u8> {
@@ -807,7 +828,8 @@ pub fn apply<S: State>(
         return Ok(Outcome::Duplicate);
     }
     status.seq = seq;
-    state.put(&keys::event(&event.subject, seq, &event.source, &event.id), &event.to_json())?;
+    state.put(&keys::event(&event.subject, seq, &event.source, &event.id), &[])?;
+    state.put(&keys::archived_event(seq), &event.to_json())?;
     count_event(state, &event.subject)?;
 
     let outcome = match &event.data {
@@ -857,10 +879,8 @@ fn retract<S: State>(
     if target.retracted {
         return Ok(Outcome::RetractionIgnored);
     }
-    let target_json = state
-        .get(&keys::event(&retraction.subject, target.seq, &retraction.source, target_id))?
-        .expect("an arrived event is filed under its sequence");
-    let target_event = Event::from_json(&target_json).expect("stored events were valid when stored");
+    let target_json = state.get(&keys::archived_event(target.seq))?.expect("the fold keeps a copy of every event");
+    let target_event = Event::from_json(&target_json).expect("events were valid when kept");
     if matches!(target_event.kind, EventType::EventRetracted | EventType::ParticipantErased) {
         return Ok(Outcome::RetractionIgnored);
     }

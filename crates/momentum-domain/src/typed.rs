@@ -15,12 +15,10 @@
 //! [`Checkpoint`] holds the stored records that changed since the last
 //! one, whole, so a store writes them without reading anything first, and
 //! [`Projection::load_entry`] builds the projection back from the stored
-//! keys. An event is kept in memory only until it is checkpointed (and
-//! while its run of 256 sequences may still grow); a later retraction of it
-//! reads it back from the store ([`EventArchive`]).
+//! keys. An event's JSON is not kept: a retraction reads its target back
+//! from the event stream by the sequence it arrived at ([`EventArchive`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::NaiveDate;
 
@@ -338,13 +336,12 @@ struct MovementProjection {
     events_counted: u64,
     events: HashMap<EventKey, EventEntry>,
     /// The events of the newest run of 256 sequences, and of every run
-    /// that events arrived in since the last checkpoint, by sequence, each
-    /// in its stored form (its JSON, not parsed: a third of the memory).
-    /// A run's record is written whole, and the newest run may still grow,
+    /// that events arrived in since the last checkpoint, by sequence. A
+    /// run's record is written whole, and the newest run may still grow,
     /// so its events stay after a checkpoint; sequences only increase, so
     /// no older run grows again. At most the events since the last
     /// checkpoint and 256 more.
-    recent_events: BTreeMap<u64, (EventKey, Arc<[u8]>)>,
+    recent_events: BTreeMap<u64, EventKey>,
     periods: BTreeMap<(Interval, NaiveDate), PeriodTotals>,
     participant_names: ParticipantNames,
     participants: HashMap<ParticipantId, Participant>,
@@ -368,41 +365,68 @@ pub struct Projection {
     watermark: u64,
 }
 
-/// Where checkpointed events are read back from, when a retraction names
-/// one: the store's event records.
+/// Where a retraction's target is read back from, once folded: in the
+/// projector, the event stream, which keeps every event.
 pub trait EventArchive {
     type Error;
-    /// The event stored under `key` ([`keys::event`]); it is there, since
-    /// the projection saw it arrive.
-    fn stored_event(&self, key: &[u8]) -> Result<Event, Self::Error>;
+    /// The event `target` names; it is there, since the projection saw it
+    /// arrive. Implementations read it with [`ArchivedEvent::read`].
+    fn stored_event(&self, target: &ArchivedEvent<'_>) -> Result<Event, Self::Error>;
+}
+
+/// An event the projection saw arrive: the stream sequence it arrived at,
+/// and what it must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchivedEvent<'a> {
+    pub seq: u64,
+    pub movement: &'a str,
+    pub source: &'a str,
+    pub id: &'a str,
+}
+
+impl ArchivedEvent<'_> {
+    /// The event in `json`, what the archive holds at [`ArchivedEvent::seq`]
+    /// (`None`: nothing), once checked to be this one: a stream deleted
+    /// and made again, or a damaged store, would otherwise have a
+    /// retraction subtract another event.
+    pub fn read<E>(&self, json: Option<&[u8]>) -> Result<Event, ArchiveError<E>> {
+        let seq = self.seq;
+        let json = json.ok_or(ArchiveError::Missing { seq })?;
+        let event = Event::from_json(json).map_err(|error| ArchiveError::Unreadable { seq, error })?;
+        if (event.subject.as_str(), event.source.as_str(), event.id.as_str()) != (self.movement, self.source, self.id) {
+            return Err(ArchiveError::Mismatched {
+                seq,
+                expected: format!("{} {} of {}", self.source, self.id, self.movement),
+                found: format!("{} {} of {}", event.source, event.id, event.subject),
+            });
+        }
+        Ok(event)
+    }
 }
 
 /// Why an archived event could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError<E> {
+    /// The archive could not be asked; asking again may work.
     #[error(transparent)]
-    Store(E),
-    #[error("the store does not hold an event it received (key of {length} bytes)")]
-    Missing { length: usize },
-    #[error("a stored event cannot be read: {0}")]
-    Unreadable(serde_json::Error),
+    Read(E),
+    #[error("no event is archived at sequence {seq}, though the projection saw one arrive there")]
+    Missing { seq: u64 },
+    #[error("the event archived at sequence {seq} cannot be read: {error}")]
+    Unreadable { seq: u64, error: serde_json::Error },
+    #[error("the event archived at sequence {seq} is {found}, not {expected} as the projection saw arrive there")]
+    Mismatched { seq: u64, expected: String, found: String },
 }
 
-/// A key-value state in the layout of [`crate::projection`] holds every
-/// event that reached it, in the event's record.
+/// A key-value state in the layout of [`crate::projection`] keeps a copy of
+/// every event that reached it ([`keys::archived_event`]).
 impl<S: StateRead> EventArchive for S {
     type Error = ArchiveError<S::Error>;
 
-    fn stored_event(&self, key: &[u8]) -> Result<Event, Self::Error> {
-        let record = self.get(key).map_err(ArchiveError::Store)?;
-        event_from_record(key, record.as_deref())
+    fn stored_event(&self, target: &ArchivedEvent<'_>) -> Result<Event, Self::Error> {
+        let json = self.get(&keys::archived_event(target.seq)).map_err(ArchiveError::Read)?;
+        target.read(json.as_deref())
     }
-}
-
-/// The event an event's stored record holds (`None`: no record under `key`).
-pub fn event_from_record<E>(key: &[u8], record: Option<&[u8]>) -> Result<Event, ArchiveError<E>> {
-    let json = record.ok_or(ArchiveError::Missing { length: key.len() })?;
-    Event::from_json(json).map_err(ArchiveError::Unreadable)
 }
 
 /// A stored record's entries: each key's suffix after the record's name,
@@ -733,7 +757,7 @@ impl Projection {
     /// newest event kept.
     pub fn check_loaded(&self) -> Result<(), UnreadableKey> {
         for (name, movement) in &self.movements {
-            if let Some((&seq, (key, _))) = movement.recent_events.last_key_value()
+            if let Some((&seq, key)) = movement.recent_events.last_key_value()
                 && seq > self.watermark
             {
                 let (source, id) = key.parts();
@@ -863,7 +887,7 @@ impl MovementProjection {
         }
         self.events_counted += 1;
         self.changes.events_counted = true;
-        self.hold_until_run_written(seq, key.clone(), Arc::from(event.to_json()));
+        self.hold_until_run_written(seq, key.clone());
         let outcome = match &event.data {
             EventData::ParticipantErased(erasure) => {
                 for pseudonym in &erasure.pseudonyms {
@@ -893,13 +917,13 @@ impl MovementProjection {
 
     /// Keeps an arrived event in memory until its run of sequences is
     /// written and no longer the newest.
-    fn hold_until_run_written(&mut self, seq: u64, key: EventKey, json: Arc<[u8]>) {
-        self.recent_events.insert(seq, (key, json));
+    fn hold_until_run_written(&mut self, seq: u64, key: EventKey) {
+        self.recent_events.insert(seq, key);
         self.changes.event_runs.insert(keys::sequence_run(seq));
     }
 
     /// The event a retraction names, when it has arrived and still
-    /// counts: from memory, or read from `archive` once checkpointed.
+    /// counts, read back from `archive`.
     fn retraction_target<A: EventArchive + ?Sized>(
         &self,
         retraction: &Event,
@@ -908,19 +932,14 @@ impl MovementProjection {
     ) -> Result<Option<Event>, A::Error> {
         let key = EventKey::new(&retraction.source, target_id);
         match self.events.get(&key) {
-            Some(target) if target.arrived && !target.retracted => {
-                // Events folded since the start were valid when kept; those
-                // loaded from the store were not parsed, so one that does
-                // not read (or is another event: a damaged store) is read
-                // as the archive reads it, which reports the damage.
-                let held = self.recent_events.get(&target.seq).filter(|(held, _)| *held == key);
-                match held.and_then(|(_, json)| Event::from_json(json).ok()) {
-                    Some(event) => Ok(Some(event)),
-                    None => archive
-                        .stored_event(&keys::event(&retraction.subject, target.seq, &retraction.source, target_id))
-                        .map(Some),
-                }
-            }
+            Some(target) if target.arrived && !target.retracted => archive
+                .stored_event(&ArchivedEvent {
+                    seq: target.seq,
+                    movement: &retraction.subject,
+                    source: &retraction.source,
+                    id: target_id,
+                })
+                .map(Some),
             _ => Ok(None),
         }
     }
@@ -1200,9 +1219,9 @@ impl MovementProjection {
         }
         for run in changes.event_runs {
             let run_events = self.recent_events.range(keys::sequence_run_range(run));
-            for (seq, (key, json)) in run_events {
+            for (seq, key) in run_events {
                 let (source, id) = key.parts();
-                writer.put(keys::event(movement, *seq, source, id), json);
+                writer.put(keys::event(movement, *seq, source, id), []);
             }
         }
         // Only the newest run can still grow.
@@ -1310,8 +1329,9 @@ impl MovementProjection {
         match reader.tag {
             keys::MOVEMENT => self.events_counted = count(),
             keys::EVENT => {
-                // Stream sequences start at 1.
-                let seq = reader.sequence().filter(|seq| *seq > 0)?;
+                // Stream sequences start at 1, and an event's record holds
+                // nothing but its key (format 8).
+                let seq = reader.sequence().filter(|seq| *seq > 0 && value.is_empty())?;
                 let source = reader.text()?;
                 let id = std::str::from_utf8(reader.remaining()).ok()?;
                 let key = EventKey::new(source, id);
@@ -1319,14 +1339,14 @@ impl MovementProjection {
                 entry.arrived = true;
                 entry.seq = seq;
                 // The newest run's record is written again, whole, when it
-                // grows: its events are kept (as stored, not parsed: most
-                // are dropped again when the next run's first key comes).
+                // grows: its events are kept (most are dropped again when
+                // the next run's first key comes).
                 let newest_run = self.recent_events.keys().next_back().map(|newest| keys::sequence_run(*newest));
                 if newest_run.is_none_or(|newest| newest <= keys::sequence_run(seq)) {
                     if newest_run.is_some_and(|newest| newest < keys::sequence_run(seq)) {
                         self.recent_events.clear();
                     }
-                    self.recent_events.insert(seq, (key, Arc::from(value)));
+                    self.recent_events.insert(seq, key);
                 }
             }
             keys::EVENT_STATUS => {
@@ -1585,10 +1605,13 @@ impl crate::query::ProjectionRead for Projection {
 
 #[cfg(test)]
 mod tests {
-    use super::{EventStatus, Interval, NaiveDate, PeriodTotals, Projection, RecordEntries, keys};
+    use super::{
+        ArchiveError, ArchivedEvent, EventArchive, EventStatus, Interval, NaiveDate, PeriodTotals, Projection,
+        RecordEntries, keys,
+    };
     use crate::Event;
     use crate::memory::MemoryState;
-    use crate::projection::ProjectionSettings;
+    use crate::projection::{Outcome, ProjectionSettings, State};
 
     fn hours_logged(id: &str, movement: &str) -> Event {
         let json = format!(
@@ -1596,6 +1619,48 @@ mod tests {
             "subject":"{movement}","time":"2026-03-02T10:00:00Z","data":{{"participant":"ann","hours":1.5}}}}"#
         );
         Event::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_archived_event_reads_back_only_if_it_is_the_event_that_arrived_at_its_sequence() {
+        let event = hours_logged("1", "leeds");
+        let target = ArchivedEvent { seq: 7, movement: "leeds", source: "urn:test", id: "1" };
+        assert_eq!(target.read::<()>(Some(&event.to_json())).unwrap(), event);
+        assert!(matches!(target.read::<()>(None), Err(ArchiveError::Missing { seq: 7 })));
+        assert!(matches!(target.read::<()>(Some(b"{")), Err(ArchiveError::Unreadable { seq: 7, .. })));
+        for other in [hours_logged("2", "leeds"), hours_logged("1", "york")] {
+            let read = target.read::<()>(Some(&other.to_json()));
+            assert!(matches!(read, Err(ArchiveError::Mismatched { seq: 7, .. })), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn a_retraction_whose_target_cannot_be_read_back_leaves_the_projection_as_it_was() {
+        struct Away;
+        impl EventArchive for Away {
+            type Error = &'static str;
+            fn stored_event(&self, _: &ArchivedEvent<'_>) -> Result<Event, &'static str> {
+                Err("away")
+            }
+        }
+        let settings = ProjectionSettings::default();
+        let target = hours_logged("1", "leeds");
+        let retraction = Event::from_json(
+            br#"{"specversion":"1.0","id":"r1","source":"urn:test","type":"event.retracted",
+            "subject":"leeds","time":"2026-03-03T10:00:00Z","data":{"event_id":"1"}}"#,
+        )
+        .unwrap();
+        let mut projection = Projection::default();
+        projection.apply(&settings, &target, 1, &Away).unwrap();
+        let before = projection.to_key_values();
+        assert_eq!(projection.apply(&settings, &retraction, 2, &Away), Err("away"));
+        assert_eq!(projection.to_key_values(), before);
+        assert_eq!(projection.watermark(), 1);
+
+        let mut archive = MemoryState::default();
+        let Ok(()) = archive.put(&keys::archived_event(1), &target.to_json());
+        assert_eq!(projection.apply(&settings, &retraction, 2, &archive).unwrap(), Outcome::Retracted);
+        assert_ne!(projection.to_key_values(), before);
     }
 
     #[test]
@@ -1614,16 +1679,18 @@ mod tests {
         let event = hours_logged("1", "leeds");
         let key = keys::event("leeds", 7, &event.source, &event.id);
         let mut projection = Projection::default();
-        projection.load_entry(&key, &event.to_json()).unwrap();
+        projection.load_entry(&key, &[]).unwrap();
         // Up to the movement's NUL and seven bytes of the sequence.
         let cut_in_sequence = &key[..1 + "leeds".len() + 1 + 7];
-        assert!(projection.load_entry(cut_in_sequence, &event.to_json()).is_err(), "a sequence cut short");
+        assert!(projection.load_entry(cut_in_sequence, &[]).is_err(), "a sequence cut short");
         let at_zero = keys::event("leeds", 0, &event.source, "2");
-        assert!(projection.load_entry(&at_zero, &event.to_json()).is_err(), "sequences start at 1");
+        assert!(projection.load_entry(&at_zero, &[]).is_err(), "sequences start at 1");
+        let with_json = keys::event("leeds", 6, &event.source, "3");
+        assert!(projection.load_entry(&with_json, &event.to_json()).is_err(), "a store of format 7 or before");
         // An event filed after the watermark is found once the whole store is loaded.
         projection.load_entry(keys::WATERMARK, &7u64.to_le_bytes()).unwrap();
         projection.check_loaded().unwrap();
-        projection.load_entry(&keys::event("leeds", 8, &event.source, "2"), &event.to_json()).unwrap();
+        projection.load_entry(&keys::event("leeds", 8, &event.source, "2"), &[]).unwrap();
         assert!(projection.check_loaded().is_err(), "an event after the watermark");
         let status = keys::event_status("leeds", &event.source, &event.id);
         let retracted = EventStatus { seq: 7, retracted: true, retraction_pending: false };

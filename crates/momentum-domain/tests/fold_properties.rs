@@ -11,7 +11,7 @@ use momentum_domain::query::{
     self, Cohort, CohortRequest, Metric, PrincipleFigures, PrinciplesRequest, ProjectionRead, ReadSettings,
     TrendRequest,
 };
-use momentum_domain::typed::{Checkpoint, Projection};
+use momentum_domain::typed::{ArchiveError, ArchivedEvent, Checkpoint, EventArchive, Projection};
 use momentum_domain::{Event, EventData, Interval, Principle};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -438,21 +438,23 @@ fn fold_both(events: &[Event], order: &[usize]) -> ((MemoryState, Vec<Outcome>),
     for (position, &index) in order.iter().enumerate() {
         let Ok(outcome) = apply(&mut state, &settings, &events[index], position as u64 + 1);
         state_outcomes.push(outcome);
-        let outcome =
-            projection.apply(&settings, &events[index], position as u64 + 1, &MemoryState::default()).unwrap();
+        // The key-value fold keeps a copy of every event it folded, the
+        // archive a retraction's target is read back from.
+        let outcome = projection.apply(&settings, &events[index], position as u64 + 1, &state).unwrap();
         typed_outcomes.push(outcome);
     }
     ((state, state_outcomes), (projection, typed_outcomes))
 }
 
 /// A key-value state without what [`Projection::to_key_values`] leaves out:
-/// the events' own records, the watermark and all-zero period totals.
+/// the events' own records, the fold's copies of them, the watermark and
+/// all-zero period totals.
 fn comparable(state: MemoryState) -> BTreeMap<Vec<u8>, Vec<u8>> {
     state
         .entries
         .into_iter()
         .filter(|(key, value)| match key[0] {
-            b'e' | b'w' => false,
+            b'e' | b'j' | b'w' => false,
             b'p' => value.iter().any(|byte| *byte != 0),
             _ => true,
         })
@@ -500,10 +502,24 @@ fn write_checkpoint(stored: &mut MemoryState, checkpoint: Checkpoint) {
     let Ok(()) = set_watermark(stored, checkpoint.watermark);
 }
 
+/// The event stream as the projector's archive sees it: each event's JSON
+/// by the sequence it arrived at.
+#[derive(Default)]
+struct Stream(BTreeMap<u64, Vec<u8>>);
+
+impl EventArchive for Stream {
+    type Error = ArchiveError<std::convert::Infallible>;
+
+    fn stored_event(&self, target: &ArchivedEvent<'_>) -> Result<Event, Self::Error> {
+        target.read(self.0.get(&target.seq).map(Vec::as_slice))
+    }
+}
+
 /// Folds the deliveries into a typed projection, writing a checkpoint into
 /// a key-value "store" after each position in `checkpoints` and at the end,
 /// and building the projection again from that store after each position
-/// in `reloads` (as a restarted projector does).
+/// in `reloads` (as a restarted projector does). Retractions read their
+/// targets back from the stream, never from the store.
 fn fold_with_checkpoints(
     events: &[Event],
     order: &[usize],
@@ -512,9 +528,10 @@ fn fold_with_checkpoints(
     reloads: &BTreeSet<usize>,
 ) -> (MemoryState, Projection) {
     let settings = ProjectionSettings::default();
-    let (mut stored, mut projection) = (MemoryState::default(), Projection::default());
+    let (mut stored, mut projection, mut stream) = (MemoryState::default(), Projection::default(), Stream::default());
     for (position, &index) in order.iter().enumerate() {
-        projection.apply(&settings, &events[index], sequence(position, spacing), &stored).unwrap();
+        stream.0.insert(sequence(position, spacing), events[index].to_json());
+        projection.apply(&settings, &events[index], sequence(position, spacing), &stream).unwrap();
         if checkpoints.contains(&position) || reloads.contains(&position) {
             write_checkpoint(&mut stored, projection.checkpoint());
         }

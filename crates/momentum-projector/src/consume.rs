@@ -9,12 +9,13 @@ use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::Order
 use futures::StreamExt;
 use momentum_domain::Event;
 use momentum_domain::projection::ProjectionSettings;
-use momentum_domain::typed::Projection;
+use momentum_domain::typed::{ArchiveError, Projection};
 use momentum_store::Store;
 use tokio::sync::watch;
 
 use crate::ProjectorError;
-use crate::checkpoint::{Archive, CheckpointQueue, CheckpointWriter};
+use crate::archive::StreamArchive;
+use crate::checkpoint::{CheckpointQueue, CheckpointWriter};
 use crate::coverage::{PROOF_TIME_MAX, count_unread};
 use crate::health::ProjectorMetrics;
 
@@ -44,10 +45,9 @@ const CHECKPOINT_EVENTS: u64 = 2_500;
 /// The most events folded since the last checkpoint taken. A due
 /// checkpoint is put off while another still waits to be written (sled is
 /// behind: the next one then holds more, and the fold does not stall);
-/// at this many, the fold waits for the writer instead. The projection
-/// keeps each event in memory until its checkpoint is in sled (a
-/// retraction may need it), so this bounds that memory: about 1 KiB an
-/// event.
+/// at this many, the fold waits for the writer instead. This bounds a
+/// checkpoint's size, and so the memory of the two the writer may hold
+/// (one being written, one waiting): a few records an event.
 const CHECKPOINT_EVENTS_MAX: u64 = 5_000;
 
 /// The projection in memory, shared by the fold (which writes it) and the
@@ -149,6 +149,7 @@ async fn consume(
         metrics,
     } = consumer;
     let mut checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
+    let archive = StreamArchive::new(jetstream.clone(), tokio::runtime::Handle::current());
     while !*stop.borrow() {
         connections.borrow_and_update();
         let start_sequence = projection.read().unwrap_or_else(PoisonError::into_inner).watermark() + 1;
@@ -219,10 +220,10 @@ async fn consume(
             // checkpoint written to sled: on the blocking pool, so that it
             // never holds one of the runtime's workers (queries and NATS
             // traffic go on meanwhile).
-            let folding = (projection.clone(), checkpoints_queue.clone(), pending, checkpoints);
+            let folding = (projection.clone(), checkpoints_queue.clone(), archive.clone(), pending, checkpoints);
             let folded = tokio::task::spawn_blocking(move || {
-                let (projection, queue, mut pending, mut checkpoints) = folding;
-                let applied = fold_chunk(&projection, &queue.archive(), &settings, chunk, &mut pending)?;
+                let (projection, queue, archive, mut pending, mut checkpoints) = folding;
+                let applied = fold_chunk(&projection, &archive, &settings, chunk, &mut pending)?;
                 checkpoints.events_since += applied.1;
                 if checkpoints.due(queue.has_room()) {
                     queue.checkpoint(&projection)?;
@@ -324,11 +325,13 @@ fn server_pending(chunk: &[Delivery]) -> u64 {
 
 /// Folds what arrived into the projection. Returns the new watermark, how
 /// many stream messages were read, and whether the consumer failed partway
-/// (the events before the failure are folded). `pending` is set to what
+/// (the events before the failure are folded): the consumer, or the read
+/// of a retraction's target from the stream, which is then read again
+/// with the retraction when the consumer reopens. `pending` is set to what
 /// the server said was left to deliver after the last message.
 fn fold_chunk(
     projection: &RwLock<Projection>,
-    archive: &Archive,
+    archive: &StreamArchive,
     settings: &ProjectionSettings,
     chunk: Vec<Delivery>,
     pending: &mut u64,
@@ -381,7 +384,16 @@ fn fold_chunk(
                 // The lock is taken for each event, so reads wait for one
                 // event's fold at most, not a batch's.
                 let mut projection = projection.write().unwrap_or_else(PoisonError::into_inner);
-                let outcome = projection.apply(settings, &event, sequence, archive).map_err(ProjectorError::Archive)?;
+                let outcome = match projection.apply(settings, &event, sequence, archive) {
+                    Ok(outcome) => outcome,
+                    // A failed read leaves the projection as it was.
+                    Err(ArchiveError::Read(error)) => {
+                        tracing::warn!(%error, sequence, "a retraction's target could not be read; reopening the consumer");
+                        failed = true;
+                        break;
+                    }
+                    Err(damage) => return Err(ProjectorError::Archive(damage)),
+                };
                 drop(projection);
                 // The id of the HTTP request that brought the event, so one
                 // event can be followed from ingest's log to this one.

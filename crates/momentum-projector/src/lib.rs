@@ -11,6 +11,7 @@
 //! it then reads only those movements' subjects and answers queries under
 //! its partition's subjects; see [`momentum_bus::Partition`].
 
+mod archive;
 mod checkpoint;
 mod consume;
 mod coverage;
@@ -91,8 +92,11 @@ pub const QUERIES_IN_FLIGHT_MAX: usize = 1024;
 pub enum ProjectorError {
     #[error(transparent)]
     Store(#[from] momentum_store::StoreError),
-    #[error("could not read back a stored event a retraction names: {0}")]
-    Archive(momentum_domain::typed::ArchiveError<momentum_store::StoreError>),
+    #[error(
+        "could not read back from the event stream the event a retraction names: {0}; the stream must keep every \
+         event the store was folded from (docs/runbook.md)"
+    )]
+    Archive(momentum_domain::typed::ArchiveError<archive::StreamReadError>),
     #[error("could not connect to NATS at {url}: {message}")]
     Connect { url: String, message: String },
     #[error(transparent)]
