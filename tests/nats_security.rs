@@ -231,7 +231,17 @@ async fn the_projector_credentials_cannot_publish_an_event() {
     let (projector, mut errors) = secure.connect_as("momentum-projector", "projector").await;
     assert_cannot_publish_events(&secure, &projector, &mut errors).await;
 
-    // It reads the stream but may not delete it.
+    // It reads the stream, and an event by its sequence (a retraction's
+    // target), but may not delete either.
+    let stream = jetstream_of(&projector).get_stream_no_info(momentum_bus::STREAM_NAME).await.unwrap();
+    let first = stream.get_raw_message(1).await.expect("the projector may read an event back");
+    assert!(momentum_domain::Event::from_json(&first.payload).is_ok());
+    assert!(stream.delete_message(1).await.is_err());
+    expect_server_error(
+        &mut errors,
+        "Permissions Violation for Publish to \"$JS.API.STREAM.MSG.DELETE.MOMENTUM_EVENTS\"",
+    )
+    .await;
     assert!(jetstream_of(&projector).delete_stream(momentum_bus::STREAM_NAME).await.is_err());
     expect_server_error(&mut errors, "Permissions Violation for Publish to \"$JS.API.STREAM.DELETE.MOMENTUM_EVENTS\"")
         .await;

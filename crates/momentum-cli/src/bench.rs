@@ -470,7 +470,10 @@ async fn ingest_single(ingest_address: &str, events: &[Value], duration: Duratio
 fn split_around_id(event: &Value) -> anyhow::Result<(String, String)> {
     const MARK: &str = "\"momentum-bench-id\"";
     let mut event = event.clone();
-    event["id"] = json!("momentum-bench-id");
+    event
+        .as_object_mut()
+        .context("a generated event is a JSON object")?
+        .insert("id".to_owned(), json!("momentum-bench-id"));
     let text = event.to_string();
     let (before, after) = text.split_once(MARK).context("a generated event has no id to replace")?;
     Ok((before.to_owned(), after.to_owned()))

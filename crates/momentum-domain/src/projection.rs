@@ -1494,8 +1494,8 @@ mod tests {
 
         let Ok(outcome) = apply(&mut state, &ProjectionSettings::default(), &erasure("e1", "erin"), 4);
         assert_eq!(outcome, Outcome::Erased);
-        // Only the erasure mark names her; the stored events and their
-        // statuses are records of events (kept for retractions), not of her.
+        // Only the erasure mark names her; the events' records and their
+        // statuses are records of events (found by retractions), not of her.
         let left: Vec<Vec<u8>> = keys_mentioning(&state, "erin")
             .into_iter()
             .filter(|key| ![keys::ERASED, keys::EVENT, keys::EVENT_STATUS].contains(&key[0]))

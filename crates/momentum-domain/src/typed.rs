@@ -684,8 +684,9 @@ impl Projection {
     }
 
     /// Folds one event, found at stream sequence `seq`: exactly what
-    /// [`crate::projection::apply`] does to a key-value state. A
-    /// retraction of an event already checkpointed reads it from `archive`.
+    /// [`crate::projection::apply`] does to a key-value state. A retraction
+    /// reads its target from `archive` ([`Projection::retraction_target`]);
+    /// if that fails, nothing changes.
     pub fn apply<A: EventArchive + ?Sized>(
         &mut self,
         settings: &ProjectionSettings,
@@ -700,6 +701,22 @@ impl Projection {
         let outcome = movement.apply(settings, event, seq, archive)?;
         self.watermark = self.watermark.max(seq);
         Ok(outcome)
+    }
+
+    /// The event that [`Projection::apply`] would read back from its
+    /// archive to fold `event`, if any: `event` is a retraction, not yet
+    /// folded, whose target has arrived in its movement and still counts.
+    /// A caller that holds the projection behind a lock can read the
+    /// target first, without the lock, and pass it in.
+    pub fn retraction_target<'e>(&self, event: &'e Event) -> Option<ArchivedEvent<'e>> {
+        let EventData::EventRetracted(retraction) = &event.data else { return None };
+        let movement = self.movements.get(event.subject.as_str())?;
+        let already_folded =
+            movement.events.get(&EventKey::new(&event.source, &event.id)).is_some_and(|entry| entry.arrived);
+        if already_folded {
+            return None;
+        }
+        movement.archived_target(event, &retraction.event_id)
     }
 
     /// The records changed since the last checkpoint, ready to be written
@@ -737,7 +754,7 @@ impl Projection {
     /// Adds one stored key and its value, as a checkpoint wrote them: a
     /// projection loaded from every key of a store equals the one that
     /// wrote them. Of the events it keeps each one's sequence, and the
-    /// newest run's events whole; the rest stay in the store. Then
+    /// newest run's keys; the rest stay in the store. Then
     /// [`Projection::check_loaded`].
     pub fn load_entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), UnreadableKey> {
         let unreadable = || UnreadableKey::of(key);
@@ -930,17 +947,20 @@ impl MovementProjection {
         target_id: &str,
         archive: &A,
     ) -> Result<Option<Event>, A::Error> {
-        let key = EventKey::new(&retraction.source, target_id);
-        match self.events.get(&key) {
-            Some(target) if target.arrived && !target.retracted => archive
-                .stored_event(&ArchivedEvent {
-                    seq: target.seq,
-                    movement: &retraction.subject,
-                    source: &retraction.source,
-                    id: target_id,
-                })
-                .map(Some),
-            _ => Ok(None),
+        self.archived_target(retraction, target_id).map(|target| archive.stored_event(&target)).transpose()
+    }
+
+    /// Where the event a retraction names arrived, when it has and still
+    /// counts.
+    fn archived_target<'e>(&self, retraction: &'e Event, target_id: &'e str) -> Option<ArchivedEvent<'e>> {
+        match self.events.get(&EventKey::new(&retraction.source, target_id)) {
+            Some(target) if target.arrived && !target.retracted => Some(ArchivedEvent {
+                seq: target.seq,
+                movement: &retraction.subject,
+                source: &retraction.source,
+                id: target_id,
+            }),
+            _ => None,
         }
     }
 
@@ -1661,6 +1681,31 @@ mod tests {
         let Ok(()) = archive.put(&keys::archived_event(1), &target.to_json());
         assert_eq!(projection.apply(&settings, &retraction, 2, &archive).unwrap(), Outcome::Retracted);
         assert_ne!(projection.to_key_values(), before);
+    }
+
+    #[test]
+    fn the_target_a_retraction_reads_back_is_named_before_it_is_folded_and_only_while_it_counts() {
+        let settings = ProjectionSettings::default();
+        let retraction = |id: &str, target: &str| {
+            let json = format!(
+                r#"{{"specversion":"1.0","id":"{id}","source":"urn:test","type":"event.retracted",
+                "subject":"leeds","time":"2026-03-03T10:00:00Z","data":{{"event_id":"{target}"}}}}"#
+            );
+            Event::from_json(json.as_bytes()).unwrap()
+        };
+        let mut projection = Projection::default();
+        let target = hours_logged("1", "leeds");
+        assert_eq!(projection.retraction_target(&retraction("r1", "1")), None, "not arrived");
+        projection.apply(&settings, &target, 5, &MemoryState::default()).unwrap();
+        assert_eq!(projection.retraction_target(&target), None, "not a retraction");
+        let expected = ArchivedEvent { seq: 5, movement: "leeds", source: "urn:test", id: "1" };
+        assert_eq!(projection.retraction_target(&retraction("r1", "1")), Some(expected));
+
+        let mut archive = MemoryState::default();
+        let Ok(()) = archive.put(&keys::archived_event(5), &target.to_json());
+        projection.apply(&settings, &retraction("r1", "1"), 6, &archive).unwrap();
+        assert_eq!(projection.retraction_target(&retraction("r1", "1")), None, "the retraction was folded");
+        assert_eq!(projection.retraction_target(&retraction("r2", "1")), None, "the target no longer counts");
     }
 
     #[test]

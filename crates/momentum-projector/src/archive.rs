@@ -1,10 +1,15 @@
 //! Reading a retraction's target back from the event stream. The stream
 //! keeps every event, so the store keeps none of their JSON (store format
 //! 8): each event's JSON in sled was most of the bytes a checkpoint wrote.
+//! The latest deliveries are kept in memory, and the fold reads a target
+//! before it locks the projection ([`Prefetched`]).
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream::RawMessageErrorKind};
+use bytes::Bytes;
 use momentum_domain::Event;
 use momentum_domain::typed::{ArchiveError, ArchivedEvent, EventArchive};
 use tokio::runtime::Handle;
@@ -21,22 +26,76 @@ pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct StreamReadError {
     seq: u64,
     message: String,
+    /// Whether asking again may work: NATS away or slow. JetStream's own
+    /// refusal (no such stream, say) will not change by asking again.
+    transient: bool,
 }
 
-/// The event stream as the fold's archive: a read blocks the calling
-/// thread (the fold runs on tokio's blocking pool) for one request to the
-/// stream's leader. Retractions are rare (about 1 event in 90 in the
-/// demo's mix), so they are read one at a time.
+impl StreamReadError {
+    pub(crate) fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+/// How many of the latest delivered events the archive keeps. A partner
+/// retracts an event entered by mistake soon after it (two hours to five
+/// days later in the demo's mix: a few hundred sequences in the
+/// benchmark's stream), so most retractions find their target here
+/// without a request to NATS, which cost the server about 0.4 ms of CPU
+/// each in a catch-up (docs/benchmarks.md).
+const RECENT_EVENTS_MAX: usize = 4096;
+/// The most bytes of payload kept of the latest deliveries: about 4 000
+/// events of the demo's size, fewer large ones. A payload shares the
+/// buffer it arrived in, so the memory held may be a read buffer (64 KiB)
+/// more than this.
+const RECENT_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The event stream as the fold's archive: a read of an event older than
+/// the latest [`RECENT_EVENTS_MAX`] blocks the calling thread (the fold
+/// runs on tokio's blocking pool) for one request to the stream's leader.
 #[derive(Clone)]
 pub(crate) struct StreamArchive {
     jetstream: jetstream::Context,
     runtime: Handle,
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// The latest deliveries' payloads by stream sequence, oldest first, and
+/// their bytes.
+#[derive(Default)]
+struct Recent {
+    events: VecDeque<(u64, Bytes)>,
+    bytes: usize,
 }
 
 impl StreamArchive {
     /// An archive asking through `jetstream`, on `runtime`'s reactor.
     pub(crate) fn new(jetstream: jetstream::Context, runtime: Handle) -> StreamArchive {
-        StreamArchive { jetstream, runtime }
+        StreamArchive { jetstream, runtime, recent: Arc::default() }
+    }
+
+    /// Keeps a delivered event's payload, forgetting the oldest beyond
+    /// [`RECENT_EVENTS_MAX`] and [`RECENT_BYTES_MAX`]. Sequences must
+    /// increase, as the fold's do.
+    pub(crate) fn remember(&self, seq: u64, payload: Bytes) {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.events.back().is_some_and(|(newest, _)| *newest >= seq) {
+            // A consumer reopened after a failure delivers again what was
+            // kept; keeping it twice would break the order searched below.
+            return;
+        }
+        recent.bytes += payload.len();
+        recent.events.push_back((seq, payload));
+        while recent.events.len() > RECENT_EVENTS_MAX || recent.bytes > RECENT_BYTES_MAX {
+            let Some((_, oldest)) = recent.events.pop_front() else { break };
+            recent.bytes -= oldest.len();
+        }
+    }
+
+    fn recent(&self, seq: u64) -> Option<Bytes> {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let at = recent.events.binary_search_by_key(&seq, |(kept, _)| *kept).ok()?;
+        Some(recent.events[at].1.clone())
     }
 }
 
@@ -45,24 +104,51 @@ impl EventArchive for StreamArchive {
 
     fn stored_event(&self, target: &ArchivedEvent<'_>) -> Result<Event, Self::Error> {
         let seq = target.seq;
-        let failed = |message: String| ArchiveError::Read(StreamReadError { seq, message });
+        if let Some(payload) = self.recent(seq) {
+            return target.read(Some(&payload));
+        }
+        let failed = |message: String, transient: bool| ArchiveError::Read(StreamReadError { seq, message, transient });
         let asking = async {
             let stream = self
                 .jetstream
                 .get_stream_no_info(momentum_bus::STREAM_NAME)
                 .await
-                .map_err(|error| failed(error.to_string()))?;
+                .map_err(|error| failed(error.to_string(), false))?;
             match stream.get_raw_message(seq).await {
                 Ok(message) => Ok(Some(message.payload)),
-                Err(error) if matches!(error.kind(), RawMessageErrorKind::NoMessageFound) => Ok(None),
-                Err(error) => Err(failed(error.to_string())),
+                Err(error) => match error.kind() {
+                    RawMessageErrorKind::NoMessageFound => Ok(None),
+                    RawMessageErrorKind::JetStream(_) => Err(failed(error.to_string(), false)),
+                    _ => Err(failed(error.to_string(), true)),
+                },
             }
         };
         let payload = self
             .runtime
             .block_on(tokio::time::timeout(READ_TIMEOUT, asking))
-            .map_err(|_| failed(format!("no answer within {} ms", READ_TIMEOUT.as_millis())))??;
+            .map_err(|_| failed(format!("no answer within {} ms", READ_TIMEOUT.as_millis()), true))??;
         target.read(payload.as_deref())
+    }
+}
+
+/// A retraction's target read before the fold locks the projection, so
+/// that queries never wait on NATS for the lock; any other event is read
+/// from the archive (the fold's thread is the only writer, so the target
+/// [`momentum_domain::typed::Projection::retraction_target`] named is the
+/// one the fold reads).
+pub(crate) struct Prefetched<'a> {
+    pub(crate) target: Option<(u64, Event)>,
+    pub(crate) archive: &'a StreamArchive,
+}
+
+impl EventArchive for Prefetched<'_> {
+    type Error = ArchiveError<StreamReadError>;
+
+    fn stored_event(&self, target: &ArchivedEvent<'_>) -> Result<Event, Self::Error> {
+        match &self.target {
+            Some((seq, event)) if *seq == target.seq => Ok(event.clone()),
+            _ => self.archive.stored_event(target),
+        }
     }
 }
 
@@ -78,16 +164,20 @@ mod tests {
     }
 
     /// Reads on a blocking thread, as the fold does.
-    async fn read(archive: &StreamArchive, seq: u64, id: &'static str) -> Result<Event, ArchiveError<StreamReadError>> {
-        let archive = archive.clone();
+    async fn read(archive: &StreamArchive, seq: u64, id: &str) -> Result<Event, ArchiveError<StreamReadError>> {
+        let (archive, id) = (archive.clone(), id.to_owned());
         tokio::task::spawn_blocking(move || {
-            archive.stored_event(&ArchivedEvent { seq, movement: "leeds", source: "urn:test", id })
+            archive.stored_event(&ArchivedEvent { seq, movement: "leeds", source: "urn:test", id: &id })
         })
         .await
         .unwrap()
     }
 
-    #[tokio::test]
+    fn is_transient(read: &Result<Event, ArchiveError<StreamReadError>>) -> bool {
+        matches!(read, Err(ArchiveError::Read(error)) if error.is_transient())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_event_is_read_back_by_its_sequence_and_only_as_the_event_that_arrived_there() {
         let server = momentum_testkit::NatsServer::start();
         let client = async_nats::connect(server.url()).await.unwrap();
@@ -102,11 +192,48 @@ mod tests {
         assert_eq!(read(&archive, 2, "2").await.unwrap().id, "2");
         assert!(matches!(read(&archive, 1, "2").await, Err(ArchiveError::Mismatched { seq: 1, .. })));
         assert!(matches!(read(&archive, 3, "3").await, Err(ArchiveError::Missing { seq: 3 })));
+        // JetStream refusing (here: no such stream) is not worth asking again.
+        jetstream.delete_stream(momentum_bus::STREAM_NAME).await.unwrap();
+        let refused = read(&archive, 2, "2").await;
+        assert!(matches!(&refused, Err(ArchiveError::Read(_))) && !is_transient(&refused), "{refused:?}");
 
         // With the server gone the read fails as one to try again, within its bound.
         drop(server);
         let started = std::time::Instant::now();
-        assert!(matches!(read(&archive, 2, "2").await, Err(ArchiveError::Read(_))));
+        assert!(is_transient(&read(&archive, 2, "2").await));
         assert!(started.elapsed() < READ_TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_latest_deliveries_are_read_from_memory_within_their_count_and_bytes() {
+        // No server: whatever is not kept fails to be read.
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(format!("127.0.0.1:{}", momentum_testkit::free_port()))
+            .await
+            .unwrap();
+        let archive = StreamArchive::new(jetstream::new(client), Handle::current());
+        archive.remember(2, Bytes::from(event("2")));
+        assert_eq!(read(&archive, 2, "2").await.unwrap().id, "2");
+        assert!(matches!(read(&archive, 2, "1").await, Err(ArchiveError::Mismatched { seq: 2, .. })));
+        archive.remember(2, Bytes::from(event("other")));
+        assert_eq!(read(&archive, 2, "2").await.unwrap().id, "2", "a delivery again keeps what was kept");
+
+        for seq in 3..3 + RECENT_EVENTS_MAX as u64 {
+            archive.remember(seq, Bytes::from(event(&seq.to_string())));
+        }
+        assert!(is_transient(&read(&archive, 2, "2").await), "the oldest is forgotten past the count");
+        let newest = 2 + RECENT_EVENTS_MAX as u64;
+        assert_eq!(read(&archive, newest, &newest.to_string()).await.unwrap().id, newest.to_string());
+
+        // JSON may end in white space: events padded to half the bytes kept.
+        let padded = |id: &str| Bytes::from(event(id) + &" ".repeat(RECENT_BYTES_MAX / 2));
+        let first = newest + 1;
+        for seq in first..first + 3 {
+            archive.remember(seq, padded(&seq.to_string()));
+        }
+        assert!(is_transient(&read(&archive, first, &first.to_string()).await), "forgotten past the bytes");
+        let last = first + 2;
+        assert_eq!(read(&archive, last, &last.to_string()).await.unwrap().id, last.to_string());
     }
 }

@@ -9,12 +9,12 @@ use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::Order
 use futures::StreamExt;
 use momentum_domain::Event;
 use momentum_domain::projection::ProjectionSettings;
-use momentum_domain::typed::{ArchiveError, Projection};
+use momentum_domain::typed::{ArchiveError, EventArchive, Projection};
 use momentum_store::Store;
 use tokio::sync::watch;
 
 use crate::ProjectorError;
-use crate::archive::StreamArchive;
+use crate::archive::{Prefetched, StreamArchive};
 use crate::checkpoint::{CheckpointQueue, CheckpointWriter};
 use crate::coverage::{PROOF_TIME_MAX, count_unread};
 use crate::health::ProjectorMetrics;
@@ -104,9 +104,10 @@ impl Checkpoints {
 }
 
 /// Consumes from the projection's watermark + 1 until `stop` turns true,
-/// then writes a last checkpoint. Only a store failure or an unreadable
-/// message ends it early (the latter after a checkpoint of what came
-/// before): everything on the NATS side is retried.
+/// then writes a last checkpoint. Only a store failure, an unreadable
+/// message (after a checkpoint of what came before) or a retraction whose
+/// target the stream does not give back as it arrived ends it early:
+/// everything else on the NATS side is retried.
 pub(crate) async fn run(consumer: Consumer, stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
     let projection = consumer.projection.clone();
     let written = consumer.metrics.checkpoint_watermark.clone();
@@ -363,6 +364,7 @@ fn fold_chunk(
         if sequence <= last_sequence {
             continue;
         }
+        archive.remember(sequence, message.payload.clone());
         match Event::from_json(&message.payload) {
             // Ingest publishes an event on the subject its movement and type
             // name, whose slot decides the partition that folds it. On any
@@ -381,19 +383,29 @@ fn fold_chunk(
                 break;
             }
             Ok(event) => {
-                // The lock is taken for each event, so reads wait for one
-                // event's fold at most, not a batch's.
-                let mut projection = projection.write().unwrap_or_else(PoisonError::into_inner);
-                let outcome = match projection.apply(settings, &event, sequence, archive) {
-                    Ok(outcome) => outcome,
-                    // A failed read leaves the projection as it was.
-                    Err(ArchiveError::Read(error)) => {
+                // A retraction's target is read before the projection is
+                // locked: the read may wait on NATS, and reads wait on the
+                // lock. Only this thread writes the projection, so the
+                // target cannot change in between.
+                let target = projection.read().unwrap_or_else(PoisonError::into_inner).retraction_target(&event);
+                let target = match target.map(|target| (target.seq, archive.stored_event(&target))) {
+                    None => None,
+                    Some((seq, Ok(target))) => Some((seq, target)),
+                    // Nothing was folded of this event: the consumer
+                    // reopens after the last one folded and delivers it again.
+                    Some((_, Err(ArchiveError::Read(error)))) if error.is_transient() => {
                         tracing::warn!(%error, sequence, "a retraction's target could not be read; reopening the consumer");
                         failed = true;
                         break;
                     }
-                    Err(damage) => return Err(ProjectorError::Archive(damage)),
+                    Some((_, Err(damage))) => return Err(ProjectorError::Archive(damage)),
                 };
+                // The lock is taken for each event, so reads wait for one
+                // event's fold at most, not a batch's.
+                let mut projection = projection.write().unwrap_or_else(PoisonError::into_inner);
+                let outcome = projection
+                    .apply(settings, &event, sequence, &Prefetched { target, archive })
+                    .map_err(ProjectorError::Archive)?;
                 drop(projection);
                 // The id of the HTTP request that brought the event, so one
                 // event can be followed from ingest's log to this one.

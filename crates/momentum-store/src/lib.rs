@@ -8,8 +8,8 @@
 //! the projector loads it ([`Store::load_projection`]) and resumes at
 //! watermark + 1.
 //!
-//! The store also answers key-value reads ([`StateRead`]), over the records:
-//! a retraction reads an event back through them, and tests compare stores.
+//! The store also answers key-value reads ([`StateRead`]), over the records,
+//! so that tests can compare stores.
 //! The few entries every trend read touched when reads came from sled (the
 //! watermark, movements and period totals: `projection::keys::is_resident`)
 //! are kept in memory too.
