@@ -41,8 +41,8 @@ impl StreamReadError {
 /// retracts an event entered by mistake soon after it (two hours to five
 /// days later in the demo's mix: a few hundred sequences in the
 /// benchmark's stream), so most retractions find their target here
-/// without a request to NATS, which cost the server about 0.4 ms of CPU
-/// each in a catch-up (docs/benchmarks.md).
+/// without a request to NATS, which cost the server roughly half a
+/// millisecond of CPU each in a catch-up (docs/benchmarks.md).
 const RECENT_EVENTS_MAX: usize = 4096;
 /// The most bytes of payload kept of the latest deliveries: about 4 000
 /// events of the demo's size, fewer large ones. A payload shares the
