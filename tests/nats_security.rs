@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use momentum_bus::NatsConnection;
 use momentum_tests::momentum_testkit::{NatsServer, workspace_root};
 use momentum_tests::*;
+use serde_json::json;
 use tokio::sync::mpsc;
 
 const MOVEMENT: &str = "leeds-walking";
@@ -173,6 +174,17 @@ async fn the_services_work_end_to_end_with_their_own_least_privilege_credentials
     assert_eq!(body["watermark"], 1);
     // Service discovery answers too: the projector may reply on $SRV.
     assert_eq!(projector_instances(&secure.admin().await).await, 1);
+
+    // A projector restarted since the meeting remembers no delivery, so a
+    // retraction of it reads the meeting back from the stream.
+    let mut secure = secure;
+    secure.stack.stop_projector().await;
+    secure.stack.start_projector().await;
+    let retraction = event("r1", "event.retracted", MOVEMENT, "2026-03-06T09:00:00Z", json!({ "event_id": "m1" }));
+    let (status, body) = secure.stack.post_event(&retraction).await;
+    assert_eq!(status, 202, "{body}");
+    let trend = secure.stack.weekly_trend(MOVEMENT, "2026-03-02", "2026-03-08", body["seq"].as_u64().unwrap()).await;
+    assert_eq!(row(&trend, "2026-03-02")["meetings"], 0, "the meeting was read back and subtracted");
 
     let log = secure.stack.nats.log();
     assert!(log.contains("Server is ready"), "the server's log is kept: {log}");

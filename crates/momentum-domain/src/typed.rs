@@ -1694,18 +1694,23 @@ mod tests {
             Event::from_json(json.as_bytes()).unwrap()
         };
         let mut projection = Projection::default();
-        let target = hours_logged("1", "leeds");
-        assert_eq!(projection.retraction_target(&retraction("r1", "1")), None, "not arrived");
+        let (target, other) = (hours_logged("1", "leeds"), hours_logged("3", "leeds"));
         projection.apply(&settings, &target, 5, &MemoryState::default()).unwrap();
+        projection.apply(&settings, &other, 7, &MemoryState::default()).unwrap();
         assert_eq!(projection.retraction_target(&target), None, "not a retraction");
+        assert_eq!(projection.retraction_target(&retraction("r0", "9")), None, "not arrived");
+        assert_eq!(projection.retraction_target(&retraction("r0", "r0")), None, "itself, not arrived yet");
         let expected = ArchivedEvent { seq: 5, movement: "leeds", source: "urn:test", id: "1" };
         assert_eq!(projection.retraction_target(&retraction("r1", "1")), Some(expected));
 
         let mut archive = MemoryState::default();
         let Ok(()) = archive.put(&keys::archived_event(5), &target.to_json());
-        projection.apply(&settings, &retraction("r1", "1"), 6, &archive).unwrap();
-        assert_eq!(projection.retraction_target(&retraction("r1", "1")), None, "the retraction was folded");
+        projection.apply(&settings, &retraction("r1", "1"), 8, &archive).unwrap();
         assert_eq!(projection.retraction_target(&retraction("r2", "1")), None, "the target no longer counts");
+        // A repeat of r1 is a duplicate, whatever it names: nothing to read.
+        assert_eq!(projection.retraction_target(&retraction("r1", "3")), None, "the retraction was folded");
+        let counting = ArchivedEvent { seq: 7, movement: "leeds", source: "urn:test", id: "3" };
+        assert_eq!(projection.retraction_target(&retraction("r2", "3")), Some(counting));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, stream::RawMessageErrorKind};
+use async_nats::jetstream::{self, ErrorCode, stream::RawMessageErrorKind};
 use bytes::Bytes;
 use momentum_domain::Event;
 use momentum_domain::typed::{ArchiveError, ArchivedEvent, EventArchive};
@@ -26,8 +26,10 @@ pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct StreamReadError {
     seq: u64,
     message: String,
-    /// Whether asking again may work: NATS away or slow. JetStream's own
-    /// refusal (no such stream, say) will not change by asking again.
+    /// Whether asking again may work: NATS away or slow, or JetStream
+    /// between leaders (a cluster answers 503 for the seconds an election
+    /// takes). A stream that does not exist will not appear by asking
+    /// again.
     transient: bool,
 }
 
@@ -45,9 +47,9 @@ impl StreamReadError {
 /// millisecond of CPU each in a catch-up (docs/benchmarks.md).
 const RECENT_EVENTS_MAX: usize = 4096;
 /// The most bytes of payload kept of the latest deliveries: about 4 000
-/// events of the demo's size, fewer large ones. A payload shares the
-/// buffer it arrived in, so the memory held may be a read buffer (64 KiB)
-/// more than this.
+/// events of the demo's size, fewer large ones. Each is a copy: a
+/// delivered payload is a slice of the connection's read buffer, and
+/// keeping it would keep the whole buffer (64 KiB) alive.
 const RECENT_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// The event stream as the fold's archive: a read of an event older than
@@ -74,10 +76,10 @@ impl StreamArchive {
         StreamArchive { jetstream, runtime, recent: Arc::default() }
     }
 
-    /// Keeps a delivered event's payload, forgetting the oldest beyond
-    /// [`RECENT_EVENTS_MAX`] and [`RECENT_BYTES_MAX`]. Sequences must
-    /// increase, as the fold's do.
-    pub(crate) fn remember(&self, seq: u64, payload: Bytes) {
+    /// Keeps a copy of a delivered event's payload, forgetting the oldest
+    /// beyond [`RECENT_EVENTS_MAX`] and [`RECENT_BYTES_MAX`]. Sequences
+    /// must increase, as the fold's do.
+    pub(crate) fn remember(&self, seq: u64, payload: &[u8]) {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.events.back().is_some_and(|(newest, _)| *newest >= seq) {
             // A consumer reopened after a failure delivers again what was
@@ -85,7 +87,7 @@ impl StreamArchive {
             return;
         }
         recent.bytes += payload.len();
-        recent.events.push_back((seq, payload));
+        recent.events.push_back((seq, Bytes::copy_from_slice(payload)));
         while recent.events.len() > RECENT_EVENTS_MAX || recent.bytes > RECENT_BYTES_MAX {
             let Some((_, oldest)) = recent.events.pop_front() else { break };
             recent.bytes -= oldest.len();
@@ -116,11 +118,11 @@ impl EventArchive for StreamArchive {
                 .map_err(|error| failed(error.to_string(), false))?;
             match stream.get_raw_message(seq).await {
                 Ok(message) => Ok(Some(message.payload)),
-                Err(error) => match error.kind() {
-                    RawMessageErrorKind::NoMessageFound => Ok(None),
-                    RawMessageErrorKind::JetStream(_) => Err(failed(error.to_string(), false)),
-                    _ => Err(failed(error.to_string(), true)),
-                },
+                Err(error) if matches!(error.kind(), RawMessageErrorKind::NoMessageFound) => Ok(None),
+                Err(error) => {
+                    let transient = !is_stream_not_found(&error.kind());
+                    Err(failed(error.to_string(), transient))
+                }
             }
         };
         let payload = self
@@ -129,6 +131,13 @@ impl EventArchive for StreamArchive {
             .map_err(|_| failed(format!("no answer within {} ms", READ_TIMEOUT.as_millis()), true))??;
         target.read(payload.as_deref())
     }
+}
+
+/// Whether JetStream answered that the event stream does not exist: the
+/// one refusal asking again will not mend. Any other (a cluster between
+/// leaders answers 503, say) may pass.
+fn is_stream_not_found(kind: &RawMessageErrorKind) -> bool {
+    matches!(kind, RawMessageErrorKind::JetStream(error) if error.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
 /// A retraction's target read before the fold locks the projection, so
@@ -204,6 +213,18 @@ mod tests {
         assert!(started.elapsed() < READ_TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
     }
 
+    #[test]
+    fn only_a_missing_stream_is_a_refusal_not_worth_asking_again() {
+        let answered = |json: &str| RawMessageErrorKind::JetStream(serde_json::from_str(json).unwrap());
+        let missing = answered(r#"{"code":404,"err_code":10059,"description":"stream not found"}"#);
+        assert!(is_stream_not_found(&missing));
+        // What every server of a cluster answers while the stream has no leader.
+        let electing =
+            answered(r#"{"code":503,"err_code":10008,"description":"JetStream system temporarily unavailable"}"#);
+        assert!(!is_stream_not_found(&electing));
+        assert!(!is_stream_not_found(&RawMessageErrorKind::Other));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_latest_deliveries_are_read_from_memory_within_their_count_and_bytes() {
         // No server: whatever is not kept fails to be read.
@@ -213,24 +234,24 @@ mod tests {
             .await
             .unwrap();
         let archive = StreamArchive::new(jetstream::new(client), Handle::current());
-        archive.remember(2, Bytes::from(event("2")));
+        archive.remember(2, event("2").as_bytes());
         assert_eq!(read(&archive, 2, "2").await.unwrap().id, "2");
         assert!(matches!(read(&archive, 2, "1").await, Err(ArchiveError::Mismatched { seq: 2, .. })));
-        archive.remember(2, Bytes::from(event("other")));
+        archive.remember(2, event("other").as_bytes());
         assert_eq!(read(&archive, 2, "2").await.unwrap().id, "2", "a delivery again keeps what was kept");
 
         for seq in 3..3 + RECENT_EVENTS_MAX as u64 {
-            archive.remember(seq, Bytes::from(event(&seq.to_string())));
+            archive.remember(seq, event(&seq.to_string()).as_bytes());
         }
         assert!(is_transient(&read(&archive, 2, "2").await), "the oldest is forgotten past the count");
         let newest = 2 + RECENT_EVENTS_MAX as u64;
         assert_eq!(read(&archive, newest, &newest.to_string()).await.unwrap().id, newest.to_string());
 
         // JSON may end in white space: events padded to half the bytes kept.
-        let padded = |id: &str| Bytes::from(event(id) + &" ".repeat(RECENT_BYTES_MAX / 2));
+        let padded = |id: &str| event(id) + &" ".repeat(RECENT_BYTES_MAX / 2);
         let first = newest + 1;
         for seq in first..first + 3 {
-            archive.remember(seq, padded(&seq.to_string()));
+            archive.remember(seq, padded(&seq.to_string()).as_bytes());
         }
         assert!(is_transient(&read(&archive, first, &first.to_string()).await), "forgotten past the bytes");
         let last = first + 2;

@@ -106,8 +106,9 @@ impl Checkpoints {
 /// Consumes from the projection's watermark + 1 until `stop` turns true,
 /// then writes a last checkpoint. Only a store failure, an unreadable
 /// message (after a checkpoint of what came before) or a retraction whose
-/// target the stream does not give back as it arrived ends it early:
-/// everything else on the NATS side is retried.
+/// target the stream does not give back as it arrived (none, another
+/// event, or no stream at all) ends it early: everything else on the NATS
+/// side is retried.
 pub(crate) async fn run(consumer: Consumer, stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
     let projection = consumer.projection.clone();
     let written = consumer.metrics.checkpoint_watermark.clone();
@@ -364,7 +365,7 @@ fn fold_chunk(
         if sequence <= last_sequence {
             continue;
         }
-        archive.remember(sequence, message.payload.clone());
+        archive.remember(sequence, &message.payload);
         match Event::from_json(&message.payload) {
             // Ingest publishes an event on the subject its movement and type
             // name, whose slot decides the partition that folds it. On any

@@ -4,9 +4,9 @@
 //! Each task writes its requests as bytes on its own TCP connection and
 //! reads the answers with `httparse`, as load generators such as wrk do,
 //! rather than through an HTTP client library. The load runs on the two
-//! cores it measures: reqwest's pool took 84-100 µs of CPU a single-event
-//! request, hyper's client (a task for the connection and one for the
-//! requests) about 33, and this 15-22 (docs/benchmarks.md). Every answer
+//! cores it measures: reqwest's pool took 84-100 µs of CPU a request,
+//! hyper's client (a task for the connection and one for the requests)
+//! 38-42 a single event, and this 19-23 (docs/benchmarks.md). Every answer
 //! is still read to its end and its status checked.
 
 use std::time::{Duration, Instant};
@@ -95,12 +95,13 @@ fn read_head(received: &[u8]) -> anyhow::Result<Option<(StatusCode, usize)>> {
     let body_length = header("content-length")
         .and_then(|value| std::str::from_utf8(value.value).ok()?.trim().parse::<usize>().ok())
         .with_context(|| format!("the service answered {status} without a Content-Length"))?;
-    if body_length > ANSWER_BYTES_MAX {
+    let answer_length = head_length.saturating_add(body_length);
+    if answer_length > ANSWER_BYTES_MAX {
         bail!(
-            "the service answered {status} with {body_length} bytes, more than the {ANSWER_BYTES_MAX} the load reads"
+            "the service answered {status} with {answer_length} bytes, more than the {ANSWER_BYTES_MAX} the load reads"
         );
     }
-    Ok(Some((status, head_length + body_length)))
+    Ok(Some((status, answer_length)))
 }
 
 /// A request of the load: its method, path and query, content type and
