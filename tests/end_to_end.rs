@@ -109,10 +109,7 @@ async fn the_projector_answers_trend_totals_as_json_unless_asked_for_binary_and_
     // The query service asks for the binary form: a plain subscriber sees
     // every request on the subject beside the projector's queue group.
     let mut requests = nats.subscribe(subject_of_totals()).await.unwrap();
-    // async-nats's flush only writes: a round trip on the same connection
-    // shows the server has the subscription (it handles a connection's
-    // messages in order) before query's request comes on another one.
-    async_nats::jetstream::new(nats.clone()).query_account().await.expect("the server answers");
+    subscriptions_in_place(&nats).await;
     stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", max_seq).await;
     let asked = tokio::time::timeout(Duration::from_secs(5), requests.next()).await.unwrap().unwrap();
     let asked: Value = serde_json::from_slice(&asked.payload).unwrap();

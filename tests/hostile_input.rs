@@ -121,7 +121,7 @@ impl NatsWatch {
     async fn start(stack: &TestStack) -> NatsWatch {
         let client = async_nats::connect(stack.nats.url()).await.expect("a raw client connects");
         let mut messages = client.subscribe("momentum.>").await.expect("it subscribes");
-        client.flush().await.expect("the subscription is in place");
+        subscriptions_in_place(&client).await;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let recorder = seen.clone();
         let task = tokio::spawn(async move {

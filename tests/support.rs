@@ -352,6 +352,16 @@ pub fn row<'a>(trend: &'a Value, period: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row for {period} in {trend}"))
 }
 
+/// Returns once the server holds every subscription `client` has made.
+/// async-nats's flush only writes the socket; a request answered on the
+/// same connection shows the server has read all that was sent before it,
+/// since it handles a connection's messages in order. Without this, a
+/// message published on another connection may come before the
+/// subscription does and be missed.
+pub async fn subscriptions_in_place(client: &async_nats::Client) {
+    async_nats::jetstream::new(client.clone()).query_account().await.expect("the server answers");
+}
+
 /// The projector's status, asked directly over NATS; `None` while no
 /// projector answers.
 pub async fn projector_status(nats: &async_nats::Client) -> Option<Value> {

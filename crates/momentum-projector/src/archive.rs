@@ -12,6 +12,7 @@ use async_nats::jetstream::{self, ErrorCode, stream::RawMessageErrorKind};
 use bytes::Bytes;
 use momentum_domain::Event;
 use momentum_domain::typed::{ArchiveError, ArchivedEvent, EventArchive};
+use prometheus_client::metrics::counter::Counter;
 use tokio::runtime::Handle;
 
 /// How long one read of an event may take. Past it the read fails as
@@ -60,6 +61,20 @@ pub(crate) struct StreamArchive {
     jetstream: jetstream::Context,
     runtime: Handle,
     recent: Arc<Mutex<Recent>>,
+    counters: ArchiveCounters,
+}
+
+/// What the archive counts, for `/metrics`.
+#[derive(Clone, Default)]
+pub(crate) struct ArchiveCounters {
+    /// Events asked of the stream: retractions' targets that were not
+    /// among the latest deliveries kept in memory.
+    pub asked: Counter,
+    /// Asks that got no event: NATS away or slow, JetStream refusing. A
+    /// failed read is retried without end (the consumer reopens and the
+    /// retraction is read again), so a count that keeps rising is how a
+    /// read that cannot succeed shows before the lag does.
+    pub failed: Counter,
 }
 
 /// The latest deliveries' payloads by stream sequence, oldest first, and
@@ -71,9 +86,10 @@ struct Recent {
 }
 
 impl StreamArchive {
-    /// An archive asking through `jetstream`, on `runtime`'s reactor.
-    pub(crate) fn new(jetstream: jetstream::Context, runtime: Handle) -> StreamArchive {
-        StreamArchive { jetstream, runtime, recent: Arc::default() }
+    /// An archive asking through `jetstream`, on `runtime`'s reactor,
+    /// counting its asks in `counters`.
+    pub(crate) fn new(jetstream: jetstream::Context, runtime: Handle, counters: ArchiveCounters) -> StreamArchive {
+        StreamArchive { jetstream, runtime, recent: Arc::default(), counters }
     }
 
     /// Keeps a copy of a delivered event's payload, forgetting the oldest
@@ -109,6 +125,7 @@ impl EventArchive for StreamArchive {
         if let Some(payload) = self.recent(seq) {
             return target.read(Some(&payload));
         }
+        self.counters.asked.inc();
         let failed = |message: String, transient: bool| ArchiveError::Read(StreamReadError { seq, message, transient });
         let asking = async {
             let stream = self
@@ -128,7 +145,11 @@ impl EventArchive for StreamArchive {
         let payload = self
             .runtime
             .block_on(tokio::time::timeout(READ_TIMEOUT, asking))
-            .map_err(|_| failed(format!("no answer within {} ms", READ_TIMEOUT.as_millis()), true))??;
+            .map_err(|_| failed(format!("no answer within {} ms", READ_TIMEOUT.as_millis()), true))
+            .and_then(|answer| answer)
+            .inspect_err(|_| {
+                self.counters.failed.inc();
+            })?;
         target.read(payload.as_deref())
     }
 }
@@ -156,7 +177,14 @@ impl EventArchive for Prefetched<'_> {
     fn stored_event(&self, target: &ArchivedEvent<'_>) -> Result<Event, Self::Error> {
         match &self.target {
             Some((seq, event)) if *seq == target.seq => Ok(event.clone()),
-            _ => self.archive.stored_event(target),
+            // Unreachable while only the fold's thread writes the projection:
+            // `retraction_target` names exactly the event `apply` reads. In
+            // a release build it still gives the right event, read under
+            // the lock.
+            _ => {
+                debug_assert!(false, "the fold asked for sequence {} which was not prefetched", target.seq);
+                self.archive.stored_event(target)
+            }
         }
     }
 }
@@ -196,21 +224,26 @@ mod tests {
         for id in ["1", "2"] {
             jetstream.publish(subject.clone(), event(id).into()).await.unwrap().await.unwrap();
         }
-        let archive = StreamArchive::new(jetstream.clone(), Handle::current());
+        let counters = ArchiveCounters::default();
+        let archive = StreamArchive::new(jetstream.clone(), Handle::current(), counters.clone());
 
         assert_eq!(read(&archive, 2, "2").await.unwrap().id, "2");
         assert!(matches!(read(&archive, 1, "2").await, Err(ArchiveError::Mismatched { seq: 1, .. })));
         assert!(matches!(read(&archive, 3, "3").await, Err(ArchiveError::Missing { seq: 3 })));
+        // The stream answered each: a wrong or missing event is damage, not a failed ask.
+        assert_eq!((counters.asked.get(), counters.failed.get()), (3, 0));
         // JetStream refusing (here: no such stream) is not worth asking again.
         jetstream.delete_stream(momentum_bus::STREAM_NAME).await.unwrap();
         let refused = read(&archive, 2, "2").await;
         assert!(matches!(&refused, Err(ArchiveError::Read(_))) && !is_transient(&refused), "{refused:?}");
+        assert_eq!((counters.asked.get(), counters.failed.get()), (4, 1));
 
         // With the server gone the read fails as one to try again, within its bound.
         drop(server);
         let started = std::time::Instant::now();
         assert!(is_transient(&read(&archive, 2, "2").await));
         assert!(started.elapsed() < READ_TIMEOUT + Duration::from_secs(1), "took {:?}", started.elapsed());
+        assert_eq!((counters.asked.get(), counters.failed.get()), (5, 2));
     }
 
     #[test]
@@ -233,17 +266,20 @@ mod tests {
             .connect(format!("127.0.0.1:{}", momentum_testkit::free_port()))
             .await
             .unwrap();
-        let archive = StreamArchive::new(jetstream::new(client), Handle::current());
+        let counters = ArchiveCounters::default();
+        let archive = StreamArchive::new(jetstream::new(client), Handle::current(), counters.clone());
         archive.remember(2, event("2").as_bytes());
         assert_eq!(read(&archive, 2, "2").await.unwrap().id, "2");
         assert!(matches!(read(&archive, 2, "1").await, Err(ArchiveError::Mismatched { seq: 2, .. })));
         archive.remember(2, event("other").as_bytes());
         assert_eq!(read(&archive, 2, "2").await.unwrap().id, "2", "a delivery again keeps what was kept");
+        assert_eq!(counters.asked.get(), 0, "what is kept is not asked of the stream");
 
         for seq in 3..3 + RECENT_EVENTS_MAX as u64 {
             archive.remember(seq, event(&seq.to_string()).as_bytes());
         }
         assert!(is_transient(&read(&archive, 2, "2").await), "the oldest is forgotten past the count");
+        assert_eq!((counters.asked.get(), counters.failed.get()), (1, 1));
         let newest = 2 + RECENT_EVENTS_MAX as u64;
         assert_eq!(read(&archive, newest, &newest.to_string()).await.unwrap().id, newest.to_string());
 

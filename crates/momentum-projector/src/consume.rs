@@ -151,7 +151,7 @@ async fn consume(
         metrics,
     } = consumer;
     let mut checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
-    let archive = StreamArchive::new(jetstream.clone(), tokio::runtime::Handle::current());
+    let archive = StreamArchive::new(jetstream.clone(), tokio::runtime::Handle::current(), metrics.archive.clone());
     while !*stop.borrow() {
         connections.borrow_and_update();
         let start_sequence = projection.read().unwrap_or_else(PoisonError::into_inner).watermark() + 1;

@@ -57,6 +57,8 @@ pub(crate) struct ProjectorMetrics {
     pub applied: Counter,
     pub batch_events: Histogram,
     pub batch_seconds: Histogram,
+    /// Retracted events read back from the stream, and the reads that failed.
+    pub archive: crate::archive::ArchiveCounters,
 }
 
 impl ProjectorMetrics {
@@ -70,6 +72,7 @@ impl ProjectorMetrics {
             // 1 to 4096 events, doubling (batches are at most 1000 by default).
             batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             batch_seconds: Histogram::new(momentum_runtime::metrics::duration_buckets()),
+            archive: crate::archive::ArchiveCounters::default(),
             registry,
         };
         let registry = &metrics.registry;
@@ -94,6 +97,16 @@ impl ProjectorMetrics {
             "projector_batch_duration_seconds",
             "Time to fold a batch (and take a checkpoint, when one is due)",
             metrics.batch_seconds.clone(),
+        );
+        registry.register(
+            "projector_stream_reads",
+            "Retracted events read back from the event stream (not among the latest deliveries kept in memory)",
+            metrics.archive.asked.clone(),
+        );
+        registry.register(
+            "projector_stream_read_failures",
+            "Reads of a retracted event from the stream that got no event; each is retried by reopening the consumer",
+            metrics.archive.failed.clone(),
         );
         Arc::new(metrics)
     }
