@@ -357,7 +357,9 @@ pub fn row<'a>(trend: &'a Value, period: &str) -> &'a Value {
 /// same connection shows the server has read all that was sent before it,
 /// since it handles a connection's messages in order. Without this, a
 /// message published on another connection may come before the
-/// subscription does and be missed.
+/// subscription does and be missed. It needs JetStream on the server, and
+/// proves the subscription only on the server `client` is connected to,
+/// which is all there is in these tests.
 pub async fn subscriptions_in_place(client: &async_nats::Client) {
     async_nats::jetstream::new(client.clone()).query_account().await.expect("the server answers");
 }

@@ -1587,6 +1587,13 @@ impl crate::query::ProjectionRead for Projection {
         else {
             return Ok(totals);
         };
+        if !starts.is_sorted() {
+            // Not what the trait promises any caller; answered all the same.
+            for (place, start) in starts.iter().enumerate() {
+                totals[place] = movement.periods.get(&(interval, *start)).copied().unwrap_or_default();
+            }
+            return Ok(totals);
+        }
         // One range walk beside `starts` (consecutive and in order), not a
         // search for each: a read costs in proportion to the periods asked
         // for, not to the log of every period the movement has.

@@ -154,6 +154,27 @@ fn read_all<R: ProjectionRead>(state: &R) -> Value {
     Value::Object(all)
 }
 
+/// Trends over a window inside the events' dates (from about a month after
+/// the first to about ten weeks later), so that periods are stored before
+/// and after the range read: a read must take exactly its own.
+fn window_trends<R: ProjectionRead>(state: &R) -> Value {
+    let mut all = serde_json::Map::new();
+    for movement in MOVEMENTS {
+        for interval in Interval::ALL {
+            let request = TrendRequest {
+                movement: movement.to_owned(),
+                interval,
+                from: day("2026-02-01"),
+                to: day("2026-03-10"),
+                metrics: None,
+            };
+            let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
+            all.insert(format!("{movement} {interval:?} window trend"), trend.unwrap_or(Value::Null));
+        }
+    }
+    Value::Object(all)
+}
+
 /// The effective events: each (source, id) once, minus those named by a
 /// retraction of the same source and movement (retractions never count).
 fn effective(events: &[Event]) -> Vec<&Event> {
@@ -472,6 +493,7 @@ proptest! {
         prop_assert_eq!(state_outcomes, typed_outcomes);
         prop_assert_eq!(projection.watermark(), order.len() as u64);
         prop_assert_eq!(read_all(&projection), read_all(&state));
+        prop_assert_eq!(window_trends(&projection), window_trends(&state));
         // The key-value fold leaves the watermark to the store's commit.
         prop_assert_eq!(query::movements(&projection).unwrap().movements, query::movements(&state).unwrap().movements);
         prop_assert_eq!(comparable(projection.to_key_values()), comparable(state));

@@ -67,13 +67,15 @@ pub(crate) struct StreamArchive {
 /// What the archive counts, for `/metrics`.
 #[derive(Clone, Default)]
 pub(crate) struct ArchiveCounters {
-    /// Events asked of the stream: retractions' targets that were not
-    /// among the latest deliveries kept in memory.
+    /// Events asked of the stream, every attempt: retractions' targets
+    /// that were not among the latest deliveries kept in memory.
     pub asked: Counter,
-    /// Asks that got no event: NATS away or slow, JetStream refusing. A
-    /// failed read is retried without end (the consumer reopens and the
-    /// retraction is read again), so a count that keeps rising is how a
-    /// read that cannot succeed shows before the lag does.
+    /// Asks that failed: no answer in time, or a NATS or JetStream error
+    /// (an answer without the event, or with another, is damage and not
+    /// counted here). All but a missing stream are retried without end
+    /// (the consumer reopens and the retraction is read again), so a count
+    /// that keeps rising is how a read that cannot succeed shows before
+    /// the lag does.
     pub failed: Counter,
 }
 

@@ -57,7 +57,7 @@ pub(crate) struct ProjectorMetrics {
     pub applied: Counter,
     pub batch_events: Histogram,
     pub batch_seconds: Histogram,
-    /// Retracted events read back from the stream, and the reads that failed.
+    /// Reads of retracted events asked of the stream, and those that failed.
     pub archive: crate::archive::ArchiveCounters,
 }
 
@@ -100,12 +100,12 @@ impl ProjectorMetrics {
         );
         registry.register(
             "projector_stream_reads",
-            "Retracted events read back from the event stream (not among the latest deliveries kept in memory)",
+            "Reads of a retracted event asked of the event stream (every attempt, failed ones included); a target among the latest deliveries kept in memory is not asked for",
             metrics.archive.asked.clone(),
         );
         registry.register(
             "projector_stream_read_failures",
-            "Reads of a retracted event from the stream that got no event; each is retried by reopening the consumer",
+            "Reads of a retracted event from the stream that failed (no answer in time, a NATS or JetStream error); all but a missing stream are retried by reopening the consumer",
             metrics.archive.failed.clone(),
         );
         Arc::new(metrics)
