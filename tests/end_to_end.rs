@@ -332,7 +332,10 @@ async fn a_projector_killed_mid_stream_recovers_to_exactly_the_projection_folded
     // A second projector, as a real child process, with one event per
     // batch so that it is still working when it is killed. It answers no
     // query until it has caught up, so its progress is read from its store
-    // after the kill; the delay grows until the kill lands mid-stream.
+    // after the kill; the delay grows until the kill lands mid-stream. The
+    // store's watermark moves only with a checkpoint (each second, or each
+    // 2 500 events), so the steps are fine around the first seconds, and
+    // reach far enough for a loaded machine's slow start.
     stack.stop_projector().await;
     let nats_url = stack.nats.url();
     let spawn = |data: &std::path::Path| {
@@ -346,7 +349,7 @@ async fn a_projector_killed_mid_stream_recovers_to_exactly_the_projection_folded
         )
     };
     let mut killed_mid_stream = None;
-    for delay_ms in [50, 100, 200, 400, 800, 1600, 3200] {
+    for delay_ms in [50, 100, 200, 400, 800, 1200, 1600, 2000, 2400, 3200, 4800, 6400] {
         let data = tempfile::tempdir().unwrap();
         let mut child = spawn(data.path());
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;

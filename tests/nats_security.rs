@@ -185,6 +185,12 @@ async fn the_services_work_end_to_end_with_their_own_least_privilege_credentials
     assert_eq!(status, 202, "{body}");
     let trend = secure.stack.weekly_trend(MOVEMENT, "2026-03-02", "2026-03-08", body["seq"].as_u64().unwrap()).await;
     assert_eq!(row(&trend, "2026-03-02")["meetings"], 0, "the meeting was read back and subtracted");
+    // Its /metrics counts that one read, and no failed one.
+    let url = secure.stack.projector_url.as_deref().expect("the projector runs");
+    let metrics = secure.stack.http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')).map(str::trim);
+    assert_eq!(value("momentum_projector_stream_reads_total"), Some("1"), "{metrics}");
+    assert_eq!(value("momentum_projector_stream_read_failures_total"), Some("0"), "{metrics}");
 
     let log = secure.stack.nats.log();
     assert!(log.contains("Server is ready"), "the server's log is kept: {log}");

@@ -55,6 +55,8 @@ pub struct TestStack {
     ingest: Option<Running<momentum_ingest::IngestError>>,
     query: Option<Running<momentum_query::QueryServiceError>>,
     projector: Option<Running<momentum_projector::ProjectorError>>,
+    /// Where the running projector serves `/livez`, `/readyz` and `/metrics`.
+    pub projector_url: Option<String>,
     /// How the projector connects, kept for [`TestStack::start_projector`].
     projector_connection: momentum_bus::NatsConnection,
 }
@@ -179,6 +181,7 @@ impl TestStack {
             ingest: Some(ingest),
             query: Some(query),
             projector: None,
+            projector_url: None,
             projector_connection: connections.projector,
         };
         stack.start_projector().await;
@@ -189,12 +192,14 @@ impl TestStack {
         assert!(self.projector.is_none(), "the projector is already running");
         let mut config = projector_config(&self.nats.url(), self.projector_data.path().to_owned());
         config.nats_connection = self.projector_connection.clone();
-        self.projector = Some(spawn_projector(&config).await);
+        let (projector, url) = spawn_projector_with_address(&config).await;
+        (self.projector, self.projector_url) = (Some(projector), Some(url));
     }
 
     /// Stops the projector gracefully; its data folder stays.
     pub async fn stop_projector(&mut self) {
         self.projector.take().expect("the projector is running").stop().await;
+        self.projector_url = None;
     }
 
     pub async fn post_event(&self, event: &Value) -> (u16, Value) {
