@@ -594,8 +594,9 @@ async fn catch_up(http: &reqwest::Client, port: u16, pid: u32, last_sequence: u6
         "last_tenth_events_per_s": rate_between(last_sequence - tenth, last_sequence),
         "rss_peak_mib": rss_peak_kib as f64 / 1024.0,
         "checkpointed_after_s": checkpointed_after_s,
-        // Retractions whose target was not among the latest deliveries the
-        // projector keeps in memory: each cost a request to the stream.
+        // Reads of retractions' targets that were not among the latest
+        // deliveries the projector keeps in memory: each attempt cost a
+        // request to the stream.
         "stream_reads": metric(&text, "momentum_projector_stream_reads_total"),
         "stream_read_failures": metric(&text, "momentum_projector_stream_read_failures_total"),
     }))
@@ -805,7 +806,7 @@ fn print_table(report: &Value) {
     println!("| 4. raw ordered-consumer read | {} events/s |", number(&report["raw_consume_events_per_s"]));
     let catch_up = &report["projector_catch_up"];
     println!(
-        "| 5. projector catch-up over {} events | {} events/s ({:.0}% of 4); first tenth {}, last tenth {} events/s; peak RSS {} MiB; its last checkpoint in sled {} s later; {} retracted events read back from the stream |",
+        "| 5. projector catch-up over {} events | {} events/s ({:.0}% of 4); first tenth {}, last tenth {} events/s; peak RSS {} MiB; its last checkpoint in sled {} s later; {} reads of retracted events from the stream ({} failed) |",
         catch_up["events"],
         number(&catch_up["events_per_s"]),
         catch_up["ratio_to_raw_consume"].as_f64().unwrap_or(0.0) * 100.0,
@@ -813,7 +814,8 @@ fn print_table(report: &Value) {
         number(&catch_up["last_tenth_events_per_s"]),
         number(&catch_up["rss_peak_mib"]),
         decimal(&catch_up["checkpointed_after_s"]),
-        number(&catch_up["stream_reads"])
+        number(&catch_up["stream_reads"]),
+        number(&catch_up["stream_read_failures"])
     );
     let freshness = &report["freshness"];
     println!(

@@ -1587,8 +1587,9 @@ impl crate::query::ProjectionRead for Projection {
         else {
             return Ok(totals);
         };
-        if !starts.is_sorted() {
-            // Not what the trait promises any caller; answered all the same.
+        if !starts.is_sorted_by(|earlier, later| earlier < later) {
+            // Out of order or repeated: not what the trait promises any
+            // caller (the walk would skip some); answered all the same.
             for (place, start) in starts.iter().enumerate() {
                 totals[place] = movement.periods.get(&(interval, *start)).copied().unwrap_or_default();
             }
@@ -1733,6 +1734,27 @@ mod tests {
         assert_eq!(projection.retraction_target(&retraction("r1", "3")), None, "the retraction was folded");
         let counting = ArchivedEvent { seq: 7, movement: "leeds", source: "urn:test", id: "3" };
         assert_eq!(projection.retraction_target(&retraction("r2", "3")), Some(counting));
+    }
+
+    #[test]
+    fn period_totals_are_read_alike_for_starts_in_order_out_of_order_and_repeated() {
+        use crate::query::ProjectionRead;
+        let mut projection = Projection::default();
+        projection
+            .apply(&ProjectionSettings::default(), &hours_logged("1", "leeds"), 1, &MemoryState::default())
+            .unwrap();
+        let day = |day: u32| NaiveDate::from_ymd_opt(2026, 3, day).unwrap();
+        // The event's day, 2 March, with days stored before and after none.
+        let hours_on = |starts: &[NaiveDate]| -> Vec<i64> {
+            let totals = projection.period_totals("leeds", Interval::Day, starts).unwrap();
+            totals.iter().map(|totals| totals.volunteer_millihours).collect()
+        };
+        assert_eq!(hours_on(&[day(1), day(2), day(3)]), [0, 1500, 0]);
+        assert_eq!(hours_on(&[day(3), day(2), day(1)]), [0, 1500, 0]);
+        assert_eq!(hours_on(&[day(2), day(2)]), [1500, 1500]);
+        assert_eq!(hours_on(&[day(2)]), [1500]);
+        assert_eq!(hours_on(&[]), Vec::<i64>::new());
+        assert_eq!(projection.period_totals("york", Interval::Day, &[day(2)]).unwrap(), [PeriodTotals::default()]);
     }
 
     #[test]
