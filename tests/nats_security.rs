@@ -188,9 +188,8 @@ async fn the_services_work_end_to_end_with_their_own_least_privilege_credentials
     // Its /metrics counts that one read, and no failed one.
     let url = secure.stack.projector_url.as_deref().expect("the projector runs");
     let metrics = secure.stack.http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
-    let value = |name: &str| metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')).map(str::trim);
-    assert_eq!(value("momentum_projector_stream_reads_total"), Some("1"), "{metrics}");
-    assert_eq!(value("momentum_projector_stream_read_failures_total"), Some("0"), "{metrics}");
+    assert_eq!(metric(&metrics, "momentum_projector_stream_reads_total"), Some(1.0), "{metrics}");
+    assert_eq!(metric(&metrics, "momentum_projector_stream_read_failures_total"), Some(0.0), "{metrics}");
 
     let log = secure.stack.nats.log();
     assert!(log.contains("Server is ready"), "the server's log is kept: {log}");

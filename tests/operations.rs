@@ -7,14 +7,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use momentum_testkit::{ChildProcess, workspace_binary};
-use momentum_tests::{TestStack, hours, projector_config, spawn_projector_with_address};
+use momentum_tests::{TestStack, hours, metric, projector_config, spawn_projector_with_address};
 use serde_json::Value;
 
 /// The value of the metric line that starts with `series` (name and labels).
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
-}
-
 async fn scrape(http: &reqwest::Client, url: &str) -> String {
     let response = http.get(format!("{url}/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200, "{url}/metrics needs no token");

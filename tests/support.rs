@@ -369,6 +369,12 @@ pub async fn subscriptions_in_place(client: &async_nats::Client) {
     async_nats::jetstream::new(client.clone()).query_account().await.expect("the server answers");
 }
 
+/// The value of `series` (a metric's name with its labels, if any) in an
+/// OpenMetrics text; `None` if the text has no such series.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+}
+
 /// The projector's status, asked directly over NATS; `None` while no
 /// projector answers.
 pub async fn projector_status(nats: &async_nats::Client) -> Option<Value> {

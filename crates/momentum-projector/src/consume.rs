@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
-use momentum_domain::Event;
 use momentum_domain::projection::ProjectionSettings;
 use momentum_domain::typed::{ArchiveError, EventArchive, Projection};
+use momentum_domain::{Event, EventType};
 use momentum_store::Store;
 use tokio::sync::watch;
 
@@ -387,8 +387,14 @@ fn fold_chunk(
                 // A retraction's target is read before the projection is
                 // locked: the read may wait on NATS, and reads wait on the
                 // lock. Only this thread writes the projection, so the
-                // target cannot change in between.
-                let target = projection.read().unwrap_or_else(PoisonError::into_inner).retraction_target(&event);
+                // target cannot change in between. Other events need no
+                // look, and take no read lock for it.
+                let target = match event.kind {
+                    EventType::EventRetracted => {
+                        projection.read().unwrap_or_else(PoisonError::into_inner).retraction_target(&event)
+                    }
+                    _ => None,
+                };
                 let target = match target.map(|target| (target.seq, archive.stored_event(&target))) {
                     None => None,
                     Some((seq, Ok(target))) => Some((seq, target)),
