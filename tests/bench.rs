@@ -47,10 +47,6 @@ async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
     // too) came after.
     let events = report["projector_catch_up"]["events"].as_u64().unwrap();
     assert!(events >= 5000, "{events}");
-    // Whatever the retractions asked of the stream (read from the
-    // projector's /metrics, so this also shows the counter was found),
-    // none of it failed.
-    assert_eq!(report["projector_catch_up"]["stream_read_failures"], 0, "{report}");
     let freshness = &report["freshness"];
     assert_eq!(
         report["sizes"]["stream_events"].as_u64().unwrap(),

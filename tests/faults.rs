@@ -468,12 +468,12 @@ async fn a_projector_killed_again_and_again_while_events_stream_in_ends_equal_to
 
     let exit = projector.terminate(Duration::from_secs(20)).expect("the projector exits on SIGTERM");
     assert!(exit.success(), "{exit}");
-    let recovered = momentum_store::Store::open(data.path()).unwrap().entries().unwrap();
+    let recovered = momentum_store::Store::open(data.path()).unwrap().load_ledger().unwrap();
     let reference = fold_stream_from_scratch(&nats).await;
-    let recovered: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = recovered.into_iter().collect();
-    assert_store_equals(
-        &recovered,
-        &reference.entries,
+    assert_eq!(recovered.watermark(), reference.watermark());
+    assert_ledgers_equal(
+        recovered.movements(),
+        &reference,
         "the store of the projector killed six times and the stream folded from scratch",
     );
     stack.stop().await;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use momentum_domain::ledger::{Ledger, MovementLedger, ProjectionSettings};
 use momentum_testkit::NatsServer;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -383,38 +384,34 @@ pub async fn projector_status(nats: &async_nats::Client) -> Option<Value> {
     serde_json::from_slice(&reply.payload).ok()
 }
 
-/// Fails, naming the first keys that differ (as text where they are), if
-/// a store's entries are not exactly the expected ones.
-pub fn assert_store_equals(stored: &BTreeMap<Vec<u8>, Vec<u8>>, expected: &BTreeMap<Vec<u8>, Vec<u8>>, what: &str) {
-    if stored == expected {
-        return;
-    }
-    let show = |key: &[u8]| String::from_utf8_lossy(key).into_owned();
-    let missing: Vec<String> =
-        expected.keys().filter(|key| !stored.contains_key(*key)).take(5).map(|key| show(key)).collect();
-    let extra: Vec<String> =
-        stored.keys().filter(|key| !expected.contains_key(*key)).take(5).map(|key| show(key)).collect();
-    let changed: Vec<String> = stored
+/// Fails, naming the movements that differ, if a stored ledger's
+/// movements are not exactly the expected ones (watermarks aside).
+pub fn assert_ledgers_equal<'a>(
+    stored: impl IntoIterator<Item = (&'a str, &'a MovementLedger)>,
+    expected: &Ledger,
+    what: &str,
+) {
+    let stored: BTreeMap<&str, &MovementLedger> = stored.into_iter().collect();
+    let expected: BTreeMap<&str, &MovementLedger> = expected.movements().collect();
+    let missing: Vec<&str> = expected.keys().filter(|movement| !stored.contains_key(*movement)).copied().collect();
+    let extra: Vec<&str> = stored.keys().filter(|movement| !expected.contains_key(*movement)).copied().collect();
+    let different: Vec<&str> = stored
         .iter()
-        .filter(|(key, value)| expected.get(*key).is_some_and(|other| other != *value))
-        .take(5)
-        .map(|(key, _)| show(key))
+        .filter(|(movement, ledger)| expected.get(*movement).is_some_and(|other| other != *ledger))
+        .map(|(m, _)| *m)
         .collect();
-    panic!(
-        "{what} differ ({} entries against {} expected): missing {missing:?}, extra {extra:?}, different {changed:?}",
-        stored.len(),
-        expected.len()
+    assert!(
+        missing.is_empty() && extra.is_empty() && different.is_empty(),
+        "{what} differ: movements missing {missing:?}, extra {extra:?}, different {different:?}"
     );
+    assert!(!expected.is_empty(), "{what}: the expected ledger has movements");
 }
 
-/// Folds the whole event stream, from sequence 1, into a fresh in-memory
-/// state with the pure fold, as a store keeps it (without the statuses
-/// that only say where an event is filed, `keys::is_stored`): the
-/// reference a stored projection must equal.
-pub async fn fold_stream_from_scratch(nats: &async_nats::Client) -> momentum_domain::memory::MemoryState {
+/// Folds the whole event stream, from sequence 1, into a fresh ledger
+/// with the one fold: the reference a stored ledger must equal.
+pub async fn fold_stream_from_scratch(nats: &async_nats::Client) -> Ledger {
     use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
     use futures::StreamExt;
-    use momentum_domain::projection::{self, ProjectionSettings};
 
     let jetstream = async_nats::jetstream::new(nats.clone());
     let mut stream = jetstream.get_stream(momentum_bus::STREAM_NAME).await.expect("the stream exists");
@@ -424,16 +421,14 @@ pub async fn fold_stream_from_scratch(nats: &async_nats::Client) -> momentum_dom
         .await
         .expect("a consumer");
     let mut messages = consumer.messages().await.expect("messages");
-    let mut state = momentum_domain::memory::MemoryState::default();
+    let mut ledger = Ledger::default();
     let settings = ProjectionSettings::default();
     let mut sequence = 0;
     while sequence < last_sequence {
         let message = messages.next().await.expect("the stream goes on").expect("a message");
         sequence = message.info().expect("info").stream_sequence;
         let event = momentum_domain::Event::from_json(&message.payload).expect("stored events are valid");
-        let Ok(_) = projection::apply(&mut state, &settings, &event, sequence);
+        ledger.apply(&settings, &event, sequence);
     }
-    let Ok(()) = projection::set_watermark(&mut state, last_sequence);
-    state.entries.retain(|key, value| projection::keys::is_stored(key, value));
-    state
+    ledger
 }

@@ -562,19 +562,19 @@ async fn catch_up(http: &reqwest::Client, port: u16, pid: u32, last_sequence: u6
     // Then the projector writes the checkpoints its catch-up left to write;
     // the stages after measure it steady, and this is reported apart.
     let settling = Instant::now();
-    let text = loop {
+    loop {
         let text = match http.get(&metrics_url).send().await {
             Ok(response) => response.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
         if metric(&text, "momentum_projector_checkpoint_watermark").is_some_and(|written| written >= last_sequence) {
-            break text;
+            break;
         }
         if settling.elapsed() > CATCH_UP_TIMEOUT {
             bail!("the projector did not write its last checkpoint within {CATCH_UP_TIMEOUT:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
     let checkpointed_after_s = settling.elapsed().as_secs_f64();
     // The rate over the first and the last 10% of the stream shows whether
     // an event costs more once many are stored.
@@ -594,11 +594,6 @@ async fn catch_up(http: &reqwest::Client, port: u16, pid: u32, last_sequence: u6
         "last_tenth_events_per_s": rate_between(last_sequence - tenth, last_sequence),
         "rss_peak_mib": rss_peak_kib as f64 / 1024.0,
         "checkpointed_after_s": checkpointed_after_s,
-        // Reads of retractions' targets that were not among the latest
-        // deliveries the projector keeps in memory: each attempt cost a
-        // request to the stream.
-        "stream_reads": metric(&text, "momentum_projector_stream_reads_total"),
-        "stream_read_failures": metric(&text, "momentum_projector_stream_read_failures_total"),
     }))
 }
 
@@ -806,16 +801,14 @@ fn print_table(report: &Value) {
     println!("| 4. raw ordered-consumer read | {} events/s |", number(&report["raw_consume_events_per_s"]));
     let catch_up = &report["projector_catch_up"];
     println!(
-        "| 5. projector catch-up over {} events | {} events/s ({:.0}% of 4); first tenth {}, last tenth {} events/s; peak RSS {} MiB; its last checkpoint in sled {} s later; {} reads of retracted events from the stream ({} failed) |",
+        "| 5. projector catch-up over {} events | {} events/s ({:.0}% of 4); first tenth {}, last tenth {} events/s; peak RSS {} MiB; its last checkpoint in sled {} s later |",
         catch_up["events"],
         number(&catch_up["events_per_s"]),
         catch_up["ratio_to_raw_consume"].as_f64().unwrap_or(0.0) * 100.0,
         number(&catch_up["first_tenth_events_per_s"]),
         number(&catch_up["last_tenth_events_per_s"]),
         number(&catch_up["rss_peak_mib"]),
-        decimal(&catch_up["checkpointed_after_s"]),
-        number(&catch_up["stream_reads"]),
-        number(&catch_up["stream_read_failures"])
+        decimal(&catch_up["checkpointed_after_s"])
     );
     let freshness = &report["freshness"];
     println!(

@@ -753,8 +753,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     use std::sync::OnceLock;
 
-    use momentum_domain::memory::MemoryState;
-    use momentum_domain::projection::{self, ProjectionSettings};
+    use momentum_domain::ledger::{Ledger, ProjectionSettings};
     use momentum_domain::query::{self, Metric, ReadSettings, TrendRequest};
     use momentum_domain::{Interval, Validator};
 
@@ -769,7 +768,7 @@ mod tests {
     /// The default dataset, validated and folded once for every test.
     struct Folded {
         events: Vec<Value>,
-        state: MemoryState,
+        state: Ledger,
     }
 
     fn folded() -> &'static Folded {
@@ -777,16 +776,15 @@ mod tests {
         FOLDED.get_or_init(|| {
             let events = generate(SEED, 3, now());
             let validator = Validator::new().unwrap();
-            let mut state = MemoryState::default();
+            let mut state = Ledger::default();
             let settings = ProjectionSettings::default();
             for (index, event) in events.iter().enumerate() {
                 let event = match validator.validate(event, now()) {
                     Ok(event) => event,
                     Err(errors) => panic!("{event} is invalid: {errors:?}"),
                 };
-                let Ok(_) = projection::apply(&mut state, &settings, &event, index as u64 + 1);
+                state.apply(&settings, &event, index as u64 + 1);
             }
-            let Ok(()) = projection::set_watermark(&mut state, events.len() as u64);
             Folded { events, state }
         })
     }

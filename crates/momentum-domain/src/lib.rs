@@ -2,15 +2,14 @@
 //! its validation, the projection fold and the reads over its result.
 //!
 //! Nothing in this crate does I/O or reads a clock. Callers pass in the
-//! current time where a rule needs it and the state the fold works on
-//! (see [`projection::State`]), so every rule here is testable on its own.
+//! current time where a rule needs it, and the store hands the ledger back
+//! what it kept ([`ledger::Ledger::replay`]), so every rule here is
+//! testable on its own.
 
 pub mod event;
-pub mod memory;
+pub mod ledger;
 pub mod period;
-pub mod projection;
 pub mod query;
-pub mod typed;
 pub mod validation;
 
 pub use event::{Event, EventData, EventType, Organiser, Principle, Role};

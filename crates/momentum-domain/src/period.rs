@@ -33,15 +33,6 @@ impl Interval {
         Interval::ALL.into_iter().find(|interval| interval.as_str() == text)
     }
 
-    /// One byte naming the interval inside store keys.
-    pub(crate) fn key_byte(self) -> u8 {
-        match self {
-            Interval::Day => b'd',
-            Interval::Week => b'w',
-            Interval::Month => b'm',
-        }
-    }
-
     /// The first date of the period containing `date`.
     pub fn period_start(self, date: NaiveDate) -> NaiveDate {
         match self {

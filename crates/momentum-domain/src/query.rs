@@ -7,7 +7,7 @@
 //! Every read costs in proportion to what it returns (periods, cohorts,
 //! principles), never to the number of events stored.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
 use serde::ser::SerializeMap;
@@ -15,13 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::Principle;
+use crate::ledger::{Ledger, MOMENTUM_WINDOW_PERIODS, MovementLedger, PeriodTotals};
 use crate::period::Interval;
-use crate::projection::{MOMENTUM_WINDOW_PERIODS, PeriodTotals, StateRead, decode_u64, keys, watermark};
 
-/// What the reads need of a projection, however it is kept: every
-/// [`StateRead`] key-value state (sled in the projector, a map in tests)
-/// has it, and so has the typed [`crate::typed::Projection`]. Each method
-/// costs in proportion to what it returns.
+/// The ledger's reads: figures computed from a movement's facts
+/// ([`crate::ledger::MovementLedger`]), each in proportion to the facts of
+/// the periods it covers.
 pub trait ProjectionRead {
     type Error;
     /// The last stream sequence folded in.
@@ -39,112 +38,77 @@ pub trait ProjectionRead {
         interval: Interval,
         starts: &[NaiveDate],
     ) -> Result<Vec<PeriodTotals>, Self::Error>;
-    /// How many of the cohort that first took part in the period `cohort`
-    /// were active in each period from the cohort's to before `end`
-    /// (periods with none left out).
+    /// For each of `periods` (consecutive, in order) as a cohort, how many
+    /// of its members took part in it and in each later period of
+    /// `periods`: `[c][k]` for cohort `c` in period `c + k`.
     fn cohort_activity(
         &self,
         movement: &str,
         interval: Interval,
-        cohort: NaiveDate,
-        end: NaiveDate,
-    ) -> Result<BTreeMap<NaiveDate, i64>, Self::Error>;
-    /// A principle's tagged activities from `from` to before `end`, and
-    /// their distinct participants.
+        periods: &[NaiveDate],
+    ) -> Result<Vec<Vec<i64>>, Self::Error>;
+    /// Each principle's tagged activities from `from` to `to` (inclusive),
+    /// and their distinct participants, in [`Principle::ALL`]'s order.
     fn principle_figures(
         &self,
         movement: &str,
-        principle: Principle,
         from: NaiveDate,
-        end: NaiveDate,
-    ) -> Result<(u64, u64), Self::Error>;
+        to: NaiveDate,
+    ) -> Result<[(u64, u64); Principle::ALL.len()], Self::Error>;
 }
 
-impl<S: StateRead> ProjectionRead for S {
-    type Error = S::Error;
+impl ProjectionRead for Ledger {
+    type Error = std::convert::Infallible;
 
-    fn watermark(&self) -> Result<u64, S::Error> {
-        watermark(self)
+    fn watermark(&self) -> Result<u64, Self::Error> {
+        Ok(Ledger::watermark(self))
     }
 
-    fn movement_events(&self, movement: &str) -> Result<Option<u64>, S::Error> {
-        Ok(self.get(&keys::movement(movement))?.map(|value| decode_u64(&value)))
+    fn movement_events(&self, movement: &str) -> Result<Option<u64>, Self::Error> {
+        Ok(self.movement(movement).map(MovementLedger::accepted_events))
     }
 
-    fn movement_list(&self) -> Result<Vec<MovementSummary>, S::Error> {
-        let entries = self.scan_prefix(&[keys::MOVEMENT])?;
-        Ok(entries
-            .into_iter()
-            .map(|(key, value)| MovementSummary {
-                movement: String::from_utf8_lossy(&key[1..]).into_owned(),
-                events: decode_u64(&value),
+    fn movement_list(&self) -> Result<Vec<MovementSummary>, Self::Error> {
+        Ok(self
+            .movements()
+            .map(|(movement, ledger)| MovementSummary {
+                movement: movement.to_owned(),
+                events: ledger.accepted_events(),
             })
             .collect())
     }
 
-    /// One range scan over the periods stored between the first and the
-    /// last, so a read costs in proportion to the periods asked for, not
-    /// to what else the store holds.
     fn period_totals(
         &self,
         movement: &str,
         interval: Interval,
         starts: &[NaiveDate],
-    ) -> Result<Vec<PeriodTotals>, S::Error> {
-        let (Some(first), Some(last)) = (starts.first(), starts.last()) else { return Ok(Vec::new()) };
-        let start_key = keys::period(movement, interval, *first);
-        let end_key = keys::period(movement, interval, interval.next_period(*last));
-        let date_offset = start_key.len() - 4;
-        // Stored periods come in key order, which is date order: each fills
-        // its place among `starts`, and the places no period fills stay zero.
-        let mut totals = vec![PeriodTotals::default(); starts.len()];
-        let mut next = 0;
-        self.visit_range(&start_key, &end_key, &mut |key, value| {
-            let date = keys::read_date(&key[date_offset..]);
-            while next < starts.len() && starts[next] < date {
-                next += 1;
-            }
-            if next < starts.len() && starts[next] == date {
-                totals[next] = PeriodTotals::decode(value);
-            }
-        })?;
-        Ok(totals)
+    ) -> Result<Vec<PeriodTotals>, Self::Error> {
+        Ok(match self.movement(movement) {
+            Some(ledger) => ledger.period_totals(interval, starts),
+            None => vec![PeriodTotals::default(); starts.len()],
+        })
     }
 
     fn cohort_activity(
         &self,
         movement: &str,
         interval: Interval,
-        cohort: NaiveDate,
-        end: NaiveDate,
-    ) -> Result<BTreeMap<NaiveDate, i64>, S::Error> {
-        let start = keys::cohort(movement, interval, cohort, cohort);
-        let end = keys::cohort(movement, interval, cohort, end);
-        Ok(self
-            .scan_range(&start, &end)?
-            .into_iter()
-            .map(|(key, value)| (keys::read_date(&key[start.len() - 4..]), decode_u64(&value) as i64))
-            .collect())
+        periods: &[NaiveDate],
+    ) -> Result<Vec<Vec<i64>>, Self::Error> {
+        Ok(match self.movement(movement) {
+            Some(ledger) => ledger.cohort_activity(interval, periods),
+            None => (0..periods.len()).map(|cohort| vec![0; periods.len() - cohort]).collect(),
+        })
     }
 
     fn principle_figures(
         &self,
         movement: &str,
-        principle: Principle,
         from: NaiveDate,
-        end: NaiveDate,
-    ) -> Result<(u64, u64), S::Error> {
-        // Keys of a principle sort by day, so the range's keys run from the
-        // first day's to the end's.
-        let start = keys::principle_day(movement, principle, from);
-        let end_key = keys::principle_day(movement, principle, end);
-        let activities = self.scan_range(&start, &end_key)?.into_iter().map(|(_, value)| decode_u64(&value)).sum();
-        let prefix_length = keys::principle_member_prefix(movement, principle).len();
-        let start = keys::principle_member_prefix_from(movement, principle, from);
-        let end_key = keys::principle_member_prefix_from(movement, principle, end);
-        let participants: BTreeSet<Vec<u8>> =
-            self.scan_range(&start, &end_key)?.into_iter().map(|(key, _)| key[prefix_length + 4..].to_vec()).collect();
-        Ok((activities, participants.len() as u64))
+        to: NaiveDate,
+    ) -> Result<[(u64, u64); Principle::ALL.len()], Self::Error> {
+        Ok(self.movement(movement).map_or([(0, 0); Principle::ALL.len()], |ledger| ledger.principle_figures(from, to)))
     }
 }
 
@@ -1089,21 +1053,19 @@ pub fn cohorts<R: ProjectionRead + ?Sized>(
     let periods = check_range(request.interval, request.from, request.to)?;
     let watermark = projection.watermark().map_err(QueryError::Store)?;
     check_movement(projection, &request.movement)?;
-    let mut cohorts = Vec::new();
-    let last = *periods.last().unwrap_or(&request.to);
     let sizes = projection.period_totals(&request.movement, request.interval, &periods).map_err(QueryError::Store)?;
-    for (index, cohort) in periods.iter().enumerate() {
-        let size = sizes[index].new_participants;
-        if size == 0 {
-            continue;
-        }
-        // Only the cohort's periods in range: from the cohort to `to`.
-        let end = request.interval.next_period(last);
-        let counts =
-            projection.cohort_activity(&request.movement, request.interval, *cohort, end).map_err(QueryError::Store)?;
-        let active = periods[index..].iter().map(|start| Some(counts.get(start).copied().unwrap_or(0))).collect();
-        cohorts.push(Cohort { cohort: *cohort, size: Some(size), active });
-    }
+    let activity =
+        projection.cohort_activity(&request.movement, request.interval, &periods).map_err(QueryError::Store)?;
+    let cohorts = periods
+        .iter()
+        .zip(sizes.iter().zip(activity))
+        .filter(|(_, (totals, _))| totals.new_participants != 0)
+        .map(|(cohort, (totals, active))| Cohort {
+            cohort: *cohort,
+            size: Some(totals.new_participants),
+            active: active.into_iter().map(Some).collect(),
+        })
+        .collect();
     Ok(Cohorts {
         movement: request.movement.clone(),
         interval: request.interval,
@@ -1123,14 +1085,17 @@ pub fn principles<R: ProjectionRead + ?Sized>(
     check_range::<R::Error>(Interval::Day, request.from, request.to)?;
     let watermark = projection.watermark().map_err(QueryError::Store)?;
     check_movement(projection, &request.movement)?;
-    let after = request.to.succ_opt().unwrap_or(request.to);
-    let mut figures = Vec::with_capacity(Principle::ALL.len());
-    for principle in Principle::ALL {
-        let (activities, participants) = projection
-            .principle_figures(&request.movement, principle, request.from, after)
-            .map_err(QueryError::Store)?;
-        figures.push(PrincipleFigures { principle, activities, participants: Some(participants) });
-    }
+    let figures =
+        projection.principle_figures(&request.movement, request.from, request.to).map_err(QueryError::Store)?;
+    let figures = Principle::ALL
+        .into_iter()
+        .zip(figures)
+        .map(|(principle, (activities, participants))| PrincipleFigures {
+            principle,
+            activities,
+            participants: Some(participants),
+        })
+        .collect();
     Ok(Principles {
         movement: request.movement.clone(),
         from: request.from,
@@ -1405,7 +1370,11 @@ mod tests {
         // exact decimal, and anything at all.
         let field = prop_oneof![Just(0i64), -10_000i64..10_000_000, -10i64.pow(16)..10i64.pow(16), any::<i64>()];
         proptest::collection::vec(field, 16).prop_map(|fields| {
-            PeriodTotals::decode(&fields.iter().flat_map(|field| field.to_le_bytes()).collect::<Vec<u8>>())
+            let mut totals = PeriodTotals::default();
+            for (field, value) in totals.fields_mut().into_iter().zip(fields) {
+                *field = value;
+            }
+            totals
         })
     }
 
@@ -1608,7 +1577,7 @@ mod tests {
     fn reads_naming_dates_outside_the_readable_years_are_refused_not_computed() {
         // The calendar's own limits: period arithmetic on them overflows.
         let cases = [(NaiveDate::MIN, LATEST_DATE), (EARLIEST_DATE, NaiveDate::MAX), (NaiveDate::MIN, NaiveDate::MAX)];
-        let state = crate::memory::MemoryState::default();
+        let state = crate::ledger::Ledger::default();
         let settings = ReadSettings { volunteer_hour_value_gbp: 11.27 };
         let refused = |outcome: Result<(), QueryError<std::convert::Infallible>>| matches!(outcome, Err(QueryError::Invalid(message)) if message.contains("1900-01-01"));
         for (from, to) in cases {

@@ -5,13 +5,12 @@
 //! The fold takes a checkpoint (the records it changed, whole) and queues
 //! it; one task writes the queued checkpoints to sled in order. At most one
 //! waits while another is written, so the fold waits rather than run ahead
-//! of the store without bound. A checkpoint holds no event's JSON: a
-//! retraction reads its target from the stream ([`crate::archive`]).
+//! of the store without bound.
 
 use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
 
-use momentum_domain::typed::{Checkpoint, Projection};
+use momentum_domain::ledger::{Checkpoint, Ledger};
 use momentum_store::{Store, StoreError};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
@@ -57,27 +56,13 @@ impl CheckpointWriter {
 }
 
 impl CheckpointQueue {
-    /// Takes the projection's changes since the last checkpoint and queues
+    /// Takes the ledger's changes since the last checkpoint and queues
     /// them; blocks while a checkpoint already waits. For a blocking thread.
-    ///
-    /// The projection is locked for one movement at a time: gathering
-    /// costs 5 to 6 µs a record, a checkpoint of thousands of events holds
-    /// tens of thousands of records, and reads waiting on the lock for the
-    /// whole of large ones were the freshness stalls after a catch-up
-    /// (docs/benchmarks.md). Nothing folds in between: the fold
-    /// runs on the thread that calls this, after it returns.
-    pub(crate) fn checkpoint(&self, projection: &RwLock<Projection>) -> Result<(), ProjectorError> {
-        let started = Instant::now();
-        let lock = || projection.write().unwrap_or_else(PoisonError::into_inner);
-        let mut gathering = lock().begin_checkpoint();
-        while lock().gather_next(&mut gathering) {}
-        let changes = gathering.finish();
-        tracing::debug!(
-            watermark = changes.watermark,
-            records = changes.records.len(),
-            milliseconds = started.elapsed().as_millis(),
-            "checkpoint taken"
-        );
+    /// Taking them costs nothing but moving the journal out, so reads never
+    /// wait on it.
+    pub(crate) fn checkpoint(&self, projection: &RwLock<Ledger>) -> Result<(), ProjectorError> {
+        let changes = projection.write().unwrap_or_else(PoisonError::into_inner).checkpoint();
+        tracing::debug!(watermark = changes.watermark, entries = changes.entries.len(), "checkpoint taken");
         self.sender
             .blocking_send(changes)
             .map_err(|_| ProjectorError::ConsumerFailed("the checkpoint writer stopped (its error follows)".to_owned()))
@@ -102,7 +87,7 @@ async fn write_all(
         let store = store.clone();
         let committed = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            if !checkpoint.records.is_empty() || checkpoint.watermark > store.watermark()? {
+            if !checkpoint.is_empty() || checkpoint.watermark > store.watermark()? {
                 store.commit_checkpoint(&checkpoint)?;
             }
             tracing::debug!(

@@ -7,14 +7,12 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
-use momentum_domain::projection::ProjectionSettings;
-use momentum_domain::typed::{ArchiveError, EventArchive, Projection};
-use momentum_domain::{Event, EventType};
+use momentum_domain::Event;
+use momentum_domain::ledger::{Ledger, ProjectionSettings};
 use momentum_store::Store;
 use tokio::sync::watch;
 
 use crate::ProjectorError;
-use crate::archive::{Prefetched, StreamArchive};
 use crate::checkpoint::{CheckpointQueue, CheckpointWriter};
 use crate::coverage::{PROOF_TIME_MAX, count_unread};
 use crate::health::ProjectorMetrics;
@@ -54,7 +52,7 @@ const CHECKPOINT_EVENTS_MAX: u64 = 5_000;
 /// query endpoints (which read it). Nothing panics while holding the lock
 /// except a fold that breaks an invariant, after which the projector stops
 /// without checkpointing; so a poisoned lock is read through.
-pub(crate) type SharedProjection = Arc<RwLock<Projection>>;
+pub(crate) type SharedProjection = Arc<RwLock<Ledger>>;
 /// How long the consumer may deliver nothing before the projector asks the
 /// server whether events of its partition are waiting. async-nats's ordered
 /// consumer recreates itself after a failure, retrying without end and
@@ -151,7 +149,6 @@ async fn consume(
         metrics,
     } = consumer;
     let mut checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
-    let archive = StreamArchive::new(jetstream.clone(), tokio::runtime::Handle::current(), metrics.archive.clone());
     while !*stop.borrow() {
         connections.borrow_and_update();
         let start_sequence = projection.read().unwrap_or_else(PoisonError::into_inner).watermark() + 1;
@@ -222,10 +219,10 @@ async fn consume(
             // checkpoint written to sled: on the blocking pool, so that it
             // never holds one of the runtime's workers (queries and NATS
             // traffic go on meanwhile).
-            let folding = (projection.clone(), checkpoints_queue.clone(), archive.clone(), pending, checkpoints);
+            let folding = (projection.clone(), checkpoints_queue.clone(), pending, checkpoints);
             let folded = tokio::task::spawn_blocking(move || {
-                let (projection, queue, archive, mut pending, mut checkpoints) = folding;
-                let applied = fold_chunk(&projection, &archive, &settings, chunk, &mut pending)?;
+                let (projection, queue, mut pending, mut checkpoints) = folding;
+                let applied = fold_chunk(&projection, &settings, chunk, &mut pending)?;
                 checkpoints.events_since += applied.1;
                 if checkpoints.due(queue.has_room()) {
                     queue.checkpoint(&projection)?;
@@ -332,8 +329,7 @@ fn server_pending(chunk: &[Delivery]) -> u64 {
 /// with the retraction when the consumer reopens. `pending` is set to what
 /// the server said was left to deliver after the last message.
 fn fold_chunk(
-    projection: &RwLock<Projection>,
-    archive: &StreamArchive,
+    projection: &RwLock<Ledger>,
     settings: &ProjectionSettings,
     chunk: Vec<Delivery>,
     pending: &mut u64,
@@ -365,7 +361,6 @@ fn fold_chunk(
         if sequence <= last_sequence {
             continue;
         }
-        archive.remember(sequence, &message.payload);
         match Event::from_json(&message.payload) {
             // Ingest publishes an event on the subject its movement and type
             // name, whose slot decides the partition that folds it. On any
@@ -384,35 +379,10 @@ fn fold_chunk(
                 break;
             }
             Ok(event) => {
-                // A retraction's target is read before the projection is
-                // locked: the read may wait on NATS, and reads wait on the
-                // lock. Only this thread writes the projection, so the
-                // target cannot change in between. Other events need no
-                // look, and take no read lock for it.
-                let target = match event.kind {
-                    EventType::EventRetracted => {
-                        projection.read().unwrap_or_else(PoisonError::into_inner).retraction_target(&event)
-                    }
-                    _ => None,
-                };
-                let target = match target.map(|target| (target.seq, archive.stored_event(&target))) {
-                    None => None,
-                    Some((seq, Ok(target))) => Some((seq, target)),
-                    // Nothing was folded of this event: the consumer
-                    // reopens after the last one folded and delivers it again.
-                    Some((_, Err(ArchiveError::Read(error)))) if error.is_transient() => {
-                        tracing::warn!(%error, sequence, "a retraction's target could not be read; reopening the consumer");
-                        failed = true;
-                        break;
-                    }
-                    Some((_, Err(damage))) => return Err(ProjectorError::Archive(damage)),
-                };
                 // The lock is taken for each event, so reads wait for one
                 // event's fold at most, not a batch's.
                 let mut projection = projection.write().unwrap_or_else(PoisonError::into_inner);
-                let outcome = projection
-                    .apply(settings, &event, sequence, &Prefetched { target, archive })
-                    .map_err(ProjectorError::Archive)?;
+                let outcome = projection.apply(settings, &event, sequence);
                 drop(projection);
                 // The id of the HTTP request that brought the event, so one
                 // event can be followed from ingest's log to this one.

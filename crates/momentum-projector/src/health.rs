@@ -57,8 +57,6 @@ pub(crate) struct ProjectorMetrics {
     pub applied: Counter,
     pub batch_events: Histogram,
     pub batch_seconds: Histogram,
-    /// Reads of retracted events asked of the stream, and those that failed.
-    pub archive: crate::archive::ArchiveCounters,
 }
 
 impl ProjectorMetrics {
@@ -72,7 +70,6 @@ impl ProjectorMetrics {
             // 1 to 4096 events, doubling (batches are at most 1000 by default).
             batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             batch_seconds: Histogram::new(momentum_runtime::metrics::duration_buckets()),
-            archive: crate::archive::ArchiveCounters::default(),
             registry,
         };
         let registry = &metrics.registry;
@@ -97,16 +94,6 @@ impl ProjectorMetrics {
             "projector_batch_duration_seconds",
             "Time to fold a batch (and take a checkpoint, when one is due)",
             metrics.batch_seconds.clone(),
-        );
-        registry.register(
-            "projector_stream_reads",
-            "Reads of a retracted event asked of the event stream (every attempt, failed ones included); a target among the latest deliveries kept in memory is not asked for",
-            metrics.archive.asked.clone(),
-        );
-        registry.register(
-            "projector_stream_read_failures",
-            "Reads of a retracted event from the stream that failed (no answer in time, a NATS or JetStream error); all but a missing stream are retried by reopening the consumer",
-            metrics.archive.failed.clone(),
         );
         Arc::new(metrics)
     }

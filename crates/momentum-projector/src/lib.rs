@@ -11,7 +11,6 @@
 //! it then reads only those movements' subjects and answers queries under
 //! its partition's subjects; see [`momentum_bus::Partition`].
 
-mod archive;
 mod checkpoint;
 mod consume;
 mod coverage;
@@ -25,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use momentum_bus::Partition;
-use momentum_domain::projection::ProjectionSettings;
+use momentum_domain::ledger::ProjectionSettings;
 use momentum_domain::query::ReadSettings;
 use momentum_store::{Store, StoreMemory};
 use tokio::sync::watch;
@@ -92,11 +91,6 @@ pub const QUERIES_IN_FLIGHT_MAX: usize = 1024;
 pub enum ProjectorError {
     #[error(transparent)]
     Store(#[from] momentum_store::StoreError),
-    #[error(
-        "could not read back from the event stream the event a retraction names: {0}; the stream must keep every \
-         event the store was folded from (docs/runbook.md)"
-    )]
-    Archive(momentum_domain::typed::ArchiveError<archive::StreamReadError>),
     #[error("could not connect to NATS at {url}: {message}")]
     Connect { url: String, message: String },
     #[error(transparent)]
@@ -268,7 +262,7 @@ impl Projector {
         }
         let memory = StoreMemory { page_cache_bytes: config.store_cache_mib.saturating_mul(1024 * 1024) };
         let store = Store::open_with_memory(&config.data_dir, memory)?;
-        store.check_format(momentum_domain::projection::FORMAT)?;
+        store.check_format(momentum_domain::ledger::FORMAT)?;
         store.check_setting("time_zone", config.time_zone.name())?;
         // A store holds one partition's movements; folding another's on top
         // would mix them.
@@ -289,7 +283,7 @@ impl Projector {
             .map_err(|error| ProjectorError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
         // Reads are answered from memory: the projection is loaded whole.
         let loading = std::time::Instant::now();
-        let projection = Arc::new(std::sync::RwLock::new(store.load_projection()?));
+        let projection = Arc::new(std::sync::RwLock::new(store.load_ledger()?));
         let loaded_to = projection.read().unwrap_or_else(std::sync::PoisonError::into_inner).watermark();
         tracing::info!(watermark = loaded_to, seconds = loading.elapsed().as_secs_f64(), "projection loaded");
         let (watermark, _) = watch::channel(loaded_to);

@@ -257,7 +257,7 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
 }
 
 /// The projection, for a read; see [`SharedProjection`] on poisoning.
-fn read_projection(shared: &SharedProjection) -> std::sync::RwLockReadGuard<'_, momentum_domain::typed::Projection> {
+fn read_projection(shared: &SharedProjection) -> std::sync::RwLockReadGuard<'_, momentum_domain::ledger::Ledger> {
     shared.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

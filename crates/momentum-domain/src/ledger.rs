@@ -1,0 +1,768 @@
+//! The participation ledger: the projection of the event stream that the
+//! projector keeps, and the one fold that builds it.
+//!
+//! A movement's ledger is a set of **facts**, one per effective event: its
+//! kind, local day and stream sequence, its measures, its labels (area,
+//! partners, kind) and principles as small numbers, and each person in it
+//! with their part. Every figure is computed from the facts when it is read
+//! ([`read`]), so nothing here depends on the order events arrive in:
+//! - each (`source`, `id`) is folded once, however far apart its copies arrive;
+//! - a retraction removes its target's fact, whichever of the two came first;
+//! - the only index kept beside the facts is each person's first day of
+//!   participation (with how many facts fall on it), which `new`
+//!   participants and cohorts need and which a read could not find without
+//!   looking at the whole history.
+//!
+//! The fold is [`Ledger::apply`]. It turns an event into an [`Entry`] (its
+//! people and labels numbered within the movement) and folds the entry.
+//! Every entry folded is also kept in a journal until the next
+//! [`Ledger::checkpoint`], which hands the store the entries and the names
+//! numbered since the last one. A store gives them back in order at start
+//! ([`Ledger::replay`]), and replaying an entry is the same fold, so a
+//! loaded ledger is the ledger that was checkpointed.
+
+mod read;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+
+use crate::event::{Event, EventData, Principle, Role};
+use crate::period::local_date;
+
+pub use read::PeriodTotals;
+
+/// How many periods before a trend's first one a trend needs: retention
+/// looks at the period before, and momentum at the window four before.
+pub const MOMENTUM_WINDOW_PERIODS: i32 = 4;
+
+/// The layout of the store. It changes whenever the store's records do,
+/// and a store of another format must be rebuilt from sequence 1 (the
+/// projector refuses to open it). Format 9 is the participation ledger: a
+/// log of entries with people and labels as numbers, and their names.
+pub const FORMAT: &str = "9";
+
+/// Settings that change what the fold computes. Changing any of them
+/// needs a rebuild of the ledger from sequence 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProjectionSettings {
+    /// The zone whose calendar decides which day, week and month an event is in.
+    pub time_zone: Tz,
+}
+
+impl Default for ProjectionSettings {
+    fn default() -> ProjectionSettings {
+        ProjectionSettings { time_zone: chrono_tz::Europe::London }
+    }
+}
+
+/// What folding one event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The event was new and now counts.
+    Applied,
+    /// This (`source`, `id`) had been folded before; nothing changed.
+    Duplicate,
+    /// The event is new but a retraction of it came first, so it never counts.
+    ArrivedRetracted,
+    /// A retraction that removed an event's fact.
+    Retracted,
+    /// A retraction of an event not seen yet in its movement: it waits for
+    /// that event (an event of another movement is never its target).
+    RetractionPending,
+    /// A retraction with nothing to do: its target is a retraction or an
+    /// erasure, or is already retracted.
+    RetractionIgnored,
+    /// Participants' pseudonyms were made unlinkable.
+    Erased,
+}
+
+/// Volunteer hours are counted in whole milli-hours (3.6 seconds), so that
+/// sums are exact; the schema bounds hours to (0, 24], so this cannot overflow.
+pub fn millihours(hours: f64) -> i64 {
+    (hours * 1000.0).round() as i64
+}
+
+/// What kind of activity a fact records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FactKind {
+    /// `participant.joined`: a sign-up, not participation.
+    Joined,
+    MeetingHeld,
+    VolunteerHoursLogged,
+    CollectiveActionTaken,
+}
+
+impl FactKind {
+    /// Whether the people of such a fact took part (a sign-up is not
+    /// participation).
+    pub fn is_participation(self) -> bool {
+        self != FactKind::Joined
+    }
+}
+
+/// The part a person had in a fact. A person both attending and
+/// organising a meeting (or taking part in and organising an action) has
+/// the organiser's part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Part {
+    /// The participant of a sign-up, in the role they signed up in.
+    Joined(Role),
+    Attendee,
+    Organiser(Role),
+    Volunteer,
+    ActionParticipant,
+}
+
+/// One person's part in a fact, the person numbered within the movement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Taking {
+    pub person: u32,
+    pub part: Part,
+}
+
+/// What one effective event records, with people and labels numbered
+/// within its movement.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Fact {
+    pub kind: FactKind,
+    /// The local date of the event's `time`.
+    pub day: NaiveDate,
+    /// Milli-hours of an hour log, reach of an action, 0 otherwise.
+    pub measure: i64,
+    /// A meeting or action with at least one organiser in the role `citizen`.
+    pub citizen_led: bool,
+    /// Bit `i` set for [`Principle::ALL`]`[i]`.
+    pub principles: u8,
+    pub area: Option<u32>,
+    /// The meeting's or action's `kind`, the hours' `activity` or the
+    /// sign-up's `channel`.
+    pub label: Option<u32>,
+    /// Distinct partners, in ascending number.
+    pub partners: Box<[u32]>,
+    /// Distinct people, in ascending number.
+    pub people: Box<[Taking]>,
+}
+
+/// An event as the fold takes it: what identifies it, and what it brings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The stream sequence it arrived at.
+    pub seq: u64,
+    pub movement: u32,
+    /// The event's `source`, numbered within the movement.
+    pub source: u32,
+    pub id: Box<str>,
+    pub body: Body,
+}
+
+/// What an [`Entry`] brings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// An activity or sign-up that counts.
+    Fact(Fact),
+    /// An activity or sign-up whose retraction arrived first: it never
+    /// counts, so its people and labels were not numbered.
+    Withheld,
+    /// `event.retracted`, naming an event of the same source and movement.
+    Retraction { target: Box<str> },
+    /// `participant.erased`: the people of the movement whose pseudonyms it
+    /// made unlinkable (pseudonyms the movement had not seen have no number).
+    Erasure { people: Box<[u32]> },
+}
+
+/// The kinds of names the ledger numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dimension {
+    /// A movement id; numbered across the ledger (the name's movement is
+    /// its own number).
+    Movement,
+    Source,
+    Area,
+    Partner,
+    Label,
+    /// A participant's pseudonym. Removed again when they are erased.
+    Person,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 6] = [
+        Dimension::Movement,
+        Dimension::Source,
+        Dimension::Area,
+        Dimension::Partner,
+        Dimension::Label,
+        Dimension::Person,
+    ];
+}
+
+/// A number given to a text.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Name {
+    pub movement: u32,
+    pub dimension: Dimension,
+    pub number: u32,
+    pub text: Box<str>,
+}
+
+/// A pseudonym an erasure made unlinkable: its name, if the movement had
+/// numbered it, is gone, and later events leave it out.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Erased {
+    pub movement: u32,
+    /// The number it had, whose name a store removes.
+    pub person: Option<u32>,
+    pub pseudonym: Box<str>,
+}
+
+/// What changed since the last checkpoint, for the store to append in one
+/// atomic batch: names numbered, pseudonyms erased, and the entries folded,
+/// in stream order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub watermark: u64,
+    pub names: Vec<Name>,
+    pub erased: Vec<Erased>,
+    pub entries: Vec<Entry>,
+}
+
+impl Checkpoint {
+    /// Whether it changes nothing but (perhaps) the watermark.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.erased.is_empty() && self.entries.is_empty()
+    }
+}
+
+/// A store's records that do not make a ledger: a name or entry that
+/// refers to something never named, or breaks the fold's rules.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the stored ledger is damaged: {0}")]
+pub struct Damaged(pub String);
+
+/// Texts numbered in the order they were first met.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Labels {
+    numbers: HashMap<Box<str>, u32>,
+    texts: Vec<Box<str>>,
+}
+
+impl Labels {
+    fn find(&self, text: &str) -> Option<u32> {
+        self.numbers.get(text).copied()
+    }
+
+    /// The text's number, and whether it was given now.
+    fn number(&mut self, text: &str) -> (u32, bool) {
+        if let Some(number) = self.find(text) {
+            return (number, false);
+        }
+        let number = u32::try_from(self.texts.len()).expect("fewer than 2^32 labels in a movement");
+        self.texts.push(text.into());
+        self.numbers.insert(text.into(), number);
+        (number, true)
+    }
+
+    fn restore(&mut self, number: u32, text: &str) -> Result<(), Damaged> {
+        if number as usize != self.texts.len() || self.numbers.contains_key(text) {
+            return Err(Damaged(format!("label {number} ({text:?}) out of order or named twice")));
+        }
+        self.texts.push(text.into());
+        self.numbers.insert(text.into(), number);
+        Ok(())
+    }
+
+    fn len(&self) -> u32 {
+        self.texts.len() as u32
+    }
+}
+
+/// A person's first day of participation, and how many of their facts
+/// fall on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct First {
+    day: Option<NaiveDate>,
+    facts: u32,
+}
+
+/// Where the fold knows an event of a movement to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// It counts: its fact is filed under this day and sequence.
+    Counted { day: NaiveDate, seq: u64 },
+    /// It arrived and does not count: a retraction, an erasure, a
+    /// retracted event, or one that arrived after its retraction.
+    Uncounted,
+    /// A retraction of it arrived; it has not.
+    RetractionWaiting,
+}
+
+/// The ledger of one movement.
+#[derive(Debug, Default)]
+pub struct MovementLedger {
+    /// Every distinct (`source`, `id`) met: by source number, then id.
+    events: Vec<HashMap<Box<str>, Status>>,
+    /// Distinct accepted events, retractions and erasures included: the
+    /// count in listings. (Retractions waiting for their event are not.)
+    accepted: u64,
+    sources: Labels,
+    areas: Labels,
+    partners: Labels,
+    labels: Labels,
+    /// Pseudonym to person number; an erased pseudonym is removed.
+    people: HashMap<Box<str>, u32>,
+    /// Numbers given so far: the next person's number.
+    person_count: u32,
+    /// By person number.
+    firsts: Vec<First>,
+    erased: HashSet<Box<str>>,
+    /// The facts, by local day; each day's in sequence order.
+    facts: BTreeMap<NaiveDate, Vec<(u64, Fact)>>,
+    /// Answers computed since the facts last changed.
+    cache: Mutex<read::Cache>,
+}
+
+impl PartialEq for MovementLedger {
+    /// Equal facts, statuses, names and indexes; caches are not compared.
+    fn eq(&self, other: &MovementLedger) -> bool {
+        self.events == other.events
+            && self.accepted == other.accepted
+            && self.sources == other.sources
+            && self.areas == other.areas
+            && self.partners == other.partners
+            && self.labels == other.labels
+            && self.people == other.people
+            && self.person_count == other.person_count
+            && self.firsts == other.firsts
+            && self.erased == other.erased
+            && self.facts == other.facts
+    }
+}
+
+/// Every movement's ledger, and the last stream sequence folded in.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    watermark: u64,
+    /// Movement ids to their numbers, in id order for listings.
+    movement_numbers: BTreeMap<Box<str>, u32>,
+    /// By movement number.
+    movements: Vec<MovementLedger>,
+    /// What changed since the last checkpoint.
+    journal: Checkpoint,
+}
+
+impl PartialEq for Ledger {
+    /// Equal movements and watermarks; what waits for a checkpoint is not
+    /// compared.
+    fn eq(&self, other: &Ledger) -> bool {
+        self.watermark == other.watermark
+            && self.movement_numbers == other.movement_numbers
+            && self.movements == other.movements
+    }
+}
+
+impl Ledger {
+    /// The last stream sequence folded in.
+    pub fn watermark(&self) -> u64 {
+        self.watermark
+    }
+
+    /// The ledger of the movement `movement`, if it has any event.
+    pub fn movement(&self, movement: &str) -> Option<&MovementLedger> {
+        self.movement_numbers.get(movement).map(|number| &self.movements[*number as usize])
+    }
+
+    /// Movement ids with their ledgers, in id order.
+    pub fn movements(&self) -> impl Iterator<Item = (&str, &MovementLedger)> {
+        self.movement_numbers.iter().map(|(name, number)| (&**name, &self.movements[*number as usize]))
+    }
+
+    /// Folds one event, found at stream sequence `seq`. Sequences start at
+    /// 1 and only increase, as a stream's do.
+    pub fn apply(&mut self, settings: &ProjectionSettings, event: &Event, seq: u64) -> Outcome {
+        assert!(seq > self.watermark, "sequences only increase: {seq} after {}", self.watermark);
+        self.watermark = seq;
+        let movement = self.movement_number(&event.subject);
+        let ledger = &mut self.movements[movement as usize];
+        if let Some(source) = ledger.sources.find(&event.source)
+            && let Some(status) = ledger.events[source as usize].get(event.id.as_str())
+            && *status != Status::RetractionWaiting
+        {
+            return Outcome::Duplicate;
+        }
+        let (source, named) = ledger.sources.number(&event.source);
+        if named {
+            ledger.events.push(HashMap::new());
+            self.journal.names.push(Name {
+                movement,
+                dimension: Dimension::Source,
+                number: source,
+                text: event.source.as_str().into(),
+            });
+        }
+        let body = match &event.data {
+            EventData::EventRetracted(retraction) => Body::Retraction { target: retraction.event_id.as_str().into() },
+            EventData::ParticipantErased(erasure) => {
+                let mut people = Vec::new();
+                for pseudonym in &erasure.pseudonyms {
+                    let person = ledger.people.remove(pseudonym.as_str());
+                    people.extend(person);
+                    if ledger.erased.insert(pseudonym.as_str().into()) {
+                        self.journal.erased.push(Erased { movement, person, pseudonym: pseudonym.as_str().into() });
+                    }
+                }
+                people.sort_unstable();
+                Body::Erasure { people: people.into() }
+            }
+            _ if ledger.events[source as usize].get(event.id.as_str()) == Some(&Status::RetractionWaiting) => {
+                Body::Withheld
+            }
+            data => Body::Fact(ledger.fact(movement, settings, event, data, &mut self.journal.names)),
+        };
+        let entry = Entry { seq, movement, source, id: event.id.as_str().into(), body };
+        let outcome = ledger.fold(&entry).expect("an entry made by the fold folds");
+        self.journal.entries.push(entry);
+        outcome
+    }
+
+    /// The number of movement `movement`, given now if it has none.
+    fn movement_number(&mut self, movement: &str) -> u32 {
+        if let Some(number) = self.movement_numbers.get(movement) {
+            return *number;
+        }
+        let number = u32::try_from(self.movements.len()).expect("fewer than 2^32 movements");
+        self.movement_numbers.insert(movement.into(), number);
+        self.movements.push(MovementLedger::default());
+        self.journal.names.push(Name {
+            movement: number,
+            dimension: Dimension::Movement,
+            number,
+            text: movement.into(),
+        });
+        number
+    }
+
+    /// Takes what changed since the last checkpoint.
+    pub fn checkpoint(&mut self) -> Checkpoint {
+        let mut checkpoint = std::mem::take(&mut self.journal);
+        checkpoint.watermark = self.watermark;
+        checkpoint
+    }
+
+    /// Restores a name a store kept. Names come before the entries that
+    /// use them, and each dimension's numbers in order, but for people,
+    /// whose erased numbers have no name.
+    pub fn restore_name(&mut self, name: &Name) -> Result<(), Damaged> {
+        if name.dimension == Dimension::Movement {
+            if name.movement != name.number
+                || name.number as usize != self.movements.len()
+                || self.movement_numbers.contains_key(&name.text)
+            {
+                return Err(Damaged(format!("movement {} ({:?}) out of order or named twice", name.number, name.text)));
+            }
+            self.movement_numbers.insert(name.text.clone(), name.number);
+            self.movements.push(MovementLedger::default());
+            return Ok(());
+        }
+        let ledger = self
+            .movements
+            .get_mut(name.movement as usize)
+            .ok_or_else(|| Damaged(format!("a name of movement {}, which has none", name.movement)))?;
+        match name.dimension {
+            Dimension::Movement => unreachable!("handled above"),
+            Dimension::Source => {
+                ledger.sources.restore(name.number, &name.text)?;
+                ledger.events.push(HashMap::new());
+            }
+            Dimension::Area => ledger.areas.restore(name.number, &name.text)?,
+            Dimension::Partner => ledger.partners.restore(name.number, &name.text)?,
+            Dimension::Label => ledger.labels.restore(name.number, &name.text)?,
+            Dimension::Person => {
+                if ledger.people.insert(name.text.clone(), name.number).is_some() {
+                    return Err(Damaged(format!("person {:?} named twice", name.text)));
+                }
+                ledger.grow_people(name.number);
+            }
+        }
+        Ok(())
+    }
+
+    /// Restores a pseudonym a store kept as erased.
+    pub fn restore_erased(&mut self, movement: u32, pseudonym: &str) -> Result<(), Damaged> {
+        let ledger = self
+            .movements
+            .get_mut(movement as usize)
+            .ok_or_else(|| Damaged(format!("an erasure in movement {movement}, which has none")))?;
+        ledger.erased.insert(pseudonym.into());
+        Ok(())
+    }
+
+    /// Folds an entry a store kept, in the order they were folded: the
+    /// same fold [`Ledger::apply`] makes. Nothing is journaled.
+    pub fn replay(&mut self, entry: &Entry) -> Result<(), Damaged> {
+        if entry.seq <= self.watermark {
+            return Err(Damaged(format!("entry {} after sequence {}", entry.seq, self.watermark)));
+        }
+        let ledger = self
+            .movements
+            .get_mut(entry.movement as usize)
+            .ok_or_else(|| Damaged(format!("an entry of movement {}, which has none", entry.movement)))?;
+        if let Body::Fact(fact) = &entry.body {
+            let largest = fact.people.iter().map(|taking| taking.person).max();
+            if let Some(person) = largest {
+                ledger.grow_people(person);
+            }
+            let labels = fact.area.into_iter().map(|area| (area, ledger.areas.len(), "area"));
+            let labels = labels.chain(fact.label.map(|label| (label, ledger.labels.len(), "label")));
+            let labels = labels.chain(fact.partners.iter().map(|partner| (*partner, ledger.partners.len(), "partner")));
+            for (number, count, what) in labels {
+                if number >= count {
+                    return Err(Damaged(format!("entry {} names {what} {number}, never named", entry.seq)));
+                }
+            }
+        }
+        ledger.fold(entry)?;
+        self.watermark = entry.seq;
+        Ok(())
+    }
+
+    /// Sets the watermark a store kept with its last checkpoint, at or
+    /// after the last entry replayed.
+    pub fn restore_watermark(&mut self, watermark: u64) -> Result<(), Damaged> {
+        if watermark < self.watermark {
+            return Err(Damaged(format!("watermark {watermark} before entry {}", self.watermark)));
+        }
+        self.watermark = watermark;
+        Ok(())
+    }
+}
+
+impl MovementLedger {
+    /// Distinct accepted events of the movement, retractions included.
+    pub fn accepted_events(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Makes room for person numbers up to `person`.
+    fn grow_people(&mut self, person: u32) {
+        if person >= self.person_count {
+            self.person_count = person + 1;
+            self.firsts.resize(self.person_count as usize, First::default());
+        }
+    }
+
+    /// Numbers a pseudonym, journaling the name when it is new.
+    fn person(&mut self, movement: u32, pseudonym: &str, names: &mut Vec<Name>) -> u32 {
+        if let Some(number) = self.people.get(pseudonym) {
+            return *number;
+        }
+        let number = self.person_count;
+        self.grow_people(number);
+        self.people.insert(pseudonym.into(), number);
+        names.push(Name { movement, dimension: Dimension::Person, number, text: pseudonym.into() });
+        number
+    }
+
+    /// The fact of an event that counts, numbering what it names. Erased
+    /// pseudonyms are left out of its people.
+    fn fact(
+        &mut self,
+        movement: u32,
+        settings: &ProjectionSettings,
+        event: &Event,
+        data: &EventData,
+        names: &mut Vec<Name>,
+    ) -> Fact {
+        let mut label = |labels: &mut Labels, dimension: Dimension, text: &str| {
+            let (number, named) = labels.number(text);
+            if named {
+                names.push(Name { movement, dimension, number, text: text.into() });
+            }
+            number
+        };
+        let area = event.area().map(|area| label(&mut self.areas, Dimension::Area, area));
+        let mut partners: Vec<u32> = event
+            .partners()
+            .into_iter()
+            .map(|partner| label(&mut self.partners, Dimension::Partner, partner))
+            .collect();
+        partners.sort_unstable();
+        let (kind, measure, label_text, mut parts): (FactKind, i64, Option<&str>, Vec<(&str, Part)>) = match data {
+            EventData::ParticipantJoined(data) => (
+                FactKind::Joined,
+                0,
+                data.channel.as_deref(),
+                vec![(data.participant.as_str(), Part::Joined(data.role))],
+            ),
+            EventData::MeetingHeld(data) => (
+                FactKind::MeetingHeld,
+                0,
+                data.kind.as_deref(),
+                data.attendees.iter().map(|attendee| (attendee.as_str(), Part::Attendee)).collect(),
+            ),
+            EventData::VolunteerHoursLogged(data) => (
+                FactKind::VolunteerHoursLogged,
+                millihours(data.hours),
+                data.activity.as_deref(),
+                vec![(data.participant.as_str(), Part::Volunteer)],
+            ),
+            EventData::CollectiveActionTaken(data) => (
+                FactKind::CollectiveActionTaken,
+                i64::try_from(data.reach).unwrap_or(i64::MAX),
+                data.kind.as_deref(),
+                data.participants.iter().map(|participant| (participant.as_str(), Part::ActionParticipant)).collect(),
+            ),
+            EventData::EventRetracted(_) | EventData::ParticipantErased(_) => {
+                unreachable!("retractions and erasures have no fact")
+            }
+        };
+        let label_number = label_text.map(|text| label(&mut self.labels, Dimension::Label, text));
+        let (organisers, citizen_led) = match data {
+            EventData::MeetingHeld(data) => (data.organisers.as_slice(), event.organisers().1),
+            EventData::CollectiveActionTaken(data) => (data.organisers.as_slice(), event.organisers().1),
+            _ => (&[][..], false),
+        };
+        parts.extend(
+            organisers.iter().map(|organiser| (organiser.participant.as_str(), Part::Organiser(organiser.role))),
+        );
+        parts.retain(|(pseudonym, _)| !self.erased.contains(*pseudonym));
+        let mut people: Vec<Taking> = parts
+            .into_iter()
+            .map(|(pseudonym, part)| Taking { person: self.person(movement, pseudonym, names), part })
+            .collect();
+        // One taking a person: an organiser's part over any other, and the
+        // first role named among several.
+        people.sort_unstable_by_key(|taking| (taking.person, !matches!(taking.part, Part::Organiser(_))));
+        people.dedup_by_key(|taking| taking.person);
+        let principles = event
+            .principles()
+            .into_iter()
+            .map(|principle| 1u8 << Principle::ALL.iter().position(|p| *p == principle).expect("a principle"))
+            .fold(0, |bits, bit| bits | bit);
+        Fact {
+            kind,
+            day: local_date(event.time, settings.time_zone),
+            measure,
+            citizen_led,
+            principles,
+            area,
+            label: label_number,
+            partners: partners.into(),
+            people: people.into(),
+        }
+    }
+
+    /// Folds one entry: the rules of repeats and retractions, and the fact
+    /// added or removed. Damage is an entry that cannot follow what came
+    /// before (only a store's replay can bring one).
+    fn fold(&mut self, entry: &Entry) -> Result<Outcome, Damaged> {
+        let events = self
+            .events
+            .get_mut(entry.source as usize)
+            .ok_or_else(|| Damaged(format!("entry {} of source {}, never named", entry.seq, entry.source)))?;
+        let before = events.get(&entry.id).copied();
+        if matches!(before, Some(Status::Counted { .. } | Status::Uncounted)) {
+            return Err(Damaged(format!("entry {} folds ({}, {:?}) again", entry.seq, entry.source, entry.id)));
+        }
+        self.accepted += 1;
+        let (status, outcome) = match &entry.body {
+            Body::Fact(_) if before == Some(Status::RetractionWaiting) => {
+                return Err(Damaged(format!("entry {} counts an event retracted before it came", entry.seq)));
+            }
+            Body::Withheld if before != Some(Status::RetractionWaiting) => {
+                return Err(Damaged(format!("entry {} withholds an event no retraction named", entry.seq)));
+            }
+            Body::Withheld => (Status::Uncounted, Outcome::ArrivedRetracted),
+            Body::Fact(fact) => {
+                self.insert_fact(entry.seq, fact.clone());
+                (Status::Counted { day: fact.day, seq: entry.seq }, Outcome::Applied)
+            }
+            Body::Erasure { .. } => (Status::Uncounted, Outcome::Erased),
+            Body::Retraction { target } => {
+                let events = &mut self.events[entry.source as usize];
+                let outcome = match events.get(target).copied() {
+                    None => {
+                        events.insert(target.clone(), Status::RetractionWaiting);
+                        Outcome::RetractionPending
+                    }
+                    Some(Status::RetractionWaiting | Status::Uncounted) => Outcome::RetractionIgnored,
+                    Some(Status::Counted { day, seq }) => {
+                        events.insert(target.clone(), Status::Uncounted);
+                        self.remove_fact(day, seq);
+                        Outcome::Retracted
+                    }
+                };
+                (Status::Uncounted, outcome)
+            }
+        };
+        self.events[entry.source as usize].insert(entry.id.clone(), status);
+        self.cache.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+        Ok(outcome)
+    }
+
+    fn insert_fact(&mut self, seq: u64, fact: Fact) {
+        if fact.kind.is_participation() {
+            for taking in &fact.people {
+                let first = &mut self.firsts[taking.person as usize];
+                match first.day {
+                    Some(day) if day < fact.day => {}
+                    Some(day) if day == fact.day => first.facts += 1,
+                    _ => *first = First { day: Some(fact.day), facts: 1 },
+                }
+            }
+        }
+        let day = self.facts.entry(fact.day).or_default();
+        let at = day.partition_point(|(other, _)| *other < seq);
+        day.insert(at, (seq, fact));
+    }
+
+    fn remove_fact(&mut self, day: NaiveDate, seq: u64) {
+        let facts = self.facts.get_mut(&day).expect("a counted event's day holds its fact");
+        let at = facts.binary_search_by_key(&seq, |(other, _)| *other).expect("a counted event's fact is filed");
+        let (_, fact) = facts.remove(at);
+        if facts.is_empty() {
+            self.facts.remove(&day);
+        }
+        if !fact.kind.is_participation() {
+            return;
+        }
+        for taking in &fact.people {
+            let first = &mut self.firsts[taking.person as usize];
+            if first.day != Some(day) {
+                continue;
+            }
+            first.facts -= 1;
+            if first.facts == 0 {
+                // Their first day had only this fact: the next is the
+                // earliest day after it with one of theirs. Only a
+                // retraction of a first participation looks this far.
+                self.firsts[taking.person as usize] = self.first_after(taking.person, day);
+            }
+        }
+    }
+
+    /// A person's first participation after `day`.
+    fn first_after(&self, person: u32, day: NaiveDate) -> First {
+        for (later, facts) in self.facts.range(day.succ_opt().unwrap_or(day)..) {
+            let count = facts
+                .iter()
+                .filter(|(_, fact)| fact.kind.is_participation() && fact.people.iter().any(|t| t.person == person))
+                .count() as u32;
+            if count > 0 {
+                return First { day: Some(*later), facts: count };
+            }
+        }
+        First::default()
+    }
+
+    /// A person's first day of participation.
+    fn first_day(&self, person: u32) -> Option<NaiveDate> {
+        self.firsts[person as usize].day
+    }
+
+    /// How many people have been numbered.
+    fn person_count(&self) -> usize {
+        self.person_count as usize
+    }
+}

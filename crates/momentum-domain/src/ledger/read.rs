@@ -1,0 +1,330 @@
+//! Figures computed from a movement's facts when they are read.
+//!
+//! Each read is one pass over the facts of the days it covers, in day
+//! order, plus the look-back its figures need (three periods before the
+//! first, for the rolling window of `momentum`). Distinct counts mark each
+//! person, area and partner with the last period they were counted in, so
+//! a pass costs in proportion to the facts it walks (and one mark a person
+//! of the movement), never to the movement's whole history. Answers are
+//! kept until the movement's facts change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
+
+use chrono::NaiveDate;
+
+use super::{FactKind, MOMENTUM_WINDOW_PERIODS, MovementLedger, Part};
+use crate::event::Principle;
+use crate::period::Interval;
+
+/// The figures of one period of one movement that every trend metric is
+/// computed from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeriodTotals {
+    /// Distinct participants who took part in the period.
+    pub active_participants: i64,
+    pub joined: i64,
+    pub meetings: i64,
+    pub attendances: i64,
+    pub volunteer_millihours: i64,
+    pub collective_actions: i64,
+    pub people_reached: i64,
+    /// Participants whose first participation ever falls in the period.
+    pub new_participants: i64,
+    /// Participants who took part in this period and the one before.
+    pub retained_participants: i64,
+    pub volunteers: i64,
+    pub action_participants: i64,
+    pub organisers: i64,
+    /// Meetings and actions with at least one citizen organiser.
+    pub citizen_led: i64,
+    pub partners: i64,
+    pub areas: i64,
+    /// Distinct participants who took part in any of this period and the
+    /// three before it: U(P) of the momentum metric.
+    pub window_participants: i64,
+}
+
+impl PeriodTotals {
+    pub(crate) const FIELD_COUNT: usize = 16;
+
+    /// The fields in their fixed, append-only wire order.
+    pub(crate) fn fields(self) -> [i64; Self::FIELD_COUNT] {
+        let mut copy = self;
+        copy.fields_mut().map(|field| *field)
+    }
+
+    pub(crate) fn fields_mut(&mut self) -> [&mut i64; Self::FIELD_COUNT] {
+        [
+            &mut self.active_participants,
+            &mut self.joined,
+            &mut self.meetings,
+            &mut self.attendances,
+            &mut self.volunteer_millihours,
+            &mut self.collective_actions,
+            &mut self.people_reached,
+            &mut self.new_participants,
+            &mut self.retained_participants,
+            &mut self.volunteers,
+            &mut self.action_participants,
+            &mut self.organisers,
+            &mut self.citizen_led,
+            &mut self.partners,
+            &mut self.areas,
+            &mut self.window_participants,
+        ]
+    }
+}
+
+/// In a JSON `trend_totals` answer (the projector's default; the query
+/// service asks for `TrendTotals::to_binary`'s form), totals travel as a
+/// JSON array of the fields in wire order without its trailing zeros, so a
+/// period where nothing happened is `[]`; a shorter array reads with zeros
+/// and fields a newer writer appended are ignored.
+impl serde::Serialize for PeriodTotals {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = self.fields();
+        let length = fields.iter().rposition(|field| *field != 0).map_or(0, |last| last + 1);
+        serializer.collect_seq(&fields[..length])
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PeriodTotals {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<PeriodTotals, D::Error> {
+        // Read straight into the fields: a trend's totals are thousands of
+        // numbers, read on every trend request.
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = PeriodTotals;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an array of integers")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut sequence: A) -> Result<PeriodTotals, A::Error> {
+                let mut totals = PeriodTotals::default();
+                let mut ended = false;
+                for field in totals.fields_mut() {
+                    match sequence.next_element::<i64>()? {
+                        Some(value) => *field = value,
+                        None => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+                while !ended && sequence.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(totals)
+            }
+        }
+        deserializer.deserialize_seq(Fields)
+    }
+}
+
+/// How many answers a movement keeps between changes; past it they are
+/// all dropped, so a movement's cache never holds more.
+const CACHED_ANSWERS_MAX: usize = 64;
+
+/// What a read asked, as a cache key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Question {
+    PeriodTotals { interval: Interval, first: NaiveDate, periods: usize },
+}
+
+/// A movement's answers computed since its facts last changed.
+#[derive(Debug, Default)]
+pub(super) struct Cache {
+    totals: HashMap<Question, Arc<Vec<PeriodTotals>>>,
+}
+
+impl Cache {
+    pub(super) fn clear(&mut self) {
+        self.totals.clear();
+    }
+}
+
+/// No period yet: the mark of a person, area or partner not counted.
+const UNMARKED: u32 = u32::MAX;
+
+/// Consecutive periods from `first`, with the start of the one after the
+/// last: `bounds[k]..bounds[k + 1]` is period `k`.
+fn period_bounds(interval: Interval, first: NaiveDate, periods: usize) -> Vec<NaiveDate> {
+    std::iter::successors(Some(first), |start| Some(interval.next_period(*start))).take(periods + 1).collect()
+}
+
+impl MovementLedger {
+    /// The totals of each of `starts`, consecutive periods in order, zeros
+    /// where nothing happened.
+    pub fn period_totals(&self, interval: Interval, starts: &[NaiveDate]) -> Vec<PeriodTotals> {
+        let Some(first) = starts.first() else { return Vec::new() };
+        debug_assert!(starts.windows(2).all(|pair| pair[1] == interval.next_period(pair[0])), "consecutive periods");
+        let question = Question::PeriodTotals { interval, first: *first, periods: starts.len() };
+        let cached = self.cache.lock().unwrap_or_else(PoisonError::into_inner).totals.get(&question).cloned();
+        if let Some(totals) = cached {
+            return totals.to_vec();
+        }
+        let totals = Arc::new(self.compute_period_totals(interval, *first, starts.len()));
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.totals.len() >= CACHED_ANSWERS_MAX {
+            cache.clear();
+        }
+        cache.totals.insert(question, totals.clone());
+        totals.to_vec()
+    }
+
+    /// One pass over the facts from three periods before `first` (the
+    /// rolling window of the first period looks back that far) to the
+    /// end of the last period.
+    fn compute_period_totals(&self, interval: Interval, first: NaiveDate, periods: usize) -> Vec<PeriodTotals> {
+        let lookback = (MOMENTUM_WINDOW_PERIODS - 1) as usize;
+        let count = periods + lookback;
+        let bounds = period_bounds(interval, interval.shift(first, -(lookback as i32)), count);
+        let mut totals = vec![PeriodTotals::default(); count];
+        // The last period each person was counted in as active, volunteer,
+        // action participant and organiser.
+        let mut people = vec![[UNMARKED; 4]; self.person_count()];
+        let mut areas = vec![UNMARKED; self.areas.len() as usize];
+        let mut partners = vec![UNMARKED; self.partners.len() as usize];
+        let mut period = 0;
+        for (day, facts) in self.facts.range(bounds[0]..bounds[count]) {
+            while *day >= bounds[period + 1] {
+                period += 1;
+            }
+            let mark = period as u32;
+            for (_, fact) in facts {
+                let here = &mut totals[period];
+                match fact.kind {
+                    FactKind::Joined => here.joined += 1,
+                    FactKind::MeetingHeld => {
+                        here.meetings += 1;
+                        here.attendances += fact.people.len() as i64;
+                        here.citizen_led += i64::from(fact.citizen_led);
+                    }
+                    FactKind::VolunteerHoursLogged => here.volunteer_millihours += fact.measure,
+                    FactKind::CollectiveActionTaken => {
+                        here.collective_actions += 1;
+                        here.people_reached += fact.measure;
+                        here.citizen_led += i64::from(fact.citizen_led);
+                    }
+                }
+                if let Some(area) = fact.area
+                    && std::mem::replace(&mut areas[area as usize], mark) != mark
+                {
+                    here.areas += 1;
+                }
+                for partner in &fact.partners {
+                    if std::mem::replace(&mut partners[*partner as usize], mark) != mark {
+                        here.partners += 1;
+                    }
+                }
+                if !fact.kind.is_participation() {
+                    continue;
+                }
+                for taking in &fact.people {
+                    let marks = &mut people[taking.person as usize];
+                    let here = &mut totals[period];
+                    let mut count_in = |slot: usize, field: &mut i64| {
+                        if std::mem::replace(&mut marks[slot], mark) != mark {
+                            *field += 1;
+                        }
+                    };
+                    match (fact.kind, taking.part) {
+                        (FactKind::VolunteerHoursLogged, _) => count_in(1, &mut here.volunteers),
+                        (FactKind::CollectiveActionTaken, _) => count_in(2, &mut here.action_participants),
+                        _ => {}
+                    }
+                    if matches!(taking.part, Part::Organiser(_)) {
+                        count_in(3, &mut here.organisers);
+                    }
+                    let before = marks[0];
+                    if before == mark {
+                        continue;
+                    }
+                    marks[0] = mark;
+                    here.active_participants += 1;
+                    if before != UNMARKED && before + 1 == mark {
+                        here.retained_participants += 1;
+                    }
+                    if let Some(first_day) = self.first_day(taking.person)
+                        && bounds[period] <= first_day
+                        && first_day < bounds[period + 1]
+                    {
+                        here.new_participants += 1;
+                    }
+                    // The windows this period opens for them: those not
+                    // already counting their activity in an earlier period.
+                    let window = MOMENTUM_WINDOW_PERIODS as usize;
+                    let from = if before == UNMARKED { period } else { period.max(before as usize + window) };
+                    for later in totals.iter_mut().take((period + window).min(count)).skip(from) {
+                        later.window_participants += 1;
+                    }
+                }
+            }
+        }
+        totals.drain(..lookback);
+        totals
+    }
+
+    /// For each period of `periods` (consecutive, in order) taken as a
+    /// cohort, how many of those whose first participation falls in it
+    /// took part in it and in each period after it in `periods`:
+    /// `activity[c][k]` for cohort `c` in period `c + k`.
+    pub fn cohort_activity(&self, interval: Interval, periods: &[NaiveDate]) -> Vec<Vec<i64>> {
+        let Some(first) = periods.first() else { return Vec::new() };
+        let count = periods.len();
+        let bounds = period_bounds(interval, *first, count);
+        let mut activity: Vec<Vec<i64>> = (0..count).map(|cohort| vec![0; count - cohort]).collect();
+        let mut marks = vec![UNMARKED; self.person_count()];
+        let mut period = 0;
+        for (day, facts) in self.facts.range(bounds[0]..bounds[count]) {
+            while *day >= bounds[period + 1] {
+                period += 1;
+            }
+            for (_, fact) in facts.iter().filter(|(_, fact)| fact.kind.is_participation()) {
+                for taking in &fact.people {
+                    if std::mem::replace(&mut marks[taking.person as usize], period as u32) == period as u32 {
+                        continue;
+                    }
+                    let Some(first_day) = self.first_day(taking.person) else { continue };
+                    if first_day < bounds[0] {
+                        continue;
+                    }
+                    // Their first day is on or before this one.
+                    let cohort = bounds.partition_point(|start| *start <= first_day) - 1;
+                    activity[cohort][period - cohort] += 1;
+                }
+            }
+        }
+        activity
+    }
+
+    /// For each of [`Principle::ALL`], the activities from `from` to `to`
+    /// (local dates, inclusive) tagged with it, and their distinct
+    /// participants.
+    pub fn principle_figures(&self, from: NaiveDate, to: NaiveDate) -> [(u64, u64); Principle::ALL.len()] {
+        let mut figures = [(0, 0); Principle::ALL.len()];
+        if from > to {
+            return figures;
+        }
+        // The principles each person was counted under, as bits.
+        let mut counted = vec![0u8; self.person_count()];
+        for facts in self.facts.range(from..=to).map(|(_, facts)| facts) {
+            for (_, fact) in facts.iter().filter(|(_, fact)| fact.principles != 0) {
+                for (bit, figure) in figures.iter_mut().enumerate() {
+                    if fact.principles & (1 << bit) == 0 {
+                        continue;
+                    }
+                    figure.0 += 1;
+                    for taking in &fact.people {
+                        let bits = &mut counted[taking.person as usize];
+                        if *bits & (1 << bit) == 0 {
+                            *bits |= 1 << bit;
+                            figure.1 += 1;
+                        }
+                    }
+                }
+            }
+        }
+        figures
+    }
+}
