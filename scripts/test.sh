@@ -12,6 +12,9 @@ echo "using $("$MOMENTUM_NATS_SERVER" --version)"
 scripts/api-fuzz.sh --install
 # tests/exports.rs reads the CSV exports with pandas (pinned in the script; into .tools/).
 scripts/ensure-pandas.sh >/dev/null
+# tests/bench.rs runs the bench's smoke mode, whose peer stage is DuckDB (pinned; into .tools/).
+MOMENTUM_BENCH_PYTHON="$(scripts/ensure-duckdb.sh)"
+export MOMENTUM_BENCH_PYTHON
 # tests/dashboard.rs drives Debian's Chromium with playwright-core (pinned in tests/browser).
 if [ -z "${MOMENTUM_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo

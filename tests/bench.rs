@@ -39,6 +39,10 @@ async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
         "/sizes/stream_bytes_per_million_events",
         "/sizes/store_bytes_per_million_events",
         "/distinct_participants",
+        "/first_trend_read_ms/ms",
+        "/peer/load_and_compute_seconds",
+        "/peer/rebuild_ratio_to_peer",
+        "/peer/figures_compared",
     ] {
         positive(pointer);
     }
@@ -47,6 +51,10 @@ async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
     // too) came after.
     let events = report["projector_catch_up"]["events"].as_u64().unwrap();
     assert!(events >= 5000, "{events}");
+    // The peer read the same events and agreed on every figure it computed
+    // (the bench fails otherwise), covering every movement.
+    assert_eq!(report["peer"]["equal"], true, "{report}");
+    assert_eq!(report["peer"]["events"], report["sizes"]["stream_events"], "{report}");
     let freshness = &report["freshness"];
     assert_eq!(
         report["sizes"]["stream_events"].as_u64().unwrap(),

@@ -16,8 +16,12 @@
 //! 6. freshness at a steady rate (after two seconds of warm-up, reported
 //!    apart): from ingest's answer to the event being
 //!    visible through the query API (`min_seq`);
-//! 7. trend reads of three years of weekly figures from 32 connections;
-//! 8. the stream's and the store's size per million events.
+//! 7. trend reads of three years of weekly figures from 32 connections
+//!    (the first, before anything is cached, timed on its own);
+//! 8. the peer: the stream exported as NDJSON, loaded into DuckDB and every
+//!    movement's weekly figures computed there, timed against stage 5 and
+//!    compared figure by figure with momentum's ([`peer`]);
+//! 9. the stream's and the store's size per million events.
 //!
 //! It prints a table and writes the figures as JSON. It asserts nothing
 //! about speed: `--smoke` runs every stage on a few thousand events only to
@@ -39,6 +43,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 mod load;
+mod peer;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -56,12 +61,25 @@ pub struct BenchArgs {
     /// Events per second posted while freshness is measured (stage 6).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     freshness_rate: u64,
+    /// The movements the events belong to: `demo`, the demo's six
+    /// movements under new names every eight copies (about 100 000
+    /// participants in a million events), or `large`, every copy under the
+    /// same six names, so that each movement holds a sixth of the events.
+    #[arg(long, value_enum, default_value_t = Mix::Demo)]
+    mix: Mix,
     /// A short run of every stage, only to show that each works (CI runs it).
     #[arg(long)]
     smoke: bool,
     /// Where the JSON report is written.
     #[arg(long, default_value = "target/bench/report.json")]
     out: PathBuf,
+}
+
+/// How the generated events are spread over movements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Mix {
+    Demo,
+    Large,
 }
 
 /// Concurrent HTTP clients posting batches in stage 2.
@@ -144,32 +162,33 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(128).timeout(Duration::from_secs(60)).build()?;
 
     eprintln!("generating {} events", arguments.events);
-    let events = generate(arguments.events, Utc::now());
+    let events = generate(arguments.events, arguments.mix, Utc::now());
     let participants = distinct_participants(&events);
     eprintln!("workload: {} events, {participants} distinct participants", events.len());
     let (http_part, rest) = events.split_at(http_events);
     let mut report = json!({
         "machine": machine,
         "smoke": arguments.smoke,
+        "mix": format!("{:?}", arguments.mix).to_lowercase(),
         "events": events.len(),
         "distinct_participants": participants,
         "cpu_seconds": {},
     });
 
-    eprintln!("1/8 raw JetStream publish of {} events", http_part.len());
+    eprintln!("1/9 raw JetStream publish of {} events", http_part.len());
     let mark = cpu.now();
     let raw_publish = raw_publish(&nats, http_part).await?;
     report["cpu_seconds"]["raw_publish"] = cpu.since(&mark);
     report["raw_publish_events_per_s"] = json!(raw_publish);
 
-    eprintln!("2/8 HTTP ingest, batches of {BATCH_EVENTS} from {BATCH_CLIENTS} clients");
+    eprintln!("2/9 HTTP ingest, batches of {BATCH_EVENTS} from {BATCH_CLIENTS} clients");
     let mark = cpu.now();
     let batches = ingest_batches(&http, &ingest_url, http_part).await?;
     report["cpu_seconds"]["ingest_batches"] = cpu.since(&mark);
     report["ingest_batches_events_per_s"] = json!(batches);
     report["ingest_batches_ratio_to_raw"] = json!(batches / raw_publish);
 
-    eprintln!("3/8 HTTP ingest, one event a request from {SINGLE_CONNECTIONS} connections");
+    eprintln!("3/9 HTTP ingest, one event a request from {SINGLE_CONNECTIONS} connections");
     let mark = cpu.now();
     let single = ingest_single(&ingest_address, http_part, Duration::from_secs(arguments.seconds)).await?;
     report["cpu_seconds"]["ingest_single"] = cpu.since(&mark);
@@ -183,13 +202,13 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     raw_publish_events(&jetstream, &rest[..top_up.min(rest.len())]).await?;
     let last_sequence = stream.info().await?.state.last_sequence;
 
-    eprintln!("4/8 raw ordered-consumer read of {last_sequence} events");
+    eprintln!("4/9 raw ordered-consumer read of {last_sequence} events");
     let mark = cpu.now();
     let raw_consume = raw_consume(&stream, last_sequence).await?;
     report["cpu_seconds"]["raw_consume"] = cpu.since(&mark);
     report["raw_consume_events_per_s"] = json!(raw_consume);
 
-    eprintln!("5/8 projector catch-up from sequence 1 over {last_sequence} events");
+    eprintln!("5/9 projector catch-up from sequence 1 over {last_sequence} events");
     let data = work.path().join("projector");
     let projector_port = free_port();
     let mut projector = spawn_service(
@@ -207,18 +226,31 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     report["projector_catch_up"]["ratio_to_raw_consume"] =
         json!(report["projector_catch_up"]["events_per_s"].as_f64().unwrap_or(0.0) / raw_consume);
 
-    eprintln!("6/8 freshness at {} events/s", arguments.freshness_rate);
+    eprintln!("6/9 freshness at {} events/s", arguments.freshness_rate);
     let movement = events[0]["subject"].as_str().context("events have a movement")?.to_owned();
     let freshness =
         freshness(&http, &ingest_url, &query_url, &movement, arguments.freshness_rate, arguments.seconds).await?;
     report["freshness"] = freshness;
 
-    eprintln!("7/8 trend reads at {QUERY_CONNECTIONS} connections");
+    eprintln!("7/9 trend reads at {QUERY_CONNECTIONS} connections");
+    let largest = largest_movement(&events);
+    report["first_trend_read_ms"] = first_trend_read_ms(&http, &query_url, &largest).await?;
     let mark = cpu.now();
     report["query_trends"] = query_trends(&query_address, &movement, Duration::from_secs(arguments.seconds)).await?;
     report["cpu_seconds"]["query_trends"] = cpu.since(&mark);
 
-    eprintln!("8/8 sizes on disk");
+    eprintln!("8/9 the peer: DuckDB loads the stream and computes every movement's weekly figures");
+    let export = work.path().join("events.ndjson");
+    // Everything the projector folded, the freshness stage's events too, so
+    // that both sides count the same events.
+    let exported = stream.info().await?.state.last_sequence;
+    let export_seconds = peer::export(&stream, exported, &export).await?;
+    let rebuild_seconds = report["projector_catch_up"]["seconds"].as_f64().unwrap_or(0.0);
+    report["peer"] = peer::run(&http, &query_url, TOKEN, &export, rebuild_seconds).await?;
+    report["peer"]["export_seconds"] = json!(export_seconds);
+    report["peer"]["events"] = json!(exported);
+
+    eprintln!("9/9 sizes on disk");
     let state = stream.info().await?.state.clone();
     let _ = projector.terminate(Duration::from_secs(60));
     let per_million = |bytes: u64, events: u64| bytes as f64 * 1e6 / events.max(1) as f64;
@@ -309,10 +341,13 @@ const COPIES_PER_MOVEMENT_NAMES: u64 = 8;
 /// `count` events with the demo's mix: copies of its three years of six
 /// movements, each with its own seed (so its own event ids), every
 /// [`COPIES_PER_MOVEMENT_NAMES`] copies under new movement names.
-fn generate(count: usize, now: chrono::DateTime<Utc>) -> Vec<Value> {
+fn generate(count: usize, mix: Mix, now: chrono::DateTime<Utc>) -> Vec<Value> {
     let mut events = Vec::with_capacity(count);
     for copy in 0u64.. {
-        let names = copy / COPIES_PER_MOVEMENT_NAMES;
+        let names = match mix {
+            Mix::Demo => copy / COPIES_PER_MOVEMENT_NAMES,
+            Mix::Large => 0,
+        };
         for mut event in crate::demo::generate(2026 + copy, 3, now) {
             if events.len() == count {
                 return events;
@@ -325,6 +360,37 @@ fn generate(count: usize, now: chrono::DateTime<Utc>) -> Vec<Value> {
         }
     }
     events
+}
+
+/// The movement with the most events.
+fn largest_movement(events: &[Value]) -> String {
+    let mut counts = std::collections::HashMap::new();
+    for event in events {
+        *counts.entry(event["subject"].as_str().unwrap_or_default()).or_insert(0u64) += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(movement, count)| (*count, *movement))
+        .map(|(m, _)| m.to_owned())
+        .unwrap_or_default()
+}
+
+/// One trend read of three years of weekly figures of `movement`, every
+/// metric, right after the catch-up, before anything of it is cached: its
+/// time through HTTP and NATS bounds what computing it cost the projector.
+async fn first_trend_read_ms(http: &reqwest::Client, query_url: &str, movement: &str) -> anyhow::Result<Value> {
+    let today = Utc::now().date_naive();
+    let from = today - chrono::Days::new(3 * 365);
+    let url = format!("{query_url}/v1/movements/{movement}/trends?interval=week&from={from}&to={today}");
+    let started = Instant::now();
+    let response = http.get(&url).bearer_auth(TOKEN).send().await?;
+    let status = response.status();
+    let _ = response.bytes().await?;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status != StatusCode::OK {
+        bail!("the first trend read of {movement} answered {status}");
+    }
+    Ok(json!({ "movement": movement, "ms": elapsed_ms }))
 }
 
 /// Distinct participants of `events`: the (movement, ref) pairs ingest
@@ -821,14 +887,26 @@ fn print_table(report: &Value) {
     );
     let query = &report["query_trends"];
     println!(
-        "| 7. trend reads, 3 years weekly, {QUERY_CONNECTIONS} connections | {} requests/s, p50 {} ms, p99 {} ms |",
+        "| 7. trend reads, 3 years weekly, {QUERY_CONNECTIONS} connections | {} requests/s, p50 {} ms, p99 {} ms; the first read of {}, before anything was cached, {} ms |",
         number(&query["requests_per_s"]),
         decimal(&query["p50_ms"]),
-        decimal(&query["p99_ms"])
+        decimal(&query["p99_ms"]),
+        report["first_trend_read_ms"]["movement"].as_str().unwrap_or("?"),
+        decimal(&report["first_trend_read_ms"]["ms"])
+    );
+    let peer = &report["peer"];
+    println!(
+        "| 8. peer: DuckDB loads {} events and computes every movement's weekly figures | {} s load + {} s compute; rebuild (5) takes {:.1}× that; {} figures of {} movements equal |",
+        peer["events"],
+        decimal(&peer["load_seconds"]),
+        decimal(&peer["compute_seconds"]),
+        peer["rebuild_ratio_to_peer"].as_f64().unwrap_or(0.0),
+        peer["figures_compared"],
+        peer["movements"]
     );
     let sizes = &report["sizes"];
     println!(
-        "| 8. size per million events | stream {:.0} MiB, store {:.0} MiB |",
+        "| 9. size per million events | stream {:.0} MiB, store {:.0} MiB |",
         sizes["stream_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0,
         sizes["store_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0
     );
@@ -932,7 +1010,7 @@ mod tests {
         let now = Utc::now();
         let lengths: Vec<usize> = (0..9).map(|copy| crate::demo::generate(2026 + copy, 3, now).len()).collect();
         let eight: usize = lengths[..8].iter().sum();
-        let events = generate(eight + lengths[8], now);
+        let events = generate(eight + lengths[8], Mix::Demo, now);
         let names = |range: std::ops::Range<usize>| -> std::collections::BTreeSet<String> {
             events[range].iter().map(|event| event["subject"].as_str().unwrap().to_owned()).collect()
         };
@@ -941,5 +1019,9 @@ mod tests {
         let ninth = names(eight..events.len());
         assert!(ninth.is_disjoint(&first), "the ninth copy has names of its own: {ninth:?}");
         assert_eq!(ninth.len(), first.len());
+        let large = generate(eight + lengths[8], Mix::Large, now);
+        let large_names: std::collections::BTreeSet<&str> =
+            large.iter().map(|event| event["subject"].as_str().unwrap()).collect();
+        assert_eq!(large_names.len(), first.len(), "the large mix keeps the demo's six names: {large_names:?}");
     }
 }

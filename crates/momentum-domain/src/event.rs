@@ -89,7 +89,7 @@ impl Event {
     /// Reads an event from its stored JSON form, using `type` to read `data`.
     pub fn from_json(bytes: &[u8]) -> Result<Event, serde_json::Error> {
         let raw: RawEvent = serde_json::from_slice(bytes)?;
-        let data = EventData::from_value(raw.kind, raw.data)?;
+        let data = EventData::from_raw(raw.kind, raw.data)?;
         Ok(Event {
             specversion: raw.specversion,
             id: raw.id,
@@ -182,7 +182,7 @@ pub fn rewrite_participant_refs(kind: EventType, data: &mut serde_json::Value, m
 }
 
 #[derive(Deserialize)]
-struct RawEvent {
+struct RawEvent<'a> {
     specversion: String,
     id: String,
     source: String,
@@ -190,7 +190,8 @@ struct RawEvent {
     kind: EventType,
     subject: String,
     time: DateTime<FixedOffset>,
-    data: serde_json::Value,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
 }
 
 /// The `data` of each event type.
@@ -206,6 +207,19 @@ pub enum EventData {
 }
 
 impl EventData {
+    /// Reads `data` of an event of type `kind` from its JSON text.
+    pub fn from_raw(kind: EventType, data: &serde_json::value::RawValue) -> serde_json::Result<EventData> {
+        let text = data.get();
+        Ok(match kind {
+            EventType::ParticipantJoined => EventData::ParticipantJoined(serde_json::from_str(text)?),
+            EventType::MeetingHeld => EventData::MeetingHeld(serde_json::from_str(text)?),
+            EventType::VolunteerHoursLogged => EventData::VolunteerHoursLogged(serde_json::from_str(text)?),
+            EventType::CollectiveActionTaken => EventData::CollectiveActionTaken(serde_json::from_str(text)?),
+            EventType::EventRetracted => EventData::EventRetracted(serde_json::from_str(text)?),
+            EventType::ParticipantErased => EventData::ParticipantErased(serde_json::from_str(text)?),
+        })
+    }
+
     pub fn from_value(kind: EventType, value: serde_json::Value) -> serde_json::Result<EventData> {
         Ok(match kind {
             EventType::ParticipantJoined => EventData::ParticipantJoined(serde_json::from_value(value)?),

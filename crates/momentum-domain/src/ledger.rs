@@ -23,7 +23,7 @@
 
 mod read;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use chrono::NaiveDate;
@@ -33,6 +33,11 @@ use crate::event::{Event, EventData, Principle, Role};
 use crate::period::local_date;
 
 pub use read::PeriodTotals;
+
+/// The ledger's hash maps and sets: foldhash, seeded at random per map, so
+/// keys partners choose (ids, sources) cannot be made to collide.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// How many periods before a trend's first one a trend needs: retention
 /// looks at the period before, and momentum at the window four before.
@@ -344,8 +349,8 @@ impl PartialEq for MovementLedger {
 #[derive(Debug, Default)]
 pub struct Ledger {
     watermark: u64,
-    /// Movement ids to their numbers, in id order for listings.
-    movement_numbers: BTreeMap<Box<str>, u32>,
+    /// Movement ids to their numbers.
+    movement_numbers: HashMap<Box<str>, u32>,
     /// By movement number.
     movements: Vec<MovementLedger>,
     /// What changed since the last checkpoint.
@@ -375,7 +380,10 @@ impl Ledger {
 
     /// Movement ids with their ledgers, in id order.
     pub fn movements(&self) -> impl Iterator<Item = (&str, &MovementLedger)> {
-        self.movement_numbers.iter().map(|(name, number)| (&**name, &self.movements[*number as usize]))
+        let mut names: Vec<(&str, u32)> =
+            self.movement_numbers.iter().map(|(name, number)| (&**name, *number)).collect();
+        names.sort_unstable();
+        names.into_iter().map(|(name, number)| (name, &self.movements[number as usize]))
     }
 
     /// Folds one event, found at stream sequence `seq`. Sequences start at
@@ -385,15 +393,16 @@ impl Ledger {
         self.watermark = seq;
         let movement = self.movement_number(&event.subject);
         let ledger = &mut self.movements[movement as usize];
-        if let Some(source) = ledger.sources.find(&event.source)
-            && let Some(status) = ledger.events[source as usize].get(event.id.as_str())
-            && *status != Status::RetractionWaiting
-        {
+        let before = ledger
+            .sources
+            .find(&event.source)
+            .and_then(|source| ledger.events[source as usize].get(event.id.as_str()).copied());
+        if matches!(before, Some(Status::Counted { .. } | Status::Uncounted)) {
             return Outcome::Duplicate;
         }
         let (source, named) = ledger.sources.number(&event.source);
         if named {
-            ledger.events.push(HashMap::new());
+            ledger.events.push(HashMap::default());
             self.journal.names.push(Name {
                 movement,
                 dimension: Dimension::Source,
@@ -415,13 +424,11 @@ impl Ledger {
                 people.sort_unstable();
                 Body::Erasure { people: people.into() }
             }
-            _ if ledger.events[source as usize].get(event.id.as_str()) == Some(&Status::RetractionWaiting) => {
-                Body::Withheld
-            }
+            _ if before == Some(Status::RetractionWaiting) => Body::Withheld,
             data => Body::Fact(ledger.fact(movement, settings, event, data, &mut self.journal.names)),
         };
         let entry = Entry { seq, movement, source, id: event.id.as_str().into(), body };
-        let outcome = ledger.fold(&entry).expect("an entry made by the fold folds");
+        let outcome = ledger.fold_after(&entry, before).expect("an entry made by the fold folds");
         self.journal.entries.push(entry);
         outcome
     }
@@ -473,7 +480,7 @@ impl Ledger {
             Dimension::Movement => unreachable!("handled above"),
             Dimension::Source => {
                 ledger.sources.restore(name.number, &name.text)?;
-                ledger.events.push(HashMap::new());
+                ledger.events.push(HashMap::default());
             }
             Dimension::Area => ledger.areas.restore(name.number, &name.text)?,
             Dimension::Partner => ledger.partners.restore(name.number, &name.text)?,
@@ -618,11 +625,12 @@ impl MovementLedger {
             }
         };
         let label_number = label_text.map(|text| label(&mut self.labels, Dimension::Label, text));
-        let (organisers, citizen_led) = match data {
-            EventData::MeetingHeld(data) => (data.organisers.as_slice(), event.organisers().1),
-            EventData::CollectiveActionTaken(data) => (data.organisers.as_slice(), event.organisers().1),
-            _ => (&[][..], false),
+        let organisers = match data {
+            EventData::MeetingHeld(data) => data.organisers.as_slice(),
+            EventData::CollectiveActionTaken(data) => data.organisers.as_slice(),
+            _ => &[],
         };
+        let citizen_led = organisers.iter().any(|organiser| organiser.role == Role::Citizen);
         parts.extend(
             organisers.iter().map(|organiser| (organiser.participant.as_str(), Part::Organiser(organiser.role))),
         );
@@ -659,9 +667,15 @@ impl MovementLedger {
     fn fold(&mut self, entry: &Entry) -> Result<Outcome, Damaged> {
         let events = self
             .events
-            .get_mut(entry.source as usize)
+            .get(entry.source as usize)
             .ok_or_else(|| Damaged(format!("entry {} of source {}, never named", entry.seq, entry.source)))?;
         let before = events.get(&entry.id).copied();
+        self.fold_after(entry, before)
+    }
+
+    /// [`MovementLedger::fold`], given what the ledger knew of the entry's
+    /// (`source`, `id`) before it (`apply` has looked it up already).
+    fn fold_after(&mut self, entry: &Entry, before: Option<Status>) -> Result<Outcome, Damaged> {
         if matches!(before, Some(Status::Counted { .. } | Status::Uncounted)) {
             return Err(Damaged(format!("entry {} folds ({}, {:?}) again", entry.seq, entry.source, entry.id)));
         }
