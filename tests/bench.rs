@@ -40,6 +40,7 @@ async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
         "/sizes/store_bytes_per_million_events",
         "/distinct_participants",
         "/first_trend_read_ms/ms",
+        "/first_trend_read_ms/projector_ms",
         "/peer/load_and_compute_seconds",
         "/peer/rebuild_ratio_to_peer",
         "/peer/figures_compared",

@@ -69,6 +69,21 @@ async fn every_service_serves_prometheus_metrics_of_what_it_did() {
     assert_eq!(metric(&text, "momentum_projector_lag_messages"), Some(0.0));
     assert_eq!(metric(&text, "momentum_projector_applied_events_total"), Some(seq as f64));
     assert!(metric(&text, "momentum_projector_batch_events_count") >= Some(1.0));
+    // Reads are timed. Two projectors share the query subjects, so a
+    // listing reaches this one after a few at most.
+    let reads = |text: &str| metric(text, "momentum_projector_read_duration_seconds_count");
+    let before = reads(&text).expect("the read duration is exposed");
+    let nats = async_nats::connect(stack.nats.url()).await.unwrap();
+    let subject = momentum_bus::QueryEndpoint::Movements.subject();
+    let mut after = before;
+    for _ in 0..20 {
+        nats.request(subject.clone(), "{}".into()).await.unwrap();
+        after = reads(&scrape(&stack.http, &url).await).unwrap();
+        if after > before {
+            break;
+        }
+    }
+    assert!(after > before, "one of twenty listings reached the second projector and was timed");
     projector.stop().await;
     stack.stop().await;
 }

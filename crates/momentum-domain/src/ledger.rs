@@ -21,6 +21,7 @@
 //! ([`Ledger::replay`]), and replaying an entry is the same fold, so a
 //! loaded ledger is the ledger that was checkpointed.
 
+mod day;
 mod read;
 
 use std::collections::BTreeMap;
@@ -322,8 +323,8 @@ pub struct MovementLedger {
     /// By person number.
     firsts: Vec<First>,
     erased: HashSet<Box<str>>,
-    /// The facts, by local day; each day's in sequence order.
-    facts: BTreeMap<NaiveDate, Vec<(u64, Fact)>>,
+    /// The facts, by local day.
+    facts: BTreeMap<NaiveDate, day::Day>,
     /// Answers computed since the facts last changed.
     cache: Mutex<read::Cache>,
 }
@@ -689,7 +690,7 @@ impl MovementLedger {
             }
             Body::Withheld => (Status::Uncounted, Outcome::ArrivedRetracted),
             Body::Fact(fact) => {
-                self.insert_fact(entry.seq, fact.clone());
+                self.insert_fact(entry.seq, fact);
                 (Status::Counted { day: fact.day, seq: entry.seq }, Outcome::Applied)
             }
             Body::Erasure { .. } => (Status::Uncounted, Outcome::Erased),
@@ -715,7 +716,7 @@ impl MovementLedger {
         Ok(outcome)
     }
 
-    fn insert_fact(&mut self, seq: u64, fact: Fact) {
+    fn insert_fact(&mut self, seq: u64, fact: &Fact) {
         if fact.kind.is_participation() {
             for taking in &fact.people {
                 let first = &mut self.firsts[taking.person as usize];
@@ -726,22 +727,19 @@ impl MovementLedger {
                 }
             }
         }
-        let day = self.facts.entry(fact.day).or_default();
-        let at = day.partition_point(|(other, _)| *other < seq);
-        day.insert(at, (seq, fact));
+        self.facts.entry(fact.day).or_default().push(seq, fact);
     }
 
     fn remove_fact(&mut self, day: NaiveDate, seq: u64) {
         let facts = self.facts.get_mut(&day).expect("a counted event's day holds its fact");
-        let at = facts.binary_search_by_key(&seq, |(other, _)| *other).expect("a counted event's fact is filed");
-        let (_, fact) = facts.remove(at);
+        let (kind, people) = facts.remove(seq).expect("a counted event's fact is filed");
         if facts.is_empty() {
             self.facts.remove(&day);
         }
-        if !fact.kind.is_participation() {
+        if !kind.is_participation() {
             return;
         }
-        for taking in &fact.people {
+        for taking in &people {
             let first = &mut self.firsts[taking.person as usize];
             if first.day != Some(day) {
                 continue;
@@ -760,8 +758,8 @@ impl MovementLedger {
     fn first_after(&self, person: u32, day: NaiveDate) -> First {
         for (later, facts) in self.facts.range(day.succ_opt().unwrap_or(day)..) {
             let count = facts
-                .iter()
-                .filter(|(_, fact)| fact.kind.is_participation() && fact.people.iter().any(|t| t.person == person))
+                .facts()
+                .filter(|fact| fact.kind.is_participation() && fact.people.iter().any(|t| t.person == person))
                 .count() as u32;
             if count > 0 {
                 return First { day: Some(*later), facts: count };

@@ -57,6 +57,8 @@ pub(crate) struct ProjectorMetrics {
     pub applied: Counter,
     pub batch_events: Histogram,
     pub batch_seconds: Histogram,
+    /// Time a read spends computing its answer (after any `min_seq` wait).
+    pub read_seconds: Histogram,
 }
 
 impl ProjectorMetrics {
@@ -70,6 +72,7 @@ impl ProjectorMetrics {
             // 1 to 4096 events, doubling (batches are at most 1000 by default).
             batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             batch_seconds: Histogram::new(momentum_runtime::metrics::duration_buckets()),
+            read_seconds: Histogram::new(momentum_runtime::metrics::duration_buckets()),
             registry,
         };
         let registry = &metrics.registry;
@@ -94,6 +97,11 @@ impl ProjectorMetrics {
             "projector_batch_duration_seconds",
             "Time to fold a batch (and take a checkpoint, when one is due)",
             metrics.batch_seconds.clone(),
+        );
+        registry.register(
+            "projector_read_duration_seconds",
+            "Time a query spends computing its answer from the ledger, after any wait for min_seq (a kept answer is a lookup)",
+            metrics.read_seconds.clone(),
         );
         Arc::new(metrics)
     }

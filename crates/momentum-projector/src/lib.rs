@@ -147,6 +147,8 @@ pub struct Projector {
 /// What answering queries needs, kept until the projector has caught up.
 struct ServeSettings {
     projection: consume::SharedProjection,
+    /// Time each read spends computing its answer.
+    read_seconds: prometheus_client::metrics::histogram::Histogram,
     partition: Partition,
     wait_max: Duration,
     applied: Arc<AtomicU64>,
@@ -168,6 +170,7 @@ impl ServeSettings {
             self.wait_max,
             self.applied.clone(),
             self.read_settings,
+            self.read_seconds.clone(),
         )
         .await?;
         // A request to our own status endpoint, on the same connection as
@@ -288,8 +291,10 @@ impl Projector {
         tracing::info!(watermark = loaded_to, seconds = loading.elapsed().as_secs_f64(), "projection loaded");
         let (watermark, _) = watch::channel(loaded_to);
         let applied = Arc::<AtomicU64>::default();
+        let health = health::Health::new(nats.clone(), config.ready_lag_max);
         let serve = ServeSettings {
             projection: projection.clone(),
+            read_seconds: health.metrics.read_seconds.clone(),
             partition: config.partition,
             wait_max: Duration::from_millis(config.query_wait_ms_max),
             applied: applied.clone(),
@@ -317,7 +322,6 @@ impl Projector {
         let http = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|source| ProjectorError::Bind { address: config.http_addr, source })?;
-        let health = health::Health::new(nats.clone(), config.ready_lag_max);
         let service = if *watermark.borrow() >= serve_from || coverage.proven().await >= serve_from {
             Some(serve.start(&nats, coverage.clone()).await?)
         } else {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
@@ -14,6 +14,7 @@ use momentum_domain::query::{
     self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, ReadSettings, TotalsEncoding, TrendRequest,
     TrendTotals,
 };
+use prometheus_client::metrics::histogram::Histogram;
 use std::convert::Infallible;
 
 use crate::consume::SharedProjection;
@@ -59,6 +60,7 @@ struct Context {
     slots: Arc<Semaphore>,
     applied: Arc<AtomicU64>,
     read_settings: ReadSettings,
+    read_seconds: Histogram,
     /// The largest answer NATS will carry (the server's `max_payload`, less
     /// room for headers); a bigger one is answered with an error instead.
     answer_bytes_max: usize,
@@ -74,6 +76,7 @@ pub(crate) async fn start(
     wait_max: Duration,
     applied: Arc<AtomicU64>,
     read_settings: ReadSettings,
+    read_seconds: Histogram,
 ) -> Result<Running, ProjectorError> {
     let partition = coverage.partition();
     let service = nats
@@ -95,6 +98,7 @@ pub(crate) async fn start(
         slots: slots.clone(),
         applied,
         read_settings,
+        read_seconds,
         answer_bytes_max,
     };
     let mut tasks = Vec::new();
@@ -182,9 +186,9 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
     let payload = if payload.is_empty() { b"{}".as_slice() } else { payload };
     let shared = context.projection.clone();
     let settings = context.read_settings;
-    // Reads take the projection's lock, which a batch being folded holds
-    // for milliseconds, and some walk thousands of entries: they run on the
-    // blocking pool so that they never stall the runtime's two workers.
+    // Reads take the ledger's lock, which the fold takes for each event,
+    // and some pass over many facts: they run on the blocking pool so that
+    // they never stall the runtime's two workers.
     let read: Box<dyn FnOnce() -> Result<Vec<u8>, service::error::Error> + Send> = match endpoint {
         QueryEndpoint::Trends => {
             let envelope: Envelope<TrendRequest> = read(payload)?;
@@ -199,15 +203,17 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
             let envelope: Envelope<TrendRequest> = read(payload)?;
             wait_for(context, envelope.min_seq).await?;
             // Read here rather than on the blocking pool when the lock is
-            // free: a lookup of at most PERIODS_PER_TREND_MAX period totals
-            // (a few µs for three years of weeks) costs far less than the
-            // two thread hand-offs of the pool. While the fold holds it (an
-            // event, or the taking of a checkpoint, which can last long
-            // after a catch-up), the read waits on the pool instead, never
-            // on one of the runtime's two workers.
+            // free: a kept answer is a lookup, and a new one one pass over
+            // the facts of the range's periods, both far cheaper than the
+            // two thread hand-offs of the pool for the trends evaluators
+            // read. While the fold holds the lock, the read waits on the
+            // pool instead, never on one of the runtime's two workers.
             let encoding = envelope.totals_encoding;
             if let Ok(projection) = shared.try_read() {
+                let started = Instant::now();
                 let totals = query::trend_totals(&*projection, &envelope.request, &settings);
+                drop(projection);
+                context.read_seconds.observe(started.elapsed().as_secs_f64());
                 return encode_totals(totals, encoding).map(Bytes::from);
             }
             Box::new(move || {
@@ -249,7 +255,14 @@ async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> R
             })
         }
     };
-    let body = tokio::task::spawn_blocking(read).await.map_err(|failure| {
+    let read_seconds = context.read_seconds.clone();
+    let timed = move || {
+        let started = Instant::now();
+        let answer = read();
+        read_seconds.observe(started.elapsed().as_secs_f64());
+        answer
+    };
+    let body = tokio::task::spawn_blocking(timed).await.map_err(|failure| {
         tracing::error!(error = %failure, "a query read panicked");
         error(500, "the query failed")
     })??;

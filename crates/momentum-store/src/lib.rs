@@ -105,11 +105,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// sled's page cache unless configured otherwise. A catch-up over a million
-/// events ran as fast with 64 MiB as with 256 MiB (the fold's cost is
-/// sled's writes, not its reads), and peaked at 651 MiB of memory instead
-/// of 1 162 MiB (docs/benchmarks.md).
-pub const CACHE_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// sled's page cache unless configured otherwise. The store is read once,
+/// at start, and then only appended to, so a larger cache holds nothing a
+/// read will ask for again; what it holds is memory the ledger could use.
+pub const CACHE_BYTES_DEFAULT: u64 = 16 * 1024 * 1024;
 
 /// The memory a store may use for caches. sled's own memory grows beyond
 /// its page cache with the size of the store (its page table), so this

@@ -191,7 +191,7 @@ impl MovementLedger {
                 period += 1;
             }
             let mark = period as u32;
-            for (_, fact) in facts {
+            for fact in facts.facts() {
                 let here = &mut totals[period];
                 match fact.kind {
                     FactKind::Joined => here.joined += 1,
@@ -212,7 +212,7 @@ impl MovementLedger {
                 {
                     here.areas += 1;
                 }
-                for partner in &fact.partners {
+                for partner in fact.partners {
                     if std::mem::replace(&mut partners[*partner as usize], mark) != mark {
                         here.partners += 1;
                     }
@@ -220,7 +220,7 @@ impl MovementLedger {
                 if !fact.kind.is_participation() {
                     continue;
                 }
-                for taking in &fact.people {
+                for taking in fact.people {
                     let marks = &mut people[taking.person as usize];
                     let here = &mut totals[period];
                     let mut count_in = |slot: usize, field: &mut i64| {
@@ -280,8 +280,8 @@ impl MovementLedger {
             while *day >= bounds[period + 1] {
                 period += 1;
             }
-            for (_, fact) in facts.iter().filter(|(_, fact)| fact.kind.is_participation()) {
-                for taking in &fact.people {
+            for fact in facts.facts().filter(|fact| fact.kind.is_participation()) {
+                for taking in fact.people {
                     if std::mem::replace(&mut marks[taking.person as usize], period as u32) == period as u32 {
                         continue;
                     }
@@ -309,13 +309,13 @@ impl MovementLedger {
         // The principles each person was counted under, as bits.
         let mut counted = vec![0u8; self.person_count()];
         for facts in self.facts.range(from..=to).map(|(_, facts)| facts) {
-            for (_, fact) in facts.iter().filter(|(_, fact)| fact.principles != 0) {
+            for fact in facts.facts().filter(|fact| fact.principles != 0) {
                 for (bit, figure) in figures.iter_mut().enumerate() {
                     if fact.principles & (1 << bit) == 0 {
                         continue;
                     }
                     figure.0 += 1;
-                    for taking in &fact.people {
+                    for taking in fact.people {
                         let bits = &mut counted[taking.person as usize];
                         if *bits & (1 << bit) == 0 {
                             *bits |= 1 << bit;

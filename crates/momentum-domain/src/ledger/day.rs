@@ -1,0 +1,116 @@
+//! One day's facts of a movement, kept in a few flat arrays.
+//!
+//! A read passes over every fact of the days it covers, and a movement
+//! holds hundreds of thousands: a fact with its people and partners in
+//! allocations of their own cost a pointer to follow (and a cache miss) for
+//! each, and tens of bytes of allocator overhead. Here a day's facts, their
+//! people and their partners each sit in one array, in sequence order.
+//! Stream sequences only increase, so a fact always joins the end of its
+//! day; only a retraction removes one from the middle.
+
+use super::{Fact, FactKind, Taking};
+
+/// The number a row holds for no area.
+const NONE: u32 = u32::MAX;
+
+/// What a read sees of a fact.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FactView<'a> {
+    pub(super) kind: FactKind,
+    pub(super) measure: i64,
+    pub(super) citizen_led: bool,
+    pub(super) principles: u8,
+    pub(super) area: Option<u32>,
+    pub(super) partners: &'a [u32],
+    pub(super) people: &'a [Taking],
+}
+
+/// A fact without its day, people and partners, which the day keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Row {
+    seq: u64,
+    measure: i64,
+    /// Where its people and partners end in the day's arrays (they begin
+    /// where the row before's end).
+    people_end: u32,
+    partners_end: u32,
+    /// [`NONE`] for none: four bytes where an `Option` takes eight. (A
+    /// fact's label is not kept in memory: no read uses it yet; the store's
+    /// entries keep it.)
+    area: u32,
+    kind: FactKind,
+    citizen_led: bool,
+    principles: u8,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Day {
+    rows: Vec<Row>,
+    people: Vec<Taking>,
+    partners: Vec<u32>,
+}
+
+impl Day {
+    /// Files `fact`, which arrived at `seq`, after every fact of the day.
+    pub(super) fn push(&mut self, seq: u64, fact: &Fact) {
+        assert!(self.rows.last().is_none_or(|last| last.seq < seq), "sequences only increase");
+        self.people.extend_from_slice(&fact.people);
+        self.partners.extend_from_slice(&fact.partners);
+        self.rows.push(Row {
+            seq,
+            measure: fact.measure,
+            people_end: u32::try_from(self.people.len()).expect("fewer than 2^32 people a day"),
+            partners_end: u32::try_from(self.partners.len()).expect("fewer than 2^32 partners a day"),
+            area: fact.area.map_or(NONE, |area| {
+                assert!(area != NONE, "fewer than 2^32 - 1 areas");
+                area
+            }),
+            kind: fact.kind,
+            citizen_led: fact.citizen_led,
+            principles: fact.principles,
+        });
+    }
+
+    /// Removes the fact that arrived at `seq` and gives back its kind and
+    /// people; `None` if the day holds no such fact.
+    pub(super) fn remove(&mut self, seq: u64) -> Option<(FactKind, Vec<Taking>)> {
+        let at = self.rows.binary_search_by_key(&seq, |row| row.seq).ok()?;
+        let (people, partners) = self.ranges(at);
+        let removed = self.rows.remove(at);
+        let taken: Vec<Taking> = self.people.drain(people.clone()).collect();
+        self.partners.drain(partners.clone());
+        for row in &mut self.rows[at..] {
+            row.people_end -= people.len() as u32;
+            row.partners_end -= partners.len() as u32;
+        }
+        Some((removed.kind, taken))
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The day's facts in sequence order.
+    pub(super) fn facts(&self) -> impl Iterator<Item = FactView<'_>> {
+        self.rows.iter().enumerate().map(|(at, row)| {
+            let (people, partners) = self.ranges(at);
+            FactView {
+                kind: row.kind,
+                measure: row.measure,
+                citizen_led: row.citizen_led,
+                principles: row.principles,
+                area: (row.area != NONE).then_some(row.area),
+                partners: &self.partners[partners],
+                people: &self.people[people],
+            }
+        })
+    }
+
+    /// Where the people and the partners of the fact at `at` sit.
+    fn ranges(&self, at: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let (people_start, partners_start) =
+            at.checked_sub(1).map_or((0, 0), |before| (self.rows[before].people_end, self.rows[before].partners_end));
+        let row = &self.rows[at];
+        (people_start as usize..row.people_end as usize, partners_start as usize..row.partners_end as usize)
+    }
+}
