@@ -63,8 +63,11 @@ pub struct BenchArgs {
     freshness_rate: u64,
     /// The movements the events belong to: `demo`, the demo's six
     /// movements under new names every eight copies (about 100 000
-    /// participants in a million events), or `large`, every copy under the
-    /// same six names, so that each movement holds a sixth of the events.
+    /// participants in a million events); `large`, every copy under the
+    /// same six names, so that each movement holds a sixth of the events;
+    /// or `national`, every copy under new names, for a run of ten million
+    /// events over about 1 500 movements (events are generated as they are
+    /// published, so the bench holds only the HTTP stages' in memory).
     #[arg(long, value_enum, default_value_t = Mix::Demo)]
     mix: Mix,
     /// A short run of every stage, only to show that each works (CI runs it).
@@ -80,7 +83,11 @@ pub struct BenchArgs {
 enum Mix {
     Demo,
     Large,
+    National,
 }
+
+/// Events generated and published in one step while the stream is topped up.
+const TOP_UP_CHUNK_EVENTS: usize = 50_000;
 
 /// Concurrent HTTP clients posting batches in stage 2.
 const BATCH_CLIENTS: usize = 4;
@@ -161,17 +168,16 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     let (ingest_url, query_url) = (format!("http://{ingest_address}"), format!("http://{query_address}"));
     let http = reqwest::Client::builder().pool_max_idle_per_host(128).timeout(Duration::from_secs(60)).build()?;
 
-    eprintln!("generating {} events", arguments.events);
-    let events = generate(arguments.events, arguments.mix, Utc::now());
-    let participants = distinct_participants(&events);
-    eprintln!("workload: {} events, {participants} distinct participants", events.len());
-    let (http_part, rest) = events.split_at(http_events);
+    eprintln!("generating the first {http_events} events (the rest as the stream is topped up)");
+    let mut source = generate_lazily(arguments.mix, Utc::now());
+    let http_part: Vec<Value> = source.by_ref().take(http_events).collect();
+    let mut census = Census::default();
+    census.count(&http_part);
+    let http_part = http_part.as_slice();
     let mut report = json!({
         "machine": machine,
         "smoke": arguments.smoke,
         "mix": format!("{:?}", arguments.mix).to_lowercase(),
-        "events": events.len(),
-        "distinct_participants": participants,
         "cpu_seconds": {},
     });
 
@@ -199,8 +205,21 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     let stored = stream.info().await?.state.messages as usize;
     let top_up = arguments.events.saturating_sub(stored);
     eprintln!("topping the stream up to {} events with raw publishes", arguments.events);
-    raw_publish_events(&jetstream, &rest[..top_up.min(rest.len())]).await?;
+    let progress = progress_bar(top_up as u64);
+    let mut topped = 0;
+    while topped < top_up {
+        let chunk: Vec<Value> = source.by_ref().take((top_up - topped).min(TOP_UP_CHUNK_EVENTS)).collect();
+        census.count(&chunk);
+        raw_publish_events(&jetstream, &chunk).await?;
+        topped += chunk.len();
+        progress.set_position(topped as u64);
+    }
+    progress.finish_and_clear();
     let last_sequence = stream.info().await?.state.last_sequence;
+    eprintln!("workload: {} events generated, {} distinct participants", census.events, census.participants.len());
+    report["events"] = json!(census.events);
+    report["distinct_participants"] = json!(census.participants.len());
+    report["movements"] = json!(census.events_by_movement.len());
 
     eprintln!("4/9 raw ordered-consumer read of {last_sequence} events");
     let mark = cpu.now();
@@ -227,13 +246,13 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
         json!(report["projector_catch_up"]["events_per_s"].as_f64().unwrap_or(0.0) / raw_consume);
 
     eprintln!("6/9 freshness at {} events/s", arguments.freshness_rate);
-    let movement = events[0]["subject"].as_str().context("events have a movement")?.to_owned();
+    let movement = http_part[0]["subject"].as_str().context("events have a movement")?.to_owned();
     let freshness =
         freshness(&http, &ingest_url, &query_url, &movement, arguments.freshness_rate, arguments.seconds).await?;
     report["freshness"] = freshness;
 
     eprintln!("7/9 trend reads at {QUERY_CONNECTIONS} connections");
-    let largest = largest_movement(&events);
+    let largest = census.largest_movement();
     report["first_trend_read_ms"] = first_trend_read_ms(&http, &query_url, projector_port, &largest).await?;
     let mark = cpu.now();
     report["query_trends"] = query_trends(&query_address, &movement, Duration::from_secs(arguments.seconds)).await?;
@@ -338,41 +357,65 @@ fn spawn_service(
 /// workload the targets are stated for (the run prints the count).
 const COPIES_PER_MOVEMENT_NAMES: u64 = 8;
 
-/// `count` events with the demo's mix: copies of its three years of six
-/// movements, each with its own seed (so its own event ids), every
-/// [`COPIES_PER_MOVEMENT_NAMES`] copies under new movement names.
-fn generate(count: usize, mix: Mix, now: chrono::DateTime<Utc>) -> Vec<Value> {
-    let mut events = Vec::with_capacity(count);
-    for copy in 0u64.. {
+/// Events with the demo's mix, without end: copies of its three years of
+/// six movements, each with its own seed (so its own event ids), named as
+/// `mix` says: by default every [`COPIES_PER_MOVEMENT_NAMES`] copies under
+/// new movement names.
+fn generate_lazily(mix: Mix, now: chrono::DateTime<Utc>) -> impl Iterator<Item = Value> {
+    (0u64..).flat_map(move |copy| {
         let names = match mix {
             Mix::Demo => copy / COPIES_PER_MOVEMENT_NAMES,
             Mix::Large => 0,
+            Mix::National => copy,
         };
-        for mut event in crate::demo::generate(2026 + copy, 3, now) {
-            if events.len() == count {
-                return events;
-            }
+        crate::demo::generate(2026 + copy, 3, now).into_iter().map(move |mut event| {
             if names > 0 {
                 let renamed = format!("{}-{names}", event["subject"].as_str().unwrap_or("movement"));
                 event["subject"] = json!(renamed);
             }
-            events.push(event);
-        }
-    }
-    events
+            event
+        })
+    })
 }
 
-/// The movement with the most events.
-fn largest_movement(events: &[Value]) -> String {
-    let mut counts = std::collections::HashMap::new();
-    for event in events {
-        *counts.entry(event["subject"].as_str().unwrap_or_default()).or_insert(0u64) += 1;
+/// The first `count` events of [`generate_lazily`].
+#[cfg(test)]
+fn generate(count: usize, mix: Mix, now: chrono::DateTime<Utc>) -> Vec<Value> {
+    generate_lazily(mix, now).take(count).collect()
+}
+
+/// What the bench learns of the events it puts in the stream.
+#[derive(Default)]
+struct Census {
+    events: u64,
+    /// The (movement, ref) pairs ingest gives a pseudonym each, sign-ups
+    /// and organisers included.
+    participants: std::collections::HashSet<(String, String)>,
+    events_by_movement: std::collections::HashMap<String, u64>,
+}
+
+impl Census {
+    fn count(&mut self, events: &[Value]) {
+        for event in events {
+            self.events += 1;
+            let Some(movement) = event["subject"].as_str() else { continue };
+            *self.events_by_movement.entry(movement.to_owned()).or_default() += 1;
+            let Some(kind) = event["type"].as_str().and_then(momentum_domain::EventType::parse) else { continue };
+            let mut data = event["data"].clone();
+            momentum_domain::event::rewrite_participant_refs(kind, &mut data, |participant| {
+                self.participants.insert((movement.to_owned(), participant.clone()));
+            });
+        }
     }
-    counts
-        .into_iter()
-        .max_by_key(|(movement, count)| (*count, *movement))
-        .map(|(m, _)| m.to_owned())
-        .unwrap_or_default()
+
+    /// The movement with the most events.
+    fn largest_movement(&self) -> String {
+        self.events_by_movement
+            .iter()
+            .max_by_key(|(movement, count)| (**count, *movement))
+            .map(|(movement, _)| movement.clone())
+            .unwrap_or_default()
+    }
 }
 
 /// One trend read of three years of weekly figures of `movement`, every
@@ -411,19 +454,12 @@ async fn first_trend_read_ms(
     Ok(json!({ "movement": movement, "ms": elapsed_ms, "projector_ms": (after.0 - before.0) * 1000.0 }))
 }
 
-/// Distinct participants of `events`: the (movement, ref) pairs ingest
-/// gives a pseudonym each, sign-ups and organisers included.
+/// Distinct participants of `events` ([`Census::participants`]).
+#[cfg(test)]
 fn distinct_participants(events: &[Value]) -> usize {
-    let mut participants = std::collections::HashSet::new();
-    for event in events {
-        let kind = event["type"].as_str().and_then(momentum_domain::EventType::parse);
-        let (Some(kind), Some(movement)) = (kind, event["subject"].as_str()) else { continue };
-        let mut data = event["data"].clone();
-        momentum_domain::event::rewrite_participant_refs(kind, &mut data, |participant| {
-            participants.insert((movement.to_owned(), participant.clone()));
-        });
-    }
-    participants.len()
+    let mut census = Census::default();
+    census.count(events);
+    census.participants.len()
 }
 
 /// Stage 1: the same payloads published with message ids on a stream of the
@@ -866,8 +902,11 @@ fn print_table(report: &Value) {
         if report["smoke"] == true { " — SMOKE RUN, figures meaningless" } else { "" }
     );
     println!(
-        "workload: {} generated events, {} distinct participants",
-        report["events"], report["distinct_participants"]
+        "workload: {} generated events ({} mix), {} distinct participants, {} movements",
+        report["events"],
+        report["mix"].as_str().unwrap_or("?"),
+        report["distinct_participants"],
+        report["movements"]
     );
     println!("| stage | figure |");
     println!("|---|---|");

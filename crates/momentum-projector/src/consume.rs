@@ -385,13 +385,17 @@ fn fold_chunk(
                 let outcome = projection.apply(settings, &event, sequence);
                 drop(projection);
                 // The id of the HTTP request that brought the event, so one
-                // event can be followed from ingest's log to this one.
-                let request_id = message
-                    .headers
-                    .as_ref()
-                    .and_then(|headers| headers.get(momentum_runtime::request_id::NATS_HEADER))
-                    .map(|value| value.as_str().to_owned());
-                tracing::debug!(sequence, request_id, movement = event.subject, ?outcome, "applied");
+                // event can be followed from ingest's log to this one. Looked
+                // up only when it is logged: a header lookup an event was a
+                // few percent of a catch-up.
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let request_id = message
+                        .headers
+                        .as_ref()
+                        .and_then(|headers| headers.get(momentum_runtime::request_id::NATS_HEADER))
+                        .map(|value| value.as_str().to_owned());
+                    tracing::debug!(sequence, request_id, movement = event.subject, ?outcome, "applied");
+                }
             }
             // Only ingest publishes, and only validated events: a newer
             // ingest wrote an event this projector is too old to read, or
