@@ -207,27 +207,26 @@ pub enum EventData {
 }
 
 impl EventData {
-    /// Reads `data` of an event of type `kind` from its JSON text.
+    /// Reads `data` of an event of type `kind` from its JSON text (the
+    /// projector's way: no `Value` tree is built first).
     pub fn from_raw(kind: EventType, data: &serde_json::value::RawValue) -> serde_json::Result<EventData> {
-        let text = data.get();
-        Ok(match kind {
-            EventType::ParticipantJoined => EventData::ParticipantJoined(serde_json::from_str(text)?),
-            EventType::MeetingHeld => EventData::MeetingHeld(serde_json::from_str(text)?),
-            EventType::VolunteerHoursLogged => EventData::VolunteerHoursLogged(serde_json::from_str(text)?),
-            EventType::CollectiveActionTaken => EventData::CollectiveActionTaken(serde_json::from_str(text)?),
-            EventType::EventRetracted => EventData::EventRetracted(serde_json::from_str(text)?),
-            EventType::ParticipantErased => EventData::ParticipantErased(serde_json::from_str(text)?),
-        })
+        EventData::deserialize(kind, &mut serde_json::Deserializer::from_str(data.get()))
     }
 
+    /// Reads `data` of an event of type `kind` from a parsed value (the
+    /// validator's way, which has checked it against the schema).
     pub fn from_value(kind: EventType, value: serde_json::Value) -> serde_json::Result<EventData> {
+        EventData::deserialize(kind, value)
+    }
+
+    fn deserialize<'de, D: serde::Deserializer<'de>>(kind: EventType, data: D) -> Result<EventData, D::Error> {
         Ok(match kind {
-            EventType::ParticipantJoined => EventData::ParticipantJoined(serde_json::from_value(value)?),
-            EventType::MeetingHeld => EventData::MeetingHeld(serde_json::from_value(value)?),
-            EventType::VolunteerHoursLogged => EventData::VolunteerHoursLogged(serde_json::from_value(value)?),
-            EventType::CollectiveActionTaken => EventData::CollectiveActionTaken(serde_json::from_value(value)?),
-            EventType::EventRetracted => EventData::EventRetracted(serde_json::from_value(value)?),
-            EventType::ParticipantErased => EventData::ParticipantErased(serde_json::from_value(value)?),
+            EventType::ParticipantJoined => EventData::ParticipantJoined(Deserialize::deserialize(data)?),
+            EventType::MeetingHeld => EventData::MeetingHeld(Deserialize::deserialize(data)?),
+            EventType::VolunteerHoursLogged => EventData::VolunteerHoursLogged(Deserialize::deserialize(data)?),
+            EventType::CollectiveActionTaken => EventData::CollectiveActionTaken(Deserialize::deserialize(data)?),
+            EventType::EventRetracted => EventData::EventRetracted(Deserialize::deserialize(data)?),
+            EventType::ParticipantErased => EventData::ParticipantErased(Deserialize::deserialize(data)?),
         })
     }
 }
