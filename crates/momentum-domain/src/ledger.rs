@@ -22,6 +22,7 @@
 //! loaded ledger is the ledger that was checkpointed.
 
 mod day;
+mod index;
 mod read;
 
 use std::collections::BTreeMap;
@@ -32,6 +33,7 @@ use chrono_tz::Tz;
 
 use crate::event::{Event, EventData, Principle, Role};
 use crate::period::local_date;
+use index::{EventIndex, Status};
 
 pub use read::PeriodTotals;
 
@@ -292,23 +294,11 @@ struct First {
     facts: u32,
 }
 
-/// Where the fold knows an event of a movement to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Status {
-    /// It counts: its fact is filed under this day and sequence.
-    Counted { day: NaiveDate, seq: u64 },
-    /// It arrived and does not count: a retraction, an erasure, a
-    /// retracted event, or one that arrived after its retraction.
-    Uncounted,
-    /// A retraction of it arrived; it has not.
-    RetractionWaiting,
-}
-
 /// The ledger of one movement.
 #[derive(Debug, Default)]
 pub struct MovementLedger {
     /// Every distinct (`source`, `id`) met: by source number, then id.
-    events: Vec<HashMap<Box<str>, Status>>,
+    events: Vec<EventIndex>,
     /// Distinct accepted events, retractions and erasures included: the
     /// count in listings. (Retractions waiting for their event are not.)
     accepted: u64,
@@ -394,16 +384,14 @@ impl Ledger {
         self.watermark = seq;
         let movement = self.movement_number(&event.subject);
         let ledger = &mut self.movements[movement as usize];
-        let before = ledger
-            .sources
-            .find(&event.source)
-            .and_then(|source| ledger.events[source as usize].get(event.id.as_str()).copied());
+        let before =
+            ledger.sources.find(&event.source).and_then(|source| ledger.events[source as usize].get(event.id.as_str()));
         if matches!(before, Some(Status::Counted { .. } | Status::Uncounted)) {
             return Outcome::Duplicate;
         }
         let (source, named) = ledger.sources.number(&event.source);
         if named {
-            ledger.events.push(HashMap::default());
+            ledger.events.push(EventIndex::default());
             self.journal.names.push(Name {
                 movement,
                 dimension: Dimension::Source,
@@ -481,7 +469,7 @@ impl Ledger {
             Dimension::Movement => unreachable!("handled above"),
             Dimension::Source => {
                 ledger.sources.restore(name.number, &name.text)?;
-                ledger.events.push(HashMap::default());
+                ledger.events.push(EventIndex::default());
             }
             Dimension::Area => ledger.areas.restore(name.number, &name.text)?,
             Dimension::Partner => ledger.partners.restore(name.number, &name.text)?,
@@ -670,7 +658,7 @@ impl MovementLedger {
             .events
             .get(entry.source as usize)
             .ok_or_else(|| Damaged(format!("entry {} of source {}, never named", entry.seq, entry.source)))?;
-        let before = events.get(&entry.id).copied();
+        let before = events.get(&entry.id);
         self.fold_after(entry, before)
     }
 
@@ -696,14 +684,14 @@ impl MovementLedger {
             Body::Erasure { .. } => (Status::Uncounted, Outcome::Erased),
             Body::Retraction { target } => {
                 let events = &mut self.events[entry.source as usize];
-                let outcome = match events.get(target).copied() {
+                let outcome = match events.get(target) {
                     None => {
-                        events.insert(target.clone(), Status::RetractionWaiting);
+                        events.set(target, Status::RetractionWaiting);
                         Outcome::RetractionPending
                     }
                     Some(Status::RetractionWaiting | Status::Uncounted) => Outcome::RetractionIgnored,
                     Some(Status::Counted { day, seq }) => {
-                        events.insert(target.clone(), Status::Uncounted);
+                        events.set(target, Status::Uncounted);
                         self.remove_fact(day, seq);
                         Outcome::Retracted
                     }
@@ -711,7 +699,7 @@ impl MovementLedger {
                 (Status::Uncounted, outcome)
             }
         };
-        self.events[entry.source as usize].insert(entry.id.clone(), status);
+        self.events[entry.source as usize].set(&entry.id, status);
         self.cache.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
         Ok(outcome)
     }
