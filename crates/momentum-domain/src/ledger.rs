@@ -475,10 +475,11 @@ impl Ledger {
             Dimension::Partner => ledger.partners.restore(name.number, &name.text)?,
             Dimension::Label => ledger.labels.restore(name.number, &name.text)?,
             Dimension::Person => {
+                // The entries that number people come after the names;
+                // restore_watermark checks every name was numbered by one.
                 if ledger.people.insert(name.text.clone(), name.number).is_some() {
                     return Err(Damaged(format!("person {:?} named twice", name.text)));
                 }
-                ledger.grow_people(name.number);
             }
         }
         Ok(())
@@ -505,9 +506,13 @@ impl Ledger {
             .get_mut(entry.movement as usize)
             .ok_or_else(|| Damaged(format!("an entry of movement {}, which has none", entry.movement)))?;
         if let Body::Fact(fact) = &entry.body {
-            let largest = fact.people.iter().map(|taking| taking.person).max();
-            if let Some(person) = largest {
-                ledger.grow_people(person);
+            // People are numbered in the order they are met, so an entry
+            // names those met before and, in ascending order, the next.
+            for taking in &fact.people {
+                if taking.person > ledger.person_count {
+                    return Err(Damaged(format!("entry {} names person {} out of order", entry.seq, taking.person)));
+                }
+                ledger.grow_people(taking.person);
             }
             let labels = fact.area.into_iter().map(|area| (area, ledger.areas.len(), "area"));
             let labels = labels.chain(fact.label.map(|label| (label, ledger.labels.len(), "label")));
@@ -524,10 +529,16 @@ impl Ledger {
     }
 
     /// Sets the watermark a store kept with its last checkpoint, at or
-    /// after the last entry replayed.
+    /// after the last entry replayed, and checks that every person named
+    /// was numbered by an entry.
     pub fn restore_watermark(&mut self, watermark: u64) -> Result<(), Damaged> {
         if watermark < self.watermark {
             return Err(Damaged(format!("watermark {watermark} before entry {}", self.watermark)));
+        }
+        for (movement, ledger) in self.movements() {
+            if let Some(number) = ledger.people.values().find(|number| **number >= ledger.person_count) {
+                return Err(Damaged(format!("person {number} of {movement} is named but in no entry")));
+            }
         }
         self.watermark = watermark;
         Ok(())

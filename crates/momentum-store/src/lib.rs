@@ -334,7 +334,7 @@ const RECLAIM_OBJECTS_PER_RECORD: usize = 16;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use momentum_domain::ledger::ProjectionSettings;
+    use momentum_domain::ledger::{Body, ProjectionSettings};
 
     #[test]
     fn a_setting_cannot_change_under_an_existing_store() {
@@ -428,5 +428,43 @@ mod tests {
         flipped[3] ^= 0xff;
         store.ledger.insert(&key, flipped).unwrap();
         assert!(store.load_ledger().is_err());
+    }
+
+    #[test]
+    fn numbers_out_of_order_are_a_damaged_store_not_a_huge_allocation() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        let mut ledger = Ledger::default();
+        for (index, event) in events().iter().enumerate() {
+            ledger.apply(&ProjectionSettings::default(), event, index as u64 + 1);
+        }
+        store.commit_checkpoint(&ledger.checkpoint()).unwrap();
+        store.load_ledger().unwrap();
+        // A person named with a number no entry gave.
+        let named = name_key(0, Dimension::Person, u32::MAX - 1);
+        store.ledger.insert(named, "stray").unwrap();
+        assert!(matches!(store.load_ledger(), Err(StoreError::Damaged(_))));
+        store.ledger.remove(named).unwrap();
+        // An entry naming a person far past the next number.
+        let mut later = Ledger::default();
+        for (index, event) in events().iter().enumerate() {
+            later.apply(&ProjectionSettings::default(), event, index as u64 + 1);
+        }
+        let mut checkpoint = later.checkpoint();
+        let fact = checkpoint
+            .entries
+            .iter_mut()
+            .find_map(|entry| match &mut entry.body {
+                Body::Fact(fact) if !fact.people.is_empty() => Some(fact),
+                _ => None,
+            })
+            .unwrap();
+        let mut people = fact.people.to_vec();
+        people.last_mut().unwrap().person = u32::MAX - 1;
+        fact.people = people.into();
+        let folder = tempfile::tempdir().unwrap();
+        let damaged = Store::open(folder.path()).unwrap();
+        damaged.commit_checkpoint(&checkpoint).unwrap();
+        assert!(matches!(damaged.load_ledger(), Err(StoreError::Damaged(_))));
     }
 }
