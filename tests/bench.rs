@@ -61,7 +61,7 @@ async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
         report["sizes"]["stream_events"].as_u64().unwrap(),
         events + freshness["warm_up_reads"].as_u64().unwrap() + freshness["reads"].as_u64().unwrap()
     );
-    for stage in ["1. raw JetStream publish", "5. projector catch-up", "8. size per million events"] {
+    for stage in ["1. raw JetStream publish", "5. projector catch-up", "8. peer", "9. size per million events"] {
         assert!(stdout.contains(stage), "the table names stage {stage:?}:\n{stdout}");
     }
 }
