@@ -5,7 +5,9 @@
 //! kind, local day and stream sequence, its measures, its labels (area,
 //! partners, kind) and principles as small numbers, and each person in it
 //! with their part. Every figure is computed from the facts when it is read
-//! ([`read`]), so nothing here depends on the order events arrive in:
+//! ([`read`]), so nothing here depends on the order events arrive in (but
+//! for erasure, which leaves a pseudonym out of the events that arrive
+//! after it: docs/metrics.md):
 //! - each (`source`, `id`) is folded once, however far apart its copies arrive;
 //! - a retraction removes its target's fact, whichever of the two came first;
 //! - the only index kept beside the facts is each person's first day of
