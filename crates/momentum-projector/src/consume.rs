@@ -322,12 +322,11 @@ fn server_pending(chunk: &[Delivery]) -> u64 {
     last.and_then(|message| message.info().ok()).map_or(0, |info| info.pending)
 }
 
-/// Folds what arrived into the projection. Returns the new watermark, how
+/// Folds what arrived into the ledger. Returns the new watermark, how
 /// many stream messages were read, and whether the consumer failed partway
-/// (the events before the failure are folded): the consumer, or the read
-/// of a retraction's target from the stream, which is then read again
-/// with the retraction when the consumer reopens. `pending` is set to what
-/// the server said was left to deliver after the last message.
+/// (the events before the failure are folded; the rest are delivered again
+/// when the consumer reopens). `pending` is set to what the server said was
+/// left to deliver after the last message.
 fn fold_chunk(
     projection: &RwLock<Ledger>,
     settings: &ProjectionSettings,
