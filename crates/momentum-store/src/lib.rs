@@ -410,14 +410,20 @@ mod tests {
         assert!(texts.contains(&"ann".to_owned()) && !texts.contains(&"bob".to_owned()), "{texts:?}");
     }
 
-    #[test]
-    fn a_damaged_record_is_an_unreadable_store_not_a_panic() {
-        let folder = tempfile::tempdir().unwrap();
-        let store = Store::open(folder.path()).unwrap();
+    /// A ledger of [`events`], one sequence each.
+    fn folded() -> Ledger {
         let mut ledger = Ledger::default();
         for (index, event) in events().iter().enumerate() {
             ledger.apply(&ProjectionSettings::default(), event, index as u64 + 1);
         }
+        ledger
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_unreadable_store_not_a_panic() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        let mut ledger = folded();
         store.commit_checkpoint(&ledger.checkpoint()).unwrap();
         let (key, bytes) = store.ledger.scan_prefix([LOG_TAG]).next().unwrap().unwrap();
         for cut in 1..bytes.len() {
@@ -434,10 +440,7 @@ mod tests {
     fn numbers_out_of_order_are_a_damaged_store_not_a_huge_allocation() {
         let folder = tempfile::tempdir().unwrap();
         let store = Store::open(folder.path()).unwrap();
-        let mut ledger = Ledger::default();
-        for (index, event) in events().iter().enumerate() {
-            ledger.apply(&ProjectionSettings::default(), event, index as u64 + 1);
-        }
+        let mut ledger = folded();
         store.commit_checkpoint(&ledger.checkpoint()).unwrap();
         store.load_ledger().unwrap();
         // A person named with a number no entry gave.
@@ -446,11 +449,7 @@ mod tests {
         assert!(matches!(store.load_ledger(), Err(StoreError::Damaged(_))));
         store.ledger.remove(named).unwrap();
         // An entry naming a person far past the next number.
-        let mut later = Ledger::default();
-        for (index, event) in events().iter().enumerate() {
-            later.apply(&ProjectionSettings::default(), event, index as u64 + 1);
-        }
-        let mut checkpoint = later.checkpoint();
+        let mut checkpoint = folded().checkpoint();
         let fact = checkpoint
             .entries
             .iter_mut()
