@@ -149,6 +149,36 @@ async fn posting_the_same_events_again_reports_duplicates_and_changes_no_number(
 }
 
 #[tokio::test]
+async fn a_read_waiting_for_min_seq_waits_out_a_projector_restart_and_answers() {
+    let mut stack = TestStack::start().await;
+    let max_seq = post_scenario(&stack).await;
+    let (_, body) = stack.post_event(&hours("restart-1", MOVEMENT, "2026-03-06T10:00:00Z", "r", 2.0)).await;
+    let seq = body["seq"].as_u64().expect("a sequence");
+    assert!(seq > max_seq);
+    stack.stop_projector().await;
+    // Without `min_seq` the read says at once that no projector answers.
+    let (status, _) = stack.query("/v1/status").await;
+    assert_eq!(status, 503);
+    // With it, the read waits while the projector restarts.
+    let read = {
+        let (http, url, token) = (stack.http.clone(), stack.query_url.clone(), stack.admin_token.clone());
+        tokio::spawn(async move {
+            let path =
+                format!("/v1/movements/{MOVEMENT}/trends?interval=week&from=2026-03-02&to=2026-03-08&min_seq={seq}");
+            let response = http.get(format!("{url}{path}")).bearer_auth(token).send().await.expect("query answers");
+            (response.status().as_u16(), response.json::<Value>().await.expect("a JSON answer"))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!read.is_finished(), "the read waits instead of failing while no projector runs");
+    stack.start_projector().await;
+    let (status, trend) = read.await.expect("the read ends");
+    assert_eq!(status, 200, "{trend}");
+    assert!(trend["watermark"].as_u64().expect("a watermark") >= seq);
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn a_restarted_projector_resumes_from_its_checkpoint_with_identical_numbers() {
     let mut stack = TestStack::start().await;
     let max_seq = post_scenario(&stack).await;

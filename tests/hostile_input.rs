@@ -828,10 +828,33 @@ async fn garbage_query_parameters_get_a_400_naming_the_parameter() {
         ("/v1/movements?min_seq=-1".to_owned(), "min_seq"),
         ("/v1/status?min_seq=-1".to_owned(), "min_seq"),
         ("/v1/status?min_seq=%FF".to_owned(), "min_seq"),
+        // A parameter the route does not take, a filter this version does
+        // not know among them, would otherwise answer the unfiltered
+        // figures as if it had been applied.
+        (format!("{trends}?area=E01000002"), "area"),
+        (format!("{trends}?interval=week&Interval=month"), "Interval"),
+        (format!("{cohorts}?metrics=meetings"), "metrics"),
+        (format!("{principles}?interval=week"), "interval"),
+        (format!("/v1/compare?movements={MOVEMENT}&metric=meetings&movement={MOVEMENT}"), "movement"),
+        ("/v1/movements?from=2026-03-01".to_owned(), "from"),
+        ("/v1/status?verbose=1".to_owned(), "verbose"),
+        // A parameter given twice: which one counts would be a guess.
+        (format!("{trends}?from=2026-03-01&from=2026-03-02"), "from"),
     ];
     for (path, parameter) in &cases {
         expect_bad_parameter(get(&stack, path).await, parameter, path).await;
     }
+    // Ingest's routes take no query parameters at all.
+    let unknown = stack
+        .http
+        .post(format!("{}/v1/events?dry_run=true", stack.ingest_url))
+        .bearer_auth(&stack.admin_token)
+        .header("content-type", SINGLE)
+        .body(meeting("dry", MOVEMENT, TIME, &["a"], "o1").to_string())
+        .send()
+        .await
+        .expect("ingest answers");
+    expect_bad_parameter(unknown, "dry_run", "POST /v1/events?dry_run=true").await;
     // The same reads with good parameters work.
     for path in [
         format!("{trends}?from=2026-03-01&to=2026-03-31&interval=week&metrics=meetings&min_seq={seq}"),

@@ -791,11 +791,10 @@ mod tests {
 
     /// The weekly values of `metric` of `movement`, by week start.
     fn weekly(movement: &str, metric: Metric) -> Vec<(NaiveDate, f64)> {
+        let range = query::DateRange::new(window_start(3, now()).date_naive(), now().date_naive()).expect("in order");
         let request = TrendRequest {
-            movement: movement.to_owned(),
-            interval: Interval::Week,
-            from: window_start(3, now()).date_naive(),
-            to: now().date_naive(),
+            movement: query::MovementId::parse(movement).expect("a movement id"),
+            periods: query::Periods::new(Interval::Week, range).expect("a readable range"),
             metrics: Some(vec![metric]),
         };
         let trend = query::trend(&folded().state, &request, &ReadSettings { volunteer_hour_value_gbp: 11.27 })

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use momentum_domain::ledger::{Checkpoint, Dimension, Entry, Ledger, Name, ProjectionSettings, millihours};
 use momentum_domain::query::{
-    self, Cohort, CohortRequest, Metric, PrincipleFigures, PrinciplesRequest, ProjectionRead, ReadSettings,
-    TrendRequest,
+    self, Cohort, CohortRequest, DateRange, Metric, MovementId, Periods, PrincipleFigures, PrinciplesRequest,
+    ProjectionRead, ReadSettings, TrendRequest,
 };
 use momentum_domain::{Event, EventData, Interval, Principle};
 use proptest::prelude::*;
@@ -155,25 +155,30 @@ fn fold_spaced(events: &[Event], order: &[usize], spacing: u64) -> Ledger {
 const FROM: &str = "2025-12-01";
 const TO: &str = "2026-05-31";
 
+fn id(movement: &str) -> MovementId {
+    MovementId::parse(movement).expect("a movement id")
+}
+
+fn periods(interval: Interval, from: &str, to: &str) -> Periods {
+    Periods::new(interval, DateRange::new(day(from), day(to)).expect("a range in order")).expect("a readable range")
+}
+
 /// Every read the API offers, for every movement and interval, as JSON
 /// without the watermark (which counts deliveries, repeats included).
 fn read_all<R: ProjectionRead>(state: &R) -> Value {
     let mut all = serde_json::Map::new();
     for movement in MOVEMENTS {
         for interval in Interval::ALL {
-            let request =
-                TrendRequest { movement: movement.to_owned(), interval, from: day(FROM), to: day(TO), metrics: None };
+            let request = TrendRequest { movement: id(movement), periods: periods(interval, FROM, TO), metrics: None };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-            let cohorts = query::cohorts(
-                state,
-                &CohortRequest { movement: movement.to_owned(), interval, from: day(FROM), to: day(TO) },
-            )
-            .map(|cohorts| serde_json::to_value(cohorts.cohorts).unwrap());
+            let cohorts =
+                query::cohorts(state, &CohortRequest { movement: id(movement), periods: periods(interval, FROM, TO) })
+                    .map(|cohorts| serde_json::to_value(cohorts.cohorts).unwrap());
             all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
             all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));
         }
-        let request =
-            PrinciplesRequest { movement: movement.to_owned(), from: day("2026-01-10"), to: day("2026-02-20") };
+        let range = DateRange::new(day("2026-01-10"), day("2026-02-20")).expect("a range in order");
+        let request = PrinciplesRequest::new(id(movement), range).expect("a readable range");
         let principles = query::principles(state, &request).map(|p| serde_json::to_value(p.principles).unwrap());
         all.insert(format!("{movement} principles"), principles.unwrap_or(Value::Null));
     }
@@ -188,10 +193,8 @@ fn window_trends<R: ProjectionRead>(state: &R) -> Value {
     for movement in MOVEMENTS {
         for interval in Interval::ALL {
             let request = TrendRequest {
-                movement: movement.to_owned(),
-                interval,
-                from: day("2026-02-01"),
-                to: day("2026-03-10"),
+                movement: id(movement),
+                periods: periods(interval, "2026-02-01", "2026-03-10"),
                 metrics: None,
             };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());

@@ -93,7 +93,7 @@ const _: () = assert!(REQUEST_BYTES_MAX <= BODY_BYTES_IN_PROCESS_MAX, "the large
 /// How many publishes may await their PubAck at once across all requests;
 /// beyond this, publishing waits, so memory stays bounded under a flood.
 /// A request takes the permits for all of its events before it sends the
-/// first (see `routes::publish_all`), so a batch never holds some while it
+/// first (see `publish_all` in `routes::events`), so a batch never holds some while it
 /// waits for others.
 pub const PUBLISHES_IN_FLIGHT_MAX: usize = 4096;
 const _: () = assert!(BATCH_EVENTS_MAX <= PUBLISHES_IN_FLIGHT_MAX, "a full batch must fit in the publishes in flight");
@@ -185,7 +185,9 @@ impl Ingest {
         // The body, the salt lookups and the publish each have their own
         // bound; the request as a whole is bounded by their sum.
         let duration_max = body_timeout + 2 * publish_timeout + Duration::from_secs(1);
-        let router = momentum_runtime::limit_duration(routes::router(state, authenticator), duration_max);
+        let (router, _document) =
+            momentum_runtime::routes::router(routes::api(), authenticator, nats.clone(), registry.clone());
+        let router = momentum_runtime::limit_duration(router.with_state(state), duration_max);
         let router = momentum_runtime::limit_in_flight(router, REQUESTS_IN_FLIGHT_MAX);
         let router = momentum_runtime::metrics::measure_requests(router, registry);
         let router = momentum_runtime::request_id::with_request_ids(router);

@@ -1,24 +1,17 @@
-//! The ingestion service's OpenAPI 3.1 document, served at
-//! `GET /openapi.json`. It is generated from the route handlers'
-//! `#[utoipa::path]` annotations and the answer types; the event schemas are
-//! the JSON Schemas in `schemas/` (embedded in `momentum_domain`), and the
-//! error examples are made by the same code that makes the real answers.
+//! What the ingestion service's OpenAPI 3.1 document holds besides its
+//! routes (which `routes` adds with their handlers): its description, tags,
+//! and the event schemas, which are the JSON Schemas in `schemas/`
+//! (embedded in `momentum_domain`).
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use momentum_domain::query::MovementId;
 use momentum_domain::validation::SCHEMA_FILES;
-use momentum_runtime::auth::{Authenticator, Caller, Movements, Role};
-use momentum_runtime::openapi::BearerSecurity;
-use momentum_runtime::{Problem, problem_responses};
 use serde_json::{Map, Value, json};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-use crate::routes;
 use crate::{BATCH_EVENTS_MAX, REQUEST_BYTES_MAX};
 
 #[derive(OpenApi)]
@@ -32,26 +25,20 @@ use crate::{BATCH_EVENTS_MAX, REQUEST_BYTES_MAX};
             query parameter.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(routes::post_events, routes::post_erasure, routes::livez, routes::readyz, routes::metrics, routes::openapi_json),
-    components(schemas(Problem, momentum_runtime::ProblemField, momentum_runtime::openapi::MovementId)),
-    modifiers(&BearerSecurity),
+    components(schemas(MovementId)),
     tags(
         (name = "events", description = "Posting events"),
         (name = "erasure", description = "Erasing a participant (admin only)"),
         (name = "health", description = "Liveness, readiness and this document; no token needed"),
     )
 )]
-struct ApiDoc;
+pub(crate) struct ApiDoc;
 
-/// The document, built once.
-pub(crate) fn document() -> &'static Value {
-    static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    DOCUMENT.get_or_init(|| {
-        let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
-        let schemas = document["components"]["schemas"].as_object_mut().expect("the document has schemas");
-        schemas.extend(event_schemas());
-        document
-    })
+/// Adds the event schemas of `schemas/` to the document, in place of the
+/// placeholders [`CloudEvent`] and [`EventBatch`].
+pub(crate) fn add_event_schemas(document: &mut Value) {
+    let schemas = document["components"]["schemas"].as_object_mut().expect("the document has schemas");
+    schemas.extend(event_schemas());
 }
 
 /// One CloudEvent, as `application/cloudevents+json` (or `application/json`).
@@ -84,15 +71,6 @@ impl ToSchema for EventBatch {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("EventBatch")
     }
-}
-
-/// The 200 answer of `POST /v1/events`: a repeated single event, or a batch.
-#[derive(serde::Serialize, ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)] // only described, never built
-pub(crate) enum PostedOk {
-    Duplicate(routes::EventResult),
-    Batch(routes::BatchResult),
 }
 
 /// Rewrites the schema files' references (`common.schema.json#/$defs/ref`,
@@ -177,123 +155,21 @@ fn event_schemas() -> Map<String, Value> {
     components
 }
 
-/// A request of the given content type, for example problems.
-fn request_with_content_type(content_type: &str) -> Request<Body> {
-    Request::builder().header(header::CONTENT_TYPE, content_type).body(Body::empty()).expect("a request")
-}
-
-fn unauthorized() -> Problem {
-    let authenticator = Authenticator::from_toml("").expect("an empty auth file is valid");
-    authenticator.authenticate(&Request::new(Body::empty())).expect_err("a request without a token is refused")
-}
-
-fn caller(role: Role) -> Caller {
-    let source = (role == Role::Partner).then(|| "urn:partner:age-uk-bristol".to_owned());
-    let movements = Movements::Only(["bristol-befriending".to_owned()].into());
-    Caller { name: "example".to_owned(), role, source, movements }
-}
-
-fn invalid_event() -> Problem {
-    let validator = momentum_domain::Validator::new().expect("the schemas compile");
-    let event = json!({
-        "specversion": "1.0", "id": "hours-0001", "source": "urn:partner:age-uk-bristol",
-        "type": "volunteer.hours_logged", "subject": "bristol-befriending",
-        "time": "2026-03-05T09:00:00+00:00", "data": { "participant": "v-12", "hours": 30 },
-    });
-    let now = "2026-03-05T10:00:00Z".parse().expect("a time");
-    routes::invalid_event(validator.validate(&event, now).expect_err("30 hours in a day is invalid"))
-}
-
-fn unavailable() -> Problem {
-    Problem::unavailable("the event store did not confirm the event; it is safe to retry")
-}
-
-fn body_timeout() -> Problem {
-    Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "the request body arrived too slowly")
-        .detail("a request body must arrive within 30000 ms")
-}
-
-fn payload_too_large() -> Problem {
-    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "the request body is too large")
-        .detail(format!("a request body may be at most {REQUEST_BYTES_MAX} bytes"))
-}
-
-fn bad_movement() -> Problem {
-    Problem::bad_parameter("movement", "must be 1 to 63 lower-case letters, digits and hyphens")
-}
-
-// The description of `EventsTooLarge` names this bound in words.
-const _: () = assert!(momentum_bus::PARTICIPANTS_PER_REQUEST_MAX == 10_000, "EventsTooLarge names the bound");
-
-problem_responses! {
-    EventsBadRequest => ("The body is not JSON, or a batch is not a JSON array.", [
-        routes::parse_json(b"{\"id\": ").expect_err("not JSON"),
-        routes::not_a_batch(),
-    ]);
-    Unauthorized => ("No token, or one the service does not know.", [unauthorized()]);
-    EventsForbidden => ("The token may not post events: an evaluator's token, or (for one event) a partner's \
-        token with another `source` or movement. In a batch, the latter is a per-event result instead.", [
-        caller(Role::Evaluator).require_writer().expect_err("evaluators do not write"),
-        caller(Role::Partner).require_write("urn:partner:other", "bristol-befriending").expect_err("another source"),
-    ]);
-    BodyTimeout => ("The request body did not arrive in time (`MOMENTUM_BODY_TIMEOUT_MS`).", [body_timeout()]);
-    EventsTooLarge => ("The body, the batch or one event is too large, or the request names more than \
-        10 000 distinct participants.", [
-        payload_too_large(),
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "batch-too-large", "the batch has too many events")
-            .detail(format!("got 1001 events; a batch may hold at most {BATCH_EVENTS_MAX}")),
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "event-too-large", "the event is too large")
-            .detail(format!("an event may be at most {} bytes as stored JSON", momentum_bus::EVENT_BYTES_MAX)),
-        routes::too_many_participants(),
-    ]);
-    UnsupportedMediaType => ("The content type is not one of the three accepted.", [
-        routes::body_kind(&request_with_content_type("text/plain")).expect_err("text is not accepted"),
-    ]);
-    InvalidEvent => ("The event does not match its schema (or its `time` is more than 24 hours ahead); \
-        `errors` names each field with a JSON Pointer into the event.", [invalid_event()]);
-    RateLimited => ("The token posts more events than its rate allows; retry after `Retry-After` seconds.", [
-        Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "this token is posting too fast")
-            .detail("each token may post 5000 events a second on average; retry after the wait in Retry-After")
-            .retry_after(1),
-    ]);
-    EventsUnavailable => ("NATS is away or slow, or the service is at its bound of requests in flight: \
-        nothing was lost, and retrying the same request is safe.", [unavailable()]);
-    ErasureBadRequest => ("The movement id or the body is not valid.", [
-        bad_movement(),
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "the request body is not valid")
-            .detail("expected {\"participant\": \"<ref>\"}: EOF while parsing a value at line 1 column 0"),
-    ]);
-    ErasureForbidden => ("Only admin tokens may erase.", [
-        caller(Role::Evaluator).require_admin().expect_err("evaluators do not erase"),
-    ]);
-    ErasureTooLarge => ("The body is too large.", [payload_too_large()]);
-    ErasureInvalid => ("The participant ref is empty or too long.", [
-        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", "the request is not valid")
-            .field("/participant", "must be 1 to 128 characters"),
-    ]);
-    ErasureUnavailable => ("NATS is away or slow: the erasure is safe to retry.", [
-        Problem::unavailable("the event store did not answer; the erasure is safe to retry"),
-    ]);
-    NotReady => ("Not connected to NATS, or at the bound of requests in flight.", [
-        Problem::unavailable("NATS connection is Disconnected"),
-    ]);
-    Busy => ("The service is at its bound of requests in flight.", [
-        Problem::unavailable(format!(
-            "the service is handling its maximum of {} requests; retry shortly",
-            crate::REQUESTS_IN_FLIGHT_MAX
-        )),
-    ]);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn document() -> &'static Value {
+        static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+        DOCUMENT.get_or_init(|| momentum_runtime::routes::document(crate::routes::api()))
+    }
+
     #[test]
-    fn every_route_is_in_the_document_with_its_security() {
-        let (protected, public) = routes::route_lists();
-        if let Err(mismatches) = momentum_runtime::openapi::check_routes(document(), &protected, &public) {
-            panic!("the OpenAPI document and the router differ:\n{}", mismatches.join("\n"));
+    fn both_routes_are_documented_and_need_a_token() {
+        let paths = &document()["paths"];
+        for (path, method) in [("/v1/events", "post"), ("/v1/movements/{movement}/erasures", "post")] {
+            assert_eq!(paths[path][method]["security"], serde_json::json!([{ "bearer": [] }]), "{path}");
+            assert!(paths[path][method]["responses"]["401"].is_object(), "{path} documents its 401");
         }
     }
 
@@ -322,9 +198,9 @@ mod tests {
     fn the_movement_pattern_is_the_envelope_subject_pattern() {
         let envelope = SCHEMA_FILES.iter().find(|(file, _)| *file == "envelope.schema.json").unwrap().1;
         let envelope: Value = serde_json::from_str(envelope).unwrap();
-        assert_eq!(envelope["properties"]["subject"]["pattern"], momentum_runtime::openapi::MOVEMENT_ID_PATTERN);
+        assert_eq!(envelope["properties"]["subject"]["pattern"], momentum_domain::query::MOVEMENT_ID_PATTERN);
         let schemas = &document()["components"]["schemas"];
-        assert_eq!(schemas["MovementId"]["pattern"], momentum_runtime::openapi::MOVEMENT_ID_PATTERN);
+        assert_eq!(schemas["MovementId"]["pattern"], momentum_domain::query::MOVEMENT_ID_PATTERN);
     }
 
     #[test]

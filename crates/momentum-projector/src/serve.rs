@@ -170,9 +170,7 @@ fn error(code: usize, message: impl Into<String>) -> service::error::Error {
 fn query_error(failure: QueryError<Infallible>) -> service::error::Error {
     match failure {
         QueryError::UnknownMovement(_) => error(404, failure.to_string()),
-        QueryError::RangeReversed { .. } | QueryError::RangeTooLong { .. } | QueryError::Invalid(_) => {
-            error(400, failure.to_string())
-        }
+        QueryError::Invalid(_) => error(400, failure.to_string()),
         QueryError::Store(never) => match never {},
     }
 }

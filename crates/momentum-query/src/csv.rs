@@ -3,7 +3,6 @@
 //! a column per metric) or, with `layout=long`, tidy
 //! (`period,movement,metric,value`: one row per value). Nulls are empty cells.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
 use axum::http::{HeaderMap, header};
@@ -27,13 +26,17 @@ pub(crate) enum Layout {
 }
 
 /// The format asked for: `format` (json or csv) wins over `Accept`.
-pub(crate) fn requested_format(parameters: &HashMap<String, String>, headers: &HeaderMap) -> Result<Format, Problem> {
-    let layout = match parameters.get("layout").map(String::as_str) {
+pub(crate) fn requested_format(
+    format: Option<&str>,
+    layout: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Format, Problem> {
+    let layout = match layout {
         None | Some("wide") => Layout::Wide,
         Some("long") => Layout::Long,
         Some(other) => return Err(Problem::bad_parameter("layout", format!("must be wide or long, got {other:?}"))),
     };
-    match parameters.get("format").map(String::as_str) {
+    match format {
         Some("csv") => return Ok(Format::Csv(layout)),
         Some("json") => return Ok(Format::Json),
         Some(other) => return Err(Problem::bad_parameter("format", format!("must be json or csv, got {other:?}"))),
@@ -308,12 +311,9 @@ mod tests {
     fn the_format_parameter_wins_over_the_accept_header() {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, "text/csv, application/json;q=0.5".parse().unwrap());
-        let none = HashMap::new();
-        assert_eq!(requested_format(&none, &headers).unwrap(), Format::Csv(Layout::Wide));
-        let json = HashMap::from([("format".to_owned(), "json".to_owned())]);
-        assert_eq!(requested_format(&json, &headers).unwrap(), Format::Json);
-        let long = HashMap::from([("format".to_owned(), "csv".to_owned()), ("layout".to_owned(), "long".to_owned())]);
-        assert_eq!(requested_format(&long, &HeaderMap::new()).unwrap(), Format::Csv(Layout::Long));
-        assert!(requested_format(&HashMap::from([("format".to_owned(), "xml".to_owned())]), &headers).is_err());
+        assert_eq!(requested_format(None, None, &headers).unwrap(), Format::Csv(Layout::Wide));
+        assert_eq!(requested_format(Some("json"), None, &headers).unwrap(), Format::Json);
+        assert_eq!(requested_format(Some("csv"), Some("long"), &HeaderMap::new()).unwrap(), Format::Csv(Layout::Long));
+        assert!(requested_format(Some("xml"), None, &headers).is_err());
     }
 }

@@ -27,7 +27,9 @@ pub struct Config {
     #[arg(long, env = "MOMENTUM_HTTP_ADDR", default_value = "127.0.0.1:8081")]
     pub http_addr: SocketAddr,
     /// How long to wait for the projection service to answer. Reads with
-    /// `min_seq` wait up to the projector's own limit (5 s by default) on top.
+    /// `min_seq` wait up to the projector's own limit (5 s by default) on top,
+    /// and while no projector answers (one restarting) they ask again until
+    /// this much time has passed.
     #[arg(long, env = "MOMENTUM_QUERY_TIMEOUT_MS", default_value_t = 10_000)]
     pub query_timeout_ms: u64,
     /// The IANA time zone whose calendar names "today" for default date ranges.
@@ -136,10 +138,13 @@ impl QueryService {
             metrics: QueryMetrics::new(),
         });
         let registry = state.metrics.registry.clone();
+        let (router, _document) =
+            momentum_runtime::routes::router(routes::api(), authenticator, nats.clone(), registry.clone());
+        let router = router.with_state(state);
         // A read asks the projector at most twice (a suppressed comparison
         // of a ratio), each bounded by the query timeout.
         let duration_max = 2 * Duration::from_millis(config.query_timeout_ms) + Duration::from_secs(1);
-        let router = momentum_runtime::limit_duration(routes::router(state, authenticator), duration_max);
+        let router = momentum_runtime::limit_duration(router, duration_max);
         let router = momentum_runtime::limit_in_flight(router, REQUESTS_IN_FLIGHT_MAX);
         let router = momentum_runtime::metrics::measure_requests(router, registry);
         let router = momentum_runtime::request_id::with_request_ids(router);

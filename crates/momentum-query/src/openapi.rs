@@ -1,24 +1,16 @@
-//! The query service's OpenAPI 3.1 document, served at `GET /openapi.json`.
-//! It is generated from the route handlers' `#[utoipa::path]` annotations
-//! and the answer types of `momentum_domain::query` (the JSON the projector
-//! answers and this service passes on); the error examples are made by the
-//! same code that makes the real answers.
+//! What the query service's OpenAPI 3.1 document holds besides its routes
+//! (which `routes` adds with their handlers): its description, tags, the
+//! answer types of `momentum_domain::query` (the JSON the projector answers
+//! and this service passes on) and the schemas of parameters that arrive
+//! as text.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
-
-use axum::http::HeaderMap;
 use momentum_domain::Interval;
-use momentum_domain::query::{Cohorts, Comparison, Metric, MovementList, Principles, QueryError, Status, Trend};
-use momentum_runtime::auth::{Authenticator, Caller, Movements, Role};
-use momentum_runtime::openapi::{BearerSecurity, MovementId};
-use momentum_runtime::{Problem, ProblemField, problem_responses};
-use serde_json::Value;
+use momentum_domain::query::{
+    Cohorts, Comparison, EARLIEST_DATE, LATEST_DATE, Metric, MovementId, MovementList, Principles, Status, Trend,
+};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
-
-use crate::routes;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,21 +23,7 @@ use crate::routes;
             (a JSON Pointer into the body where there is one). The metrics are defined in docs/metrics.md.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    paths(
-        routes::movements,
-        routes::trends,
-        routes::cohorts,
-        routes::principles,
-        routes::compare,
-        routes::status,
-        routes::livez,
-        routes::readyz,
-        routes::metrics,
-        routes::openapi_json
-    ),
     components(schemas(
-        Problem,
-        ProblemField,
         MovementId,
         LocalDate,
         SequenceNumber,
@@ -61,19 +39,12 @@ use crate::routes;
         MovementList,
         Status
     )),
-    modifiers(&BearerSecurity),
     tags(
         (name = "reads", description = "A movement's figures"),
         (name = "health", description = "Liveness, readiness and this document; no token needed"),
     )
 )]
-struct ApiDoc;
-
-/// The document, built once.
-pub(crate) fn document() -> &'static Value {
-    static DOCUMENT: OnceLock<Value> = OnceLock::new();
-    DOCUMENT.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).expect("the document serialises"))
-}
+pub(crate) struct ApiDoc;
 
 /// A date parameter: `YYYY-MM-DD` from 1900-01-01 to 2999-12-31.
 pub(crate) struct LocalDate;
@@ -84,11 +55,7 @@ impl PartialSchema for LocalDate {
             .schema_type(Type::String)
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)))
             .pattern(Some("^(19|2[0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}$"))
-            .description(Some(format!(
-                "A local date, YYYY-MM-DD, from {} to {}.",
-                routes::EARLIEST_DATE,
-                routes::LATEST_DATE
-            )))
+            .description(Some(format!("A local date, YYYY-MM-DD, from {} to {}.", EARLIEST_DATE, LATEST_DATE)))
             .examples(["2026-03-02"])
             .into()
     }
@@ -139,110 +106,43 @@ pub(crate) enum Layout {
     Long,
 }
 
-fn parameters(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs.iter().map(|(name, value)| (name.to_string(), value.to_string())).collect()
-}
-
-fn unauthorized() -> Problem {
-    let authenticator = Authenticator::from_toml("").expect("an empty auth file is valid");
-    let request = axum::http::Request::new(axum::body::Body::empty());
-    authenticator.authenticate(&request).expect_err("a request without a token is refused")
-}
-
-fn caller(role: Role) -> Caller {
-    let source = (role == Role::Partner).then(|| "urn:partner:age-uk-bristol".to_owned());
-    let movements = Movements::Only(["bristol-befriending".to_owned()].into());
-    Caller { name: "example".to_owned(), role, source, movements }
-}
-
-fn partner_reads() -> Problem {
-    caller(Role::Partner).require_reader().expect_err("partners do not read")
-}
-
-fn not_this_movement() -> Problem {
-    caller(Role::Evaluator).require_read("leeds-walking-groups").expect_err("not this evaluator's movement")
-}
-
-fn unknown_movement() -> Problem {
-    routes::unknown_movement(QueryError::<()>::UnknownMovement("leeds-walking-groups".to_owned()).to_string())
-}
-
-fn bad_min_seq() -> Problem {
-    routes::min_seq(&parameters(&[("min_seq", "-1")])).expect_err("negative")
-}
-
-fn bad_format() -> Problem {
-    crate::csv::requested_format(&parameters(&[("format", "xml")]), &HeaderMap::new()).expect_err("not a format")
-}
-
-fn bad_interval(allowed: &[Interval]) -> Problem {
-    routes::interval(&parameters(&[("interval", "year")]), allowed).expect_err("not an interval")
-}
-
-fn bad_date() -> Problem {
-    routes::date(&parameters(&[("from", "2026-02-30")]), "from").expect_err("not a date")
-}
-
-fn bad_movement() -> Problem {
-    routes::check_movement("Leeds Walks", "movement").expect_err("not a movement id")
-}
-
-fn bad_metric(parameter: &str) -> Problem {
-    routes::metric("hapiness", parameter).expect_err("not a metric")
-}
-
-fn not_ready() -> Problem {
-    Problem::unavailable(routes::NO_PROJECTOR)
-}
-
-problem_responses! {
-    ListBadRequest => ("A parameter is not valid.", [bad_min_seq(), bad_format()]);
-    TrendsBadRequest => ("A parameter is not valid, or the range is reversed or longer than 3660 periods.", [
-        bad_movement(), bad_interval(&Interval::ALL), bad_date(), bad_metric("metrics"), bad_min_seq(), bad_format(),
-    ]);
-    CohortsBadRequest => ("A parameter is not valid, or the range is reversed or too long.", [
-        bad_movement(), bad_interval(&[Interval::Week, Interval::Month]), bad_date(), bad_min_seq(),
-    ]);
-    PrinciplesBadRequest => ("A parameter is not valid, or the range is reversed or too long.", [
-        bad_movement(), bad_date(), bad_min_seq(),
-    ]);
-    CompareBadRequest => ("A parameter is not valid: no movements or more than 20, an unknown metric, a bad \
-        range.", [
-        routes::check_movement("Leeds Walks", "movements").expect_err("not a movement id"),
-        bad_metric("metric"), bad_interval(&Interval::ALL), bad_date(), bad_min_seq(),
-    ]);
-    Unauthorized => ("No token, or one the service does not know.", [unauthorized()]);
-    ListForbidden => ("Partner tokens may not read.", [partner_reads()]);
-    ReadForbidden => ("The token may not read this movement (or partner tokens any).", [
-        not_this_movement(), partner_reads(),
-    ]);
-    UnknownMovement => ("The movement (or one of the movements) has no events.", [unknown_movement()]);
-    ReadUnavailable => ("No projector answered in time, or the projection did not reach `min_seq` within the \
-        wait, or the service is at its bound of requests in flight; retry.", [
-        not_ready(),
-        Problem::unavailable("the projection has not reached sequence 4711 yet"),
-    ]);
-    NotReady => ("Not connected to NATS, or at the bound of requests in flight.", [
-        Problem::unavailable("NATS connection is Disconnected"),
-    ]);
-    Busy => ("The service is at its bound of requests in flight.", [
-        Problem::unavailable(format!(
-            "the service is handling its maximum of {} requests; retry shortly",
-            crate::REQUESTS_IN_FLIGHT_MAX
-        )),
-    ]);
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
+    fn document() -> &'static Value {
+        static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+        DOCUMENT.get_or_init(|| momentum_runtime::routes::document(crate::routes::api()))
+    }
+
     #[test]
-    fn every_route_is_in_the_document_with_its_security() {
-        let (protected, public) = routes::route_lists();
-        if let Err(mismatches) = momentum_runtime::openapi::check_routes(document(), &protected, &public) {
-            panic!("the OpenAPI document and the router differ:\n{}", mismatches.join("\n"));
+    fn every_read_is_documented_with_its_parameters_and_needs_a_token() {
+        let paths = &document()["paths"];
+        for path in [
+            "/v1/movements",
+            "/v1/status",
+            "/v1/movements/{movement}/trends",
+            "/v1/movements/{movement}/cohorts",
+            "/v1/movements/{movement}/principles",
+            "/v1/compare",
+        ] {
+            let operation = &paths[path]["get"];
+            assert_eq!(operation["security"], serde_json::json!([{ "bearer": [] }]), "{path}");
+            let names: Vec<&str> =
+                operation["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+            for common in ["min_seq", "format", "layout"] {
+                assert!(names.contains(&common), "{path} documents {common}: {names:?}");
+            }
         }
+        let trend: Vec<&str> = paths["/v1/movements/{movement}/trends"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(trend, ["movement", "interval", "metrics", "from", "to", "min_seq", "format", "layout"]);
     }
 
     #[test]

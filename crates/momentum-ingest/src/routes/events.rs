@@ -1,177 +1,24 @@
-//! HTTP routes of the ingestion service.
+//! `POST /v1/events`: one event or a batch, each validated, pseudonymised
+//! and acknowledged only once JetStream has stored it.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Extension, Request, State};
-use axum::http::Method;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::future::join_all;
-use momentum_runtime::auth::{Authenticator, Caller};
-use momentum_runtime::openapi::{MovementId, Routes};
+use momentum_runtime::auth::{Caller, Role};
 use momentum_runtime::request_id::RequestId;
-use momentum_runtime::{MovementPath, Problem, ProblemField, json_response};
+use momentum_runtime::{NoParameters, Parameters, Problem, ProblemField, json_response, problem_responses};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
-
-use crate::{AppState, BATCH_EVENTS_MAX, REQUEST_BYTES_MAX, openapi};
-
-/// The `source` of the events ingest writes itself when an admin erases a
-/// participant. Partners never post `participant.erased`.
-pub const ERASURE_SOURCE: &str = "urn:momentum:erasure";
-
-/// The routes that need a token. Every route is added through [`Routes`],
-/// so a test can check that the OpenAPI document describes each one.
-fn data_routes() -> Routes<Arc<AppState>> {
-    Routes::new().route(Method::POST, "/v1/events", post_events).route(
-        Method::POST,
-        "/v1/movements/{movement}/erasures",
-        post_erasure,
-    )
-}
-
-/// The routes anyone may call.
-fn public_routes() -> Routes<Arc<AppState>> {
-    Routes::new()
-        .route(Method::GET, "/livez", livez)
-        .route(Method::GET, "/readyz", readyz)
-        .route(Method::GET, "/metrics", metrics)
-        .route(Method::GET, "/openapi.json", openapi_json)
-}
-
-/// (method, path) of every route: those that need a token, and the others.
-#[cfg(test)]
-pub(crate) fn route_lists() -> (momentum_runtime::openapi::RouteList, momentum_runtime::openapi::RouteList) {
-    (data_routes().list().to_vec(), public_routes().list().to_vec())
-}
-
-pub(crate) fn router(state: Arc<AppState>, authenticator: Arc<Authenticator>) -> Router {
-    Router::new()
-        .merge(momentum_runtime::auth::protect(data_routes().into_router(), authenticator))
-        .merge(public_routes().into_router())
-        // Swagger UI for /openapi.json: public, and not an API operation, so
-        // outside the route lists the OpenAPI document is checked against.
-        .merge(momentum_runtime::openapi::docs())
-        .method_not_allowed_fallback(momentum_runtime::method_not_allowed)
-        .fallback(|| async {
-            Problem::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
-                .detail("events are posted to POST /v1/events; /openapi.json describes every route")
-        })
-        .with_state(state)
-}
-
-#[utoipa::path(
-    get, path = "/livez", tag = "health",
-    summary = "Liveness",
-    description = "Answers while the process serves HTTP.",
-    responses(
-        (status = 200, description = "Alive.", body = String, content_type = "text/plain", example = "ok"),
-        (status = 503, response = inline(openapi::Busy)),
-    ),
-)]
-pub(crate) async fn livez() -> &'static str {
-    "ok"
-}
-
-#[utoipa::path(
-    get, path = "/metrics", tag = "health",
-    summary = "Prometheus metrics",
-    description = "Requests by route and status, events by outcome, publish latency, rate-limited requests and the \
-                   NATS connection state, in the OpenMetrics text format.",
-    responses(
-        (status = 200, description = "The metrics.", body = String,
-         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
-        (status = 503, response = inline(openapi::Busy)),
-    ),
-)]
-pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    momentum_runtime::metrics::metrics_response(&state.metrics.registry, Some(&state.nats))
-}
-
-#[utoipa::path(
-    get, path = "/readyz", tag = "health",
-    summary = "Readiness",
-    description = "Ready while connected to NATS.",
-    responses(
-        (status = 200, description = "Ready.", body = String, content_type = "text/plain", example = "ready"),
-        (status = 503, response = inline(openapi::NotReady)),
-    ),
-)]
-pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    momentum_runtime::nats_unready(&state.nats).unwrap_or_else(|| (StatusCode::OK, "ready").into_response())
-}
-
-/// What a request body holds, by its `Content-Type`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BodyKind {
-    Single,
-    Batch,
-}
-
-#[utoipa::path(
-    get, path = "/openapi.json", tag = "health",
-    summary = "This document",
-    description = "The OpenAPI 3.1 document of the ingestion API.",
-    responses(
-        (status = 200, description = "The document.", body = Object, content_type = "application/json"),
-        (status = 503, response = inline(openapi::Busy)),
-    ),
-)]
-pub(crate) async fn openapi_json() -> Response {
-    json_response(StatusCode::OK, openapi::document())
-}
-
-pub(crate) fn body_kind(request: &Request) -> Result<BodyKind, Problem> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    match media_type.as_str() {
-        "application/cloudevents+json" | "application/json" => Ok(BodyKind::Single),
-        "application/cloudevents-batch+json" => Ok(BodyKind::Batch),
-        _ => Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "the request body has an unsupported content type",
-        )
-        .detail(format!(
-            "got {content_type:?}; send one event as application/cloudevents+json (or application/json) \
-             or an array of events as application/cloudevents-batch+json"
-        ))),
-    }
-}
-
-async fn read_body(body: Body, timeout: Duration) -> Result<Bytes, Problem> {
-    let reading = axum::body::to_bytes(body, REQUEST_BYTES_MAX);
-    match tokio::time::timeout(timeout, reading).await {
-        Err(_) => Err(Problem::new(StatusCode::REQUEST_TIMEOUT, "body-timeout", "the request body arrived too slowly")
-            .detail(format!("a request body must arrive within {} ms", timeout.as_millis()))),
-        Ok(Err(_)) => {
-            Err(Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "the request body is too large")
-                .detail(format!("a request body may be at most {REQUEST_BYTES_MAX} bytes")))
-        }
-        Ok(Ok(bytes)) => Ok(bytes),
-    }
-}
-
-pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, Problem> {
-    serde_json::from_slice(bytes).map_err(|error| {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "the request body is not valid JSON").detail(format!(
-            "line {}, column {}: {error}",
-            error.line(),
-            error.column()
-        ))
-    })
-}
-
-pub(crate) fn not_a_batch() -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "not-a-batch", "a batch must be a JSON array")
-        .detail("application/cloudevents-batch+json bodies are arrays of events")
-}
+use super::body::{self, BodyKind, BodyTimeout, body_kind, not_a_batch, parse_json, read_body};
+use crate::{AppState, BATCH_EVENTS_MAX};
 
 #[utoipa::path(
     post, path = "/v1/events", tag = "events",
@@ -185,9 +32,9 @@ pub(crate) fn not_a_batch() -> Problem {
     request_body(
         description = "A CloudEvent (structured JSON mode), or an array of them.",
         content(
-            (openapi::CloudEvent = "application/cloudevents+json", example = json!(example_event())),
-            (openapi::CloudEvent = "application/json", example = json!(example_event())),
-            (openapi::EventBatch = "application/cloudevents-batch+json", example = json!([example_event()])),
+            (crate::openapi::CloudEvent = "application/cloudevents+json", example = json!(example_event())),
+            (crate::openapi::CloudEvent = "application/json", example = json!(example_event())),
+            (crate::openapi::EventBatch = "application/cloudevents-batch+json", example = json!([example_event()])),
         ),
     ),
     responses(
@@ -195,7 +42,7 @@ pub(crate) fn not_a_batch() -> Problem {
             example = json!({ "id": "hours-0001", "status": "accepted", "seq": 1 })),
         (status = 200, description = "One event that was already stored (`duplicate`), or a batch: a result per \
             event (`accepted`, `duplicate`, or `rejected` with its problem) in order, counts, and `max_seq`.",
-            body = openapi::PostedOk, example = json!({
+            body = PostedOk, example = json!({
                 "results": [
                     { "index": 0, "id": "hours-0001", "status": "accepted", "seq": 7 },
                     { "index": 1, "id": "hours-0002", "status": "rejected", "problem": {
@@ -205,21 +52,20 @@ pub(crate) fn not_a_batch() -> Problem {
                 ],
                 "accepted": 1, "duplicates": 0, "rejected": 1, "max_seq": 7,
             })),
-        (status = 400, response = inline(openapi::EventsBadRequest)),
-        (status = 401, response = inline(openapi::Unauthorized)),
-        (status = 403, response = inline(openapi::EventsForbidden)),
-        (status = 408, response = inline(openapi::BodyTimeout)),
-        (status = 413, response = inline(openapi::EventsTooLarge)),
-        (status = 415, response = inline(openapi::UnsupportedMediaType)),
-        (status = 422, response = inline(openapi::InvalidEvent)),
-        (status = 429, response = inline(openapi::RateLimited)),
-        (status = 503, response = inline(openapi::EventsUnavailable)),
+        (status = 400, response = inline(EventsBadRequest)),
+        (status = 403, response = inline(EventsForbidden)),
+        (status = 408, response = inline(BodyTimeout)),
+        (status = 413, response = inline(EventsTooLarge)),
+        (status = 415, response = inline(UnsupportedMediaType)),
+        (status = 422, response = inline(InvalidEvent)),
+        (status = 429, response = inline(RateLimited)),
+        (status = 503, response = inline(EventsUnavailable)),
     ),
-    security(("bearer" = [])),
 )]
 pub(crate) async fn post_events(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Arc<Caller>>,
+    Parameters(NoParameters {}): Parameters<NoParameters>,
     request: Request,
 ) -> Response {
     if let Err(problem) = caller.require_writer() {
@@ -306,10 +152,10 @@ struct Checked {
 }
 
 /// An event ready to publish: refs pseudonymised, serialised.
-struct Prepared {
-    subject: String,
-    message_id: String,
-    payload: Bytes,
+pub(super) struct Prepared {
+    pub(super) subject: String,
+    pub(super) message_id: String,
+    pub(super) payload: Bytes,
 }
 
 pub(crate) fn invalid_event(errors: Vec<momentum_domain::FieldError>) -> Problem {
@@ -429,7 +275,7 @@ async fn prepare(
 
 /// Why a publish did not complete; either way the partner should retry.
 #[derive(Debug, thiserror::Error)]
-enum PublishError {
+pub(super) enum PublishError {
     #[error("NATS is not connected")]
     Disconnected,
     #[error("JetStream did not acknowledge the event: {0}")]
@@ -440,7 +286,7 @@ enum PublishError {
 /// returns, in order, each one's (stream sequence, duplicate) or error.
 /// `request_id` travels with each event in a NATS header, so the
 /// projector's log can name the request that brought it.
-async fn publish_all(
+pub(super) async fn publish_all(
     state: &AppState,
     events: Vec<Prepared>,
     request_id: Option<&str>,
@@ -588,131 +434,6 @@ async fn post_batch(state: &AppState, caller: &Caller, events: Vec<Value>, reque
     json_response(StatusCode::OK, &body)
 }
 
-#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ErasureRequest {
-    /// The participant's ref, as partners post it (not a pseudonym).
-    #[schema(min_length = 1, max_length = 128, example = "v-12")]
-    participant: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub(crate) struct ErasureResult {
-    movement: String,
-    /// How many pseudonyms (one per key version the participant was seen
-    /// under) were erased; 0 if the participant has no records.
-    pseudonyms_erased: usize,
-    /// The stream sequence of the erasure event, for `min_seq` reads.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seq: Option<u64>,
-}
-
-/// Erases one participant of one movement (admin only): an erasure event
-/// tells the projector to remove their per-participant records, then their
-/// salt is purged so nothing can tie them to their pseudonym again. The
-/// order matters for retries: until the purge succeeds, a retry finds the
-/// same pseudonyms and publishes the same event (deduplicated).
-#[utoipa::path(
-    post, path = "/v1/movements/{movement}/erasures", tag = "erasure",
-    summary = "Erase a participant of a movement (admin only)",
-    description = "Publishes a `participant.erased` event (the projector removes the participant's per-participant \
-        records and leaves their pseudonym out of later events), then purges their salt so nothing can tie them \
-        to their pseudonym again. 202 with the erasure event's `seq`; 200 with `pseudonyms_erased: 0` when the \
-        participant has no records. Safe to retry.",
-    params(("movement" = MovementId, Path, description = "The movement id.")),
-    request_body(content((ErasureRequest = "application/json"))),
-    responses(
-        (status = 202, description = "Erased.", body = ErasureResult,
-            example = json!({ "movement": "bristol-befriending", "pseudonyms_erased": 1, "seq": 4711 })),
-        (status = 200, description = "Nothing to erase: the participant has no records in this movement.",
-            body = ErasureResult, example = json!({ "movement": "bristol-befriending", "pseudonyms_erased": 0 })),
-        (status = 400, response = inline(openapi::ErasureBadRequest)),
-        (status = 401, response = inline(openapi::Unauthorized)),
-        (status = 403, response = inline(openapi::ErasureForbidden)),
-        (status = 408, response = inline(openapi::BodyTimeout)),
-        (status = 413, response = inline(openapi::ErasureTooLarge)),
-        (status = 422, response = inline(openapi::ErasureInvalid)),
-        (status = 503, response = inline(openapi::ErasureUnavailable)),
-    ),
-    security(("bearer" = [])),
-)]
-pub(crate) async fn post_erasure(
-    State(state): State<Arc<AppState>>,
-    Extension(caller): Extension<Arc<Caller>>,
-    MovementPath(movement): MovementPath,
-    request: Request,
-) -> Response {
-    if let Err(problem) = caller.require_admin() {
-        return problem.into_response();
-    }
-    let request_id = request.extensions().get::<RequestId>().cloned();
-    if !momentum_domain::event::is_movement_id(&movement) {
-        return Problem::bad_parameter("movement", "must be 1 to 63 lower-case letters, digits and hyphens")
-            .into_response();
-    }
-    let body = match read_body(request.into_body(), state.body_timeout).await {
-        Ok(body) => body,
-        Err(problem) => return problem.into_response(),
-    };
-    let participant = match serde_json::from_slice::<ErasureRequest>(&body) {
-        Ok(request) if (1..=128).contains(&request.participant.chars().count()) => request.participant,
-        Ok(_) => {
-            return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", "the request is not valid")
-                .field("/participant", "must be 1 to 128 characters")
-                .into_response();
-        }
-        Err(error) => {
-            return Problem::new(StatusCode::BAD_REQUEST, "malformed-json", "the request body is not valid")
-                .detail(format!("expected {{\"participant\": \"<ref>\"}}: {error}"))
-                .into_response();
-        }
-    };
-    let unavailable = |error: &dyn std::fmt::Display| {
-        tracing::warn!(%error, "erasure failed; answering 503");
-        Problem::unavailable("the event store did not answer; the erasure is safe to retry").into_response()
-    };
-    let erasure = match state.pseudonymiser.find(&movement, &participant).await {
-        Ok(erasure) => erasure,
-        Err(error) => return unavailable(&error),
-    };
-    if erasure.pseudonyms.is_empty() {
-        return json_response(StatusCode::OK, &ErasureResult { movement, pseudonyms_erased: 0, seq: None });
-    }
-    // The same pseudonyms always make the same event id, so a retried
-    // erasure is one event in the stream.
-    let mut name = movement.clone();
-    for pseudonym in &erasure.pseudonyms {
-        name.push('\n');
-        name.push_str(pseudonym);
-    }
-    let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string();
-    let event = serde_json::json!({
-        "specversion": "1.0",
-        "id": id,
-        "source": ERASURE_SOURCE,
-        "type": momentum_domain::EventType::ParticipantErased.as_str(),
-        "subject": movement,
-        "time": Utc::now().to_rfc3339(),
-        "data": { "pseudonyms": erasure.pseudonyms },
-    });
-    let prepared = Prepared {
-        subject: momentum_bus::event_subject(&movement, momentum_domain::EventType::ParticipantErased.as_str()),
-        message_id: momentum_bus::message_id(&movement, ERASURE_SOURCE, &id),
-        payload: Bytes::from(serde_json::to_vec(&event).expect("a value always serialises")),
-    };
-    let request_id = request_id.as_ref().map(|RequestId(id)| id.as_str());
-    let seq = match publish_all(&state, vec![prepared], request_id).await.pop().expect("one event in, one result out") {
-        Ok((seq, _)) => seq,
-        Err(error) => return unavailable(&error),
-    };
-    if let Err(error) = state.pseudonymiser.purge(&erasure).await {
-        return unavailable(&error);
-    }
-    tracing::info!(movement, caller = caller.name, seq, "participant erased");
-    let result = ErasureResult { movement, pseudonyms_erased: erasure.pseudonyms.len(), seq: Some(seq) };
-    json_response(StatusCode::ACCEPTED, &result)
-}
-
 /// The event the API document shows.
 fn example_event() -> Value {
     json!({
@@ -720,4 +441,77 @@ fn example_event() -> Value {
         "type": "volunteer.hours_logged", "subject": "bristol-befriending",
         "time": "2026-03-05T09:00:00+00:00", "data": { "participant": "v-12", "hours": 2.5 },
     })
+}
+
+/// The 200 answer of `POST /v1/events`: a repeated single event, or a batch.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only described, never built
+pub(crate) enum PostedOk {
+    Duplicate(EventResult),
+    Batch(BatchResult),
+}
+
+/// Examples of this route's problems, for the API document.
+mod examples {
+    use momentum_runtime::auth::{Caller, Movements, Role};
+
+    use super::*;
+
+    pub(super) fn caller(role: Role) -> Caller {
+        let source = (role == Role::Partner).then(|| "urn:partner:age-uk-bristol".to_owned());
+        let movements = Movements::Only(["bristol-befriending".to_owned()].into());
+        Caller { name: "example".to_owned(), role, source, movements }
+    }
+
+    pub(super) fn invalid() -> Problem {
+        let validator = momentum_domain::Validator::new().expect("the schemas compile");
+        let event = json!({
+            "specversion": "1.0", "id": "hours-0001", "source": "urn:partner:age-uk-bristol",
+            "type": "volunteer.hours_logged", "subject": "bristol-befriending",
+            "time": "2026-03-05T09:00:00+00:00", "data": { "participant": "v-12", "hours": 30 },
+        });
+        let now = "2026-03-05T10:00:00Z".parse().expect("a time");
+        invalid_event(validator.validate(&event, now).expect_err("30 hours in a day is invalid"))
+    }
+}
+
+// The description of `EventsTooLarge` names this bound in words.
+const _: () = assert!(momentum_bus::PARTICIPANTS_PER_REQUEST_MAX == 10_000, "EventsTooLarge names the bound");
+
+problem_responses! {
+    EventsBadRequest => ("The body is not JSON, or a batch is not a JSON array, or a query parameter was given.", [
+        parse_json(b"{\"id\": ").expect_err("not JSON"),
+        not_a_batch(),
+    ]);
+    EventsForbidden => ("The token may not post events: an evaluator's token, or (for one event) a partner's \
+        token with another `source` or movement. In a batch, the latter is a per-event result instead.", [
+        examples::caller(Role::Evaluator).require_writer().expect_err("evaluators do not write"),
+        examples::caller(Role::Partner)
+            .require_write("urn:partner:other", "bristol-befriending")
+            .expect_err("another source"),
+    ]);
+    EventsTooLarge => ("The body, the batch or one event is too large, or the request names more than \
+        10 000 distinct participants.", [
+        body::examples::payload_too_large(),
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "batch-too-large", "the batch has too many events")
+            .detail(format!("got 1001 events; a batch may hold at most {BATCH_EVENTS_MAX}")),
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "event-too-large", "the event is too large")
+            .detail(format!("an event may be at most {} bytes as stored JSON", momentum_bus::EVENT_BYTES_MAX)),
+        too_many_participants(),
+    ]);
+    UnsupportedMediaType => ("The content type is not one of the three accepted.", [
+        body::examples::unsupported_media_type(),
+    ]);
+    InvalidEvent => ("The event does not match its schema (or its `time` is more than 24 hours ahead); \
+        `errors` names each field with a JSON Pointer into the event.", [examples::invalid()]);
+    RateLimited => ("The token posts more events than its rate allows; retry after `Retry-After` seconds.", [
+        Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "this token is posting too fast")
+            .detail("each token may post 5000 events a second on average; retry after the wait in Retry-After")
+            .retry_after(1),
+    ]);
+    EventsUnavailable => ("NATS is away or slow, or the service is at its bound of requests in flight: \
+        nothing was lost, and retrying the same request is safe.", [
+        Problem::unavailable("the event store did not confirm the event; it is safe to retry"),
+    ]);
 }

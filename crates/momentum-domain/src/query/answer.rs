@@ -1,0 +1,225 @@
+//! What reads answer: the JSON of the HTTP API.
+
+use chrono::NaiveDate;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::metric::Metric;
+use crate::event::Principle;
+use crate::period::Interval;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Trend {
+    pub movement: String,
+    pub interval: Interval,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// The last stream sequence these figures include.
+    pub watermark: u64,
+    /// The value of a volunteer hour `social_value_gbp` was computed with.
+    pub volunteer_hour_value_gbp: f64,
+    pub series: Vec<TrendRow>,
+    /// Set when counts of people below this were replaced by `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_below: Option<u64>,
+}
+
+/// One period of a trend: its first local date and the requested metrics,
+/// in the order of [`Metric::ALL`]; a ratio with a zero divisor is `null`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrendRow {
+    pub period: NaiveDate,
+    pub values: Vec<(Metric, Value)>,
+}
+
+impl TrendRow {
+    pub fn get(&self, metric: Metric) -> Option<&Value> {
+        self.values.iter().find(|(name, _)| *name == metric).map(|(_, value)| value)
+    }
+}
+
+impl Serialize for TrendRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1 + self.values.len()))?;
+        map.serialize_entry("period", &self.period)?;
+        for (metric, value) in &self.values {
+            map.serialize_entry(metric.as_str(), value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for TrendRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TrendRow, D::Error> {
+        let mut fields = serde_json::Map::deserialize(deserializer)?;
+        let period = fields.remove("period").ok_or_else(|| serde::de::Error::missing_field("period"))?;
+        let period = serde_json::from_value(period).map_err(serde::de::Error::custom)?;
+        let values = Metric::ALL
+            .into_iter()
+            .filter_map(|metric| fields.remove(metric.as_str()).map(|value| (metric, value)))
+            .collect();
+        Ok(TrendRow { period, values })
+    }
+}
+
+/// The schema of a trend row for the API document: it is written by hand
+/// because the row is serialised by hand, one property per metric.
+#[cfg(feature = "openapi")]
+mod trend_row_schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+    use utoipa::openapi::{RefOr, schema::SchemaType};
+
+    use super::{Metric, TrendRow};
+
+    impl Metric {
+        /// The JSON type of the metric's values: counts are integers and
+        /// hours, pounds and ratios numbers; counts of people may be `null`
+        /// (suppressed) and ratios `null` (undefined, or suppressed).
+        fn value_schema(self) -> ObjectBuilder {
+            // Counts of people may be suppressed, ratios undefined: both `null`.
+            let whole = !matches!(
+                self,
+                Metric::VolunteerHours
+                    | Metric::SocialValueGbp
+                    | Metric::RetentionRate
+                    | Metric::CitizenLedShare
+                    | Metric::Momentum
+            );
+            let nullable = self.counts_people()
+                || matches!(self, Metric::RetentionRate | Metric::CitizenLedShare | Metric::Momentum);
+            let number = if whole { Type::Integer } else { Type::Number };
+            let schema_type =
+                if nullable { SchemaType::from_iter([number, Type::Null]) } else { SchemaType::new(number) };
+            ObjectBuilder::new().schema_type(schema_type)
+        }
+    }
+
+    impl utoipa::PartialSchema for TrendRow {
+        fn schema() -> RefOr<Schema> {
+            let date = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date)));
+            let mut row = ObjectBuilder::new()
+                .description(Some(
+                    "One period: its first local date and one property per metric asked for (every metric \
+                     when `metrics` is not given), in the order of the metrics list; see docs/metrics.md.",
+                ))
+                .property("period", date.description(Some("The first local date of the period.")))
+                .required("period");
+            for metric in Metric::ALL {
+                row = row.property(metric.as_str(), metric.value_schema());
+            }
+            row.into()
+        }
+    }
+
+    impl utoipa::ToSchema for TrendRow {}
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MovementList {
+    pub watermark: u64,
+    pub movements: Vec<MovementSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MovementSummary {
+    pub movement: String,
+    /// Distinct events accepted for the movement, retractions included.
+    pub events: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Status {
+    /// The last stream sequence the projection has applied.
+    pub watermark: u64,
+    /// Stream messages this projector process has read since it started:
+    /// after a restart it counts only what came after the checkpoint.
+    pub applied_since_start: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Cohorts {
+    pub movement: String,
+    pub interval: Interval,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub watermark: u64,
+    pub cohorts: Vec<Cohort>,
+    /// Set when counts of people below this were replaced by `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_below: Option<u64>,
+}
+
+/// The participants whose first participation falls in one period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Cohort {
+    /// The period's first local date.
+    pub cohort: NaiveDate,
+    /// `None` only where small numbers are suppressed.
+    pub size: Option<i64>,
+    /// How many of them took part in the cohort's period, the next, and so
+    /// on to the last period in range; `None` only where suppressed.
+    pub active: Vec<Option<i64>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Principles {
+    pub movement: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub watermark: u64,
+    pub principles: Vec<PrincipleFigures>,
+    /// Set when counts of people below this were replaced by `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_below: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PrincipleFigures {
+    pub principle: Principle,
+    /// Meetings, actions and hour logs tagged with the principle.
+    pub activities: u64,
+    /// Distinct participants of those activities; `None` only where suppressed.
+    pub participants: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Comparison {
+    pub metric: Metric,
+    pub interval: Interval,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub watermark: u64,
+    pub volunteer_hour_value_gbp: f64,
+    pub series: Vec<ComparedMovement>,
+    /// Set when counts of people below this were replaced by `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_below: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComparedMovement {
+    pub movement: String,
+    pub values: Vec<PeriodValue>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PeriodValue {
+    pub period: NaiveDate,
+    /// The metric's value; `null` where a ratio is undefined or a count suppressed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required = true))]
+    pub value: Value,
+}

@@ -1,0 +1,202 @@
+//! The metrics of a trend, and how each period's figure is computed from
+//! its totals and those of the periods before.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ledger::PeriodTotals;
+
+/// Every metric a trend can carry; the names are the API's field names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    ActiveParticipants,
+    NewParticipants,
+    ReturningParticipants,
+    RetainedParticipants,
+    RetentionRate,
+    Joined,
+    Meetings,
+    Attendances,
+    VolunteerHours,
+    Volunteers,
+    SocialValueGbp,
+    CollectiveActions,
+    ActionParticipants,
+    PeopleReached,
+    Organisers,
+    CitizenLedShare,
+    Partners,
+    Areas,
+    Momentum,
+}
+
+/// Names each metric once, for both [`Metric::as_str`] and the JSON key a
+/// trend row writes before its figure.
+macro_rules! metric_names {
+    ($($metric:ident => $name:literal,)*) => {
+        impl Metric {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Metric::$metric => $name,)*
+                }
+            }
+
+            /// `,"<name>":`, as a trend row writes it before the figure.
+            pub(super) fn json_key(self) -> &'static str {
+                match self {
+                    $(Metric::$metric => concat!(",\"", $name, "\":"),)*
+                }
+            }
+        }
+    };
+}
+
+metric_names! {
+    ActiveParticipants => "active_participants",
+    NewParticipants => "new_participants",
+    ReturningParticipants => "returning_participants",
+    RetainedParticipants => "retained_participants",
+    RetentionRate => "retention_rate",
+    Joined => "joined",
+    Meetings => "meetings",
+    Attendances => "attendances",
+    VolunteerHours => "volunteer_hours",
+    Volunteers => "volunteers",
+    SocialValueGbp => "social_value_gbp",
+    CollectiveActions => "collective_actions",
+    ActionParticipants => "action_participants",
+    PeopleReached => "people_reached",
+    Organisers => "organisers",
+    CitizenLedShare => "citizen_led_share",
+    Partners => "partners",
+    Areas => "areas",
+    Momentum => "momentum",
+}
+
+impl Metric {
+    pub const ALL: [Metric; 19] = [
+        Metric::ActiveParticipants,
+        Metric::NewParticipants,
+        Metric::ReturningParticipants,
+        Metric::RetainedParticipants,
+        Metric::RetentionRate,
+        Metric::Joined,
+        Metric::Meetings,
+        Metric::Attendances,
+        Metric::VolunteerHours,
+        Metric::Volunteers,
+        Metric::SocialValueGbp,
+        Metric::CollectiveActions,
+        Metric::ActionParticipants,
+        Metric::PeopleReached,
+        Metric::Organisers,
+        Metric::CitizenLedShare,
+        Metric::Partners,
+        Metric::Areas,
+        Metric::Momentum,
+    ];
+
+    pub fn parse(text: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|metric| metric.as_str() == text)
+    }
+
+    /// The metric's value for period P, from the totals of P, P-1 and P-4.
+    #[inline]
+    pub(super) fn figure(
+        self,
+        current: &PeriodTotals,
+        previous: &PeriodTotals,
+        four_back: &PeriodTotals,
+        hour_value_gbp: f64,
+    ) -> Figure {
+        let ratio = |numerator: i64, denominator: i64| {
+            if denominator == 0 { Figure::Undefined } else { Figure::Fraction(numerator as f64 / denominator as f64) }
+        };
+        match self {
+            Metric::ActiveParticipants => Figure::Count(current.active_participants),
+            Metric::NewParticipants => Figure::Count(current.new_participants),
+            Metric::ReturningParticipants => {
+                Figure::Count(current.active_participants.saturating_sub(current.new_participants))
+            }
+            Metric::RetainedParticipants => Figure::Count(current.retained_participants),
+            Metric::RetentionRate => ratio(current.retained_participants, previous.active_participants),
+            Metric::Joined => Figure::Count(current.joined),
+            Metric::Meetings => Figure::Count(current.meetings),
+            Metric::Attendances => Figure::Count(current.attendances),
+            Metric::VolunteerHours => Figure::decimal(current.volunteer_millihours, 3),
+            Metric::Volunteers => Figure::Count(current.volunteers),
+            Metric::SocialValueGbp => {
+                let pence = (current.volunteer_millihours as f64 * hour_value_gbp / 10.0).round();
+                // Whole pence are written as a decimal while they are exact
+                // integers, as every real total is.
+                if pence.abs() < Figure::DECIMAL_UNITS_BOUND as f64 {
+                    Figure::decimal(pence as i64, 2)
+                } else {
+                    Figure::Fraction(pence / 100.0)
+                }
+            }
+            Metric::CollectiveActions => Figure::Count(current.collective_actions),
+            Metric::ActionParticipants => Figure::Count(current.action_participants),
+            Metric::PeopleReached => Figure::Count(current.people_reached),
+            Metric::Organisers => Figure::Count(current.organisers),
+            Metric::CitizenLedShare => {
+                ratio(current.citizen_led, current.meetings.saturating_add(current.collective_actions))
+            }
+            Metric::Partners => Figure::Count(current.partners),
+            Metric::Areas => Figure::Count(current.areas),
+            Metric::Momentum => {
+                // Saturating: totals that crossed NATS are not trusted not to overflow.
+                ratio(
+                    current.window_participants.saturating_sub(four_back.window_participants),
+                    four_back.window_participants,
+                )
+            }
+        }
+    }
+}
+
+/// One figure of a trend: a count, a fraction, or undefined (a ratio with
+/// a zero divisor), which JSON writes as `null`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Figure {
+    Count(i64),
+    Fraction(f64),
+    /// `units` / 10^`places`: whole milli-hours as hours, whole pence as
+    /// pounds. Its value is the float `Fraction` would hold; it is only
+    /// written without a float formatter (a fifth of a trend's figures).
+    Decimal {
+        units: i64,
+        places: u32,
+    },
+    Undefined,
+}
+
+impl Figure {
+    /// Below this many units (15 digits) the decimal is exactly the
+    /// shortest text of its float: two decimals of at most 15 significant
+    /// digits never round to the same `f64`.
+    pub(super) const DECIMAL_UNITS_BOUND: u64 = 1_000_000_000_000_000;
+
+    pub(super) fn decimal(units: i64, places: u32) -> Figure {
+        debug_assert!(places <= 3, "only milli-hours and pence are decimals");
+        if units.unsigned_abs() < Figure::DECIMAL_UNITS_BOUND {
+            Figure::Decimal { units, places }
+        } else {
+            Figure::Fraction(units as f64 / 10f64.powi(places as i32))
+        }
+    }
+}
+
+impl From<Figure> for Value {
+    fn from(figure: Figure) -> Value {
+        match figure {
+            Figure::Count(count) => Value::from(count),
+            // A fraction that is not finite becomes null, as serde_json writes it.
+            Figure::Fraction(fraction) => Value::from(fraction),
+            Figure::Decimal { units, places } => Value::from(units as f64 / 10f64.powi(places as i32)),
+            Figure::Undefined => Value::Null,
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Reads over the projection, and the request and response shapes that the
+//! projector and the query service exchange. Most answers are the JSON the
+//! HTTP API returns, which the query service passes through; a trend crosses
+//! as its period totals ([`TrendTotals`]), from which the query service
+//! computes the trend with [`trend_json_from_totals`].
+//!
+//! Every read costs in proportion to what it returns (periods, cohorts,
+//! principles), never to the number of events stored.
+//!
+//! - `request`: what a read asks for, valid once built;
+//! - `answer`: what it answers;
+//! - `metric`: the metrics of a trend and how each is computed;
+//! - `totals`: a trend's period totals and their binary form;
+//! - `json`: a trend written as JSON without serde's map machinery;
+//! - [`suppression`]: small numbers hidden from evaluators.
+
+mod answer;
+mod json;
+mod metric;
+mod request;
+pub mod suppression;
+#[cfg(test)]
+mod tests;
+mod totals;
+
+use chrono::NaiveDate;
+use serde_json::Value;
+
+pub use answer::{
+    Cohort, Cohorts, ComparedMovement, Comparison, MovementList, MovementSummary, PeriodValue, PrincipleFigures,
+    Principles, Status, Trend, TrendRow,
+};
+use json::{write_row, write_trend};
+use metric::Figure;
+pub use metric::Metric;
+pub use request::{
+    CohortRequest, CompareRequest, ComparedMovements, ComparedMovementsError, DateRange, EARLIEST_DATE, LATEST_DATE,
+    MOVEMENT_ID_PATTERN, MOVEMENTS_PER_COMPARISON_MAX, MovementId, NotAMovementId, PERIODS_PER_TREND_MAX, Periods,
+    PrinciplesRequest, RangeEnd, RangeError, ReadSettings, TrendRequest,
+};
+pub use totals::{TotalsEncoding, TrendTotals, UnreadableTotals};
+
+use crate::event::Principle;
+use crate::ledger::{Ledger, MOMENTUM_WINDOW_PERIODS, MovementLedger, PeriodTotals};
+use crate::period::Interval;
+
+/// The ledger's reads: figures computed from a movement's facts
+/// ([`crate::ledger::MovementLedger`]), each in proportion to the facts of
+/// the periods it covers.
+pub trait ProjectionRead {
+    type Error;
+    /// The last stream sequence folded in.
+    fn watermark(&self) -> Result<u64, Self::Error>;
+    /// The movement's count of distinct accepted events; `None` for a
+    /// movement without any.
+    fn movement_events(&self, movement: &str) -> Result<Option<u64>, Self::Error>;
+    /// Every movement with at least one event, in id order.
+    fn movement_list(&self) -> Result<Vec<MovementSummary>, Self::Error>;
+    /// The totals of each of `starts` (consecutive periods, in order),
+    /// zeros where nothing happened.
+    fn period_totals(
+        &self,
+        movement: &str,
+        interval: Interval,
+        starts: &[NaiveDate],
+    ) -> Result<Vec<PeriodTotals>, Self::Error>;
+    /// For each of `periods` (consecutive, in order) as a cohort, how many
+    /// of its members took part in it and in each later period of
+    /// `periods`: `[c][k]` for cohort `c` in period `c + k`.
+    fn cohort_activity(
+        &self,
+        movement: &str,
+        interval: Interval,
+        periods: &[NaiveDate],
+    ) -> Result<Vec<Vec<i64>>, Self::Error>;
+    /// Each principle's tagged activities from `from` to `to` (inclusive),
+    /// and their distinct participants, in [`Principle::ALL`]'s order.
+    fn principle_figures(
+        &self,
+        movement: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<[(u64, u64); Principle::ALL.len()], Self::Error>;
+}
+
+impl ProjectionRead for Ledger {
+    type Error = std::convert::Infallible;
+
+    fn watermark(&self) -> Result<u64, Self::Error> {
+        Ok(Ledger::watermark(self))
+    }
+
+    fn movement_events(&self, movement: &str) -> Result<Option<u64>, Self::Error> {
+        Ok(self.movement(movement).map(MovementLedger::accepted_events))
+    }
+
+    fn movement_list(&self) -> Result<Vec<MovementSummary>, Self::Error> {
+        Ok(self
+            .movements()
+            .map(|(movement, ledger)| MovementSummary {
+                movement: movement.to_owned(),
+                events: ledger.accepted_events(),
+            })
+            .collect())
+    }
+
+    fn period_totals(
+        &self,
+        movement: &str,
+        interval: Interval,
+        starts: &[NaiveDate],
+    ) -> Result<Vec<PeriodTotals>, Self::Error> {
+        Ok(match self.movement(movement) {
+            Some(ledger) => ledger.period_totals(interval, starts),
+            None => vec![PeriodTotals::default(); starts.len()],
+        })
+    }
+
+    fn cohort_activity(
+        &self,
+        movement: &str,
+        interval: Interval,
+        periods: &[NaiveDate],
+    ) -> Result<Vec<Vec<i64>>, Self::Error> {
+        Ok(match self.movement(movement) {
+            Some(ledger) => ledger.cohort_activity(interval, periods),
+            None => (0..periods.len()).map(|cohort| vec![0; periods.len() - cohort]).collect(),
+        })
+    }
+
+    fn principle_figures(
+        &self,
+        movement: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<[(u64, u64); Principle::ALL.len()], Self::Error> {
+        Ok(self.movement(movement).map_or([(0, 0); Principle::ALL.len()], |ledger| ledger.principle_figures(from, to)))
+    }
+}
+
+/// Why a read could not be answered.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError<E> {
+    #[error("movement {0:?} has no events")]
+    UnknownMovement(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the store could not be read")]
+    Store(E),
+}
+
+fn check_movement<R: ProjectionRead + ?Sized>(projection: &R, movement: &str) -> Result<(), QueryError<R::Error>> {
+    match projection.movement_events(movement).map_err(QueryError::Store)? {
+        Some(_) => Ok(()),
+        None => Err(QueryError::UnknownMovement(movement.to_owned())),
+    }
+}
+
+/// The trend of one movement: one row for every period in range, zeros
+/// where nothing happened.
+pub fn trend<R: ProjectionRead + ?Sized>(
+    projection: &R,
+    request: &TrendRequest,
+    settings: &ReadSettings,
+) -> Result<Trend, QueryError<R::Error>> {
+    trend_from_totals(request, &trend_totals(projection, request, settings)?)
+}
+
+/// Reads the totals of a trend: the watermark, then one range scan.
+pub fn trend_totals<R: ProjectionRead + ?Sized>(
+    projection: &R,
+    request: &TrendRequest,
+    settings: &ReadSettings,
+) -> Result<TrendTotals, QueryError<R::Error>> {
+    let periods = request.periods.starts();
+    // Read the watermark first: rows written after it only make the answer
+    // newer than it says, never older.
+    let watermark = projection.watermark().map_err(QueryError::Store)?;
+    check_movement(projection, request.movement.as_str())?;
+    let starts = with_lookback(request, &periods);
+    let totals = projection
+        .period_totals(request.movement.as_str(), request.periods.interval(), &starts)
+        .map_err(QueryError::Store)?;
+    Ok(TrendTotals { watermark, volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp, totals })
+}
+
+/// The periods whose totals a trend over `periods` needs: the four before
+/// the first, then `periods`.
+fn with_lookback(request: &TrendRequest, periods: &[NaiveDate]) -> Vec<NaiveDate> {
+    let first = periods.first().copied().unwrap_or(request.periods.from());
+    let interval = request.periods.interval();
+    let mut starts: Vec<NaiveDate> =
+        (1..=MOMENTUM_WINDOW_PERIODS).rev().map(|back| interval.shift(first, -back)).collect();
+    starts.extend(periods);
+    starts
+}
+
+/// Computes the trend `request` asks for from its totals: pure, so the
+/// query service runs it as the projector would.
+pub fn trend_from_totals<E>(request: &TrendRequest, totals: &TrendTotals) -> Result<Trend, QueryError<E>> {
+    let (periods, metrics) = fit_totals(request, totals)?;
+    let mut trend = trend_header(request, totals);
+    trend.series = periods
+        .iter()
+        .enumerate()
+        .map(|(index, start)| {
+            let values = metrics.iter().map(|metric| (*metric, row_figure(totals, index, *metric).into())).collect();
+            TrendRow { period: *start, values }
+        })
+        .collect();
+    Ok(trend)
+}
+
+/// The JSON of the trend `request` asks for, written straight from its
+/// totals: what `trend_from_totals(..)?.to_json()` writes, without building
+/// rows of values first (that was a fifth of the query service's CPU per
+/// trend read). Query uses it for answers in which nothing is suppressed.
+pub fn trend_json_from_totals<E>(request: &TrendRequest, totals: &TrendTotals) -> Result<Vec<u8>, QueryError<E>> {
+    let (periods, metrics) = fit_totals(request, totals)?;
+    let header = trend_header(request, totals);
+    Ok(write_trend(&header, periods.len(), |out, index| {
+        write_row(out, periods[index], metrics.iter().map(|metric| (*metric, row_figure(totals, index, *metric))))
+    }))
+}
+
+/// The periods and metrics of a trend, once its totals are known to fit.
+fn fit_totals<E>(request: &TrendRequest, totals: &TrendTotals) -> Result<(Vec<NaiveDate>, Vec<Metric>), QueryError<E>> {
+    let periods = request.periods.starts();
+    if totals.totals.len() != periods.len() + MOMENTUM_WINDOW_PERIODS as usize {
+        return Err(QueryError::Invalid(format!(
+            "{} period totals do not fit a range of {} periods",
+            totals.totals.len(),
+            periods.len()
+        )));
+    }
+    let metrics = match &request.metrics {
+        Some(wanted) => Metric::ALL.into_iter().filter(|metric| wanted.contains(metric)).collect(),
+        None => Metric::ALL.to_vec(),
+    };
+    Ok((periods, metrics))
+}
+
+/// A trend without its rows.
+fn trend_header(request: &TrendRequest, totals: &TrendTotals) -> Trend {
+    Trend {
+        movement: request.movement.to_string(),
+        interval: request.periods.interval(),
+        from: request.periods.from(),
+        to: request.periods.to(),
+        watermark: totals.watermark,
+        volunteer_hour_value_gbp: totals.volunteer_hour_value_gbp,
+        series: Vec::new(),
+        suppressed_below: None,
+    }
+}
+
+/// The figure of `metric` in the `index`th period of the range, whose
+/// totals follow the [`MOMENTUM_WINDOW_PERIODS`] before the range.
+#[inline]
+fn row_figure(totals: &TrendTotals, index: usize, metric: Metric) -> Figure {
+    let lookback = MOMENTUM_WINDOW_PERIODS as usize;
+    let position = index + lookback;
+    let all = &totals.totals;
+    metric.figure(&all[position], &all[position - 1], &all[position - lookback], totals.volunteer_hour_value_gbp)
+}
+
+/// Cohorts by first participation, with the activity of each over the
+/// following periods in range.
+pub fn cohorts<R: ProjectionRead + ?Sized>(
+    projection: &R,
+    request: &CohortRequest,
+) -> Result<Cohorts, QueryError<R::Error>> {
+    let periods = request.periods.starts();
+    let (movement, interval) = (request.movement.as_str(), request.periods.interval());
+    let watermark = projection.watermark().map_err(QueryError::Store)?;
+    check_movement(projection, movement)?;
+    let sizes = projection.period_totals(movement, interval, &periods).map_err(QueryError::Store)?;
+    let activity = projection.cohort_activity(movement, interval, &periods).map_err(QueryError::Store)?;
+    let cohorts = periods
+        .iter()
+        .zip(sizes.iter().zip(activity))
+        .filter(|(_, (totals, _))| totals.new_participants != 0)
+        .map(|(cohort, (totals, active))| Cohort {
+            cohort: *cohort,
+            size: Some(totals.new_participants),
+            active: active.into_iter().map(Some).collect(),
+        })
+        .collect();
+    Ok(Cohorts {
+        movement: request.movement.to_string(),
+        interval,
+        from: request.periods.from(),
+        to: request.periods.to(),
+        watermark,
+        cohorts,
+        suppressed_below: None,
+    })
+}
+
+/// The eight-principles panel over a range of local dates.
+pub fn principles<R: ProjectionRead + ?Sized>(
+    projection: &R,
+    request: &PrinciplesRequest,
+) -> Result<Principles, QueryError<R::Error>> {
+    let range = request.range();
+    let watermark = projection.watermark().map_err(QueryError::Store)?;
+    check_movement(projection, request.movement.as_str())?;
+    let figures =
+        projection.principle_figures(request.movement.as_str(), range.from(), range.to()).map_err(QueryError::Store)?;
+    let figures = Principle::ALL
+        .into_iter()
+        .zip(figures)
+        .map(|(principle, (activities, participants))| PrincipleFigures {
+            principle,
+            activities,
+            participants: Some(participants),
+        })
+        .collect();
+    Ok(Principles {
+        movement: request.movement.to_string(),
+        from: range.from(),
+        to: range.to(),
+        watermark,
+        principles: figures,
+        suppressed_below: None,
+    })
+}
+
+/// One metric for several movements over the same periods.
+pub fn compare<R: ProjectionRead + ?Sized>(
+    projection: &R,
+    request: &CompareRequest,
+    settings: &ReadSettings,
+) -> Result<Comparison, QueryError<R::Error>> {
+    let totals = request
+        .movements
+        .as_slice()
+        .iter()
+        .map(|movement| trend_totals(projection, &request.trend_of(movement, None), settings))
+        .collect::<Result<Vec<_>, _>>()?;
+    comparison_from_totals(request, &totals, None)
+}
+
+/// A comparison from each movement's trend totals (`totals[i]` of
+/// `request.movements[i]`), with small numbers suppressed exactly as each
+/// movement's trend would be when `below` is given. The projector answers
+/// comparisons with it, and the query service builds suppressed ones.
+pub fn comparison_from_totals<E>(
+    request: &CompareRequest,
+    totals: &[TrendTotals],
+    below: Option<u64>,
+) -> Result<Comparison, QueryError<E>> {
+    let movements = request.movements.as_slice();
+    if totals.len() != movements.len() {
+        return Err(QueryError::Invalid(format!(
+            "{} movements compared but the totals of {}",
+            movements.len(),
+            totals.len()
+        )));
+    }
+    let mut series = Vec::with_capacity(movements.len());
+    for (movement, totals) in movements.iter().zip(totals) {
+        // Suppression looks at every figure of a period.
+        let metrics = if below.is_some() { None } else { Some(vec![request.metric]) };
+        let trend_request = request.trend_of(movement, metrics);
+        let mut trend = trend_from_totals(&trend_request, totals)?;
+        if let Some(below) = below {
+            suppression::trend(&mut trend, totals, below);
+        }
+        let values = trend
+            .series
+            .into_iter()
+            .map(|row| PeriodValue {
+                period: row.period,
+                value: row.get(request.metric).cloned().unwrap_or(Value::Null),
+            })
+            .collect();
+        series.push(ComparedMovement { movement: movement.to_string(), values });
+    }
+    Ok(Comparison {
+        metric: request.metric,
+        interval: request.periods.interval(),
+        from: request.periods.from(),
+        to: request.periods.to(),
+        // Each movement's totals read the watermark before their periods.
+        watermark: totals.iter().map(|totals| totals.watermark).min().unwrap_or(0),
+        volunteer_hour_value_gbp: totals.first().map_or(0.0, |totals| totals.volunteer_hour_value_gbp),
+        series,
+        suppressed_below: below,
+    })
+}
+
+/// Every movement with at least one event, in id order.
+pub fn movements<R: ProjectionRead + ?Sized>(projection: &R) -> Result<MovementList, QueryError<R::Error>> {
+    let watermark = projection.watermark().map_err(QueryError::Store)?;
+    let movements = projection.movement_list().map_err(QueryError::Store)?;
+    Ok(MovementList { watermark, movements })
+}

@@ -1,0 +1,110 @@
+//! Small-number suppression: counts of people from 1 to `below - 1` are
+//! replaced by `null`, so a published figure cannot single a person out.
+//! Zero stays (it singles nobody out). Ratios built on counts of people
+//! (`retention_rate`, `momentum`) are `null` wherever the active count of
+//! their period or the one before is suppressed or unknown.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::answer::{Cohorts, Principles, Trend};
+use super::metric::{Figure, Metric};
+use super::totals::TrendTotals;
+use crate::ledger::MOMENTUM_WINDOW_PERIODS;
+
+impl Metric {
+    /// Whether the metric counts people (not events, hours or places).
+    pub fn counts_people(self) -> bool {
+        matches!(
+            self,
+            Metric::ActiveParticipants
+                | Metric::NewParticipants
+                | Metric::ReturningParticipants
+                | Metric::RetainedParticipants
+                | Metric::Joined
+                | Metric::Volunteers
+                | Metric::ActionParticipants
+                | Metric::Organisers
+        )
+    }
+}
+
+fn is_small(count: i64, below: u64) -> bool {
+    count > 0 && (count as u64) < below
+}
+
+/// The figures of people of one trend row (`index`, from the first
+/// period asked for) that may not be published:
+/// - every count of people from 1 to `below - 1`;
+/// - where that hides exactly one of the active, new and returning
+///   counts, the smaller of the other two as well, since any two of them
+///   give the third (active = new + returning);
+/// - retention when the retained count, or the active count of the
+///   period or the one before, is hidden as small; momentum when either
+///   of its window counts is small, or either active count.
+pub fn hidden_figures(totals: &TrendTotals, index: usize, below: u64) -> BTreeSet<Metric> {
+    let lookback = MOMENTUM_WINDOW_PERIODS as usize;
+    let all = &totals.totals;
+    let (current, previous, four_back) = (&all[index + lookback], &all[index + lookback - 1], &all[index]);
+    let count = |metric: Metric| match metric.figure(current, previous, four_back, 0.0) {
+        Figure::Count(count) => count,
+        Figure::Fraction(_) | Figure::Decimal { .. } | Figure::Undefined => 0,
+    };
+    let mut hidden: BTreeSet<Metric> = Metric::ALL
+        .iter()
+        .copied()
+        .filter(|metric| metric.counts_people() && is_small(count(*metric), below))
+        .collect();
+    let related = [Metric::ActiveParticipants, Metric::NewParticipants, Metric::ReturningParticipants];
+    if related.iter().filter(|metric| hidden.contains(metric)).count() == 1 {
+        let shown = related.iter().copied().filter(|metric| !hidden.contains(metric));
+        if let Some(smaller) = shown.min_by_key(|metric| count(*metric)) {
+            hidden.insert(smaller);
+        }
+    }
+    let small = |count: i64| is_small(count, below);
+    let actives_small = small(current.active_participants) || small(previous.active_participants);
+    if actives_small || small(current.retained_participants) {
+        hidden.insert(Metric::RetentionRate);
+    }
+    if actives_small || small(current.window_participants) || small(four_back.window_participants) {
+        hidden.insert(Metric::Momentum);
+    }
+    hidden
+}
+
+/// Suppresses a trend computed from `totals` (the same request's).
+pub fn trend(trend: &mut Trend, totals: &TrendTotals, below: u64) {
+    let lookback = MOMENTUM_WINDOW_PERIODS as usize;
+    assert_eq!(trend.series.len() + lookback, totals.totals.len(), "a trend is suppressed by its own totals");
+    for (index, row) in trend.series.iter_mut().enumerate() {
+        let hidden = hidden_figures(totals, index, below);
+        for (metric, value) in &mut row.values {
+            if hidden.contains(metric) {
+                *value = Value::Null;
+            }
+        }
+    }
+    trend.suppressed_below = Some(below);
+}
+
+pub fn cohorts(cohorts: &mut Cohorts, below: u64) {
+    for cohort in &mut cohorts.cohorts {
+        for count in std::iter::once(&mut cohort.size).chain(cohort.active.iter_mut()) {
+            if count.is_some_and(|count| is_small(count, below)) {
+                *count = None;
+            }
+        }
+    }
+    cohorts.suppressed_below = Some(below);
+}
+
+pub fn principles(principles: &mut Principles, below: u64) {
+    for figures in &mut principles.principles {
+        if figures.participants.is_some_and(|count| is_small(count as i64, below)) {
+            figures.participants = None;
+        }
+    }
+    principles.suppressed_below = Some(below);
+}

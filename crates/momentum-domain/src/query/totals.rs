@@ -1,0 +1,159 @@
+//! A trend's period totals, as the projector sends them to the query
+//! service, in JSON or a compact binary form.
+
+use serde::{Deserialize, Serialize};
+
+use super::request::PERIODS_PER_TREND_MAX;
+use crate::ledger::{MOMENTUM_WINDOW_PERIODS, PeriodTotals};
+
+/// What a trend is computed from: the stored totals of every period in
+/// range and of the four before the first, which retention and momentum
+/// look back to. The query service asks for these rather than the trend:
+/// three years of weekly totals are about 10 KB of JSON, the trend with
+/// every metric about 95 KB, and those bytes crossed NATS twice per read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrendTotals {
+    /// The last stream sequence these totals include.
+    pub watermark: u64,
+    /// The projector's value of a volunteer hour, so that every reader
+    /// computes `social_value_gbp` alike.
+    pub volunteer_hour_value_gbp: f64,
+    /// [`MOMENTUM_WINDOW_PERIODS`] periods before the range, then each
+    /// period in range, in order.
+    pub totals: Vec<PeriodTotals>,
+}
+
+/// How the projector encodes a `trend_totals` answer. JSON unless the
+/// asker names [`TotalsEncoding::Binary`]: the query service does, and
+/// reads either, so that a query service and a projector of different
+/// versions still understand each other during an upgrade.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TotalsEncoding {
+    /// [`TrendTotals::to_binary`]: reading three years of weekly totals as
+    /// JSON was a quarter of the query service's work for a trend
+    /// (docs/benchmarks.md).
+    Binary,
+    /// JSON, as every other answer. Also what an encoding this version
+    /// does not know reads as, so that a newer query service asking for
+    /// one still gets an answer it can read.
+    #[default]
+    #[serde(other)]
+    Json,
+}
+
+/// The first byte of [`TrendTotals::to_binary`]'s form; JSON's is `{`.
+const TOTALS_BINARY_VERSION: u8 = 1;
+
+/// The version byte, the watermark, the hour value and the period count.
+pub(super) const TOTALS_HEADER_BYTES: usize = 1 + 8 + 8 + 4;
+
+/// The periods binary totals may hold, so that a damaged count cannot make
+/// the reader reserve memory without bound.
+pub(super) const TOTALS_PERIODS_MAX: usize = PERIODS_PER_TREND_MAX + MOMENTUM_WINDOW_PERIODS as usize;
+
+/// Totals that are neither JSON nor binary totals this version can read.
+#[derive(Debug, thiserror::Error)]
+#[error("trend totals cannot be read: {0}")]
+pub struct UnreadableTotals(String);
+
+impl TrendTotals {
+    /// A compact form: the version byte, the watermark (u64) and hour value
+    /// (f64), little-endian, the number of periods (u32), then for each
+    /// period the count of its fields up to the last that is not zero (one
+    /// byte) and those fields, each zigzag-encoded as a LEB128 varint.
+    /// Three years of weekly totals take about a third of their JSON.
+    pub fn to_binary(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(TOTALS_HEADER_BYTES + self.totals.len() * 24);
+        bytes.push(TOTALS_BINARY_VERSION);
+        bytes.extend_from_slice(&self.watermark.to_le_bytes());
+        bytes.extend_from_slice(&self.volunteer_hour_value_gbp.to_le_bytes());
+        let periods = u32::try_from(self.totals.len()).expect("a trend has at most TOTALS_PERIODS_MAX periods");
+        bytes.extend_from_slice(&periods.to_le_bytes());
+        for totals in &self.totals {
+            let fields = totals.fields();
+            let length = fields.iter().rposition(|field| *field != 0).map_or(0, |last| last + 1);
+            bytes.push(u8::try_from(length).expect("a period has 16 fields"));
+            for field in &fields[..length] {
+                let mut zigzag = ((field << 1) ^ (field >> 63)) as u64;
+                while zigzag >= 0x80 {
+                    bytes.push((zigzag as u8) | 0x80);
+                    zigzag >>= 7;
+                }
+                bytes.push(zigzag as u8);
+            }
+        }
+        bytes
+    }
+
+    /// Reads a projector's answer, JSON or [`TrendTotals::to_binary`]'s
+    /// form. As with stored totals, a period with fewer fields reads with
+    /// zeros for the rest, and fields a newer writer appended are skipped.
+    pub fn from_answer(bytes: &[u8]) -> Result<TrendTotals, UnreadableTotals> {
+        match bytes.first() {
+            Some(&TOTALS_BINARY_VERSION) => TrendTotals::from_binary(&bytes[1..]),
+            _ => serde_json::from_slice(bytes).map_err(|error| UnreadableTotals(error.to_string())),
+        }
+    }
+
+    fn from_binary(bytes: &[u8]) -> Result<TrendTotals, UnreadableTotals> {
+        let mut reader = BinaryReader { rest: bytes };
+        let watermark = u64::from_le_bytes(reader.take()?);
+        let volunteer_hour_value_gbp = f64::from_le_bytes(reader.take()?);
+        let periods = u32::from_le_bytes(reader.take()?) as usize;
+        if periods > TOTALS_PERIODS_MAX {
+            return Err(UnreadableTotals(format!("{periods} periods, more than a trend holds")));
+        }
+        let mut totals = Vec::with_capacity(periods);
+        for _ in 0..periods {
+            let [length] = reader.take()?;
+            let mut period = PeriodTotals::default();
+            let mut fields = period.fields_mut().into_iter();
+            for _ in 0..length {
+                let value = reader.varint()?;
+                if let Some(field) = fields.next() {
+                    *field = value;
+                }
+            }
+            drop(fields);
+            totals.push(period);
+        }
+        if !reader.rest.is_empty() {
+            return Err(UnreadableTotals(format!("{} bytes after the last period", reader.rest.len())));
+        }
+        Ok(TrendTotals { watermark, volunteer_hour_value_gbp, totals })
+    }
+}
+
+/// Reads [`TrendTotals::to_binary`]'s form, refusing to read past its end.
+struct BinaryReader<'a> {
+    rest: &'a [u8],
+}
+
+impl BinaryReader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], UnreadableTotals> {
+        let (taken, rest) =
+            self.rest.split_first_chunk::<N>().ok_or_else(|| UnreadableTotals("cut short".to_owned()))?;
+        self.rest = rest;
+        Ok(*taken)
+    }
+
+    /// A zigzag LEB128 varint of at most ten bytes.
+    fn varint(&mut self) -> Result<i64, UnreadableTotals> {
+        let mut zigzag = 0u64;
+        let mut shift = 0;
+        loop {
+            let [byte] = self.take()?;
+            // The tenth byte carries the 64th bit only: anything more, a
+            // continuation included, is not a u64.
+            if shift == 63 && byte > 1 {
+                return Err(UnreadableTotals("a number beyond 64 bits".to_owned()));
+            }
+            zigzag |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64));
+            }
+            shift += 7;
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! Asking the projection service for a read and answering the client:
+//! fitting the answer to the caller (listings hold only the movements they
+//! may read, evaluators' figures have small numbers suppressed) and writing
+//! it as JSON or CSV.
+
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use momentum_bus::QueryEndpoint;
+use momentum_domain::query::{
+    self, CohortRequest, Cohorts, CompareRequest, MovementList, Principles, PrinciplesRequest, QueryError,
+    TotalsEncoding, TrendRequest, TrendTotals, suppression,
+};
+use momentum_runtime::auth::{Caller, Movements, Role};
+use momentum_runtime::{Problem, problem_responses};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::parameters::Reading;
+use crate::AppState;
+use crate::csv::{Format, to_csv};
+
+/// Answers a read: its JSON as asked, or CSV; or the problem that stopped it.
+pub(crate) fn respond(endpoint: QueryEndpoint, reading: Reading, answer: Result<Bytes, Response>) -> Response {
+    let json = match answer {
+        Ok(json) => json,
+        Err(response) => return response,
+    };
+    let Format::Csv(layout) = reading.format else {
+        let mut response = (StatusCode::OK, json).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        return response;
+    };
+    match to_csv(endpoint, &json, layout) {
+        Ok(file) => {
+            let mut response = (StatusCode::OK, file.body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+            let disposition = format!("attachment; filename=\"{}\"", file.filename);
+            if let Ok(value) = HeaderValue::from_str(&disposition) {
+                headers.insert(header::CONTENT_DISPOSITION, value);
+            }
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, "a projector answer could not be turned into CSV");
+            Problem::internal().into_response()
+        }
+    }
+}
+
+fn to_bytes<T: Serialize>(value: &T) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("read answers always serialise"))
+}
+
+fn internal(error: impl std::fmt::Display) -> Response {
+    tracing::error!(%error, "a projector answer could not be read");
+    Problem::internal().into_response()
+}
+
+fn unfit(error: QueryError<()>) -> Response {
+    tracing::error!(%error, "a projector's trend totals do not fit the request");
+    Problem::internal().into_response()
+}
+
+/// A request as the projector reads it: its fields, `min_seq`, and for
+/// trend totals the encoding asked for.
+fn envelope<T: Serialize>(request: &T, min_seq: Option<u64>, encoding: Option<TotalsEncoding>) -> Value {
+    let mut value = serde_json::to_value(request).expect("a request always serialises");
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("min_seq".to_owned(), serde_json::json!(min_seq));
+        if let Some(encoding) = encoding {
+            fields.insert("totals_encoding".to_owned(), serde_json::json!(encoding));
+        }
+    }
+    value
+}
+
+/// Whether small numbers are suppressed for this caller, and below what.
+/// Evaluators get suppressed figures; admins see them whole.
+fn suppression_for(state: &AppState, caller: &Caller) -> Option<u64> {
+    (state.suppress_below > 1 && caller.role == Role::Evaluator).then_some(state.suppress_below)
+}
+
+/// The movements with events, those the caller may not read left out.
+pub(crate) async fn movements(state: &AppState, caller: &Caller, min_seq: Option<u64>) -> Result<Bytes, Response> {
+    let json = ask(state, QueryEndpoint::Movements, envelope(&serde_json::json!({}), min_seq, None)).await?;
+    if caller.movements == Movements::All || caller.role == Role::Admin {
+        return Ok(json);
+    }
+    let mut list: MovementList = serde_json::from_slice(&json).map_err(internal)?;
+    list.movements.retain(|summary| caller.may_read(&summary.movement));
+    Ok(to_bytes(&list))
+}
+
+pub(crate) async fn status(state: &AppState, min_seq: Option<u64>) -> Result<Bytes, Response> {
+    ask(state, QueryEndpoint::Status, envelope(&serde_json::json!({}), min_seq, None)).await
+}
+
+/// The totals of a trend, asked for in their binary form, which a
+/// noticeable share of a trend's work here went into reading as JSON.
+async fn trend_totals(state: &AppState, request: &TrendRequest, min_seq: Option<u64>) -> Result<TrendTotals, Response> {
+    let answer =
+        ask(state, QueryEndpoint::TrendTotals, envelope(request, min_seq, Some(TotalsEncoding::Binary))).await?;
+    TrendTotals::from_answer(&answer).map_err(internal)
+}
+
+/// A trend, computed here from the projector's period totals: the totals
+/// are a few KB, the finished trend about ten times more, and those bytes
+/// would cross NATS on every read.
+pub(crate) async fn trend(
+    state: &AppState,
+    caller: &Caller,
+    mut request: TrendRequest,
+    min_seq: Option<u64>,
+) -> Result<Bytes, Response> {
+    let Some(below) = suppression_for(state, caller) else {
+        let totals = trend_totals(state, &request, min_seq).await?;
+        return query::trend_json_from_totals(&request, &totals).map(Bytes::from).map_err(unfit);
+    };
+    // What is hidden depends on every figure of a period, not on the
+    // metrics asked for: otherwise asking for them one at a time would
+    // show what asking for them together hides.
+    let requested = request.metrics.take();
+    let totals = trend_totals(state, &request, min_seq).await?;
+    let mut trend = query::trend_from_totals(&request, &totals).map_err(unfit)?;
+    suppression::trend(&mut trend, &totals, below);
+    if let Some(metrics) = requested {
+        for row in &mut trend.series {
+            row.values.retain(|(metric, _)| metrics.contains(metric));
+        }
+    }
+    Ok(Bytes::from(trend.to_json()))
+}
+
+pub(crate) async fn cohorts(
+    state: &AppState,
+    caller: &Caller,
+    request: CohortRequest,
+    min_seq: Option<u64>,
+) -> Result<Bytes, Response> {
+    let json = ask(state, QueryEndpoint::Cohorts, envelope(&request, min_seq, None)).await?;
+    let Some(below) = suppression_for(state, caller) else { return Ok(json) };
+    let mut cohorts: Cohorts = serde_json::from_slice(&json).map_err(internal)?;
+    suppression::cohorts(&mut cohorts, below);
+    Ok(to_bytes(&cohorts))
+}
+
+pub(crate) async fn principles(
+    state: &AppState,
+    caller: &Caller,
+    request: PrinciplesRequest,
+    min_seq: Option<u64>,
+) -> Result<Bytes, Response> {
+    let json = ask(state, QueryEndpoint::Principles, envelope(&request, min_seq, None)).await?;
+    let Some(below) = suppression_for(state, caller) else { return Ok(json) };
+    let mut principles: Principles = serde_json::from_slice(&json).map_err(internal)?;
+    suppression::principles(&mut principles, below);
+    Ok(to_bytes(&principles))
+}
+
+pub(crate) async fn compare(
+    state: &AppState,
+    caller: &Caller,
+    request: CompareRequest,
+    min_seq: Option<u64>,
+) -> Result<Bytes, Response> {
+    let Some(below) = suppression_for(state, caller) else {
+        return ask(state, QueryEndpoint::Compare, envelope(&request, min_seq, None)).await;
+    };
+    // Each movement's trend, suppressed as a trend read is, so that a
+    // comparison shows nothing a trend read hides (what is hidden depends
+    // on all of a period's figures, not only the one compared).
+    let asks = request.movements.as_slice().iter().map(|movement| request.trend_of(movement, None)).collect::<Vec<_>>();
+    let answers = futures::future::join_all(asks.iter().map(|trend| trend_totals(state, trend, min_seq))).await;
+    let totals = answers.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let comparison = query::comparison_from_totals(&request, &totals, Some(below)).map_err(unfit)?;
+    Ok(to_bytes(&comparison))
+}
+
+/// Why a read is answered 503 when no projector takes it: a projector
+/// answers queries only once it has caught up with the stream.
+pub(crate) const NO_PROJECTOR: &str =
+    "no projection service is answering: none is running, or it is still catching up with the stream";
+
+/// How often a read waiting for `min_seq` asks again while no projector
+/// answers.
+const NO_RESPONDERS_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Sends a request to the projection service (the partition or partitions
+/// that hold its movements). Its answer is the API's JSON, except trend
+/// totals asked for in binary; its errors, or its silence, become problem
+/// responses.
+async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Result<Bytes, Response> {
+    use crate::partitions::Failure;
+    // While NATS is away no answer can come: say so at once rather than
+    // after the query timeout.
+    if let Some(unready) = momentum_runtime::nats_unready(&state.nats) {
+        return Err(unready);
+    }
+    // A read that waits for `min_seq` also waits out a projector that is
+    // restarting, until the query timeout: a client that asked to wait
+    // should not see an error for a routine restart.
+    let waits = request.get("min_seq").is_some_and(|min_seq| !min_seq.is_null());
+    let deadline = tokio::time::Instant::now() + state.query_timeout;
+    let failure = loop {
+        match crate::partitions::ask(state, endpoint, request.clone()).await {
+            Ok(answer) => return Ok(answer),
+            Err(Failure::Unanswered(error))
+                if waits
+                    && error.kind() == async_nats::RequestErrorKind::NoResponders
+                    && tokio::time::Instant::now() + NO_RESPONDERS_RETRY_INTERVAL < deadline =>
+            {
+                tokio::time::sleep(NO_RESPONDERS_RETRY_INTERVAL).await;
+            }
+            Err(failure) => break failure,
+        }
+    };
+    Err(match failure {
+        Failure::TimedOut => Problem::unavailable("the projection service did not answer in time").into_response(),
+        Failure::Unanswered(error) => {
+            use async_nats::RequestErrorKind;
+            let detail = match error.kind() {
+                RequestErrorKind::NoResponders => NO_PROJECTOR,
+                RequestErrorKind::TimedOut => "the projection service did not answer in time",
+                _ => "the projection service could not be asked",
+            };
+            tracing::warn!(%error, "query request failed");
+            Problem::unavailable(detail).into_response()
+        }
+        Failure::Unreadable(error) => internal(error),
+        Failure::Refused { code: 400, message } => {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "the query is not valid")
+                .detail(message)
+                .into_response()
+        }
+        // The answer would not fit in a NATS message: the range is what
+        // the client can change.
+        Failure::Refused { code: 413, message } => Problem::bad_parameter("from", message).into_response(),
+        Failure::Refused { code: 404, message } => unknown_movement(message).into_response(),
+        Failure::Refused { code: 503, message } => Problem::unavailable(message).into_response(),
+        Failure::Refused { code, message } => {
+            tracing::error!(code, message, "the projection service failed a query");
+            Problem::internal().into_response()
+        }
+    })
+}
+
+pub(crate) fn unknown_movement(message: String) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "unknown-movement", "no such movement").detail(message)
+}
+
+/// Examples for the answers every read may give.
+mod examples {
+    use momentum_runtime::auth::{Caller, Movements, Role};
+
+    use super::*;
+
+    fn caller(role: Role) -> Caller {
+        let source = (role == Role::Partner).then(|| "urn:partner:age-uk-bristol".to_owned());
+        let movements = Movements::Only(["bristol-befriending".to_owned()].into());
+        Caller { name: "example".to_owned(), role, source, movements }
+    }
+
+    pub(super) fn partner_reads() -> Problem {
+        caller(Role::Partner).require_reader().expect_err("partners do not read")
+    }
+
+    pub(super) fn not_this_movement() -> Problem {
+        caller(Role::Evaluator).require_read("leeds-walking-groups").expect_err("not this evaluator's movement")
+    }
+
+    pub(super) fn unknown() -> Problem {
+        unknown_movement(QueryError::<()>::UnknownMovement("leeds-walking-groups".to_owned()).to_string())
+    }
+}
+
+problem_responses! {
+    ListForbidden => ("Partner tokens may not read.", [examples::partner_reads()]);
+    ReadForbidden => ("The token may not read this movement (or partner tokens any).", [
+        examples::not_this_movement(), examples::partner_reads(),
+    ]);
+    UnknownMovement => ("The movement (or one of the movements) has no events.", [examples::unknown()]);
+    ReadUnavailable => ("No projector answered in time, or the projection did not reach `min_seq` within the \
+        wait, or the service is at its bound of requests in flight; retry.", [
+        Problem::unavailable(NO_PROJECTOR),
+        Problem::unavailable("the projection has not reached sequence 4711 yet"),
+    ]);
+}

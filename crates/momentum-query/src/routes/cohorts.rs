@@ -1,0 +1,90 @@
+//! `GET /v1/movements/{movement}/cohorts`: participants by the period they first took part.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use momentum_bus::QueryEndpoint;
+use momentum_domain::Interval;
+use momentum_domain::query::{CohortRequest, Cohorts};
+use momentum_runtime::auth::Caller;
+use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
+
+use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, respond};
+use super::parameters::{Asked, examples, interval, periods, read_parameters};
+use super::today;
+use crate::AppState;
+
+/// The intervals cohorts are read in.
+const COHORT_INTERVALS: [Interval; 2] = [Interval::Week, Interval::Month];
+
+read_parameters! {
+    @range
+    /// The parameters of a cohort read.
+    CohortParameters {
+        /// The length of a period (default `week`).
+        #[param(value_type = Option<crate::openapi::CohortInterval>)]
+        interval,
+    }
+}
+
+impl TryFrom<Asked<&CohortParameters>> for CohortRequest {
+    type Error = Problem;
+
+    fn try_from(asked: Asked<&CohortParameters>) -> Result<CohortRequest, Problem> {
+        let parameters = asked.parameters;
+        let interval = interval(parameters.interval.as_deref(), &COHORT_INTERVALS)?;
+        let periods = periods(interval, parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
+        Ok(CohortRequest { movement: asked.movement, periods })
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/movements/{movement}/cohorts", tag = "reads",
+    summary = "A movement's cohorts",
+    description = "Participants grouped by the period of their first participation, with how many of each cohort \
+        took part in that period and each one after it, to the end of the range.",
+    params(super::MovementParameter, CohortParameters),
+    responses(
+        (status = 200, description = "The cohorts.", content(
+            (Cohorts = "application/json", example = json!({
+                "movement": "bristol-befriending", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
+                "watermark": 42, "cohorts": [{ "cohort": "2026-03-02", "size": 5, "active": [5, 3] }],
+            })),
+            (String = "text/csv", example = "cohort,size,active_0,active_1\n2026-03-02,5,5,3\n"),
+        )),
+        (status = 400, response = inline(CohortsBadRequest)),
+        (status = 403, response = inline(ReadForbidden)),
+        (status = 404, response = inline(UnknownMovement)),
+        (status = 503, response = inline(ReadUnavailable)),
+    ),
+)]
+pub(crate) async fn cohorts(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    headers: HeaderMap,
+    MovementPath(movement): MovementPath,
+    Parameters(parameters): Parameters<CohortParameters>,
+) -> Response {
+    let asked = || {
+        caller.require_read(movement.as_str())?;
+        let reading = parameters.reading(&headers)?;
+        let request = CohortRequest::try_from(Asked { parameters: &parameters, movement, today: today(&state) })?;
+        Ok::<_, Problem>((request, reading))
+    };
+    match asked() {
+        Ok((request, reading)) => {
+            respond(QueryEndpoint::Cohorts, reading, answer::cohorts(&state, &caller, request, reading.min_seq).await)
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+problem_responses! {
+    CohortsBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or too \
+        long.", [
+        examples::bad_movement("movement"), examples::bad_interval(&COHORT_INTERVALS), examples::bad_date(),
+        examples::bad_min_seq(),
+    ]);
+}

@@ -1,0 +1,105 @@
+//! `GET /v1/compare`: one metric for several movements over the same periods.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use momentum_bus::QueryEndpoint;
+use momentum_domain::Interval;
+use momentum_domain::query::{CompareRequest, ComparedMovements, Comparison, Metric, MovementId};
+use momentum_runtime::auth::Caller;
+use momentum_runtime::{Parameters, Problem, problem_responses};
+
+use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, respond};
+use super::parameters::{Asked, comma_list, examples, interval, metric, movement, periods, read_parameters};
+use super::today;
+use crate::AppState;
+
+read_parameters! {
+    @range
+    /// The parameters of a comparison.
+    CompareParameters {
+        /// The movements to compare, separated by commas.
+        #[param(value_type = Vec<MovementId>, style = Form, explode = false, min_items = 1, max_items = 20)]
+        movements,
+        /// The metric to compare.
+        #[param(value_type = Metric)]
+        metric,
+        /// The length of a period (default `week`).
+        #[param(value_type = Option<Interval>)]
+        interval,
+    }
+}
+
+impl TryFrom<Asked<&CompareParameters, ()>> for CompareRequest {
+    type Error = Problem;
+
+    fn try_from(asked: Asked<&CompareParameters, ()>) -> Result<CompareRequest, Problem> {
+        let parameters = asked.parameters;
+        let named = comma_list(parameters.movements.as_deref())
+            .map(|text| movement(text, "movements"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let movements =
+            ComparedMovements::new(named).map_err(|error| Problem::bad_parameter("movements", error.to_string()))?;
+        let metric = metric(parameters.metric.as_deref().unwrap_or(""), "metric")?;
+        let interval = interval(parameters.interval.as_deref(), &Interval::ALL)?;
+        let periods = periods(interval, parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
+        Ok(CompareRequest { movements, metric, periods })
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/compare", tag = "reads",
+    summary = "Compare movements",
+    description = "One metric for several movements over the same periods.",
+    params(CompareParameters),
+    responses(
+        (status = 200, description = "The comparison.", content(
+            (Comparison = "application/json", example = json!({
+                "metric": "active_participants", "interval": "week", "from": "2026-03-02", "to": "2026-03-02",
+                "watermark": 42, "volunteer_hour_value_gbp": 11.27,
+                "series": [
+                    { "movement": "bristol-befriending", "values": [{ "period": "2026-03-02", "value": 5 }] },
+                    { "movement": "leeds-walking-groups", "values": [{ "period": "2026-03-02", "value": 9 }] },
+                ],
+            })),
+            (String = "text/csv",
+                example = "period,bristol-befriending,leeds-walking-groups\n2026-03-02,5,9\n"),
+        )),
+        (status = 400, response = inline(CompareBadRequest)),
+        (status = 403, response = inline(ReadForbidden)),
+        (status = 404, response = inline(UnknownMovement)),
+        (status = 503, response = inline(ReadUnavailable)),
+    ),
+)]
+pub(crate) async fn compare(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    headers: HeaderMap,
+    Parameters(parameters): Parameters<CompareParameters>,
+) -> Response {
+    let asked = || {
+        caller.require_reader()?;
+        let request = CompareRequest::try_from(Asked { parameters: &parameters, movement: (), today: today(&state) })?;
+        for movement in request.movements.as_slice() {
+            caller.require_read(movement.as_str())?;
+        }
+        let reading = parameters.reading(&headers)?;
+        Ok::<_, Problem>((request, reading))
+    };
+    match asked() {
+        Ok((request, reading)) => {
+            respond(QueryEndpoint::Compare, reading, answer::compare(&state, &caller, request, reading.min_seq).await)
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+problem_responses! {
+    CompareBadRequest => ("A parameter is not valid, or not one the route takes: no movements or more than 20, an \
+        unknown metric, a bad range.", [
+        examples::bad_movement("movements"), examples::bad_metric("metric"), examples::bad_interval(&Interval::ALL),
+        examples::bad_date(), examples::bad_min_seq(),
+    ]);
+}

@@ -1,0 +1,59 @@
+//! The query service's HTTP routes, one file per route group; each route
+//! is added with the handler that documents it, so the router and the
+//! OpenAPI document are made together.
+//!
+//! - `listings`: the movements and the projection's status;
+//! - `trends`, `cohorts`, `principles`, `compare`: a movement's figures;
+//! - `parameters`: what the reads' query parameters are and how they become
+//!   the domain's requests;
+//! - `answer`: asking the projector and answering in JSON or CSV.
+
+mod answer;
+mod cohorts;
+mod compare;
+mod listings;
+mod parameters;
+mod principles;
+mod trends;
+
+use std::sync::Arc;
+
+use chrono::{NaiveDate, Utc};
+use momentum_domain::query::MovementId;
+use momentum_runtime::routes::ServiceApi;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+/// Every route of the query service but the shared ones.
+pub(crate) fn api() -> ServiceApi<Arc<AppState>> {
+    ServiceApi {
+        document: crate::openapi::ApiDoc::openapi(),
+        protected: OpenApiRouter::new()
+            .routes(routes!(listings::movements))
+            .routes(routes!(listings::status))
+            .routes(routes!(trends::trends))
+            .routes(routes!(cohorts::cohorts))
+            .routes(routes!(principles::principles))
+            .routes(routes!(compare::compare)),
+        pages: crate::dashboard::router(),
+        amend_document: |_| {},
+        not_found_detail: "/openapi.json describes every route",
+    }
+}
+
+/// Today in the service's time zone: where a range without `to` ends.
+fn today(state: &AppState) -> NaiveDate {
+    Utc::now().with_timezone(&state.time_zone).date_naive()
+}
+
+/// The `{movement}` of a path, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // only described; `MovementPath` reads it
+struct MovementParameter {
+    /// The movement id.
+    movement: MovementId,
+}

@@ -1,0 +1,211 @@
+//! The query parameters of the reads, and their conversion into the
+//! domain's requests.
+//!
+//! Each read declares its parameters as one struct of text fields (the
+//! document gives each its real type); `TryFrom` turns them, with the
+//! movement of the path and today's date, into the domain request, whose
+//! invalid states cannot be built. Every refusal is a 400 naming the
+//! parameter at fault.
+
+use axum::http::HeaderMap;
+use chrono::NaiveDate;
+use momentum_domain::Interval;
+use momentum_domain::query::{DateRange, Metric, MovementId, Periods, RangeError};
+use momentum_runtime::Problem;
+
+use crate::csv::{Format, requested_format};
+
+/// Declares a read's query parameters: its own, then `from` and `to` when
+/// it covers a range of dates, then `min_seq`, `format` and `layout`, which
+/// every read takes. Unknown parameters are refused.
+macro_rules! read_parameters {
+    (@range $(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident,)* }) => {
+        read_parameters! { $(#[$meta])* $name {
+            $($(#[$field_meta])* $field,)*
+            /// The first date of the range (default: a year before `to`).
+            #[param(value_type = Option<crate::openapi::LocalDate>)]
+            from,
+            /// The last date of the range (default: today, in `MOMENTUM_TIMEZONE`); not before `from`.
+            #[param(value_type = Option<crate::openapi::LocalDate>)]
+            to,
+        } }
+    };
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub(crate) struct $name {
+            $($(#[$field_meta])* pub(crate) $field: Option<String>,)*
+            /// Wait (at most the projector's `MOMENTUM_QUERY_WAIT_MS_MAX`, 5 s by default) until the projection
+            /// includes this stream sequence (a `seq` or `max_seq` ingest answered), so a client reads its own
+            /// writes; 503 if it does not in time.
+            #[param(value_type = Option<crate::openapi::SequenceNumber>)]
+            pub(crate) min_seq: Option<String>,
+            /// `csv` for `text/csv`, `json` for JSON; without it, `Accept: text/csv` asks for CSV.
+            #[param(value_type = Option<crate::openapi::Format>)]
+            pub(crate) format: Option<String>,
+            /// The CSV layout: `wide` (default) or `long` (`period,movement,metric,value`).
+            #[param(value_type = Option<crate::openapi::Layout>)]
+            pub(crate) layout: Option<String>,
+        }
+
+        impl $name {
+            /// What every read takes besides its request: the sequence to
+            /// wait for and the format to answer in.
+            pub(crate) fn reading(
+                &self,
+                headers: &axum::http::HeaderMap,
+            ) -> Result<$crate::routes::parameters::Reading, momentum_runtime::Problem> {
+                $crate::routes::parameters::Reading::new(
+                    self.min_seq.as_deref(),
+                    self.format.as_deref(),
+                    self.layout.as_deref(),
+                    headers,
+                )
+            }
+        }
+    };
+}
+
+pub(crate) use read_parameters;
+
+/// How a read is answered, whatever it asks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Reading {
+    pub min_seq: Option<u64>,
+    pub format: Format,
+}
+
+impl Reading {
+    pub(crate) fn new(
+        min_seq: Option<&str>,
+        format: Option<&str>,
+        layout: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Reading, Problem> {
+        Ok(Reading { min_seq: self::min_seq(min_seq)?, format: requested_format(format, layout, headers)? })
+    }
+}
+
+/// A read's parameters with what else its request is made from: the
+/// movement its path names (`()` for reads without one), and today's date
+/// in the service's time zone, where a range without `to` ends.
+pub(crate) struct Asked<P, M = MovementId> {
+    pub parameters: P,
+    pub movement: M,
+    pub today: NaiveDate,
+}
+
+pub(crate) fn min_seq(text: Option<&str>) -> Result<Option<u64>, Problem> {
+    text.map(|text| text.parse::<u64>().map_err(|_| Problem::bad_parameter("min_seq", "must be a whole number ≥ 0")))
+        .transpose()
+}
+
+pub(crate) fn date(text: Option<&str>, name: &str) -> Result<Option<NaiveDate>, Problem> {
+    let Some(text) = text else { return Ok(None) };
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| Problem::bad_parameter(name, format!("must be a date as YYYY-MM-DD, got {text:?}")))
+}
+
+/// The interval of a read, `week` when not given, one of `allowed`.
+pub(crate) fn interval(text: Option<&str>, allowed: &[Interval]) -> Result<Interval, Problem> {
+    let text = text.unwrap_or("week");
+    Interval::parse(text).filter(|interval| allowed.contains(interval)).ok_or_else(|| {
+        let valid: Vec<&str> = allowed.iter().map(|interval| interval.as_str()).collect();
+        Problem::bad_parameter("interval", format!("must be one of {}, got {text:?}", valid.join(", ")))
+    })
+}
+
+/// The dates of a read. Without `to` it ends `today`; without `from` it
+/// starts a year before `to`.
+pub(crate) fn date_range(from: Option<&str>, to: Option<&str>, today: NaiveDate) -> Result<DateRange, Problem> {
+    let to = date(to, "to")?.unwrap_or(today);
+    let from = date(from, "from")?.unwrap_or(to - chrono::Months::new(12));
+    DateRange::new(from, to).map_err(range_problem)
+}
+
+/// The periods of `interval` that a read's dates cover.
+pub(crate) fn periods(
+    interval: Interval,
+    from: Option<&str>,
+    to: Option<&str>,
+    today: NaiveDate,
+) -> Result<Periods, Problem> {
+    Periods::new(interval, date_range(from, to, today)?).map_err(range_problem)
+}
+
+pub(crate) fn range_problem(error: RangeError) -> Problem {
+    Problem::bad_parameter(error.end().as_str(), error.to_string())
+}
+
+pub(crate) fn movement(text: &str, parameter: &str) -> Result<MovementId, Problem> {
+    MovementId::parse(text).map_err(|error| Problem::bad_parameter(parameter, error.to_string()))
+}
+
+pub(crate) fn metric(text: &str, parameter: &str) -> Result<Metric, Problem> {
+    Metric::parse(text).ok_or_else(|| {
+        let valid: Vec<&str> = Metric::ALL.iter().map(|metric| metric.as_str()).collect();
+        Problem::bad_parameter(parameter, format!("unknown metric {text:?}; valid metrics are {}", valid.join(", ")))
+    })
+}
+
+/// The non-empty, trimmed items of a comma-separated parameter.
+pub(crate) fn comma_list(text: Option<&str>) -> impl Iterator<Item = &str> {
+    text.unwrap_or("").split(',').map(str::trim).filter(|item| !item.is_empty())
+}
+
+/// Examples of the problems above, for the API document.
+pub(crate) mod examples {
+    use super::*;
+
+    pub(crate) fn bad_min_seq() -> Problem {
+        min_seq(Some("-1")).expect_err("negative")
+    }
+
+    pub(crate) fn bad_format() -> Problem {
+        requested_format(Some("xml"), None, &HeaderMap::new()).expect_err("not a format")
+    }
+
+    pub(crate) fn bad_interval(allowed: &[Interval]) -> Problem {
+        interval(Some("year"), allowed).expect_err("not an interval")
+    }
+
+    pub(crate) fn bad_date() -> Problem {
+        date(Some("2026-02-30"), "from").expect_err("not a date")
+    }
+
+    pub(crate) fn bad_movement(parameter: &str) -> Problem {
+        movement("Leeds Walks", parameter).expect_err("not a movement id")
+    }
+
+    pub(crate) fn bad_metric(parameter: &str) -> Problem {
+        metric("hapiness", parameter).expect_err("not a metric")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, 9).expect("a date")
+    }
+
+    #[test]
+    fn a_range_without_dates_is_the_year_to_today() {
+        let range = date_range(None, None, today()).unwrap();
+        assert_eq!((range.from().to_string(), range.to().to_string()), ("2025-03-09".into(), "2026-03-09".into()));
+    }
+
+    #[test]
+    fn each_range_refusal_names_the_end_a_client_would_change() {
+        let refused = |from, to, interval| periods(interval, from, to, today()).unwrap_err().errors[0].pointer.clone();
+        assert_eq!(refused(Some("2026-03-10"), None, Interval::Week), "to");
+        assert_eq!(refused(Some("1899-12-31"), None, Interval::Week), "from");
+        assert_eq!(refused(None, Some("3000-01-01"), Interval::Week), "to");
+        assert_eq!(refused(Some("2000-01-01"), None, Interval::Day), "from");
+        assert_eq!(refused(Some("2026-02-30"), None, Interval::Day), "from");
+    }
+}

@@ -1,0 +1,82 @@
+//! `GET /v1/movements/{movement}/principles`: activity under each of the eight principles.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use momentum_bus::QueryEndpoint;
+use momentum_domain::query::{Principles, PrinciplesRequest};
+use momentum_runtime::auth::Caller;
+use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
+
+use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, respond};
+use super::parameters::{Asked, date_range, examples, range_problem, read_parameters};
+use super::today;
+use crate::AppState;
+
+read_parameters! {
+    @range
+    /// The parameters of a principles read.
+    PrinciplesParameters {}
+}
+
+impl TryFrom<Asked<&PrinciplesParameters>> for PrinciplesRequest {
+    type Error = Problem;
+
+    fn try_from(asked: Asked<&PrinciplesParameters>) -> Result<PrinciplesRequest, Problem> {
+        let parameters = asked.parameters;
+        let range = date_range(parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
+        PrinciplesRequest::new(asked.movement, range).map_err(range_problem)
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/movements/{movement}/principles", tag = "reads",
+    summary = "A movement's eight principles",
+    description = "For each of the eight principles, the activities tagged with it and their distinct participants \
+        from `from` to `to` (local dates, inclusive).",
+    params(super::MovementParameter, PrinciplesParameters),
+    responses(
+        (status = 200, description = "The principles.", content(
+            (Principles = "application/json", example = json!({
+                "movement": "bristol-befriending", "from": "2026-03-02", "to": "2026-03-09", "watermark": 42,
+                "principles": [{ "principle": "mobilise_citizens", "activities": 3, "participants": 12 }],
+            })),
+            (String = "text/csv", example = "principle,activities,participants\nmobilise_citizens,3,12\n"),
+        )),
+        (status = 400, response = inline(PrinciplesBadRequest)),
+        (status = 403, response = inline(ReadForbidden)),
+        (status = 404, response = inline(UnknownMovement)),
+        (status = 503, response = inline(ReadUnavailable)),
+    ),
+)]
+pub(crate) async fn principles(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    headers: HeaderMap,
+    MovementPath(movement): MovementPath,
+    Parameters(parameters): Parameters<PrinciplesParameters>,
+) -> Response {
+    let asked = || {
+        caller.require_read(movement.as_str())?;
+        let reading = parameters.reading(&headers)?;
+        let request = PrinciplesRequest::try_from(Asked { parameters: &parameters, movement, today: today(&state) })?;
+        Ok::<_, Problem>((request, reading))
+    };
+    match asked() {
+        Ok((request, reading)) => respond(
+            QueryEndpoint::Principles,
+            reading,
+            answer::principles(&state, &caller, request, reading.min_seq).await,
+        ),
+        Err(problem) => problem.into_response(),
+    }
+}
+
+problem_responses! {
+    PrinciplesBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or \
+        too long.", [
+        examples::bad_movement("movement"), examples::bad_date(), examples::bad_min_seq(),
+    ]);
+}

@@ -1,0 +1,99 @@
+//! `GET /v1/movements/{movement}/trends`: a movement's metrics, period by period.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use momentum_bus::QueryEndpoint;
+use momentum_domain::Interval;
+use momentum_domain::query::{Trend, TrendRequest};
+use momentum_runtime::auth::Caller;
+use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
+
+use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, respond};
+use super::parameters::{Asked, comma_list, examples, interval, metric, periods, read_parameters};
+use super::today;
+use crate::AppState;
+
+read_parameters! {
+    @range
+    /// The parameters of a trend.
+    TrendParameters {
+        /// The length of a period (default `week`).
+        #[param(value_type = Option<Interval>)]
+        interval,
+        /// The metrics wanted, separated by commas (default: all).
+        #[param(value_type = Option<Vec<momentum_domain::query::Metric>>, style = Form, explode = false)]
+        metrics,
+    }
+}
+
+impl TryFrom<Asked<&TrendParameters>> for TrendRequest {
+    type Error = Problem;
+
+    fn try_from(asked: Asked<&TrendParameters>) -> Result<TrendRequest, Problem> {
+        let parameters = asked.parameters;
+        let interval = interval(parameters.interval.as_deref(), &Interval::ALL)?;
+        let periods = periods(interval, parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
+        let metrics = match &parameters.metrics {
+            None => None,
+            Some(list) => Some(comma_list(Some(list)).map(|name| metric(name, "metrics")).collect::<Result<_, _>>()?),
+        };
+        Ok(TrendRequest { movement: asked.movement, periods, metrics })
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/movements/{movement}/trends", tag = "reads",
+    summary = "A movement's trend",
+    description = "One row for every period from the one containing `from` to the one containing `to` (at most \
+        3660): zeros where nothing happened, `null` where a ratio is undefined or a count suppressed.",
+    params(super::MovementParameter, TrendParameters),
+    responses(
+        (status = 200, description = "The trend.", content(
+            (Trend = "application/json", example = json!({
+                "movement": "bristol-befriending", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
+                "watermark": 42, "volunteer_hour_value_gbp": 11.27,
+                "series": [
+                    { "period": "2026-03-02", "active_participants": 5, "retention_rate": null },
+                    { "period": "2026-03-09", "active_participants": 4, "retention_rate": 0.6 },
+                ],
+            })),
+            (String = "text/csv",
+                example = "period,active_participants,retention_rate\n2026-03-02,5,\n2026-03-09,4,0.6\n"),
+        )),
+        (status = 400, response = inline(TrendsBadRequest)),
+        (status = 403, response = inline(ReadForbidden)),
+        (status = 404, response = inline(UnknownMovement)),
+        (status = 503, response = inline(ReadUnavailable)),
+    ),
+)]
+pub(crate) async fn trends(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    headers: HeaderMap,
+    MovementPath(movement): MovementPath,
+    Parameters(parameters): Parameters<TrendParameters>,
+) -> Response {
+    let asked = || {
+        caller.require_read(movement.as_str())?;
+        let reading = parameters.reading(&headers)?;
+        let request = TrendRequest::try_from(Asked { parameters: &parameters, movement, today: today(&state) })?;
+        Ok::<_, Problem>((request, reading))
+    };
+    match asked() {
+        Ok((request, reading)) => {
+            respond(QueryEndpoint::Trends, reading, answer::trend(&state, &caller, request, reading.min_seq).await)
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
+
+problem_responses! {
+    TrendsBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or \
+        longer than 3660 periods.", [
+        examples::bad_movement("movement"), examples::bad_interval(&Interval::ALL), examples::bad_date(),
+        examples::bad_metric("metrics"), examples::bad_min_seq(), examples::bad_format(),
+    ]);
+}
