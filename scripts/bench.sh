@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs the benchmark (`momentum bench`) on a release build: every stage of
+# Runs the benchmark (`momentum-dev bench`) on a release build: every stage of
 # momentum measured beside the raw ceiling of the same nats-server, in one
 # run. It installs the pinned nats-server and DuckDB (for the peer stage)
 # if needed and builds the release binaries first. Arguments go to
-# `momentum bench` (see `--help`); the
+# `momentum-dev bench` (see `--help`); the
 # default is the full run (a million events, five to ten minutes on 2 cores),
 # `--smoke` a few seconds' check that every stage works.
 #
@@ -19,4 +19,4 @@ export MOMENTUM_NATS_SERVER
 MOMENTUM_BENCH_PYTHON="$(scripts/ensure-duckdb.sh)"
 export MOMENTUM_BENCH_PYTHON
 cargo build --release --bins --quiet
-exec target/release/momentum bench "$@"
+exec target/release/momentum-dev bench "$@"

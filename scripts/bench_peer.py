@@ -1,4 +1,4 @@
-"""The bench's peer (`momentum bench`, stage 8): DuckDB loads the event
+"""The bench's peer (`momentum-dev bench`, stage 8): DuckDB loads the event
 stream, exported as NDJSON, and computes every movement's weekly figures
 for nine trend metrics, from the definitions in docs/metrics.md.
 

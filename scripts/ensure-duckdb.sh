@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs DuckDB's Python package (pinned below) into a virtualenv under
 # .tools/ on first use and prints the path of that virtualenv's python.
-# `momentum bench` runs its peer stage with it (scripts/bench_peer.py);
+# `momentum-dev bench` runs its peer stage with it (scripts/bench_peer.py);
 # scripts/bench.sh and scripts/test.sh run this first.
 #
 #   scripts/ensure-duckdb.sh      prints e.g. /…/.tools/duckdb-1.4.4/bin/python

@@ -31,7 +31,7 @@ MOMENTUM_HTTP_ADDR="127.0.0.1:$((port + 1))" RUST_LOG=warn "$bin/momentum-ingest
 pids+=($!)
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$((port + 1))/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 started=$(date +%s.%N)
-summary="$("$bin/momentum" demo --ingest-url "http://127.0.0.1:$((port + 1))" --years "$years" 2>/dev/null)"
+summary="$("$bin/momentum-dev" demo --ingest-url "http://127.0.0.1:$((port + 1))" --years "$years" 2>/dev/null)"
 posted=$(date +%s.%N)
 events="$(echo "$summary" | sed -n 's/.*last stream sequence \([0-9]*\).*/\1/p')"
 MOMENTUM_HTTP_ADDR="127.0.0.1:$((port + 2))" RUST_LOG=warn "$bin/momentum-query" &

@@ -93,7 +93,7 @@ wait_for query "http://127.0.0.1:$query_port/readyz"
 last_seq=0
 if $demo; then
   echo "posting the demo dataset through the ingestion API..."
-  summary="$(MOMENTUM_TOKEN="$admin_token" "$bin/momentum" demo --ingest-url "http://127.0.0.1:$ingest_port")"
+  summary="$(MOMENTUM_TOKEN="$admin_token" "$bin/momentum-dev" demo --ingest-url "http://127.0.0.1:$ingest_port")"
   echo "$summary"
   last_seq="$(echo "$summary" | sed -n 's/.*last stream sequence \([0-9]*\).*/\1/p')"
   # Read with min_seq until the projector has folded every demo event (about

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Validates the deployment files as far as a machine without a Docker engine
 # or a Kubernetes cluster allows:
+#   - the packages deploy/Dockerfile builds, with `cargo tree`: none depends
+#     on the developer tools (momentum-dev) or the test harness;
 #   - deploy/nats/secure.conf (with authorization.conf) with `nats-server -t`;
 #   - deploy/compose/compose.yaml with `docker-compose config` (Debian's
 #     docker-compose, installed with apt-get if missing), against throwaway
@@ -16,6 +18,19 @@ cd "$root"
 kubernetes_validate_version="1.37.0"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+
+# The image holds only what operators run: the packages the Dockerfile builds
+# must not depend on the developer tools or the test harness.
+packages="$(grep -o -- '-p momentum-[a-z]*' deploy/Dockerfile | sed 's/-p //')"
+[ -n "$packages" ] || { echo "validate-deploy: no packages found in deploy/Dockerfile" >&2; exit 1; }
+for package in $packages; do
+  if cargo tree --quiet --edges normal,build --package "$package" --prefix none \
+      | grep -E '^momentum-(testkit|dev) ' >/dev/null; then
+    echo "validate-deploy: $package, which the image ships, depends on a developer tool or the test harness" >&2
+    exit 1
+  fi
+done
+echo "validate-deploy: the image's packages ($(echo $packages | tr '\n' ' ')) hold no developer tool or test harness"
 
 nats_server="$(scripts/ensure-nats-server.sh)"
 MOMENTUM_NATS_INGEST_PASSWORD=p1 MOMENTUM_NATS_PROJECTOR_PASSWORD=p2 MOMENTUM_NATS_QUERY_PASSWORD=p3 \

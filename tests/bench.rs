@@ -1,4 +1,4 @@
-//! `momentum bench --smoke`: every stage of the benchmark still runs and
+//! `momentum-dev bench --smoke`: every stage of the benchmark still runs and
 //! reports a figure. Speed is never asserted here; the full run's figures
 //! are in docs/benchmarks.md.
 
@@ -9,12 +9,12 @@ use serde_json::Value;
 async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
     let folder = tempfile::tempdir().unwrap();
     let report_path = folder.path().join("report.json");
-    let mut command = std::process::Command::new(workspace_binary("momentum"));
+    let mut command = std::process::Command::new(workspace_binary("momentum-dev"));
     command.args(["bench", "--smoke", "--out"]).arg(&report_path);
-    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().expect("momentum bench runs");
+    let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().expect("momentum-dev bench runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "momentum bench --smoke failed:\n{stdout}\n{stderr}");
+    assert!(output.status.success(), "momentum-dev bench --smoke failed:\n{stdout}\n{stderr}");
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
     assert_eq!(report["smoke"], true);
     assert_eq!(report["machine"]["nats_server_version"], momentum_testkit::NATS_SERVER_VERSION);

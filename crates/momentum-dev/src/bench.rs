@@ -1,4 +1,4 @@
-//! `momentum bench`: every stage of momentum measured beside the raw ceiling
+//! `momentum-dev bench`: every stage of momentum measured beside the raw ceiling
 //! of the same nats-server, in one run on one machine.
 //!
 //! It starts its own nats-server and the services (the binaries next to this
@@ -133,7 +133,7 @@ pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     let nats = async_nats::connect(nats_server.url()).await.context("connecting to the bench's nats-server")?;
     let machine = machine(&nats);
     eprintln!(
-        "momentum bench: {} cores, {:.1} GiB, nats-server {}{}",
+        "momentum-dev bench: {} cores, {:.1} GiB, nats-server {}{}",
         machine["cores"],
         machine["memory_gib"].as_f64().unwrap_or(0.0),
         machine["nats_server_version"].as_str().unwrap_or("?"),
