@@ -35,6 +35,21 @@ echo "validate-deploy: the image's packages ($(echo $packages | tr '\n' ' ')) ho
 nats_server="$(scripts/ensure-nats-server.sh)"
 MOMENTUM_NATS_INGEST_PASSWORD=p1 MOMENTUM_NATS_PROJECTOR_PASSWORD=p2 MOMENTUM_NATS_QUERY_PASSWORD=p3 \
   MOMENTUM_NATS_ADMIN_PASSWORD=p4 "$nats_server" --config deploy/nats/secure.conf -t
+# Both NATS configurations offer `sync_interval: always` as a commented line:
+# check that each is valid with it switched on.
+for config in deploy/nats/secure.conf deploy/local/nats-server.conf; do
+  grep -q '^  # sync_interval: always$' "$config" \
+    || { echo "validate-deploy: $config does not offer sync_interval: always" >&2; exit 1; }
+  synced="$(dirname "$config")/.synced-$(basename "$config")"
+  sed 's/^  # sync_interval: always$/  sync_interval: always/' "$config" >"$synced"
+  if ! MOMENTUM_NATS_INGEST_PASSWORD=p1 MOMENTUM_NATS_PROJECTOR_PASSWORD=p2 MOMENTUM_NATS_QUERY_PASSWORD=p3 \
+      MOMENTUM_NATS_ADMIN_PASSWORD=p4 "$nats_server" --config "$synced" -t; then
+    rm -f "$synced"
+    echo "validate-deploy: $config is not valid with sync_interval: always" >&2
+    exit 1
+  fi
+  rm -f "$synced"
+done
 
 if ! command -v docker-compose >/dev/null 2>&1; then
   echo "validate-deploy: installing docker-compose (Debian) to check the compose file" >&2
