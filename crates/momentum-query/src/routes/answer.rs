@@ -20,8 +20,24 @@ use super::parameters::Reading;
 use crate::AppState;
 use crate::csv::{Format, to_csv};
 
+/// Answers a read: the problem that stopped it, or what `read` answers for
+/// its request, as JSON or CSV.
+pub(crate) async fn read<R, Answered>(
+    endpoint: QueryEndpoint,
+    asked: Result<(R, Reading), Problem>,
+    read: impl FnOnce(R, Option<u64>) -> Answered,
+) -> Response
+where
+    Answered: std::future::Future<Output = Result<Bytes, Response>>,
+{
+    match asked {
+        Ok((request, reading)) => respond(endpoint, reading, read(request, reading.min_seq).await),
+        Err(problem) => problem.into_response(),
+    }
+}
+
 /// Answers a read: its JSON as asked, or CSV; or the problem that stopped it.
-pub(crate) fn respond(endpoint: QueryEndpoint, reading: Reading, answer: Result<Bytes, Response>) -> Response {
+fn respond(endpoint: QueryEndpoint, reading: Reading, answer: Result<Bytes, Response>) -> Response {
     let json = match answer {
         Ok(json) => json,
         Err(response) => return response,

@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use momentum_bus::QueryEndpoint;
 use momentum_domain::Interval;
 use momentum_domain::query::{CohortRequest, Cohorts};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
 
-use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, respond};
+use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
 use super::parameters::{Asked, examples, interval, periods, read_parameters};
 use super::today;
 use crate::AppState;
@@ -67,18 +67,14 @@ pub(crate) async fn cohorts(
     MovementPath(movement): MovementPath,
     Parameters(parameters): Parameters<CohortParameters>,
 ) -> Response {
-    let asked = || {
+    let asked = (|| {
         caller.require_read(movement.as_str())?;
         let reading = parameters.reading(&headers)?;
         let request = CohortRequest::try_from(Asked { parameters: &parameters, movement, today: today(&state) })?;
         Ok::<_, Problem>((request, reading))
-    };
-    match asked() {
-        Ok((request, reading)) => {
-            respond(QueryEndpoint::Cohorts, reading, answer::cohorts(&state, &caller, request, reading.min_seq).await)
-        }
-        Err(problem) => problem.into_response(),
-    }
+    })();
+    answer::read(QueryEndpoint::Cohorts, asked, |request, min_seq| answer::cohorts(&state, &caller, request, min_seq))
+        .await
 }
 
 problem_responses! {

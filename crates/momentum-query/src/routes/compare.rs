@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use momentum_bus::QueryEndpoint;
 use momentum_domain::Interval;
 use momentum_domain::query::{CompareRequest, ComparedMovements, Comparison, Metric, MovementId};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{Parameters, Problem, problem_responses};
 
-use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, respond};
+use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
 use super::parameters::{Asked, comma_list, examples, interval, metric, movement, periods, read_parameters};
 use super::today;
 use crate::AppState;
@@ -79,7 +79,7 @@ pub(crate) async fn compare(
     headers: HeaderMap,
     Parameters(parameters): Parameters<CompareParameters>,
 ) -> Response {
-    let asked = || {
+    let asked = (|| {
         caller.require_reader()?;
         let request = CompareRequest::try_from(Asked { parameters: &parameters, movement: (), today: today(&state) })?;
         for movement in request.movements.as_slice() {
@@ -87,13 +87,9 @@ pub(crate) async fn compare(
         }
         let reading = parameters.reading(&headers)?;
         Ok::<_, Problem>((request, reading))
-    };
-    match asked() {
-        Ok((request, reading)) => {
-            respond(QueryEndpoint::Compare, reading, answer::compare(&state, &caller, request, reading.min_seq).await)
-        }
-        Err(problem) => problem.into_response(),
-    }
+    })();
+    answer::read(QueryEndpoint::Compare, asked, |request, min_seq| answer::compare(&state, &caller, request, min_seq))
+        .await
 }
 
 problem_responses! {

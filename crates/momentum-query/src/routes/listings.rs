@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use momentum_bus::QueryEndpoint;
 use momentum_domain::query::{MovementList, Status};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{Parameters, Problem, problem_responses};
 
-use super::answer::{self, ListForbidden, ReadUnavailable, respond};
+use super::answer::{self, ListForbidden, ReadUnavailable};
 use super::parameters::{Reading, examples, read_parameters};
 use crate::AppState;
 
@@ -48,12 +48,8 @@ pub(crate) async fn movements(
     headers: HeaderMap,
     Parameters(parameters): Parameters<ListParameters>,
 ) -> Response {
-    match reading(&caller, &parameters, &headers) {
-        Ok(reading) => {
-            respond(QueryEndpoint::Movements, reading, answer::movements(&state, &caller, reading.min_seq).await)
-        }
-        Err(problem) => problem.into_response(),
-    }
+    let asked = reading(&caller, &parameters, &headers).map(|reading| ((), reading));
+    answer::read(QueryEndpoint::Movements, asked, |(), min_seq| answer::movements(&state, &caller, min_seq)).await
 }
 
 #[utoipa::path(
@@ -77,10 +73,8 @@ pub(crate) async fn status(
     headers: HeaderMap,
     Parameters(parameters): Parameters<ListParameters>,
 ) -> Response {
-    match reading(&caller, &parameters, &headers) {
-        Ok(reading) => respond(QueryEndpoint::Status, reading, answer::status(&state, reading.min_seq).await),
-        Err(problem) => problem.into_response(),
-    }
+    let asked = reading(&caller, &parameters, &headers).map(|reading| ((), reading));
+    answer::read(QueryEndpoint::Status, asked, |(), min_seq| answer::status(&state, min_seq)).await
 }
 
 problem_responses! {

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use momentum_bus::QueryEndpoint;
 use momentum_domain::query::{Principles, PrinciplesRequest};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
 
-use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, respond};
+use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
 use super::parameters::{Asked, date_range, examples, range_problem, read_parameters};
 use super::today;
 use crate::AppState;
@@ -58,20 +58,16 @@ pub(crate) async fn principles(
     MovementPath(movement): MovementPath,
     Parameters(parameters): Parameters<PrinciplesParameters>,
 ) -> Response {
-    let asked = || {
+    let asked = (|| {
         caller.require_read(movement.as_str())?;
         let reading = parameters.reading(&headers)?;
         let request = PrinciplesRequest::try_from(Asked { parameters: &parameters, movement, today: today(&state) })?;
         Ok::<_, Problem>((request, reading))
-    };
-    match asked() {
-        Ok((request, reading)) => respond(
-            QueryEndpoint::Principles,
-            reading,
-            answer::principles(&state, &caller, request, reading.min_seq).await,
-        ),
-        Err(problem) => problem.into_response(),
-    }
+    })();
+    answer::read(QueryEndpoint::Principles, asked, |request, min_seq| {
+        answer::principles(&state, &caller, request, min_seq)
+    })
+    .await
 }
 
 problem_responses! {
