@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use momentum_bus::QueryEndpoint;
 use momentum_domain::EventType;
 use momentum_ingest::{BATCH_EVENTS_MAX, REQUEST_BYTES_MAX};
 use momentum_tests::*;
@@ -164,7 +163,9 @@ impl NatsWatch {
                 assert!(EventType::parse(kind).is_some(), "an unknown type reached NATS: {subject:?}");
                 continue;
             }
-            let query = QueryEndpoint::ALL.into_iter().any(|endpoint| endpoint.subject() == *subject);
+            let query = momentum_bus::protocol::ENDPOINTS
+                .into_iter()
+                .any(|endpoint| *subject == format!("{}.{endpoint}", momentum_bus::QUERY_SUBJECT_GROUP));
             assert!(query, "an unexpected subject reached NATS: {subject:?}");
             let request: Value = serde_json::from_slice(payload).expect("query requests are JSON");
             let named = request["movement"].as_str().into_iter();

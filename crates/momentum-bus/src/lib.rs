@@ -1,9 +1,11 @@
-//! The one place that knows momentum's NATS names: the event stream, its
-//! subjects, the message ids used for deduplication and the query service's
-//! subjects. Every other crate asks here instead of spelling a subject.
+//! The one place that knows momentum's NATS names and protocols: the event
+//! stream, its subjects, the message ids used for deduplication, and the
+//! reads the projectors answer ([`protocol`]) with their subjects. Every
+//! other crate asks here instead of spelling a subject.
 
 mod connection;
 mod partition;
+pub mod protocol;
 mod salts;
 
 use std::path::PathBuf;
@@ -34,49 +36,6 @@ pub const EVENT_BYTES_MAX: usize = 256 * 1024;
 /// naming 10 people each, all different; `momentum import` splits its
 /// batches to stay within it.
 pub const PARTICIPANTS_PER_REQUEST_MAX: usize = 10_000;
-
-/// The query endpoints the projector serves, by name under [`QUERY_SUBJECT_GROUP`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueryEndpoint {
-    Trends,
-    /// The stored totals a trend is computed from: what the query service
-    /// asks for to serve a trend (`momentum_domain::query::TrendTotals`).
-    TrendTotals,
-    Cohorts,
-    Principles,
-    Compare,
-    Movements,
-    Status,
-}
-
-impl QueryEndpoint {
-    pub const ALL: [QueryEndpoint; 7] = [
-        QueryEndpoint::Trends,
-        QueryEndpoint::TrendTotals,
-        QueryEndpoint::Cohorts,
-        QueryEndpoint::Principles,
-        QueryEndpoint::Compare,
-        QueryEndpoint::Movements,
-        QueryEndpoint::Status,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            QueryEndpoint::Trends => "trends",
-            QueryEndpoint::TrendTotals => "trend_totals",
-            QueryEndpoint::Cohorts => "cohorts",
-            QueryEndpoint::Principles => "principles",
-            QueryEndpoint::Compare => "compare",
-            QueryEndpoint::Movements => "movements",
-            QueryEndpoint::Status => "status",
-        }
-    }
-
-    /// The full subject a request for this endpoint is sent to.
-    pub fn subject(self) -> String {
-        format!("{QUERY_SUBJECT_GROUP}.{}", self.name())
-    }
-}
 
 /// The subject an event is published on:
 /// `momentum.events.<slot>.<movement>.<type>`, where the slot is the
@@ -291,6 +250,5 @@ mod tests {
         assert!(!is_event_subject("momentum.eventsleeds.meeting.held", "leeds", "meeting.held"));
         assert!(!is_event_subject(&event_subject("hull", "meeting.held"), "leeds", "meeting.held"));
         assert!(!is_event_subject(&event_subject("leeds", "action.taken"), "leeds", "meeting.held"));
-        assert_eq!(QueryEndpoint::Trends.subject(), "momentum.query.v1.trends");
     }
 }

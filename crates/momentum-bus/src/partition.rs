@@ -15,7 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{EVENTS_SUBJECT_PREFIX, QUERY_SUBJECT_GROUP, QueryEndpoint};
+use crate::{EVENTS_SUBJECT_PREFIX, QUERY_SUBJECT_GROUP};
 
 /// How many slots the movements hash to. Fixed forever (see above).
 pub const SLOT_COUNT: u32 = 64;
@@ -117,9 +117,9 @@ impl Partition {
         }
     }
 
-    /// The subject a query for `endpoint` is sent to in this partition.
-    pub fn query_subject(self, endpoint: QueryEndpoint) -> String {
-        format!("{}.{}", self.query_group(), endpoint.name())
+    /// The subject a read `R` is sent to in this partition.
+    pub fn query_subject<R: crate::protocol::Read>(self) -> String {
+        format!("{}.{}", self.query_group(), R::ENDPOINT)
     }
 }
 
@@ -198,11 +198,10 @@ mod tests {
 
     #[test]
     fn the_whole_stream_keeps_the_plain_query_subjects_and_partitions_get_their_own() {
-        assert_eq!(Partition::WHOLE.query_subject(QueryEndpoint::Trends), "momentum.query.v1.trends");
-        assert_eq!(
-            Partition::new(1, 2).unwrap().query_subject(QueryEndpoint::Status),
-            "momentum.query.v1.part-1-of-2.status"
-        );
+        use crate::protocol::ReadStatus;
+        use momentum_domain::query::TrendRequest;
+        assert_eq!(Partition::WHOLE.query_subject::<TrendRequest>(), "momentum.query.v1.trends");
+        assert_eq!(Partition::new(1, 2).unwrap().query_subject::<ReadStatus>(), "momentum.query.v1.part-1-of-2.status");
         assert!(Partition::WHOLE.event_filters().is_empty());
         assert_eq!(Partition::new(0, 2).unwrap().event_filters().len(), 32);
     }

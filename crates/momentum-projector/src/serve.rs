@@ -6,20 +6,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::convert::Infallible;
+use std::future::Future;
+
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
-use momentum_bus::{QUERY_SERVICE_NAME, QueryEndpoint};
+use momentum_bus::QUERY_SERVICE_NAME;
+use momentum_bus::protocol::{Asked, ListMovements, ProtocolError, Read, ReadStatus, Refusal, TrendTotalsRequest};
+use momentum_domain::ledger::Ledger;
 use momentum_domain::query::{
-    self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, ReadSettings, TotalsEncoding, TrendRequest,
-    TrendTotals,
+    self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, ReadSettings, TrendRequest,
 };
 use prometheus_client::metrics::histogram::Histogram;
-use std::convert::Infallible;
+use tokio::sync::{Semaphore, watch};
 
 use crate::consume::SharedProjection;
-use serde::Deserialize;
-use tokio::sync::{Semaphore, watch};
 
 use crate::coverage::Coverage;
 use crate::{ProjectorError, QUERIES_IN_FLIGHT_MAX};
@@ -101,189 +103,165 @@ pub(crate) async fn start(
         read_seconds,
         answer_bytes_max,
     };
-    let mut tasks = Vec::new();
-    for endpoint_kind in QueryEndpoint::ALL {
-        let mut endpoint =
-            group.endpoint(endpoint_kind.name()).await.map_err(|error| ProjectorError::Service(error.to_string()))?;
-        let context = context.clone();
-        tasks.push(tokio::spawn(async move {
-            while let Some(request) = endpoint.next().await {
-                // Busy: say so at once rather than leave requests queued
-                // behind this loop, unbounded and answered after their
-                // askers gave up.
-                let Ok(slot) = context.slots.clone().try_acquire_owned() else {
-                    let busy = error(
-                        503,
-                        format!("the projection service is answering {QUERIES_IN_FLIGHT_MAX} queries; retry"),
-                    );
-                    if let Err(error) = request.respond(Err(busy)).await {
-                        tracing::warn!(%error, "could not send a query response");
-                    }
-                    continue;
-                };
-                let context = context.clone();
-                tokio::spawn(async move {
-                    let response = match answer(&context, endpoint_kind, &request.message.payload).await {
-                        Ok(body) if body.len() > context.answer_bytes_max => Err(error(
-                            413,
-                            format!(
-                                "the answer would be {} bytes, more than the {} NATS carries: narrow the date range, \
-                                 use a longer interval, or ask for fewer metrics or movements",
-                                body.len(),
-                                context.answer_bytes_max
-                            ),
-                        )),
-                        other => other,
-                    };
-                    if let Err(error) = request.respond(response).await {
-                        tracing::warn!(%error, "could not send a query response");
-                    }
-                    drop(slot);
-                });
-            }
-        }));
-    }
+    let tasks = vec![
+        serve::<TrendRequest, _, _>(&group, &context, |context, read| blocking(context, read, query::trend)).await?,
+        serve::<TrendTotalsRequest, _, _>(&group, &context, trend_totals).await?,
+        serve::<CohortRequest, _, _>(&group, &context, |context, read| {
+            blocking(context, read, |ledger, read, _| query::cohorts(ledger, read))
+        })
+        .await?,
+        serve::<PrinciplesRequest, _, _>(&group, &context, |context, read| {
+            blocking(context, read, |ledger, read, _| query::principles(ledger, read))
+        })
+        .await?,
+        serve::<CompareRequest, _, _>(&group, &context, |context, read| blocking(context, read, query::compare))
+            .await?,
+        serve::<ListMovements, _, _>(&group, &context, |context, read| {
+            blocking(context, read, |ledger, _, _| query::movements(ledger))
+        })
+        .await?,
+        serve::<ReadStatus, _, _>(&group, &context, status).await?,
+    ];
     Ok(Running { service, tasks, slots, wait_max })
 }
 
-/// Every request may carry `min_seq`: the answer waits until the
-/// projection has applied that stream sequence.
-#[derive(Debug, Deserialize)]
-struct Envelope<T> {
-    #[serde(default)]
-    min_seq: Option<u64>,
-    /// How a `trend_totals` answer is encoded; every other answer is JSON.
-    #[serde(default)]
-    totals_encoding: TotalsEncoding,
-    #[serde(flatten)]
-    request: T,
+/// Answers the read `R` at its endpoint of `group`, each request on a task
+/// of its own: `handler` makes the answer once the projection has reached
+/// the request's `min_seq`.
+async fn serve<R, Handler, Answered>(
+    group: &service::Group,
+    context: &Context,
+    handler: Handler,
+) -> Result<tokio::task::JoinHandle<()>, ProjectorError>
+where
+    R: Read,
+    Handler: Fn(Context, R) -> Answered + Clone + Send + Sync + 'static,
+    Answered: Future<Output = Result<Vec<u8>, Refusal>> + Send + 'static,
+{
+    let mut endpoint = group.endpoint(R::ENDPOINT).await.map_err(|error| ProjectorError::Service(error.to_string()))?;
+    let context = context.clone();
+    Ok(tokio::spawn(async move {
+        while let Some(request) = endpoint.next().await {
+            // Busy: say so at once rather than leave requests queued behind
+            // this loop, unbounded and answered after their askers gave up.
+            let Ok(slot) = context.slots.clone().try_acquire_owned() else {
+                let busy = Refusal::Unavailable(format!(
+                    "the projection service is answering {QUERIES_IN_FLIGHT_MAX} queries; retry"
+                ));
+                if let Err(error) = request.respond(Err(busy.into())).await {
+                    tracing::warn!(%error, "could not send a query response");
+                }
+                continue;
+            };
+            let (context, handler) = (context.clone(), handler.clone());
+            tokio::spawn(async move {
+                let answer = answer::<R, _, _>(context, &request.message.payload, handler).await;
+                if let Err(error) = request.respond(answer.map(Bytes::from).map_err(Into::into)).await {
+                    tracing::warn!(%error, "could not send a query response");
+                }
+                drop(slot);
+            });
+        }
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-struct Nothing {}
-
-fn error(code: usize, message: impl Into<String>) -> service::error::Error {
-    service::error::Error { status: message.into(), code }
+/// Reads a request, waits for its `min_seq`, answers it, and refuses an
+/// answer larger than NATS carries.
+async fn answer<R, Handler, Answered>(context: Context, payload: &[u8], handler: Handler) -> Result<Vec<u8>, Refusal>
+where
+    R: Read,
+    Handler: Fn(Context, R) -> Answered,
+    Answered: Future<Output = Result<Vec<u8>, Refusal>>,
+{
+    let asked = Asked::<R>::decode(payload)?;
+    wait_for(&context, asked.min_seq).await?;
+    let answer_bytes_max = context.answer_bytes_max;
+    let body = handler(context, asked.read).await?;
+    if body.len() > answer_bytes_max {
+        return Err(Refusal::TooLarge(format!(
+            "the answer would be {} bytes, more than the {answer_bytes_max} NATS carries: narrow the date range, use \
+             a longer interval, or ask for fewer metrics or movements",
+            body.len(),
+        )));
+    }
+    Ok(body)
 }
 
 /// Reads go to the projection in memory, which cannot fail to be read.
-fn query_error(failure: QueryError<Infallible>) -> service::error::Error {
+fn refusal(failure: QueryError<Infallible>) -> Refusal {
     match failure {
-        QueryError::UnknownMovement(_) => error(404, failure.to_string()),
-        QueryError::Invalid(_) => error(400, failure.to_string()),
+        QueryError::UnknownMovement(_) => Refusal::UnknownMovement(failure.to_string()),
+        QueryError::Invalid(_) => Refusal::Invalid(failure.to_string()),
         QueryError::Store(never) => match never {},
     }
 }
 
-/// Reads a request's JSON.
-fn read<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<Envelope<T>, service::error::Error> {
-    serde_json::from_slice(payload).map_err(|failure| error(400, failure.to_string()))
-}
-
-async fn answer(context: &Context, endpoint: QueryEndpoint, payload: &[u8]) -> Result<Bytes, service::error::Error> {
-    let payload = if payload.is_empty() { b"{}".as_slice() } else { payload };
-    let shared = context.projection.clone();
-    let settings = context.read_settings;
-    // Reads take the ledger's lock, which the fold takes for each event,
-    // and some pass over many facts: they run on the blocking pool so that
-    // they never stall the runtime's two workers.
-    let read: Box<dyn FnOnce() -> Result<Vec<u8>, service::error::Error> + Send> = match endpoint {
-        QueryEndpoint::Trends => {
-            let envelope: Envelope<TrendRequest> = read(payload)?;
-            wait_for(context, envelope.min_seq).await?;
-            Box::new(move || {
-                let projection = read_projection(&shared);
-                let trend = query::trend(&*projection, &envelope.request, &settings).map_err(query_error)?;
-                Ok(trend.to_json())
-            })
-        }
-        QueryEndpoint::TrendTotals => {
-            let envelope: Envelope<TrendRequest> = read(payload)?;
-            wait_for(context, envelope.min_seq).await?;
-            // Read here rather than on the blocking pool when the lock is
-            // free: a kept answer is a lookup, and a new one one pass over
-            // the facts of the range's periods, both far cheaper than the
-            // two thread hand-offs of the pool for the trends evaluators
-            // read. While the fold holds the lock, the read waits on the
-            // pool instead, never on one of the runtime's two workers.
-            let encoding = envelope.totals_encoding;
-            if let Ok(projection) = shared.try_read() {
-                let started = Instant::now();
-                let totals = query::trend_totals(&*projection, &envelope.request, &settings);
-                drop(projection);
-                context.read_seconds.observe(started.elapsed().as_secs_f64());
-                return encode_totals(totals, encoding).map(Bytes::from);
-            }
-            Box::new(move || {
-                encode_totals(query::trend_totals(&*read_projection(&shared), &envelope.request, &settings), encoding)
-            })
-        }
-        QueryEndpoint::Cohorts => {
-            let envelope: Envelope<CohortRequest> = read(payload)?;
-            wait_for(context, envelope.min_seq).await?;
-            Box::new(move || to_json(query::cohorts(&*read_projection(&shared), &envelope.request)))
-        }
-        QueryEndpoint::Principles => {
-            let envelope: Envelope<PrinciplesRequest> = read(payload)?;
-            wait_for(context, envelope.min_seq).await?;
-            Box::new(move || to_json(query::principles(&*read_projection(&shared), &envelope.request)))
-        }
-        QueryEndpoint::Compare => {
-            let envelope: Envelope<CompareRequest> = read(payload)?;
-            wait_for(context, envelope.min_seq).await?;
-            Box::new(move || to_json(query::compare(&*read_projection(&shared), &envelope.request, &settings)))
-        }
-        QueryEndpoint::Movements => {
-            let envelope: Envelope<Nothing> = read(payload)?;
-            wait_for(context, envelope.min_seq).await?;
-            Box::new(move || to_json(query::movements(&*read_projection(&shared))))
-        }
-        QueryEndpoint::Status => {
-            let envelope: Envelope<Nothing> = read(payload)?;
-            wait_for(context, envelope.min_seq).await?;
-            let applied_since_start = context.applied.load(Ordering::Relaxed);
-            // A partition's status says how far it covers the stream, not
-            // just where its own last event was, so that a client may wait
-            // for that sequence on any partition.
-            let covered = context.coverage.covered().await;
-            Box::new(move || {
-                let watermark = read_projection(&shared).watermark().max(covered);
-                Ok(serde_json::to_vec(&query::Status { watermark, applied_since_start })
-                    .expect("a status always serialises"))
-            })
-        }
-    };
-    let read_seconds = context.read_seconds.clone();
+/// Reads the ledger and encodes the answer on the blocking pool. Reads take
+/// the ledger's lock, which the fold takes for each event, and some pass
+/// over many facts: they never stall one of the runtime's two workers.
+async fn blocking<R: Read>(
+    context: Context,
+    read: R,
+    reading: impl FnOnce(&Ledger, &R, &ReadSettings) -> Result<R::Answer, QueryError<Infallible>> + Send + 'static,
+) -> Result<Vec<u8>, Refusal> {
     let timed = move || {
         let started = Instant::now();
-        let answer = read();
-        read_seconds.observe(started.elapsed().as_secs_f64());
-        answer
+        let answer = reading(&read_projection(&context.projection), &read, &context.read_settings).map_err(refusal);
+        let body = answer.and_then(|answer| read.encode_answer(&answer).map_err(encoding_failed));
+        context.read_seconds.observe(started.elapsed().as_secs_f64());
+        body
     };
-    let body = tokio::task::spawn_blocking(timed).await.map_err(|failure| {
+    tokio::task::spawn_blocking(timed).await.map_err(|failure| {
         tracing::error!(error = %failure, "a query read panicked");
-        error(500, "the query failed")
-    })??;
-    Ok(Bytes::from(body))
+        Refusal::Failed("the query failed".to_owned())
+    })?
 }
 
-/// The projection, for a read; see [`SharedProjection`] on poisoning.
-fn read_projection(shared: &SharedProjection) -> std::sync::RwLockReadGuard<'_, momentum_domain::ledger::Ledger> {
-    shared.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+fn encoding_failed(error: ProtocolError) -> Refusal {
+    tracing::error!(%error, "an answer could not be encoded");
+    Refusal::Failed("the answer could not be encoded".to_owned())
 }
 
-fn encode_totals(
-    totals: Result<TrendTotals, QueryError<Infallible>>,
-    encoding: TotalsEncoding,
-) -> Result<Vec<u8>, service::error::Error> {
-    match encoding {
-        TotalsEncoding::Json => to_json(totals),
-        TotalsEncoding::Binary => Ok(totals.map_err(query_error)?.to_binary()),
+/// Trend totals are read here rather than on the blocking pool when the
+/// lock is free: a kept answer is a lookup, and a new one one pass over the
+/// facts of the range's periods, both far cheaper than the two thread
+/// hand-offs of the pool for the trends evaluators read. While the fold
+/// holds the lock, the read waits on the pool instead, never on one of the
+/// runtime's two workers.
+async fn trend_totals(context: Context, read: TrendTotalsRequest) -> Result<Vec<u8>, Refusal> {
+    let now = match context.projection.try_read() {
+        Ok(projection) => {
+            let started = Instant::now();
+            let totals = query::trend_totals(&*projection, &read.trend, &context.read_settings);
+            drop(projection);
+            context.read_seconds.observe(started.elapsed().as_secs_f64());
+            Some(totals)
+        }
+        Err(_) => None,
+    };
+    match now {
+        Some(totals) => read.encode_answer(&totals.map_err(refusal)?).map_err(encoding_failed),
+        None => {
+            blocking(context, read, |ledger, read, settings| query::trend_totals(ledger, &read.trend, settings)).await
+        }
     }
 }
 
-fn to_json<T: serde::Serialize>(result: Result<T, QueryError<Infallible>>) -> Result<Vec<u8>, service::error::Error> {
-    Ok(serde_json::to_vec(&result.map_err(query_error)?).expect("query results always serialise"))
+/// A partition's status says how far it covers the stream, not just where
+/// its own last event was, so that a client may wait for that sequence on
+/// any partition.
+async fn status(context: Context, read: ReadStatus) -> Result<Vec<u8>, Refusal> {
+    let applied_since_start = context.applied.load(Ordering::Relaxed);
+    let covered = context.coverage.covered().await;
+    blocking(context, read, move |ledger, _, _| {
+        Ok(query::Status { watermark: ledger.watermark().max(covered), applied_since_start })
+    })
+    .await
+}
+
+/// The projection, for a read; see [`SharedProjection`] on poisoning.
+fn read_projection(shared: &SharedProjection) -> std::sync::RwLockReadGuard<'_, Ledger> {
+    shared.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// How often a partitioned projector waiting for a sequence beyond its own
@@ -293,7 +271,7 @@ const COVERAGE_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Waits, at most `wait_max`, until the projection covers `min_seq`: its
 /// watermark reaches it or, for a partition, the server shows that none of
 /// its events up to `min_seq` is unread (see [`Coverage`]).
-async fn wait_for(context: &Context, min_seq: Option<u64>) -> Result<(), service::error::Error> {
+async fn wait_for(context: &Context, min_seq: Option<u64>) -> Result<(), Refusal> {
     let Some(min_seq) = min_seq else { return Ok(()) };
     let deadline = tokio::time::Instant::now() + context.wait_max;
     let mut watermark = context.watermark.clone();
@@ -321,12 +299,9 @@ async fn wait_for(context: &Context, min_seq: Option<u64>) -> Result<(), service
     if *watermark.borrow() >= min_seq || (partitioned && covered().await >= min_seq) {
         return Ok(());
     }
-    Err(error(
-        503,
-        format!(
-            "the projection has not reached sequence {min_seq} within {} ms (it is at {})",
-            context.wait_max.as_millis(),
-            *context.watermark.borrow()
-        ),
-    ))
+    Err(Refusal::Unavailable(format!(
+        "the projection has not reached sequence {min_seq} within {} ms (it is at {})",
+        context.wait_max.as_millis(),
+        *context.watermark.borrow()
+    )))
 }

@@ -6,7 +6,6 @@
 use std::fmt::Write;
 
 use axum::http::{HeaderMap, header};
-use momentum_bus::QueryEndpoint;
 use momentum_domain::query::{Cohorts, Comparison, MovementList, Principles, Status, Trend};
 use momentum_runtime::Problem;
 use serde_json::Value;
@@ -53,31 +52,57 @@ pub(crate) struct CsvFile {
     pub filename: String,
 }
 
-/// Turns a projector answer into CSV. Fails only if the answer is not the
-/// JSON the endpoint promises, which would be a bug.
-pub(crate) fn to_csv(endpoint: QueryEndpoint, json: &[u8], layout: Layout) -> Result<CsvFile, serde_json::Error> {
-    Ok(match endpoint {
-        // An HTTP trend read comes here as `Trends`, with the trend this
-        // service computed from the projector's `TrendTotals`; an answer of
-        // `TrendTotals` itself is never turned into CSV.
-        QueryEndpoint::Trends | QueryEndpoint::TrendTotals => trend(&serde_json::from_slice(json)?, layout),
-        QueryEndpoint::Cohorts => cohorts(&serde_json::from_slice(json)?, layout),
-        QueryEndpoint::Principles => principles(&serde_json::from_slice(json)?),
-        QueryEndpoint::Compare => comparison(&serde_json::from_slice(json)?, layout),
-        QueryEndpoint::Movements => {
-            let list: MovementList = serde_json::from_slice(json)?;
-            let mut body = String::from("movement,events\n");
-            for movement in &list.movements {
-                let _ = writeln!(body, "{},{}", field(&movement.movement), movement.events);
-            }
-            CsvFile { body, filename: "movements.csv".to_owned() }
+/// An answer that can be written as CSV: every read's.
+pub(crate) trait CsvAnswer: serde::de::DeserializeOwned {
+    fn to_csv(&self, layout: Layout) -> CsvFile;
+}
+
+/// Turns an answer's JSON into CSV. Fails only if the JSON is not the
+/// answer's, which would be a bug.
+pub(crate) fn to_csv<A: CsvAnswer>(json: &[u8], layout: Layout) -> Result<CsvFile, serde_json::Error> {
+    Ok(serde_json::from_slice::<A>(json)?.to_csv(layout))
+}
+
+impl CsvAnswer for Trend {
+    fn to_csv(&self, layout: Layout) -> CsvFile {
+        trend(self, layout)
+    }
+}
+
+impl CsvAnswer for Cohorts {
+    fn to_csv(&self, layout: Layout) -> CsvFile {
+        cohorts(self, layout)
+    }
+}
+
+impl CsvAnswer for Principles {
+    /// One layout only: a row per principle is already long.
+    fn to_csv(&self, _layout: Layout) -> CsvFile {
+        principles(self)
+    }
+}
+
+impl CsvAnswer for Comparison {
+    fn to_csv(&self, layout: Layout) -> CsvFile {
+        comparison(self, layout)
+    }
+}
+
+impl CsvAnswer for MovementList {
+    fn to_csv(&self, _layout: Layout) -> CsvFile {
+        let mut body = String::from("movement,events\n");
+        for movement in &self.movements {
+            let _ = writeln!(body, "{},{}", field(&movement.movement), movement.events);
         }
-        QueryEndpoint::Status => {
-            let status: Status = serde_json::from_slice(json)?;
-            let body = format!("watermark,applied_since_start\n{},{}\n", status.watermark, status.applied_since_start);
-            CsvFile { body, filename: "status.csv".to_owned() }
-        }
-    })
+        CsvFile { body, filename: "movements.csv".to_owned() }
+    }
+}
+
+impl CsvAnswer for Status {
+    fn to_csv(&self, _layout: Layout) -> CsvFile {
+        let body = format!("watermark,applied_since_start\n{},{}\n", self.watermark, self.applied_since_start);
+        CsvFile { body, filename: "status.csv".to_owned() }
+    }
 }
 
 fn trend(trend: &Trend, layout: Layout) -> CsvFile {
@@ -282,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_wide_trend_has_a_header_row_a_row_per_period_and_empty_cells_for_nulls() {
-        let file = to_csv(QueryEndpoint::Trends, &trend_json(), Layout::Wide).unwrap();
+        let file = to_csv::<Trend>(&trend_json(), Layout::Wide).unwrap();
         assert_eq!(
             file.body,
             "period,active_participants,retention_rate,volunteer_hours\n2026-03-02,5,,2.5\n2026-03-09,4,0.6,0.0\n"
@@ -292,7 +317,7 @@ mod tests {
 
     #[test]
     fn a_long_trend_has_one_row_per_value() {
-        let file = to_csv(QueryEndpoint::Trends, &trend_json(), Layout::Long).unwrap();
+        let file = to_csv::<Trend>(&trend_json(), Layout::Long).unwrap();
         let lines: Vec<&str> = file.body.lines().collect();
         assert_eq!(lines[0], "period,movement,metric,value");
         assert_eq!(lines.len(), 1 + 2 * 3);

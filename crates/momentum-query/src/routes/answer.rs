@@ -6,24 +6,22 @@
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use momentum_bus::QueryEndpoint;
+use momentum_bus::protocol::{Asked, ListMovements, Read, ReadStatus, Refusal, TrendTotalsRequest};
 use momentum_domain::query::{
-    self, CohortRequest, Cohorts, CompareRequest, MovementList, Principles, PrinciplesRequest, QueryError,
-    TotalsEncoding, TrendRequest, TrendTotals, suppression,
+    self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, TotalsEncoding, TrendRequest, TrendTotals,
+    suppression,
 };
 use momentum_runtime::auth::{Caller, Movements, Role};
 use momentum_runtime::{Problem, problem_responses};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::parameters::Reading;
 use crate::AppState;
-use crate::csv::{Format, to_csv};
+use crate::csv::{CsvAnswer, Format, to_csv};
 
 /// Answers a read: the problem that stopped it, or what `read` answers for
 /// its request, as JSON or CSV.
-pub(crate) async fn read<R, Answered>(
-    endpoint: QueryEndpoint,
+pub(crate) async fn read<A: CsvAnswer, R, Answered>(
     asked: Result<(R, Reading), Problem>,
     read: impl FnOnce(R, Option<u64>) -> Answered,
 ) -> Response
@@ -31,13 +29,13 @@ where
     Answered: std::future::Future<Output = Result<Bytes, Response>>,
 {
     match asked {
-        Ok((request, reading)) => respond(endpoint, reading, read(request, reading.min_seq).await),
+        Ok((request, reading)) => respond::<A>(reading, read(request, reading.min_seq).await),
         Err(problem) => problem.into_response(),
     }
 }
 
 /// Answers a read: its JSON as asked, or CSV; or the problem that stopped it.
-fn respond(endpoint: QueryEndpoint, reading: Reading, answer: Result<Bytes, Response>) -> Response {
+fn respond<A: CsvAnswer>(reading: Reading, answer: Result<Bytes, Response>) -> Response {
     let json = match answer {
         Ok(json) => json,
         Err(response) => return response,
@@ -47,7 +45,7 @@ fn respond(endpoint: QueryEndpoint, reading: Reading, answer: Result<Bytes, Resp
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return response;
     };
-    match to_csv(endpoint, &json, layout) {
+    match to_csv::<A>(&json, layout) {
         Ok(file) => {
             let mut response = (StatusCode::OK, file.body).into_response();
             let headers = response.headers_mut();
@@ -79,19 +77,6 @@ fn unfit(error: QueryError<()>) -> Response {
     Problem::internal().into_response()
 }
 
-/// A request as the projector reads it: its fields, `min_seq`, and for
-/// trend totals the encoding asked for.
-fn envelope<T: Serialize>(request: &T, min_seq: Option<u64>, encoding: Option<TotalsEncoding>) -> Value {
-    let mut value = serde_json::to_value(request).expect("a request always serialises");
-    if let Some(fields) = value.as_object_mut() {
-        fields.insert("min_seq".to_owned(), serde_json::json!(min_seq));
-        if let Some(encoding) = encoding {
-            fields.insert("totals_encoding".to_owned(), serde_json::json!(encoding));
-        }
-    }
-    value
-}
-
 /// Whether small numbers are suppressed for this caller, and below what.
 /// Evaluators get suppressed figures; admins see them whole.
 fn suppression_for(state: &AppState, caller: &Caller) -> Option<u64> {
@@ -100,25 +85,22 @@ fn suppression_for(state: &AppState, caller: &Caller) -> Option<u64> {
 
 /// The movements with events, those the caller may not read left out.
 pub(crate) async fn movements(state: &AppState, caller: &Caller, min_seq: Option<u64>) -> Result<Bytes, Response> {
-    let json = ask(state, QueryEndpoint::Movements, envelope(&serde_json::json!({}), min_seq, None)).await?;
-    if caller.movements == Movements::All || caller.role == Role::Admin {
-        return Ok(json);
+    let mut list = ask(state, Asked { min_seq, read: ListMovements {} }).await?;
+    if caller.movements != Movements::All && caller.role != Role::Admin {
+        list.movements.retain(|summary| caller.may_read(&summary.movement));
     }
-    let mut list: MovementList = serde_json::from_slice(&json).map_err(internal)?;
-    list.movements.retain(|summary| caller.may_read(&summary.movement));
     Ok(to_bytes(&list))
 }
 
 pub(crate) async fn status(state: &AppState, min_seq: Option<u64>) -> Result<Bytes, Response> {
-    ask(state, QueryEndpoint::Status, envelope(&serde_json::json!({}), min_seq, None)).await
+    Ok(to_bytes(&ask(state, Asked { min_seq, read: ReadStatus {} }).await?))
 }
 
 /// The totals of a trend, asked for in their binary form, which a
 /// noticeable share of a trend's work here went into reading as JSON.
 async fn trend_totals(state: &AppState, request: &TrendRequest, min_seq: Option<u64>) -> Result<TrendTotals, Response> {
-    let answer =
-        ask(state, QueryEndpoint::TrendTotals, envelope(request, min_seq, Some(TotalsEncoding::Binary))).await?;
-    TrendTotals::from_answer(&answer).map_err(internal)
+    let read = TrendTotalsRequest { trend: request.clone(), totals_encoding: TotalsEncoding::Binary };
+    ask(state, Asked { min_seq, read }).await
 }
 
 /// A trend, computed here from the projector's period totals: the totals
@@ -155,10 +137,10 @@ pub(crate) async fn cohorts(
     request: CohortRequest,
     min_seq: Option<u64>,
 ) -> Result<Bytes, Response> {
-    let json = ask(state, QueryEndpoint::Cohorts, envelope(&request, min_seq, None)).await?;
-    let Some(below) = suppression_for(state, caller) else { return Ok(json) };
-    let mut cohorts: Cohorts = serde_json::from_slice(&json).map_err(internal)?;
-    suppression::cohorts(&mut cohorts, below);
+    let mut cohorts = ask(state, Asked { min_seq, read: request }).await?;
+    if let Some(below) = suppression_for(state, caller) {
+        suppression::cohorts(&mut cohorts, below);
+    }
     Ok(to_bytes(&cohorts))
 }
 
@@ -168,10 +150,10 @@ pub(crate) async fn principles(
     request: PrinciplesRequest,
     min_seq: Option<u64>,
 ) -> Result<Bytes, Response> {
-    let json = ask(state, QueryEndpoint::Principles, envelope(&request, min_seq, None)).await?;
-    let Some(below) = suppression_for(state, caller) else { return Ok(json) };
-    let mut principles: Principles = serde_json::from_slice(&json).map_err(internal)?;
-    suppression::principles(&mut principles, below);
+    let mut principles = ask(state, Asked { min_seq, read: request }).await?;
+    if let Some(below) = suppression_for(state, caller) {
+        suppression::principles(&mut principles, below);
+    }
     Ok(to_bytes(&principles))
 }
 
@@ -182,7 +164,7 @@ pub(crate) async fn compare(
     min_seq: Option<u64>,
 ) -> Result<Bytes, Response> {
     let Some(below) = suppression_for(state, caller) else {
-        return ask(state, QueryEndpoint::Compare, envelope(&request, min_seq, None)).await;
+        return Ok(to_bytes(&ask(state, Asked { min_seq, read: request }).await?));
     };
     // Each movement's trend, suppressed as a trend read is, so that a
     // comparison shows nothing a trend read hides (what is hidden depends
@@ -207,7 +189,7 @@ const NO_RESPONDERS_RETRY_INTERVAL: std::time::Duration = std::time::Duration::f
 /// that hold its movements). Its answer is the API's JSON, except trend
 /// totals asked for in binary; its errors, or its silence, become problem
 /// responses.
-async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Result<Bytes, Response> {
+async fn ask<R: Read>(state: &AppState, asked: Asked<R>) -> Result<R::Answer, Response> {
     use crate::partitions::Failure;
     // While NATS is away no answer can come: say so at once rather than
     // after the query timeout.
@@ -217,13 +199,12 @@ async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Resul
     // A read that waits for `min_seq` also waits out a projector that is
     // restarting, until the query timeout: a client that asked to wait
     // should not see an error for a routine restart.
-    let waits = request.get("min_seq").is_some_and(|min_seq| !min_seq.is_null());
     let deadline = tokio::time::Instant::now() + state.query_timeout;
     let failure = loop {
-        match crate::partitions::ask(state, endpoint, request.clone()).await {
+        match crate::partitions::ask(state, &asked).await {
             Ok(answer) => return Ok(answer),
             Err(Failure::Unanswered(error))
-                if waits
+                if asked.min_seq.is_some()
                     && error.kind() == async_nats::RequestErrorKind::NoResponders
                     && tokio::time::Instant::now() + NO_RESPONDERS_RETRY_INTERVAL < deadline =>
             {
@@ -245,18 +226,18 @@ async fn ask(state: &AppState, endpoint: QueryEndpoint, request: Value) -> Resul
             Problem::unavailable(detail).into_response()
         }
         Failure::Unreadable(error) => internal(error),
-        Failure::Refused { code: 400, message } => {
+        Failure::Refused(Refusal::Invalid(message)) => {
             Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "the query is not valid")
                 .detail(message)
                 .into_response()
         }
         // The answer would not fit in a NATS message: the range is what
         // the client can change.
-        Failure::Refused { code: 413, message } => Problem::bad_parameter("from", message).into_response(),
-        Failure::Refused { code: 404, message } => unknown_movement(message).into_response(),
-        Failure::Refused { code: 503, message } => Problem::unavailable(message).into_response(),
-        Failure::Refused { code, message } => {
-            tracing::error!(code, message, "the projection service failed a query");
+        Failure::Refused(Refusal::TooLarge(message)) => Problem::bad_parameter("from", message).into_response(),
+        Failure::Refused(Refusal::UnknownMovement(message)) => unknown_movement(message).into_response(),
+        Failure::Refused(Refusal::Unavailable(message)) => Problem::unavailable(message).into_response(),
+        Failure::Refused(Refusal::Failed(message)) => {
+            tracing::error!(message, "the projection service failed a query");
             Problem::internal().into_response()
         }
     })

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use momentum_bus::QueryEndpoint;
 use momentum_domain::Interval;
 use momentum_domain::query::{CohortRequest, Cohorts};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
 
 use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
-use super::parameters::{Asked, examples, interval, periods, read_parameters};
+use super::parameters::{RequestParts, examples, interval, periods, read_parameters};
 use super::today;
 use crate::AppState;
 
@@ -29,10 +28,10 @@ read_parameters! {
     }
 }
 
-impl TryFrom<Asked<&CohortParameters>> for CohortRequest {
+impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
     type Error = Problem;
 
-    fn try_from(asked: Asked<&CohortParameters>) -> Result<CohortRequest, Problem> {
+    fn try_from(asked: RequestParts<&CohortParameters>) -> Result<CohortRequest, Problem> {
         let parameters = asked.parameters;
         let interval = interval(parameters.interval.as_deref(), &COHORT_INTERVALS)?;
         let periods = periods(interval, parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
@@ -70,11 +69,11 @@ pub(crate) async fn cohorts(
     let asked = (|| {
         caller.require_read(movement.as_str())?;
         let reading = parameters.reading(&headers)?;
-        let request = CohortRequest::try_from(Asked { parameters: &parameters, movement, today: today(&state) })?;
+        let request =
+            CohortRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
         Ok::<_, Problem>((request, reading))
     })();
-    answer::read(QueryEndpoint::Cohorts, asked, |request, min_seq| answer::cohorts(&state, &caller, request, min_seq))
-        .await
+    answer::read::<Cohorts, _, _>(asked, |request, min_seq| answer::cohorts(&state, &caller, request, min_seq)).await
 }
 
 problem_responses! {

@@ -5,14 +5,13 @@ use std::sync::Arc;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use momentum_bus::QueryEndpoint;
 use momentum_domain::Interval;
 use momentum_domain::query::{CompareRequest, ComparedMovements, Comparison, Metric, MovementId};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{Parameters, Problem, problem_responses};
 
 use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
-use super::parameters::{Asked, comma_list, examples, interval, metric, movement, periods, read_parameters};
+use super::parameters::{RequestParts, comma_list, examples, interval, metric, movement, periods, read_parameters};
 use super::today;
 use crate::AppState;
 
@@ -32,10 +31,10 @@ read_parameters! {
     }
 }
 
-impl TryFrom<Asked<&CompareParameters, ()>> for CompareRequest {
+impl TryFrom<RequestParts<&CompareParameters, ()>> for CompareRequest {
     type Error = Problem;
 
-    fn try_from(asked: Asked<&CompareParameters, ()>) -> Result<CompareRequest, Problem> {
+    fn try_from(asked: RequestParts<&CompareParameters, ()>) -> Result<CompareRequest, Problem> {
         let parameters = asked.parameters;
         let named = comma_list(parameters.movements.as_deref())
             .map(|text| movement(text, "movements"))
@@ -81,15 +80,15 @@ pub(crate) async fn compare(
 ) -> Response {
     let asked = (|| {
         caller.require_reader()?;
-        let request = CompareRequest::try_from(Asked { parameters: &parameters, movement: (), today: today(&state) })?;
+        let request =
+            CompareRequest::try_from(RequestParts { parameters: &parameters, movement: (), today: today(&state) })?;
         for movement in request.movements.as_slice() {
             caller.require_read(movement.as_str())?;
         }
         let reading = parameters.reading(&headers)?;
         Ok::<_, Problem>((request, reading))
     })();
-    answer::read(QueryEndpoint::Compare, asked, |request, min_seq| answer::compare(&state, &caller, request, min_seq))
-        .await
+    answer::read::<Comparison, _, _>(asked, |request, min_seq| answer::compare(&state, &caller, request, min_seq)).await
 }
 
 problem_responses! {

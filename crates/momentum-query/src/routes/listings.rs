@@ -5,7 +5,6 @@ use std::sync::Arc;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use momentum_bus::QueryEndpoint;
 use momentum_domain::query::{MovementList, Status};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{Parameters, Problem, problem_responses};
@@ -49,7 +48,7 @@ pub(crate) async fn movements(
     Parameters(parameters): Parameters<ListParameters>,
 ) -> Response {
     let asked = reading(&caller, &parameters, &headers).map(|reading| ((), reading));
-    answer::read(QueryEndpoint::Movements, asked, |(), min_seq| answer::movements(&state, &caller, min_seq)).await
+    answer::read::<MovementList, _, _>(asked, |(), min_seq| answer::movements(&state, &caller, min_seq)).await
 }
 
 #[utoipa::path(
@@ -74,7 +73,7 @@ pub(crate) async fn status(
     Parameters(parameters): Parameters<ListParameters>,
 ) -> Response {
     let asked = reading(&caller, &parameters, &headers).map(|reading| ((), reading));
-    answer::read(QueryEndpoint::Status, asked, |(), min_seq| answer::status(&state, min_seq)).await
+    answer::read::<Status, _, _>(asked, |(), min_seq| answer::status(&state, min_seq)).await
 }
 
 problem_responses! {

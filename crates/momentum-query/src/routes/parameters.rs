@@ -91,7 +91,7 @@ impl Reading {
 /// A read's parameters with what else its request is made from: the
 /// movement its path names (`()` for reads without one), and today's date
 /// in the service's time zone, where a range without `to` ends.
-pub(crate) struct Asked<P, M = MovementId> {
+pub(crate) struct RequestParts<P, M = MovementId> {
     pub parameters: P,
     pub movement: M,
     pub today: NaiveDate,

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use momentum_bus::QueryEndpoint;
 use momentum_domain::query::{Principles, PrinciplesRequest};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
 
 use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
-use super::parameters::{Asked, date_range, examples, range_problem, read_parameters};
+use super::parameters::{RequestParts, date_range, examples, range_problem, read_parameters};
 use super::today;
 use crate::AppState;
 
@@ -21,10 +20,10 @@ read_parameters! {
     PrinciplesParameters {}
 }
 
-impl TryFrom<Asked<&PrinciplesParameters>> for PrinciplesRequest {
+impl TryFrom<RequestParts<&PrinciplesParameters>> for PrinciplesRequest {
     type Error = Problem;
 
-    fn try_from(asked: Asked<&PrinciplesParameters>) -> Result<PrinciplesRequest, Problem> {
+    fn try_from(asked: RequestParts<&PrinciplesParameters>) -> Result<PrinciplesRequest, Problem> {
         let parameters = asked.parameters;
         let range = date_range(parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
         PrinciplesRequest::new(asked.movement, range).map_err(range_problem)
@@ -61,13 +60,12 @@ pub(crate) async fn principles(
     let asked = (|| {
         caller.require_read(movement.as_str())?;
         let reading = parameters.reading(&headers)?;
-        let request = PrinciplesRequest::try_from(Asked { parameters: &parameters, movement, today: today(&state) })?;
+        let request =
+            PrinciplesRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
         Ok::<_, Problem>((request, reading))
     })();
-    answer::read(QueryEndpoint::Principles, asked, |request, min_seq| {
-        answer::principles(&state, &caller, request, min_seq)
-    })
-    .await
+    answer::read::<Principles, _, _>(asked, |request, min_seq| answer::principles(&state, &caller, request, min_seq))
+        .await
 }
 
 problem_responses! {

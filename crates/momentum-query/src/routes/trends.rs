@@ -5,14 +5,13 @@ use std::sync::Arc;
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use momentum_bus::QueryEndpoint;
 use momentum_domain::Interval;
 use momentum_domain::query::{Trend, TrendRequest};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
 
 use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
-use super::parameters::{Asked, comma_list, examples, interval, metric, periods, read_parameters};
+use super::parameters::{RequestParts, comma_list, examples, interval, metric, periods, read_parameters};
 use super::today;
 use crate::AppState;
 
@@ -29,10 +28,10 @@ read_parameters! {
     }
 }
 
-impl TryFrom<Asked<&TrendParameters>> for TrendRequest {
+impl TryFrom<RequestParts<&TrendParameters>> for TrendRequest {
     type Error = Problem;
 
-    fn try_from(asked: Asked<&TrendParameters>) -> Result<TrendRequest, Problem> {
+    fn try_from(asked: RequestParts<&TrendParameters>) -> Result<TrendRequest, Problem> {
         let parameters = asked.parameters;
         let interval = interval(parameters.interval.as_deref(), &Interval::ALL)?;
         let periods = periods(interval, parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
@@ -79,11 +78,10 @@ pub(crate) async fn trends(
     let asked = (|| {
         caller.require_read(movement.as_str())?;
         let reading = parameters.reading(&headers)?;
-        let request = TrendRequest::try_from(Asked { parameters: &parameters, movement, today: today(&state) })?;
+        let request = TrendRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
         Ok::<_, Problem>((request, reading))
     })();
-    answer::read(QueryEndpoint::Trends, asked, |request, min_seq| answer::trend(&state, &caller, request, min_seq))
-        .await
+    answer::read::<Trend, _, _>(asked, |request, min_seq| answer::trend(&state, &caller, request, min_seq)).await
 }
 
 problem_responses! {

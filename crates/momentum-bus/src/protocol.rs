@@ -1,0 +1,442 @@
+//! The protocol between the query service and the projectors: each read is
+//! a request type that names its endpoint, its answer and how that answer
+//! travels, and how the answers of several partitions make one. A request
+//! crosses as its JSON with `min_seq` beside its fields ([`Asked`]); an
+//! answer as its JSON, or a read's own encoding; a refusal as a NATS
+//! service error whose code says what kind of refusal it is ([`Refusal`]).
+//!
+//! Adding a read means adding its request type here (with its [`Read`]
+//! implementation), a handler in the projector and a route in query.
+
+use bytes::Bytes;
+use momentum_domain::query::{
+    CohortRequest, Cohorts, CompareRequest, Comparison, MovementId, MovementList, Principles, PrinciplesRequest,
+    Status, TotalsEncoding, Trend, TrendRequest, TrendTotals, UnreadableTotals,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Which movements a read is about: the partitions that must answer it.
+#[derive(Clone, Copy, Debug)]
+pub enum Reach<'a> {
+    /// One movement's: its partition answers.
+    One(&'a MovementId),
+    /// Several movements': each of their partitions answers for its own.
+    Several(&'a [MovementId]),
+    /// Every partition answers.
+    All,
+}
+
+/// A read a projector answers.
+pub trait Read: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// The last token of the read's subject.
+    const ENDPOINT: &'static str;
+    /// What the projector answers.
+    type Answer: Send + 'static;
+
+    /// The movements the read is about.
+    fn reach(&self) -> Reach<'_>;
+
+    /// The answer as it crosses NATS.
+    fn encode_answer(&self, answer: &Self::Answer) -> Result<Vec<u8>, ProtocolError>;
+
+    /// An answer read back; what does not read is an error, never a guess.
+    fn decode_answer(bytes: &[u8]) -> Result<Self::Answer, ProtocolError>;
+
+    /// The same read, asked of one partition for `movements`, the part of
+    /// [`Read::reach`] that partition owns.
+    fn for_movements(&self, movements: Vec<MovementId>) -> Self {
+        let _ = movements;
+        self.clone()
+    }
+
+    /// One answer made of the answers of every partition the read reached,
+    /// in partition order. Reads of one movement reach one partition.
+    fn merge(&self, answers: Vec<Self::Answer>) -> Result<Self::Answer, ProtocolError> {
+        answers.into_iter().next().ok_or(ProtocolError::NoAnswer)
+    }
+}
+
+/// A read as it crosses NATS: the read's own fields, and the stream
+/// sequence the projection must have applied before it answers.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Asked<R> {
+    #[serde(default)]
+    pub min_seq: Option<u64>,
+    #[serde(flatten)]
+    pub read: R,
+}
+
+impl<R: Read> Asked<R> {
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("a request always serialises"))
+    }
+
+    /// A request read back; an empty payload is a read without fields.
+    pub fn decode(payload: &[u8]) -> Result<Asked<R>, Refusal> {
+        let payload = if payload.is_empty() { b"{}".as_slice() } else { payload };
+        serde_json::from_slice(payload).map_err(|error| Refusal::Invalid(error.to_string()))
+    }
+}
+
+/// Why an answer could not be read or merged.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("the answer is not the JSON of its read: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Totals(#[from] UnreadableTotals),
+    #[error("no partition answered")]
+    NoAnswer,
+}
+
+/// Why a projector did not answer a read, carried as the NATS service
+/// error's code and message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The request is not one the projector can read (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The movement has no events (404).
+    #[error("{0}")]
+    UnknownMovement(String),
+    /// The answer would not fit in a NATS message (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Busy, or the projection has not reached `min_seq` in time (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else (500).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Refusal {
+    pub fn code(&self) -> u16 {
+        match self {
+            Refusal::Invalid(_) => 400,
+            Refusal::UnknownMovement(_) => 404,
+            Refusal::TooLarge(_) => 413,
+            Refusal::Unavailable(_) => 503,
+            Refusal::Failed(_) => 500,
+        }
+    }
+
+    pub fn from_code(code: u16, message: String) -> Refusal {
+        match code {
+            400 => Refusal::Invalid(message),
+            404 => Refusal::UnknownMovement(message),
+            413 => Refusal::TooLarge(message),
+            503 => Refusal::Unavailable(message),
+            _ => Refusal::Failed(message),
+        }
+    }
+
+    /// The refusal a reply carries in its service error headers, if any.
+    pub fn of_reply(reply: &async_nats::Message) -> Option<Refusal> {
+        let headers = reply.headers.as_ref()?;
+        let code = headers.get(async_nats::service::NATS_SERVICE_ERROR_CODE)?.as_str().parse::<u16>().ok()?;
+        let message = headers.get(async_nats::service::NATS_SERVICE_ERROR).map(|value| value.as_str().to_owned());
+        Some(Refusal::from_code(code, message.unwrap_or_default()))
+    }
+}
+
+impl From<Refusal> for async_nats::service::error::Error {
+    fn from(refusal: Refusal) -> Self {
+        async_nats::service::error::Error { code: usize::from(refusal.code()), status: refusal.to_string() }
+    }
+}
+
+fn to_json<T: Serialize>(answer: &T) -> Result<Vec<u8>, ProtocolError> {
+    Ok(serde_json::to_vec(answer)?)
+}
+
+fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
+    Ok(serde_json::from_slice(bytes)?)
+}
+
+impl Read for TrendRequest {
+    const ENDPOINT: &'static str = "trends";
+    type Answer = Trend;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::One(&self.movement)
+    }
+
+    fn encode_answer(&self, answer: &Trend) -> Result<Vec<u8>, ProtocolError> {
+        Ok(answer.to_json())
+    }
+
+    fn decode_answer(bytes: &[u8]) -> Result<Trend, ProtocolError> {
+        from_json(bytes)
+    }
+}
+
+/// The period totals a trend is computed from: what the query service
+/// asks for to serve a trend, in the encoding it names.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrendTotalsRequest {
+    #[serde(flatten)]
+    pub trend: TrendRequest,
+    /// How the answer is encoded; a projector that does not know the
+    /// encoding asked for answers JSON, which every reader reads.
+    #[serde(default)]
+    pub totals_encoding: TotalsEncoding,
+}
+
+impl Read for TrendTotalsRequest {
+    const ENDPOINT: &'static str = "trend_totals";
+    type Answer = TrendTotals;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::One(&self.trend.movement)
+    }
+
+    fn encode_answer(&self, answer: &TrendTotals) -> Result<Vec<u8>, ProtocolError> {
+        match self.totals_encoding {
+            TotalsEncoding::Binary => Ok(answer.to_binary()),
+            TotalsEncoding::Json => to_json(answer),
+        }
+    }
+
+    fn decode_answer(bytes: &[u8]) -> Result<TrendTotals, ProtocolError> {
+        Ok(TrendTotals::from_answer(bytes)?)
+    }
+}
+
+impl Read for CohortRequest {
+    const ENDPOINT: &'static str = "cohorts";
+    type Answer = Cohorts;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::One(&self.movement)
+    }
+
+    fn encode_answer(&self, answer: &Cohorts) -> Result<Vec<u8>, ProtocolError> {
+        to_json(answer)
+    }
+
+    fn decode_answer(bytes: &[u8]) -> Result<Cohorts, ProtocolError> {
+        from_json(bytes)
+    }
+}
+
+impl Read for PrinciplesRequest {
+    const ENDPOINT: &'static str = "principles";
+    type Answer = Principles;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::One(&self.movement)
+    }
+
+    fn encode_answer(&self, answer: &Principles) -> Result<Vec<u8>, ProtocolError> {
+        to_json(answer)
+    }
+
+    fn decode_answer(bytes: &[u8]) -> Result<Principles, ProtocolError> {
+        from_json(bytes)
+    }
+}
+
+impl Read for CompareRequest {
+    const ENDPOINT: &'static str = "compare";
+    type Answer = Comparison;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::Several(self.movements.as_slice())
+    }
+
+    fn encode_answer(&self, answer: &Comparison) -> Result<Vec<u8>, ProtocolError> {
+        to_json(answer)
+    }
+
+    fn decode_answer(bytes: &[u8]) -> Result<Comparison, ProtocolError> {
+        from_json(bytes)
+    }
+
+    fn for_movements(&self, movements: Vec<MovementId>) -> CompareRequest {
+        let movements = momentum_domain::query::ComparedMovements::new(movements)
+            .expect("a partition's part of a comparison is a non-empty part of its movements");
+        CompareRequest { movements, ..self.clone() }
+    }
+
+    /// The series of every partition, in the order the request named the
+    /// movements, with the lowest watermark (every partition that answered
+    /// has applied at least that much of the stream).
+    fn merge(&self, answers: Vec<Comparison>) -> Result<Comparison, ProtocolError> {
+        let mut answers = answers.into_iter();
+        let mut merged = answers.next().ok_or(ProtocolError::NoAnswer)?;
+        for comparison in answers {
+            merged.watermark = merged.watermark.min(comparison.watermark);
+            merged.series.extend(comparison.series);
+        }
+        let asked = self.movements.as_slice();
+        merged.series.sort_by_key(|series| asked.iter().position(|movement| movement.as_str() == series.movement));
+        Ok(merged)
+    }
+}
+
+/// Every movement with at least one event.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ListMovements {}
+
+impl Read for ListMovements {
+    const ENDPOINT: &'static str = "movements";
+    type Answer = MovementList;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::All
+    }
+
+    fn encode_answer(&self, answer: &MovementList) -> Result<Vec<u8>, ProtocolError> {
+        to_json(answer)
+    }
+
+    fn decode_answer(bytes: &[u8]) -> Result<MovementList, ProtocolError> {
+        from_json(bytes)
+    }
+
+    /// Every partition's movements, in id order, with the lowest watermark.
+    fn merge(&self, answers: Vec<MovementList>) -> Result<MovementList, ProtocolError> {
+        let mut answers = answers.into_iter();
+        let mut merged = answers.next().ok_or(ProtocolError::NoAnswer)?;
+        for list in answers {
+            merged.watermark = merged.watermark.min(list.watermark);
+            merged.movements.extend(list.movements);
+        }
+        merged.movements.sort_by(|left, right| left.movement.cmp(&right.movement));
+        Ok(merged)
+    }
+}
+
+/// How far the projection has applied the stream.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReadStatus {}
+
+impl Read for ReadStatus {
+    const ENDPOINT: &'static str = "status";
+    type Answer = Status;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::All
+    }
+
+    fn encode_answer(&self, answer: &Status) -> Result<Vec<u8>, ProtocolError> {
+        to_json(answer)
+    }
+
+    fn decode_answer(bytes: &[u8]) -> Result<Status, ProtocolError> {
+        from_json(bytes)
+    }
+
+    /// The lowest watermark, and every partition's messages read.
+    fn merge(&self, answers: Vec<Status>) -> Result<Status, ProtocolError> {
+        let mut answers = answers.into_iter();
+        let mut merged = answers.next().ok_or(ProtocolError::NoAnswer)?;
+        for status in answers {
+            merged.watermark = merged.watermark.min(status.watermark);
+            merged.applied_since_start += status.applied_since_start;
+        }
+        Ok(merged)
+    }
+}
+
+/// The subject name of every read, for the projector's service and its
+/// permissions.
+pub const ENDPOINTS: [&str; 7] = [
+    TrendRequest::ENDPOINT,
+    TrendTotalsRequest::ENDPOINT,
+    CohortRequest::ENDPOINT,
+    PrinciplesRequest::ENDPOINT,
+    CompareRequest::ENDPOINT,
+    ListMovements::ENDPOINT,
+    ReadStatus::ENDPOINT,
+];
+
+#[cfg(test)]
+mod tests {
+    use momentum_domain::query::{ComparedMovement, MovementSummary};
+
+    use super::*;
+
+    fn id(text: &str) -> MovementId {
+        MovementId::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_request_crosses_as_its_fields_and_min_seq_and_reads_back_checked() {
+        let asked: Asked<ListMovements> = Asked::decode(b"").unwrap();
+        assert_eq!(asked.min_seq, None);
+        let bad = br#"{"movement":"Leeds Walks","interval":"week","from":"2026-03-02","to":"2026-03-02"}"#;
+        assert!(matches!(Asked::<CohortRequest>::decode(bad), Err(Refusal::Invalid(_))));
+        let text = br#"{"min_seq":7,"movement":"leeds","interval":"week","from":"2026-03-02","to":"2026-03-09"}"#;
+        let asked: Asked<TrendTotalsRequest> = Asked::decode(text).unwrap();
+        assert_eq!((asked.min_seq, asked.read.totals_encoding), (Some(7), TotalsEncoding::Json));
+        let again: serde_json::Value = serde_json::from_slice(&asked.encode()).unwrap();
+        assert_eq!(again["movement"], "leeds");
+        assert_eq!(again["min_seq"], 7);
+    }
+
+    #[test]
+    fn every_refusal_reads_back_from_its_code() {
+        for refusal in [
+            Refusal::Invalid("a".into()),
+            Refusal::UnknownMovement("b".into()),
+            Refusal::TooLarge("c".into()),
+            Refusal::Unavailable("d".into()),
+            Refusal::Failed("e".into()),
+        ] {
+            assert_eq!(Refusal::from_code(refusal.code(), refusal.to_string()), refusal);
+        }
+    }
+
+    #[test]
+    fn merged_comparisons_keep_the_order_the_movements_were_asked_in() {
+        let request: CompareRequest = serde_json::from_str(
+            r#"{"movements":["b","a"],"metric":"volunteer_hours","interval":"week","from":"2026-03-02","to":"2026-03-02"}"#,
+        )
+        .unwrap();
+        let part = |movement: &str, watermark: u64| Comparison {
+            metric: request.metric,
+            interval: request.periods.interval(),
+            from: request.periods.from(),
+            to: request.periods.to(),
+            watermark,
+            volunteer_hour_value_gbp: 11.27,
+            series: vec![ComparedMovement { movement: movement.to_owned(), values: Vec::new() }],
+            suppressed_below: None,
+        };
+        let merged = request.merge(vec![part("a", 5), part("b", 4)]).unwrap();
+        let order: Vec<&str> = merged.series.iter().map(|series| series.movement.as_str()).collect();
+        assert_eq!(order, ["b", "a"]);
+        assert_eq!(merged.watermark, 4);
+        assert_eq!(request.for_movements(vec![id("a")]).movements.as_slice(), [id("a")]);
+    }
+
+    #[test]
+    fn merged_listings_are_in_id_order_with_the_lowest_watermark_and_summed_counts() {
+        let summary = |movement: &str, events| MovementSummary { movement: movement.to_owned(), events };
+        let merged = ListMovements {}
+            .merge(vec![
+                MovementList { watermark: 9, movements: vec![summary("c", 1), summary("e", 2)] },
+                MovementList { watermark: 7, movements: vec![summary("a", 3)] },
+            ])
+            .unwrap();
+        assert_eq!(merged.watermark, 7);
+        let names: Vec<&str> = merged.movements.iter().map(|summary| summary.movement.as_str()).collect();
+        assert_eq!(names, ["a", "c", "e"]);
+        let merged = ReadStatus {}
+            .merge(vec![
+                Status { watermark: 12, applied_since_start: 5 },
+                Status { watermark: 10, applied_since_start: 4 },
+            ])
+            .unwrap();
+        assert_eq!(merged, Status { watermark: 10, applied_since_start: 9 });
+    }
+
+    #[test]
+    fn an_answer_that_is_not_its_json_is_an_error() {
+        assert!(ListMovements::decode_answer(b"not json").is_err());
+        assert!(matches!(ListMovements {}.merge(Vec::new()), Err(ProtocolError::NoAnswer)));
+    }
+}
