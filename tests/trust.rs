@@ -439,7 +439,7 @@ async fn a_token_that_posts_faster_than_its_limit_gets_429_with_retry_after_and_
 
 #[tokio::test]
 async fn the_services_refuse_to_start_without_an_auth_file_or_a_pseudonym_key_unless_told_otherwise() {
-    let nats = momentum_tests::momentum_testkit::NatsServer::start();
+    let nats = momentum_testkit::NatsServer::start();
     let mut config = ingest_config(&nats.url());
     config.auth.auth_file = None;
     let Err(error) = momentum_ingest::Ingest::start(&config).await else { panic!("ingest started without auth") };
