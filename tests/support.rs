@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use momentum_domain::ledger::{Ledger, MovementLedger, ProjectionSettings};
+use momentum_domain::ledger::{FoldSettings, Ledger, MovementLedger};
 use momentum_testkit::NatsServer;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -295,7 +295,7 @@ pub async fn projector_instances(nats: &async_nats::Client) -> usize {
     use futures::StreamExt;
     let inbox = nats.new_inbox();
     let mut replies = nats.subscribe(inbox.clone()).await.unwrap();
-    let subject = format!("$SRV.PING.{}", momentum_bus::QUERY_SERVICE_NAME);
+    let subject = format!("$SRV.PING.{}", momentum_bus::PROJECTOR_SERVICE_NAME);
     nats.publish_with_reply(subject, inbox, "".into()).await.unwrap();
     let mut count = 0;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), replies.next()).await {
@@ -379,7 +379,7 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 /// The projector's status, asked directly over NATS; `None` while no
 /// projector answers.
 pub async fn projector_status(nats: &async_nats::Client) -> Option<Value> {
-    let subject = momentum_bus::Partition::WHOLE.query_subject::<momentum_bus::protocol::ReadStatus>();
+    let subject = momentum_bus::Partition::WHOLE.query_subject::<momentum_bus::protocol::StatusRequest>();
     let reply = tokio::time::timeout(Duration::from_secs(2), nats.request(subject, "{}".into())).await.ok()?.ok()?;
     serde_json::from_slice(&reply.payload).ok()
 }
@@ -422,7 +422,7 @@ pub async fn fold_stream_from_scratch(nats: &async_nats::Client) -> Ledger {
         .expect("a consumer");
     let mut messages = consumer.messages().await.expect("messages");
     let mut ledger = Ledger::default();
-    let settings = ProjectionSettings::default();
+    let settings = FoldSettings::default();
     let mut sequence = 0;
     while sequence < last_sequence {
         let message = messages.next().await.expect("the stream goes on").expect("a message");

@@ -22,7 +22,7 @@ pub const STREAM_NAME: &str = "MOMENTUM_EVENTS";
 /// Every event subject starts with this.
 pub const EVENTS_SUBJECT_PREFIX: &str = "momentum.events";
 /// The NATS micro-service name the projector registers under.
-pub const QUERY_SERVICE_NAME: &str = "momentum-projector";
+pub const PROJECTOR_SERVICE_NAME: &str = "momentum-projector";
 /// The subject group of the query endpoints; `v1` is the wire version.
 pub const QUERY_SUBJECT_GROUP: &str = "momentum.query.v1";
 /// The largest stored event, in bytes. Ingest rejects anything bigger, so the

@@ -198,10 +198,13 @@ mod tests {
 
     #[test]
     fn the_whole_stream_keeps_the_plain_query_subjects_and_partitions_get_their_own() {
-        use crate::protocol::ReadStatus;
+        use crate::protocol::StatusRequest;
         use momentum_domain::query::TrendRequest;
         assert_eq!(Partition::WHOLE.query_subject::<TrendRequest>(), "momentum.query.v1.trends");
-        assert_eq!(Partition::new(1, 2).unwrap().query_subject::<ReadStatus>(), "momentum.query.v1.part-1-of-2.status");
+        assert_eq!(
+            Partition::new(1, 2).unwrap().query_subject::<StatusRequest>(),
+            "momentum.query.v1.part-1-of-2.status"
+        );
         assert!(Partition::WHOLE.event_filters().is_empty());
         assert_eq!(Partition::new(0, 2).unwrap().event_filters().len(), 32);
     }

@@ -278,9 +278,9 @@ impl Read for CompareRequest {
 
 /// Every movement with at least one event.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ListMovements {}
+pub struct MovementsRequest {}
 
-impl Read for ListMovements {
+impl Read for MovementsRequest {
     const ENDPOINT: &'static str = "movements";
     type Answer = MovementList;
 
@@ -311,9 +311,9 @@ impl Read for ListMovements {
 
 /// How far the projection has applied the stream.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct ReadStatus {}
+pub struct StatusRequest {}
 
-impl Read for ReadStatus {
+impl Read for StatusRequest {
     const ENDPOINT: &'static str = "status";
     type Answer = Status;
 
@@ -349,8 +349,8 @@ pub const ENDPOINTS: [&str; 7] = [
     CohortRequest::ENDPOINT,
     PrinciplesRequest::ENDPOINT,
     CompareRequest::ENDPOINT,
-    ListMovements::ENDPOINT,
-    ReadStatus::ENDPOINT,
+    MovementsRequest::ENDPOINT,
+    StatusRequest::ENDPOINT,
 ];
 
 #[cfg(test)]
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_request_crosses_as_its_fields_and_min_seq_and_reads_back_checked() {
-        let asked: Asked<ListMovements> = Asked::decode(b"").unwrap();
+        let asked: Asked<MovementsRequest> = Asked::decode(b"").unwrap();
         assert_eq!(asked.min_seq, None);
         let bad = br#"{"movement":"Leeds Walks","interval":"week","from":"2026-03-02","to":"2026-03-02"}"#;
         assert!(matches!(Asked::<CohortRequest>::decode(bad), Err(Refusal::Invalid(_))));
@@ -416,7 +416,7 @@ mod tests {
     #[test]
     fn merged_listings_are_in_id_order_with_the_lowest_watermark_and_summed_counts() {
         let summary = |movement: &str, events| MovementSummary { movement: movement.to_owned(), events };
-        let merged = ListMovements {}
+        let merged = MovementsRequest {}
             .merge(vec![
                 MovementList { watermark: 9, movements: vec![summary("c", 1), summary("e", 2)] },
                 MovementList { watermark: 7, movements: vec![summary("a", 3)] },
@@ -425,7 +425,7 @@ mod tests {
         assert_eq!(merged.watermark, 7);
         let names: Vec<&str> = merged.movements.iter().map(|summary| summary.movement.as_str()).collect();
         assert_eq!(names, ["a", "c", "e"]);
-        let merged = ReadStatus {}
+        let merged = StatusRequest {}
             .merge(vec![
                 Status { watermark: 12, applied_since_start: 5 },
                 Status { watermark: 10, applied_since_start: 4 },
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn an_answer_that_is_not_its_json_is_an_error() {
-        assert!(ListMovements::decode_answer(b"not json").is_err());
-        assert!(matches!(ListMovements {}.merge(Vec::new()), Err(ProtocolError::NoAnswer)));
+        assert!(MovementsRequest::decode_answer(b"not json").is_err());
+        assert!(matches!(MovementsRequest {}.merge(Vec::new()), Err(ProtocolError::NoAnswer)));
     }
 }

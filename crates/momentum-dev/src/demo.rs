@@ -753,7 +753,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     use std::sync::OnceLock;
 
-    use momentum_domain::ledger::{Ledger, ProjectionSettings};
+    use momentum_domain::ledger::{FoldSettings, Ledger};
     use momentum_domain::query::{self, Metric, ReadSettings, TrendRequest};
     use momentum_domain::{Interval, Validator};
 
@@ -777,7 +777,7 @@ mod tests {
             let events = generate(SEED, 3, now());
             let validator = Validator::new().unwrap();
             let mut state = Ledger::default();
-            let settings = ProjectionSettings::default();
+            let settings = FoldSettings::default();
             for (index, event) in events.iter().enumerate() {
                 let event = match validator.validate(event, now()) {
                     Ok(event) => event,

@@ -35,7 +35,7 @@ use chrono_tz::Tz;
 
 use crate::event::{Event, EventData, Principle, Role};
 use crate::period::local_date;
-use index::{EventIndex, Status};
+use index::{EventIndex, Standing};
 
 pub use read::PeriodTotals;
 
@@ -57,14 +57,14 @@ pub const FORMAT: &str = "9";
 /// Settings that change what the fold computes. Changing any of them
 /// needs a rebuild of the ledger from sequence 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProjectionSettings {
+pub struct FoldSettings {
     /// The zone whose calendar decides which day, week and month an event is in.
     pub time_zone: Tz,
 }
 
-impl Default for ProjectionSettings {
-    fn default() -> ProjectionSettings {
-        ProjectionSettings { time_zone: chrono_tz::Europe::London }
+impl Default for FoldSettings {
+    fn default() -> FoldSettings {
+        FoldSettings { time_zone: chrono_tz::Europe::London }
     }
 }
 
@@ -381,14 +381,14 @@ impl Ledger {
 
     /// Folds one event, found at stream sequence `seq`. Sequences start at
     /// 1 and only increase, as a stream's do.
-    pub fn apply(&mut self, settings: &ProjectionSettings, event: &Event, seq: u64) -> Outcome {
+    pub fn apply(&mut self, settings: &FoldSettings, event: &Event, seq: u64) -> Outcome {
         assert!(seq > self.watermark, "sequences only increase: {seq} after {}", self.watermark);
         self.watermark = seq;
         let movement = self.movement_number(&event.subject);
         let ledger = &mut self.movements[movement as usize];
         let before =
             ledger.sources.find(&event.source).and_then(|source| ledger.events[source as usize].get(event.id.as_str()));
-        if matches!(before, Some(Status::Counted { .. } | Status::Uncounted)) {
+        if matches!(before, Some(Standing::Counted { .. } | Standing::Uncounted)) {
             return Outcome::Duplicate;
         }
         let (source, named) = ledger.sources.number(&event.source);
@@ -415,7 +415,7 @@ impl Ledger {
                 people.sort_unstable();
                 Body::Erasure { people: people.into() }
             }
-            _ if before == Some(Status::RetractionWaiting) => Body::Withheld,
+            _ if before == Some(Standing::RetractionPending) => Body::Withheld,
             data => Body::Fact(ledger.fact(movement, settings, event, data, &mut self.journal.names)),
         };
         let entry = Entry { seq, movement, source, id: event.id.as_str().into(), body };
@@ -578,7 +578,7 @@ impl MovementLedger {
     fn fact(
         &mut self,
         movement: u32,
-        settings: &ProjectionSettings,
+        settings: &FoldSettings,
         event: &Event,
         data: &EventData,
         names: &mut Vec<Name>,
@@ -677,39 +677,39 @@ impl MovementLedger {
 
     /// [`MovementLedger::fold`], given what the ledger knew of the entry's
     /// (`source`, `id`) before it (`apply` has looked it up already).
-    fn fold_after(&mut self, entry: &Entry, before: Option<Status>) -> Result<Outcome, Damaged> {
-        if matches!(before, Some(Status::Counted { .. } | Status::Uncounted)) {
+    fn fold_after(&mut self, entry: &Entry, before: Option<Standing>) -> Result<Outcome, Damaged> {
+        if matches!(before, Some(Standing::Counted { .. } | Standing::Uncounted)) {
             return Err(Damaged(format!("entry {} folds ({}, {:?}) again", entry.seq, entry.source, entry.id)));
         }
         self.accepted += 1;
         let (status, outcome) = match &entry.body {
-            Body::Fact(_) if before == Some(Status::RetractionWaiting) => {
+            Body::Fact(_) if before == Some(Standing::RetractionPending) => {
                 return Err(Damaged(format!("entry {} counts an event retracted before it came", entry.seq)));
             }
-            Body::Withheld if before != Some(Status::RetractionWaiting) => {
+            Body::Withheld if before != Some(Standing::RetractionPending) => {
                 return Err(Damaged(format!("entry {} withholds an event no retraction named", entry.seq)));
             }
-            Body::Withheld => (Status::Uncounted, Outcome::ArrivedRetracted),
+            Body::Withheld => (Standing::Uncounted, Outcome::ArrivedRetracted),
             Body::Fact(fact) => {
                 self.insert_fact(entry.seq, fact);
-                (Status::Counted { day: fact.day, seq: entry.seq }, Outcome::Applied)
+                (Standing::Counted { day: fact.day, seq: entry.seq }, Outcome::Applied)
             }
-            Body::Erasure { .. } => (Status::Uncounted, Outcome::Erased),
+            Body::Erasure { .. } => (Standing::Uncounted, Outcome::Erased),
             Body::Retraction { target } => {
                 let events = &mut self.events[entry.source as usize];
                 let outcome = match events.get(target) {
                     None => {
-                        events.set(target, Status::RetractionWaiting);
+                        events.set(target, Standing::RetractionPending);
                         Outcome::RetractionPending
                     }
-                    Some(Status::RetractionWaiting | Status::Uncounted) => Outcome::RetractionIgnored,
-                    Some(Status::Counted { day, seq }) => {
-                        events.set(target, Status::Uncounted);
+                    Some(Standing::RetractionPending | Standing::Uncounted) => Outcome::RetractionIgnored,
+                    Some(Standing::Counted { day, seq }) => {
+                        events.set(target, Standing::Uncounted);
                         self.remove_fact(day, seq);
                         Outcome::Retracted
                     }
                 };
-                (Status::Uncounted, outcome)
+                (Standing::Uncounted, outcome)
             }
         };
         self.events[entry.source as usize].set(&entry.id, status);

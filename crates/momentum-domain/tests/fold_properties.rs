@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
-use momentum_domain::ledger::{Checkpoint, Dimension, Entry, Ledger, Name, ProjectionSettings, millihours};
+use momentum_domain::ledger::{Checkpoint, Dimension, Entry, FoldSettings, Ledger, Name, millihours};
 use momentum_domain::query::{
     self, Cohort, CohortRequest, DateRange, Metric, MovementId, Periods, PrincipleFigures, PrinciplesRequest,
-    ProjectionRead, ReadSettings, TrendRequest,
+    ReadSettings, TrendRequest,
 };
 use momentum_domain::{Event, EventData, Interval, Principle};
 use proptest::prelude::*;
@@ -147,7 +147,7 @@ fn sequence(position: usize, spacing: u64) -> u64 {
 fn fold_spaced(events: &[Event], order: &[usize], spacing: u64) -> Ledger {
     let mut ledger = Ledger::default();
     for (position, &index) in order.iter().enumerate() {
-        ledger.apply(&ProjectionSettings::default(), &events[index], sequence(position, spacing));
+        ledger.apply(&FoldSettings::default(), &events[index], sequence(position, spacing));
     }
     ledger
 }
@@ -165,7 +165,7 @@ fn periods(interval: Interval, from: &str, to: &str) -> Periods {
 
 /// Every read the API offers, for every movement and interval, as JSON
 /// without the watermark (which counts deliveries, repeats included).
-fn read_all<R: ProjectionRead>(state: &R) -> Value {
+fn read_all(state: &Ledger) -> Value {
     let mut all = serde_json::Map::new();
     for movement in MOVEMENTS {
         for interval in Interval::ALL {
@@ -188,7 +188,7 @@ fn read_all<R: ProjectionRead>(state: &R) -> Value {
 /// Trends over a window inside the events' dates (from about a month after
 /// the first to about ten weeks later), so that periods are stored before
 /// and after the range read: a read must take exactly its own.
-fn window_trends<R: ProjectionRead>(state: &R) -> Value {
+fn window_trends(state: &Ledger) -> Value {
     let mut all = serde_json::Map::new();
     for movement in MOVEMENTS {
         for interval in Interval::ALL {
@@ -448,7 +448,7 @@ proptest! {
                 assert_reads!(read_all(&ledger), reference(&events, &order[..half]));
                 assert_reads!(window_trends(&ledger), window_trends(&fold(&events, &order[..half])));
             }
-            ledger.apply(&ProjectionSettings::default(), &events[index], position as u64 + 1);
+            ledger.apply(&FoldSettings::default(), &events[index], position as u64 + 1);
         }
         assert_reads!(read_all(&ledger), reference(&events, &order));
         assert_reads!(window_trends(&ledger), window_trends(&fold(&events, &order)));
@@ -588,7 +588,7 @@ fn fold_with_checkpoints(
     checkpoints: &BTreeSet<usize>,
     reloads: &BTreeSet<usize>,
 ) -> (Stored, Ledger) {
-    let settings = ProjectionSettings::default();
+    let settings = FoldSettings::default();
     let (mut stored, mut ledger) = (Stored::default(), Ledger::default());
     for (position, &index) in order.iter().enumerate() {
         ledger.apply(&settings, &events[index], sequence(position, spacing));
@@ -682,7 +682,7 @@ fn thousands_of_events_with_duplicates_retractions_and_late_arrivals_match_the_r
     let mut stored = Stored::default();
     let mut again = Ledger::default();
     for (position, &index) in order.iter().enumerate() {
-        again.apply(&ProjectionSettings::default(), &events[index], position as u64 + 1);
+        again.apply(&FoldSettings::default(), &events[index], position as u64 + 1);
         if position % 500 == 0 {
             stored.append(again.checkpoint());
         }

@@ -84,8 +84,8 @@ pub const BATCH_EVENTS_MAX: usize = 1000;
 /// With 4 MiB bodies this bounds the bodies read to 1 GiB.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 256;
 /// How many body bytes ingest parses, checks and publishes at once: two of
-/// the largest batches. Parsed, a body takes up to 8 times its text (4 MiB
-/// of one-character refs measured 32 MiB), and its pseudonyms as much again,
+/// the largest batches. Parsed, a body takes several times its text (a
+/// value per one-character ref), and its pseudonyms as much again,
 /// so parsing every body in flight at once could take tens of GiB; beyond
 /// this bound a request waits, within its time limit, for others to finish.
 pub const BODY_BYTES_IN_PROCESS_MAX: usize = 2 * REQUEST_BYTES_MAX;

@@ -39,7 +39,7 @@ const PSEUDONYM_BYTES: usize = 16;
 const SECRET_BYTES_MIN: usize = 32;
 /// Salts cached in memory per ingest replica. Beyond this the cache is
 /// emptied and refilled from the bucket as events arrive, so memory stays
-/// bounded (about 100 bytes an entry) whatever the number of participants.
+/// bounded (an entry is a key and a salt) whatever the number of participants.
 pub const SALTS_CACHED_MAX: usize = 1_000_000;
 /// Salt lookups in flight at once for one request; a batch naming many
 /// people not yet cached queues behind this bound instead of flooding NATS.
@@ -168,7 +168,7 @@ fn encode_hex(bytes: &[u8]) -> String {
 }
 
 /// Lowercase hex. Written out rather than with `format!` per byte, which
-/// took a tenth of ingest's CPU: two of these run for every participant ref.
+/// showed in ingest's profile: two of these run for every participant ref.
 fn push_hex(text: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for byte in bytes {

@@ -60,8 +60,8 @@ impl CheckpointQueue {
     /// them; blocks while a checkpoint already waits. For a blocking thread.
     /// Taking them costs nothing but moving the journal out, so reads never
     /// wait on it.
-    pub(crate) fn checkpoint(&self, projection: &RwLock<Ledger>) -> Result<(), ProjectorError> {
-        let changes = projection.write().unwrap_or_else(PoisonError::into_inner).checkpoint();
+    pub(crate) fn checkpoint(&self, ledger: &RwLock<Ledger>) -> Result<(), ProjectorError> {
+        let changes = ledger.write().unwrap_or_else(PoisonError::into_inner).checkpoint();
         tracing::debug!(watermark = changes.watermark, entries = changes.entries.len(), "checkpoint taken");
         self.sender
             .blocking_send(changes)

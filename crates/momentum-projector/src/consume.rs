@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
 use momentum_domain::Event;
-use momentum_domain::ledger::{Ledger, ProjectionSettings};
+use momentum_domain::ledger::{FoldSettings, Ledger};
 use momentum_store::Store;
 use tokio::sync::watch;
 
@@ -30,15 +30,13 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// The events after which a checkpoint is due even within the interval.
 /// sled writes a checkpoint in one batch, atomic with its watermark, and
-/// frees the pages the batch replaces only after it: a harness catch-up
-/// peaked at 1 173 MiB allocated with checkpoints of 50 000 events (about
-/// 120 000 records, 50 to 80 MiB) and at 339 MiB with 10 000, writing as
-/// fast. A million-event catch-up peaked at 1 361 MiB resident with
-/// 10 000, at 911-1 043 MiB with 5 000 (beyond the 1 GiB it is allowed)
-/// and at 848 MiB with 2 500 (docs/benchmarks.md). While catching up sled
-/// is the slower side, so checkpoints grow to [`CHECKPOINT_EVENTS_MAX`];
-/// smaller ones coalesce fewer writes of the same record (2.5 to 2.8
-/// records an event with 5 000 in the harness, 2.7 to 2.8 with 2 500).
+/// frees the pages the batch replaces only after it, so a catch-up's peak
+/// memory grows with the checkpoint's size; this size kept a
+/// million-event catch-up within the memory it is allowed, writing as fast
+/// as larger ones (the measurements are in docs/benchmarks.md). While
+/// catching up sled is the slower side, so checkpoints grow to
+/// [`CHECKPOINT_EVENTS_MAX`]; smaller ones coalesce fewer writes of the
+/// same record.
 const CHECKPOINT_EVENTS: u64 = 2_500;
 /// The most events folded since the last checkpoint taken. A due
 /// checkpoint is put off while another still waits to be written (sled is
@@ -52,7 +50,7 @@ const CHECKPOINT_EVENTS_MAX: u64 = 5_000;
 /// query endpoints (which read it). Nothing panics while holding the lock
 /// except a fold that breaks an invariant, after which the projector stops
 /// without checkpointing; so a poisoned lock is read through.
-pub(crate) type SharedProjection = Arc<RwLock<Ledger>>;
+pub(crate) type SharedLedger = Arc<RwLock<Ledger>>;
 /// How long the consumer may deliver nothing before the projector asks the
 /// server whether events of its partition are waiting. async-nats's ordered
 /// consumer recreates itself after a failure, retrying without end and
@@ -65,8 +63,8 @@ const STALL_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) struct Consumer {
     pub jetstream: jetstream::Context,
     pub store: Store,
-    pub projection: SharedProjection,
-    pub settings: ProjectionSettings,
+    pub ledger: SharedLedger,
+    pub settings: FoldSettings,
     pub batch_size_max: usize,
     /// Published after every batch folded, for `min_seq` waits.
     pub watermark: watch::Sender<u64>,
@@ -108,14 +106,14 @@ impl Checkpoints {
 /// event, or no stream at all) ends it early: everything else on the NATS
 /// side is retried.
 pub(crate) async fn run(consumer: Consumer, stop: watch::Receiver<bool>) -> Result<(), ProjectorError> {
-    let projection = consumer.projection.clone();
+    let ledger = consumer.ledger.clone();
     let written = consumer.metrics.checkpoint_watermark.clone();
     written.set(i64::try_from(consumer.store.watermark()?).unwrap_or(i64::MAX));
     let writer = CheckpointWriter::start(consumer.store.clone(), written);
     let queue = writer.queue();
     let consumed = consume(consumer, writer.queue(), stop).await;
     if matches!(consumed, Ok(()) | Err(ProjectorError::UnreadableEvent { .. })) {
-        let last = tokio::task::spawn_blocking(move || queue.checkpoint(&projection)).await.map_err(|error| {
+        let last = tokio::task::spawn_blocking(move || queue.checkpoint(&ledger)).await.map_err(|error| {
             ProjectorError::ConsumerFailed(format!("the last checkpoint ended abnormally: {error}"))
         })?;
         if let Err(error) = last {
@@ -137,7 +135,7 @@ async fn consume(
     let Consumer {
         jetstream,
         store,
-        projection,
+        ledger,
         settings,
         batch_size_max,
         watermark,
@@ -151,7 +149,7 @@ async fn consume(
     let mut checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
     while !*stop.borrow() {
         connections.borrow_and_update();
-        let start_sequence = projection.read().unwrap_or_else(PoisonError::into_inner).watermark() + 1;
+        let start_sequence = ledger.read().unwrap_or_else(PoisonError::into_inner).watermark() + 1;
         let messages = match open(&jetstream, &store, start_sequence, partition).await {
             Ok(messages) => {
                 reading.store(true, Ordering::Relaxed);
@@ -182,8 +180,8 @@ async fn consume(
                 // Quiet after some events: checkpoint them now rather than
                 // when the next event comes.
                 () = tokio::time::sleep(CHECKPOINT_INTERVAL), if checkpoints.events_since > 0 => {
-                    let (projection, queue) = (projection.clone(), checkpoints_queue.clone());
-                    tokio::task::spawn_blocking(move || queue.checkpoint(&projection)).await.map_err(|error| {
+                    let (ledger, queue) = (ledger.clone(), checkpoints_queue.clone());
+                    tokio::task::spawn_blocking(move || queue.checkpoint(&ledger)).await.map_err(|error| {
                         ProjectorError::ConsumerFailed(format!("a checkpoint ended abnormally: {error}"))
                     })??;
                     checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
@@ -219,13 +217,13 @@ async fn consume(
             // checkpoint written to sled: on the blocking pool, so that it
             // never holds one of the runtime's workers (queries and NATS
             // traffic go on meanwhile).
-            let folding = (projection.clone(), checkpoints_queue.clone(), pending, checkpoints);
+            let folding = (ledger.clone(), checkpoints_queue.clone(), pending, checkpoints);
             let folded = tokio::task::spawn_blocking(move || {
-                let (projection, queue, mut pending, mut checkpoints) = folding;
-                let applied = fold_chunk(&projection, &settings, chunk, &mut pending)?;
+                let (ledger, queue, mut pending, mut checkpoints) = folding;
+                let applied = fold_chunk(&ledger, &settings, chunk, &mut pending)?;
                 checkpoints.events_since += applied.1;
                 if checkpoints.due(queue.has_room()) {
-                    queue.checkpoint(&projection)?;
+                    queue.checkpoint(&ledger)?;
                     checkpoints = Checkpoints { last: Instant::now(), events_since: 0 };
                 }
                 Ok::<_, ProjectorError>((applied, pending, checkpoints))
@@ -328,12 +326,12 @@ fn server_pending(chunk: &[Delivery]) -> u64 {
 /// when the consumer reopens). `pending` is set to what the server said was
 /// left to deliver after the last message.
 fn fold_chunk(
-    projection: &RwLock<Ledger>,
-    settings: &ProjectionSettings,
+    ledger: &RwLock<Ledger>,
+    settings: &FoldSettings,
     chunk: Vec<Delivery>,
     pending: &mut u64,
 ) -> Result<(u64, u64, bool), ProjectorError> {
-    let mut last_sequence = projection.read().unwrap_or_else(PoisonError::into_inner).watermark();
+    let mut last_sequence = ledger.read().unwrap_or_else(PoisonError::into_inner).watermark();
     let mut failed = false;
     let mut unreadable = None;
     let mut read = 0;
@@ -380,13 +378,13 @@ fn fold_chunk(
             Ok(event) => {
                 // The lock is taken for each event, so reads wait for one
                 // event's fold at most, not a batch's.
-                let mut projection = projection.write().unwrap_or_else(PoisonError::into_inner);
-                let outcome = projection.apply(settings, &event, sequence);
-                drop(projection);
+                let mut ledger = ledger.write().unwrap_or_else(PoisonError::into_inner);
+                let outcome = ledger.apply(settings, &event, sequence);
+                drop(ledger);
                 // The id of the HTTP request that brought the event, so one
                 // event can be followed from ingest's log to this one. Looked
-                // up only when it is logged: a header lookup an event was a
-                // few percent of a catch-up.
+                // up only when it is logged: a header lookup an event showed
+                // in a catch-up's profile.
                 if tracing::enabled!(tracing::Level::DEBUG) {
                     let request_id = message
                         .headers

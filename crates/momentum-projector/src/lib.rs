@@ -24,7 +24,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use momentum_bus::Partition;
-use momentum_domain::ledger::ProjectionSettings;
+use momentum_domain::ledger::FoldSettings;
 use momentum_domain::query::ReadSettings;
 use momentum_store::{Store, StoreMemory};
 use tokio::sync::watch;
@@ -85,7 +85,7 @@ pub struct Config {
 /// about a thousand waiting while the fold stops for a second, say to take
 /// a large checkpoint. A waiting query holds a task and its request, a few
 /// KiB.
-pub const QUERIES_IN_FLIGHT_MAX: usize = 1024;
+pub const READS_IN_FLIGHT_MAX: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
@@ -128,7 +128,7 @@ pub enum ProjectorError {
 pub struct Projector {
     config: Config,
     store: Store,
-    projection: consume::SharedProjection,
+    ledger: consume::SharedLedger,
     nats: async_nats::Client,
     watermark: watch::Sender<u64>,
     applied: Arc<AtomicU64>,
@@ -146,7 +146,7 @@ pub struct Projector {
 
 /// What answering queries needs, kept until the projector has caught up.
 struct ServeSettings {
-    projection: consume::SharedProjection,
+    ledger: consume::SharedLedger,
     /// Time each read spends computing its answer.
     read_seconds: prometheus_client::metrics::histogram::Histogram,
     partition: Partition,
@@ -165,7 +165,7 @@ impl ServeSettings {
     ) -> Result<serve::Running, ProjectorError> {
         let service = serve::start(
             nats,
-            self.projection.clone(),
+            self.ledger.clone(),
             coverage,
             self.wait_max,
             self.applied.clone(),
@@ -176,7 +176,7 @@ impl ServeSettings {
         // A request to our own status endpoint, on the same connection as
         // the subscriptions, returns only after the server has processed
         // them.
-        let probe = nats.request(self.partition.query_subject::<momentum_bus::protocol::ReadStatus>(), "{}".into());
+        let probe = nats.request(self.partition.query_subject::<momentum_bus::protocol::StatusRequest>(), "{}".into());
         tokio::time::timeout(Duration::from_secs(10), probe)
             .await
             .map_err(|_| ProjectorError::Service("the query endpoints did not answer a probe".to_owned()))?
@@ -286,14 +286,14 @@ impl Projector {
             .map_err(|error| ProjectorError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
         // Reads are answered from memory: the projection is loaded whole.
         let loading = std::time::Instant::now();
-        let projection = Arc::new(std::sync::RwLock::new(store.load_ledger()?));
-        let loaded_to = projection.read().unwrap_or_else(std::sync::PoisonError::into_inner).watermark();
-        tracing::info!(watermark = loaded_to, seconds = loading.elapsed().as_secs_f64(), "projection loaded");
+        let ledger = Arc::new(std::sync::RwLock::new(store.load_ledger()?));
+        let loaded_to = ledger.read().unwrap_or_else(std::sync::PoisonError::into_inner).watermark();
+        tracing::info!(watermark = loaded_to, seconds = loading.elapsed().as_secs_f64(), "ledger loaded");
         let (watermark, _) = watch::channel(loaded_to);
         let applied = Arc::<AtomicU64>::default();
         let health = health::Health::new(nats.clone(), config.ready_lag_max);
         let serve = ServeSettings {
-            projection: projection.clone(),
+            ledger: ledger.clone(),
             read_seconds: health.metrics.read_seconds.clone(),
             partition: config.partition,
             wait_max: Duration::from_millis(config.query_wait_ms_max),
@@ -338,7 +338,7 @@ impl Projector {
         Ok(Projector {
             config: config.clone(),
             store,
-            projection,
+            ledger,
             nats,
             watermark,
             applied,
@@ -365,12 +365,12 @@ impl Projector {
     /// Folds the stream and answers queries until `shutdown` resolves; then
     /// finishes the current batch, flushes the store and drains NATS.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ProjectorError> {
-        let settings = ProjectionSettings { time_zone: self.config.time_zone };
+        let settings = FoldSettings { time_zone: self.config.time_zone };
         let (stop_sender, stop) = watch::channel(false);
         let consumer = consume::Consumer {
             jetstream: async_nats::jetstream::new(self.nats.clone()),
             store: self.store.clone(),
-            projection: self.projection.clone(),
+            ledger: self.ledger.clone(),
             settings,
             batch_size_max: self.config.batch_size_max,
             watermark: self.watermark.clone(),

@@ -6,25 +6,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use std::convert::Infallible;
 use std::future::Future;
 
 use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
-use momentum_bus::QUERY_SERVICE_NAME;
-use momentum_bus::protocol::{Asked, ListMovements, ProtocolError, Read, ReadStatus, Refusal, TrendTotalsRequest};
+use momentum_bus::PROJECTOR_SERVICE_NAME;
+use momentum_bus::protocol::{
+    Asked, MovementsRequest, ProtocolError, Read, Refusal, StatusRequest, TrendTotalsRequest,
+};
 use momentum_domain::ledger::Ledger;
 use momentum_domain::query::{
-    self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, ReadSettings, TrendRequest,
+    self, CohortRequest, CompareRequest, PrinciplesRequest, ReadError, ReadSettings, TrendRequest,
 };
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Semaphore, watch};
 
-use crate::consume::SharedProjection;
+use crate::consume::SharedLedger;
 
 use crate::coverage::Coverage;
-use crate::{ProjectorError, QUERIES_IN_FLIGHT_MAX};
+use crate::{ProjectorError, READS_IN_FLIGHT_MAX};
 
 pub(crate) struct Running {
     service: service::Service,
@@ -44,7 +45,7 @@ impl Running {
         for task in &self.tasks {
             task.abort();
         }
-        let all = u32::try_from(QUERIES_IN_FLIGHT_MAX).expect("a few hundred slots");
+        let all = u32::try_from(READS_IN_FLIGHT_MAX).expect("a few hundred slots");
         let answered = tokio::time::timeout(self.wait_max + STOP_MARGIN, self.slots.acquire_many(all)).await;
         if answered.is_err() {
             tracing::warn!("stopping with queries still unanswered");
@@ -55,7 +56,7 @@ impl Running {
 
 #[derive(Clone)]
 struct Context {
-    projection: SharedProjection,
+    ledger: SharedLedger,
     watermark: watch::Receiver<u64>,
     coverage: Coverage,
     wait_max: Duration,
@@ -73,7 +74,7 @@ const REPLY_HEADER_BYTES_MAX: usize = 4096;
 
 pub(crate) async fn start(
     nats: &async_nats::Client,
-    projection: SharedProjection,
+    ledger: SharedLedger,
     coverage: Coverage,
     wait_max: Duration,
     applied: Arc<AtomicU64>,
@@ -85,15 +86,15 @@ pub(crate) async fn start(
         .service_builder()
         .description("momentum projections: trends, movements and status")
         .metadata([("partition".to_owned(), partition.to_string())].into())
-        .start(QUERY_SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .start(PROJECTOR_SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|error| ProjectorError::Service(error.to_string()))?;
     let group = service.group(partition.query_group());
     let watermark = coverage.watermark_receiver();
-    let slots = Arc::new(Semaphore::new(QUERIES_IN_FLIGHT_MAX));
+    let slots = Arc::new(Semaphore::new(READS_IN_FLIGHT_MAX));
     let answer_bytes_max = nats.server_info().max_payload.saturating_sub(REPLY_HEADER_BYTES_MAX);
     let context = Context {
-        projection,
+        ledger,
         watermark,
         coverage,
         wait_max,
@@ -116,11 +117,11 @@ pub(crate) async fn start(
         .await?,
         serve::<CompareRequest, _, _>(&group, &context, |context, read| blocking(context, read, query::compare))
             .await?,
-        serve::<ListMovements, _, _>(&group, &context, |context, read| {
-            blocking(context, read, |ledger, _, _| query::movements(ledger))
+        serve::<MovementsRequest, _, _>(&group, &context, |context, read| {
+            blocking(context, read, |ledger, _, _| Ok(query::movements(ledger)))
         })
         .await?,
-        serve::<ReadStatus, _, _>(&group, &context, status).await?,
+        serve::<StatusRequest, _, _>(&group, &context, status).await?,
     ];
     Ok(Running { service, tasks, slots, wait_max })
 }
@@ -146,7 +147,7 @@ where
             // this loop, unbounded and answered after their askers gave up.
             let Ok(slot) = context.slots.clone().try_acquire_owned() else {
                 let busy = Refusal::Unavailable(format!(
-                    "the projection service is answering {QUERIES_IN_FLIGHT_MAX} queries; retry"
+                    "the projection service is answering {READS_IN_FLIGHT_MAX} queries; retry"
                 ));
                 if let Err(error) = request.respond(Err(busy.into())).await {
                     tracing::warn!(%error, "could not send a query response");
@@ -188,11 +189,10 @@ where
 }
 
 /// Reads go to the projection in memory, which cannot fail to be read.
-fn refusal(failure: QueryError<Infallible>) -> Refusal {
+fn refusal(failure: ReadError) -> Refusal {
     match failure {
-        QueryError::UnknownMovement(_) => Refusal::UnknownMovement(failure.to_string()),
-        QueryError::Invalid(_) => Refusal::Invalid(failure.to_string()),
-        QueryError::Store(never) => match never {},
+        ReadError::UnknownMovement(_) => Refusal::UnknownMovement(failure.to_string()),
+        ReadError::Invalid(_) => Refusal::Invalid(failure.to_string()),
     }
 }
 
@@ -202,11 +202,11 @@ fn refusal(failure: QueryError<Infallible>) -> Refusal {
 async fn blocking<R: Read>(
     context: Context,
     read: R,
-    reading: impl FnOnce(&Ledger, &R, &ReadSettings) -> Result<R::Answer, QueryError<Infallible>> + Send + 'static,
+    reading: impl FnOnce(&Ledger, &R, &ReadSettings) -> Result<R::Answer, ReadError> + Send + 'static,
 ) -> Result<Vec<u8>, Refusal> {
     let timed = move || {
         let started = Instant::now();
-        let answer = reading(&read_projection(&context.projection), &read, &context.read_settings).map_err(refusal);
+        let answer = reading(&read_ledger(&context.ledger), &read, &context.read_settings).map_err(refusal);
         let body = answer.and_then(|answer| read.encode_answer(&answer).map_err(encoding_failed));
         context.read_seconds.observe(started.elapsed().as_secs_f64());
         body
@@ -229,11 +229,11 @@ fn encoding_failed(error: ProtocolError) -> Refusal {
 /// holds the lock, the read waits on the pool instead, never on one of the
 /// runtime's two workers.
 async fn trend_totals(context: Context, read: TrendTotalsRequest) -> Result<Vec<u8>, Refusal> {
-    let now = match context.projection.try_read() {
-        Ok(projection) => {
+    let now = match context.ledger.try_read() {
+        Ok(ledger) => {
             let started = Instant::now();
-            let totals = query::trend_totals(&*projection, &read.trend, &context.read_settings);
-            drop(projection);
+            let totals = query::trend_totals(&ledger, &read.trend, &context.read_settings);
+            drop(ledger);
             context.read_seconds.observe(started.elapsed().as_secs_f64());
             Some(totals)
         }
@@ -250,7 +250,7 @@ async fn trend_totals(context: Context, read: TrendTotalsRequest) -> Result<Vec<
 /// A partition's status says how far it covers the stream, not just where
 /// its own last event was, so that a client may wait for that sequence on
 /// any partition.
-async fn status(context: Context, read: ReadStatus) -> Result<Vec<u8>, Refusal> {
+async fn status(context: Context, read: StatusRequest) -> Result<Vec<u8>, Refusal> {
     let applied_since_start = context.applied.load(Ordering::Relaxed);
     let covered = context.coverage.covered().await;
     blocking(context, read, move |ledger, _, _| {
@@ -259,8 +259,8 @@ async fn status(context: Context, read: ReadStatus) -> Result<Vec<u8>, Refusal> 
     .await
 }
 
-/// The projection, for a read; see [`SharedProjection`] on poisoning.
-fn read_projection(shared: &SharedProjection) -> std::sync::RwLockReadGuard<'_, Ledger> {
+/// The projection, for a read; see [`SharedLedger`] on poisoning.
+fn read_ledger(shared: &SharedLedger) -> std::sync::RwLockReadGuard<'_, Ledger> {
     shared.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

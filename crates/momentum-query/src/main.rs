@@ -1,7 +1,8 @@
 use anyhow::Context;
 
 /// mimalloc rather than glibc malloc: the services allocate many small,
-/// short-lived buffers per request, where glibc spent a fifth of the CPU.
+/// short-lived buffers per request, where glibc's allocator was a large
+/// share of the CPU (docs/decisions/0003-choices-made-for-speed.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

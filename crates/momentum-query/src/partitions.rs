@@ -88,7 +88,7 @@ async fn ask_partition<R: Read>(
 
 #[cfg(test)]
 mod tests {
-    use momentum_bus::protocol::ListMovements;
+    use momentum_bus::protocol::MovementsRequest;
     use momentum_domain::query::{CompareRequest, TrendRequest};
 
     use super::*;
@@ -115,9 +115,9 @@ mod tests {
             assert_eq!(parts.len(), 1, "a trend is read from one partition");
             assert_eq!(parts[0].0.index(), index);
         }
-        let whole = route(1, &ListMovements {});
+        let whole = route(1, &MovementsRequest {});
         assert!(matches!(whole[..], [(Partition::WHOLE, _)]));
-        assert_eq!(route(2, &ListMovements {}).len(), 2, "a listing asks every partition");
+        assert_eq!(route(2, &MovementsRequest {}).len(), 2, "a listing asks every partition");
     }
 
     #[test]

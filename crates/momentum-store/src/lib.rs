@@ -308,8 +308,7 @@ fn read_name_key(key: &[u8], text: &[u8]) -> Result<Name, StoreError> {
 /// the epoch (and only every 128th pin). A checkpoint writes its records in
 /// one batch, pinned throughout, so nothing it replaces can be freed while
 /// it runs; after it, the projector reads sled so seldom that the garbage
-/// of a catch-up piled up faster than it was freed: 950 MiB after 200 000
-/// events, 112 MiB once a scan had pinned the epoch two million times
+/// of a catch-up piled up faster than it was freed, by hundreds of MiB
 /// (docs/benchmarks.md). So each checkpoint is followed by rounds that
 /// free it, a bounded number: enough for [`RECLAIM_OBJECTS_PER_RECORD`]
 /// replaced objects a record written.
@@ -334,7 +333,7 @@ const RECLAIM_OBJECTS_PER_RECORD: usize = 16;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use momentum_domain::ledger::{Body, ProjectionSettings};
+    use momentum_domain::ledger::{Body, FoldSettings};
 
     #[test]
     fn a_setting_cannot_change_under_an_existing_store() {
@@ -388,7 +387,7 @@ mod tests {
     fn checkpoints_load_back_into_the_ledger_they_came_from_and_keep_no_erased_name() {
         let folder = tempfile::tempdir().unwrap();
         let store = Store::open(folder.path()).unwrap();
-        let settings = ProjectionSettings::default();
+        let settings = FoldSettings::default();
         let mut ledger = Ledger::default();
         for (index, event) in events().iter().enumerate() {
             ledger.apply(&settings, event, (index as u64 + 1) * 300);
@@ -414,7 +413,7 @@ mod tests {
     fn folded() -> Ledger {
         let mut ledger = Ledger::default();
         for (index, event) in events().iter().enumerate() {
-            ledger.apply(&ProjectionSettings::default(), event, index as u64 + 1);
+            ledger.apply(&FoldSettings::default(), event, index as u64 + 1);
         }
         ledger
     }

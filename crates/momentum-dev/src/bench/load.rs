@@ -4,10 +4,9 @@
 //! Each task writes its requests as bytes on its own TCP connection and
 //! reads the answers with `httparse`, as load generators such as wrk do,
 //! rather than through an HTTP client library. The load runs on the two
-//! cores it measures: reqwest's pool took 84-100 µs of CPU a request,
-//! hyper's client (a task for the connection and one for the requests)
-//! 38-42 a single event, and this 19-23 (docs/benchmarks.md). Every answer
-//! is still read to its end and its status checked.
+//! cores it measures, and an HTTP client library's pool and tasks cost
+//! several times the CPU a request of this (docs/benchmarks.md). Every
+//! answer is still read to its end and its status checked.
 
 use std::time::{Duration, Instant};
 

@@ -10,9 +10,9 @@ use super::metric::{Figure, Metric};
 
 impl Trend {
     /// The trend as JSON: byte for byte what `serde_json::to_vec` writes,
-    /// written directly. A three-year weekly trend holds about 3 000
-    /// figures, and serde's map serialiser escaped every metric name of every
-    /// row again; that was a third of a trend read's CPU in the projector.
+    /// written directly. A long trend holds thousands of figures, and
+    /// serde's map serialiser escaped every metric name of every row again,
+    /// a large share of a trend read's CPU (docs/benchmarks.md).
     pub fn to_json(&self) -> Vec<u8> {
         write_trend(self, self.series.len(), |out, index| {
             let row = &self.series[index];
@@ -123,7 +123,7 @@ impl WriteFigure for &Value {
 
 /// Writes an integer as itoa does. Most figures of a trend are below a
 /// thousand: their digits are pushed one by one, cheaper than copying
-/// itoa's buffer out (a tenth of a trend's writing).
+/// itoa's buffer out, which showed in the profile of a trend's writing.
 #[inline]
 fn write_integer(out: &mut Vec<u8>, value: i64) {
     let digit = |value: i64| b'0' + value as u8;

@@ -165,7 +165,8 @@ pub(super) enum Figure {
     Fraction(f64),
     /// `units` / 10^`places`: whole milli-hours as hours, whole pence as
     /// pounds. Its value is the float `Fraction` would hold; it is only
-    /// written without a float formatter (a fifth of a trend's figures).
+    /// written without a float formatter (hours and pounds are many of a
+    /// trend's figures).
     Decimal {
         units: i64,
         places: u32,

@@ -1,4 +1,4 @@
-//! Reads over the projection, and the request and response shapes that the
+//! Reads over the ledger, and the request and response shapes that the
 //! projector and the query service exchange. Most answers are the JSON the
 //! HTTP API returns, which the query service passes through; a trend crosses
 //! as its period totals ([`TrendTotals`]), from which the query service
@@ -41,146 +41,41 @@ pub use request::{
 pub use totals::{TotalsEncoding, TrendTotals, UnreadableTotals};
 
 use crate::event::Principle;
-use crate::ledger::{Ledger, MOMENTUM_WINDOW_PERIODS, MovementLedger, PeriodTotals};
-use crate::period::Interval;
-
-/// The ledger's reads: figures computed from a movement's facts
-/// ([`crate::ledger::MovementLedger`]), each in proportion to the facts of
-/// the periods it covers.
-pub trait ProjectionRead {
-    type Error;
-    /// The last stream sequence folded in.
-    fn watermark(&self) -> Result<u64, Self::Error>;
-    /// The movement's count of distinct accepted events; `None` for a
-    /// movement without any.
-    fn movement_events(&self, movement: &str) -> Result<Option<u64>, Self::Error>;
-    /// Every movement with at least one event, in id order.
-    fn movement_list(&self) -> Result<Vec<MovementSummary>, Self::Error>;
-    /// The totals of each of `starts` (consecutive periods, in order),
-    /// zeros where nothing happened.
-    fn period_totals(
-        &self,
-        movement: &str,
-        interval: Interval,
-        starts: &[NaiveDate],
-    ) -> Result<Vec<PeriodTotals>, Self::Error>;
-    /// For each of `periods` (consecutive, in order) as a cohort, how many
-    /// of its members took part in it and in each later period of
-    /// `periods`: `[c][k]` for cohort `c` in period `c + k`.
-    fn cohort_activity(
-        &self,
-        movement: &str,
-        interval: Interval,
-        periods: &[NaiveDate],
-    ) -> Result<Vec<Vec<i64>>, Self::Error>;
-    /// Each principle's tagged activities from `from` to `to` (inclusive),
-    /// and their distinct participants, in [`Principle::ALL`]'s order.
-    fn principle_figures(
-        &self,
-        movement: &str,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<[(u64, u64); Principle::ALL.len()], Self::Error>;
-}
-
-impl ProjectionRead for Ledger {
-    type Error = std::convert::Infallible;
-
-    fn watermark(&self) -> Result<u64, Self::Error> {
-        Ok(Ledger::watermark(self))
-    }
-
-    fn movement_events(&self, movement: &str) -> Result<Option<u64>, Self::Error> {
-        Ok(self.movement(movement).map(MovementLedger::accepted_events))
-    }
-
-    fn movement_list(&self) -> Result<Vec<MovementSummary>, Self::Error> {
-        Ok(self
-            .movements()
-            .map(|(movement, ledger)| MovementSummary {
-                movement: movement.to_owned(),
-                events: ledger.accepted_events(),
-            })
-            .collect())
-    }
-
-    fn period_totals(
-        &self,
-        movement: &str,
-        interval: Interval,
-        starts: &[NaiveDate],
-    ) -> Result<Vec<PeriodTotals>, Self::Error> {
-        Ok(match self.movement(movement) {
-            Some(ledger) => ledger.period_totals(interval, starts),
-            None => vec![PeriodTotals::default(); starts.len()],
-        })
-    }
-
-    fn cohort_activity(
-        &self,
-        movement: &str,
-        interval: Interval,
-        periods: &[NaiveDate],
-    ) -> Result<Vec<Vec<i64>>, Self::Error> {
-        Ok(match self.movement(movement) {
-            Some(ledger) => ledger.cohort_activity(interval, periods),
-            None => (0..periods.len()).map(|cohort| vec![0; periods.len() - cohort]).collect(),
-        })
-    }
-
-    fn principle_figures(
-        &self,
-        movement: &str,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> Result<[(u64, u64); Principle::ALL.len()], Self::Error> {
-        Ok(self.movement(movement).map_or([(0, 0); Principle::ALL.len()], |ledger| ledger.principle_figures(from, to)))
-    }
-}
+use crate::ledger::{Ledger, MOMENTUM_WINDOW_PERIODS, MovementLedger};
 
 /// Why a read could not be answered.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError<E> {
+pub enum ReadError {
     #[error("movement {0:?} has no events")]
     UnknownMovement(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("the store could not be read")]
-    Store(E),
 }
 
-fn check_movement<R: ProjectionRead + ?Sized>(projection: &R, movement: &str) -> Result<(), QueryError<R::Error>> {
-    match projection.movement_events(movement).map_err(QueryError::Store)? {
-        Some(_) => Ok(()),
-        None => Err(QueryError::UnknownMovement(movement.to_owned())),
-    }
+/// The facts of the movement a read names: it must have events.
+fn facts<'a>(ledger: &'a Ledger, movement: &MovementId) -> Result<&'a MovementLedger, ReadError> {
+    ledger.movement(movement.as_str()).ok_or_else(|| ReadError::UnknownMovement(movement.to_string()))
 }
 
 /// The trend of one movement: one row for every period in range, zeros
 /// where nothing happened.
-pub fn trend<R: ProjectionRead + ?Sized>(
-    projection: &R,
-    request: &TrendRequest,
-    settings: &ReadSettings,
-) -> Result<Trend, QueryError<R::Error>> {
-    trend_from_totals(request, &trend_totals(projection, request, settings)?)
+pub fn trend(ledger: &Ledger, request: &TrendRequest, settings: &ReadSettings) -> Result<Trend, ReadError> {
+    trend_from_totals(request, &trend_totals(ledger, request, settings)?)
 }
 
 /// Reads the totals of a trend: the watermark, then one range scan.
-pub fn trend_totals<R: ProjectionRead + ?Sized>(
-    projection: &R,
+pub fn trend_totals(
+    ledger: &Ledger,
     request: &TrendRequest,
     settings: &ReadSettings,
-) -> Result<TrendTotals, QueryError<R::Error>> {
+) -> Result<TrendTotals, ReadError> {
     let periods = request.periods.starts();
     // Read the watermark first: rows written after it only make the answer
     // newer than it says, never older.
-    let watermark = projection.watermark().map_err(QueryError::Store)?;
-    check_movement(projection, request.movement.as_str())?;
+    let watermark = ledger.watermark();
+    let facts = facts(ledger, &request.movement)?;
     let starts = with_lookback(request, &periods);
-    let totals = projection
-        .period_totals(request.movement.as_str(), request.periods.interval(), &starts)
-        .map_err(QueryError::Store)?;
+    let totals = facts.period_totals(request.periods.interval(), &starts);
     Ok(TrendTotals { watermark, volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp, totals })
 }
 
@@ -197,7 +92,7 @@ fn with_lookback(request: &TrendRequest, periods: &[NaiveDate]) -> Vec<NaiveDate
 
 /// Computes the trend `request` asks for from its totals: pure, so the
 /// query service runs it as the projector would.
-pub fn trend_from_totals<E>(request: &TrendRequest, totals: &TrendTotals) -> Result<Trend, QueryError<E>> {
+pub fn trend_from_totals(request: &TrendRequest, totals: &TrendTotals) -> Result<Trend, ReadError> {
     let (periods, metrics) = fit_totals(request, totals)?;
     let mut trend = trend_header(request, totals);
     trend.series = periods
@@ -213,9 +108,9 @@ pub fn trend_from_totals<E>(request: &TrendRequest, totals: &TrendTotals) -> Res
 
 /// The JSON of the trend `request` asks for, written straight from its
 /// totals: what `trend_from_totals(..)?.to_json()` writes, without building
-/// rows of values first (that was a fifth of the query service's CPU per
-/// trend read). Query uses it for answers in which nothing is suppressed.
-pub fn trend_json_from_totals<E>(request: &TrendRequest, totals: &TrendTotals) -> Result<Vec<u8>, QueryError<E>> {
+/// rows of values first, which was a large share of the query service's CPU
+/// per trend read. Query uses it for answers in which nothing is suppressed.
+pub fn trend_json_from_totals(request: &TrendRequest, totals: &TrendTotals) -> Result<Vec<u8>, ReadError> {
     let (periods, metrics) = fit_totals(request, totals)?;
     let header = trend_header(request, totals);
     Ok(write_trend(&header, periods.len(), |out, index| {
@@ -224,10 +119,10 @@ pub fn trend_json_from_totals<E>(request: &TrendRequest, totals: &TrendTotals) -
 }
 
 /// The periods and metrics of a trend, once its totals are known to fit.
-fn fit_totals<E>(request: &TrendRequest, totals: &TrendTotals) -> Result<(Vec<NaiveDate>, Vec<Metric>), QueryError<E>> {
+fn fit_totals(request: &TrendRequest, totals: &TrendTotals) -> Result<(Vec<NaiveDate>, Vec<Metric>), ReadError> {
     let periods = request.periods.starts();
     if totals.totals.len() != periods.len() + MOMENTUM_WINDOW_PERIODS as usize {
-        return Err(QueryError::Invalid(format!(
+        return Err(ReadError::Invalid(format!(
             "{} period totals do not fit a range of {} periods",
             totals.totals.len(),
             periods.len()
@@ -266,16 +161,13 @@ fn row_figure(totals: &TrendTotals, index: usize, metric: Metric) -> Figure {
 
 /// Cohorts by first participation, with the activity of each over the
 /// following periods in range.
-pub fn cohorts<R: ProjectionRead + ?Sized>(
-    projection: &R,
-    request: &CohortRequest,
-) -> Result<Cohorts, QueryError<R::Error>> {
+pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, ReadError> {
     let periods = request.periods.starts();
-    let (movement, interval) = (request.movement.as_str(), request.periods.interval());
-    let watermark = projection.watermark().map_err(QueryError::Store)?;
-    check_movement(projection, movement)?;
-    let sizes = projection.period_totals(movement, interval, &periods).map_err(QueryError::Store)?;
-    let activity = projection.cohort_activity(movement, interval, &periods).map_err(QueryError::Store)?;
+    let interval = request.periods.interval();
+    let watermark = ledger.watermark();
+    let facts = facts(ledger, &request.movement)?;
+    let sizes = facts.period_totals(interval, &periods);
+    let activity = facts.cohort_activity(interval, &periods);
     let cohorts = periods
         .iter()
         .zip(sizes.iter().zip(activity))
@@ -298,15 +190,10 @@ pub fn cohorts<R: ProjectionRead + ?Sized>(
 }
 
 /// The eight-principles panel over a range of local dates.
-pub fn principles<R: ProjectionRead + ?Sized>(
-    projection: &R,
-    request: &PrinciplesRequest,
-) -> Result<Principles, QueryError<R::Error>> {
+pub fn principles(ledger: &Ledger, request: &PrinciplesRequest) -> Result<Principles, ReadError> {
     let range = request.range();
-    let watermark = projection.watermark().map_err(QueryError::Store)?;
-    check_movement(projection, request.movement.as_str())?;
-    let figures =
-        projection.principle_figures(request.movement.as_str(), range.from(), range.to()).map_err(QueryError::Store)?;
+    let watermark = ledger.watermark();
+    let figures = facts(ledger, &request.movement)?.principle_figures(range.from(), range.to());
     let figures = Principle::ALL
         .into_iter()
         .zip(figures)
@@ -327,16 +214,12 @@ pub fn principles<R: ProjectionRead + ?Sized>(
 }
 
 /// One metric for several movements over the same periods.
-pub fn compare<R: ProjectionRead + ?Sized>(
-    projection: &R,
-    request: &CompareRequest,
-    settings: &ReadSettings,
-) -> Result<Comparison, QueryError<R::Error>> {
+pub fn compare(ledger: &Ledger, request: &CompareRequest, settings: &ReadSettings) -> Result<Comparison, ReadError> {
     let totals = request
         .movements
         .as_slice()
         .iter()
-        .map(|movement| trend_totals(projection, &request.trend_of(movement, None), settings))
+        .map(|movement| trend_totals(ledger, &request.trend_of(movement, None), settings))
         .collect::<Result<Vec<_>, _>>()?;
     comparison_from_totals(request, &totals, None)
 }
@@ -345,14 +228,14 @@ pub fn compare<R: ProjectionRead + ?Sized>(
 /// `request.movements[i]`), with small numbers suppressed exactly as each
 /// movement's trend would be when `below` is given. The projector answers
 /// comparisons with it, and the query service builds suppressed ones.
-pub fn comparison_from_totals<E>(
+pub fn comparison_from_totals(
     request: &CompareRequest,
     totals: &[TrendTotals],
     below: Option<u64>,
-) -> Result<Comparison, QueryError<E>> {
+) -> Result<Comparison, ReadError> {
     let movements = request.movements.as_slice();
     if totals.len() != movements.len() {
-        return Err(QueryError::Invalid(format!(
+        return Err(ReadError::Invalid(format!(
             "{} movements compared but the totals of {}",
             movements.len(),
             totals.len()
@@ -391,8 +274,10 @@ pub fn comparison_from_totals<E>(
 }
 
 /// Every movement with at least one event, in id order.
-pub fn movements<R: ProjectionRead + ?Sized>(projection: &R) -> Result<MovementList, QueryError<R::Error>> {
-    let watermark = projection.watermark().map_err(QueryError::Store)?;
-    let movements = projection.movement_list().map_err(QueryError::Store)?;
-    Ok(MovementList { watermark, movements })
+pub fn movements(ledger: &Ledger) -> MovementList {
+    let movements = ledger
+        .movements()
+        .map(|(movement, facts)| MovementSummary { movement: movement.to_owned(), events: facts.accepted_events() })
+        .collect();
+    MovementList { watermark: ledger.watermark(), movements }
 }

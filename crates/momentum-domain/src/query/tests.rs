@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use super::json::WriteFigure;
 use super::totals::{TOTALS_HEADER_BYTES, TOTALS_PERIODS_MAX};
 use super::*;
+use crate::ledger::PeriodTotals;
+use crate::period::Interval;
 
 fn figure() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -137,8 +139,8 @@ fn hours_and_pounds_are_written_as_their_shortest_decimals() {
 proptest! {
     #[test]
     fn a_trend_written_from_its_totals_is_the_trend_computed_then_written((request, totals) in request_and_totals()) {
-        let computed = trend_from_totals::<()>(&request, &totals).expect("the totals fit").to_json();
-        let written = trend_json_from_totals::<()>(&request, &totals).expect("the totals fit");
+        let computed = trend_from_totals(&request, &totals).expect("the totals fit").to_json();
+        let written = trend_json_from_totals(&request, &totals).expect("the totals fit");
         prop_assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(computed).unwrap());
     }
 }
@@ -264,8 +266,8 @@ fn a_trend_is_computed_alike_from_totals_that_crossed_json() {
             .collect(),
     };
     let travelled: TrendTotals = serde_json::from_slice(&serde_json::to_vec(&totals).unwrap()).unwrap();
-    let trend = trend_from_totals::<()>(&request, &travelled).unwrap();
-    assert_eq!(trend, trend_from_totals::<()>(&request, &totals).unwrap());
+    let trend = trend_from_totals(&request, &travelled).unwrap();
+    assert_eq!(trend, trend_from_totals(&request, &totals).unwrap());
     assert_eq!(trend.series.len(), 3);
     let last = &trend.series[2];
     assert_eq!(last.get(Metric::ActiveParticipants), Some(&Value::from(16)));
@@ -294,7 +296,7 @@ fn requests_naming_dates_outside_the_readable_years_cannot_be_built_or_read() {
         metrics: None,
     };
     assert!(
-        matches!(trend_totals(&state, &edges, &settings), Err(QueryError::UnknownMovement(_))),
+        matches!(trend_totals(&state, &edges, &settings), Err(ReadError::UnknownMovement(_))),
         "the earliest date itself is readable"
     );
 }
@@ -351,15 +353,15 @@ fn a_suppressed_comparison_hides_what_the_movements_trend_hides() {
         periods: periods(Interval::Day, day, day),
     };
     let value = |metric, below| {
-        let comparison = comparison_from_totals::<()>(&request(metric), std::slice::from_ref(&totals), below).unwrap();
+        let comparison = comparison_from_totals(&request(metric), std::slice::from_ref(&totals), below).unwrap();
         assert_eq!(comparison.suppressed_below, below);
         comparison.series[0].values[0].value.clone()
     };
     assert_eq!(value(Metric::ReturningParticipants, None), Value::from(9));
     assert_eq!(value(Metric::ReturningParticipants, Some(5)), Value::Null);
     assert_eq!(value(Metric::ActiveParticipants, Some(5)), Value::from(12));
-    let mismatched = comparison_from_totals::<()>(&request(Metric::Meetings), &[], None);
-    assert!(matches!(mismatched, Err(QueryError::Invalid(_))));
+    let mismatched = comparison_from_totals(&request(Metric::Meetings), &[], None);
+    assert!(matches!(mismatched, Err(ReadError::Invalid(_))));
 }
 
 #[test]
@@ -390,7 +392,7 @@ fn ratios_are_hidden_when_a_count_they_are_made_of_is_small() {
 fn totals_that_do_not_fit_the_range_are_refused() {
     let request = request_of(Interval::Day, (2026, 3, 2), (2026, 3, 3));
     let totals = TrendTotals { watermark: 1, volunteer_hour_value_gbp: 1.0, totals: vec![PeriodTotals::default(); 3] };
-    assert!(matches!(trend_from_totals::<()>(&request, &totals), Err(QueryError::Invalid(_))));
+    assert!(matches!(trend_from_totals(&request, &totals), Err(ReadError::Invalid(_))));
 }
 
 #[test]

@@ -9,8 +9,8 @@ use crate::ledger::{MOMENTUM_WINDOW_PERIODS, PeriodTotals};
 /// What a trend is computed from: the stored totals of every period in
 /// range and of the four before the first, which retention and momentum
 /// look back to. The query service asks for these rather than the trend:
-/// three years of weekly totals are about 10 KB of JSON, the trend with
-/// every metric about 95 KB, and those bytes crossed NATS twice per read.
+/// the totals are several times smaller than the trend with every metric,
+/// and those bytes crossed NATS twice per read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrendTotals {
     /// The last stream sequence these totals include.
@@ -30,9 +30,8 @@ pub struct TrendTotals {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TotalsEncoding {
-    /// [`TrendTotals::to_binary`]: reading three years of weekly totals as
-    /// JSON was a quarter of the query service's work for a trend
-    /// (docs/benchmarks.md).
+    /// [`TrendTotals::to_binary`]: reading long totals as JSON was a large
+    /// share of the query service's work for a trend (docs/benchmarks.md).
     Binary,
     /// JSON, as every other answer. Also what an encoding this version
     /// does not know reads as, so that a newer query service asking for
@@ -62,7 +61,7 @@ impl TrendTotals {
     /// (f64), little-endian, the number of periods (u32), then for each
     /// period the count of its fields up to the last that is not zero (one
     /// byte) and those fields, each zigzag-encoded as a LEB128 varint.
-    /// Three years of weekly totals take about a third of their JSON.
+    /// Totals take a fraction of the bytes of their JSON.
     pub fn to_binary(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(TOTALS_HEADER_BYTES + self.totals.len() * 24);
         bytes.push(TOTALS_BINARY_VERSION);

@@ -185,13 +185,13 @@ fn pointer_or_root(pointer: &str) -> &str {
 
 fn check(state: &AppState, caller: &Caller, mut event: Value) -> Result<Checked, Problem> {
     momentum_domain::validation::normalise_numbers(&mut event);
-    let typed = state.validator.validate(&event, Utc::now()).map_err(invalid_event)?;
-    caller.require_write(&typed.source, &typed.subject)?;
+    let validated = state.validator.validate(&event, Utc::now()).map_err(invalid_event)?;
+    caller.require_write(&validated.source, &validated.subject)?;
     Ok(Checked {
-        subject: momentum_bus::event_subject(&typed.subject, typed.kind.as_str()),
-        message_id: momentum_bus::message_id(&typed.subject, &typed.source, &typed.id),
-        movement: typed.subject,
-        kind: typed.kind,
+        subject: momentum_bus::event_subject(&validated.subject, validated.kind.as_str()),
+        message_id: momentum_bus::message_id(&validated.subject, &validated.source, &validated.id),
+        movement: validated.subject,
+        kind: validated.kind,
         event,
     })
 }

@@ -6,9 +6,9 @@
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use momentum_bus::protocol::{Asked, ListMovements, Read, ReadStatus, Refusal, TrendTotalsRequest};
+use momentum_bus::protocol::{Asked, MovementsRequest, Read, Refusal, StatusRequest, TrendTotalsRequest};
 use momentum_domain::query::{
-    self, CohortRequest, CompareRequest, PrinciplesRequest, QueryError, TotalsEncoding, TrendRequest, TrendTotals,
+    self, CohortRequest, CompareRequest, PrinciplesRequest, ReadError, TotalsEncoding, TrendRequest, TrendTotals,
     suppression,
 };
 use momentum_runtime::auth::{Caller, Movements, Role};
@@ -72,7 +72,7 @@ fn internal(error: impl std::fmt::Display) -> Response {
     Problem::internal().into_response()
 }
 
-fn unfit(error: QueryError<()>) -> Response {
+fn unfit(error: ReadError) -> Response {
     tracing::error!(%error, "a projector's trend totals do not fit the request");
     Problem::internal().into_response()
 }
@@ -85,7 +85,7 @@ fn suppression_for(state: &AppState, caller: &Caller) -> Option<u64> {
 
 /// The movements with events, those the caller may not read left out.
 pub(crate) async fn movements(state: &AppState, caller: &Caller, min_seq: Option<u64>) -> Result<Bytes, Response> {
-    let mut list = ask(state, Asked { min_seq, read: ListMovements {} }).await?;
+    let mut list = ask(state, Asked { min_seq, read: MovementsRequest {} }).await?;
     if caller.movements != Movements::All && caller.role != Role::Admin {
         list.movements.retain(|summary| caller.may_read(&summary.movement));
     }
@@ -93,7 +93,7 @@ pub(crate) async fn movements(state: &AppState, caller: &Caller, min_seq: Option
 }
 
 pub(crate) async fn status(state: &AppState, min_seq: Option<u64>) -> Result<Bytes, Response> {
-    Ok(to_bytes(&ask(state, Asked { min_seq, read: ReadStatus {} }).await?))
+    Ok(to_bytes(&ask(state, Asked { min_seq, read: StatusRequest {} }).await?))
 }
 
 /// The totals of a trend, asked for in their binary form, which a
@@ -268,7 +268,7 @@ mod examples {
     }
 
     pub(super) fn unknown() -> Problem {
-        unknown_movement(QueryError::<()>::UnknownMovement("leeds-walking-groups".to_owned()).to_string())
+        unknown_movement(ReadError::UnknownMovement("leeds-walking-groups".to_owned()).to_string())
     }
 }
 
