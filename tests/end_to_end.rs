@@ -118,7 +118,7 @@ async fn the_projector_answers_trend_totals_as_json_unless_asked_for_binary_and_
 }
 
 fn subject_of_totals() -> String {
-    momentum_bus::Partition::WHOLE.query_subject::<momentum_bus::protocol::TrendTotalsRequest>()
+    momentum_bus::Partition::WHOLE.read_subject::<momentum_bus::protocol::TrendTotalsRequest>()
 }
 
 #[tokio::test]
@@ -865,7 +865,7 @@ async fn a_projector_with_every_query_slot_taken_answers_busy_at_once_instead_of
     let nats = async_nats::connect(stack.nats.url()).await.unwrap();
     // Each waits for a sequence that never comes, holding its slot for the
     // stack's longest `min_seq` wait (3 s).
-    let subject = momentum_bus::Partition::WHOLE.query_subject::<momentum_bus::protocol::StatusRequest>();
+    let subject = momentum_bus::Partition::WHOLE.read_subject::<momentum_bus::protocol::StatusRequest>();
     let asks = (0..REQUESTS).map(|_| nats.request(subject.clone(), r#"{"min_seq": 1000000}"#.into()));
     let answers = futures::future::join_all(asks).await;
     let (mut busy, mut waited) = (0, 0);
@@ -890,7 +890,7 @@ async fn a_projector_with_every_query_slot_taken_answers_busy_at_once_instead_of
 async fn a_projector_stopping_answers_the_queries_it_has_in_flight() {
     let mut stack = TestStack::start().await;
     let nats = async_nats::connect(stack.nats.url()).await.unwrap();
-    let subject = momentum_bus::Partition::WHOLE.query_subject::<momentum_bus::protocol::StatusRequest>();
+    let subject = momentum_bus::Partition::WHOLE.read_subject::<momentum_bus::protocol::StatusRequest>();
     // Waits for a sequence that never comes (3 s at most in test stacks).
     let waiting = tokio::spawn(async move { nats.request(subject, r#"{"min_seq": 1000000}"#.into()).await });
     tokio::time::sleep(Duration::from_millis(300)).await;

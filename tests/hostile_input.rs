@@ -165,7 +165,7 @@ impl NatsWatch {
             }
             let query = momentum_bus::protocol::ENDPOINTS
                 .into_iter()
-                .any(|endpoint| *subject == format!("{}.{endpoint}", momentum_bus::QUERY_SUBJECT_GROUP));
+                .any(|endpoint| *subject == format!("{}.{endpoint}", momentum_bus::READ_SUBJECT_GROUP));
             assert!(query, "an unexpected subject reached NATS: {subject:?}");
             let request: Value = serde_json::from_slice(payload).expect("query requests are JSON");
             let named = request["movement"].as_str().into_iter();

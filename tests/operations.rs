@@ -74,7 +74,7 @@ async fn every_service_serves_prometheus_metrics_of_what_it_did() {
     let reads = |text: &str| metric(text, "momentum_projector_read_duration_seconds_count");
     let before = reads(&text).expect("the read duration is exposed");
     let nats = async_nats::connect(stack.nats.url()).await.unwrap();
-    let subject = momentum_bus::Partition::WHOLE.query_subject::<momentum_bus::protocol::MovementsRequest>();
+    let subject = momentum_bus::Partition::WHOLE.read_subject::<momentum_bus::protocol::MovementsRequest>();
     let mut after = before;
     for _ in 0..20 {
         nats.request(subject.clone(), "{}".into()).await.unwrap();

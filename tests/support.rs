@@ -379,7 +379,7 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 /// The projector's status, asked directly over NATS; `None` while no
 /// projector answers.
 pub async fn projector_status(nats: &async_nats::Client) -> Option<Value> {
-    let subject = momentum_bus::Partition::WHOLE.query_subject::<momentum_bus::protocol::StatusRequest>();
+    let subject = momentum_bus::Partition::WHOLE.read_subject::<momentum_bus::protocol::StatusRequest>();
     let reply = tokio::time::timeout(Duration::from_secs(2), nats.request(subject, "{}".into())).await.ok()?.ok()?;
     serde_json::from_slice(&reply.payload).ok()
 }

@@ -24,7 +24,7 @@ pub const EVENTS_SUBJECT_PREFIX: &str = "momentum.events";
 /// The NATS micro-service name the projector registers under.
 pub const PROJECTOR_SERVICE_NAME: &str = "momentum-projector";
 /// The subject group of the query endpoints; `v1` is the wire version.
-pub const QUERY_SUBJECT_GROUP: &str = "momentum.query.v1";
+pub const READ_SUBJECT_GROUP: &str = "momentum.query.v1";
 /// The largest stored event, in bytes. Ingest rejects anything bigger, so the
 /// stream's own limit is never the first to say no.
 pub const EVENT_BYTES_MAX: usize = 256 * 1024;

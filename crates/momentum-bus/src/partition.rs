@@ -15,7 +15,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{EVENTS_SUBJECT_PREFIX, QUERY_SUBJECT_GROUP};
+use crate::{EVENTS_SUBJECT_PREFIX, READ_SUBJECT_GROUP};
 
 /// How many slots the movements hash to. Fixed forever (see above).
 pub const SLOT_COUNT: u32 = 64;
@@ -109,17 +109,17 @@ impl Partition {
     /// `momentum.query.v1.part-<k>-of-<n>` otherwise. A query service that
     /// expects another number of partitions finds no one answering, and
     /// says so, instead of reading half the movements.
-    pub fn query_group(self) -> String {
+    pub fn read_group(self) -> String {
         if self.is_whole() {
-            QUERY_SUBJECT_GROUP.to_owned()
+            READ_SUBJECT_GROUP.to_owned()
         } else {
-            format!("{QUERY_SUBJECT_GROUP}.part-{}-of-{}", self.index, self.count)
+            format!("{READ_SUBJECT_GROUP}.part-{}-of-{}", self.index, self.count)
         }
     }
 
     /// The subject a read `R` is sent to in this partition.
-    pub fn query_subject<R: crate::protocol::Read>(self) -> String {
-        format!("{}.{}", self.query_group(), R::ENDPOINT)
+    pub fn read_subject<R: crate::protocol::Read>(self) -> String {
+        format!("{}.{}", self.read_group(), R::ENDPOINT)
     }
 }
 
@@ -200,9 +200,9 @@ mod tests {
     fn the_whole_stream_keeps_the_plain_query_subjects_and_partitions_get_their_own() {
         use crate::protocol::StatusRequest;
         use momentum_domain::query::TrendRequest;
-        assert_eq!(Partition::WHOLE.query_subject::<TrendRequest>(), "momentum.query.v1.trends");
+        assert_eq!(Partition::WHOLE.read_subject::<TrendRequest>(), "momentum.query.v1.trends");
         assert_eq!(
-            Partition::new(1, 2).unwrap().query_subject::<StatusRequest>(),
+            Partition::new(1, 2).unwrap().read_subject::<StatusRequest>(),
             "momentum.query.v1.part-1-of-2.status"
         );
         assert!(Partition::WHOLE.event_filters().is_empty());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 #[derive(Debug, clap::Args)]
-pub struct ProbeArgs {
+pub(crate) struct ProbeArgs {
     /// The URL to ask; by default `/readyz` at MOMENTUM_HTTP_ADDR (an
     /// unspecified address such as 0.0.0.0 is asked on loopback).
     url: Option<String>,
@@ -32,7 +32,7 @@ fn readiness_url(address: SocketAddr) -> String {
     format!("http://{host}:{}/readyz", address.port())
 }
 
-pub async fn run(arguments: ProbeArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(arguments: ProbeArgs) -> anyhow::Result<()> {
     let url = arguments.url.unwrap_or_else(|| readiness_url(arguments.http_addr));
     let client = reqwest::Client::builder().timeout(Duration::from_millis(arguments.timeout_ms)).build()?;
     let response = client.get(&url).send().await.with_context(|| format!("no answer from {url}"))?;

@@ -46,7 +46,7 @@ mod load;
 mod peer;
 
 #[derive(Debug, clap::Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Events in the stream for the projector's catch-up and the store sizes.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     events: usize,
@@ -107,7 +107,7 @@ const TOKEN: &str = "momentum-bench-admin-token";
 /// Events posted over HTTP in stage 2 unless `--http-events` says otherwise.
 const HTTP_EVENTS_DEFAULT: usize = 200_000;
 
-pub async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     if arguments.smoke {
         arguments.events = arguments.events.min(5000);
         arguments.http_events = Some(arguments.http_events.unwrap_or(2000).min(2000));

@@ -57,7 +57,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Base URL of the ingestion service.
     #[arg(long, env = "MOMENTUM_INGEST_URL", default_value = "http://127.0.0.1:8080")]
     ingest_url: String,
@@ -85,7 +85,7 @@ const BUSY_ATTEMPTS_MAX: u32 = 120;
 
 /// A phase of a movement's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     NotStarted,
     Growth,
     Plateau,
@@ -93,7 +93,7 @@ pub enum Phase {
 }
 
 /// One demo movement.
-pub struct Spec {
+pub(crate) struct Spec {
     pub movement: &'static str,
     source: &'static str,
     /// (fraction of the window, level): piecewise linear; level 0 before the
@@ -117,7 +117,7 @@ pub struct Spec {
     principles: &'static [&'static str],
 }
 
-pub const MOVEMENTS: [Spec; 6] = [
+pub(crate) const MOVEMENTS: [Spec; 6] = [
     Spec {
         movement: "leeds-walking-groups",
         source: "urn:partner:leeds-mind",
@@ -238,7 +238,7 @@ pub const MOVEMENTS: [Spec; 6] = [
 ];
 
 /// The movement's level at `fraction` (0 at the first week, 1 at the last).
-pub fn level(spec: &Spec, fraction: f64) -> f64 {
+pub(crate) fn level(spec: &Spec, fraction: f64) -> f64 {
     let knots = spec.shape;
     if fraction < knots[0].0 {
         return 0.0;
@@ -253,7 +253,7 @@ pub fn level(spec: &Spec, fraction: f64) -> f64 {
 }
 
 /// The phases of a movement's shape: (phase, first fraction, last fraction).
-pub fn phases(spec: &Spec) -> Vec<(Phase, f64, f64)> {
+pub(crate) fn phases(spec: &Spec) -> Vec<(Phase, f64, f64)> {
     let mut phases = Vec::new();
     for pair in spec.shape.windows(2) {
         let ((from, low), (to, high)) = (pair[0], pair[1]);
@@ -275,7 +275,7 @@ pub fn phases(spec: &Spec) -> Vec<(Phase, f64, f64)> {
 }
 
 /// How much of a normal week's activity happens in the week around `date`.
-pub fn season(date: NaiveDate) -> f64 {
+pub(crate) fn season(date: NaiveDate) -> f64 {
     let (month, day) = (date.month(), date.day());
     match (month, day) {
         (12, 20..) | (1, ..=2) => 0.35,
@@ -411,7 +411,7 @@ impl Movement<'_> {
 }
 
 /// The first Monday of the window of `years` ending in the week of `now`.
-pub fn window_start(years: u32, now: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn window_start(years: u32, now: DateTime<Utc>) -> DateTime<Utc> {
     let today = now.date_naive();
     let monday = today - Span::days(i64::from(today.weekday().num_days_from_monday()));
     let first = monday - Span::weeks(52 * i64::from(years));
@@ -422,7 +422,7 @@ pub fn window_start(years: u32, now: DateTime<Utc>) -> DateTime<Utc> {
 const RUN_IN: usize = 26;
 
 /// Generates the dataset of `years` ending at `now`, sorted by time.
-pub fn generate(seed: u64, years: u32, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn generate(seed: u64, years: u32, now: DateTime<Utc>) -> Vec<Value> {
     let mut events: Vec<Value> = MOVEMENTS
         .iter()
         .enumerate()
@@ -671,7 +671,7 @@ fn generate_movement(spec: &Spec, seed: u64, index: u64, years: u32, now: DateTi
     movement.events
 }
 
-pub async fn run(arguments: DemoArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(arguments: DemoArgs) -> anyhow::Result<()> {
     if arguments.batch_size == 0 || arguments.batch_size > 1000 {
         bail!("--batch-size must be between 1 and 1000");
     }

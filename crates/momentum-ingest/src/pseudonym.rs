@@ -40,7 +40,7 @@ const SECRET_BYTES_MIN: usize = 32;
 /// Salts cached in memory per ingest replica. Beyond this the cache is
 /// emptied and refilled from the bucket as events arrive, so memory stays
 /// bounded (an entry is a key and a salt) whatever the number of participants.
-pub const SALTS_CACHED_MAX: usize = 1_000_000;
+pub(crate) const SALTS_CACHED_MAX: usize = 1_000_000;
 /// Salt lookups in flight at once for one request; a batch naming many
 /// people not yet cached queues behind this bound instead of flooding NATS.
 const SALT_LOOKUPS_IN_FLIGHT_MAX: usize = 256;
@@ -61,7 +61,7 @@ pub enum KeyFileError {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PseudonymError {
+pub(crate) enum PseudonymError {
     #[error("the pseudonym salt bucket did not answer: {0}")]
     Bucket(String),
 }
@@ -82,20 +82,20 @@ struct KeyEntry {
 }
 
 /// The versioned HMAC keys from the key file.
-pub struct KeyRing {
+pub(crate) struct KeyRing {
     current: u32,
     keys: BTreeMap<u32, hmac::Key>,
 }
 
 impl KeyRing {
-    pub fn load(path: Option<&Path>) -> Result<KeyRing, KeyFileError> {
+    pub(crate) fn load(path: Option<&Path>) -> Result<KeyRing, KeyFileError> {
         let path = path.ok_or(KeyFileError::Missing)?;
         let text = std::fs::read_to_string(path)
             .map_err(|error| KeyFileError::Read { path: path.to_owned(), message: error.to_string() })?;
         KeyRing::from_toml(&text).map_err(|message| KeyFileError::Invalid { path: path.to_owned(), message })
     }
 
-    pub fn from_toml(text: &str) -> Result<KeyRing, String> {
+    pub(crate) fn from_toml(text: &str) -> Result<KeyRing, String> {
         let file: KeyFile = toml::from_str(text).map_err(|error| error.to_string())?;
         let mut keys = BTreeMap::new();
         for entry in file.key {
@@ -185,7 +185,7 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Turns refs into pseudonyms, with salts from the shared bucket.
-pub struct Pseudonymiser {
+pub(crate) struct Pseudonymiser {
     keys: KeyRing,
     bucket: kv::Store,
     /// Salt id → salt. Filled as refs are seen; entries are dropped when the
@@ -196,7 +196,7 @@ pub struct Pseudonymiser {
 }
 
 impl Pseudonymiser {
-    pub fn new(keys: KeyRing, bucket: kv::Store) -> Arc<Pseudonymiser> {
+    pub(crate) fn new(keys: KeyRing, bucket: kv::Store) -> Arc<Pseudonymiser> {
         let pseudonymiser = Arc::new(Pseudonymiser {
             keys,
             bucket,
@@ -209,7 +209,7 @@ impl Pseudonymiser {
 
     /// The pseudonyms of the given (movement, ref) pairs under the current
     /// key, creating salts for participants seen for the first time.
-    pub async fn pseudonyms(
+    pub(crate) async fn pseudonyms(
         &self,
         participants: HashSet<(String, String)>,
     ) -> Result<HashMap<(String, String), String>, PseudonymError> {
@@ -287,7 +287,7 @@ impl Pseudonymiser {
 
     /// The pseudonyms a participant has had under every key version, and
     /// the salt ids to purge to erase them. Creates no salt.
-    pub async fn find(&self, movement: &str, participant: &str) -> Result<Erasure, PseudonymError> {
+    pub(crate) async fn find(&self, movement: &str, participant: &str) -> Result<Erasure, PseudonymError> {
         let mut erasure = Erasure::default();
         for &version in self.keys.keys.keys() {
             let salt_id = self.keys.salt_id(version, movement, participant);
@@ -301,7 +301,7 @@ impl Pseudonymiser {
 
     /// Purges the salts of an erasure from the bucket and from this
     /// replica's cache.
-    pub async fn purge(&self, erasure: &Erasure) -> Result<(), PseudonymError> {
+    pub(crate) async fn purge(&self, erasure: &Erasure) -> Result<(), PseudonymError> {
         for salt_id in &erasure.salt_ids {
             self.salts.lock().expect("the salt cache is never poisoned").remove(salt_id);
             self.bucket.purge(salt_id).await.map_err(|error| PseudonymError::Bucket(error.to_string()))?;
@@ -312,7 +312,7 @@ impl Pseudonymiser {
 
 /// What erasing one participant of one movement touches.
 #[derive(Debug, Default)]
-pub struct Erasure {
+pub(crate) struct Erasure {
     pub pseudonyms: Vec<String>,
     salt_ids: Vec<String>,
 }

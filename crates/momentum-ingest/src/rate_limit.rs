@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     events_per_second: f64,
     burst_events: f64,
     /// Caller name → (events available, when that was computed). Bounded by
@@ -19,7 +19,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(events_per_second: u32, burst_events: u32) -> RateLimiter {
+    pub(crate) fn new(events_per_second: u32, burst_events: u32) -> RateLimiter {
         assert!(events_per_second > 0 && burst_events > 0, "rate limits are positive");
         RateLimiter {
             events_per_second: f64::from(events_per_second),
@@ -30,7 +30,7 @@ impl RateLimiter {
 
     /// Takes `events` from the caller's bucket, or says how long until they
     /// would be there.
-    pub fn take(&self, caller: &str, events: usize, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&self, caller: &str, events: usize, now: Instant) -> Result<(), Duration> {
         let events = events as f64;
         let mut buckets = self.buckets.lock().expect("the rate limiter is never poisoned");
         let (available, updated) = buckets.entry(caller.to_owned()).or_insert((self.burst_events, now));
@@ -54,14 +54,14 @@ impl RateLimiter {
     /// while the request held its events is not taken back: for requests
     /// refused within milliseconds, as the callers' are, that is a few
     /// events at the rate of one token's limit.
-    pub fn give_back(&self, caller: &str, events: usize) {
+    pub(crate) fn give_back(&self, caller: &str, events: usize) {
         let mut buckets = self.buckets.lock().expect("the rate limiter is never poisoned");
         if let Some((available, _)) = buckets.get_mut(caller) {
             *available = (*available + events as f64).min(self.burst_events);
         }
     }
 
-    pub fn events_per_second(&self) -> f64 {
+    pub(crate) fn events_per_second(&self) -> f64 {
         self.events_per_second
     }
 }

@@ -176,7 +176,7 @@ impl ServeSettings {
         // A request to our own status endpoint, on the same connection as
         // the subscriptions, returns only after the server has processed
         // them.
-        let probe = nats.request(self.partition.query_subject::<momentum_bus::protocol::StatusRequest>(), "{}".into());
+        let probe = nats.request(self.partition.read_subject::<momentum_bus::protocol::StatusRequest>(), "{}".into());
         tokio::time::timeout(Duration::from_secs(10), probe)
             .await
             .map_err(|_| ProjectorError::Service("the query endpoints did not answer a probe".to_owned()))?

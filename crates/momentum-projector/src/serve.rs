@@ -89,7 +89,7 @@ pub(crate) async fn start(
         .start(PROJECTOR_SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await
         .map_err(|error| ProjectorError::Service(error.to_string()))?;
-    let group = service.group(partition.query_group());
+    let group = service.group(partition.read_group());
     let watermark = coverage.watermark_receiver();
     let slots = Arc::new(Semaphore::new(READS_IN_FLIGHT_MAX));
     let answer_bytes_max = nats.server_info().max_payload.saturating_sub(REPLY_HEADER_BYTES_MAX);

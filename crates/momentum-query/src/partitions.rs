@@ -74,7 +74,7 @@ async fn ask_partition<R: Read>(
     partition: Partition,
     asked: &Asked<R>,
 ) -> Result<R::Answer, Failure> {
-    let asking = state.nats.request(partition.query_subject::<R>(), asked.encode());
+    let asking = state.nats.request(partition.read_subject::<R>(), asked.encode());
     let started = std::time::Instant::now();
     let answered = tokio::time::timeout(state.query_timeout, asking).await;
     let labels = momentum_runtime::metrics::RouteLabels { route: R::ENDPOINT.to_owned() };

@@ -34,7 +34,7 @@ pub const TOKENS_MAX: usize = 10_000;
 /// What a caller may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum TokenRole {
     /// Posts events of its own `source` for its movements; reads nothing.
     Partner,
     /// Reads the movements in its list; writes nothing.
@@ -43,12 +43,12 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
+impl TokenRole {
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Partner => "partner",
-            Role::Evaluator => "evaluator",
-            Role::Admin => "admin",
+            TokenRole::Partner => "partner",
+            TokenRole::Evaluator => "evaluator",
+            TokenRole::Admin => "admin",
         }
     }
 }
@@ -74,7 +74,7 @@ impl Movements {
 pub struct Caller {
     /// The token's name from the auth file, for logs.
     pub name: String,
-    pub role: Role,
+    pub role: TokenRole,
     /// The CloudEvents `source` a partner's events must carry.
     pub source: Option<String>,
     pub movements: Movements,
@@ -83,23 +83,23 @@ pub struct Caller {
 impl Caller {
     /// The caller every request has when authentication is switched off.
     pub fn unauthenticated_admin() -> Caller {
-        Caller { name: "anyone (auth off)".to_owned(), role: Role::Admin, source: None, movements: Movements::All }
+        Caller { name: "anyone (auth off)".to_owned(), role: TokenRole::Admin, source: None, movements: Movements::All }
     }
 
     /// Whether the caller may read a movement's figures.
     pub fn may_read(&self, movement: &str) -> bool {
         match self.role {
-            Role::Admin => true,
-            Role::Evaluator => self.movements.contains(movement),
-            Role::Partner => false,
+            TokenRole::Admin => true,
+            TokenRole::Evaluator => self.movements.contains(movement),
+            TokenRole::Partner => false,
         }
     }
 
     /// Checks that the caller may read at all; a 403 otherwise.
     pub fn require_reader(&self) -> Result<(), Problem> {
         match self.role {
-            Role::Admin | Role::Evaluator => Ok(()),
-            Role::Partner => Err(forbidden("partner tokens may post events but not read figures")),
+            TokenRole::Admin | TokenRole::Evaluator => Ok(()),
+            TokenRole::Partner => Err(forbidden("partner tokens may post events but not read figures")),
         }
     }
 
@@ -116,8 +116,8 @@ impl Caller {
     /// Checks that the caller may post events at all; a 403 otherwise.
     pub fn require_writer(&self) -> Result<(), Problem> {
         match self.role {
-            Role::Admin | Role::Partner => Ok(()),
-            Role::Evaluator => Err(forbidden("evaluator tokens may read figures but not post events")),
+            TokenRole::Admin | TokenRole::Partner => Ok(()),
+            TokenRole::Evaluator => Err(forbidden("evaluator tokens may read figures but not post events")),
         }
     }
 
@@ -125,9 +125,9 @@ impl Caller {
     /// movement; a 403 naming the field otherwise.
     pub fn require_write(&self, source: &str, movement: &str) -> Result<(), Problem> {
         match self.role {
-            Role::Admin => Ok(()),
-            Role::Evaluator => self.require_writer(),
-            Role::Partner => {
+            TokenRole::Admin => Ok(()),
+            TokenRole::Evaluator => self.require_writer(),
+            TokenRole::Partner => {
                 if self.source.as_deref() != Some(source) {
                     return Err(forbidden(format!(
                         "this token may only post events whose source is {:?}",
@@ -146,7 +146,7 @@ impl Caller {
 
     /// Checks that the caller is an admin; a 403 otherwise.
     pub fn require_admin(&self) -> Result<(), Problem> {
-        if self.role == Role::Admin { Ok(()) } else { Err(forbidden("this needs an admin token")) }
+        if self.role == TokenRole::Admin { Ok(()) } else { Err(forbidden("this needs an admin token")) }
     }
 }
 
@@ -231,7 +231,7 @@ struct AuthFile {
 struct TokenEntry {
     name: String,
     sha256: String,
-    role: Role,
+    role: TokenRole,
     source: Option<String>,
     #[serde(default)]
     movements: Vec<String>,
@@ -269,13 +269,13 @@ impl Authenticator {
                 Movements::Only(entry.movements.iter().cloned().collect())
             };
             match (entry.role, &entry.source) {
-                (Role::Partner, None) => return Err(problem("a partner token needs a source".to_owned())),
-                (Role::Evaluator | Role::Admin, Some(_)) => {
+                (TokenRole::Partner, None) => return Err(problem("a partner token needs a source".to_owned())),
+                (TokenRole::Evaluator | TokenRole::Admin, Some(_)) => {
                     return Err(problem("only partner tokens have a source".to_owned()));
                 }
                 _ => {}
             }
-            if entry.role != Role::Admin && movements == Movements::Only(BTreeSet::new()) {
+            if entry.role != TokenRole::Admin && movements == Movements::Only(BTreeSet::new()) {
                 return Err(problem("movements is empty: list movement ids, or [\"*\"] for all".to_owned()));
             }
             let caller = Caller { name: entry.name, role: entry.role, source: entry.source, movements };
@@ -416,7 +416,7 @@ mod tests {
     fn a_token_finds_its_caller_and_an_unknown_token_finds_none() {
         let authenticator = Authenticator::from_toml(&file()).unwrap();
         assert_eq!(authenticator.caller("partner-secret").unwrap().name, "partner-a");
-        assert_eq!(authenticator.caller("admin-secret").unwrap().role, Role::Admin);
+        assert_eq!(authenticator.caller("admin-secret").unwrap().role, TokenRole::Admin);
         assert!(authenticator.caller("partner-secre").is_none());
         assert!(authenticator.caller("").is_none());
     }
@@ -480,6 +480,6 @@ mod tests {
         let off = AuthSettings { auth_file: None, auth: AuthMode::Off };
         let authenticator = off.load("test").unwrap();
         assert!(!authenticator.is_on());
-        assert_eq!(authenticator.caller("anything").unwrap().role, Role::Admin);
+        assert_eq!(authenticator.caller("anything").unwrap().role, TokenRole::Admin);
     }
 }

@@ -21,10 +21,10 @@ use momentum_domain::ledger::{Body, Entry, Fact, FactKind, Part, Taking};
 /// A record is closed once it holds this many bytes. sled writes a leaf of
 /// its tree (up to sixteen records) to a file of its own once it passes
 /// 128 KiB, and rewrites it whole; records of 4 KiB keep leaves below that.
-pub const RECORD_BYTES_MAX: usize = 4096;
+pub(crate) const RECORD_BYTES_MAX: usize = 4096;
 
 /// The entries packed into records: each record's first sequence and bytes.
-pub fn pack(entries: &[Entry]) -> Vec<(u64, Vec<u8>)> {
+pub(crate) fn pack(entries: &[Entry]) -> Vec<(u64, Vec<u8>)> {
     let mut records: Vec<(u64, u64, Vec<u8>)> = Vec::new();
     let mut previous = 0;
     for entry in entries {
@@ -144,7 +144,7 @@ fn write_entry(bytes: &mut Vec<u8>, entry: &Entry) {
 
 /// The entries of a record whose key names `first_seq`; an entry that
 /// cannot be read ends it with an error.
-pub fn unpack(first_seq: u64, bytes: &[u8]) -> impl Iterator<Item = Result<Entry, String>> + '_ {
+pub(crate) fn unpack(first_seq: u64, bytes: &[u8]) -> impl Iterator<Item = Result<Entry, String>> + '_ {
     let mut reader = Reader { rest: bytes, seq: first_seq, left: None, failed: false };
     let damaged = move |what: String| format!("a log record from sequence {first_seq}: {what}");
     std::iter::from_fn(move || {

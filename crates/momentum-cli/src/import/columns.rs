@@ -10,7 +10,7 @@ use super::problems::Problem;
 
 /// What a file's rows are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Kind {
+pub(super) enum Kind {
     Hours,
     Meetings,
     Actions,

@@ -25,7 +25,7 @@ pub(super) struct Cell {
 
 /// An event built from one or more rows.
 #[derive(Debug)]
-pub struct Built {
+pub(super) struct Built {
     pub event: Value,
     /// The lines it was built from, in file order.
     pub lines: Vec<u64>,

@@ -10,7 +10,7 @@ use super::problems::Problem;
 
 /// Everything read from a file.
 #[derive(Debug, Default)]
-pub struct Parsed {
+pub(super) struct Parsed {
     pub kind: Option<Kind>,
     /// Data rows read (blank rows are not counted).
     pub rows: u64,
@@ -22,7 +22,7 @@ pub struct Parsed {
 
 /// How to read a file.
 #[derive(Clone, Debug)]
-pub struct Options {
+pub(super) struct Options {
     pub kind: Option<Kind>,
     pub source: String,
     pub movement: Option<String>,
@@ -54,7 +54,7 @@ fn detect_delimiter(bytes: &[u8]) -> u8 {
 
 /// Reads a CSV file's bytes into events and problems. Errors only for
 /// problems of the whole file (no header, a header that does not fit).
-pub fn parse(bytes: &[u8], options: &Options) -> Result<Parsed, String> {
+pub(super) fn parse(bytes: &[u8], options: &Options) -> Result<Parsed, String> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(detect_delimiter(bytes))

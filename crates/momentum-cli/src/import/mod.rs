@@ -132,7 +132,7 @@ EXAMPLE
 
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = HELP, after_help = "See --help for the header convention and an example.")]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// The CSV file (UTF-8; `,`, `;` or tab delimited).
     file: PathBuf,
     /// What the rows are; detected from the header when not given.
@@ -171,7 +171,7 @@ fn parse_time_zone(text: &str) -> Result<Tz, String> {
     text.parse::<Tz>().map_err(|_| format!("{text:?} is not an IANA time zone such as Europe/London"))
 }
 
-pub async fn run(arguments: ImportArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(arguments: ImportArgs) -> anyhow::Result<()> {
     if arguments.source.trim().is_empty() || arguments.source.chars().any(char::is_whitespace) {
         bail!("--source must be a URI without spaces, such as urn:partner:age-uk-bristol");
     }

@@ -8,7 +8,7 @@ use super::events::Built;
 
 /// One problem with a row.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Problem {
+pub(super) struct Problem {
     pub line: u64,
     pub column: Option<String>,
     pub value: Option<String>,

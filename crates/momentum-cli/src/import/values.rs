@@ -11,7 +11,7 @@ use super::columns::normalise_name;
 /// `YYYY-MM-DD`, `DD/MM/YYYY`, `DD.MM.YYYY`, `YYYY/MM/DD`, optionally
 /// followed by a time (`HH:MM` or `HH:MM:SS`), taken in `zone`; a date
 /// without a time is at `time_of_day`, or 12:00.
-pub fn parse_date(text: &str, time_of_day: Option<&str>, zone: Tz) -> Result<DateTime<FixedOffset>, String> {
+pub(super) fn parse_date(text: &str, time_of_day: Option<&str>, zone: Tz) -> Result<DateTime<FixedOffset>, String> {
     const EXPECTED: &str = "is not a date: write YYYY-MM-DD, DD/MM/YYYY or an RFC 3339 date-time";
     let text = text.trim();
     if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
@@ -53,7 +53,7 @@ fn localise(local: NaiveDateTime, zone: Tz) -> DateTime<FixedOffset> {
 }
 
 /// Hours as `2.5`, `2,5` or `1:30`.
-pub fn parse_hours(text: &str) -> Result<f64, String> {
+pub(super) fn parse_hours(text: &str) -> Result<f64, String> {
     const EXPECTED: &str = "must be a number of hours, such as 2.5 or 1:30";
     let text = text.trim();
     let hours = if let Some((hours, minutes)) = text.split_once(':') {

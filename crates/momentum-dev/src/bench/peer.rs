@@ -26,7 +26,7 @@ const SCRIPT: &str = include_str!("../../../../scripts/bench_peer.py");
 
 /// The variable naming the Python that has DuckDB (`scripts/bench.sh` and
 /// `scripts/test.sh` set it from `scripts/ensure-duckdb.sh`).
-pub const PYTHON_VARIABLE: &str = "MOMENTUM_BENCH_PYTHON";
+pub(super) const PYTHON_VARIABLE: &str = "MOMENTUM_BENCH_PYTHON";
 
 /// What the peer wrote: its timings and, by movement and week, the values
 /// of `metrics`.
@@ -40,7 +40,7 @@ struct PeerAnswer {
 
 /// Writes the stream's events, in stream order, one a line, to `path`.
 /// Returns the seconds it took.
-pub async fn export(stream: &jetstream::stream::Stream, last_sequence: u64, path: &Path) -> anyhow::Result<f64> {
+pub(super) async fn export(stream: &jetstream::stream::Stream, last_sequence: u64, path: &Path) -> anyhow::Result<f64> {
     use jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
     let started = Instant::now();
     let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -65,7 +65,7 @@ pub async fn export(stream: &jetstream::stream::Stream, last_sequence: u64, path
 /// Runs the peer over the export at `events` and compares its figures with
 /// the query service's. `rebuild_seconds` is the projector's catch-up over
 /// the same events.
-pub async fn run(
+pub(super) async fn run(
     http: &reqwest::Client,
     query_url: &str,
     token: &str,

@@ -8,7 +8,7 @@ use axum::extract::{Extension, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use momentum_runtime::auth::{Caller, Movements, Role};
+use momentum_runtime::auth::{Caller, Movements, TokenRole};
 use momentum_runtime::request_id::RequestId;
 use momentum_runtime::{MovementPath, NoParameters, Parameters, Problem, json_response, problem_responses};
 use serde::Serialize;
@@ -144,7 +144,7 @@ pub(crate) async fn post_erasure(
 
 fn admin_only() -> Problem {
     let movements = Movements::Only(["bristol-befriending".to_owned()].into());
-    let caller = Caller { name: "example".to_owned(), role: Role::Evaluator, source: None, movements };
+    let caller = Caller { name: "example".to_owned(), role: TokenRole::Evaluator, source: None, movements };
     caller.require_admin().expect_err("evaluators do not erase")
 }
 

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::future::join_all;
-use momentum_runtime::auth::{Caller, Role};
+use momentum_runtime::auth::{Caller, TokenRole};
 use momentum_runtime::request_id::RequestId;
 use momentum_runtime::{NoParameters, Parameters, Problem, ProblemField, json_response, problem_responses};
 use serde::Serialize;
@@ -454,12 +454,12 @@ pub(crate) enum PostedOk {
 
 /// Examples of this route's problems, for the API document.
 mod examples {
-    use momentum_runtime::auth::{Caller, Movements, Role};
+    use momentum_runtime::auth::{Caller, Movements, TokenRole};
 
     use super::*;
 
-    pub(super) fn caller(role: Role) -> Caller {
-        let source = (role == Role::Partner).then(|| "urn:partner:age-uk-bristol".to_owned());
+    pub(super) fn caller(role: TokenRole) -> Caller {
+        let source = (role == TokenRole::Partner).then(|| "urn:partner:age-uk-bristol".to_owned());
         let movements = Movements::Only(["bristol-befriending".to_owned()].into());
         Caller { name: "example".to_owned(), role, source, movements }
     }
@@ -486,8 +486,8 @@ problem_responses! {
     ]);
     EventsForbidden => ("The token may not post events: an evaluator's token, or (for one event) a partner's \
         token with another `source` or movement. In a batch, the latter is a per-event result instead.", [
-        examples::caller(Role::Evaluator).require_writer().expect_err("evaluators do not write"),
-        examples::caller(Role::Partner)
+        examples::caller(TokenRole::Evaluator).require_writer().expect_err("evaluators do not write"),
+        examples::caller(TokenRole::Partner)
             .require_write("urn:partner:other", "bristol-befriending")
             .expect_err("another source"),
     ]);

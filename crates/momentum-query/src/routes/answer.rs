@@ -11,7 +11,7 @@ use momentum_domain::query::{
     self, CohortRequest, CompareRequest, PrinciplesRequest, ReadError, TotalsEncoding, TrendRequest, TrendTotals,
     suppression,
 };
-use momentum_runtime::auth::{Caller, Movements, Role};
+use momentum_runtime::auth::{Caller, Movements, TokenRole};
 use momentum_runtime::{Problem, problem_responses};
 use serde::Serialize;
 
@@ -80,13 +80,13 @@ fn unfit(error: ReadError) -> Response {
 /// Whether small numbers are suppressed for this caller, and below what.
 /// Evaluators get suppressed figures; admins see them whole.
 fn suppression_for(state: &AppState, caller: &Caller) -> Option<u64> {
-    (state.suppress_below > 1 && caller.role == Role::Evaluator).then_some(state.suppress_below)
+    (state.suppress_below > 1 && caller.role == TokenRole::Evaluator).then_some(state.suppress_below)
 }
 
 /// The movements with events, those the caller may not read left out.
 pub(crate) async fn movements(state: &AppState, caller: &Caller, min_seq: Option<u64>) -> Result<Bytes, Response> {
     let mut list = ask(state, Asked { min_seq, read: MovementsRequest {} }).await?;
-    if caller.movements != Movements::All && caller.role != Role::Admin {
+    if caller.movements != Movements::All && caller.role != TokenRole::Admin {
         list.movements.retain(|summary| caller.may_read(&summary.movement));
     }
     Ok(to_bytes(&list))
@@ -249,22 +249,22 @@ pub(crate) fn unknown_movement(message: String) -> Problem {
 
 /// Examples for the answers every read may give.
 mod examples {
-    use momentum_runtime::auth::{Caller, Movements, Role};
+    use momentum_runtime::auth::{Caller, Movements, TokenRole};
 
     use super::*;
 
-    fn caller(role: Role) -> Caller {
-        let source = (role == Role::Partner).then(|| "urn:partner:age-uk-bristol".to_owned());
+    fn caller(role: TokenRole) -> Caller {
+        let source = (role == TokenRole::Partner).then(|| "urn:partner:age-uk-bristol".to_owned());
         let movements = Movements::Only(["bristol-befriending".to_owned()].into());
         Caller { name: "example".to_owned(), role, source, movements }
     }
 
     pub(super) fn partner_reads() -> Problem {
-        caller(Role::Partner).require_reader().expect_err("partners do not read")
+        caller(TokenRole::Partner).require_reader().expect_err("partners do not read")
     }
 
     pub(super) fn not_this_movement() -> Problem {
-        caller(Role::Evaluator).require_read("leeds-walking-groups").expect_err("not this evaluator's movement")
+        caller(TokenRole::Evaluator).require_read("leeds-walking-groups").expect_err("not this evaluator's movement")
     }
 
     pub(super) fn unknown() -> Problem {
