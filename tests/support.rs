@@ -22,6 +22,7 @@ pub struct Running<E> {
 }
 
 impl<E: std::fmt::Debug> Running<E> {
+    /// Asks the service to shut down and waits until it has; panics if it panicked or ended with an error.
     pub async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.expect("the service task does not panic").expect("the service stops cleanly");
@@ -44,14 +45,22 @@ fn on_stop() -> (oneshot::Sender<()>, impl Future<Output = ()> + Send + 'static)
 /// The admin token of test stacks.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// A nats-server and the three services connected to it, in process on ephemeral ports, with an HTTP client and the
+/// admin token to call them. Dropping it stops everything; [`TestStack::stop`] also waits for the services to end.
 pub struct TestStack {
+    /// The nats-server the services connect to; a test may kill and restart it.
     pub nats: NatsServer,
+    /// The ingest service's base URL, `http://127.0.0.1:<port>`.
     pub ingest_url: String,
+    /// The query service's base URL, `http://127.0.0.1:<port>`.
     pub query_url: String,
+    /// The client the stack's request helpers use; each request times out after 30 seconds.
     pub http: reqwest::Client,
     /// A token with the admin role, sent by the stack's own request helpers;
     /// tests that make raw requests send it with `.bearer_auth(&stack.admin_token)`.
     pub admin_token: String,
+    /// The projector's data folder: a temporary folder kept while the projector is stopped and started again, and
+    /// removed when the stack is dropped.
     pub projector_data: tempfile::TempDir,
     ingest: Option<Running<momentum_ingest::IngestError>>,
     query: Option<Running<momentum_query::QueryServiceError>>,
@@ -66,11 +75,16 @@ pub struct TestStack {
 /// without credentials, as to the plain test server.
 #[derive(Clone, Debug, Default)]
 pub struct StackConnections {
+    /// How ingest connects.
     pub ingest: momentum_bus::NatsConnection,
+    /// How the projector connects, each time it is started.
     pub projector: momentum_bus::NatsConnection,
+    /// How query connects.
     pub query: momentum_bus::NatsConnection,
 }
 
+/// Ingest settings for a test on the NATS server at `nats_url`: an ephemeral HTTP port on 127.0.0.1, the test auth
+/// and pseudonym key files ([`test_secrets`]), and rate limits far above what tests post.
 pub fn ingest_config(nats_url: &str) -> momentum_ingest::Config {
     momentum_ingest::Config {
         nats_url: nats_url.to_owned(),
@@ -89,6 +103,8 @@ pub fn ingest_config(nats_url: &str) -> momentum_ingest::Config {
     }
 }
 
+/// Query settings for a test on the NATS server at `nats_url`: an ephemeral HTTP port on 127.0.0.1, the test auth
+/// file, London time, nothing suppressed and one projector partition.
 pub fn query_config(nats_url: &str) -> momentum_query::Config {
     momentum_query::Config {
         nats_url: nats_url.to_owned(),
@@ -132,6 +148,8 @@ pub fn test_secrets() -> &'static std::path::Path {
     })
 }
 
+/// Projector settings for a test on the NATS server at `nats_url`, keeping its store in `data_dir`: London time, a
+/// volunteer hour valued at £10, the whole stream as one partition and an ephemeral HTTP port on 127.0.0.1.
 pub fn projector_config(nats_url: &str, data_dir: PathBuf) -> momentum_projector::Config {
     momentum_projector::Config {
         nats_url: nats_url.to_owned(),
@@ -189,6 +207,7 @@ impl TestStack {
         stack
     }
 
+    /// Starts the projector on the stack's data folder and sets `projector_url`; panics if it is already running.
     pub async fn start_projector(&mut self) {
         assert!(self.projector.is_none(), "the projector is already running");
         let mut config = projector_config(&self.nats.url(), self.projector_data.path().to_owned());
@@ -203,6 +222,8 @@ impl TestStack {
         self.projector_url = None;
     }
 
+    /// Posts one event to ingest as the admin, in structured CloudEvents JSON; returns the status and the body, as
+    /// JSON where it parses, else as a string.
     pub async fn post_event(&self, event: &Value) -> (u16, Value) {
         let response = self
             .http
@@ -216,6 +237,8 @@ impl TestStack {
         read(response).await
     }
 
+    /// Posts `events` to ingest as the admin, as one CloudEvents batch; returns the status and the body, as JSON
+    /// where it parses, else as a string.
     pub async fn post_batch(&self, events: &[Value]) -> (u16, Value) {
         let response = self
             .http
@@ -229,6 +252,8 @@ impl TestStack {
         read(response).await
     }
 
+    /// GETs `path_and_query` (such as `/v1/status`) from the query service as the admin; returns the status and the
+    /// body, as JSON where it parses, else as a string.
     pub async fn query(&self, path_and_query: &str) -> (u16, Value) {
         let response =
             self.http.get(format!("{}{path_and_query}", self.query_url)).bearer_auth(&self.admin_token).send();
@@ -246,6 +271,8 @@ impl TestStack {
         body
     }
 
+    /// Stops the projector, query and ingest gracefully, in that order, waiting for each; nats-server is killed when
+    /// the stack is dropped at the end.
     pub async fn stop(mut self) {
         if let Some(projector) = self.projector.take() {
             projector.stop().await;
@@ -324,6 +351,7 @@ pub fn event(id: &str, kind: &str, movement: &str, time: &str, data: Value) -> V
     })
 }
 
+/// A `meeting.held` of `attendees`, organised by `organiser` in the role `citizen`.
 pub fn meeting(id: &str, movement: &str, time: &str, attendees: &[&str], organiser: &str) -> Value {
     event(
         id,
@@ -334,10 +362,12 @@ pub fn meeting(id: &str, movement: &str, time: &str, attendees: &[&str], organis
     )
 }
 
+/// A `volunteer.hours_logged` of `hours` by `participant`.
 pub fn hours(id: &str, movement: &str, time: &str, participant: &str, hours: f64) -> Value {
     event(id, "volunteer.hours_logged", movement, time, json!({ "participant": participant, "hours": hours }))
 }
 
+/// A `collective_action.taken` by `participants`, with no organisers and `reach` people reached.
 pub fn action(id: &str, movement: &str, time: &str, participants: &[&str], reach: u64) -> Value {
     event(
         id,

@@ -110,6 +110,8 @@ impl Default for StreamSettings {
 }
 
 impl StreamSettings {
+    /// The JetStream configuration of the event stream with these settings: the one [`ensure_stream`] creates, and
+    /// checks an existing stream against.
     pub fn config(&self) -> stream::Config {
         stream::Config {
             name: STREAM_NAME.to_owned(),
@@ -129,35 +131,77 @@ impl StreamSettings {
     }
 }
 
+/// Why the event stream could not be set up or checked, or why the NATS connection settings could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
+    /// Reading the event stream, or its settings, from JetStream failed; holds the client's error.
     #[error("could not read stream {STREAM_NAME}: {0}")]
     GetStream(String),
+    /// The event stream did not exist and could not be created; holds the client's error.
     #[error("could not create stream {STREAM_NAME}: {0}")]
     CreateStream(String),
+    /// The existing event stream has a setting other than the one this service expects; momentum leaves it as it is.
     #[error(
         "stream {STREAM_NAME} exists with a different {field} ({actual}) than this service expects ({expected}); \
          change the setting or migrate the stream by hand, momentum will not change it silently"
     )]
-    IncompatibleStream { field: &'static str, expected: String, actual: String },
+    IncompatibleStream {
+        /// The name of the stream setting that differs, such as `replicas`.
+        field: &'static str,
+        /// The value this service expects, as text.
+        expected: String,
+        /// The value the existing stream has, as text.
+        actual: String,
+    },
+    /// A file named in the NATS connection settings could not be read (or, for TLS files, opened).
     #[error("could not read the NATS {what} file {}: {source}", path.display())]
-    ReadFile { what: &'static str, path: PathBuf, source: std::io::Error },
+    ReadFile {
+        /// What the file holds, such as `password` or `TLS client key`.
+        what: &'static str,
+        /// The path of the file, as it was given.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// A NATS secret file is empty, once one trailing line break is dropped.
     #[error("the NATS {what} file {} is empty", path.display())]
-    EmptyFile { what: &'static str, path: PathBuf },
+    EmptyFile {
+        /// What the file should hold, such as `password` or `token`.
+        what: &'static str,
+        /// The path of the file, as it was given.
+        path: PathBuf,
+    },
+    /// The NATS credentials file was read but the client could not use what it holds.
     #[error("the NATS credentials file {} is not valid: {message}", path.display())]
-    InvalidCredentials { path: PathBuf, message: String },
+    InvalidCredentials {
+        /// The path of the credentials file, as it was given.
+        path: PathBuf,
+        /// The client's reason.
+        message: String,
+    },
+    /// A NATS URL does not parse, or the list of URLs names no server.
     #[error("the NATS URL {url:?} is not valid: {message}")]
-    InvalidUrl { url: String, message: String },
+    InvalidUrl {
+        /// The URL that does not parse, or the whole list when it names no server.
+        url: String,
+        /// Why it is not valid.
+        message: String,
+    },
+    /// More than one way to authenticate to NATS is set; holds the ways chosen, separated by commas.
     #[error("choose one way to authenticate to NATS, not several: {0}")]
     AuthenticationConflict(String),
+    /// A NATS user is set without a password file.
     #[error(
         "a NATS user is set but no password file (MOMENTUM_NATS_PASSWORD_FILE); the password is only read from a file"
     )]
     PasswordFileMissing,
+    /// A NATS password file is set without a user.
     #[error("a NATS password file is set but no user (MOMENTUM_NATS_USER)")]
     UserMissing,
+    /// A TLS client certificate is set without its key file.
     #[error("a NATS TLS client certificate is set but no key file (MOMENTUM_NATS_TLS_KEY_FILE)")]
     TlsKeyMissing,
+    /// A TLS client key is set without its certificate file.
     #[error("a NATS TLS client key is set but no certificate file (MOMENTUM_NATS_TLS_CERT_FILE)")]
     TlsCertificateMissing,
 }

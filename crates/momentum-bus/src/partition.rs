@@ -23,10 +23,7 @@ pub const SLOT_COUNT: u32 = 64;
 /// The slot of a movement: 32-bit FNV-1a of its id, modulo [`SLOT_COUNT`].
 /// FNV-1a is defined in a few lines, so any other tool can compute it too.
 pub fn slot(movement: &str) -> u32 {
-    const OFFSET_BASIS: u32 = 0x811c_9dc5;
-    const PRIME: u32 = 0x0100_0193;
-    let hash = movement.bytes().fold(OFFSET_BASIS, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(PRIME));
-    hash % SLOT_COUNT
+    const_fnv1a_hash::fnv1a_hash_str_32(movement) % SLOT_COUNT
 }
 
 /// Matches event subjects of the form before slots were added
@@ -42,20 +39,30 @@ pub struct Partition {
     count: u32,
 }
 
+/// Why a partition named in the settings is not one.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PartitionError {
+    /// The text is not `k/n`.
     #[error("a partition is written k/n, as in 0/2 (the first of two), got {0:?}")]
     Syntax(String),
+    /// `n` is 0 or more than there are slots.
     #[error("the number of partitions must be from 1 to {SLOT_COUNT}, got {0}")]
     CountOutOfRange(u32),
+    /// `k` is not below `n`.
     #[error("partition {index} of {count} does not exist: partitions are numbered from 0 to {}", count - 1)]
-    IndexOutOfRange { index: u32, count: u32 },
+    IndexOutOfRange {
+        /// The `k` given.
+        index: u32,
+        /// The `n` given.
+        count: u32,
+    },
 }
 
 impl Partition {
     /// The whole stream, as one projector folds it when nothing is partitioned.
     pub const WHOLE: Partition = Partition { index: 0, count: 1 };
 
+    /// Partition `index` (from 0) of `count`.
     pub fn new(index: u32, count: u32) -> Result<Partition, PartitionError> {
         if count == 0 || count > SLOT_COUNT {
             return Err(PartitionError::CountOutOfRange(count));
@@ -76,18 +83,22 @@ impl Partition {
         (0..count.max(1)).map(|index| Partition::new(index, count)).collect()
     }
 
+    /// The partition's number, from 0.
     pub fn index(self) -> u32 {
         self.index
     }
 
+    /// How many partitions the movements are split into.
     pub fn count(self) -> u32 {
         self.count
     }
 
+    /// Whether this is the whole stream, nothing partitioned.
     pub fn is_whole(self) -> bool {
         self.count == 1
     }
 
+    /// Whether `movement`'s events are this partition's to fold.
     pub fn owns(self, movement: &str) -> bool {
         slot(movement) % self.count == self.index
     }

@@ -61,13 +61,17 @@ pub trait Read: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
 /// sequence the projection must have applied before it answers.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Asked<R> {
+    /// The stream sequence the projection must cover before it answers; it waits up to its limit,
+    /// then refuses. Absent, it answers at once.
     #[serde(default)]
     pub min_seq: Option<u64>,
+    /// The read's own fields, side by side with `min_seq` in the JSON.
     #[serde(flatten)]
     pub read: R,
 }
 
 impl<R: Read> Asked<R> {
+    /// The request's JSON, as it crosses NATS.
     pub fn encode(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).expect("a request always serialises"))
     }
@@ -82,10 +86,13 @@ impl<R: Read> Asked<R> {
 /// Why an answer could not be read or merged.
 #[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
+    /// The answer is not the JSON of the read's answer.
     #[error("the answer is not the JSON of its read: {0}")]
     Json(#[from] serde_json::Error),
+    /// The answer is trend totals that cannot be read.
     #[error(transparent)]
     Totals(#[from] UnreadableTotals),
+    /// No partition answered, so there was nothing to merge.
     #[error("no partition answered")]
     NoAnswer,
 }
@@ -112,6 +119,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The NATS service error code that carries the refusal: the HTTP status it stands for.
     pub fn code(&self) -> u16 {
         match self {
             Refusal::Invalid(_) => 400,
@@ -122,6 +130,8 @@ impl Refusal {
         }
     }
 
+    /// The refusal a service error's code and message stand for; a code other than 400, 404, 413
+    /// and 503 is [`Refusal::Failed`].
     pub fn from_code(code: u16, message: String) -> Refusal {
         match code {
             400 => Refusal::Invalid(message),
@@ -176,6 +186,7 @@ impl Read for TrendRequest {
 /// asks for to serve a trend, in the encoding it names.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrendTotalsRequest {
+    /// The trend whose period totals are asked for.
     #[serde(flatten)]
     pub trend: TrendRequest,
     /// How the answer is encoded; a projector that does not know the

@@ -8,6 +8,7 @@ use async_nats::jetstream::{self, kv};
 /// The bucket's name; its stream is `KV_momentum_pseudonym_salts`.
 pub const SALTS_BUCKET: &str = "momentum_pseudonym_salts";
 
+/// The salts bucket could not be opened or created; holds the NATS client's error.
 #[derive(Debug, thiserror::Error)]
 #[error("could not open or create the key-value bucket {SALTS_BUCKET}: {0}")]
 pub struct SaltsBucketError(String);

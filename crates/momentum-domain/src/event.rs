@@ -8,14 +8,20 @@ use serde::{Deserialize, Serialize};
 /// The kinds of event momentum accepts, named in the past tense.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventType {
+    /// `participant.joined`: someone signed up to the movement; a sign-up, not participation.
     #[serde(rename = "participant.joined")]
     ParticipantJoined,
+    /// `meeting.held`: a meeting took place.
     #[serde(rename = "meeting.held")]
     MeetingHeld,
+    /// `volunteer.hours_logged`: a participant gave time as a volunteer.
     #[serde(rename = "volunteer.hours_logged")]
     VolunteerHoursLogged,
+    /// `collective_action.taken`: people acted together, such as in a campaign, a clean-up or a
+    /// petition.
     #[serde(rename = "collective_action.taken")]
     CollectiveActionTaken,
+    /// `event.retracted`: an earlier event of the same `source` and `subject` is withdrawn.
     #[serde(rename = "event.retracted")]
     EventRetracted,
     /// Written only by ingest's erasure endpoint, never posted by partners,
@@ -46,6 +52,8 @@ impl EventType {
         }
     }
 
+    /// The type a CloudEvents `type` names, among the types partners post ([`EventType::ALL`]);
+    /// `None` for any other text.
     pub fn parse(text: &str) -> Option<EventType> {
         EventType::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
@@ -55,8 +63,11 @@ impl EventType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// A member of the public; an organiser in this role makes a meeting or an action citizen-led.
     Citizen,
+    /// Someone taking part in a professional capacity.
     Professional,
+    /// A member of staff of a partner organisation.
     PartnerStaff,
 }
 
@@ -64,7 +75,10 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Organiser {
+    /// The organiser's participant ref: as the partner posted it, a pseudonym once ingest has
+    /// stored the event.
     pub participant: String,
+    /// The role they organised in.
     pub role: Role,
 }
 
@@ -74,14 +88,22 @@ pub struct Organiser {
 /// stored payload is still a CloudEvent any tool can read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Event {
+    /// The CloudEvents spec version; always `1.0`.
     pub specversion: String,
+    /// The event's id, unique per `source` (1 to 128 characters); a repeat of a (`source`, `id`) is
+    /// the same event.
     pub id: String,
+    /// The partner system that wrote the event, as a URI-reference.
     pub source: String,
+    /// The event's `type`, which says what `data` holds.
     #[serde(rename = "type")]
     pub kind: EventType,
     /// The movement id.
     pub subject: String,
+    /// When it happened, with the offset it was given in; its local date decides the period it
+    /// counts in.
     pub time: DateTime<FixedOffset>,
+    /// What happened, in the form its `type` prescribes.
     pub data: EventData,
 }
 
@@ -101,6 +123,8 @@ impl Event {
         })
     }
 
+    /// The stored JSON form: the CloudEvents structured form, which [`Event::from_json`] reads
+    /// back.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an event always serialises")
     }
@@ -198,11 +222,17 @@ struct RawEvent<'a> {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum EventData {
+    /// The `data` of a `participant.joined`.
     ParticipantJoined(ParticipantJoined),
+    /// The `data` of a `meeting.held`.
     MeetingHeld(MeetingHeld),
+    /// The `data` of a `volunteer.hours_logged`.
     VolunteerHoursLogged(VolunteerHoursLogged),
+    /// The `data` of a `collective_action.taken`.
     CollectiveActionTaken(CollectiveActionTaken),
+    /// The `data` of an `event.retracted`.
     EventRetracted(EventRetracted),
+    /// The `data` of a `participant.erased`, which only ingest's erasure endpoint writes.
     ParticipantErased(ParticipantErased),
 }
 
@@ -231,67 +261,107 @@ impl EventData {
     }
 }
 
+/// The `data` of `participant.joined`: someone signed up to the movement.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantJoined {
+    /// The participant's ref: as the partner posted it, a pseudonym once ingest has stored the
+    /// event.
     pub participant: String,
+    /// The role they signed up in.
     pub role: Role,
+    /// A place name or area code (1 to 64 characters), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub area: Option<String>,
+    /// A short free-text label of the channel they joined through (1 to 64 characters), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
 }
 
+/// The `data` of `meeting.held`: a meeting took place.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MeetingHeld {
+    /// The attendees' participant refs (at most 1 000): as the partner posted them, pseudonyms once
+    /// ingest has stored the event.
     pub attendees: Vec<String>,
+    /// Who organised the meeting, each with their role (at most 100).
     pub organisers: Vec<Organiser>,
+    /// The org ids of partner organisations involved (at most 100); empty when none is named.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partners: Vec<String>,
+    /// Where the meeting was: a place name or area code (1 to 64 characters), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub area: Option<String>,
+    /// A short free-text label of the kind of meeting (1 to 64 characters), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The names of the principles the meeting is tagged with (at most the eight, each once); empty
+    /// when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principles: Vec<String>,
+    /// How long the meeting lasted, in minutes (1 to 1 440), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_minutes: Option<u32>,
 }
 
+/// The `data` of `volunteer.hours_logged`: a participant gave time as a volunteer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VolunteerHoursLogged {
+    /// The volunteer's participant ref: as the partner posted it, a pseudonym once ingest has
+    /// stored the event.
     pub participant: String,
+    /// The hours given, more than 0 and at most 24; figures count them to the nearest thousandth of
+    /// an hour.
     pub hours: f64,
+    /// A short free-text label of what they did (1 to 64 characters), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activity: Option<String>,
+    /// Where they volunteered: a place name or area code (1 to 64 characters), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub area: Option<String>,
+    /// The names of the principles the hours are tagged with (at most the eight, each once); empty
+    /// when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principles: Vec<String>,
 }
 
+/// The `data` of `collective_action.taken`: people acted together, such as in a campaign, a
+/// clean-up or a petition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectiveActionTaken {
+    /// The participant refs of the people who took part (at most 1 000): as the partner posted
+    /// them, pseudonyms once ingest has stored the event.
     pub participants: Vec<String>,
+    /// Who organised the action, each with their role (at most 100).
     pub organisers: Vec<Organiser>,
+    /// How many people the action reached, as the partner reports it (0 to 100 000 000).
     pub reach: u64,
+    /// A short free-text label of the kind of action (1 to 64 characters), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// The org ids of partner organisations involved (at most 100); empty when none is named.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partners: Vec<String>,
+    /// Where the action took place: a place name or area code (1 to 64 characters), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub area: Option<String>,
+    /// The names of the principles the action is tagged with (at most the eight, each once); empty
+    /// when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principles: Vec<String>,
 }
 
+/// The `data` of `event.retracted`: an earlier event of the same `source` and `subject` is
+/// withdrawn, whether it arrived before or after the retraction.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventRetracted {
+    /// The `id` of the event withdrawn.
     pub event_id: String,
+    /// Why it was withdrawn, in words (at most 500 characters), if given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -302,6 +372,7 @@ pub struct EventRetracted {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParticipantErased {
+    /// The participant's pseudonyms in the movement, one per key version they were seen under.
     pub pseudonyms: Vec<String>,
 }
 
@@ -310,17 +381,27 @@ pub struct ParticipantErased {
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Principle {
+    /// Mobilise citizens (`mobilise_citizens`).
     MobiliseCitizens,
+    /// Shift control (`shift_control`).
     ShiftControl,
+    /// Collaborate widely (`collaborate_widely`).
     CollaborateWidely,
+    /// Share power (`share_power`).
     SharePower,
+    /// Change culture (`change_culture`).
     ChangeCulture,
+    /// Grow from local (`grow_from_local`).
     GrowFromLocal,
+    /// Build momentum (`build_momentum`).
     BuildMomentum,
+    /// Bring people together (`bring_people_together`).
     BringPeopleTogether,
 }
 
 impl Principle {
+    /// The eight principles, in the order answers list them; a principle's place here is its bit in
+    /// a ledger fact.
     pub const ALL: [Principle; 8] = [
         Principle::MobiliseCitizens,
         Principle::ShiftControl,
@@ -332,6 +413,7 @@ impl Principle {
         Principle::BringPeopleTogether,
     ];
 
+    /// The principle's name in events and answers, such as `mobilise_citizens`.
     pub fn as_str(self) -> &'static str {
         match self {
             Principle::MobiliseCitizens => "mobilise_citizens",
@@ -345,6 +427,7 @@ impl Principle {
         }
     }
 
+    /// The principle a name stands for; `None` for any other text.
     pub fn parse(text: &str) -> Option<Principle> {
         Principle::ALL.into_iter().find(|principle| principle.as_str() == text)
     }

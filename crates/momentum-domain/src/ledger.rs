@@ -5,7 +5,7 @@
 //! kind, local day and stream sequence, its measures, its labels (area,
 //! partners, kind) and principles as small numbers, and each person in it
 //! with their part. Every figure is computed from the facts when it is read
-//! ([`read`]), so nothing here depends on the order events arrive in (but
+//! (`read`), so nothing here depends on the order events arrive in (but
 //! for erasure, which leaves a pseudonym out of the events that arrive
 //! after it: docs/metrics.md):
 //! - each (`source`, `id`) is folded once, however far apart its copies arrive;
@@ -100,8 +100,12 @@ pub fn millihours(hours: f64) -> i64 {
 pub enum FactKind {
     /// `participant.joined`: a sign-up, not participation.
     Joined,
+    /// `meeting.held`: its attendees and organisers took part.
     MeetingHeld,
+    /// `volunteer.hours_logged`: its volunteer took part; the measure is the hours, in milli-hours.
     VolunteerHoursLogged,
+    /// `collective_action.taken`: its participants and organisers took part; the measure is its
+    /// reach.
     CollectiveActionTaken,
 }
 
@@ -120,16 +124,22 @@ impl FactKind {
 pub enum Part {
     /// The participant of a sign-up, in the role they signed up in.
     Joined(Role),
+    /// An attendee of a meeting.
     Attendee,
+    /// An organiser of a meeting or an action, in the role they organised in.
     Organiser(Role),
+    /// The participant of an hour log.
     Volunteer,
+    /// A participant of a collective action.
     ActionParticipant,
 }
 
 /// One person's part in a fact, the person numbered within the movement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Taking {
+    /// The person's number within the movement.
     pub person: u32,
+    /// The part they had in the fact.
     pub part: Part,
 }
 
@@ -137,6 +147,7 @@ pub struct Taking {
 /// within its movement.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Fact {
+    /// What kind of activity it records.
     pub kind: FactKind,
     /// The local date of the event's `time`.
     pub day: NaiveDate,
@@ -146,6 +157,7 @@ pub struct Fact {
     pub citizen_led: bool,
     /// Bit `i` set for [`Principle::ALL`]`[i]`.
     pub principles: u8,
+    /// The number of the event's `area`, if it names one.
     pub area: Option<u32>,
     /// The meeting's or action's `kind`, the hours' `activity` or the
     /// sign-up's `channel`.
@@ -161,10 +173,13 @@ pub struct Fact {
 pub struct Entry {
     /// The stream sequence it arrived at.
     pub seq: u64,
+    /// The number of the event's movement (its `subject`).
     pub movement: u32,
     /// The event's `source`, numbered within the movement.
     pub source: u32,
+    /// The event's `id`.
     pub id: Box<str>,
+    /// What the event brings to the fold.
     pub body: Body,
 }
 
@@ -177,10 +192,16 @@ pub enum Body {
     /// counts, so its people and labels were not numbered.
     Withheld,
     /// `event.retracted`, naming an event of the same source and movement.
-    Retraction { target: Box<str> },
+    Retraction {
+        /// The `id` of the event it retracts.
+        target: Box<str>,
+    },
     /// `participant.erased`: the people of the movement whose pseudonyms it
     /// made unlinkable (pseudonyms the movement had not seen have no number).
-    Erasure { people: Box<[u32]> },
+    Erasure {
+        /// Their person numbers, in ascending order.
+        people: Box<[u32]>,
+    },
 }
 
 /// The kinds of names the ledger numbers.
@@ -189,15 +210,20 @@ pub enum Dimension {
     /// A movement id; numbered across the ledger (the name's movement is
     /// its own number).
     Movement,
+    /// A partner system's `source`.
     Source,
+    /// An `area` value.
     Area,
+    /// An org id named in `partners`.
     Partner,
+    /// A meeting's or action's `kind`, an hour log's `activity` or a sign-up's `channel`.
     Label,
     /// A participant's pseudonym. Removed again when they are erased.
     Person,
 }
 
 impl Dimension {
+    /// Every dimension.
     pub const ALL: [Dimension; 6] = [
         Dimension::Movement,
         Dimension::Source,
@@ -211,9 +237,14 @@ impl Dimension {
 /// A number given to a text.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Name {
+    /// The number of the movement the name belongs to; for a movement's own name, its number.
     pub movement: u32,
+    /// What kind of text is numbered.
     pub dimension: Dimension,
+    /// The number given: from 0, in the order first met, within the movement and dimension
+    /// (movement ids are numbered across the ledger).
     pub number: u32,
+    /// The text numbered, such as a movement id, an area or a pseudonym.
     pub text: Box<str>,
 }
 
@@ -221,9 +252,11 @@ pub struct Name {
 /// numbered it, is gone, and later events leave it out.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Erased {
+    /// The number of the movement the pseudonym was erased in.
     pub movement: u32,
     /// The number it had, whose name a store removes.
     pub person: Option<u32>,
+    /// The erased pseudonym, which the movement's later events leave out.
     pub pseudonym: Box<str>,
 }
 
@@ -232,9 +265,13 @@ pub struct Erased {
 /// in stream order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// The stream sequence of the last event folded in when the checkpoint was taken; 0 before any.
     pub watermark: u64,
+    /// Names numbered since the last checkpoint, in the order they were given.
     pub names: Vec<Name>,
+    /// Pseudonyms erased since the last checkpoint.
     pub erased: Vec<Erased>,
+    /// Entries folded since the last checkpoint, in stream order.
     pub entries: Vec<Entry>,
 }
 

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod period;
 pub mod query;
 pub mod validation;
+pub mod varint;
 
 pub use event::{Event, EventData, EventType, Organiser, Principle, Role};
 pub use period::Interval;

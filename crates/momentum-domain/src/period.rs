@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Interval {
+    /// A local calendar day.
     Day,
     /// An ISO week, starting on Monday.
     Week,
@@ -19,8 +20,10 @@ pub enum Interval {
 }
 
 impl Interval {
+    /// Every interval, from the shortest to the longest.
     pub const ALL: [Interval; 3] = [Interval::Day, Interval::Week, Interval::Month];
 
+    /// The interval's name as requests and answers spell it: `day`, `week` or `month`.
     pub fn as_str(self) -> &'static str {
         match self {
             Interval::Day => "day",
@@ -29,6 +32,7 @@ impl Interval {
         }
     }
 
+    /// The interval named `text` (as [`Interval::as_str`] spells it), or `None` for any other text.
     pub fn parse(text: &str) -> Option<Interval> {
         Interval::ALL.into_iter().find(|interval| interval.as_str() == text)
     }

@@ -44,7 +44,10 @@ pub const ERRORS_PER_EVENT_MAX: usize = 20;
 /// One thing wrong with an event, at a JSON Pointer into the event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
+    /// Where the problem is: a JSON Pointer (RFC 6901) into the event, such as `/data/hours`; `""`
+    /// is the whole event.
     pub pointer: String,
+    /// What is wrong there, in words.
     pub message: String,
 }
 
@@ -54,12 +57,25 @@ impl FieldError {
     }
 }
 
+/// Why the embedded schemas could not be compiled into a [`Validator`].
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
+    /// A schema file is not valid JSON.
     #[error("schema {file} is not valid JSON: {message}")]
-    NotJson { file: &'static str, message: String },
+    NotJson {
+        /// The schema's file name, as in `schemas/`.
+        file: &'static str,
+        /// The JSON parser's error.
+        message: String,
+    },
+    /// A schema file is JSON but cannot be registered or compiled as a schema.
     #[error("schema {file} does not compile: {message}")]
-    DoesNotCompile { file: &'static str, message: String },
+    DoesNotCompile {
+        /// The schema's file name, as in `schemas/`.
+        file: &'static str,
+        /// The schema compiler's error.
+        message: String,
+    },
 }
 
 /// Compiled schemas: build one at start-up and share it.

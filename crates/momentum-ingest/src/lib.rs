@@ -68,6 +68,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// The event stream settings these flags ask for: its replicas and its duplicate window.
     pub fn stream_settings(&self) -> StreamSettings {
         StreamSettings {
             replicas: self.stream_replicas,
@@ -98,24 +99,45 @@ const _: () = assert!(REQUEST_BYTES_MAX <= BODY_BYTES_IN_PROCESS_MAX, "the large
 pub const PUBLISHES_IN_FLIGHT_MAX: usize = 4096;
 const _: () = assert!(BATCH_EVENTS_MAX <= PUBLISHES_IN_FLIGHT_MAX, "a full batch must fit in the publishes in flight");
 
+/// Why the ingestion service could not start, or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// The event schemas built into the service do not compile.
     #[error("the event schemas do not compile: {0}")]
     Schemas(#[from] momentum_domain::validation::SchemaError),
+    /// The first connection to NATS failed.
     #[error("could not connect to NATS at {url}: {message}")]
-    Connect { url: String, message: String },
+    Connect {
+        /// The NATS URL(s) as configured.
+        url: String,
+        /// The client's reason.
+        message: String,
+    },
+    /// The NATS connection settings could not be used, or the event stream could not be created or is not as
+    /// expected.
     #[error(transparent)]
     Stream(#[from] momentum_bus::BusError),
+    /// The auth file is missing, unreadable or not valid.
     #[error(transparent)]
     Auth(#[from] momentum_runtime::auth::AuthError),
+    /// The pseudonym key file is missing, unreadable or not valid.
     #[error(transparent)]
     PseudonymKeys(#[from] pseudonym::KeyFileError),
+    /// The bucket of pseudonym salts could not be opened or created.
     #[error(transparent)]
     SaltsBucket(#[from] momentum_bus::SaltsBucketError),
+    /// The rate is 0, or the burst is smaller than a full batch ([`BATCH_EVENTS_MAX`] events).
     #[error("MOMENTUM_RATE_EVENTS_PER_S must be above 0 and MOMENTUM_RATE_BURST_EVENTS at least {BATCH_EVENTS_MAX}")]
     RateLimits,
+    /// The HTTP listener could not be bound.
     #[error("could not listen on {address}: {source}")]
-    Bind { address: SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address asked for (`MOMENTUM_HTTP_ADDR`).
+        address: SocketAddr,
+        /// Why it could not be bound.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed while serving.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -194,6 +216,7 @@ impl Ingest {
         Ok(Ingest { listener, router, nats })
     }
 
+    /// The address the HTTP listener is bound to: the one configured, with the actual port when it was 0.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }

@@ -1,3 +1,6 @@
+//! `momentum-ingest`: the ingestion service's binary. It reads the settings, sets up logging and serves until
+//! SIGINT or SIGTERM; the service itself is the `momentum_ingest` library.
+
 use anyhow::Context;
 
 /// mimalloc rather than glibc malloc: the services allocate many small,

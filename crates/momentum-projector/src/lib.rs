@@ -87,41 +87,76 @@ pub struct Config {
 /// KiB.
 pub const READS_IN_FLIGHT_MAX: usize = 1024;
 
+/// Why the projection service could not start, or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
+    /// The sled store failed, holds records this projector cannot use, or was built with other settings.
     #[error(transparent)]
     Store(#[from] momentum_store::StoreError),
+    /// The NATS client could not be set up or could not connect.
     #[error("could not connect to NATS at {url}: {message}")]
-    Connect { url: String, message: String },
+    Connect {
+        /// The NATS URL(s), as configured.
+        url: String,
+        /// The client's error.
+        message: String,
+    },
+    /// The NATS connection settings cannot be used.
     #[error(transparent)]
     NatsSettings(#[from] momentum_bus::BusError),
+    /// The query endpoints could not be registered, or did not answer a probe; holds the reason.
     #[error("could not start the query service: {0}")]
     Service(String),
+    /// The most events applied in one batch (`MOMENTUM_BATCH_SIZE_MAX`) is set to 0.
     #[error("the batch size must be at least 1")]
     BatchSizeZero,
+    /// The volunteer hour value is negative or not a finite number; holds the value given.
     #[error("the volunteer hour value must be a number of pounds of 0 or more, got {0}")]
     HourValueInvalid(f64),
+    /// The event stream's state could not be read from JetStream; holds the client's error.
     #[error("could not read the event stream's state: {0}")]
     Stream(String),
+    /// The store has folded events past the end of the stream, so it was built from another stream.
     #[error(
         "the store has applied events up to sequence {watermark} but the stream ends at {last_sequence}: \
          it was built from another stream; rebuild it into an empty data folder"
     )]
-    StoreAheadOfStream { watermark: u64, last_sequence: u64 },
+    StoreAheadOfStream {
+        /// The stream sequence of the last event the store has folded.
+        watermark: u64,
+        /// The stream's last sequence at start.
+        last_sequence: u64,
+    },
+    /// A partitioned projector found events on subjects without a slot, written before
+    /// partitioning; holds such a subject.
     #[error(
         "the event stream holds events on subjects without a slot ({0}, written by momentum before partitioning); \
          a partitioned projector would never see them, so fold this stream unpartitioned (--partition 0/1)"
     )]
     SlotlessEvents(String),
+    /// The event stream's consumer, or the checkpoint writer, stopped; holds why.
     #[error("the event consumer stopped: {0}")]
     ConsumerFailed(String),
+    /// A stream message is not an event this projector can read, or is not on its event's subject;
+    /// the projector stops rather than skip it.
     #[error(
         "stream message {sequence} is not an event this projector can read ({reason}); if a newer ingest wrote \
          it, upgrade the projector; if not, see 'An event the projector cannot read' in docs/runbook.md"
     )]
-    UnreadableEvent { sequence: u64, reason: String },
+    UnreadableEvent {
+        /// The message's stream sequence.
+        sequence: u64,
+        /// Why it cannot be folded.
+        reason: String,
+    },
+    /// The HTTP server for `/livez` and `/readyz` could not listen.
     #[error("could not listen on {address}: {source}")]
-    Bind { address: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address it was to listen on (`MOMENTUM_HTTP_ADDR`).
+        address: std::net::SocketAddr,
+        /// Why it could not.
+        source: std::io::Error,
+    },
 }
 
 /// A started projection service.

@@ -1,3 +1,7 @@
+//! `momentum-projector`: the projection service's binary. It reads its settings from flags, the
+//! environment and a config file, then folds the event stream into the participation ledger and
+//! answers the query service's reads over NATS until SIGINT or SIGTERM.
+
 use anyhow::Context;
 
 /// mimalloc rather than glibc malloc: the services allocate many small,

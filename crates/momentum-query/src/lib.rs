@@ -58,16 +58,32 @@ pub struct Config {
 /// answered 503. The projector bounds its own queries separately.
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 1024;
 
+/// Why the query service could not start, or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryServiceError {
+    /// The NATS client could not be set up or could not connect.
     #[error("could not connect to NATS at {url}: {message}")]
-    Connect { url: String, message: String },
+    Connect {
+        /// The NATS URL(s), as configured.
+        url: String,
+        /// The client's error.
+        message: String,
+    },
+    /// The NATS connection settings cannot be used.
     #[error(transparent)]
     NatsSettings(#[from] momentum_bus::BusError),
+    /// The auth settings could not be loaded.
     #[error(transparent)]
     Auth(#[from] momentum_runtime::auth::AuthError),
+    /// The HTTP API could not listen.
     #[error("could not listen on {address}: {source}")]
-    Bind { address: SocketAddr, source: std::io::Error },
+    Bind {
+        /// The address it was to listen on (`MOMENTUM_HTTP_ADDR`).
+        address: SocketAddr,
+        /// Why it could not.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed while serving; holds its error.
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -119,6 +135,8 @@ pub struct QueryService {
 }
 
 impl QueryService {
+    /// Loads the auth settings, connects to NATS and binds the HTTP address;
+    /// [`QueryService::serve`] then serves.
     pub async fn start(config: &Config) -> Result<QueryService, QueryServiceError> {
         let authenticator = Arc::new(config.auth.load("momentum-query")?);
         let nats = momentum_bus::connect_options("momentum-query", &config.nats_connection)
@@ -151,10 +169,12 @@ impl QueryService {
         Ok(QueryService { listener, router, nats })
     }
 
+    /// The address the HTTP API is bound to, with the port the system chose when 0 was asked for.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// Serves HTTP until `shutdown` resolves, then drains the NATS connection.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), QueryServiceError> {
         tracing::info!(address = %self.local_addr(), "query listening");
         axum::serve(self.listener, self.router)

@@ -1,3 +1,7 @@
+//! `momentum-query`: the query service's binary. It reads its settings from flags, the
+//! environment and a config file, then serves the HTTP API evaluators read, asking the
+//! projection service over NATS, until SIGINT or SIGTERM.
+
 use anyhow::Context;
 
 /// mimalloc rather than glibc malloc: the services allocate many small,

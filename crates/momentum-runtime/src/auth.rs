@@ -44,6 +44,7 @@ pub enum TokenRole {
 }
 
 impl TokenRole {
+    /// The role's name, as the auth file writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             TokenRole::Partner => "partner",
@@ -56,11 +57,14 @@ impl TokenRole {
 /// The movements a token covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Movements {
+    /// Every movement, now and later: `["*"]` in the auth file.
     All,
+    /// Only the movement ids listed.
     Only(BTreeSet<String>),
 }
 
 impl Movements {
+    /// Whether `movement` is one of them.
     pub fn contains(&self, movement: &str) -> bool {
         match self {
             Movements::All => true,
@@ -74,9 +78,11 @@ impl Movements {
 pub struct Caller {
     /// The token's name from the auth file, for logs.
     pub name: String,
+    /// What the caller may do.
     pub role: TokenRole,
     /// The CloudEvents `source` a partner's events must carry.
     pub source: Option<String>,
+    /// The movements the token covers; an admin may act on every movement, whatever it lists.
     pub movements: Movements,
 }
 
@@ -157,7 +163,9 @@ fn forbidden(detail: impl Into<String>) -> Problem {
 /// Whether requests must carry a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthMode {
+    /// Every request must carry a configured bearer token.
     On,
+    /// Every request is served as an admin's, without a token: only for local trials.
     Off,
 }
 
@@ -206,17 +214,31 @@ impl AuthSettings {
     }
 }
 
+/// Why the auth settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// Authentication is on but no auth file is set.
     #[error(
         "no auth file: set MOMENTUM_AUTH_FILE to a TOML file of tokens, or MOMENTUM_AUTH=off to serve without \
          authentication (only for local trials)"
     )]
     NoFile,
+    /// The auth file could not be read.
     #[error("cannot read the auth file {}: {message}", path.display())]
-    Read { path: PathBuf, message: String },
+    Read {
+        /// The path of the auth file, as it was given.
+        path: PathBuf,
+        /// Why it could not be read.
+        message: String,
+    },
+    /// The auth file is not a valid TOML file of tokens, or a token in it breaks a rule.
     #[error("the auth file {} is not valid: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The path of the auth file, as it was given.
+        path: PathBuf,
+        /// What is wrong, naming the token when one is at fault.
+        message: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -284,6 +306,7 @@ impl Authenticator {
         Ok(Authenticator { tokens: Some(tokens) })
     }
 
+    /// Whether requests must carry a token (false when authentication is off).
     pub fn is_on(&self) -> bool {
         self.tokens.is_some()
     }

@@ -18,16 +18,43 @@ use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches};
 /// The flag and variable that name the settings file.
 const CONFIG_FILE_ARGUMENT: &str = "config_file";
 
+/// Why the settings file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
+    /// The file could not be read.
     #[error("cannot read the settings file {}: {message}", path.display())]
-    Read { path: PathBuf, message: String },
+    Read {
+        /// The file's path, as given.
+        path: PathBuf,
+        /// Why it could not be read.
+        message: String,
+    },
+    /// The file is not valid TOML.
     #[error("the settings file {} is not valid TOML: {message}", path.display())]
-    NotToml { path: PathBuf, message: String },
+    NotToml {
+        /// The file's path, as given.
+        path: PathBuf,
+        /// The TOML parser's reason.
+        message: String,
+    },
+    /// The file sets a key that is not one of the command's settings.
     #[error("the settings file {} sets {key:?}, which is not a setting; the settings are: {known}", path.display())]
-    UnknownKey { path: PathBuf, key: String, known: String },
+    UnknownKey {
+        /// The file's path, as given.
+        path: PathBuf,
+        /// The key that is not a setting.
+        key: String,
+        /// Every key the file may set, separated by commas.
+        known: String,
+    },
+    /// The file sets a key to a table or an array rather than a single value.
     #[error("the settings file {} sets {key:?} to a table or a list; settings are single values", path.display())]
-    NotAValue { path: PathBuf, key: String },
+    NotAValue {
+        /// The file's path, as given.
+        path: PathBuf,
+        /// The key set to a table or an array.
+        key: String,
+    },
 }
 
 /// Parses `C` from the process's arguments, environment and settings file;
@@ -43,9 +70,12 @@ pub fn parse<C: CommandFactory + FromArgMatches>() -> C {
     }
 }
 
+/// Why [`try_parse_from`] could not parse the settings.
 #[derive(Debug)]
 pub enum ParseError {
+    /// clap refused the flags, variables or file values, or was asked for help or the version.
     Clap(clap::Error),
+    /// The settings file could not be used.
     File(ConfigFileError),
 }
 

@@ -27,15 +27,22 @@ pub fn duration_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16)
 }
 
+/// The labels of the HTTP request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// axum's route template, such as `/v1/movements/{movement}/trends`, or `unmatched`.
     pub route: String,
+    /// The HTTP method, or `other` for a method that is not one of HTTP's standard ones.
     pub method: String,
+    /// The HTTP status code of the answer.
     pub status: u16,
 }
 
+/// The labels of a duration histogram kept by route.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
+    /// axum's route template, or `unmatched`, for HTTP requests; the read's endpoint name (such as `trends`) for the
+    /// query service's projector durations.
     pub route: String,
 }
 

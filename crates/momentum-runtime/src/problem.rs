@@ -46,6 +46,8 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// A problem with this status, of kind `urn:momentum:problem:<kind>` and with this title; no
+    /// detail or field errors yet.
     pub fn new(status: StatusCode, kind: &str, title: &str) -> Problem {
         Problem {
             kind: format!("urn:momentum:problem:{kind}"),
@@ -57,11 +59,13 @@ impl Problem {
         }
     }
 
+    /// Sets what went wrong in this request.
     pub fn detail(mut self, detail: impl Into<String>) -> Problem {
         self.detail = Some(detail.into());
         self
     }
 
+    /// Sets the field errors, replacing any added before.
     pub fn errors(mut self, errors: Vec<ProblemField>) -> Problem {
         self.errors = errors;
         self
@@ -73,6 +77,7 @@ impl Problem {
         self
     }
 
+    /// Asks the client to wait `seconds` before retrying, sent as `Retry-After`.
     pub fn retry_after(mut self, seconds: u32) -> Problem {
         self.retry_after_seconds = Some(seconds);
         self

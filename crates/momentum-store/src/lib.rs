@@ -26,19 +26,37 @@ use std::path::Path;
 
 use momentum_domain::ledger::{Checkpoint, Damaged, Dimension, Ledger, Name};
 
+/// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// sled could not open the store, or its lock was still held after [`OPEN_LOCK_WAIT_MS_MAX`] milliseconds.
     #[error("could not open the store at {path}: {source}")]
-    Open { path: String, source: sled::Error },
+    Open {
+        /// The store's folder.
+        path: String,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// A sled read or write failed.
     #[error("store read or write failed: {0}")]
     Sled(#[from] sled::Error),
+    /// The store was built with another value of a setting the projection depends on, or in another format.
     #[error(
         "the store was built with {key} = {stored:?} but this projector runs with {configured:?}; \
          rebuild the projection into a new data folder to change it"
     )]
-    SettingsChanged { key: String, stored: String, configured: String },
+    SettingsChanged {
+        /// The setting's name, such as `time_zone` or `projection_format`.
+        key: String,
+        /// The value the store was built with.
+        stored: String,
+        /// The value this projector runs with.
+        configured: String,
+    },
+    /// A stored record this version cannot decode; holds a description of it.
     #[error("the store holds a record this version cannot read: {0}")]
     Unreadable(String),
+    /// The records decode but do not make a ledger.
     #[error(transparent)]
     Damaged(#[from] Damaged),
 }

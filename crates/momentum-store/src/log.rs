@@ -17,6 +17,7 @@
 use chrono::{Datelike, NaiveDate};
 use momentum_domain::Role;
 use momentum_domain::ledger::{Body, Entry, Fact, FactKind, Part, Taking};
+use momentum_domain::varint::{write_i64, write_u64};
 
 /// A record is closed once it holds this many bytes. sled writes a leaf of
 /// its tree (up to sixteen records) to a file of its own once it passes
@@ -35,7 +36,7 @@ pub(crate) fn pack(entries: &[Entry]) -> Vec<(u64, Vec<u8>)> {
         }
         let (_, count, bytes) = records.last_mut().expect("a record is open");
         assert!(entry.seq >= previous, "entries come in stream order");
-        write(bytes, entry.seq - previous);
+        write_u64(bytes, entry.seq - previous);
         previous = entry.seq;
         write_entry(bytes, entry);
         *count += 1;
@@ -44,32 +45,20 @@ pub(crate) fn pack(entries: &[Entry]) -> Vec<(u64, Vec<u8>)> {
         .into_iter()
         .map(|(first_seq, count, entries)| {
             let mut bytes = Vec::with_capacity(entries.len() + 3);
-            write(&mut bytes, count);
+            write_u64(&mut bytes, count);
             bytes.extend_from_slice(&entries);
             (first_seq, bytes)
         })
         .collect()
 }
 
-fn write(bytes: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        bytes.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    bytes.push(value as u8);
-}
-
-fn write_signed(bytes: &mut Vec<u8>, value: i64) {
-    write(bytes, ((value << 1) ^ (value >> 63)) as u64);
-}
-
 fn write_text(bytes: &mut Vec<u8>, text: &str) {
-    write(bytes, text.len() as u64);
+    write_u64(bytes, text.len() as u64);
     bytes.extend_from_slice(text.as_bytes());
 }
 
 fn write_option(bytes: &mut Vec<u8>, value: Option<u32>) {
-    write(bytes, value.map_or(0, |number| u64::from(number) + 1));
+    write_u64(bytes, value.map_or(0, |number| u64::from(number) + 1));
 }
 
 const KINDS: [FactKind; 4] =
@@ -102,27 +91,27 @@ fn read_part(byte: u8) -> Option<Part> {
 }
 
 fn write_entry(bytes: &mut Vec<u8>, entry: &Entry) {
-    write(bytes, u64::from(entry.movement));
-    write(bytes, u64::from(entry.source));
+    write_u64(bytes, u64::from(entry.movement));
+    write_u64(bytes, u64::from(entry.source));
     write_text(bytes, &entry.id);
     match &entry.body {
         Body::Fact(fact) => {
             bytes.push(0);
             let kind = KINDS.iter().position(|kind| *kind == fact.kind).expect("every kind is listed") as u8;
             bytes.push(kind | (u8::from(fact.citizen_led) << 2));
-            write_signed(bytes, i64::from(fact.day.num_days_from_ce()));
-            write_signed(bytes, fact.measure);
+            write_i64(bytes, i64::from(fact.day.num_days_from_ce()));
+            write_i64(bytes, fact.measure);
             bytes.push(fact.principles);
             write_option(bytes, fact.area);
             write_option(bytes, fact.label);
-            write(bytes, fact.partners.len() as u64);
+            write_u64(bytes, fact.partners.len() as u64);
             for partner in &fact.partners {
-                write(bytes, u64::from(*partner));
+                write_u64(bytes, u64::from(*partner));
             }
-            write(bytes, fact.people.len() as u64);
+            write_u64(bytes, fact.people.len() as u64);
             let mut previous = 0;
             for taking in &fact.people {
-                write(bytes, u64::from(taking.person - previous));
+                write_u64(bytes, u64::from(taking.person - previous));
                 previous = taking.person;
                 bytes.push(part_byte(taking.part));
             }
@@ -134,9 +123,9 @@ fn write_entry(bytes: &mut Vec<u8>, entry: &Entry) {
         }
         Body::Erasure { people } => {
             bytes.push(3);
-            write(bytes, people.len() as u64);
+            write_u64(bytes, people.len() as u64);
             for person in people {
-                write(bytes, u64::from(*person));
+                write_u64(bytes, u64::from(*person));
             }
         }
     }
@@ -192,23 +181,15 @@ impl Reader<'_> {
     }
 
     fn number(&mut self) -> Result<u64, String> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.byte()?;
-            if shift == 63 && byte > 1 {
-                return Err("a number beyond 64 bits".into());
-            }
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err("a number beyond 64 bits".into())
+        let (value, rest) = momentum_domain::varint::read_u64(self.rest).map_err(|error| error.to_string())?;
+        self.rest = rest;
+        Ok(value)
     }
 
     fn signed(&mut self) -> Result<i64, String> {
-        let zigzag = self.number()?;
-        Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64))
+        let (value, rest) = momentum_domain::varint::read_i64(self.rest).map_err(|error| error.to_string())?;
+        self.rest = rest;
+        Ok(value)
     }
 
     fn small(&mut self) -> Result<u32, String> {

@@ -246,10 +246,12 @@ impl NatsServer {
         Ok(())
     }
 
+    /// The URL clients connect with, `nats://127.0.0.1:<port>`; it stays the same across [`NatsServer::restart`].
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The port the server listens on, on 127.0.0.1; it stays the same across [`NatsServer::restart`].
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -519,10 +521,12 @@ fn http_status(address: SocketAddr, path: &str) -> Option<u16> {
 pub struct ChildProcess(Child);
 
 impl ChildProcess {
+    /// Spawns `command`, panicking with the command and the error if it cannot be started.
     pub fn spawn(command: &mut Command) -> ChildProcess {
         ChildProcess(command.spawn().unwrap_or_else(|error| panic!("cannot start {command:?}: {error}")))
     }
 
+    /// The child's process id.
     pub fn id(&self) -> u32 {
         self.0.id()
     }

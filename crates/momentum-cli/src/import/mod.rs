@@ -6,7 +6,7 @@
 //!
 //! The first row is a header. Columns are matched by name, ignoring case,
 //! spaces, hyphens and underscores, with common synonyms (`volunteer`,
-//! `person` and `participant` are the same column); see [`SYNONYMS`](columns::SYNONYMS) and the
+//! `person` and `participant` are the same column); see `columns::SYNONYMS` and the
 //! command's `--help`. A UTF-8 byte order mark is skipped, the delimiter
 //! (`,`, `;` from European Excel, or a tab) is detected from the header row,
 //! blank lines and rows of empty cells are skipped, and empty cells past the

@@ -23,22 +23,33 @@ use crate::period::Interval;
 pub struct PeriodTotals {
     /// Distinct participants who took part in the period.
     pub active_participants: i64,
+    /// `participant.joined` events in the period (sign-ups, not participation).
     pub joined: i64,
+    /// `meeting.held` events in the period.
     pub meetings: i64,
+    /// People at the period's meetings, each meeting counting its distinct attendees and organisers.
     pub attendances: i64,
+    /// Hours logged in the period, in milli-hours (thousandths of an hour), each log rounded to the nearest one.
     pub volunteer_millihours: i64,
+    /// `collective_action.taken` events in the period.
     pub collective_actions: i64,
+    /// The sum of the reach of the period's actions.
     pub people_reached: i64,
     /// Participants whose first participation ever falls in the period.
     pub new_participants: i64,
     /// Participants who took part in this period and the one before.
     pub retained_participants: i64,
+    /// Distinct participants with hours logged in the period.
     pub volunteers: i64,
+    /// Distinct participants and organisers of the period's actions.
     pub action_participants: i64,
+    /// Distinct participants who organised a meeting or an action in the period.
     pub organisers: i64,
     /// Meetings and actions with at least one citizen organiser.
     pub citizen_led: i64,
+    /// Distinct partner org ids named by the period's meetings and actions.
     pub partners: i64,
+    /// Distinct `area` values of the period's events, of any type that has one.
     pub areas: i64,
     /// Distinct participants who took part in any of this period and the
     /// three before it: U(P) of the momentum metric.

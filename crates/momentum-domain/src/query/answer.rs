@@ -9,17 +9,24 @@ use super::metric::Metric;
 use crate::event::Principle;
 use crate::period::Interval;
 
+/// A movement's trend: the metrics asked for in every period from the one containing `from` to the one containing
+/// `to`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Trend {
+    /// The movement's id.
     pub movement: String,
+    /// The length of each period.
     pub interval: Interval,
+    /// The first local date of the range asked for; the first period is the one containing it.
     pub from: NaiveDate,
+    /// The last local date of the range asked for; the last period is the one containing it.
     pub to: NaiveDate,
     /// The last stream sequence these figures include.
     pub watermark: u64,
     /// The value of a volunteer hour `social_value_gbp` was computed with.
     pub volunteer_hour_value_gbp: f64,
+    /// One row for every period in range, in order; zeros where nothing happened.
     pub series: Vec<TrendRow>,
     /// Set when counts of people below this were replaced by `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,11 +37,14 @@ pub struct Trend {
 /// in the order of [`Metric::ALL`]; a ratio with a zero divisor is `null`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrendRow {
+    /// The first local date of the period.
     pub period: NaiveDate,
+    /// Each metric asked for with its value in the period: a number, or `null`.
     pub values: Vec<(Metric, Value)>,
 }
 
 impl TrendRow {
+    /// The value of `metric` in this period, or `None` when the row does not hold it (it was not asked for).
     pub fn get(&self, metric: Metric) -> Option<&Value> {
         self.values.iter().find(|(name, _)| *name == metric).map(|(_, value)| value)
     }
@@ -118,21 +128,28 @@ mod trend_row_schema {
     impl utoipa::ToSchema for TrendRow {}
 }
 
+/// Every movement with at least one event, with its number of events; the query service leaves out those the token
+/// may not read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MovementList {
+    /// The last stream sequence these counts include.
     pub watermark: u64,
+    /// The movements, in id order.
     pub movements: Vec<MovementSummary>,
 }
 
+/// One movement of a listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MovementSummary {
+    /// The movement's id.
     pub movement: String,
     /// Distinct events accepted for the movement, retractions included.
     pub events: u64,
 }
 
+/// How far the projection has applied the event stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
@@ -143,14 +160,22 @@ pub struct Status {
     pub applied_since_start: u64,
 }
 
+/// A movement's participants grouped by the period of their first participation, with how many of each group took
+/// part in each period after it in range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cohorts {
+    /// The movement's id.
     pub movement: String,
+    /// The length of each period, and so of each cohort.
     pub interval: Interval,
+    /// The first local date of the range asked for; the first period is the one containing it.
     pub from: NaiveDate,
+    /// The last local date of the range asked for; the last period is the one containing it.
     pub to: NaiveDate,
+    /// The last stream sequence these figures include.
     pub watermark: u64,
+    /// One cohort for every period in range that has members, in period order.
     pub cohorts: Vec<Cohort>,
     /// Set when counts of people below this were replaced by `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,22 +195,30 @@ pub struct Cohort {
     pub active: Vec<Option<i64>>,
 }
 
+/// A movement's figures for each of the eight principles over a range of local dates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Principles {
+    /// The movement's id.
     pub movement: String,
+    /// The first local date of the range, included.
     pub from: NaiveDate,
+    /// The last local date of the range, included.
     pub to: NaiveDate,
+    /// The last stream sequence these figures include.
     pub watermark: u64,
+    /// One entry for each of the eight principles, always in the same order.
     pub principles: Vec<PrincipleFigures>,
     /// Set when counts of people below this were replaced by `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed_below: Option<u64>,
 }
 
+/// The activities tagged with one principle in the range, and their distinct participants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PrincipleFigures {
+    /// Which of the eight principles these figures are for.
     pub principle: Principle,
     /// Meetings, actions and hour logs tagged with the principle.
     pub activities: u64,
@@ -193,31 +226,44 @@ pub struct PrincipleFigures {
     pub participants: Option<u64>,
 }
 
+/// One trend metric for several movements over the same periods.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comparison {
+    /// The metric compared.
     pub metric: Metric,
+    /// The length of each period.
     pub interval: Interval,
+    /// The first local date of the range asked for; the first period is the one containing it.
     pub from: NaiveDate,
+    /// The last local date of the range asked for; the last period is the one containing it.
     pub to: NaiveDate,
+    /// The last stream sequence the figures of every movement include: the lowest of the movements' watermarks.
     pub watermark: u64,
+    /// The value of a volunteer hour `social_value_gbp` was computed with.
     pub volunteer_hour_value_gbp: f64,
+    /// One entry for each movement, in the order the movements were first named.
     pub series: Vec<ComparedMovement>,
     /// Set when counts of people below this were replaced by `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed_below: Option<u64>,
 }
 
+/// One movement's values of the compared metric.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComparedMovement {
+    /// The movement's id.
     pub movement: String,
+    /// The metric's value in every period in range, in order.
     pub values: Vec<PeriodValue>,
 }
 
+/// The compared metric's value in one period.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PeriodValue {
+    /// The first local date of the period.
     pub period: NaiveDate,
     /// The metric's value; `null` where a ratio is undefined or a count suppressed.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required = true))]

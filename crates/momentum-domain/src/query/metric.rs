@@ -11,24 +11,49 @@ use crate::ledger::PeriodTotals;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
+    /// Distinct participants who took part in the period.
     ActiveParticipants,
+    /// Distinct participants whose earliest participation in the movement, over all time, falls in
+    /// the period.
     NewParticipants,
+    /// Active participants who are not new: `active_participants` − `new_participants`.
     ReturningParticipants,
+    /// Distinct participants who took part both in the period and in the one before.
     RetainedParticipants,
+    /// The share of the previous period's participants who took part again in this one: retained /
+    /// previous active; `null` when the previous period had none.
     RetentionRate,
+    /// `participant.joined` events in the period.
     Joined,
+    /// `meeting.held` events in the period.
     Meetings,
+    /// People at the period's meetings, each meeting counting its distinct attendees and
+    /// organisers.
     Attendances,
+    /// Hours logged in the period, each log counted to the nearest thousandth of an hour.
     VolunteerHours,
+    /// Distinct participants with hours logged in the period.
     Volunteers,
+    /// The replacement-cost value of the period's volunteer hours, in pounds: the hours times the
+    /// hourly value, rounded to the penny.
     SocialValueGbp,
+    /// `collective_action.taken` events in the period.
     CollectiveActions,
+    /// Distinct participants and organisers of the period's collective actions.
     ActionParticipants,
+    /// The reach of the period's collective actions, summed.
     PeopleReached,
+    /// Distinct refs that organised a meeting or an action in the period.
     Organisers,
+    /// The share of the period's meetings and actions with at least one organiser in the role
+    /// `citizen`; `null` when there are none.
     CitizenLedShare,
+    /// Distinct org ids named in `partners` of the period's meetings and actions.
     Partners,
+    /// Distinct `area` values of the period's events, of any type that has one.
     Areas,
+    /// Growth of distinct participation over a rolling window of four periods: (U(P) − U(P−4)) /
+    /// U(P−4), where U(P) counts distinct participants in P−3 to P; `null` when U(P−4) is 0.
     Momentum,
 }
 
@@ -37,6 +62,7 @@ pub enum Metric {
 macro_rules! metric_names {
     ($($metric:ident => $name:literal,)*) => {
         impl Metric {
+            /// The metric's name in the API, such as `active_participants`.
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Metric::$metric => $name,)*
@@ -76,6 +102,7 @@ metric_names! {
 }
 
 impl Metric {
+    /// Every metric, in the order a trend row lists its figures.
     pub const ALL: [Metric; 19] = [
         Metric::ActiveParticipants,
         Metric::NewParticipants,
@@ -98,6 +125,7 @@ impl Metric {
         Metric::Momentum,
     ];
 
+    /// The metric an API name stands for; `None` for any other text.
     pub fn parse(text: &str) -> Option<Metric> {
         Metric::ALL.into_iter().find(|metric| metric.as_str() == text)
     }

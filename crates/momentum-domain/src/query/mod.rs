@@ -46,8 +46,10 @@ use crate::ledger::{Ledger, MOMENTUM_WINDOW_PERIODS, MovementLedger};
 /// Why a read could not be answered.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
+    /// The movement named has no events; holds its id.
     #[error("movement {0:?} has no events")]
     UnknownMovement(String),
+    /// The totals given do not fit the request (another number of periods, or of movements); holds why.
     #[error("{0}")]
     Invalid(String),
 }

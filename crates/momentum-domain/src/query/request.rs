@@ -17,6 +17,7 @@ pub const PERIODS_PER_TREND_MAX: usize = 3660;
 /// The dates a read may name: wide enough for any record, narrow enough to
 /// keep period arithmetic far from the limits of the calendar types.
 pub const EARLIEST_DATE: NaiveDate = date_or_panic(1900, 1, 1);
+/// The last date a read may name.
 pub const LATEST_DATE: NaiveDate = date_or_panic(2999, 12, 31);
 
 const fn date_or_panic(year: i32, month: u32, day: u32) -> NaiveDate {
@@ -70,6 +71,7 @@ impl utoipa::ToSchema for MovementId {}
 pub struct NotAMovementId(pub String);
 
 impl MovementId {
+    /// `text` as a movement id, or [`NotAMovementId`] when it is not one.
     pub fn parse(text: &str) -> Result<MovementId, NotAMovementId> {
         if crate::event::is_movement_id(text) {
             Ok(MovementId(text.to_owned()))
@@ -78,6 +80,7 @@ impl MovementId {
         }
     }
 
+    /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -107,11 +110,14 @@ impl std::fmt::Display for MovementId {
 /// and the HTTP API name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RangeEnd {
+    /// The first date of the range, `from`.
     From,
+    /// The last date of the range, `to`.
     To,
 }
 
 impl RangeEnd {
+    /// The end's name: `from` or `to`.
     pub fn as_str(self) -> &'static str {
         match self {
             RangeEnd::From => "from",
@@ -123,15 +129,26 @@ impl RangeEnd {
 /// Why dates do not make a readable range.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RangeError {
+    /// A date is before [`EARLIEST_DATE`] or after [`LATEST_DATE`]; holds which end it is.
     #[error("must be between {EARLIEST_DATE} and {LATEST_DATE}")]
     OutOfBounds(RangeEnd),
+    /// The last date is before the first.
     #[error("must not be before from ({from})")]
-    Reversed { from: NaiveDate, to: NaiveDate },
+    Reversed {
+        /// The first date asked for.
+        from: NaiveDate,
+        /// The last date asked for, before `from`.
+        to: NaiveDate,
+    },
+    /// The range holds more than [`PERIODS_PER_TREND_MAX`] periods of its interval.
     #[error(
         "the range holds more than {PERIODS_PER_TREND_MAX} periods of a {}; narrow it or use a longer interval",
         interval.as_str()
     )]
-    TooLong { interval: Interval },
+    TooLong {
+        /// The interval whose periods were counted.
+        interval: Interval,
+    },
 }
 
 impl RangeError {
@@ -161,6 +178,7 @@ struct DateRangeFields {
 }
 
 impl DateRange {
+    /// The dates from `from` to `to`, both included, or why they do not make a readable range.
     pub fn new(from: NaiveDate, to: NaiveDate) -> Result<DateRange, RangeError> {
         for (date, end) in [(from, RangeEnd::From), (to, RangeEnd::To)] {
             if !(EARLIEST_DATE..=LATEST_DATE).contains(&date) {
@@ -173,10 +191,12 @@ impl DateRange {
         Ok(DateRange { from, to })
     }
 
+    /// The first date, included.
     pub fn from(&self) -> NaiveDate {
         self.from
     }
 
+    /// The last date, included.
     pub fn to(&self) -> NaiveDate {
         self.to
     }
@@ -213,6 +233,8 @@ struct PeriodsFields {
 }
 
 impl Periods {
+    /// The periods of `interval` that cover `range`, or [`RangeError::TooLong`] when there are more than
+    /// [`PERIODS_PER_TREND_MAX`].
     pub fn new(interval: Interval, range: DateRange) -> Result<Periods, RangeError> {
         if interval.periods(range.from, range.to).nth(PERIODS_PER_TREND_MAX).is_some() {
             return Err(RangeError::TooLong { interval });
@@ -220,18 +242,22 @@ impl Periods {
         Ok(Periods { interval, range })
     }
 
+    /// The length of each period.
     pub fn interval(&self) -> Interval {
         self.interval
     }
 
+    /// The dates asked for.
     pub fn range(&self) -> DateRange {
         self.range
     }
 
+    /// The first date asked for; the first period is the one containing it.
     pub fn from(&self) -> NaiveDate {
         self.range.from
     }
 
+    /// The last date asked for; the last period is the one containing it.
     pub fn to(&self) -> NaiveDate {
         self.range.to
     }
@@ -256,9 +282,12 @@ impl From<Periods> for PeriodsFields {
     }
 }
 
+/// A trend read: the metrics of one movement in every period of a range.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrendRequest {
+    /// The movement whose trend is read.
     pub movement: MovementId,
+    /// The periods of the trend; on the wire, `interval`, `from` and `to` beside the other fields.
     #[serde(flatten)]
     pub periods: Periods,
     /// The metrics wanted; all of them when absent.
@@ -266,9 +295,12 @@ pub struct TrendRequest {
     pub metrics: Option<Vec<Metric>>,
 }
 
+/// A cohorts read: one movement's participants grouped by the period of their first participation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CohortRequest {
+    /// The movement whose cohorts are read.
     pub movement: MovementId,
+    /// The periods of the cohorts and of their activity; on the wire, `interval`, `from` and `to` beside `movement`.
     #[serde(flatten)]
     pub periods: Periods,
 }
@@ -278,6 +310,7 @@ pub struct CohortRequest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PrinciplesFields", into = "PrinciplesFields")]
 pub struct PrinciplesRequest {
+    /// The movement whose principles are read.
     pub movement: MovementId,
     days: Periods,
 }
@@ -290,10 +323,13 @@ struct PrinciplesFields {
 }
 
 impl PrinciplesRequest {
+    /// A read of `movement` over the days of `range`, or [`RangeError::TooLong`] when there are more than
+    /// [`PERIODS_PER_TREND_MAX`].
     pub fn new(movement: MovementId, range: DateRange) -> Result<PrinciplesRequest, RangeError> {
         Ok(PrinciplesRequest { movement, days: Periods::new(Interval::Day, range)? })
     }
 
+    /// The local dates the read covers, both included.
     pub fn range(&self) -> DateRange {
         self.days.range
     }
@@ -340,6 +376,7 @@ impl ComparedMovements {
         Ok(ComparedMovements(movements))
     }
 
+    /// The movements, in the order first named.
     pub fn as_slice(&self) -> &[MovementId] {
         &self.0
     }
@@ -359,10 +396,14 @@ impl From<ComparedMovements> for Vec<MovementId> {
     }
 }
 
+/// A comparison read: one trend metric of several movements over the same periods.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompareRequest {
+    /// The movements compared.
     pub movements: ComparedMovements,
+    /// The trend metric compared.
     pub metric: Metric,
+    /// The periods compared; on the wire, `interval`, `from` and `to` beside the other fields.
     #[serde(flatten)]
     pub periods: Periods,
 }

@@ -89,6 +89,7 @@ pub fn trend(trend: &mut Trend, totals: &TrendTotals, below: u64) {
     trend.suppressed_below = Some(below);
 }
 
+/// Suppresses cohorts: each size and active count from 1 to `below - 1` becomes `null`.
 pub fn cohorts(cohorts: &mut Cohorts, below: u64) {
     for cohort in &mut cohorts.cohorts {
         for count in std::iter::once(&mut cohort.size).chain(cohort.active.iter_mut()) {
@@ -100,6 +101,8 @@ pub fn cohorts(cohorts: &mut Cohorts, below: u64) {
     cohorts.suppressed_below = Some(below);
 }
 
+/// Suppresses the principles panel: each participant count from 1 to `below - 1` becomes `null`;
+/// activity counts stay.
 pub fn principles(principles: &mut Principles, below: u64) {
     for figures in &mut principles.principles {
         if figures.participants.is_some_and(|count| is_small(count as i64, below)) {

@@ -74,12 +74,7 @@ impl TrendTotals {
             let length = fields.iter().rposition(|field| *field != 0).map_or(0, |last| last + 1);
             bytes.push(u8::try_from(length).expect("a period has 16 fields"));
             for field in &fields[..length] {
-                let mut zigzag = ((field << 1) ^ (field >> 63)) as u64;
-                while zigzag >= 0x80 {
-                    bytes.push((zigzag as u8) | 0x80);
-                    zigzag >>= 7;
-                }
-                bytes.push(zigzag as u8);
+                crate::varint::write_i64(&mut bytes, *field);
             }
         }
         bytes
@@ -139,20 +134,8 @@ impl BinaryReader<'_> {
 
     /// A zigzag LEB128 varint of at most ten bytes.
     fn varint(&mut self) -> Result<i64, UnreadableTotals> {
-        let mut zigzag = 0u64;
-        let mut shift = 0;
-        loop {
-            let [byte] = self.take()?;
-            // The tenth byte carries the 64th bit only: anything more, a
-            // continuation included, is not a u64.
-            if shift == 63 && byte > 1 {
-                return Err(UnreadableTotals("a number beyond 64 bits".to_owned()));
-            }
-            zigzag |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64));
-            }
-            shift += 7;
-        }
+        let (value, rest) = crate::varint::read_i64(self.rest).map_err(|error| UnreadableTotals(error.to_string()))?;
+        self.rest = rest;
+        Ok(value)
     }
 }
