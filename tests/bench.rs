@@ -44,6 +44,12 @@ async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
         "/peer/load_and_compute_seconds",
         "/peer/rebuild_ratio_to_peer",
         "/peer/figures_compared",
+        "/durability/default_sync/single/requests_per_s",
+        "/durability/sync_always/single/requests_per_s",
+        "/durability/sync_always/single/p99_ms",
+        "/durability/sync_always/pipelined_events_per_s",
+        "/durability/single_rate_ratio",
+        "/durability/pipelined_rate_ratio",
     ] {
         positive(pointer);
     }
@@ -61,7 +67,13 @@ async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
         report["sizes"]["stream_events"].as_u64().unwrap(),
         events + freshness["warm_up_reads"].as_u64().unwrap() + freshness["reads"].as_u64().unwrap()
     );
-    for stage in ["1. raw JetStream publish", "5. projector catch-up", "8. peer", "9. size per million events"] {
+    for stage in [
+        "1. raw JetStream publish",
+        "5. projector catch-up",
+        "8. peer",
+        "9. size per million events",
+        "10. cost of sync_interval: always",
+    ] {
         assert!(stdout.contains(stage), "the table names stage {stage:?}:\n{stdout}");
     }
 }

@@ -181,20 +181,20 @@ pub(crate) async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
         "cpu_seconds": {},
     });
 
-    eprintln!("1/9 raw JetStream publish of {} events", http_part.len());
+    eprintln!("1/10 raw JetStream publish of {} events", http_part.len());
     let mark = cpu.now();
     let raw_publish = raw_publish(&nats, http_part).await?;
     report["cpu_seconds"]["raw_publish"] = cpu.since(&mark);
     report["raw_publish_events_per_s"] = json!(raw_publish);
 
-    eprintln!("2/9 HTTP ingest, batches of {BATCH_EVENTS} from {BATCH_CLIENTS} clients");
+    eprintln!("2/10 HTTP ingest, batches of {BATCH_EVENTS} from {BATCH_CLIENTS} clients");
     let mark = cpu.now();
     let batches = ingest_batches(&http, &ingest_url, http_part).await?;
     report["cpu_seconds"]["ingest_batches"] = cpu.since(&mark);
     report["ingest_batches_events_per_s"] = json!(batches);
     report["ingest_batches_ratio_to_raw"] = json!(batches / raw_publish);
 
-    eprintln!("3/9 HTTP ingest, one event a request from {SINGLE_CONNECTIONS} connections");
+    eprintln!("3/10 HTTP ingest, one event a request from {SINGLE_CONNECTIONS} connections");
     let mark = cpu.now();
     let single = ingest_single(&ingest_address, http_part, Duration::from_secs(arguments.seconds)).await?;
     report["cpu_seconds"]["ingest_single"] = cpu.since(&mark);
@@ -221,13 +221,13 @@ pub(crate) async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     report["distinct_participants"] = json!(census.participants.len());
     report["movements"] = json!(census.events_by_movement.len());
 
-    eprintln!("4/9 raw ordered-consumer read of {last_sequence} events");
+    eprintln!("4/10 raw ordered-consumer read of {last_sequence} events");
     let mark = cpu.now();
     let raw_consume = raw_consume(&stream, last_sequence).await?;
     report["cpu_seconds"]["raw_consume"] = cpu.since(&mark);
     report["raw_consume_events_per_s"] = json!(raw_consume);
 
-    eprintln!("5/9 projector catch-up from sequence 1 over {last_sequence} events");
+    eprintln!("5/10 projector catch-up from sequence 1 over {last_sequence} events");
     let data = work.path().join("projector");
     let projector_port = free_port();
     let mut projector = spawn_service(
@@ -245,20 +245,20 @@ pub(crate) async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     report["projector_catch_up"]["ratio_to_raw_consume"] =
         json!(report["projector_catch_up"]["events_per_s"].as_f64().unwrap_or(0.0) / raw_consume);
 
-    eprintln!("6/9 freshness at {} events/s", arguments.freshness_rate);
+    eprintln!("6/10 freshness at {} events/s", arguments.freshness_rate);
     let movement = http_part[0]["subject"].as_str().context("events have a movement")?.to_owned();
     let freshness =
         freshness(&http, &ingest_url, &query_url, &movement, arguments.freshness_rate, arguments.seconds).await?;
     report["freshness"] = freshness;
 
-    eprintln!("7/9 trend reads at {QUERY_CONNECTIONS} connections");
+    eprintln!("7/10 trend reads at {QUERY_CONNECTIONS} connections");
     let largest = census.largest_movement();
     report["first_trend_read_ms"] = first_trend_read_ms(&http, &query_url, projector_port, &largest).await?;
     let mark = cpu.now();
     report["query_trends"] = query_trends(&query_address, &movement, Duration::from_secs(arguments.seconds)).await?;
     report["cpu_seconds"]["query_trends"] = cpu.since(&mark);
 
-    eprintln!("8/9 the peer: DuckDB loads the stream and computes every movement's weekly figures");
+    eprintln!("8/10 the peer: DuckDB loads the stream and computes every movement's weekly figures");
     let export = work.path().join("events.ndjson");
     // Everything the projector folded, the freshness stage's events too, so
     // that both sides count the same events.
@@ -269,7 +269,7 @@ pub(crate) async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     report["peer"]["export_seconds"] = json!(export_seconds);
     report["peer"]["events"] = json!(exported);
 
-    eprintln!("9/9 sizes on disk");
+    eprintln!("9/10 sizes on disk");
     let state = stream.info().await?.state.clone();
     let _ = projector.terminate(Duration::from_secs(60));
     let per_million = |bytes: u64, events: u64| bytes as f64 * 1e6 / events.max(1) as f64;
@@ -278,6 +278,9 @@ pub(crate) async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
         "stream_bytes_per_million_events": per_million(state.bytes, state.messages),
         "store_bytes_per_million_events": per_million(folder_bytes(&data), state.messages),
     });
+
+    eprintln!("10/10 durability: JetStream publishes with the default disk sync and with sync_interval: always");
+    report["durability"] = durability(work.path(), http_part, Duration::from_secs(arguments.seconds)).await?;
 
     if let Some(folder) = arguments.out.parent() {
         std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
@@ -521,6 +524,53 @@ async fn publish_pipelined(
     }
     progress.finish_and_clear();
     Ok(())
+}
+
+/// Stage 10: what `sync_interval: always` costs. Two servers, started from
+/// the same configuration but for that line, take the same publishes: one
+/// event at a time, each waiting for its acknowledgement (as one ingest
+/// request of a single event does), for `duration`; then every event with
+/// acknowledgements pipelined (as batches are).
+async fn durability(work: &Path, events: &[Value], duration: Duration) -> anyhow::Result<Value> {
+    let mut report = json!({});
+    for (name, sync) in [("default_sync", ""), ("sync_always", "  sync_interval: always\n")] {
+        let config = work.join(format!("nats-{name}.conf"));
+        std::fs::write(&config, format!("max_payload: 1MB\njetstream {{\n{sync}}}\n"))?;
+        let server = NatsServer::start_with_config(&config, &[]);
+        let nats = async_nats::connect(server.url()).await.context("connecting to a durability nats-server")?;
+        let jetstream = jetstream::new(nats);
+        let mut stream = momentum_bus::StreamSettings::default().config();
+        (stream.name, stream.subjects) = ("BENCH_SYNC".to_owned(), vec!["bench.sync.>".to_owned()]);
+        jetstream.create_stream(stream).await?;
+        let payload = |index: usize| {
+            let event = &events[index % events.len()];
+            (format!("bench.sync.{}", index % 64), format!("{name}-{index}"), event.to_string().into_bytes())
+        };
+        let mut latencies = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < duration {
+            let (subject, message_id, body) = payload(latencies.len());
+            let publish = jetstream::message::PublishMessage::build().message_id(message_id).payload(body.into());
+            let sent = Instant::now();
+            jetstream.send_publish(subject, publish).await?.await?;
+            latencies.push(sent.elapsed());
+        }
+        let single = rate_and_latencies(latencies, started.elapsed());
+        let offset = single["requests"].as_u64().unwrap_or(0) as usize;
+        let batch: Vec<_> = (offset..offset + events.len()).map(payload).collect();
+        let started = Instant::now();
+        publish_pipelined(&jetstream, batch).await?;
+        let pipelined = events.len() as f64 / started.elapsed().as_secs_f64();
+        report[name] = json!({ "single": single, "pipelined_events_per_s": pipelined });
+    }
+    let ratio = |path: &[&str]| {
+        let figure = |name: &str| path.iter().fold(&report[name], |value, key| &value[*key]).as_f64().unwrap_or(0.0);
+        figure("sync_always") / figure("default_sync").max(f64::MIN_POSITIVE)
+    };
+    let (single, pipelined) = (ratio(&["single", "requests_per_s"]), ratio(&["pipelined_events_per_s"]));
+    report["single_rate_ratio"] = json!(single);
+    report["pipelined_rate_ratio"] = json!(pipelined);
+    Ok(report)
 }
 
 /// Stage 2: all of `events` posted in batches by a few concurrent clients.
@@ -969,6 +1019,22 @@ fn print_table(report: &Value) {
         "| 9. size per million events | stream {:.0} MiB, store {:.0} MiB |",
         sizes["stream_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0,
         sizes["store_bytes_per_million_events"].as_f64().unwrap_or(0.0) / 1048576.0
+    );
+    let durability = &report["durability"];
+    for (name, label) in [("default_sync", "default sync"), ("sync_always", "sync_interval: always")] {
+        let figures = &durability[name];
+        println!(
+            "| 10. JetStream publish, {label} | one at a time {} events/s (p50 {} ms, p99 {} ms); pipelined {} events/s |",
+            number(&figures["single"]["requests_per_s"]),
+            decimal(&figures["single"]["p50_ms"]),
+            decimal(&figures["single"]["p99_ms"]),
+            number(&figures["pipelined_events_per_s"])
+        );
+    }
+    println!(
+        "| 10. cost of sync_interval: always | one at a time {:.0}% of the default rate; pipelined {:.0}% |",
+        durability["single_rate_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+        durability["pipelined_rate_ratio"].as_f64().unwrap_or(0.0) * 100.0
     );
     println!();
     println!("CPU seconds spent in each stage, by process:");
