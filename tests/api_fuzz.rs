@@ -55,6 +55,7 @@ async fn fuzz(service: &str, base_url: &str, token: &str, min_seq_max: u64) -> (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answer_of_both_services_matches_their_openapi_documents() {
+    let _heavy = momentum_tests::one_heavy_test_at_a_time().await;
     let stack = TestStack::start().await;
     let (status, body) =
         stack.post_event(&meeting("m1", MOVEMENT, "2026-03-02T18:00:00Z", &["a", "b", "c"], "o1")).await;

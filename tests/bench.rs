@@ -7,6 +7,7 @@ use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_benchmark_smoke_run_measures_every_stage_and_writes_its_report() {
+    let _heavy = momentum_tests::one_heavy_test_at_a_time().await;
     let folder = tempfile::tempdir().unwrap();
     let report_path = folder.path().join("report.json");
     let mut command = std::process::Command::new(workspace_binary("momentum-dev"));

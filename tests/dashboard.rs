@@ -90,6 +90,7 @@ fn events() -> Vec<Value> {
 
 #[tokio::test]
 async fn the_dashboard_shows_the_api_figures_live_in_a_real_browser() {
+    let _heavy = momentum_tests::one_heavy_test_at_a_time().await;
     let chromium = require_browser();
     let stack = TestStack::start().await;
     let (status, answer) = stack.post_batch(&events()).await;

@@ -576,6 +576,7 @@ async fn a_projection_rebuilt_from_sequence_one_takes_over_with_identical_number
 
 #[tokio::test]
 async fn the_readme_stack_command_starts_everything_and_serves_the_demo_data() {
+    let _heavy = momentum_tests::one_heavy_test_at_a_time().await;
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 

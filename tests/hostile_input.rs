@@ -164,7 +164,7 @@ impl NatsWatch {
                 continue;
             }
             let query = momentum_bus::protocol::ENDPOINTS
-                .into_iter()
+                .iter()
                 .any(|endpoint| *subject == format!("{}.{endpoint}", momentum_bus::READ_SUBJECT_GROUP));
             assert!(query, "an unexpected subject reached NATS: {subject:?}");
             let request: Value = serde_json::from_slice(payload).expect("query requests are JSON");

@@ -15,6 +15,15 @@ use tokio::task::JoinHandle;
 
 pub use momentum_testkit;
 
+/// Held by the tests that start a whole stack of processes or a browser
+/// (the README's stack, the bench, the API fuzzing, the dashboard), so that
+/// no two of them compete for the machine at once: in the one test binary
+/// they would otherwise run side by side, and each has a time bound.
+pub async fn one_heavy_test_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// A service running on the test's runtime, stopped through its sender.
 pub struct Running<E> {
     stop: oneshot::Sender<()>,

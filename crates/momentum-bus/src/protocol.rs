@@ -5,14 +5,18 @@
 //! answer as its JSON, or a read's own encoding; a refusal as a NATS
 //! service error whose code says what kind of refusal it is ([`Refusal`]).
 //!
-//! Adding a read means adding its request type here (with its [`Read`]
-//! implementation), a handler in the projector and a route in query.
+//! Adding a read over the ledger means adding its request type here, with
+//! its [`Read`] and [`LedgerRead`] implementations and a place in
+//! [`ledger_reads!`](crate::ledger_reads), and a route in query; every
+//! projector then serves it.
 
 use bytes::Bytes;
+use momentum_domain::ledger::Ledger;
 use momentum_domain::query::{
-    CohortRequest, Cohorts, CompareRequest, Comparison, MovementId, MovementList, Principles, PrinciplesRequest,
-    Status, TotalsEncoding, Trend, TrendRequest, TrendTotals, UnreadableTotals,
+    self, Cohorts, Comparison, MovementId, MovementList, Principles, ReadError, ReadSettings, Status, TotalsEncoding,
+    Trend, TrendTotals, UnreadableTotals,
 };
+pub use momentum_domain::query::{CohortRequest, CompareRequest, PrinciplesRequest, TrendRequest};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -352,17 +356,69 @@ impl Read for StatusRequest {
     }
 }
 
+/// A read the projector answers from its ledger alone: every projector
+/// serves each one listed in [`ledger_reads!`](crate::ledger_reads).
+pub trait LedgerRead: Read {
+    /// The answer, computed from the ledger.
+    fn answer(&self, ledger: &Ledger, settings: &ReadSettings) -> Result<Self::Answer, ReadError>;
+}
+
+impl LedgerRead for TrendRequest {
+    fn answer(&self, ledger: &Ledger, settings: &ReadSettings) -> Result<Trend, ReadError> {
+        query::trend(ledger, self, settings)
+    }
+}
+
+impl LedgerRead for CohortRequest {
+    fn answer(&self, ledger: &Ledger, _: &ReadSettings) -> Result<Cohorts, ReadError> {
+        query::cohorts(ledger, self)
+    }
+}
+
+impl LedgerRead for PrinciplesRequest {
+    fn answer(&self, ledger: &Ledger, _: &ReadSettings) -> Result<Principles, ReadError> {
+        query::principles(ledger, self)
+    }
+}
+
+impl LedgerRead for CompareRequest {
+    fn answer(&self, ledger: &Ledger, settings: &ReadSettings) -> Result<Comparison, ReadError> {
+        query::compare(ledger, self, settings)
+    }
+}
+
+impl LedgerRead for MovementsRequest {
+    fn answer(&self, ledger: &Ledger, _: &ReadSettings) -> Result<MovementList, ReadError> {
+        Ok(query::movements(ledger))
+    }
+}
+
+/// Calls `$callback!` with every [`LedgerRead`] type, so that a read added
+/// to this list is served by every projector without another change there.
+/// The projector serves [`TrendTotalsRequest`] and [`StatusRequest`] itself:
+/// the first has a faster path, the second reports more than the ledger.
+#[macro_export]
+macro_rules! ledger_reads {
+    ($callback:ident) => {
+        $callback!(
+            $crate::protocol::TrendRequest,
+            $crate::protocol::CohortRequest,
+            $crate::protocol::PrinciplesRequest,
+            $crate::protocol::CompareRequest,
+            $crate::protocol::MovementsRequest
+        )
+    };
+}
+
+macro_rules! endpoints_with {
+    ($($read:ty),*) => {
+        &[$(<$read as Read>::ENDPOINT,)* TrendTotalsRequest::ENDPOINT, StatusRequest::ENDPOINT]
+    };
+}
+
 /// The subject name of every read, for the projector's service and its
 /// permissions.
-pub const ENDPOINTS: [&str; 7] = [
-    TrendRequest::ENDPOINT,
-    TrendTotalsRequest::ENDPOINT,
-    CohortRequest::ENDPOINT,
-    PrinciplesRequest::ENDPOINT,
-    CompareRequest::ENDPOINT,
-    MovementsRequest::ENDPOINT,
-    StatusRequest::ENDPOINT,
-];
+pub const ENDPOINTS: &[&str] = ledger_reads!(endpoints_with);
 
 #[cfg(test)]
 mod tests {
@@ -386,6 +442,17 @@ mod tests {
         let again: serde_json::Value = serde_json::from_slice(&asked.encode()).unwrap();
         assert_eq!(again["movement"], "leeds");
         assert_eq!(again["min_seq"], 7);
+    }
+
+    #[test]
+    fn every_read_has_an_endpoint_of_its_own() {
+        let mut names = ENDPOINTS.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ENDPOINTS.len(), "{ENDPOINTS:?}");
+        for read in [TrendRequest::ENDPOINT, TrendTotalsRequest::ENDPOINT, StatusRequest::ENDPOINT] {
+            assert!(ENDPOINTS.contains(&read), "{read} is served");
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use momentum_bus::StreamSettings;
 use momentum_domain::Validator;
+use momentum_runtime::http::{HttpParts, HttpService, RequestBounds};
 
 /// Settings of the ingestion service; each flag also reads an environment variable.
 #[derive(Clone, Debug, clap::Parser)]
@@ -159,9 +160,7 @@ pub(crate) struct AppState {
 
 /// A started ingestion service.
 pub struct Ingest {
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    nats: async_nats::Client,
+    http: HttpService,
 }
 
 impl Ingest {
@@ -187,9 +186,6 @@ impl Ingest {
             .build(nats.clone());
         momentum_bus::ensure_stream(&jetstream, &config.stream_settings()).await?;
         let salts = momentum_bus::ensure_salts_bucket(&jetstream, config.stream_replicas).await?;
-        let listener = tokio::net::TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| IngestError::Bind { address: config.http_addr, source })?;
         let body_timeout = Duration::from_millis(config.body_timeout_ms);
         let state = Arc::new(AppState {
             validator,
@@ -203,32 +199,34 @@ impl Ingest {
             rate_limiter: rate_limit::RateLimiter::new(config.rate_events_per_s, config.rate_burst_events),
             metrics: metrics::IngestMetrics::new(),
         });
-        let registry = state.metrics.registry.clone();
+        let metrics = state.metrics.registry.clone();
         // The body, the salt lookups and the publish each have their own
         // bound; the request as a whole is bounded by their sum.
         let duration_max = body_timeout + 2 * publish_timeout + Duration::from_secs(1);
-        let (router, _document) =
-            momentum_runtime::routes::router(routes::api(), authenticator, nats.clone(), registry.clone());
-        let router = momentum_runtime::limit_duration(router.with_state(state), duration_max);
-        let router = momentum_runtime::limit_in_flight(router, REQUESTS_IN_FLIGHT_MAX);
-        let router = momentum_runtime::metrics::measure_requests(router, registry);
-        let router = momentum_runtime::request_id::with_request_ids(router);
-        Ok(Ingest { listener, router, nats })
+        let http = HttpService::bind(HttpParts {
+            name: "ingest",
+            address: config.http_addr,
+            api: routes::api(),
+            state,
+            authenticator,
+            nats,
+            metrics,
+            bounds: RequestBounds { duration_max, requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX },
+        })
+        .await
+        .map_err(|source| IngestError::Bind { address: config.http_addr, source })?;
+        Ok(Ingest { http })
     }
 
     /// The address the HTTP listener is bound to: the one configured, with the actual port when it was 0.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.http.local_addr()
     }
 
     /// Serves until `shutdown` resolves, then finishes in-flight requests
     /// and drains the NATS connection so no acknowledged publish is cut off.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), IngestError> {
-        tracing::info!(address = %self.local_addr(), "ingest listening");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await.map_err(IngestError::Serve)?;
-        let _ = self.nats.drain().await;
-        tracing::info!("ingest stopped");
-        Ok(())
+        self.http.serve(shutdown).await.map_err(IngestError::Serve)
     }
 }
 

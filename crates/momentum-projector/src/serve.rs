@@ -12,13 +12,9 @@ use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
 use momentum_bus::PROJECTOR_SERVICE_NAME;
-use momentum_bus::protocol::{
-    Asked, MovementsRequest, ProtocolError, Read, Refusal, StatusRequest, TrendTotalsRequest,
-};
+use momentum_bus::protocol::{Asked, LedgerRead, ProtocolError, Read, Refusal, StatusRequest, TrendTotalsRequest};
 use momentum_domain::ledger::Ledger;
-use momentum_domain::query::{
-    self, CohortRequest, CompareRequest, PrinciplesRequest, ReadError, ReadSettings, TrendRequest,
-};
+use momentum_domain::query::{self, ReadError, ReadSettings};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Semaphore, watch};
 
@@ -104,25 +100,21 @@ pub(crate) async fn start(
         read_seconds,
         answer_bytes_max,
     };
-    let tasks = vec![
-        serve::<TrendRequest, _, _>(&group, &context, |context, read| blocking(context, read, query::trend)).await?,
-        serve::<TrendTotalsRequest, _, _>(&group, &context, trend_totals).await?,
-        serve::<CohortRequest, _, _>(&group, &context, |context, read| {
-            blocking(context, read, |ledger, read, _| query::cohorts(ledger, read))
-        })
-        .await?,
-        serve::<PrinciplesRequest, _, _>(&group, &context, |context, read| {
-            blocking(context, read, |ledger, read, _| query::principles(ledger, read))
-        })
-        .await?,
-        serve::<CompareRequest, _, _>(&group, &context, |context, read| blocking(context, read, query::compare))
-            .await?,
-        serve::<MovementsRequest, _, _>(&group, &context, |context, read| {
-            blocking(context, read, |ledger, _, _| Ok(query::movements(ledger)))
-        })
-        .await?,
-        serve::<StatusRequest, _, _>(&group, &context, status).await?,
-    ];
+    // Every read answered from the ledger alone, through one generic
+    // endpoint each; then the two this service answers itself.
+    macro_rules! serve_ledger_reads {
+        ($($read:ty),*) => {
+            vec![$(
+                serve::<$read, _, _>(&group, &context, |context, read| {
+                    blocking(context, read, |ledger, read, settings| LedgerRead::answer(read, ledger, settings))
+                })
+                .await?,
+            )*]
+        };
+    }
+    let mut tasks = momentum_bus::ledger_reads!(serve_ledger_reads);
+    tasks.push(serve::<TrendTotalsRequest, _, _>(&group, &context, trend_totals).await?);
+    tasks.push(serve::<StatusRequest, _, _>(&group, &context, status).await?);
     Ok(Running { service, tasks, slots, wait_max })
 }
 

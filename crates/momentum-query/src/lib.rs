@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use momentum_runtime::http::{HttpParts, HttpService, RequestBounds};
+
 /// Settings of the query service; each flag also reads an environment variable.
 #[derive(Clone, Debug, clap::Parser)]
 #[command(name = "momentum-query", version, about = "momentum query service: trends and listings for evaluators")]
@@ -129,9 +131,7 @@ impl QueryMetrics {
 
 /// A started query service.
 pub struct QueryService {
-    listener: tokio::net::TcpListener,
-    router: axum::Router,
-    nats: async_nats::Client,
+    http: HttpService,
 }
 
 impl QueryService {
@@ -144,9 +144,6 @@ impl QueryService {
             .connect(momentum_bus::server_addresses(&config.nats_url)?)
             .await
             .map_err(|error| QueryServiceError::Connect { url: config.nats_url.clone(), message: error.to_string() })?;
-        let listener = tokio::net::TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| QueryServiceError::Bind { address: config.http_addr, source })?;
         let state = Arc::new(AppState {
             nats: nats.clone(),
             query_timeout: Duration::from_millis(config.query_timeout_ms),
@@ -155,35 +152,33 @@ impl QueryService {
             partitions: config.partitions,
             metrics: QueryMetrics::new(),
         });
-        let registry = state.metrics.registry.clone();
-        let (router, _document) =
-            momentum_runtime::routes::router(routes::api(), authenticator, nats.clone(), registry.clone());
-        let router = router.with_state(state);
+        let metrics = state.metrics.registry.clone();
         // A read asks the projector at most twice (a suppressed comparison
         // of a ratio), each bounded by the query timeout.
         let duration_max = 2 * Duration::from_millis(config.query_timeout_ms) + Duration::from_secs(1);
-        let router = momentum_runtime::limit_duration(router, duration_max);
-        let router = momentum_runtime::limit_in_flight(router, REQUESTS_IN_FLIGHT_MAX);
-        let router = momentum_runtime::metrics::measure_requests(router, registry);
-        let router = momentum_runtime::request_id::with_request_ids(router);
-        Ok(QueryService { listener, router, nats })
+        let http = HttpService::bind(HttpParts {
+            name: "query",
+            address: config.http_addr,
+            api: routes::api(),
+            state,
+            authenticator,
+            nats,
+            metrics,
+            bounds: RequestBounds { duration_max, requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX },
+        })
+        .await
+        .map_err(|source| QueryServiceError::Bind { address: config.http_addr, source })?;
+        Ok(QueryService { http })
     }
 
     /// The address the HTTP API is bound to, with the port the system chose when 0 was asked for.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.http.local_addr()
     }
 
     /// Serves HTTP until `shutdown` resolves, then drains the NATS connection.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), QueryServiceError> {
-        tracing::info!(address = %self.local_addr(), "query listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(QueryServiceError::Serve)?;
-        let _ = self.nats.drain().await;
-        tracing::info!("query stopped");
-        Ok(())
+        self.http.serve(shutdown).await.map_err(QueryServiceError::Serve)
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod parameters;
