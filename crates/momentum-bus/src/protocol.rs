@@ -36,16 +36,20 @@ pub trait Read: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The last token of the read's subject.
     const ENDPOINT: &'static str;
     /// What the projector answers.
-    type Answer: Send + 'static;
+    type Answer: Serialize + DeserializeOwned + Send + 'static;
 
     /// The movements the read is about.
     fn reach(&self) -> Reach<'_>;
 
-    /// The answer as it crosses NATS.
-    fn encode_answer(&self, answer: &Self::Answer) -> Result<Vec<u8>, ProtocolError>;
+    /// The answer as it crosses NATS: its JSON unless the read says otherwise.
+    fn encode_answer(&self, answer: &Self::Answer) -> Result<Vec<u8>, ProtocolError> {
+        Ok(serde_json::to_vec(answer)?)
+    }
 
     /// An answer read back; what does not read is an error, never a guess.
-    fn decode_answer(bytes: &[u8]) -> Result<Self::Answer, ProtocolError>;
+    fn decode_answer(bytes: &[u8]) -> Result<Self::Answer, ProtocolError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
 
     /// The same read, asked of one partition for `movements`, the part of
     /// [`Read::reach`] that partition owns.
@@ -161,14 +165,6 @@ impl From<Refusal> for async_nats::service::error::Error {
     }
 }
 
-fn to_json<T: Serialize>(answer: &T) -> Result<Vec<u8>, ProtocolError> {
-    Ok(serde_json::to_vec(answer)?)
-}
-
-fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
-    Ok(serde_json::from_slice(bytes)?)
-}
-
 impl Read for TrendRequest {
     const ENDPOINT: &'static str = "trends";
     type Answer = Trend;
@@ -179,10 +175,6 @@ impl Read for TrendRequest {
 
     fn encode_answer(&self, answer: &Trend) -> Result<Vec<u8>, ProtocolError> {
         Ok(answer.to_json())
-    }
-
-    fn decode_answer(bytes: &[u8]) -> Result<Trend, ProtocolError> {
-        from_json(bytes)
     }
 }
 
@@ -210,7 +202,7 @@ impl Read for TrendTotalsRequest {
     fn encode_answer(&self, answer: &TrendTotals) -> Result<Vec<u8>, ProtocolError> {
         match self.totals_encoding {
             TotalsEncoding::Binary => Ok(answer.to_binary()),
-            TotalsEncoding::Json => to_json(answer),
+            TotalsEncoding::Json => Ok(serde_json::to_vec(answer)?),
         }
     }
 
@@ -226,14 +218,6 @@ impl Read for CohortRequest {
     fn reach(&self) -> Reach<'_> {
         Reach::One(&self.movement)
     }
-
-    fn encode_answer(&self, answer: &Cohorts) -> Result<Vec<u8>, ProtocolError> {
-        to_json(answer)
-    }
-
-    fn decode_answer(bytes: &[u8]) -> Result<Cohorts, ProtocolError> {
-        from_json(bytes)
-    }
 }
 
 impl Read for PrinciplesRequest {
@@ -243,14 +227,6 @@ impl Read for PrinciplesRequest {
     fn reach(&self) -> Reach<'_> {
         Reach::One(&self.movement)
     }
-
-    fn encode_answer(&self, answer: &Principles) -> Result<Vec<u8>, ProtocolError> {
-        to_json(answer)
-    }
-
-    fn decode_answer(bytes: &[u8]) -> Result<Principles, ProtocolError> {
-        from_json(bytes)
-    }
 }
 
 impl Read for CompareRequest {
@@ -259,14 +235,6 @@ impl Read for CompareRequest {
 
     fn reach(&self) -> Reach<'_> {
         Reach::Several(self.movements.as_slice())
-    }
-
-    fn encode_answer(&self, answer: &Comparison) -> Result<Vec<u8>, ProtocolError> {
-        to_json(answer)
-    }
-
-    fn decode_answer(bytes: &[u8]) -> Result<Comparison, ProtocolError> {
-        from_json(bytes)
     }
 
     fn for_movements(&self, movements: Vec<MovementId>) -> CompareRequest {
@@ -303,14 +271,6 @@ impl Read for MovementsRequest {
         Reach::All
     }
 
-    fn encode_answer(&self, answer: &MovementList) -> Result<Vec<u8>, ProtocolError> {
-        to_json(answer)
-    }
-
-    fn decode_answer(bytes: &[u8]) -> Result<MovementList, ProtocolError> {
-        from_json(bytes)
-    }
-
     /// Every partition's movements, in id order, with the lowest watermark.
     fn merge(&self, answers: Vec<MovementList>) -> Result<MovementList, ProtocolError> {
         let mut answers = answers.into_iter();
@@ -334,14 +294,6 @@ impl Read for StatusRequest {
 
     fn reach(&self) -> Reach<'_> {
         Reach::All
-    }
-
-    fn encode_answer(&self, answer: &Status) -> Result<Vec<u8>, ProtocolError> {
-        to_json(answer)
-    }
-
-    fn decode_answer(bytes: &[u8]) -> Result<Status, ProtocolError> {
-        from_json(bytes)
     }
 
     /// The lowest watermark, and every partition's messages read.

@@ -5,10 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use momentum_runtime::Problem;
 use momentum_runtime::metrics::Metrics;
 use prometheus_client::metrics::counter::Counter;
@@ -109,11 +106,8 @@ impl ProjectorMetrics {
 
 pub(crate) async fn serve(listener: tokio::net::TcpListener, health: Health, mut stop: watch::Receiver<bool>) {
     let metrics = health.metrics.registry.clone();
-    let router = axum::Router::new()
-        .route("/livez", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_endpoint))
-        .with_state(health);
+    let nats = health.nats.clone();
+    let router = momentum_runtime::routes::probes(nats, metrics.clone(), Arc::new(move || unready(&health)));
     let router = momentum_runtime::metrics::measure_requests(router, metrics);
     let shutdown = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;
@@ -123,24 +117,18 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, health: Health, mut
     }
 }
 
-async fn metrics_endpoint(State(health): State<Health>) -> Response {
-    momentum_runtime::metrics::metrics_response(&health.metrics.registry, Some(&health.nats))
-}
-
-async fn readyz(State(health): State<Health>) -> Response {
+/// Why the projector is not ready, beyond its NATS connection.
+fn unready(health: &Health) -> Option<Response> {
     let lag = health.lag.load(Ordering::Relaxed);
-    if let Some(unready) = momentum_runtime::nats_unready(&health.nats) {
-        return unready;
-    }
     if !health.serving.load(Ordering::Relaxed) {
-        return Problem::unavailable("catching up with the stream before answering queries").into_response();
+        return Some(Problem::unavailable("catching up with the stream before answering queries").into_response());
     }
     if !health.reading.load(Ordering::Relaxed) {
-        return Problem::unavailable("cannot open the event stream's consumer; retrying").into_response();
+        return Some(Problem::unavailable("cannot open the event stream's consumer; retrying").into_response());
     }
     if lag > health.lag_max {
-        return Problem::unavailable(format!("{lag} events wait to be applied (ready at {} or fewer)", health.lag_max))
-            .into_response();
+        let detail = format!("{lag} events wait to be applied (ready at {} or fewer)", health.lag_max);
+        return Some(Problem::unavailable(detail).into_response());
     }
-    (StatusCode::OK, "ready").into_response()
+    None
 }

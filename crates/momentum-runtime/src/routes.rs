@@ -40,12 +40,17 @@ pub struct ServiceApi<S> {
     pub amend_document: fn(&mut Value),
 }
 
+/// What a service checks for readiness besides its NATS connection: the
+/// answer to give while it is not ready, or `None` when it is.
+pub type Readiness = Arc<dyn Fn() -> Option<Response> + Send + Sync>;
+
 /// What the shared routes read, handed to them as an extension.
 #[derive(Clone)]
 struct Shared {
     nats: async_nats::Client,
     metrics: Arc<Metrics>,
     document: Arc<Value>,
+    readiness: Readiness,
 }
 
 /// The service's router, ready for its state, and its OpenAPI document.
@@ -60,7 +65,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     let mut document = serde_json::to_value(&document).expect("an OpenAPI document serialises");
     amend_document(&mut document);
     let document = Arc::new(document);
-    let shared = Shared { nats, metrics, document: document.clone() };
+    let shared = Shared { nats, metrics, document: document.clone(), readiness: Arc::new(|| None) };
     let router = axum::Router::new()
         .merge(crate::auth::protect(protected, authenticator))
         .merge(public)
@@ -72,6 +77,18 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         })
         .layer(Extension(shared));
     (router, document)
+}
+
+/// The probes of a service without an API of its own (the projector):
+/// `/livez`, `/readyz` (connected to NATS, and `readiness` says ready) and
+/// `/metrics`, the same handlers every service serves.
+pub fn probes(nats: async_nats::Client, registry: Arc<Metrics>, readiness: Readiness) -> axum::Router {
+    let shared = Shared { nats, metrics: registry, document: Arc::new(Value::Null), readiness };
+    axum::Router::new()
+        .route("/livez", axum::routing::get(livez))
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics))
+        .layer(Extension(shared))
 }
 
 /// The document of a service, as its router serves it at `/openapi.json`.
@@ -176,7 +193,9 @@ async fn livez() -> &'static str {
     ),
 )]
 async fn readyz(Extension(shared): Extension<Shared>) -> Response {
-    crate::nats_unready(&shared.nats).unwrap_or_else(|| (StatusCode::OK, "ready").into_response())
+    crate::nats_unready(&shared.nats)
+        .or_else(|| (shared.readiness)())
+        .unwrap_or_else(|| (StatusCode::OK, "ready").into_response())
 }
 
 #[utoipa::path(
