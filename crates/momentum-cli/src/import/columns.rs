@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use super::events::Cell;
 use super::problems::Problem;
 
 /// What a file's rows are.
@@ -152,6 +151,16 @@ pub(super) fn normalise_name(name: &str) -> String {
 fn field_of(name: &str) -> Option<Field> {
     let name = normalise_name(name);
     SYNONYMS.iter().find(|(_, names)| names.contains(&name.as_str())).map(|(field, _)| *field)
+}
+
+/// Where a part of an event came from: the JSON Pointer of the part, and
+/// the line, column and cell it was read from.
+#[derive(Clone, Debug)]
+pub(super) struct Cell {
+    pub(super) pointer: String,
+    pub(super) line: u64,
+    pub(super) column: String,
+    pub(super) raw: String,
 }
 
 /// The header row, mapped.

@@ -1,6 +1,6 @@
 //! Rows built into CloudEvents ([`Built`]): one event per row, or one per
 //! meeting or action gathered from its rows; each part of an event
-//! remembers the cell it came from ([`Cell`]), and every event gets its
+//! remembers the cell it came from (`Cell`), and every event gets its
 //! stable id.
 
 use std::collections::HashMap;
@@ -8,20 +8,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use serde_json::{Map, Value, json};
 
-use super::columns::{Field, Header, Kind, Row};
-use super::file::Options;
+use super::columns::{Cell, Field, Header, Kind, Row};
+use super::options::Options;
 use super::problems::Problem;
 use super::values::{organiser_item, parse_date, parse_hours, parse_whole, principles, snake, split_list};
-
-/// Where a part of an event came from: the JSON Pointer of the part, and
-/// the line, column and cell it was read from.
-#[derive(Clone, Debug)]
-pub(super) struct Cell {
-    pub(super) pointer: String,
-    pub(super) line: u64,
-    pub(super) column: String,
-    pub(super) raw: String,
-}
 
 /// An event built from one or more rows.
 #[derive(Debug)]

@@ -2,10 +2,9 @@
 //! delimiter detected, blank rows skipped, each row given the file's own
 //! line number, and the rows handed to the event builder.
 
-use chrono_tz::Tz;
-
 use super::columns::{Header, Kind, Row};
 use super::events::{Builder, Built};
+use super::options::Options;
 use super::problems::Problem;
 
 /// Everything read from a file.
@@ -18,15 +17,6 @@ pub(super) struct Parsed {
     pub problems: Vec<Problem>,
     /// Header names that mean nothing to the importer.
     pub ignored_columns: Vec<String>,
-}
-
-/// How to read a file.
-#[derive(Clone, Debug)]
-pub(super) struct Options {
-    pub kind: Option<Kind>,
-    pub source: String,
-    pub movement: Option<String>,
-    pub time_zone: Tz,
 }
 
 /// The delimiter of a CSV text: whichever of `,`, `;` and tab occurs most

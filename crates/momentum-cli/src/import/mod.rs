@@ -58,15 +58,17 @@
 //! One job each; [`run`] only puts them together.
 //!
 //! - `file`: a CSV file's bytes read into rows: the byte order mark, the
-//!   delimiter, line numbers (`Options`, `Parsed`, `parse`);
+//!   delimiter, line numbers (`Parsed`, `parse`);
+//! - `options`: what a file is read with;
 //! - `columns`: the header row: which column is which field, the kind of
 //!   rows it implies, and a data row read through it;
 //! - `values`: cell values (dates, hours, whole numbers, lists) as typed
 //!   values, or what is wrong with them;
 //! - `events`: rows built into CloudEvents, the rows of one meeting or
 //!   action grouped, and the stable ids;
-//! - `problems`: a problem with a row, an event's errors traced back to
-//!   the lines and cells it came from, and the `--report` file;
+//! - `problems`: a problem with a row, and the `--report` file;
+//! - `traced`: an event's errors traced back to the lines and cells it
+//!   came from;
 //! - `post`: posting the events to ingest in batches, retries, and reading
 //!   its answers;
 //! - `progress`: the progress bar (or plain lines) while posting.
@@ -74,9 +76,11 @@
 mod columns;
 mod events;
 mod file;
+mod options;
 mod post;
 mod problems;
 mod progress;
+mod traced;
 mod values;
 
 use std::collections::BTreeSet;
@@ -87,9 +91,11 @@ use chrono::Utc;
 use chrono_tz::Tz;
 
 use columns::Kind;
-use file::{Options, parse};
+use file::parse;
+use options::Options;
 use post::{Outcome, post};
-use problems::{event_problems, write_report};
+use problems::write_report;
+use traced::event_problems;
 
 const HELP: &str = "\
 HEADER CONVENTION

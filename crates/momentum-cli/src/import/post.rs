@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use super::ImportArgs;
 use super::events::Built;
-use super::problems::{Problem, event_problems};
+use super::problems::Problem;
 use super::progress::Progress;
+use super::traced::event_problems;
 
 /// The counts of an import.
 #[derive(Debug, Default)]
