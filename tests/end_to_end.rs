@@ -452,6 +452,9 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
     assert_eq!(second["returning_participants"], 3);
     assert_eq!(second["retained_participants"], 3, "a, b and o1 were there the week before");
     assert_eq!(second["retention_rate"], 3.0 / 5.0);
+    assert_eq!(second["resurrecting_participants"], 0, "everyone active before the week took part the week before");
+    assert_eq!(second["dormant_participants"], 2, "c and d did not come back");
+    assert_eq!(second["pulse"], 1.0 / 2.0, "g came, c and d went");
     assert_eq!(second["organisers"], 1);
     assert_eq!(second["citizen_led_share"], 1.0);
     let first = row(&trend, "2026-03-02");
@@ -690,7 +693,7 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
     let lines: Vec<Vec<&str>> = wide.lines().map(|line| line.split(',').collect()).collect();
     let header = &lines[0];
     assert_eq!(header[0], "period");
-    assert_eq!(header.len(), 1 + 19, "every metric has a column");
+    assert_eq!(header.len(), 1 + momentum_domain::query::Metric::ALL.len(), "every metric has a column");
     let series = json["series"].as_array().unwrap();
     assert_eq!(lines.len(), 1 + series.len(), "one row per period");
     for (cells, row) in lines[1..].iter().zip(series) {
@@ -708,7 +711,7 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
     assert!(disposition.contains("-long.csv"), "{disposition}");
     let long: Vec<&str> = long.lines().collect();
     assert_eq!(long[0], "period,movement,metric,value");
-    assert_eq!(long.len(), 1 + series.len() * 19);
+    assert_eq!(long.len(), 1 + series.len() * momentum_domain::query::Metric::ALL.len());
     assert!(long.contains(&format!("2026-03-02,{MOVEMENT},volunteer_hours,2.5").as_str()));
     assert!(long.contains(&format!("2026-03-09,{MOVEMENT},retention_rate,0.0").as_str()));
     assert!(long.contains(&format!("2026-03-02,{MOVEMENT},momentum,").as_str()), "a null is an empty cell");

@@ -163,6 +163,27 @@ fn periods(interval: Interval, from: &str, to: &str) -> Periods {
     Periods::new(interval, DateRange::new(day(from), day(to)).expect("a range in order")).expect("a readable range")
 }
 
+/// In every trend row: new + retained + resurrecting = active, and
+/// returning = retained + resurrecting.
+fn assert_lifecycle_adds_up(reads: &Value) {
+    let mut rows = 0;
+    for (name, trend) in reads.as_object().expect("reads by name") {
+        if !name.ends_with("trend") {
+            continue;
+        }
+        for row in trend.as_array().into_iter().flatten() {
+            let count = |metric: &str| row[metric].as_i64().unwrap_or_else(|| panic!("{metric} in {row}"));
+            let (active, new, returning) =
+                (count("active_participants"), count("new_participants"), count("returning_participants"));
+            let (retained, resurrecting) = (count("retained_participants"), count("resurrecting_participants"));
+            assert_eq!(new + retained + resurrecting, active, "{name}: {row}");
+            assert_eq!(retained + resurrecting, returning, "{name}: {row}");
+            rows += 1;
+        }
+    }
+    assert!(rows > 0, "there were trend rows to check");
+}
+
 /// Every read the API offers, for every movement and interval, as JSON
 /// without the watermark (which counts deliveries, repeats included).
 fn read_all(state: &Ledger) -> Value {
@@ -314,6 +335,13 @@ fn reference(events: &[Event], order: &[usize]) -> Value {
                     (window(period).len() as i64, window(interval.shift(period, -4)).len() as i64);
                 let new = first.values().filter(|first| interval.period_start(**first) == period).count() as i64;
                 let retained = active_now.intersection(&active_before).count() as i64;
+                // Active now, not in the period before, and first active
+                // before this period: so in some period before that one.
+                let resurrecting = active_now
+                    .iter()
+                    .filter(|person| !active_before.contains(*person) && interval.period_start(first[*person]) < period)
+                    .count() as i64;
+                let dormant = active_before.difference(&active_now).count() as i64;
                 let millis: i64 = here
                     .iter()
                     .filter_map(|view| match &view.event.data {
@@ -334,7 +362,10 @@ fn reference(events: &[Event], order: &[usize]) -> Value {
                     (Metric::NewParticipants, json!(new)),
                     (Metric::ReturningParticipants, json!(active_now.len() as i64 - new)),
                     (Metric::RetainedParticipants, json!(retained)),
+                    (Metric::ResurrectingParticipants, json!(resurrecting)),
+                    (Metric::DormantParticipants, json!(dormant)),
                     (Metric::RetentionRate, ratio(retained, active_before.len() as i64)),
+                    (Metric::Pulse, ratio(new + resurrecting, dormant)),
                     (Metric::Joined, json!(count(|data| matches!(data, EventData::ParticipantJoined(_))))),
                     (Metric::Meetings, json!(meetings)),
                     (
@@ -452,6 +483,7 @@ proptest! {
         }
         assert_reads!(read_all(&ledger), reference(&events, &order));
         assert_reads!(window_trends(&ledger), window_trends(&fold(&events, &order)));
+        assert_lifecycle_adds_up(&read_all(&ledger));
     }
 
     /// Order independence, byte for byte.

@@ -94,11 +94,12 @@ mod trend_row_schema {
                 Metric::VolunteerHours
                     | Metric::SocialValueGbp
                     | Metric::RetentionRate
+                    | Metric::Pulse
                     | Metric::CitizenLedShare
                     | Metric::Momentum
             );
             let nullable = self.counts_people()
-                || matches!(self, Metric::RetentionRate | Metric::CitizenLedShare | Metric::Momentum);
+                || matches!(self, Metric::RetentionRate | Metric::Pulse | Metric::CitizenLedShare | Metric::Momentum);
             let number = if whole { Type::Integer } else { Type::Number };
             let schema_type =
                 if nullable { SchemaType::from_iter([number, Type::Null]) } else { SchemaType::new(number) };

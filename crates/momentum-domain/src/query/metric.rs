@@ -20,9 +20,17 @@ pub enum Metric {
     ReturningParticipants,
     /// Distinct participants who took part both in the period and in the one before.
     RetainedParticipants,
+    /// Distinct participants who took part in the period, not in the one before, but in some period
+    /// before that: `active_participants` − `new_participants` − `retained_participants`.
+    ResurrectingParticipants,
+    /// Distinct participants who took part in the period before and not in this one.
+    DormantParticipants,
     /// The share of the previous period's participants who took part again in this one: retained /
     /// previous active; `null` when the previous period had none.
     RetentionRate,
+    /// Who came (new and resurrecting participants) for each who went dormant; `null` when nobody
+    /// went dormant.
+    Pulse,
     /// `participant.joined` events in the period.
     Joined,
     /// `meeting.held` events in the period.
@@ -84,7 +92,10 @@ metric_names! {
     NewParticipants => "new_participants",
     ReturningParticipants => "returning_participants",
     RetainedParticipants => "retained_participants",
+    ResurrectingParticipants => "resurrecting_participants",
+    DormantParticipants => "dormant_participants",
     RetentionRate => "retention_rate",
+    Pulse => "pulse",
     Joined => "joined",
     Meetings => "meetings",
     Attendances => "attendances",
@@ -103,12 +114,15 @@ metric_names! {
 
 impl Metric {
     /// Every metric, in the order a trend row lists its figures.
-    pub const ALL: [Metric; 19] = [
+    pub const ALL: [Metric; 22] = [
         Metric::ActiveParticipants,
         Metric::NewParticipants,
         Metric::ReturningParticipants,
         Metric::RetainedParticipants,
+        Metric::ResurrectingParticipants,
+        Metric::DormantParticipants,
         Metric::RetentionRate,
+        Metric::Pulse,
         Metric::Joined,
         Metric::Meetings,
         Metric::Attendances,
@@ -149,7 +163,12 @@ impl Metric {
                 Figure::Count(current.active_participants.saturating_sub(current.new_participants))
             }
             Metric::RetainedParticipants => Figure::Count(current.retained_participants),
+            Metric::ResurrectingParticipants => Figure::Count(resurrecting(current)),
+            Metric::DormantParticipants => Figure::Count(dormant(current, previous)),
             Metric::RetentionRate => ratio(current.retained_participants, previous.active_participants),
+            Metric::Pulse => {
+                ratio(current.new_participants.saturating_add(resurrecting(current)), dormant(current, previous))
+            }
             Metric::Joined => Figure::Count(current.joined),
             Metric::Meetings => Figure::Count(current.meetings),
             Metric::Attendances => Figure::Count(current.attendances),
@@ -183,6 +202,19 @@ impl Metric {
             }
         }
     }
+}
+
+/// Active in P, not in P−1, not new in P: what is left of the active once
+/// the new and the retained are taken away (they are disjoint: the new
+/// took part in no earlier period, the retained in P−1). Saturating:
+/// totals that crossed NATS are not trusted to be consistent.
+fn resurrecting(current: &PeriodTotals) -> i64 {
+    current.active_participants.saturating_sub(current.new_participants).saturating_sub(current.retained_participants)
+}
+
+/// Active in P−1 and not in P: P−1's active less those retained in P.
+fn dormant(current: &PeriodTotals, previous: &PeriodTotals) -> i64 {
+    previous.active_participants.saturating_sub(current.retained_participants)
 }
 
 /// One figure of a trend: a count, a fraction, or undefined (a ratio with

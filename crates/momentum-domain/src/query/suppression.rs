@@ -22,6 +22,8 @@ impl Metric {
                 | Metric::NewParticipants
                 | Metric::ReturningParticipants
                 | Metric::RetainedParticipants
+                | Metric::ResurrectingParticipants
+                | Metric::DormantParticipants
                 | Metric::Joined
                 | Metric::Volunteers
                 | Metric::ActionParticipants
@@ -40,6 +42,13 @@ fn is_small(count: i64, below: u64) -> bool {
 /// - where that hides exactly one of the active, new and returning
 ///   counts, the smaller of the other two as well, since any two of them
 ///   give the third (active = new + returning);
+/// - where any of new, returning, retained and resurrecting is hidden, all
+///   four: returning = retained + resurrecting and active = new + retained +
+///   resurrecting, so any one of them follows from the others;
+/// - dormant and retained together, since they add up to the previous
+///   period's active count (shown in the row before); and dormant when that
+///   previous count is small, which the two would otherwise give away;
+/// - pulse when new, resurrecting or dormant is hidden;
 /// - retention when the retained count, or the active count of the
 ///   period or the one before, is hidden as small; momentum when either
 ///   of its window counts is small, or either active count.
@@ -64,8 +73,35 @@ pub fn hidden_figures(totals: &TrendTotals, index: usize, below: u64) -> BTreeSe
         }
     }
     let small = |count: i64| is_small(count, below);
+    if small(previous.active_participants) {
+        hidden.insert(Metric::DormantParticipants);
+    }
+    let lifecycle = [
+        Metric::NewParticipants,
+        Metric::ReturningParticipants,
+        Metric::RetainedParticipants,
+        Metric::ResurrectingParticipants,
+    ];
+    // Each rule may hide what the other looks at: apply both until neither
+    // hides more.
+    loop {
+        let before = hidden.len();
+        if lifecycle.iter().any(|metric| hidden.contains(metric)) {
+            hidden.extend(lifecycle);
+        }
+        if hidden.contains(&Metric::RetainedParticipants) || hidden.contains(&Metric::DormantParticipants) {
+            hidden.extend([Metric::RetainedParticipants, Metric::DormantParticipants]);
+        }
+        if hidden.len() == before {
+            break;
+        }
+    }
+    let pulse_parts = [Metric::NewParticipants, Metric::ResurrectingParticipants, Metric::DormantParticipants];
+    if pulse_parts.iter().any(|metric| hidden.contains(metric)) {
+        hidden.insert(Metric::Pulse);
+    }
     let actives_small = small(current.active_participants) || small(previous.active_participants);
-    if actives_small || small(current.retained_participants) {
+    if actives_small || hidden.contains(&Metric::RetainedParticipants) {
         hidden.insert(Metric::RetentionRate);
     }
     if actives_small || small(current.window_participants) || small(four_back.window_participants) {
