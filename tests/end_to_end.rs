@@ -455,6 +455,26 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
     assert_eq!(second["resurrecting_participants"], 0, "everyone active before the week took part the week before");
     assert_eq!(second["dormant_participants"], 2, "c and d did not come back");
     assert_eq!(second["pulse"], 1.0 / 2.0, "g came, c and d went");
+
+    // Stickiness over the two weeks: a, b and o1 came in both, c, d and g in
+    // one; a and b took part three times (a meeting each week, and hours or
+    // the action), o1 twice, the others once.
+    let (status, stickiness) =
+        stack.query(&format!("/v1/movements/{MOVEMENT}/stickiness?window=2&to=2026-03-15&min_seq={seq}")).await;
+    assert_eq!(status, 200, "{stickiness}");
+    assert_eq!((stickiness["from"].as_str(), stickiness["window"].as_u64()), (Some("2026-03-02"), Some(2)));
+    assert_eq!(
+        stickiness["periods_active"],
+        json!([{ "periods": 1, "participants": 3 }, { "periods": 2, "participants": 3 }])
+    );
+    assert_eq!(
+        stickiness["frequency"],
+        json!([
+            { "activities": 1, "participants": 3 },
+            { "activities": 2, "participants": 1 },
+            { "activities": 3, "participants": 2 },
+        ])
+    );
     assert_eq!(second["organisers"], 1);
     assert_eq!(second["citizen_led_share"], 1.0);
     let first = row(&trend, "2026-03-02");

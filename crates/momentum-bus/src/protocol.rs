@@ -16,7 +16,7 @@ use momentum_domain::query::{
     self, Cohorts, Comparison, MovementId, MovementList, Principles, ReadError, ReadSettings, Status, TotalsEncoding,
     Trend, TrendTotals, UnreadableTotals,
 };
-pub use momentum_domain::query::{CohortRequest, CompareRequest, PrinciplesRequest, TrendRequest};
+pub use momentum_domain::query::{CohortRequest, CompareRequest, PrinciplesRequest, StickinessRequest, TrendRequest};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -308,6 +308,15 @@ impl Read for StatusRequest {
     }
 }
 
+impl Read for StickinessRequest {
+    const ENDPOINT: &'static str = "stickiness";
+    type Answer = query::Stickiness;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::One(&self.movement)
+    }
+}
+
 /// A read the projector answers from its ledger alone: every projector
 /// serves each one listed in [`ledger_reads!`](crate::ledger_reads).
 pub trait LedgerRead: Read {
@@ -339,6 +348,12 @@ impl LedgerRead for CompareRequest {
     }
 }
 
+impl LedgerRead for StickinessRequest {
+    fn answer(&self, ledger: &Ledger, _: &ReadSettings) -> Result<query::Stickiness, ReadError> {
+        query::stickiness(ledger, self)
+    }
+}
+
 impl LedgerRead for MovementsRequest {
     fn answer(&self, ledger: &Ledger, _: &ReadSettings) -> Result<MovementList, ReadError> {
         Ok(query::movements(ledger))
@@ -357,6 +372,7 @@ macro_rules! ledger_reads {
             $crate::protocol::CohortRequest,
             $crate::protocol::PrinciplesRequest,
             $crate::protocol::CompareRequest,
+            $crate::protocol::StickinessRequest,
             $crate::protocol::MovementsRequest
         )
     };

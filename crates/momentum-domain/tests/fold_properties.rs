@@ -8,7 +8,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate};
 use momentum_domain::ledger::{Checkpoint, Dimension, Entry, FoldSettings, Ledger, Name, millihours};
 use momentum_domain::query::{
     self, Cohort, CohortRequest, DateRange, Metric, MovementId, Periods, PrincipleFigures, PrinciplesRequest,
-    ReadSettings, TrendRequest,
+    ReadSettings, StickinessRequest, TrendRequest,
 };
 use momentum_domain::{Event, EventData, Interval, Principle};
 use proptest::prelude::*;
@@ -197,6 +197,12 @@ fn read_all(state: &Ledger) -> Value {
                     .map(|cohorts| serde_json::to_value(cohorts.cohorts).unwrap());
             all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
             all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));
+        }
+        for interval in [Interval::Week, Interval::Month] {
+            let request = StickinessRequest { movement: id(movement), periods: periods(interval, FROM, TO) };
+            let stickiness = query::stickiness(state, &request)
+                .map(|answer| json!({ "periods_active": answer.periods_active, "frequency": answer.frequency }));
+            all.insert(format!("{movement} {interval:?} stickiness"), stickiness.unwrap_or(Value::Null));
         }
         let range = DateRange::new(day("2026-01-10"), day("2026-02-20")).expect("a range in order");
         let request = PrinciplesRequest::new(id(movement), range).expect("a readable range");
@@ -439,6 +445,30 @@ fn reference(events: &[Event], order: &[usize]) -> Value {
             let or_null = |value: Value| if known { value } else { Value::Null };
             all.insert(format!("{movement} {interval:?} trend"), or_null(Value::Array(rows)));
             all.insert(format!("{movement} {interval:?} cohorts"), or_null(serde_json::to_value(cohorts).unwrap()));
+        }
+        // Stickiness, from its definition: per person, the window's periods
+        // they took part in and their activities in it.
+        for interval in [Interval::Week, Interval::Month] {
+            let window: Vec<NaiveDate> = interval.periods(day(FROM), day(TO)).collect();
+            let mut seen: BTreeMap<&str, (BTreeSet<NaiveDate>, u64)> = BTreeMap::new();
+            for view in mine.iter().filter(|view| window.contains(&interval.period_start(view.day))) {
+                for person in view.participants.iter().collect::<BTreeSet<_>>() {
+                    let (periods, activities) = seen.entry(person.as_str()).or_default();
+                    periods.insert(interval.period_start(view.day));
+                    *activities += 1;
+                }
+            }
+            let mut by_periods = vec![0i64; window.len()];
+            let mut frequency: BTreeMap<u64, i64> = BTreeMap::new();
+            for (periods, activities) in seen.values() {
+                by_periods[periods.len() - 1] += 1;
+                *frequency.entry(*activities).or_default() += 1;
+            }
+            let stickiness = json!({
+                "periods_active": by_periods.iter().enumerate().map(|(index, count)| json!({ "periods": index + 1, "participants": count })).collect::<Vec<_>>(),
+                "frequency": frequency.iter().map(|(activities, count)| json!({ "activities": activities, "participants": count })).collect::<Vec<_>>(),
+            });
+            all.insert(format!("{movement} {interval:?} stickiness"), if known { stickiness } else { Value::Null });
         }
         let (from, to) = (day("2026-01-10"), day("2026-02-20"));
         let figures: Vec<PrincipleFigures> = Principle::ALL

@@ -127,6 +127,7 @@ mod tests {
             "/v1/movements/{movement}/cohorts",
             "/v1/movements/{movement}/principles",
             "/v1/compare",
+            "/v1/movements/{movement}/stickiness",
         ] {
             let operation = &paths[path]["get"];
             assert_eq!(operation["security"], serde_json::json!([{ "bearer": [] }]), "{path}");

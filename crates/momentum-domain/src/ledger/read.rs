@@ -309,6 +309,47 @@ impl MovementLedger {
         activity
     }
 
+    /// Over the consecutive `periods` (in order): how many people took part
+    /// in exactly 1, 2, … of them (`[k - 1]` for k periods), and how many
+    /// took part in exactly n activities (meetings, actions, hour logs,
+    /// sign-ups), as (n, people) in increasing n.
+    pub fn stickiness(&self, interval: Interval, periods: &[NaiveDate]) -> (Vec<i64>, Vec<(u64, i64)>) {
+        let Some(first) = periods.first() else { return (Vec::new(), Vec::new()) };
+        let count = periods.len();
+        let bounds = period_bounds(interval, *first, count);
+        // Per person: the last period and the last fact counted, and the
+        // numbers of periods and of activities.
+        let people = self.person_count();
+        let (mut last_period, mut last_fact) = (vec![UNMARKED; people], vec![u64::MAX; people]);
+        let (mut periods_active, mut activities) = (vec![0u32; people], vec![0u64; people]);
+        let (mut period, mut fact_number) = (0, 0u64);
+        for (day, facts) in self.facts.range(bounds[0]..bounds[count]) {
+            while *day >= bounds[period + 1] {
+                period += 1;
+            }
+            for fact in facts.facts().filter(|fact| fact.kind.is_participation()) {
+                fact_number += 1;
+                for taking in fact.people {
+                    let person = taking.person as usize;
+                    if std::mem::replace(&mut last_fact[person], fact_number) == fact_number {
+                        continue;
+                    }
+                    activities[person] += 1;
+                    if std::mem::replace(&mut last_period[person], period as u32) != period as u32 {
+                        periods_active[person] += 1;
+                    }
+                }
+            }
+        }
+        let mut by_periods = vec![0i64; count];
+        let mut by_activities = std::collections::BTreeMap::<u64, i64>::new();
+        for (active, done) in periods_active.iter().zip(&activities).filter(|(active, _)| **active > 0) {
+            by_periods[*active as usize - 1] += 1;
+            *by_activities.entry(*done).or_default() += 1;
+        }
+        (by_periods, by_activities.into_iter().collect())
+    }
+
     /// For each of [`Principle::ALL`], the activities from `from` to `to`
     /// (local dates, inclusive) tagged with it, and their distinct
     /// participants.

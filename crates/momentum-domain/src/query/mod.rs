@@ -18,6 +18,7 @@ mod answer;
 mod json;
 mod metric;
 mod request;
+mod stickiness;
 pub mod suppression;
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,10 @@ pub use request::{
     CohortRequest, CompareRequest, ComparedMovements, ComparedMovementsError, DateRange, EARLIEST_DATE, LATEST_DATE,
     MOVEMENT_ID_PATTERN, MOVEMENTS_PER_COMPARISON_MAX, MovementId, NotAMovementId, PERIODS_PER_TREND_MAX, Periods,
     PrinciplesRequest, RangeEnd, RangeError, ReadSettings, TrendRequest,
+};
+pub use stickiness::{
+    ActivitiesDone, PeriodsActive, STICKINESS_WINDOW_MAX, Stickiness, StickinessRequest, stickiness,
+    suppress as suppress_stickiness,
 };
 pub use totals::{TotalsEncoding, TrendTotals, UnreadableTotals};
 

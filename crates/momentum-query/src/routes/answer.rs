@@ -63,7 +63,7 @@ fn respond<A: CsvAnswer>(reading: Reading, answer: Result<Bytes, Response>) -> R
     }
 }
 
-fn to_bytes<T: Serialize>(value: &T) -> Bytes {
+pub(super) fn to_bytes<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("read answers always serialise"))
 }
 
@@ -79,7 +79,7 @@ fn unfit(error: ReadError) -> Response {
 
 /// Whether small numbers are suppressed for this caller, and below what.
 /// Evaluators get suppressed figures; admins see them whole.
-fn suppression_for(state: &AppState, caller: &Caller) -> Option<u64> {
+pub(super) fn suppression_for(state: &AppState, caller: &Caller) -> Option<u64> {
     (state.suppress_below > 1 && caller.role == TokenRole::Evaluator).then_some(state.suppress_below)
 }
 
@@ -189,7 +189,7 @@ const NO_RESPONDERS_RETRY_INTERVAL: std::time::Duration = std::time::Duration::f
 /// that hold its movements). Its answer is the API's JSON, except trend
 /// totals asked for in binary; its errors, or its silence, become problem
 /// responses.
-async fn ask<R: Read>(state: &AppState, asked: Asked<R>) -> Result<R::Answer, Response> {
+pub(super) async fn ask<R: Read>(state: &AppState, asked: Asked<R>) -> Result<R::Answer, Response> {
     use crate::partitions::Failure;
     // While NATS is away no answer can come: say so at once rather than
     // after the query timeout.

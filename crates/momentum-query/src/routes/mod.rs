@@ -14,6 +14,7 @@ mod compare;
 mod listings;
 mod parameters;
 mod principles;
+mod stickiness;
 mod trends;
 
 use std::sync::Arc;
@@ -37,7 +38,8 @@ pub(crate) fn api() -> ServiceApi<Arc<AppState>> {
             .routes(routes!(trends::trends))
             .routes(routes!(cohorts::cohorts))
             .routes(routes!(principles::principles))
-            .routes(routes!(compare::compare)),
+            .routes(routes!(compare::compare))
+            .routes(routes!(stickiness::stickiness)),
         pages: crate::dashboard::router(),
         amend_document: |_| {},
         not_found_detail: "/openapi.json describes every route",

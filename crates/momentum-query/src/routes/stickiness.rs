@@ -1,0 +1,144 @@
+//! `GET /v1/movements/{movement}/stickiness`: of a window's participants,
+//! how many came in 1, 2, … of its periods, and how many times.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use momentum_bus::protocol::Asked as AskedRead;
+use momentum_domain::Interval;
+use momentum_domain::query::{
+    DateRange, Periods, STICKINESS_WINDOW_MAX, Stickiness, StickinessRequest, suppress_stickiness,
+};
+use momentum_runtime::auth::Caller;
+use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
+
+use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
+use super::parameters::{RequestParts, date, examples, interval, range_problem, read_parameters};
+use super::today;
+use crate::AppState;
+use crate::csv::{CsvAnswer, CsvFile, Layout};
+
+/// The intervals stickiness is read in.
+const STICKINESS_INTERVALS: [Interval; 2] = [Interval::Week, Interval::Month];
+
+/// The window a read without `window` covers: a quarter of weeks.
+const WINDOW_DEFAULT: u32 = 12;
+
+read_parameters! {
+    /// The parameters of a stickiness read.
+    StickinessParameters {
+        /// The length of a period (default `week`).
+        #[param(value_type = Option<crate::openapi::CohortInterval>)]
+        interval,
+        /// How many periods the window holds, ending with the one containing `to` (default 12, at most 104).
+        #[param(value_type = Option<u32>, minimum = 1, maximum = 104)]
+        window,
+        /// A date in the window's last period (default: today, in `MOMENTUM_TIMEZONE`).
+        #[param(value_type = Option<crate::openapi::LocalDate>)]
+        to,
+    }
+}
+
+impl TryFrom<RequestParts<&StickinessParameters>> for StickinessRequest {
+    type Error = Problem;
+
+    fn try_from(asked: RequestParts<&StickinessParameters>) -> Result<StickinessRequest, Problem> {
+        let parameters = asked.parameters;
+        let interval = interval(parameters.interval.as_deref(), &STICKINESS_INTERVALS)?;
+        let window = match parameters.window.as_deref() {
+            None => WINDOW_DEFAULT,
+            Some(text) => {
+                text.parse::<u32>().ok().filter(|window| (1..=STICKINESS_WINDOW_MAX).contains(window)).ok_or_else(
+                    || {
+                        Problem::bad_parameter(
+                            "window",
+                            format!("must be a whole number from 1 to {STICKINESS_WINDOW_MAX}"),
+                        )
+                    },
+                )?
+            }
+        };
+        let to = date(parameters.to.as_deref(), "to")?.unwrap_or(asked.today);
+        let from = interval.shift(interval.period_start(to), 1 - window as i32);
+        let range = DateRange::new(from, to).map_err(|_| {
+            Problem::bad_parameter("window", "reaches before the earliest readable date; use a shorter window")
+        })?;
+        let periods = Periods::new(interval, range).map_err(range_problem)?;
+        Ok(StickinessRequest { movement: asked.movement, periods })
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/movements/{movement}/stickiness", tag = "reads",
+    summary = "A movement's stickiness",
+    description = "Of the participants of the `window` periods ending with the one containing `to`: how many took \
+        part in exactly 1, 2, … of those periods, and how many in exactly n activities (the frequency).",
+    params(super::MovementParameter, StickinessParameters),
+    responses(
+        (status = 200, description = "The stickiness.", content(
+            (Stickiness = "application/json", example = json!({
+                "movement": "bristol-befriending", "interval": "week", "from": "2026-01-05", "to": "2026-03-29",
+                "window": 12, "watermark": 42,
+                "periods_active": [{ "periods": 1, "participants": 30 }, { "periods": 2, "participants": 12 }],
+                "frequency": [{ "activities": 1, "participants": 25 }, { "activities": 2, "participants": 17 }],
+            })),
+            (String = "text/csv", example = "measure,count,participants\nperiods_active,1,30\nactivities,1,25\n"),
+        )),
+        (status = 400, response = inline(StickinessBadRequest)),
+        (status = 403, response = inline(ReadForbidden)),
+        (status = 404, response = inline(UnknownMovement)),
+        (status = 503, response = inline(ReadUnavailable)),
+    ),
+)]
+pub(crate) async fn stickiness(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    headers: HeaderMap,
+    MovementPath(movement): MovementPath,
+    Parameters(parameters): Parameters<StickinessParameters>,
+) -> Response {
+    let asked = (|| {
+        caller.require_read(movement.as_str())?;
+        let reading = parameters.reading(&headers)?;
+        let request =
+            StickinessRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
+        Ok::<_, Problem>((request, reading))
+    })();
+    answer::read::<Stickiness, _, _>(asked, |request, min_seq| async move {
+        let mut answer = answer::ask(&state, AskedRead { min_seq, read: request }).await?;
+        if let Some(below) = answer::suppression_for(&state, &caller) {
+            suppress_stickiness(&mut answer, below);
+        }
+        Ok(answer::to_bytes(&answer))
+    })
+    .await
+}
+
+/// One table: `measure,count,participants`, the periods active then the
+/// frequency; long and wide are the same.
+impl CsvAnswer for Stickiness {
+    fn to_csv(&self, _layout: Layout) -> CsvFile {
+        let cell = |count: Option<i64>| count.map_or_else(String::new, |count| count.to_string());
+        let mut body = String::from("measure,count,participants\n");
+        for row in &self.periods_active {
+            let _ = writeln!(body, "periods_active,{},{}", row.periods, cell(row.participants));
+        }
+        for row in &self.frequency {
+            let _ = writeln!(body, "activities,{},{}", row.activities, cell(row.participants));
+        }
+        let filename =
+            format!("{}-stickiness-{}-{}-to-{}.csv", self.movement, self.interval.as_str(), self.from, self.to);
+        CsvFile { body, filename }
+    }
+}
+
+problem_responses! {
+    StickinessBadRequest => ("A parameter is not valid, or not one the route takes.", [
+        examples::bad_movement("movement"), examples::bad_interval(&STICKINESS_INTERVALS), examples::bad_date(),
+        Problem::bad_parameter("window", format!("must be a whole number from 1 to {STICKINESS_WINDOW_MAX}")),
+        examples::bad_min_seq(),
+    ]);
+}
