@@ -17,18 +17,56 @@ pub enum Interval {
     Week,
     /// A calendar month.
     Month,
+    /// A calendar quarter: January to March, April to June, and so on.
+    Quarter,
+    /// A quarter of the UK public-sector financial year: April to June, July
+    /// to September, October to December, January to March.
+    FiscalQuarter,
+    /// A calendar year.
+    Year,
+    /// The UK public-sector financial year, from 1 April to 31 March, as NHS
+    /// commissioners report.
+    FiscalYear,
 }
 
 impl Interval {
     /// Every interval, from the shortest to the longest.
-    pub const ALL: [Interval; 3] = [Interval::Day, Interval::Week, Interval::Month];
+    pub const ALL: [Interval; 7] = [
+        Interval::Day,
+        Interval::Week,
+        Interval::Month,
+        Interval::Quarter,
+        Interval::FiscalQuarter,
+        Interval::Year,
+        Interval::FiscalYear,
+    ];
 
-    /// The interval's name as requests and answers spell it: `day`, `week` or `month`.
+    /// The interval's name as requests and answers spell it: `day`, `week`,
+    /// `month`, `quarter`, `year`, `fiscal_quarter` or `fiscal_year`.
     pub fn as_str(self) -> &'static str {
         match self {
             Interval::Day => "day",
             Interval::Week => "week",
             Interval::Month => "month",
+            Interval::Quarter => "quarter",
+            Interval::Year => "year",
+            Interval::FiscalQuarter => "fiscal_quarter",
+            Interval::FiscalYear => "fiscal_year",
+        }
+    }
+
+    /// For intervals made of whole months: their length in months and the
+    /// month (0 for January) a period may start in, the others following
+    /// every length months; `None` for days and weeks.
+    fn months(self) -> Option<(u32, u32)> {
+        match self {
+            Interval::Day | Interval::Week => None,
+            Interval::Month => Some((1, 0)),
+            Interval::Quarter => Some((3, 0)),
+            Interval::Year => Some((12, 0)),
+            // The financial year begins in April.
+            Interval::FiscalQuarter => Some((3, 3)),
+            Interval::FiscalYear => Some((12, 3)),
         }
     }
 
@@ -39,30 +77,33 @@ impl Interval {
 
     /// The first date of the period containing `date`.
     pub fn period_start(self, date: NaiveDate) -> NaiveDate {
-        match self {
-            Interval::Day => date,
-            Interval::Week => date - Duration::days(i64::from(date.weekday().num_days_from_monday())),
-            Interval::Month => date.with_day(1).expect("every month has a first day"),
+        match self.months() {
+            None if self == Interval::Day => date,
+            None => date - Duration::days(i64::from(date.weekday().num_days_from_monday())),
+            Some((length, anchor)) => {
+                // Months since the anchor month of year 0, then back to the
+                // first month of the period holding it.
+                let months = i64::from(date.year()) * 12 + i64::from(date.month0()) - i64::from(anchor);
+                let first = months - months.rem_euclid(i64::from(length)) + i64::from(anchor);
+                let (year, month0) = (first.div_euclid(12), first.rem_euclid(12));
+                NaiveDate::from_ymd_opt(year as i32, month0 as u32 + 1, 1).expect("a period starts on a real day")
+            }
         }
     }
 
     /// The first date of the period after the one starting at `start`.
     pub fn next_period(self, start: NaiveDate) -> NaiveDate {
-        match self {
-            Interval::Day => start + Duration::days(1),
-            Interval::Week => start + Duration::days(7),
-            Interval::Month => start + Months::new(1),
-        }
+        self.shift(start, 1)
     }
 
     /// The first date of the period `count` periods after (or, if negative,
     /// before) the one starting at `start`.
     pub fn shift(self, start: NaiveDate, count: i32) -> NaiveDate {
-        match self {
-            Interval::Day => start + Duration::days(i64::from(count)),
-            Interval::Week => start + Duration::days(7 * i64::from(count)),
-            Interval::Month if count >= 0 => start + Months::new(count.unsigned_abs()),
-            Interval::Month => start - Months::new(count.unsigned_abs()),
+        match self.months() {
+            None if self == Interval::Day => start + Duration::days(i64::from(count)),
+            None => start + Duration::days(7 * i64::from(count)),
+            Some((length, _)) if count >= 0 => start + Months::new(length * count.unsigned_abs()),
+            Some((length, _)) => start - Months::new(length * count.unsigned_abs()),
         }
     }
 
@@ -93,6 +134,25 @@ mod tests {
         assert_eq!(Interval::Week.period_start(date("2026-03-04")), date("2026-03-02"));
         assert_eq!(Interval::Week.period_start(date("2026-03-02")), date("2026-03-02"));
         assert_eq!(Interval::Week.period_start(date("2026-03-01")), date("2026-02-23"));
+    }
+
+    #[test]
+    fn quarters_and_years_start_in_january_and_fiscal_ones_in_april() {
+        for (interval, day, start, next) in [
+            (Interval::Quarter, "2026-05-17", "2026-04-01", "2026-07-01"),
+            (Interval::Quarter, "2026-01-01", "2026-01-01", "2026-04-01"),
+            (Interval::Year, "2026-12-31", "2026-01-01", "2027-01-01"),
+            (Interval::FiscalQuarter, "2026-03-31", "2026-01-01", "2026-04-01"),
+            (Interval::FiscalQuarter, "2026-04-01", "2026-04-01", "2026-07-01"),
+            (Interval::FiscalYear, "2026-03-31", "2025-04-01", "2026-04-01"),
+            (Interval::FiscalYear, "2026-04-01", "2026-04-01", "2027-04-01"),
+            (Interval::FiscalYear, "1900-01-01", "1899-04-01", "1900-04-01"),
+        ] {
+            assert_eq!(interval.period_start(date(day)), date(start), "{interval:?} of {day}");
+            assert_eq!(interval.next_period(date(start)), date(next), "{interval:?} after {start}");
+            assert_eq!(interval.shift(date(next), -1), date(start), "{interval:?} before {next}");
+        }
+        assert_eq!(Interval::FiscalYear.periods(date("2025-03-01"), date("2026-06-30")).count(), 3);
     }
 
     #[test]

@@ -169,7 +169,7 @@ pub(crate) mod examples {
     }
 
     pub(crate) fn bad_interval(allowed: &[Interval]) -> Problem {
-        interval(Some("year"), allowed).expect_err("not an interval")
+        interval(Some("decade"), allowed).expect_err("not an interval")
     }
 
     pub(crate) fn bad_date() -> Problem {
