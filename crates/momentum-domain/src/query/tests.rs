@@ -366,17 +366,22 @@ fn a_suppressed_comparison_hides_what_the_movements_trend_hides() {
     assert!(matches!(mismatched, Err(ReadError::Invalid(_))));
 }
 
-#[test]
-fn new_retained_and_resurrecting_add_up_to_the_active_and_dormant_is_who_left() {
-    use Metric::*;
-    let previous = PeriodTotals { active_participants: 30, ..PeriodTotals::default() };
-    let current = PeriodTotals {
+/// 25 active: 8 new, 12 retained, so 5 resurrecting.
+fn lifecycle_period() -> PeriodTotals {
+    PeriodTotals {
         active_participants: 25,
         new_participants: 8,
         retained_participants: 12,
         window_participants: 60,
         ..PeriodTotals::default()
-    };
+    }
+}
+
+#[test]
+fn new_retained_and_resurrecting_add_up_to_the_active_and_dormant_is_who_left() {
+    use Metric::*;
+    let previous = PeriodTotals { active_participants: 30, ..PeriodTotals::default() };
+    let current = lifecycle_period();
     let totals = one_period(previous, current, 60);
     let request = request_of(Interval::Week, (2026, 3, 2), (2026, 3, 2));
     let trend = trend_from_totals(&request, &totals).unwrap();
@@ -391,13 +396,7 @@ fn new_retained_and_resurrecting_add_up_to_the_active_and_dormant_is_who_left() 
 #[test]
 fn dormant_and_retained_are_hidden_together_and_with_a_small_count_before() {
     use Metric::*;
-    let current = PeriodTotals {
-        active_participants: 25,
-        new_participants: 8,
-        retained_participants: 12,
-        window_participants: 60,
-        ..PeriodTotals::default()
-    };
+    let current = lifecycle_period();
     let hidden = |previous_active| {
         let previous = PeriodTotals { active_participants: previous_active, ..PeriodTotals::default() };
         suppression::hidden_figures(&one_period(previous, current, 60), 0, 5)
@@ -419,15 +418,14 @@ fn dormant_and_retained_are_hidden_together_and_with_a_small_count_before() {
 fn ratios_are_hidden_when_a_count_they_are_made_of_is_small() {
     use Metric::*;
     let previous = PeriodTotals { active_participants: 10, ..PeriodTotals::default() };
+    // 2 retained of 10 would show as a rate of 0.2, and 0.2 × 10 = 2.
     let current = PeriodTotals {
-        active_participants: 8,
+        active_participants: 14,
         new_participants: 6,
         retained_participants: 2,
         window_participants: 20,
         ..PeriodTotals::default()
     };
-    // 2 retained of 10 would show as a rate of 0.2, and 0.2 × 10 = 2.
-    let current = PeriodTotals { active_participants: 14, new_participants: 6, ..current };
     let hidden = suppression::hidden_figures(&one_period(previous, current, 20), 0, 5);
     assert!(hidden.contains(&RetainedParticipants) && hidden.contains(&RetentionRate), "{hidden:?}");
     assert!(!hidden.contains(&Momentum), "{hidden:?}");
