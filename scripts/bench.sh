@@ -19,4 +19,4 @@ export MOMENTUM_NATS_SERVER
 MOMENTUM_BENCH_PYTHON="$(scripts/ensure-duckdb.sh)"
 export MOMENTUM_BENCH_PYTHON
 cargo build --release --bins --quiet
-exec target/release/momentum-dev bench "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/momentum-dev" bench "$@"

@@ -13,7 +13,9 @@ years="${1:-3}"
 profile="${2:-release}"
 nats_server="$(scripts/ensure-nats-server.sh)"
 if [ "$profile" = release ]; then cargo build --release --workspace --bins --quiet; else cargo build --workspace --bins --quiet; fi
-bin="$root/target/$profile"
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+bin="$target/$profile"
 work="$(mktemp -d)"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -39,7 +39,11 @@ mkdir -p "$state/logs"
 nats_server="$(scripts/ensure-nats-server.sh)"
 echo "building the services (the first build takes a few minutes)..."
 cargo build --workspace --bins --quiet
-bin="$root/target/debug"
+# Where cargo put the binaries: CARGO_TARGET_DIR when it is set (relative to
+# the repository, where this script builds), else target/.
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$root/$target" ;; esac
+bin="$target/debug"
 
 pids=()
 stopping=false
