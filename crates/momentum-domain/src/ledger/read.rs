@@ -311,8 +311,8 @@ impl MovementLedger {
 
     /// Over the consecutive `periods` (in order): how many people took part
     /// in exactly 1, 2, … of them (`[k - 1]` for k periods), and how many
-    /// took part in exactly n activities (meetings, actions, hour logs,
-    /// sign-ups), as (n, people) in increasing n.
+    /// took part in exactly n activities (meetings, actions, hour logs: the
+    /// facts of participation), as (n, people) in increasing n.
     pub fn stickiness(&self, interval: Interval, periods: &[NaiveDate]) -> (Vec<i64>, Vec<(u64, i64)>) {
         let Some(first) = periods.first() else { return (Vec::new(), Vec::new()) };
         let count = periods.len();

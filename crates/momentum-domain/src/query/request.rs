@@ -455,6 +455,14 @@ mod tests {
         assert!(serde_json::from_str::<PrinciplesRequest>(bad_id).is_err());
         let none = r#"{"movements":[],"metric":"meetings","interval":"week","from":"2026-03-02","to":"2026-03-02"}"#;
         assert!(serde_json::from_str::<CompareRequest>(none).is_err());
+        let names: Vec<String> = (0..=MOVEMENTS_PER_COMPARISON_MAX).map(|n| format!("m{n}")).collect();
+        let too_many = serde_json::json!({
+            "movements": names, "metric": "meetings", "interval": "week", "from": "2026-03-02", "to": "2026-03-02",
+        });
+        assert!(serde_json::from_value::<CompareRequest>(too_many).is_err(), "21 movements");
+        let days = r#"{"movement":"leeds","interval":"day","from":"2000-01-01","to":"2010-01-08"}"#;
+        let error = serde_json::from_str::<TrendRequest>(days).unwrap_err().to_string();
+        assert!(error.contains("more than 3660 periods"), "{error}");
         let good = r#"{"movement":"leeds","interval":"week","from":"2026-03-02","to":"2026-03-09"}"#;
         let request: TrendRequest = serde_json::from_str(good).unwrap();
         assert_eq!(serde_json::to_string(&request).unwrap(), good, "the wire form is unchanged");

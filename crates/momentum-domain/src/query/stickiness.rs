@@ -39,7 +39,7 @@ pub struct PeriodsActive {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActivitiesDone {
-    /// The number of activities (meetings, actions, hour logs, sign-ups); only
+    /// The number of activities (meetings, actions, hour logs); only
     /// numbers someone had appear.
     pub activities: u64,
     /// Distinct participants with exactly that many activities in the window;

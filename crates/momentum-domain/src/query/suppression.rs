@@ -1,8 +1,9 @@
 //! Small-number suppression: counts of people from 1 to `below - 1` are
 //! replaced by `null`, so a published figure cannot single a person out.
 //! Zero stays (it singles nobody out). Ratios built on counts of people
-//! (`retention_rate`, `momentum`) are `null` wherever the active count of
-//! their period or the one before is suppressed or unknown.
+//! (`retention_rate`, `pulse`, `momentum`) are `null` wherever a count
+//! they are made of is suppressed, and so is any figure that would give a
+//! suppressed one away.
 
 use std::collections::BTreeSet;
 
@@ -39,12 +40,11 @@ fn is_small(count: i64, below: u64) -> bool {
 /// The figures of people of one trend row (`index`, from the first
 /// period asked for) that may not be published:
 /// - every count of people from 1 to `below - 1`;
-/// - where that hides exactly one of the active, new and returning
-///   counts, the smaller of the other two as well, since any two of them
-///   give the third (active = new + returning);
 /// - where any of new, returning, retained and resurrecting is hidden, all
-///   four: returning = retained + resurrecting and active = new + retained +
-///   resurrecting, so any one of them follows from the others;
+///   four: active = new + returning and returning = retained +
+///   resurrecting, so any one of them follows from the others and the
+///   active count (a small active count has a small part, so it hides them
+///   all too);
 /// - dormant and retained together, since they add up to the previous
 ///   period's active count (shown in the row before); and dormant when that
 ///   previous count is small, which the two would otherwise give away;
@@ -65,13 +65,6 @@ pub fn hidden_figures(totals: &TrendTotals, index: usize, below: u64) -> BTreeSe
         .copied()
         .filter(|metric| metric.counts_people() && is_small(count(*metric), below))
         .collect();
-    let related = [Metric::ActiveParticipants, Metric::NewParticipants, Metric::ReturningParticipants];
-    if related.iter().filter(|metric| hidden.contains(metric)).count() == 1 {
-        let shown = related.iter().copied().filter(|metric| !hidden.contains(metric));
-        if let Some(smaller) = shown.min_by_key(|metric| count(*metric)) {
-            hidden.insert(smaller);
-        }
-    }
     let small = |count: i64| is_small(count, below);
     if small(previous.active_participants) {
         hidden.insert(Metric::DormantParticipants);

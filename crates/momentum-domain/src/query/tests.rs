@@ -312,7 +312,7 @@ fn one_period(previous: PeriodTotals, current: PeriodTotals, four_back_window: i
 }
 
 #[test]
-fn hiding_one_of_active_new_and_returning_hides_the_smaller_of_the_other_two() {
+fn hiding_one_of_new_returning_retained_and_resurrecting_hides_all_four() {
     use Metric::*;
     let previous = PeriodTotals { active_participants: 40, ..PeriodTotals::default() };
     let period = |active, new| PeriodTotals {

@@ -63,6 +63,9 @@ impl TryFrom<RequestParts<&StickinessParameters>> for StickinessRequest {
         };
         let to = date(parameters.to.as_deref(), "to")?.unwrap_or(asked.today);
         let from = interval.shift(interval.period_start(to), 1 - window as i32);
+        // `to` out of the readable years is its own fault; a first period
+        // before them is the window's.
+        DateRange::new(to, to).map_err(|error| Problem::bad_parameter("to", error.to_string()))?;
         let range = DateRange::new(from, to).map_err(|_| {
             Problem::bad_parameter("window", "reaches before the earliest readable date; use a shorter window")
         })?;
@@ -141,4 +144,26 @@ problem_responses! {
         Problem::bad_parameter("window", format!("must be a whole number from 1 to {STICKINESS_WINDOW_MAX}")),
         examples::bad_min_seq(),
     ]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(parameters: StickinessParameters) -> String {
+        let movement = momentum_domain::query::MovementId::parse("m").unwrap();
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 3, 9).unwrap();
+        let parts = RequestParts { parameters: &parameters, movement, today };
+        StickinessRequest::try_from(parts).unwrap_err().errors[0].pointer.clone()
+    }
+
+    #[test]
+    fn a_refused_range_names_to_or_window_whichever_is_at_fault() {
+        let to = |text: &str| StickinessParameters { to: Some(text.to_owned()), ..Default::default() };
+        assert_eq!(refused(to("3000-01-01")), "to");
+        assert_eq!(refused(to("1899-12-31")), "to");
+        let early = StickinessParameters { window: Some("104".to_owned()), ..to("1900-06-01") };
+        assert_eq!(refused(early), "window");
+        assert_eq!(refused(StickinessParameters { window: Some("0".to_owned()), ..Default::default() }), "window");
+    }
 }
