@@ -552,7 +552,50 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
     assert_eq!(twice["series"], body["series"], "a movement named twice is compared once");
     let (status, _) = stack.query("/v1/compare?metric=volunteer_hours&movements=nobody-here").await;
     assert_eq!(status, 404);
+    every_read_is_filtered(&stack, seq).await;
     stack.stop().await;
+}
+
+/// The filters of the scenario of the test above, on every read. Events
+/// carry no area or kind there, so those filters match nothing.
+async fn every_read_is_filtered(stack: &TestStack, seq: u64) {
+    let weeks = format!("/v1/movements/{MOVEMENT}/trends?from=2026-03-02&to=2026-03-15&min_seq={seq}");
+    let (status, attendees) = stack.query(&format!("{weeks}&role=attendee")).await;
+    assert_eq!(status, 200, "{attendees}");
+    let (first, second) = (row(&attendees, "2026-03-02"), row(&attendees, "2026-03-09"));
+    assert_eq!(first["active_participants"], 3, "a, b and c attended; o1 organised");
+    assert_eq!((first["meetings"].as_i64(), first["volunteer_hours"].as_f64()), (Some(1), Some(0.0)));
+    assert_eq!(second["new_participants"], 1, "g: a and b attended the week before");
+    assert_eq!(second["organisers"], 0);
+    let (_, citizens) = stack.query(&format!("{weeks}&role=citizen")).await;
+    assert_eq!(row(&citizens, "2026-03-02")["organisers"], 1, "o1 organised as a citizen");
+    assert_eq!(row(&citizens, "2026-03-09")["new_participants"], 0, "o1 organised the week before too");
+    let (_, nowhere) = stack.query(&format!("{weeks}&area=E01000001")).await;
+    assert_eq!(row(&nowhere, "2026-03-02")["active_participants"], 0);
+
+    let path = format!("/v1/movements/{MOVEMENT}/cohorts?from=2026-03-02&to=2026-03-15&role=volunteer&min_seq={seq}");
+    let (status, body) = stack.query(&path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["cohorts"],
+        json!([{ "cohort": "2026-03-02", "size": 1, "active": [1, 0] }, { "cohort": "2026-03-09", "size": 1, "active": [1] }]),
+        "a logged hours the first week, h the second"
+    );
+    let path = format!("/v1/movements/{MOVEMENT}/principles?from=2026-03-01&to=2026-03-31&kind=walk&min_seq={seq}");
+    let (_, body) = stack.query(&path).await;
+    assert!(body["principles"].as_array().unwrap().iter().all(|p| p["activities"] == 0), "{body}");
+    let path = format!("/v1/movements/{MOVEMENT}/stickiness?window=2&to=2026-03-15&role=action_participant");
+    let (_, body) = stack.query(&path).await;
+    assert_eq!(
+        body["periods_active"],
+        json!([{ "periods": 1, "participants": 2 }, { "periods": 2, "participants": 0 }])
+    );
+    let path = "/v1/compare?metric=active_participants&from=2026-03-02&to=2026-03-08&movements=another-movement";
+    let (_, body) = stack.query(&format!("{path}&role=volunteer")).await;
+    assert_eq!(body["series"][0]["values"][0]["value"], 1, "z logged hours");
+
+    let (status, body) = stack.query(&format!("{weeks}&role=organiser")).await;
+    assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("role")), "{body}");
 }
 
 #[tokio::test]

@@ -796,6 +796,7 @@ mod tests {
             movement: query::MovementId::parse(movement).expect("a movement id"),
             periods: query::Periods::new(Interval::Week, range).expect("a readable range"),
             metrics: Some(vec![metric]),
+            filter: Default::default(),
         };
         let trend = query::trend(&folded().state, &request, &ReadSettings { volunteer_hour_value_gbp: 11.27 })
             .unwrap_or_else(|_| panic!("a trend of {movement}"));

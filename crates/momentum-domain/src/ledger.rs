@@ -26,6 +26,7 @@
 mod day;
 mod index;
 mod read;
+mod select;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -38,6 +39,7 @@ use crate::period::local_date;
 use index::{EventIndex, Standing};
 
 pub use read::PeriodTotals;
+pub use select::Selection;
 
 /// The ledger's hash maps and sets: foldhash, seeded at random per map, so
 /// keys partners choose (ids, sources) cannot be made to collide.
@@ -680,7 +682,8 @@ impl MovementLedger {
             .collect();
         // One taking a person: an organiser's part over any other, and the
         // first role named among several.
-        people.sort_unstable_by_key(|taking| (taking.person, !matches!(taking.part, Part::Organiser(_))));
+        // A stable sort keeps the organisers' roles in the order named.
+        people.sort_by_key(|taking| (taking.person, !matches!(taking.part, Part::Organiser(_))));
         people.dedup_by_key(|taking| taking.person);
         let principles = event
             .principles()

@@ -10,6 +10,7 @@ pub mod event;
 pub mod ledger;
 pub mod period;
 pub mod query;
+pub mod selection;
 pub mod validation;
 pub mod varint;
 

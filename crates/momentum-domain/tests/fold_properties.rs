@@ -10,7 +10,8 @@ use momentum_domain::query::{
     self, Cohort, CohortRequest, DateRange, Metric, MovementId, Periods, PrincipleFigures, PrinciplesRequest,
     ReadSettings, StickinessRequest, TrendRequest,
 };
-use momentum_domain::{Event, EventData, Interval, Principle};
+use momentum_domain::selection::{Filter, FilterValue, ParticipantRole};
+use momentum_domain::{Event, EventData, Interval, Principle, Role};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -82,8 +83,11 @@ fn build_event(
     let area = ["north", "south", "east"][(tags % 3) as usize];
     let partner = ["nhs", "council", "charity"][(tags % 3) as usize];
     let partners = json!([partner]);
-    let (type_name, data) = match kind {
-        0 => ("participant.joined", json!({ "participant": first, "role": "citizen", "area": area })),
+    // A label (kind, activity or channel) on three events in four.
+    let label = ["walk", "talk", "walk"].get((tags / 4 % 4) as usize).copied();
+    let joined_role = ["citizen", "professional", "partner_staff"][(tags / 16 % 3) as usize];
+    let (type_name, mut data) = match kind {
+        0 => ("participant.joined", json!({ "participant": first, "role": joined_role, "area": area })),
         1 => (
             "meeting.held",
             json!({ "attendees": refs, "organisers": organisers, "principles": principles, "partners": partners, "area": area }),
@@ -99,6 +103,10 @@ fn build_event(
         ),
         _ => ("event.retracted", json!({ "event_id": format!("e{target}") })),
     };
+    let label_field = ["channel", "kind", "activity", "kind"].get(usize::from(kind));
+    if let (Some(label), Some(field)) = (label, label_field) {
+        data[*field] = json!(label);
+    }
     let value = json!({
         "specversion": "1.0", "id": format!("e{index}"), "source": SOURCES[source], "type": type_name,
         "subject": MOVEMENTS[movement], "time": time.to_rfc3339(), "data": data,
@@ -119,6 +127,21 @@ fn event_strategy(index: usize, count: usize) -> impl Strategy<Value = Event> {
         .prop_map(move |(kind, source, movement, minutes, people, target, tags)| {
             build_event(index, kind, source, movement, minutes, &people, target, tags)
         })
+}
+
+/// Filters of every kind, alone and combined, some naming a value no
+/// event has.
+fn filters() -> impl Strategy<Value = Filter> {
+    let value = |texts: &'static [&'static str]| {
+        prop::option::of(prop::sample::select(texts).prop_map(|text| FilterValue::new(text).expect("a value")))
+    };
+    (
+        value(&["north", "south", "nowhere"]),
+        value(&["nhs", "council", "nobody"]),
+        prop::option::of(prop::sample::select(ParticipantRole::ALL.to_vec())),
+        value(&["walk", "talk", "sing"]),
+    )
+        .prop_map(|(area, partner, role, kind)| Filter { area, partner, role, kind })
 }
 
 /// Distinct events, then a delivery order with some of them repeated.
@@ -187,25 +210,35 @@ fn assert_lifecycle_adds_up(reads: &Value) {
 /// Every read the API offers, for every movement and interval, as JSON
 /// without the watermark (which counts deliveries, repeats included).
 fn read_all(state: &Ledger) -> Value {
+    read_all_with(state, &Filter::default())
+}
+
+/// [`read_all`], every read filtered by `filter`.
+fn read_all_with(state: &Ledger, filter: &Filter) -> Value {
     let mut all = serde_json::Map::new();
     for movement in MOVEMENTS {
         for interval in Interval::ALL {
-            let request = TrendRequest { movement: id(movement), periods: periods(interval, FROM, TO), metrics: None };
+            let periods = periods(interval, FROM, TO);
+            let request = TrendRequest { movement: id(movement), periods, metrics: None, filter: filter.clone() };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-            let cohorts =
-                query::cohorts(state, &CohortRequest { movement: id(movement), periods: periods(interval, FROM, TO) })
-                    .map(|cohorts| serde_json::to_value(cohorts.cohorts).unwrap());
+            let request = CohortRequest { movement: id(movement), periods, filter: filter.clone() };
+            let cohorts = query::cohorts(state, &request).map(|cohorts| serde_json::to_value(cohorts.cohorts).unwrap());
             all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
             all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));
         }
         for interval in [Interval::Week, Interval::Month] {
-            let request = StickinessRequest { movement: id(movement), periods: periods(interval, FROM, TO) };
+            let request = StickinessRequest {
+                movement: id(movement),
+                periods: periods(interval, FROM, TO),
+                filter: filter.clone(),
+            };
             let stickiness = query::stickiness(state, &request)
                 .map(|answer| json!({ "periods_active": answer.periods_active, "frequency": answer.frequency }));
             all.insert(format!("{movement} {interval:?} stickiness"), stickiness.unwrap_or(Value::Null));
         }
         let range = DateRange::new(day("2026-01-10"), day("2026-02-20")).expect("a range in order");
-        let request = PrinciplesRequest::new(id(movement), range).expect("a readable range");
+        let mut request = PrinciplesRequest::new(id(movement), range).expect("a readable range");
+        request.filter = filter.clone();
         let principles = query::principles(state, &request).map(|p| serde_json::to_value(p.principles).unwrap());
         all.insert(format!("{movement} principles"), principles.unwrap_or(Value::Null));
     }
@@ -221,11 +254,67 @@ fn window_trends(state: &Ledger) -> Value {
         for interval in Interval::ALL {
             let request = TrendRequest {
                 movement: id(movement),
-                periods: periods(interval, "2026-02-01", "2026-03-10"),
+                periods: periods(interval, WINDOW.0, WINDOW.1),
                 metrics: None,
+                filter: Filter::default(),
             };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
             all.insert(format!("{movement} {interval:?} window trend"), trend.unwrap_or(Value::Null));
+        }
+    }
+    Value::Object(all)
+}
+
+/// The window [`window_trends`] reads.
+const WINDOW: (&str, &str) = ("2026-02-01", "2026-03-10");
+
+/// Trends and cohorts over [`WINDOW`], filtered by `filter`: events before
+/// the window decide who is new in it.
+fn window_reads(state: &Ledger, filter: &Filter) -> Value {
+    let mut all = serde_json::Map::new();
+    for movement in MOVEMENTS {
+        for interval in [Interval::Day, Interval::Week, Interval::Month] {
+            let periods = periods(interval, WINDOW.0, WINDOW.1);
+            let request = TrendRequest { movement: id(movement), periods, metrics: None, filter: filter.clone() };
+            let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
+            let request = CohortRequest { movement: id(movement), periods, filter: filter.clone() };
+            let cohorts = query::cohorts(state, &request).map(|read| serde_json::to_value(read.cohorts).unwrap());
+            all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
+            all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));
+        }
+    }
+    Value::Object(all)
+}
+
+/// What [`window_reads`] reads, taken from the reads of the whole range:
+/// a trend's rows in the window, and the window's cohorts with their
+/// activity up to its end.
+fn window_of(reads: &Value) -> Value {
+    let mut all = serde_json::Map::new();
+    for movement in MOVEMENTS {
+        for interval in [Interval::Day, Interval::Week, Interval::Month] {
+            let starts: Vec<NaiveDate> = periods(interval, WINDOW.0, WINDOW.1).starts();
+            let inside = |row: &Value, field: &str| {
+                starts.contains(&serde_json::from_value::<NaiveDate>(row[field].clone()).expect("a date"))
+            };
+            let trend = &reads[format!("{movement} {interval:?} trend")];
+            let trend = trend.as_array().map_or(Value::Null, |rows| {
+                Value::Array(rows.iter().filter(|row| inside(row, "period")).cloned().collect())
+            });
+            let cohorts = &reads[format!("{movement} {interval:?} cohorts")];
+            let cohorts = cohorts.as_array().map_or(Value::Null, |rows| {
+                let mut kept = Vec::new();
+                for row in rows.iter().filter(|row| inside(row, "cohort")) {
+                    let mut row = row.clone();
+                    let offset = starts.iter().position(|start| json!(start) == row["cohort"]).expect("inside");
+                    let active = row["active"].as_array_mut().expect("an array");
+                    active.truncate(starts.len() - offset);
+                    kept.push(row);
+                }
+                Value::Array(kept)
+            });
+            all.insert(format!("{movement} {interval:?} trend"), trend);
+            all.insert(format!("{movement} {interval:?} cohorts"), cohorts);
         }
     }
     Value::Object(all)
@@ -280,16 +369,18 @@ struct View<'e> {
     participants: Vec<String>,
     organisers: Vec<String>,
     volunteer: Option<String>,
+    /// A sign-up's participant.
+    joined: Option<String>,
 }
 
 impl<'e> View<'e> {
     fn of(event: &'e Event, erased: &BTreeSet<&str>) -> View<'e> {
         let keep = |refs: Vec<&str>| refs.into_iter().filter(|r| !erased.contains(r)).map(str::to_owned).collect();
-        let volunteer = match &event.data {
-            EventData::VolunteerHoursLogged(data) if !erased.contains(data.participant.as_str()) => {
-                Some(data.participant.clone())
-            }
-            _ => None,
+        let kept = |participant: &String| (!erased.contains(participant.as_str())).then(|| participant.clone());
+        let (volunteer, joined) = match &event.data {
+            EventData::VolunteerHoursLogged(data) => (kept(&data.participant), None),
+            EventData::ParticipantJoined(data) => (None, kept(&data.participant)),
+            _ => (None, None),
         };
         View {
             event,
@@ -297,17 +388,88 @@ impl<'e> View<'e> {
             participants: keep(event.participants()),
             organisers: keep(event.organisers().0),
             volunteer,
+            joined,
         }
     }
 
     fn is(&self, kind: fn(&EventData) -> bool) -> bool {
         kind(&self.event.data)
     }
+
+    /// A meeting's or action's kind, or an hour log's activity.
+    fn kind(&self) -> Option<&str> {
+        match &self.event.data {
+            EventData::MeetingHeld(data) => data.kind.as_deref(),
+            EventData::VolunteerHoursLogged(data) => data.activity.as_deref(),
+            EventData::CollectiveActionTaken(data) => data.kind.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The part each person had, as docs/metrics.md defines role: an
+    /// organiser's first role named, over any other part.
+    fn role_of(&self, person: &str) -> Option<ParticipantRole> {
+        let organisers = match &self.event.data {
+            EventData::MeetingHeld(data) => data.organisers.as_slice(),
+            EventData::CollectiveActionTaken(data) => data.organisers.as_slice(),
+            EventData::VolunteerHoursLogged(_) => return Some(ParticipantRole::Volunteer),
+            EventData::ParticipantJoined(data) => return Some(role(data.role)),
+            _ => return None,
+        };
+        if let Some(organiser) = organisers.iter().find(|organiser| organiser.participant == person) {
+            return Some(role(organiser.role));
+        }
+        match &self.event.data {
+            EventData::MeetingHeld(_) => Some(ParticipantRole::Attendee),
+            _ => Some(ParticipantRole::ActionParticipant),
+        }
+    }
+
+    /// The event as a read filtered by `filter` sees it: `None` when it
+    /// does not match, and with only the people of the role filtered by.
+    fn filtered(mut self, filter: &Filter) -> Option<View<'e>> {
+        let text = |value: &Option<FilterValue>| value.as_ref().map(|value| value.as_str().to_owned());
+        if text(&filter.area).is_some_and(|area| self.event.area() != Some(area.as_str())) {
+            return None;
+        }
+        if text(&filter.partner).is_some_and(|partner| !self.event.partners().contains(&partner.as_str())) {
+            return None;
+        }
+        if text(&filter.kind).is_some_and(|kind| self.kind() != Some(kind.as_str())) {
+            return None;
+        }
+        let Some(wanted) = filter.role else { return Some(self) };
+        let has = |view: &View, person: &String| view.role_of(person) == Some(wanted);
+        let participants = self.participants.iter().filter(|p| has(&self, p)).cloned().collect();
+        let organisers = self.organisers.iter().filter(|p| has(&self, p)).cloned().collect();
+        let volunteer = self.volunteer.clone().filter(|p| has(&self, p));
+        let joined = self.joined.clone().filter(|p| has(&self, p));
+        (self.participants, self.organisers, self.volunteer, self.joined) =
+            (participants, organisers, volunteer, joined);
+        (!self.participants.is_empty() || self.volunteer.is_some() || self.joined.is_some()).then_some(self)
+    }
+}
+
+fn role(role: Role) -> ParticipantRole {
+    match role {
+        Role::Citizen => ParticipantRole::Citizen,
+        Role::Professional => ParticipantRole::Professional,
+        Role::PartnerStaff => ParticipantRole::PartnerStaff,
+    }
 }
 
 /// Recomputes everything `read_all` reads, straight from the definitions.
 fn reference(events: &[Event], order: &[usize]) -> Value {
-    let effective: Vec<View> = effective(events, order).into_iter().map(|(e, erased)| View::of(e, &erased)).collect();
+    reference_with(events, order, &Filter::default())
+}
+
+/// [`reference`] of the reads filtered by `filter`: the same definitions
+/// over the events that match, with only the people of the role asked for.
+fn reference_with(events: &[Event], order: &[usize], filter: &Filter) -> Value {
+    let effective: Vec<View> = effective(events, order)
+        .into_iter()
+        .filter_map(|(event, erased)| View::of(event, &erased).filtered(filter))
+        .collect();
     let mut all = serde_json::Map::new();
     for movement in MOVEMENTS {
         let mine: Vec<&View> = effective.iter().filter(|view| view.event.subject == movement).collect();
@@ -514,6 +676,16 @@ proptest! {
         assert_reads!(read_all(&ledger), reference(&events, &order));
         assert_reads!(window_trends(&ledger), window_trends(&fold(&events, &order)));
         assert_lifecycle_adds_up(&read_all(&ledger));
+    }
+
+    /// A filtered read is the same read over the events that match, with
+    /// only the people of the role filtered by.
+    #[test]
+    fn a_filtered_read_equals_the_reference_over_the_events_that_match((events, order) in deliveries(), filter in filters()) {
+        let ledger = fold(&events, &order);
+        let reference = reference_with(&events, &order, &filter);
+        assert_reads!(read_all_with(&ledger, &filter), reference);
+        assert_reads!(window_reads(&ledger, &filter), window_of(&reference));
     }
 
     /// Order independence, byte for byte.

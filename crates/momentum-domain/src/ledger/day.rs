@@ -21,6 +21,7 @@ pub(super) struct FactView<'a> {
     pub(super) citizen_led: bool,
     pub(super) principles: u8,
     pub(super) area: Option<u32>,
+    pub(super) label: Option<u32>,
     pub(super) partners: &'a [u32],
     pub(super) people: &'a [Taking],
 }
@@ -34,10 +35,10 @@ struct Row {
     /// where the row before's end).
     people_end: u32,
     partners_end: u32,
-    /// [`NONE`] for none: four bytes where an `Option` takes eight. (A
-    /// fact's label is not kept in memory: no read uses it yet; the store's
-    /// entries keep it.)
+    /// [`NONE`] for none: four bytes where an `Option` takes eight.
     area: u32,
+    /// [`NONE`] for none.
+    label: u32,
     kind: FactKind,
     citizen_led: bool,
     principles: u8,
@@ -64,6 +65,10 @@ impl Day {
             area: fact.area.map_or(NONE, |area| {
                 assert!(area != NONE, "fewer than 2^32 - 1 areas");
                 area
+            }),
+            label: fact.label.map_or(NONE, |label| {
+                assert!(label != NONE, "fewer than 2^32 - 1 labels");
+                label
             }),
             kind: fact.kind,
             citizen_led: fact.citizen_led,
@@ -100,6 +105,7 @@ impl Day {
                 citizen_led: row.citizen_led,
                 principles: row.principles,
                 area: (row.area != NONE).then_some(row.area),
+                label: (row.label != NONE).then_some(row.label),
                 partners: &self.partners[partners],
                 people: &self.people[people],
             }

@@ -13,7 +13,8 @@ use std::sync::{Arc, PoisonError};
 
 use chrono::NaiveDate;
 
-use super::{FactKind, MOMENTUM_WINDOW_PERIODS, MovementLedger, Part};
+use super::select::Selection;
+use super::{FactKind, MOMENTUM_WINDOW_PERIODS, MovementLedger, Part, Taking};
 use crate::event::Principle;
 use crate::period::Interval;
 
@@ -137,9 +138,9 @@ impl<'de> serde::Deserialize<'de> for PeriodTotals {
 const CACHED_ANSWERS_MAX: usize = 64;
 
 /// What a read asked, as a cache key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Question {
-    PeriodTotals { interval: Interval, first: NaiveDate, periods: usize },
+    PeriodTotals { interval: Interval, first: NaiveDate, periods: usize, selection: Selection },
 }
 
 /// A movement's answers computed since its facts last changed.
@@ -164,17 +165,18 @@ fn period_bounds(interval: Interval, first: NaiveDate, periods: usize) -> Vec<Na
 }
 
 impl MovementLedger {
-    /// The totals of each of `starts`, consecutive periods in order, zeros
-    /// where nothing happened.
-    pub fn period_totals(&self, interval: Interval, starts: &[NaiveDate]) -> Vec<PeriodTotals> {
+    /// The totals of each of `starts`, consecutive periods in order, of the
+    /// facts and people `selection` counts; zeros where nothing happened.
+    pub fn period_totals(&self, interval: Interval, starts: &[NaiveDate], selection: &Selection) -> Vec<PeriodTotals> {
         let Some(first) = starts.first() else { return Vec::new() };
         debug_assert!(starts.windows(2).all(|pair| pair[1] == interval.next_period(pair[0])), "consecutive periods");
-        let question = Question::PeriodTotals { interval, first: *first, periods: starts.len() };
+        let question =
+            Question::PeriodTotals { interval, first: *first, periods: starts.len(), selection: selection.clone() };
         let cached = self.cache.lock().unwrap_or_else(PoisonError::into_inner).totals.get(&question).cloned();
         if let Some(totals) = cached {
             return totals.to_vec();
         }
-        let totals = Arc::new(self.compute_period_totals(interval, *first, starts.len()));
+        let totals = Arc::new(self.compute_period_totals(interval, *first, starts.len(), selection));
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.totals.len() >= CACHED_ANSWERS_MAX {
             cache.clear();
@@ -186,10 +188,18 @@ impl MovementLedger {
     /// One pass over the facts from three periods before `first` (the
     /// rolling window of the first period looks back that far) to the
     /// end of the last period.
-    fn compute_period_totals(&self, interval: Interval, first: NaiveDate, periods: usize) -> Vec<PeriodTotals> {
+    fn compute_period_totals(
+        &self,
+        interval: Interval,
+        first: NaiveDate,
+        periods: usize,
+        selection: &Selection,
+    ) -> Vec<PeriodTotals> {
         let lookback = (MOMENTUM_WINDOW_PERIODS - 1) as usize;
         let count = periods + lookback;
         let bounds = period_bounds(interval, interval.shift(first, -(lookback as i32)), count);
+        let seen_before = self.seen_before(bounds[0], selection);
+        let mut narrowed = Vec::new();
         let mut totals = vec![PeriodTotals::default(); count];
         // The last period each person was counted in as active, volunteer,
         // action participant and organiser.
@@ -203,6 +213,7 @@ impl MovementLedger {
             }
             let mark = period as u32;
             for fact in facts.facts() {
+                let Some(fact) = selection.admit(fact, &mut narrowed) else { continue };
                 let here = &mut totals[period];
                 match fact.kind {
                     FactKind::Joined => here.joined += 1,
@@ -256,10 +267,15 @@ impl MovementLedger {
                     if before != UNMARKED && before + 1 == mark {
                         here.retained_participants += 1;
                     }
-                    if let Some(first_day) = self.first_day(taking.person)
-                        && bounds[period] <= first_day
-                        && first_day < bounds[period + 1]
-                    {
+                    let new = match &seen_before {
+                        // Their first participation is this period's when
+                        // it is their first in the pass, and none came before.
+                        Some(seen) => before == UNMARKED && !seen[taking.person as usize],
+                        None => self
+                            .first_day(taking.person)
+                            .is_some_and(|first_day| bounds[period] <= first_day && first_day < bounds[period + 1]),
+                    };
+                    if new {
                         here.new_participants += 1;
                     }
                     // The windows this period opens for them: those not
@@ -280,28 +296,47 @@ impl MovementLedger {
     /// cohort, how many of those whose first participation falls in it
     /// took part in it and in each period after it in `periods`:
     /// `activity[c][k]` for cohort `c` in period `c + k`.
-    pub fn cohort_activity(&self, interval: Interval, periods: &[NaiveDate]) -> Vec<Vec<i64>> {
+    pub fn cohort_activity(&self, interval: Interval, periods: &[NaiveDate], selection: &Selection) -> Vec<Vec<i64>> {
         let Some(first) = periods.first() else { return Vec::new() };
         let count = periods.len();
         let bounds = period_bounds(interval, *first, count);
         let mut activity: Vec<Vec<i64>> = (0..count).map(|cohort| vec![0; count - cohort]).collect();
         let mut marks = vec![UNMARKED; self.person_count()];
+        // Where the index of first days does not answer (a selection's first
+        // participations are not its), each person's cohort: the period they
+        // are first met in, unless they took part before the range.
+        let seen_before = self.seen_before(bounds[0], selection);
+        let mut cohorts = vec![UNMARKED; if seen_before.is_some() { self.person_count() } else { 0 }];
+        let mut narrowed = Vec::new();
         let mut period = 0;
         for (day, facts) in self.facts.range(bounds[0]..bounds[count]) {
             while *day >= bounds[period + 1] {
                 period += 1;
             }
             for fact in facts.facts().filter(|fact| fact.kind.is_participation()) {
+                let Some(fact) = selection.admit(fact, &mut narrowed) else { continue };
                 for taking in fact.people {
-                    if std::mem::replace(&mut marks[taking.person as usize], period as u32) == period as u32 {
+                    let person = taking.person as usize;
+                    if std::mem::replace(&mut marks[person], period as u32) == period as u32 {
                         continue;
                     }
-                    let Some(first_day) = self.first_day(taking.person) else { continue };
-                    if first_day < bounds[0] {
-                        continue;
-                    }
-                    // Their first day is on or before this one.
-                    let cohort = bounds.partition_point(|start| *start <= first_day) - 1;
+                    let cohort = match &seen_before {
+                        Some(seen) if seen[person] => continue,
+                        Some(_) => {
+                            if cohorts[person] == UNMARKED {
+                                cohorts[person] = period as u32;
+                            }
+                            cohorts[person] as usize
+                        }
+                        None => {
+                            let Some(first_day) = self.first_day(taking.person) else { continue };
+                            if first_day < bounds[0] {
+                                continue;
+                            }
+                            // Their first day is on or before this one.
+                            bounds.partition_point(|start| *start <= first_day) - 1
+                        }
+                    };
                     activity[cohort][period - cohort] += 1;
                 }
             }
@@ -309,11 +344,37 @@ impl MovementLedger {
         activity
     }
 
+    /// For a selection that is not every fact, whether each person took
+    /// part, in a fact it counts, before `day`: `None` for every fact, whose
+    /// first participations the index of first days holds. This looks at
+    /// the whole history before `day`.
+    fn seen_before(&self, day: NaiveDate, selection: &Selection) -> Option<Vec<bool>> {
+        if selection.is_all() {
+            return None;
+        }
+        let mut seen = vec![false; self.person_count()];
+        let mut narrowed: Vec<Taking> = Vec::new();
+        for facts in self.facts.range(..day).map(|(_, facts)| facts) {
+            for fact in facts.facts().filter(|fact| fact.kind.is_participation()) {
+                let Some(fact) = selection.admit(fact, &mut narrowed) else { continue };
+                for taking in fact.people {
+                    seen[taking.person as usize] = true;
+                }
+            }
+        }
+        Some(seen)
+    }
+
     /// Over the consecutive `periods` (in order): how many people took part
     /// in exactly 1, 2, … of them (`[k - 1]` for k periods), and how many
     /// took part in exactly n activities (meetings, actions, hour logs: the
     /// facts of participation), as (n, people) in increasing n.
-    pub fn stickiness(&self, interval: Interval, periods: &[NaiveDate]) -> (Vec<i64>, Vec<(u64, i64)>) {
+    pub fn stickiness(
+        &self,
+        interval: Interval,
+        periods: &[NaiveDate],
+        selection: &Selection,
+    ) -> (Vec<i64>, Vec<(u64, i64)>) {
         let Some(first) = periods.first() else { return (Vec::new(), Vec::new()) };
         let count = periods.len();
         let bounds = period_bounds(interval, *first, count);
@@ -323,11 +384,13 @@ impl MovementLedger {
         let (mut last_period, mut last_fact) = (vec![UNMARKED; people], vec![u64::MAX; people]);
         let (mut periods_active, mut activities) = (vec![0u32; people], vec![0u64; people]);
         let (mut period, mut fact_number) = (0, 0u64);
+        let mut narrowed = Vec::new();
         for (day, facts) in self.facts.range(bounds[0]..bounds[count]) {
             while *day >= bounds[period + 1] {
                 period += 1;
             }
             for fact in facts.facts().filter(|fact| fact.kind.is_participation()) {
+                let Some(fact) = selection.admit(fact, &mut narrowed) else { continue };
                 fact_number += 1;
                 for taking in fact.people {
                     let person = taking.person as usize;
@@ -353,15 +416,22 @@ impl MovementLedger {
     /// For each of [`Principle::ALL`], the activities from `from` to `to`
     /// (local dates, inclusive) tagged with it, and their distinct
     /// participants.
-    pub fn principle_figures(&self, from: NaiveDate, to: NaiveDate) -> [(u64, u64); Principle::ALL.len()] {
+    pub fn principle_figures(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        selection: &Selection,
+    ) -> [(u64, u64); Principle::ALL.len()] {
         let mut figures = [(0, 0); Principle::ALL.len()];
         if from > to {
             return figures;
         }
         // The principles each person was counted under, as bits.
         let mut counted = vec![0u8; self.person_count()];
+        let mut narrowed = Vec::new();
         for facts in self.facts.range(from..=to).map(|(_, facts)| facts) {
             for fact in facts.facts().filter(|fact| fact.principles != 0) {
+                let Some(fact) = selection.admit(fact, &mut narrowed) else { continue };
                 for (bit, figure) in figures.iter_mut().enumerate() {
                     if fact.principles & (1 << bit) == 0 {
                         continue;

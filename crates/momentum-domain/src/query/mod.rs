@@ -82,7 +82,7 @@ pub fn trend_totals(
     let watermark = ledger.watermark();
     let facts = facts(ledger, &request.movement)?;
     let starts = with_lookback(request, &periods);
-    let totals = facts.period_totals(request.periods.interval(), &starts);
+    let totals = facts.period_totals(request.periods.interval(), &starts, &facts.select(&request.filter));
     Ok(TrendTotals { watermark, volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp, totals })
 }
 
@@ -173,8 +173,9 @@ pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, Read
     let interval = request.periods.interval();
     let watermark = ledger.watermark();
     let facts = facts(ledger, &request.movement)?;
-    let sizes = facts.period_totals(interval, &periods);
-    let activity = facts.cohort_activity(interval, &periods);
+    let selection = facts.select(&request.filter);
+    let sizes = facts.period_totals(interval, &periods, &selection);
+    let activity = facts.cohort_activity(interval, &periods, &selection);
     let cohorts = periods
         .iter()
         .zip(sizes.iter().zip(activity))
@@ -200,7 +201,8 @@ pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, Read
 pub fn principles(ledger: &Ledger, request: &PrinciplesRequest) -> Result<Principles, ReadError> {
     let range = request.range();
     let watermark = ledger.watermark();
-    let figures = facts(ledger, &request.movement)?.principle_figures(range.from(), range.to());
+    let facts = facts(ledger, &request.movement)?;
+    let figures = facts.principle_figures(range.from(), range.to(), &facts.select(&request.filter));
     let figures = Principle::ALL
         .into_iter()
         .zip(figures)

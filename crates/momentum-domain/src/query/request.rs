@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metric::Metric;
 use crate::period::Interval;
+use crate::selection::Filter;
 
 /// The most periods one read may cover: ten years of days.
 pub const PERIODS_PER_TREND_MAX: usize = 3660;
@@ -293,6 +294,9 @@ pub struct TrendRequest {
     /// The metrics wanted; all of them when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Vec<Metric>>,
+    /// The events counted; on the wire, `area`, `partner`, `role` and `kind` beside the other fields.
+    #[serde(flatten)]
+    pub filter: Filter,
 }
 
 /// A cohorts read: one movement's participants grouped by the period of their first participation.
@@ -303,6 +307,9 @@ pub struct CohortRequest {
     /// The periods of the cohorts and of their activity; on the wire, `interval`, `from` and `to` beside `movement`.
     #[serde(flatten)]
     pub periods: Periods,
+    /// The events counted.
+    #[serde(flatten)]
+    pub filter: Filter,
 }
 
 /// The principles read covers days, at most [`PERIODS_PER_TREND_MAX`] of
@@ -313,6 +320,8 @@ pub struct PrinciplesRequest {
     /// The movement whose principles are read.
     pub movement: MovementId,
     days: Periods,
+    /// The events counted.
+    pub filter: Filter,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -320,13 +329,15 @@ struct PrinciplesFields {
     movement: MovementId,
     from: NaiveDate,
     to: NaiveDate,
+    #[serde(flatten)]
+    filter: Filter,
 }
 
 impl PrinciplesRequest {
     /// A read of `movement` over the days of `range`, or [`RangeError::TooLong`] when there are more than
     /// [`PERIODS_PER_TREND_MAX`].
     pub fn new(movement: MovementId, range: DateRange) -> Result<PrinciplesRequest, RangeError> {
-        Ok(PrinciplesRequest { movement, days: Periods::new(Interval::Day, range)? })
+        Ok(PrinciplesRequest { movement, days: Periods::new(Interval::Day, range)?, filter: Filter::default() })
     }
 
     /// The local dates the read covers, both included.
@@ -339,13 +350,19 @@ impl TryFrom<PrinciplesFields> for PrinciplesRequest {
     type Error = RangeError;
 
     fn try_from(fields: PrinciplesFields) -> Result<PrinciplesRequest, RangeError> {
-        PrinciplesRequest::new(fields.movement, DateRange::new(fields.from, fields.to)?)
+        let request = PrinciplesRequest::new(fields.movement, DateRange::new(fields.from, fields.to)?)?;
+        Ok(PrinciplesRequest { filter: fields.filter, ..request })
     }
 }
 
 impl From<PrinciplesRequest> for PrinciplesFields {
     fn from(request: PrinciplesRequest) -> PrinciplesFields {
-        PrinciplesFields { movement: request.movement, from: request.days.from(), to: request.days.to() }
+        PrinciplesFields {
+            movement: request.movement,
+            from: request.days.from(),
+            to: request.days.to(),
+            filter: request.filter,
+        }
     }
 }
 
@@ -406,12 +423,15 @@ pub struct CompareRequest {
     /// The periods compared; on the wire, `interval`, `from` and `to` beside the other fields.
     #[serde(flatten)]
     pub periods: Periods,
+    /// The events counted, in every movement compared.
+    #[serde(flatten)]
+    pub filter: Filter,
 }
 
 impl CompareRequest {
     /// The trend request of one of the compared movements.
     pub fn trend_of(&self, movement: &MovementId, metrics: Option<Vec<Metric>>) -> TrendRequest {
-        TrendRequest { movement: movement.clone(), periods: self.periods, metrics }
+        TrendRequest { movement: movement.clone(), periods: self.periods, metrics, filter: self.filter.clone() }
     }
 }
 

@@ -22,6 +22,9 @@ pub struct StickinessRequest {
     /// The window: at most [`STICKINESS_WINDOW_MAX`] periods.
     #[serde(flatten)]
     pub periods: Periods,
+    /// The events counted.
+    #[serde(flatten)]
+    pub filter: crate::selection::Filter,
 }
 
 /// Participants of the window by how many of its periods they took part in.
@@ -79,7 +82,9 @@ pub fn stickiness(ledger: &Ledger, request: &StickinessRequest) -> Result<Sticki
         return Err(ReadError::Invalid(format!("a window holds at most {STICKINESS_WINDOW_MAX} periods")));
     }
     let watermark = ledger.watermark();
-    let (by_periods, by_activities) = facts(ledger, &request.movement)?.stickiness(request.periods.interval(), &starts);
+    let facts = facts(ledger, &request.movement)?;
+    let (by_periods, by_activities) =
+        facts.stickiness(request.periods.interval(), &starts, &facts.select(&request.filter));
     Ok(Stickiness {
         movement: request.movement.to_string(),
         interval: request.periods.interval(),

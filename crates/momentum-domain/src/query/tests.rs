@@ -7,6 +7,7 @@ use super::totals::{TOTALS_HEADER_BYTES, TOTALS_PERIODS_MAX};
 use super::*;
 use crate::ledger::PeriodTotals;
 use crate::period::Interval;
+use crate::selection::Filter;
 
 fn figure() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -96,6 +97,7 @@ fn request_and_totals() -> impl Strategy<Value = (TrendRequest, TrendTotals)> {
                 movement: movement("bristol-befriending"),
                 periods: periods(Interval::ALL[interval], from, from + chrono::Duration::days(days)),
                 metrics,
+                filter: Filter::default(),
             }
         });
     (request, any::<u64>(), -100.0f64..100.0).prop_flat_map(|(request, watermark, hour_value)| {
@@ -237,7 +239,12 @@ fn period_totals_travel_without_trailing_zeros_and_read_missing_fields_as_zero()
 /// day) to another.
 fn request_of(interval: Interval, from: (i32, u32, u32), to: (i32, u32, u32)) -> TrendRequest {
     let date = |(year, month, day)| NaiveDate::from_ymd_opt(year, month, day).expect("a date");
-    TrendRequest { movement: movement("m"), periods: periods(interval, date(from), date(to)), metrics: None }
+    TrendRequest {
+        movement: movement("m"),
+        periods: periods(interval, date(from), date(to)),
+        metrics: None,
+        filter: Filter::default(),
+    }
 }
 
 fn periods(interval: Interval, from: NaiveDate, to: NaiveDate) -> Periods {
@@ -294,6 +301,7 @@ fn requests_naming_dates_outside_the_readable_years_cannot_be_built_or_read() {
         movement: movement("m"),
         periods: periods(Interval::Month, EARLIEST_DATE, EARLIEST_DATE),
         metrics: None,
+        filter: Filter::default(),
     };
     assert!(
         matches!(trend_totals(&state, &edges, &settings), Err(ReadError::UnknownMovement(_))),
@@ -353,6 +361,7 @@ fn a_suppressed_comparison_hides_what_the_movements_trend_hides() {
         movements: ComparedMovements::new(vec![movement("m")]).expect("one movement"),
         metric,
         periods: periods(Interval::Day, day, day),
+        filter: Filter::default(),
     };
     let value = |metric, below| {
         let comparison = comparison_from_totals(&request(metric), std::slice::from_ref(&totals), below).unwrap();

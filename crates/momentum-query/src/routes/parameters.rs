@@ -11,16 +11,18 @@ use axum::http::HeaderMap;
 use chrono::NaiveDate;
 use momentum_domain::Interval;
 use momentum_domain::query::{DateRange, Metric, MovementId, Periods, RangeError};
+use momentum_domain::selection::{Filter, FilterValue, ParticipantRole};
 use momentum_runtime::Problem;
 
 use crate::csv::{Format, requested_format};
 
 /// Declares a read's query parameters: its own, then `from` and `to` when
-/// it covers a range of dates, then `min_seq`, `format` and `layout`, which
-/// every read takes. Unknown parameters are refused.
+/// it covers a range of dates (`@range`), the filters when it reads a
+/// movement's figures (`@range` and `@filtered`), then `min_seq`, `format`
+/// and `layout`, which every read takes. Unknown parameters are refused.
 macro_rules! read_parameters {
     (@range $(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident,)* }) => {
-        read_parameters! { $(#[$meta])* $name {
+        read_parameters! { @filtered $(#[$meta])* $name {
             $($(#[$field_meta])* $field,)*
             /// The first date of the range (default: a year before `to`).
             #[param(value_type = Option<crate::openapi::LocalDate>)]
@@ -29,6 +31,36 @@ macro_rules! read_parameters {
             #[param(value_type = Option<crate::openapi::LocalDate>)]
             to,
         } }
+    };
+    (@filtered $(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident,)* }) => {
+        read_parameters! { $(#[$meta])* $name {
+            $($(#[$field_meta])* $field,)*
+            /// Only events in this `area`.
+            #[param(value_type = Option<String>, min_length = 1, max_length = 64)]
+            area,
+            /// Only meetings and actions naming this org id among their `partners`.
+            #[param(value_type = Option<String>, min_length = 1, max_length = 64)]
+            partner,
+            /// Only the people who had this part in an event (docs/metrics.md, "Role"), and the events where
+            /// someone had it.
+            #[param(value_type = Option<momentum_domain::selection::ParticipantRole>)]
+            role,
+            /// Only meetings and actions of this `kind`, and hour logs of this `activity`.
+            #[param(value_type = Option<String>, min_length = 1, max_length = 64)]
+            kind,
+        } }
+
+        impl $name {
+            /// The events the read counts.
+            pub(crate) fn filter(&self) -> Result<momentum_domain::selection::Filter, momentum_runtime::Problem> {
+                $crate::routes::parameters::filter(
+                    self.area.as_deref(),
+                    self.partner.as_deref(),
+                    self.role.as_deref(),
+                    self.kind.as_deref(),
+                )
+            }
+        }
     };
     ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident,)* }) => {
         $(#[$meta])*
@@ -151,6 +183,28 @@ pub(crate) fn metric(text: &str, parameter: &str) -> Result<Metric, Problem> {
     })
 }
 
+/// The filters of a read, each checked as events' values are.
+pub(crate) fn filter(
+    area: Option<&str>,
+    partner: Option<&str>,
+    role: Option<&str>,
+    kind: Option<&str>,
+) -> Result<Filter, Problem> {
+    let value = |text: Option<&str>, parameter: &str| {
+        text.map(|text| FilterValue::new(text).map_err(|error| Problem::bad_parameter(parameter, error.to_string())))
+            .transpose()
+    };
+    let role = role
+        .map(|text| {
+            ParticipantRole::parse(text).ok_or_else(|| {
+                let valid: Vec<&str> = ParticipantRole::ALL.iter().map(|role| role.as_str()).collect();
+                Problem::bad_parameter("role", format!("must be one of {}, got {text:?}", valid.join(", ")))
+            })
+        })
+        .transpose()?;
+    Ok(Filter { area: value(area, "area")?, partner: value(partner, "partner")?, role, kind: value(kind, "kind")? })
+}
+
 /// The non-empty, trimmed items of a comma-separated parameter.
 pub(crate) fn comma_list(text: Option<&str>) -> impl Iterator<Item = &str> {
     text.unwrap_or("").split(',').map(str::trim).filter(|item| !item.is_empty())
@@ -183,6 +237,14 @@ pub(crate) mod examples {
     pub(crate) fn bad_metric(parameter: &str) -> Problem {
         metric("hapiness", parameter).expect_err("not a metric")
     }
+
+    pub(crate) fn bad_role() -> Problem {
+        filter(None, None, Some("organiser"), None).expect_err("not a role")
+    }
+
+    pub(crate) fn bad_area() -> Problem {
+        filter(Some(""), None, None, None).expect_err("empty")
+    }
 }
 
 #[cfg(test)]
@@ -197,6 +259,20 @@ mod tests {
     fn a_range_without_dates_is_the_year_to_today() {
         let range = date_range(None, None, today()).unwrap();
         assert_eq!((range.from().to_string(), range.to().to_string()), ("2025-03-09".into(), "2026-03-09".into()));
+    }
+
+    #[test]
+    fn each_filter_refusal_names_its_parameter() {
+        let refused =
+            |area, partner, role, kind| filter(area, partner, role, kind).unwrap_err().errors[0].pointer.clone();
+        assert_eq!(refused(Some(""), None, None, None), "area");
+        let too_long = "x".repeat(65);
+        assert_eq!(refused(None, Some(&too_long), None, None), "partner");
+        assert_eq!(refused(None, None, Some("organiser"), None), "role");
+        assert_eq!(refused(None, None, None, Some("")), "kind");
+        let all = filter(Some("E01000001"), Some("nhs"), Some("partner_staff"), Some("walk")).unwrap();
+        assert_eq!(all.role, Some(ParticipantRole::PartnerStaff));
+        assert_eq!(all.area.unwrap().as_str(), "E01000001");
     }
 
     #[test]

@@ -26,7 +26,9 @@ impl TryFrom<RequestParts<&PrinciplesParameters>> for PrinciplesRequest {
     fn try_from(asked: RequestParts<&PrinciplesParameters>) -> Result<PrinciplesRequest, Problem> {
         let parameters = asked.parameters;
         let range = date_range(parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
-        PrinciplesRequest::new(asked.movement, range).map_err(range_problem)
+        let mut request = PrinciplesRequest::new(asked.movement, range).map_err(range_problem)?;
+        request.filter = parameters.filter()?;
+        Ok(request)
     }
 }
 
@@ -71,6 +73,6 @@ pub(crate) async fn principles(
 problem_responses! {
     PrinciplesBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or \
         too long.", [
-        examples::bad_movement("movement"), examples::bad_date(), examples::bad_min_seq(),
+        examples::bad_movement("movement"), examples::bad_date(), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(),
     ]);
 }

@@ -28,6 +28,7 @@ const STICKINESS_INTERVALS: [Interval; 2] = [Interval::Week, Interval::Month];
 const WINDOW_DEFAULT: u32 = 12;
 
 read_parameters! {
+    @filtered
     /// The parameters of a stickiness read.
     StickinessParameters {
         /// The length of a period (default `week`).
@@ -70,7 +71,7 @@ impl TryFrom<RequestParts<&StickinessParameters>> for StickinessRequest {
             Problem::bad_parameter("window", "reaches before the earliest readable date; use a shorter window")
         })?;
         let periods = Periods::new(interval, range).map_err(range_problem)?;
-        Ok(StickinessRequest { movement: asked.movement, periods })
+        Ok(StickinessRequest { movement: asked.movement, periods, filter: parameters.filter()? })
     }
 }
 
@@ -142,7 +143,7 @@ problem_responses! {
     StickinessBadRequest => ("A parameter is not valid, or not one the route takes.", [
         examples::bad_movement("movement"), examples::bad_interval(&STICKINESS_INTERVALS), examples::bad_date(),
         Problem::bad_parameter("window", format!("must be a whole number from 1 to {STICKINESS_WINDOW_MAX}")),
-        examples::bad_min_seq(),
+        examples::bad_min_seq(), examples::bad_area(), examples::bad_role(),
     ]);
 }
 

@@ -1,0 +1,118 @@
+//! Which facts, and which of their people, a read counts: a read's filters
+//! (and, for a split read, one of its values) in the movement's numbers.
+
+use super::day::FactView;
+use super::{FactKind, Labels, MovementLedger, Part, Taking};
+use crate::event::Principle;
+use crate::selection::{Breakdown, Filter, FilterValue, ParticipantRole};
+
+/// A fact's value in a dimension it names nothing of: the row `(none)`.
+pub(super) const NO_VALUE: u32 = u32::MAX;
+
+/// The value of a text the movement never met: no fact has it.
+const NEVER_MET: u32 = u32::MAX - 1;
+
+/// The values of one dimension a fact must have one of.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Values {
+    /// This one.
+    Only(u32),
+    /// Any but these (in ascending order).
+    Outside(Box<[u32]>),
+}
+
+impl Values {
+    fn admits(&self, value: u32) -> bool {
+        match self {
+            Values::Only(only) => value == *only,
+            Values::Outside(outside) => outside.binary_search(&value).is_err(),
+        }
+    }
+}
+
+/// The facts and people a read counts. The empty selection counts every one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Selection {
+    /// A fact counts when, in each dimension listed (never
+    /// [`Breakdown::Role`]), it has one of the values.
+    facts: Vec<(Breakdown, Values)>,
+    /// The roles counted, bit `i` for [`ParticipantRole::ALL`]`[i]`; every
+    /// role when `None`. A fact counts when someone in it had one of them,
+    /// and only they count among its people.
+    roles: Option<u8>,
+}
+
+impl Selection {
+    /// Whether it counts every fact and person.
+    pub(super) fn is_all(&self) -> bool {
+        self.facts.is_empty() && self.roles.is_none()
+    }
+
+    /// The fact as the read counts it, with its people narrowed to the
+    /// roles counted (into `people`); `None` when it does not count.
+    pub(super) fn admit<'a>(&self, fact: FactView<'a>, people: &'a mut Vec<Taking>) -> Option<FactView<'a>> {
+        for (dimension, values) in &self.facts {
+            if !any_value(*dimension, &fact, |value| values.admits(value)) {
+                return None;
+            }
+        }
+        let Some(roles) = self.roles else { return Some(fact) };
+        people.clear();
+        people.extend(fact.people.iter().filter(|taking| roles & role_bit(role_of(taking.part)) != 0));
+        if people.is_empty() {
+            return None;
+        }
+        Some(FactView { people: people.as_slice(), ..fact })
+    }
+}
+
+fn role_bit(role: ParticipantRole) -> u8 {
+    1 << role.index()
+}
+
+/// The role a part in a fact stands for.
+pub(super) fn role_of(part: Part) -> ParticipantRole {
+    match part {
+        Part::Joined(role) | Part::Organiser(role) => ParticipantRole::of(role),
+        Part::Attendee => ParticipantRole::Attendee,
+        Part::Volunteer => ParticipantRole::Volunteer,
+        Part::ActionParticipant => ParticipantRole::ActionParticipant,
+    }
+}
+
+/// Whether any of the fact's values in `dimension` passes `test`; a fact
+/// with none has the one value [`NO_VALUE`]. A principle's value is its
+/// place in [`Principle::ALL`].
+pub(super) fn any_value(dimension: Breakdown, fact: &FactView<'_>, mut test: impl FnMut(u32) -> bool) -> bool {
+    let joined = fact.kind == FactKind::Joined;
+    match dimension {
+        Breakdown::Area => test(fact.area.unwrap_or(NO_VALUE)),
+        Breakdown::Partner if fact.partners.is_empty() => test(NO_VALUE),
+        Breakdown::Partner => fact.partners.iter().any(|partner| test(*partner)),
+        Breakdown::Kind => test(if joined { NO_VALUE } else { fact.label.unwrap_or(NO_VALUE) }),
+        Breakdown::Channel => test(if joined { fact.label.unwrap_or(NO_VALUE) } else { NO_VALUE }),
+        Breakdown::Principle if fact.principles == 0 => test(NO_VALUE),
+        Breakdown::Principle => {
+            (0..Principle::ALL.len() as u32).filter(|bit| fact.principles & (1 << bit) != 0).any(test)
+        }
+        Breakdown::Role => fact.people.iter().any(|taking| test(role_of(taking.part).index() as u32)),
+    }
+}
+
+impl MovementLedger {
+    /// The selection of the facts and people that match `filter`.
+    pub fn select(&self, filter: &Filter) -> Selection {
+        let number = |labels: &Labels, value: &FilterValue| labels.find(value.as_str()).unwrap_or(NEVER_MET);
+        let mut facts = Vec::new();
+        if let Some(area) = &filter.area {
+            facts.push((Breakdown::Area, Values::Only(number(&self.areas, area))));
+        }
+        if let Some(partner) = &filter.partner {
+            facts.push((Breakdown::Partner, Values::Only(number(&self.partners, partner))));
+        }
+        if let Some(kind) = &filter.kind {
+            facts.push((Breakdown::Kind, Values::Only(number(&self.labels, kind))));
+        }
+        Selection { facts, roles: filter.role.map(role_bit) }
+    }
+}
