@@ -596,6 +596,42 @@ async fn every_read_is_filtered(stack: &TestStack, seq: u64) {
 
     let (status, body) = stack.query(&format!("{weeks}&role=organiser")).await;
     assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("role")), "{body}");
+
+    // Split by role, two kept: attendees took 6 parts over the range; action
+    // participants, citizens and volunteers 2 each, the first by name kept.
+    let (status, split) = stack.query(&format!("{weeks}&by=role&top=2&metrics=active_participants")).await;
+    assert_eq!(status, 200, "{split}");
+    let rows: Vec<(&str, &str, i64)> = split["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let active = row["active_participants"].as_i64().unwrap();
+            (row["period"].as_str().unwrap(), row["role"].as_str().unwrap(), active)
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("2026-03-02", "attendee", 3),
+            ("2026-03-02", "action_participant", 2),
+            ("2026-03-02", "(other)", 2),
+            ("2026-03-09", "attendee", 3),
+            ("2026-03-09", "action_participant", 0),
+            ("2026-03-09", "(other)", 2),
+        ],
+        "(other): o1 organising as a citizen, and a, then h, logging hours"
+    );
+    let path = format!("/v1/movements/{MOVEMENT}/principles?from=2026-03-01&to=2026-03-31&by=area&role=volunteer");
+    let (_, body) = stack.query(&path).await;
+    let share_power: Vec<&Value> =
+        body["principles"].as_array().unwrap().iter().filter(|p| p["principle"] == "share_power").collect();
+    assert_eq!(
+        share_power,
+        [&json!({ "principle": "share_power", "area": "(none)", "activities": 1, "participants": 1 })]
+    );
+    let (status, body) = stack.query(&format!("{weeks}&top=3")).await;
+    assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("top")), "top without by: {body}");
 }
 
 #[tokio::test]
@@ -778,6 +814,16 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
     assert!(long.contains(&format!("2026-03-02,{MOVEMENT},volunteer_hours,2.5").as_str()));
     assert!(long.contains(&format!("2026-03-09,{MOVEMENT},retention_rate,0.0").as_str()));
     assert!(long.contains(&format!("2026-03-02,{MOVEMENT},momentum,").as_str()), "a null is an empty cell");
+
+    let (_, split) = get_csv(format!("{path}&format=csv&layout=long&by=role&metrics=active_participants"), "*/*").await;
+    let split: Vec<&str> = split.lines().collect();
+    assert_eq!(split[0], "period,movement,role,metric,value");
+    assert_eq!(split[1], format!("2026-03-02,{MOVEMENT},attendee,active_participants,3"));
+    let (_, split) = get_csv(format!("{path}&format=csv&by=role&metrics=active_participants,organisers"), "*/*").await;
+    assert_eq!(
+        split.lines().take(2).collect::<Vec<_>>(),
+        ["period,role,active_participants,organisers", "2026-03-02,attendee,3,0"]
+    );
 
     let (_, cohorts) = get_csv(
         format!("/v1/movements/{MOVEMENT}/cohorts?interval=week&from=2026-03-02&to=2026-03-15&format=csv"),

@@ -797,6 +797,7 @@ mod tests {
             periods: query::Periods::new(Interval::Week, range).expect("a readable range"),
             metrics: Some(vec![metric]),
             filter: Default::default(),
+            split: None,
         };
         let trend = query::trend(&folded().state, &request, &ReadSettings { volunteer_hour_value_gbp: 11.27 })
             .unwrap_or_else(|_| panic!("a trend of {movement}"));

@@ -39,7 +39,7 @@ use crate::period::local_date;
 use index::{EventIndex, Standing};
 
 pub use read::PeriodTotals;
-pub use select::Selection;
+pub use select::{Selection, SplitCell};
 
 /// The ledger's hash maps and sets: foldhash, seeded at random per map, so
 /// keys partners choose (ids, sources) cannot be made to collide.

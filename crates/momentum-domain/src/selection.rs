@@ -190,6 +190,142 @@ impl Breakdown {
     }
 }
 
+/// The row of a split read that merges every value past the top ones.
+pub const OTHER_VALUE: &str = "(other)";
+
+/// The row of a split read for events that name no value of the dimension
+/// (an event without an `area`, an activity tagged with no principle).
+pub const NO_VALUE: &str = "(none)";
+
+/// The values a split read keeps when it does not say (`top`).
+pub const SPLIT_TOP_DEFAULT: usize = 10;
+
+/// The most values a split read may keep, so that an answer stays a few
+/// thousand rows per period at most.
+pub const SPLIT_TOP_MAX: usize = 100;
+
+/// How a read is split: by one dimension, keeping the `top` values with
+/// the most volume over the read's range and merging the rest into
+/// [`OTHER_VALUE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "SplitFields", into = "SplitFields")]
+pub struct Split {
+    by: Breakdown,
+    top: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SplitFields {
+    by: Breakdown,
+    top: usize,
+}
+
+/// A `top` out of its bounds.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("must be a whole number from 1 to {SPLIT_TOP_MAX}")]
+pub struct TopOutOfRange;
+
+impl Split {
+    /// A split by `by` keeping `top` values: 1 to [`SPLIT_TOP_MAX`].
+    pub fn new(by: Breakdown, top: usize) -> Result<Split, TopOutOfRange> {
+        if top == 0 || top > SPLIT_TOP_MAX {
+            return Err(TopOutOfRange);
+        }
+        Ok(Split { by, top })
+    }
+
+    /// The dimension split by.
+    pub fn by(self) -> Breakdown {
+        self.by
+    }
+
+    /// How many values are kept.
+    pub fn top(self) -> usize {
+        self.top
+    }
+}
+
+impl TryFrom<SplitFields> for Split {
+    type Error = TopOutOfRange;
+
+    fn try_from(fields: SplitFields) -> Result<Split, TopOutOfRange> {
+        Split::new(fields.by, fields.top)
+    }
+}
+
+impl From<Split> for SplitFields {
+    fn from(split: Split) -> SplitFields {
+        SplitFields { by: split.by, top: split.top }
+    }
+}
+
+/// The value of the dimension a row of a split read is for: in JSON, one
+/// field named after the dimension, such as `"area": "E01000001"`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SplitValue {
+    /// The dimension.
+    pub by: Breakdown,
+    /// Its value: as events carry it, a role's or a principle's name,
+    /// [`NO_VALUE`] or [`OTHER_VALUE`].
+    pub value: String,
+}
+
+impl Serialize for SplitValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.by.as_str(), &self.value)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for SplitValue {
+    /// Reads the first field named after a dimension, ignoring any other;
+    /// an error when there is none, so that a row flattened into with
+    /// `Option<SplitValue>` reads as unsplit.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<SplitValue, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = SplitValue;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a field named after a dimension")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SplitValue, A::Error> {
+                let mut found = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match Breakdown::parse(&key) {
+                        Some(by) if found.is_none() => found = Some(SplitValue { by, value: map.next_value()? }),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                found.ok_or_else(|| serde::de::Error::custom("no dimension"))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for SplitValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut object = ObjectBuilder::new().description(Some(
+            "In a split read (`by`), the value of the dimension the row is for, in a field named after it.",
+        ));
+        for by in Breakdown::ALL {
+            object = object.property(by.as_str(), ObjectBuilder::new().schema_type(Type::String));
+        }
+        object.into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for SplitValue {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +337,36 @@ mod tests {
         assert!(FilterValue::new(&"é".repeat(FILTER_VALUE_LENGTH_MAX)).is_ok(), "characters, not bytes");
         assert_eq!(FilterValue::new(&"a".repeat(FILTER_VALUE_LENGTH_MAX + 1)), Err(NotAFilterValue));
         assert!(serde_json::from_str::<Filter>(r#"{"area":""}"#).is_err(), "read from JSON as built");
+    }
+
+    #[test]
+    fn a_split_keeps_1_to_the_most_values() {
+        assert!(Split::new(Breakdown::Area, 1).is_ok());
+        assert!(Split::new(Breakdown::Area, SPLIT_TOP_MAX).is_ok());
+        assert_eq!(Split::new(Breakdown::Area, 0), Err(TopOutOfRange));
+        assert_eq!(Split::new(Breakdown::Area, SPLIT_TOP_MAX + 1), Err(TopOutOfRange));
+        assert!(serde_json::from_str::<Split>(r#"{"by":"area","top":0}"#).is_err(), "read from JSON as built");
+    }
+
+    #[test]
+    fn a_split_value_is_a_field_named_after_its_dimension() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Row {
+            period: String,
+            #[serde(flatten)]
+            split: Option<SplitValue>,
+        }
+        let split = Row {
+            period: "2026-03-02".into(),
+            split: Some(SplitValue { by: Breakdown::Area, value: "E01000001".into() }),
+        };
+        let json = serde_json::to_value(&split).unwrap();
+        assert_eq!(json, serde_json::json!({ "period": "2026-03-02", "area": "E01000001" }));
+        assert_eq!(serde_json::from_value::<Row>(json).unwrap(), split);
+        let unsplit = Row { period: "2026-03-02".into(), split: None };
+        let json = serde_json::to_value(&unsplit).unwrap();
+        assert_eq!(json, serde_json::json!({ "period": "2026-03-02" }));
+        assert_eq!(serde_json::from_value::<Row>(json).unwrap(), unsplit);
     }
 
     #[test]

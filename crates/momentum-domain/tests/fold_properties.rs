@@ -10,7 +10,7 @@ use momentum_domain::query::{
     self, Cohort, CohortRequest, DateRange, Metric, MovementId, Periods, PrincipleFigures, PrinciplesRequest,
     ReadSettings, StickinessRequest, TrendRequest,
 };
-use momentum_domain::selection::{Filter, FilterValue, ParticipantRole};
+use momentum_domain::selection::{Breakdown, Filter, FilterValue, NO_VALUE, OTHER_VALUE, ParticipantRole, Split};
 use momentum_domain::{Event, EventData, Interval, Principle, Role};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -219,9 +219,10 @@ fn read_all_with(state: &Ledger, filter: &Filter) -> Value {
     for movement in MOVEMENTS {
         for interval in Interval::ALL {
             let periods = periods(interval, FROM, TO);
-            let request = TrendRequest { movement: id(movement), periods, metrics: None, filter: filter.clone() };
+            let request =
+                TrendRequest { movement: id(movement), periods, metrics: None, filter: filter.clone(), split: None };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-            let request = CohortRequest { movement: id(movement), periods, filter: filter.clone() };
+            let request = CohortRequest { movement: id(movement), periods, filter: filter.clone(), split: None };
             let cohorts = query::cohorts(state, &request).map(|cohorts| serde_json::to_value(cohorts.cohorts).unwrap());
             all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
             all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));
@@ -231,6 +232,7 @@ fn read_all_with(state: &Ledger, filter: &Filter) -> Value {
                 movement: id(movement),
                 periods: periods(interval, FROM, TO),
                 filter: filter.clone(),
+                split: None,
             };
             let stickiness = query::stickiness(state, &request)
                 .map(|answer| json!({ "periods_active": answer.periods_active, "frequency": answer.frequency }));
@@ -257,12 +259,177 @@ fn window_trends(state: &Ledger) -> Value {
                 periods: periods(interval, WINDOW.0, WINDOW.1),
                 metrics: None,
                 filter: Filter::default(),
+                split: None,
             };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
             all.insert(format!("{movement} {interval:?} window trend"), trend.unwrap_or(Value::Null));
         }
     }
     Value::Object(all)
+}
+
+/// The movement whose reads are split in [`split_reads`].
+const SPLIT_MOVEMENT: &str = "m1";
+
+/// The days the principles reads cover.
+const PRINCIPLES_DAYS: (&str, &str) = ("2026-01-10", "2026-02-20");
+
+/// Weekly trend, cohorts and stickiness over the whole range, and the
+/// principles, of [`SPLIT_MOVEMENT`], split by `split`.
+fn split_reads(state: &Ledger, split: Split) -> Value {
+    let weeks = periods(Interval::Week, FROM, TO);
+    let movement = id(SPLIT_MOVEMENT);
+    let filter = Filter::default();
+    let trend = TrendRequest { movement: movement.clone(), periods: weeks, metrics: None, filter, split: Some(split) };
+    let trend = query::trend(state, &trend, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
+    let cohorts =
+        CohortRequest { movement: movement.clone(), periods: weeks, filter: Filter::default(), split: Some(split) };
+    let cohorts = query::cohorts(state, &cohorts).map(|read| serde_json::to_value(read.cohorts).unwrap());
+    let stickiness =
+        StickinessRequest { movement: movement.clone(), periods: weeks, filter: Filter::default(), split: Some(split) };
+    let stickiness = query::stickiness(state, &stickiness)
+        .map(|answer| json!({ "periods_active": answer.periods_active, "frequency": answer.frequency }));
+    let range = DateRange::new(day(PRINCIPLES_DAYS.0), day(PRINCIPLES_DAYS.1)).expect("in order");
+    let mut principles = PrinciplesRequest::new(movement, range).expect("a readable range");
+    principles.split = Some(split);
+    let principles = query::principles(state, &principles).map(|read| serde_json::to_value(read.principles).unwrap());
+    let or_null = |read: Result<Value, _>| read.unwrap_or(Value::Null);
+    json!({
+        "trend": or_null(trend), "cohorts": or_null(cohorts),
+        "stickiness": or_null(stickiness), "principles": or_null(principles),
+    })
+}
+
+/// The values of `by` an event has, as split reads name them ([`NO_VALUE`]
+/// for none); for a role, each of its people's.
+fn values_of(view: &View, by: Breakdown) -> Vec<String> {
+    let texts: Vec<String> = match by {
+        Breakdown::Area => view.event.area().into_iter().map(str::to_owned).collect(),
+        Breakdown::Partner => view.event.partners().into_iter().map(str::to_owned).collect(),
+        Breakdown::Kind => view.kind().into_iter().map(str::to_owned).collect(),
+        Breakdown::Channel => match &view.event.data {
+            EventData::ParticipantJoined(data) => data.channel.clone().into_iter().collect(),
+            _ => Vec::new(),
+        },
+        Breakdown::Principle => view.event.principles().iter().map(|principle| principle.as_str().to_owned()).collect(),
+        Breakdown::Role => {
+            let people: BTreeSet<&String> =
+                view.participants.iter().chain(&view.volunteer).chain(&view.joined).collect();
+            return people
+                .into_iter()
+                .filter_map(|person| view.role_of(person))
+                .map(|r| r.as_str().to_owned())
+                .collect();
+        }
+    };
+    if texts.is_empty() { vec![NO_VALUE.to_owned()] } else { texts }
+}
+
+/// The values a split keeps, as docs/metrics.md defines them: the `top`
+/// with the most volume on the days from `from` to `to`, most first, ties
+/// in name order; and whether any other value had volume.
+fn ranked(views: &[View], by: Breakdown, top: usize, from: NaiveDate, to: NaiveDate) -> (Vec<String>, bool) {
+    let mut volumes: BTreeMap<String, u64> = BTreeMap::new();
+    for view in views.iter().filter(|view| (from..=to).contains(&view.day)) {
+        for value in values_of(view, by) {
+            *volumes.entry(value).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<(String, u64)> = volumes.into_iter().collect();
+    ranked.sort_by(|left, right| right.1.cmp(&left.1).then_with(|| left.0.cmp(&right.0)));
+    let other = ranked.len() > top;
+    (ranked.into_iter().take(top).map(|(value, _)| value).collect(), other)
+}
+
+/// `keep`, as [`reference_of`] takes it: a closure's types say so only
+/// through a function's bounds.
+fn keeper<F: for<'e> Fn(View<'e>) -> Option<View<'e>>>(keep: F) -> F {
+    keep
+}
+
+/// What [`split_reads`] reads, from the reference: each kept value's reads
+/// over the events with that value (for a role, its people), then those of
+/// [`OTHER_VALUE`] over the events with a value not kept, row by row.
+fn split_reference(events: &[Event], order: &[usize], split: Split) -> Value {
+    let by = split.by();
+    if !order.iter().any(|index| events[*index].subject == SPLIT_MOVEMENT) {
+        return json!({ "trend": null, "cohorts": null, "stickiness": null, "principles": null });
+    }
+    let views: Vec<View> = effective(events, order)
+        .into_iter()
+        .filter(|(event, _)| event.subject == SPLIT_MOVEMENT)
+        .map(|(event, erased)| View::of(event, &erased))
+        .collect();
+    let cells = |from: &str, to: &str| -> Vec<(String, Value)> {
+        let (kept, other) = ranked(&views, by, split.top(), day(from), day(to));
+        let mut names: Vec<String> = kept.clone();
+        if other {
+            names.push(OTHER_VALUE.to_owned());
+        }
+        names
+            .into_iter()
+            .map(|name| {
+                let keep = keeper(|view| {
+                    let is_kept = |value: &str| kept.iter().any(|kept| kept == value);
+                    let wanted = |value: &str| if name == OTHER_VALUE { !is_kept(value) } else { value == name };
+                    if view.event.subject != SPLIT_MOVEMENT {
+                        return None;
+                    }
+                    if by == Breakdown::Role {
+                        return view.narrowed(|role| wanted(role.as_str()));
+                    }
+                    values_of(&view, by).iter().any(|value| wanted(value)).then_some(view)
+                });
+                let reads = reference_of(events, order, &keep);
+                (name, reads)
+            })
+            .collect()
+    };
+    // Each cell's rows with the split's field, interleaved: by the row's
+    // key, then the cells in order.
+    let rows = |cells: &[(String, Value)], read: &str, key: &str| -> Value {
+        let mut rows: Vec<(String, usize, Value)> = Vec::new();
+        for (name, reads) in cells {
+            for (index, row) in reads[read].as_array().expect("rows").iter().enumerate() {
+                let mut row = row.clone();
+                row[by.as_str()] = json!(name);
+                let sort = if key.is_empty() { format!("{index:05}") } else { row[key].to_string() };
+                rows.push((sort, 0, row));
+            }
+        }
+        // A stable sort keeps the cells' order within a key.
+        rows.sort_by(|left, right| left.0.cmp(&right.0));
+        Value::Array(rows.into_iter().map(|(_, _, row)| row).collect())
+    };
+    let whole = cells(FROM, TO);
+    let stickiness: Vec<(String, Value)> = whole
+        .iter()
+        .map(|(name, reads)| (name.clone(), reads[format!("{SPLIT_MOVEMENT} Week stickiness")].clone()))
+        .collect();
+    // A stickiness table's rows: each cell's, by the count (a stable sort
+    // keeps the cells' order among equal counts).
+    let table = |name: &str, key: &str| {
+        let mut rows: Vec<Value> = Vec::new();
+        for (value, read) in &stickiness {
+            for row in read[name].as_array().expect("rows") {
+                let mut row = row.clone();
+                row[by.as_str()] = json!(value);
+                rows.push(row);
+            }
+        }
+        rows.sort_by_key(|row| row[key].as_u64());
+        Value::Array(rows)
+    };
+    let principles = cells(PRINCIPLES_DAYS.0, PRINCIPLES_DAYS.1);
+    json!({
+        "trend": rows(&whole, &format!("{SPLIT_MOVEMENT} Week trend"), ""),
+        "cohorts": rows(&whole, &format!("{SPLIT_MOVEMENT} Week cohorts"), "cohort"),
+        "stickiness": {
+            "periods_active": table("periods_active", "periods"),
+            "frequency": table("frequency", "activities"),
+        },
+        "principles": rows(&principles, &format!("{SPLIT_MOVEMENT} principles"), ""),
+    })
 }
 
 /// The window [`window_trends`] reads.
@@ -275,9 +442,10 @@ fn window_reads(state: &Ledger, filter: &Filter) -> Value {
     for movement in MOVEMENTS {
         for interval in [Interval::Day, Interval::Week, Interval::Month] {
             let periods = periods(interval, WINDOW.0, WINDOW.1);
-            let request = TrendRequest { movement: id(movement), periods, metrics: None, filter: filter.clone() };
+            let request =
+                TrendRequest { movement: id(movement), periods, metrics: None, filter: filter.clone(), split: None };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-            let request = CohortRequest { movement: id(movement), periods, filter: filter.clone() };
+            let request = CohortRequest { movement: id(movement), periods, filter: filter.clone(), split: None };
             let cohorts = query::cohorts(state, &request).map(|read| serde_json::to_value(read.cohorts).unwrap());
             all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
             all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));
@@ -427,7 +595,7 @@ impl<'e> View<'e> {
 
     /// The event as a read filtered by `filter` sees it: `None` when it
     /// does not match, and with only the people of the role filtered by.
-    fn filtered(mut self, filter: &Filter) -> Option<View<'e>> {
+    fn filtered(self, filter: &Filter) -> Option<View<'e>> {
         let text = |value: &Option<FilterValue>| value.as_ref().map(|value| value.as_str().to_owned());
         if text(&filter.area).is_some_and(|area| self.event.area() != Some(area.as_str())) {
             return None;
@@ -439,7 +607,13 @@ impl<'e> View<'e> {
             return None;
         }
         let Some(wanted) = filter.role else { return Some(self) };
-        let has = |view: &View, person: &String| view.role_of(person) == Some(wanted);
+        self.narrowed(|role| role == wanted)
+    }
+
+    /// The event with only the people whose role passes `wanted`; `None`
+    /// when nobody does.
+    fn narrowed(mut self, wanted: impl Fn(ParticipantRole) -> bool) -> Option<View<'e>> {
+        let has = |view: &View, person: &String| view.role_of(person).is_some_and(&wanted);
         let participants = self.participants.iter().filter(|p| has(&self, p)).cloned().collect();
         let organisers = self.organisers.iter().filter(|p| has(&self, p)).cloned().collect();
         let volunteer = self.volunteer.clone().filter(|p| has(&self, p));
@@ -466,10 +640,14 @@ fn reference(events: &[Event], order: &[usize]) -> Value {
 /// [`reference`] of the reads filtered by `filter`: the same definitions
 /// over the events that match, with only the people of the role asked for.
 fn reference_with(events: &[Event], order: &[usize], filter: &Filter) -> Value {
-    let effective: Vec<View> = effective(events, order)
-        .into_iter()
-        .filter_map(|(event, erased)| View::of(event, &erased).filtered(filter))
-        .collect();
+    reference_of(events, order, &|view| view.filtered(filter))
+}
+
+/// [`reference`] of the events as `keep` sees them: `None` for those it
+/// leaves out.
+fn reference_of(events: &[Event], order: &[usize], keep: &dyn Fn(View) -> Option<View>) -> Value {
+    let effective: Vec<View> =
+        effective(events, order).into_iter().filter_map(|(event, erased)| keep(View::of(event, &erased))).collect();
     let mut all = serde_json::Map::new();
     for movement in MOVEMENTS {
         let mine: Vec<&View> = effective.iter().filter(|view| view.event.subject == movement).collect();
@@ -596,6 +774,7 @@ fn reference_with(events: &[Event], order: &[usize], filter: &Filter) -> Value {
                         .collect();
                     (!members.is_empty()).then(|| Cohort {
                         cohort,
+                        split: None,
                         size: Some(members.len() as i64),
                         active: periods[index..]
                             .iter()
@@ -644,6 +823,7 @@ fn reference_with(events: &[Event], order: &[usize], filter: &Filter) -> Value {
                     tagged.iter().flat_map(|v| v.participants.iter().map(String::as_str)).collect();
                 PrincipleFigures {
                     principle: *principle,
+                    split: None,
                     activities: tagged.len() as u64,
                     participants: Some(participants.len() as u64),
                 }
@@ -686,6 +866,15 @@ proptest! {
         let reference = reference_with(&events, &order, &filter);
         assert_reads!(read_all_with(&ledger, &filter), reference);
         assert_reads!(window_reads(&ledger, &filter), window_of(&reference));
+    }
+
+    /// A split read's rows are the reads over each kept value's events
+    /// (for a role, its people), then over the events with a value not
+    /// kept, ranked by volume.
+    #[test]
+    fn a_split_read_equals_the_reference_of_each_value((events, order) in deliveries(), by in prop::sample::select(Breakdown::ALL.to_vec()), top in 1usize..4) {
+        let split = Split::new(by, top).expect("a split");
+        assert_reads!(split_reads(&fold(&events, &order), split), split_reference(&events, &order, split));
     }
 
     /// Order independence, byte for byte.

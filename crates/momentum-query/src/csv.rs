@@ -6,7 +6,11 @@
 use std::fmt::Write;
 
 use axum::http::{HeaderMap, header};
-use momentum_domain::query::{Cohorts, Comparison, MovementList, Principles, Status, Trend};
+use chrono::NaiveDate;
+use std::collections::{HashMap, HashSet};
+
+use momentum_domain::query::{Cohorts, Comparison, MovementList, PeriodValue, Principles, Status, Trend};
+use momentum_domain::selection::{Breakdown, SplitValue};
 use momentum_runtime::Problem;
 use serde_json::Value;
 
@@ -105,15 +109,28 @@ impl CsvAnswer for Status {
     }
 }
 
+/// The column a split read's rows gain, named after its dimension, with
+/// its comma; nothing for a read that is not split.
+pub(crate) fn split_header(by: Option<Breakdown>) -> String {
+    by.map(|by| format!("{},", by.as_str())).unwrap_or_default()
+}
+
+/// A row's value of that column, with its comma; nothing when not split.
+pub(crate) fn split_cell(split: &Option<SplitValue>) -> String {
+    split.as_ref().map(|split| format!("{},", field(&split.value))).unwrap_or_default()
+}
+
 fn trend(trend: &Trend, layout: Layout) -> CsvFile {
     let filename =
         file_name(format!("{}-{}-{}-to-{}", trend.movement, trend.interval.as_str(), trend.from, trend.to), layout);
     let mut body = String::new();
+    let by = split_header(trend.series.first().and_then(|row| row.split.as_ref()).map(|split| split.by));
     match layout {
         Layout::Wide => {
             let metrics: Vec<_> =
                 trend.series.first().map(|row| row.values.iter().map(|(m, _)| *m).collect()).unwrap_or_default();
-            body.push_str("period");
+            let _ = write!(body, "period,{by}");
+            body.pop();
             for metric in &metrics {
                 body.push(',');
                 body.push_str(metric.as_str());
@@ -121,6 +138,10 @@ fn trend(trend: &Trend, layout: Layout) -> CsvFile {
             body.push('\n');
             for row in &trend.series {
                 body.push_str(&row.period.to_string());
+                if let Some(split) = &row.split {
+                    body.push(',');
+                    body.push_str(&field(&split.value));
+                }
                 for (_, value) in &row.values {
                     body.push(',');
                     body.push_str(&cell(value));
@@ -129,11 +150,12 @@ fn trend(trend: &Trend, layout: Layout) -> CsvFile {
             }
         }
         Layout::Long => {
-            body.push_str("period,movement,metric,value\n");
+            let _ = writeln!(body, "period,movement,{by}metric,value");
             for row in &trend.series {
+                let split = split_cell(&row.split);
                 for (metric, value) in &row.values {
-                    let _ =
-                        writeln!(body, "{},{},{},{}", row.period, field(&trend.movement), metric.as_str(), cell(value));
+                    let movement = field(&trend.movement);
+                    let _ = writeln!(body, "{},{movement},{split}{},{}", row.period, metric.as_str(), cell(value));
                 }
             }
         }
@@ -145,16 +167,17 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
     let stem = format!("{}-cohorts-{}-{}-to-{}", cohorts.movement, cohorts.interval.as_str(), cohorts.from, cohorts.to);
     let filename = file_name(stem, layout);
     let mut body = String::new();
+    let by = split_header(cohorts.cohorts.first().and_then(|row| row.split.as_ref()).map(|split| split.by));
     match layout {
         Layout::Wide => {
             let width = cohorts.cohorts.iter().map(|cohort| cohort.active.len()).max().unwrap_or(0);
-            body.push_str("cohort,size");
+            let _ = write!(body, "cohort,{by}size");
             for offset in 0..width {
                 let _ = write!(body, ",active_{offset}");
             }
             body.push('\n');
             for cohort in &cohorts.cohorts {
-                let _ = write!(body, "{},{}", cohort.cohort, count_cell(cohort.size));
+                let _ = write!(body, "{},{}{}", cohort.cohort, split_cell(&cohort.split), count_cell(cohort.size));
                 for offset in 0..width {
                     body.push(',');
                     if let Some(active) = cohort.active.get(offset) {
@@ -165,15 +188,16 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
             }
         }
         Layout::Long => {
-            body.push_str("cohort,movement,offset,period,size,active\n");
+            let _ = writeln!(body, "cohort,movement,{by}offset,period,size,active");
             for cohort in &cohorts.cohorts {
                 for (offset, active) in cohort.active.iter().enumerate() {
                     let period = cohorts.interval.shift(cohort.cohort, offset as i32);
                     let _ = writeln!(
                         body,
-                        "{},{},{offset},{period},{},{}",
+                        "{},{},{}{offset},{period},{},{}",
                         cohort.cohort,
                         field(&cohorts.movement),
+                        split_cell(&cohort.split),
                         count_cell(cohort.size),
                         count_cell(*active)
                     );
@@ -190,12 +214,14 @@ fn count_cell<T: std::fmt::Display>(count: Option<T>) -> String {
 }
 
 fn principles(principles: &Principles) -> CsvFile {
-    let mut body = String::from("principle,activities,participants\n");
+    let by = split_header(principles.principles.first().and_then(|row| row.split.as_ref()).map(|split| split.by));
+    let mut body = format!("principle,{by}activities,participants\n");
     for figures in &principles.principles {
         let _ = writeln!(
             body,
-            "{},{},{}",
+            "{},{}{},{}",
             figures.principle.as_str(),
+            split_cell(&figures.split),
             figures.activities,
             count_cell(figures.participants)
         );
@@ -214,33 +240,57 @@ fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
     );
     let filename = file_name(stem, layout);
     let mut body = String::new();
+    let values = comparison.series.iter().flat_map(|series| &series.values);
+    let by = split_header(values.clone().find_map(|value| value.split.as_ref()).map(|split| split.by));
     match layout {
         Layout::Wide => {
-            body.push_str("period");
+            let _ = write!(body, "period,{by}");
+            body.pop();
             for series in &comparison.series {
                 body.push(',');
                 body.push_str(&field(&series.movement));
             }
             body.push('\n');
-            let periods = comparison.series.first().map(|series| series.values.len()).unwrap_or(0);
-            for index in 0..periods {
-                body.push_str(&comparison.series[0].values[index].period.to_string());
-                for series in &comparison.series {
+            // One row per period (and value, in a split comparison, where
+            // each movement has its own values): a movement without the
+            // row's value has an empty cell.
+            let key = |value: &'_ PeriodValue| (value.period, value.split.as_ref().map(|split| split.value.clone()));
+            let mut rows: Vec<(NaiveDate, Option<String>)> = Vec::new();
+            let mut seen = HashSet::new();
+            for value in values {
+                if seen.insert(key(value)) {
+                    rows.push(key(value));
+                }
+            }
+            rows.sort_by_key(|(period, _)| *period);
+            let cells: Vec<HashMap<_, &Value>> = comparison
+                .series
+                .iter()
+                .map(|series| series.values.iter().map(|value| (key(value), &value.value)).collect())
+                .collect();
+            for row in rows {
+                body.push_str(&row.0.to_string());
+                if let Some(split) = &row.1 {
                     body.push(',');
-                    body.push_str(&series.values.get(index).map(|value| cell(&value.value)).unwrap_or_default());
+                    body.push_str(&field(split));
+                }
+                for series in &cells {
+                    body.push(',');
+                    body.push_str(&series.get(&row).map(|value| cell(value)).unwrap_or_default());
                 }
                 body.push('\n');
             }
         }
         Layout::Long => {
-            body.push_str("period,movement,metric,value\n");
+            let _ = writeln!(body, "period,movement,{by}metric,value");
             for series in &comparison.series {
                 for value in &series.values {
                     let _ = writeln!(
                         body,
-                        "{},{},{},{}",
+                        "{},{},{}{},{}",
                         value.period,
                         field(&series.movement),
+                        split_cell(&value.split),
                         comparison.metric.as_str(),
                         cell(&value.value)
                     );

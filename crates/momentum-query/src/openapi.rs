@@ -8,6 +8,7 @@ use momentum_domain::Interval;
 use momentum_domain::query::{
     Cohorts, Comparison, EARLIEST_DATE, LATEST_DATE, Metric, MovementId, MovementList, Principles, Status, Trend,
 };
+use momentum_domain::selection::{Breakdown, ParticipantRole, SplitValue};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
@@ -30,6 +31,9 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
         Interval,
         CohortInterval,
         Metric,
+        ParticipantRole,
+        Breakdown,
+        SplitValue,
         Format,
         Layout,
         Trend,
@@ -136,6 +140,11 @@ mod tests {
             for common in ["min_seq", "format", "layout"] {
                 assert!(names.contains(&common), "{path} documents {common}: {names:?}");
             }
+            if path.contains("movements/{movement}") || path == "/v1/compare" {
+                for selection in ["area", "partner", "role", "kind", "by", "top"] {
+                    assert!(names.contains(&selection), "{path} documents {selection}: {names:?}");
+                }
+            }
         }
         let trend: Vec<&str> = paths["/v1/movements/{movement}/trends"]["get"]["parameters"]
             .as_array()
@@ -143,7 +152,13 @@ mod tests {
             .iter()
             .map(|p| p["name"].as_str().unwrap())
             .collect();
-        assert_eq!(trend, ["movement", "interval", "metrics", "from", "to", "min_seq", "format", "layout"]);
+        assert_eq!(
+            trend,
+            [
+                "movement", "interval", "metrics", "from", "to", "area", "partner", "role", "kind", "by", "top",
+                "min_seq", "format", "layout"
+            ]
+        );
     }
 
     #[test]

@@ -4,7 +4,11 @@
 use super::day::FactView;
 use super::{FactKind, Labels, MovementLedger, Part, Taking};
 use crate::event::Principle;
-use crate::selection::{Breakdown, Filter, FilterValue, ParticipantRole};
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+
+use crate::selection::{self, Breakdown, Filter, FilterValue, ParticipantRole, Split};
 
 /// A fact's value in a dimension it names nothing of: the row `(none)`.
 pub(super) const NO_VALUE: u32 = u32::MAX;
@@ -70,6 +74,19 @@ fn role_bit(role: ParticipantRole) -> u8 {
     1 << role.index()
 }
 
+/// Every role's bit.
+const EVERY_ROLE: u8 = (1 << ParticipantRole::ALL.len()) - 1;
+
+/// One row of a split read: the value it is for, and the facts and people
+/// it counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitCell {
+    /// The value, as answers name it.
+    pub value: String,
+    /// What the cell counts: the read's own selection, and this value.
+    pub selection: Selection,
+}
+
 /// The role a part in a fact stands for.
 pub(super) fn role_of(part: Part) -> ParticipantRole {
     match part {
@@ -114,5 +131,88 @@ impl MovementLedger {
             facts.push((Breakdown::Kind, Values::Only(number(&self.labels, kind))));
         }
         Selection { facts, roles: filter.role.map(role_bit) }
+    }
+
+    /// The cells of a read that counts `selection` split by `split`: the
+    /// values with the most volume on the days from `from` until (before)
+    /// `until`, most first (ties in name order), then [`selection::OTHER_VALUE`]
+    /// for the rest when they have any. A value's volume is the number of
+    /// facts it is a value of, or for roles the number of parts taken in
+    /// it. A value named as the two rows that merge values are is never
+    /// kept, so a row's name always says what it holds.
+    pub fn split(&self, selection: &Selection, split: Split, from: NaiveDate, until: NaiveDate) -> Vec<SplitCell> {
+        let by = split.by();
+        let mut volumes: HashMap<u32, u64> = HashMap::new();
+        let mut narrowed = Vec::new();
+        for facts in self.facts.range(from..until).map(|(_, facts)| facts) {
+            for fact in facts.facts() {
+                let Some(fact) = selection.admit(fact, &mut narrowed) else { continue };
+                if by == Breakdown::Role {
+                    for taking in fact.people {
+                        *volumes.entry(role_of(taking.part).index() as u32).or_default() += 1;
+                    }
+                } else {
+                    any_value(by, &fact, |value| {
+                        *volumes.entry(value).or_default() += 1;
+                        false
+                    });
+                }
+            }
+        }
+        let mut ranked: Vec<(u64, String, u32)> =
+            volumes.iter().map(|(value, volume)| (*volume, self.value_name(by, *value), *value)).collect();
+        ranked.sort_by(|left, right| right.0.cmp(&left.0).then_with(|| left.1.cmp(&right.1)));
+        let (mut kept, mut rest) = (Vec::new(), false);
+        for (_, name, value) in ranked {
+            let merged_name = name == selection::OTHER_VALUE || (name == selection::NO_VALUE && value != NO_VALUE);
+            if kept.len() < split.top() && !merged_name {
+                kept.push((name, value));
+            } else {
+                rest = true;
+            }
+        }
+        let mut cells: Vec<SplitCell> = kept
+            .iter()
+            .map(|(name, value)| SplitCell { value: name.clone(), selection: selection.with(by, Values::Only(*value)) })
+            .collect();
+        if rest {
+            let mut outside: Vec<u32> = kept.iter().map(|(_, value)| *value).collect();
+            outside.sort_unstable();
+            let selection = selection.with(by, Values::Outside(outside.into()));
+            cells.push(SplitCell { value: selection::OTHER_VALUE.to_owned(), selection });
+        }
+        cells
+    }
+
+    /// The name of a value of `by` as [`any_value`] numbers it.
+    fn value_name(&self, by: Breakdown, value: u32) -> String {
+        if value == NO_VALUE {
+            return selection::NO_VALUE.to_owned();
+        }
+        let labels = match by {
+            Breakdown::Area => &self.areas,
+            Breakdown::Partner => &self.partners,
+            Breakdown::Kind | Breakdown::Channel => &self.labels,
+            Breakdown::Principle => return Principle::ALL[value as usize].as_str().to_owned(),
+            Breakdown::Role => return ParticipantRole::ALL[value as usize].as_str().to_owned(),
+        };
+        labels.texts[value as usize].to_string()
+    }
+}
+
+impl Selection {
+    /// This selection, narrowed to the facts (or for roles, the people)
+    /// with one of `values` of `by`.
+    fn with(&self, by: Breakdown, values: Values) -> Selection {
+        let mut narrowed = self.clone();
+        if by == Breakdown::Role {
+            let bits = (0..ParticipantRole::ALL.len() as u32)
+                .filter(|role| values.admits(*role))
+                .fold(0u8, |bits, role| bits | 1 << role);
+            narrowed.roles = Some(self.roles.unwrap_or(EVERY_ROLE) & bits);
+        } else {
+            narrowed.facts.push((by, values));
+        }
+        narrowed
     }
 }

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::metric::Metric;
 use crate::event::Principle;
 use crate::period::Interval;
+use crate::selection::{Breakdown, SplitValue};
 
 /// A movement's trend: the metrics asked for in every period from the one containing `from` to the one containing
 /// `to`.
@@ -39,6 +40,8 @@ pub struct Trend {
 pub struct TrendRow {
     /// The first local date of the period.
     pub period: NaiveDate,
+    /// In a split trend, the value the row is for.
+    pub split: Option<SplitValue>,
     /// Each metric asked for with its value in the period: a number, or `null`.
     pub values: Vec<(Metric, Value)>,
 }
@@ -54,6 +57,9 @@ impl Serialize for TrendRow {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(1 + self.values.len()))?;
         map.serialize_entry("period", &self.period)?;
+        if let Some(split) = &self.split {
+            map.serialize_entry(split.by.as_str(), &split.value)?;
+        }
         for (metric, value) in &self.values {
             map.serialize_entry(metric.as_str(), value)?;
         }
@@ -70,7 +76,12 @@ impl<'de> Deserialize<'de> for TrendRow {
             .into_iter()
             .filter_map(|metric| fields.remove(metric.as_str()).map(|value| (metric, value)))
             .collect();
-        Ok(TrendRow { period, values })
+        let split = Breakdown::ALL.into_iter().find_map(|by| {
+            let value = fields.remove(by.as_str())?;
+            Some(serde_json::from_value(value).map(|value| SplitValue { by, value }))
+        });
+        let split = split.transpose().map_err(serde::de::Error::custom)?;
+        Ok(TrendRow { period, split, values })
     }
 }
 
@@ -81,7 +92,7 @@ mod trend_row_schema {
     use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
     use utoipa::openapi::{RefOr, schema::SchemaType};
 
-    use super::{Metric, TrendRow};
+    use super::{Breakdown, Metric, TrendRow};
 
     impl Metric {
         /// The JSON type of the metric's values: counts are integers and
@@ -119,6 +130,12 @@ mod trend_row_schema {
                 ))
                 .property("period", date.description(Some("The first local date of the period.")))
                 .required("period");
+            for by in Breakdown::ALL {
+                let value = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("In a trend split by this dimension, the value the row is for."));
+                row = row.property(by.as_str(), value);
+            }
             for metric in Metric::ALL {
                 row = row.property(metric.as_str(), metric.value_schema());
             }
@@ -189,6 +206,9 @@ pub struct Cohorts {
 pub struct Cohort {
     /// The period's first local date.
     pub cohort: NaiveDate,
+    /// In a split read, the value the row is for.
+    #[serde(flatten)]
+    pub split: Option<SplitValue>,
     /// `None` only where small numbers are suppressed.
     pub size: Option<i64>,
     /// How many of them took part in the cohort's period, the next, and so
@@ -221,6 +241,9 @@ pub struct Principles {
 pub struct PrincipleFigures {
     /// Which of the eight principles these figures are for.
     pub principle: Principle,
+    /// In a split read, the value the row is for.
+    #[serde(flatten)]
+    pub split: Option<SplitValue>,
     /// Meetings, actions and hour logs tagged with the principle.
     pub activities: u64,
     /// Distinct participants of those activities; `None` only where suppressed.
@@ -266,6 +289,9 @@ pub struct ComparedMovement {
 pub struct PeriodValue {
     /// The first local date of the period.
     pub period: NaiveDate,
+    /// In a split comparison, the value the row is for.
+    #[serde(flatten)]
+    pub split: Option<SplitValue>,
     /// The metric's value; `null` where a ratio is undefined or a count suppressed.
     #[cfg_attr(feature = "openapi", schema(value_type = Option<f64>, required = true))]
     pub value: Value,

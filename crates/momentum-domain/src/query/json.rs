@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::answer::Trend;
 use super::metric::{Figure, Metric};
+use crate::selection::SplitValue;
 
 impl Trend {
     /// The trend as JSON: byte for byte what `serde_json::to_vec` writes,
@@ -16,7 +17,7 @@ impl Trend {
     pub fn to_json(&self) -> Vec<u8> {
         write_trend(self, self.series.len(), |out, index| {
             let row = &self.series[index];
-            write_row(out, row.period, row.values.iter().map(|(metric, value)| (*metric, value)));
+            write_row(out, row.period, row.split.as_ref(), row.values.iter().map(|(metric, value)| (*metric, value)));
         })
     }
 }
@@ -51,10 +52,19 @@ pub(super) fn write_trend(header: &Trend, rows: usize, mut write_row: impl FnMut
 pub(super) fn write_row<F: WriteFigure>(
     out: &mut Vec<u8>,
     period: NaiveDate,
+    split: Option<&SplitValue>,
     figures: impl Iterator<Item = (Metric, F)>,
 ) {
     out.extend_from_slice(b"{\"period\":");
     write_date(out, period);
+    if let Some(split) = split {
+        // Dimension names are ASCII identifiers; values are any text.
+        out.push(b',');
+        out.push(b'"');
+        out.extend_from_slice(split.by.as_str().as_bytes());
+        out.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut *out, &split.value).expect("a string always serialises");
+    }
     for (metric, figure) in figures {
         // Metric names are ASCII identifiers: nothing to escape.
         out.extend_from_slice(metric.json_key().as_bytes());

@@ -43,10 +43,12 @@ pub use stickiness::{
     ActivitiesDone, PeriodsActive, STICKINESS_WINDOW_MAX, Stickiness, StickinessRequest, stickiness,
     suppress as suppress_stickiness,
 };
-pub use totals::{TotalsEncoding, TrendTotals, UnreadableTotals};
+pub use totals::{CellTotals, SplitTotals, TotalsEncoding, TrendTotals, UnreadableTotals};
 
 use crate::event::Principle;
-use crate::ledger::{Ledger, MOMENTUM_WINDOW_PERIODS, MovementLedger};
+use crate::ledger::Selection;
+use crate::ledger::{Ledger, MOMENTUM_WINDOW_PERIODS, MovementLedger, PeriodTotals};
+use crate::selection::{Filter, Split, SplitValue};
 
 /// Why a read could not be answered.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +59,25 @@ pub enum ReadError {
     /// The totals given do not fit the request (another number of periods, or of movements); holds why.
     #[error("{0}")]
     Invalid(String),
+}
+
+/// What a read over `filter`'s facts from `from` until (before) `until`
+/// counts: everything it selects when `split` is `None`, otherwise each
+/// value it is split into with what that value counts.
+fn cells(
+    facts: &MovementLedger,
+    filter: &Filter,
+    split: Option<Split>,
+    from: NaiveDate,
+    until: NaiveDate,
+) -> Vec<(Option<SplitValue>, Selection)> {
+    let selection = facts.select(filter);
+    let Some(split) = split else { return vec![(None, selection)] };
+    facts
+        .split(&selection, split, from, until)
+        .into_iter()
+        .map(|cell| (Some(SplitValue { by: split.by(), value: cell.value }), cell.selection))
+        .collect()
 }
 
 /// The facts of the movement a read names: it must have events.
@@ -82,8 +103,22 @@ pub fn trend_totals(
     let watermark = ledger.watermark();
     let facts = facts(ledger, &request.movement)?;
     let starts = with_lookback(request, &periods);
-    let totals = facts.period_totals(request.periods.interval(), &starts, &facts.select(&request.filter));
-    Ok(TrendTotals { watermark, volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp, totals })
+    let interval = request.periods.interval();
+    let selection = facts.select(&request.filter);
+    let totals = facts.period_totals(interval, &starts, &selection);
+    let split = request.split.map(|split| {
+        let (first, last) = (periods[0], periods[periods.len() - 1]);
+        let cells = facts
+            .split(&selection, split, first, interval.next_period(last))
+            .into_iter()
+            .map(|cell| CellTotals {
+                totals: facts.period_totals(interval, &starts, &cell.selection),
+                value: cell.value,
+            })
+            .collect();
+        SplitTotals { by: split.by(), cells }
+    });
+    Ok(TrendTotals { watermark, volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp, totals, split })
 }
 
 /// The periods whose totals a trend over `periods` needs: the four before
@@ -102,14 +137,25 @@ fn with_lookback(request: &TrendRequest, periods: &[NaiveDate]) -> Vec<NaiveDate
 pub fn trend_from_totals(request: &TrendRequest, totals: &TrendTotals) -> Result<Trend, ReadError> {
     let (periods, metrics) = fit_totals(request, totals)?;
     let mut trend = trend_header(request, totals);
-    trend.series = periods
-        .iter()
-        .enumerate()
-        .map(|(index, start)| {
-            let values = metrics.iter().map(|metric| (*metric, row_figure(totals, index, *metric).into())).collect();
-            TrendRow { period: *start, values }
-        })
-        .collect();
+    let hour_value = totals.volunteer_hour_value_gbp;
+    let row = |index: usize, split: Option<SplitValue>, all: &[PeriodTotals]| {
+        let values =
+            metrics.iter().map(|metric| (*metric, row_figure(all, hour_value, index, *metric).into())).collect();
+        TrendRow { period: periods[index], split, values }
+    };
+    trend.series = match &totals.split {
+        None => (0..periods.len()).map(|index| row(index, None, &totals.totals)).collect(),
+        // One row per (period, value): the tidy layout.
+        Some(split) => (0..periods.len())
+            .flat_map(|index| {
+                split.cells.iter().map(move |cell| {
+                    let value = SplitValue { by: split.by, value: cell.value.clone() };
+                    (index, value, &cell.totals)
+                })
+            })
+            .map(|(index, value, all)| row(index, Some(value), all))
+            .collect(),
+    };
     Ok(trend)
 }
 
@@ -118,22 +164,32 @@ pub fn trend_from_totals(request: &TrendRequest, totals: &TrendTotals) -> Result
 /// rows of values first, which was a large share of the query service's CPU
 /// per trend read. Query uses it for answers in which nothing is suppressed.
 pub fn trend_json_from_totals(request: &TrendRequest, totals: &TrendTotals) -> Result<Vec<u8>, ReadError> {
+    if totals.split.is_some() {
+        return Ok(trend_from_totals(request, totals)?.to_json());
+    }
     let (periods, metrics) = fit_totals(request, totals)?;
     let header = trend_header(request, totals);
+    let (all, hour_value) = (&totals.totals, totals.volunteer_hour_value_gbp);
     Ok(write_trend(&header, periods.len(), |out, index| {
-        write_row(out, periods[index], metrics.iter().map(|metric| (*metric, row_figure(totals, index, *metric))))
+        let figures = metrics.iter().map(|metric| (*metric, row_figure(all, hour_value, index, *metric)));
+        write_row(out, periods[index], None, figures)
     }))
 }
 
 /// The periods and metrics of a trend, once its totals are known to fit.
 fn fit_totals(request: &TrendRequest, totals: &TrendTotals) -> Result<(Vec<NaiveDate>, Vec<Metric>), ReadError> {
     let periods = request.periods.starts();
-    if totals.totals.len() != periods.len() + MOMENTUM_WINDOW_PERIODS as usize {
+    let expected = periods.len() + MOMENTUM_WINDOW_PERIODS as usize;
+    let cells = totals.split.iter().flat_map(|split| split.cells.iter().map(|cell| &cell.totals));
+    if let Some(unfit) = std::iter::once(&totals.totals).chain(cells).find(|totals| totals.len() != expected) {
         return Err(ReadError::Invalid(format!(
             "{} period totals do not fit a range of {} periods",
-            totals.totals.len(),
+            unfit.len(),
             periods.len()
         )));
+    }
+    if totals.split.as_ref().map(|split| split.by) != request.split.map(|split| split.by()) {
+        return Err(ReadError::Invalid("the totals are not split as the trend asks".to_owned()));
     }
     let metrics = match &request.metrics {
         Some(wanted) => Metric::ALL.into_iter().filter(|metric| wanted.contains(metric)).collect(),
@@ -159,11 +215,10 @@ fn trend_header(request: &TrendRequest, totals: &TrendTotals) -> Trend {
 /// The figure of `metric` in the `index`th period of the range, whose
 /// totals follow the [`MOMENTUM_WINDOW_PERIODS`] before the range.
 #[inline]
-fn row_figure(totals: &TrendTotals, index: usize, metric: Metric) -> Figure {
+fn row_figure(all: &[PeriodTotals], hour_value: f64, index: usize, metric: Metric) -> Figure {
     let lookback = MOMENTUM_WINDOW_PERIODS as usize;
     let position = index + lookback;
-    let all = &totals.totals;
-    metric.figure(&all[position], &all[position - 1], &all[position - lookback], totals.volunteer_hour_value_gbp)
+    metric.figure(&all[position], &all[position - 1], &all[position - lookback], hour_value)
 }
 
 /// Cohorts by first participation, with the activity of each over the
@@ -173,19 +228,24 @@ pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, Read
     let interval = request.periods.interval();
     let watermark = ledger.watermark();
     let facts = facts(ledger, &request.movement)?;
-    let selection = facts.select(&request.filter);
-    let sizes = facts.period_totals(interval, &periods, &selection);
-    let activity = facts.cohort_activity(interval, &periods, &selection);
-    let cohorts = periods
-        .iter()
-        .zip(sizes.iter().zip(activity))
-        .filter(|(_, (totals, _))| totals.new_participants != 0)
-        .map(|(cohort, (totals, active))| Cohort {
-            cohort: *cohort,
-            size: Some(totals.new_participants),
-            active: active.into_iter().map(Some).collect(),
-        })
-        .collect();
+    let until = interval.next_period(periods[periods.len() - 1]);
+    let mut cohorts = Vec::new();
+    for (split, selection) in cells(facts, &request.filter, request.split, periods[0], until) {
+        let sizes = facts.period_totals(interval, &periods, &selection);
+        let activity = facts.cohort_activity(interval, &periods, &selection);
+        cohorts.extend(
+            periods.iter().zip(sizes.iter().zip(activity)).filter(|(_, (totals, _))| totals.new_participants != 0).map(
+                |(cohort, (totals, active))| Cohort {
+                    cohort: *cohort,
+                    split: split.clone(),
+                    size: Some(totals.new_participants),
+                    active: active.into_iter().map(Some).collect(),
+                },
+            ),
+        );
+    }
+    // Tidy rows: by cohort, then each value in the split's order.
+    cohorts.sort_by_key(|cohort| cohort.cohort);
     Ok(Cohorts {
         movement: request.movement.to_string(),
         interval,
@@ -202,16 +262,16 @@ pub fn principles(ledger: &Ledger, request: &PrinciplesRequest) -> Result<Princi
     let range = request.range();
     let watermark = ledger.watermark();
     let facts = facts(ledger, &request.movement)?;
-    let figures = facts.principle_figures(range.from(), range.to(), &facts.select(&request.filter));
-    let figures = Principle::ALL
-        .into_iter()
-        .zip(figures)
-        .map(|(principle, (activities, participants))| PrincipleFigures {
-            principle,
-            activities,
-            participants: Some(participants),
-        })
-        .collect();
+    let until = range.to().succ_opt().unwrap_or(range.to());
+    let mut figures = Vec::new();
+    for (split, selection) in cells(facts, &request.filter, request.split, range.from(), until) {
+        let counts = facts.principle_figures(range.from(), range.to(), &selection);
+        figures.extend(Principle::ALL.into_iter().zip(counts).map(|(principle, (activities, participants))| {
+            PrincipleFigures { principle, split: split.clone(), activities, participants: Some(participants) }
+        }));
+    }
+    // Tidy rows: by principle, then each value in the split's order.
+    figures.sort_by_key(|figures| figures.principle);
     Ok(Principles {
         movement: request.movement.to_string(),
         from: range.from(),
@@ -265,6 +325,7 @@ pub fn comparison_from_totals(
             .map(|row| PeriodValue {
                 period: row.period,
                 value: row.get(request.metric).cloned().unwrap_or(Value::Null),
+                split: row.split,
             })
             .collect();
         series.push(ComparedMovement { movement: movement.to_string(), values });

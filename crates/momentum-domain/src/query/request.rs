@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metric::Metric;
 use crate::period::Interval;
-use crate::selection::Filter;
+use crate::selection::{Filter, Split};
 
 /// The most periods one read may cover: ten years of days.
 pub const PERIODS_PER_TREND_MAX: usize = 3660;
@@ -297,6 +297,9 @@ pub struct TrendRequest {
     /// The events counted; on the wire, `area`, `partner`, `role` and `kind` beside the other fields.
     #[serde(flatten)]
     pub filter: Filter,
+    /// How the read is split, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
 }
 
 /// A cohorts read: one movement's participants grouped by the period of their first participation.
@@ -310,6 +313,9 @@ pub struct CohortRequest {
     /// The events counted.
     #[serde(flatten)]
     pub filter: Filter,
+    /// How the read is split, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
 }
 
 /// The principles read covers days, at most [`PERIODS_PER_TREND_MAX`] of
@@ -322,6 +328,8 @@ pub struct PrinciplesRequest {
     days: Periods,
     /// The events counted.
     pub filter: Filter,
+    /// How the read is split, if it is.
+    pub split: Option<Split>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -331,13 +339,20 @@ struct PrinciplesFields {
     to: NaiveDate,
     #[serde(flatten)]
     filter: Filter,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    split: Option<Split>,
 }
 
 impl PrinciplesRequest {
     /// A read of `movement` over the days of `range`, or [`RangeError::TooLong`] when there are more than
     /// [`PERIODS_PER_TREND_MAX`].
     pub fn new(movement: MovementId, range: DateRange) -> Result<PrinciplesRequest, RangeError> {
-        Ok(PrinciplesRequest { movement, days: Periods::new(Interval::Day, range)?, filter: Filter::default() })
+        Ok(PrinciplesRequest {
+            movement,
+            days: Periods::new(Interval::Day, range)?,
+            filter: Filter::default(),
+            split: None,
+        })
     }
 
     /// The local dates the read covers, both included.
@@ -351,7 +366,7 @@ impl TryFrom<PrinciplesFields> for PrinciplesRequest {
 
     fn try_from(fields: PrinciplesFields) -> Result<PrinciplesRequest, RangeError> {
         let request = PrinciplesRequest::new(fields.movement, DateRange::new(fields.from, fields.to)?)?;
-        Ok(PrinciplesRequest { filter: fields.filter, ..request })
+        Ok(PrinciplesRequest { filter: fields.filter, split: fields.split, ..request })
     }
 }
 
@@ -362,6 +377,7 @@ impl From<PrinciplesRequest> for PrinciplesFields {
             from: request.days.from(),
             to: request.days.to(),
             filter: request.filter,
+            split: request.split,
         }
     }
 }
@@ -426,12 +442,21 @@ pub struct CompareRequest {
     /// The events counted, in every movement compared.
     #[serde(flatten)]
     pub filter: Filter,
+    /// How the read is split, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
 }
 
 impl CompareRequest {
     /// The trend request of one of the compared movements.
     pub fn trend_of(&self, movement: &MovementId, metrics: Option<Vec<Metric>>) -> TrendRequest {
-        TrendRequest { movement: movement.clone(), periods: self.periods, metrics, filter: self.filter.clone() }
+        TrendRequest {
+            movement: movement.clone(),
+            periods: self.periods,
+            metrics,
+            filter: self.filter.clone(),
+            split: self.split,
+        }
     }
 }
 

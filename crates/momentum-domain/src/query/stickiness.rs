@@ -6,9 +6,12 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::request::{MovementId, Periods};
-use super::{ReadError, facts};
+use std::collections::BTreeMap;
+
+use super::{ReadError, cells, facts};
 use crate::ledger::Ledger;
 use crate::period::Interval;
+use crate::selection::SplitValue;
 
 /// The longest window a stickiness read may cover, in periods: two years of
 /// weeks.
@@ -25,6 +28,9 @@ pub struct StickinessRequest {
     /// The events counted.
     #[serde(flatten)]
     pub filter: crate::selection::Filter,
+    /// How the read is split, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<crate::selection::Split>,
 }
 
 /// Participants of the window by how many of its periods they took part in.
@@ -33,6 +39,9 @@ pub struct StickinessRequest {
 pub struct PeriodsActive {
     /// The number of the window's periods, from 1 to the window's length.
     pub periods: u32,
+    /// In a split read, the value the row is for.
+    #[serde(flatten)]
+    pub split: Option<SplitValue>,
     /// Distinct participants active in exactly that many periods; `null`
     /// only where small numbers are suppressed.
     pub participants: Option<i64>,
@@ -45,6 +54,9 @@ pub struct ActivitiesDone {
     /// The number of activities (meetings, actions, hour logs); only
     /// numbers someone had appear.
     pub activities: u64,
+    /// In a split read, the value the row is for.
+    #[serde(flatten)]
+    pub split: Option<SplitValue>,
     /// Distinct participants with exactly that many activities in the window;
     /// `null` only where small numbers are suppressed.
     pub participants: Option<i64>,
@@ -83,8 +95,26 @@ pub fn stickiness(ledger: &Ledger, request: &StickinessRequest) -> Result<Sticki
     }
     let watermark = ledger.watermark();
     let facts = facts(ledger, &request.movement)?;
-    let (by_periods, by_activities) =
-        facts.stickiness(request.periods.interval(), &starts, &facts.select(&request.filter));
+    let interval = request.periods.interval();
+    let until = interval.next_period(starts[starts.len() - 1]);
+    let (mut periods_active, mut frequency) = (Vec::new(), Vec::new());
+    for (split, selection) in cells(facts, &request.filter, request.split, starts[0], until) {
+        let (by_periods, by_activities) = facts.stickiness(interval, &starts, &selection);
+        periods_active.extend((1..).zip(by_periods).map(|(periods, participants)| PeriodsActive {
+            periods,
+            split: split.clone(),
+            participants: Some(participants),
+        }));
+        frequency.extend(by_activities.into_iter().map(|(activities, participants)| ActivitiesDone {
+            activities,
+            split: split.clone(),
+            participants: Some(participants),
+        }));
+    }
+    // Tidy rows: by the count, then each value in the split's order (a
+    // stable sort keeps it).
+    periods_active.sort_by_key(|row| row.periods);
+    frequency.sort_by_key(|row| row.activities);
     Ok(Stickiness {
         movement: request.movement.to_string(),
         interval: request.periods.interval(),
@@ -92,14 +122,8 @@ pub fn stickiness(ledger: &Ledger, request: &StickinessRequest) -> Result<Sticki
         to: request.periods.to(),
         window: u32::try_from(starts.len()).expect("a window is at most STICKINESS_WINDOW_MAX periods"),
         watermark,
-        periods_active: (1..)
-            .zip(by_periods)
-            .map(|(periods, participants)| PeriodsActive { periods, participants: Some(participants) })
-            .collect(),
-        frequency: by_activities
-            .into_iter()
-            .map(|(activities, participants)| ActivitiesDone { activities, participants: Some(participants) })
-            .collect(),
+        periods_active,
+        frequency,
         suppressed_below: None,
     })
 }
@@ -107,27 +131,31 @@ pub fn stickiness(ledger: &Ledger, request: &StickinessRequest) -> Result<Sticki
 /// Hides counts of people from 1 to `below - 1`. Both tables add up to the
 /// number of people active in the window, so one hidden cell would follow
 /// from the other table's sum: where a table hides exactly one cell, its
-/// smallest other count above zero is hidden too.
+/// smallest other count above zero is hidden too. In a split read, each
+/// value's rows are such a table, and the values' rows of one number of
+/// periods (or of activities) are a group where one hidden cell would
+/// follow from the read without the split.
 pub fn suppress(stickiness: &mut Stickiness, below: u64) {
-    fn hide<'a>(cells: impl Iterator<Item = &'a mut Option<i64>>, below: u64) {
-        let mut cells: Vec<&mut Option<i64>> = cells.collect();
-        let small = |count: i64| count > 0 && (count as u64) < below;
-        let mut hidden = 0;
-        for cell in cells.iter_mut() {
-            if cell.is_some_and(small) {
-                **cell = None;
-                hidden += 1;
-            }
+    let mut counts: Vec<Option<i64>> = Vec::new();
+    let mut groups: BTreeMap<(bool, Option<&str>), Vec<usize>> = BTreeMap::new();
+    let mut across: BTreeMap<(bool, u64), Vec<usize>> = BTreeMap::new();
+    let rows =
+        stickiness.periods_active.iter().map(|row| (false, u64::from(row.periods), &row.split, row.participants));
+    let rows = rows.chain(stickiness.frequency.iter().map(|row| (true, row.activities, &row.split, row.participants)));
+    for (table, key, split, count) in rows {
+        groups.entry((table, split.as_ref().map(|split| split.value.as_str()))).or_default().push(counts.len());
+        if split.is_some() {
+            across.entry((table, key)).or_default().push(counts.len());
         }
-        if hidden == 1
-            && let Some(smallest) =
-                cells.iter_mut().filter(|cell| cell.is_some_and(|count| count > 0)).min_by_key(|cell| cell.unwrap_or(0))
-        {
-            **smallest = None;
-        }
+        counts.push(count);
     }
-    hide(stickiness.periods_active.iter_mut().map(|row| &mut row.participants), below);
-    hide(stickiness.frequency.iter_mut().map(|row| &mut row.participants), below);
+    let groups: Vec<Vec<usize>> = groups.into_values().chain(across.into_values()).collect();
+    super::suppression::hide_in_groups(&mut counts, &groups, below);
+    let mut counts = counts.into_iter();
+    let cells = stickiness.periods_active.iter_mut().map(|row| &mut row.participants);
+    for cell in cells.chain(stickiness.frequency.iter_mut().map(|row| &mut row.participants)) {
+        *cell = counts.next().expect("one count each");
+    }
     stickiness.suppressed_below = Some(below);
 }
 
@@ -145,11 +173,15 @@ mod tests {
             watermark: 1,
             periods_active: (1..)
                 .zip(periods)
-                .map(|(periods, count)| PeriodsActive { periods, participants: Some(*count) })
+                .map(|(periods, count)| PeriodsActive { periods, split: None, participants: Some(*count) })
                 .collect(),
             frequency: frequency
                 .iter()
-                .map(|(activities, count)| ActivitiesDone { activities: *activities, participants: Some(*count) })
+                .map(|(activities, count)| ActivitiesDone {
+                    activities: *activities,
+                    split: None,
+                    participants: Some(*count),
+                })
                 .collect(),
             suppressed_below: None,
         }

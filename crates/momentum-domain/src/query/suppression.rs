@@ -5,14 +5,15 @@
 //! they are made of is suppressed, and so is any figure that would give a
 //! suppressed one away.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
 use super::answer::{Cohorts, Principles, Trend};
 use super::metric::{Figure, Metric};
 use super::totals::TrendTotals;
-use crate::ledger::MOMENTUM_WINDOW_PERIODS;
+use crate::event::Principle;
+use crate::ledger::{MOMENTUM_WINDOW_PERIODS, PeriodTotals};
 
 impl Metric {
     /// Whether the metric counts people (not events, hours or places).
@@ -53,22 +54,47 @@ fn is_small(count: i64, below: u64) -> bool {
 ///   period or the one before, is hidden as small; momentum when either
 ///   of its window counts is small, or either active count.
 pub fn hidden_figures(totals: &TrendTotals, index: usize, below: u64) -> BTreeSet<Metric> {
+    hidden_in(&totals.totals, index, below)
+}
+
+/// The count of people of `metric` in the row `index` of `all` (totals
+/// from [`MOMENTUM_WINDOW_PERIODS`] before the first row); 0 for a metric
+/// that is not a count.
+fn row_count(all: &[PeriodTotals], index: usize, metric: Metric) -> i64 {
     let lookback = MOMENTUM_WINDOW_PERIODS as usize;
-    let all = &totals.totals;
-    let (current, previous, four_back) = (&all[index + lookback], &all[index + lookback - 1], &all[index]);
-    let count = |metric: Metric| match metric.figure(current, previous, four_back, 0.0) {
+    match metric.figure(&all[index + lookback], &all[index + lookback - 1], &all[index], 0.0) {
         Figure::Count(count) => count,
         Figure::Fraction(_) | Figure::Decimal { .. } | Figure::Undefined => 0,
-    };
+    }
+}
+
+/// [`hidden_figures`] of one row of `all`.
+fn hidden_in(all: &[PeriodTotals], index: usize, below: u64) -> BTreeSet<Metric> {
+    let lookback = MOMENTUM_WINDOW_PERIODS as usize;
+    let (current, previous, four_back) = (&all[index + lookback], &all[index + lookback - 1], &all[index]);
     let mut hidden: BTreeSet<Metric> = Metric::ALL
         .iter()
         .copied()
-        .filter(|metric| metric.counts_people() && is_small(count(*metric), below))
+        .filter(|metric| metric.counts_people() && is_small(row_count(all, index, *metric), below))
         .collect();
     let small = |count: i64| is_small(count, below);
     if small(previous.active_participants) {
         hidden.insert(Metric::DormantParticipants);
     }
+    let actives_small = small(current.active_participants) || small(previous.active_participants);
+    if actives_small {
+        hidden.insert(Metric::RetentionRate);
+    }
+    if actives_small || small(current.window_participants) || small(four_back.window_participants) {
+        hidden.insert(Metric::Momentum);
+    }
+    close(&mut hidden);
+    hidden
+}
+
+/// Adds to `hidden` what its figures would give away: the rules of
+/// [`hidden_figures`] that follow from what is hidden, not from the counts.
+fn close(hidden: &mut BTreeSet<Metric>) {
     let lifecycle = [
         Metric::NewParticipants,
         Metric::ReturningParticipants,
@@ -93,25 +119,61 @@ pub fn hidden_figures(totals: &TrendTotals, index: usize, below: u64) -> BTreeSe
     if pulse_parts.iter().any(|metric| hidden.contains(metric)) {
         hidden.insert(Metric::Pulse);
     }
-    let actives_small = small(current.active_participants) || small(previous.active_participants);
-    if actives_small || hidden.contains(&Metric::RetainedParticipants) {
+    if hidden.contains(&Metric::RetainedParticipants) {
         hidden.insert(Metric::RetentionRate);
     }
-    if actives_small || small(current.window_participants) || small(four_back.window_participants) {
-        hidden.insert(Metric::Momentum);
-    }
-    hidden
 }
 
-/// Suppresses a trend computed from `totals` (the same request's).
+/// Where exactly one of a group of cells is hidden, and the others and a
+/// total would give it away, hides a second: the smallest other count
+/// above zero (the first of equals). `hidden[i]` says whether cell `i`,
+/// of count `counts[i]`, is hidden; gives the cell it hid, if any.
+pub(crate) fn hide_a_second(hidden: &[bool], counts: &[i64]) -> Option<usize> {
+    if hidden.iter().filter(|hidden| **hidden).count() != 1 {
+        return None;
+    }
+    (0..counts.len()).filter(|cell| !hidden[*cell] && counts[*cell] > 0).min_by_key(|cell| counts[*cell])
+}
+
+/// Suppresses a trend computed from `totals` (the same request's). In a
+/// split trend, each row is suppressed by its own value's totals, and
+/// then, in each period, a count of people hidden in one value's row
+/// alone is hidden in a second row too ([`hide_a_second`]): otherwise the
+/// trend without the split, less the other rows, could give it away.
 pub fn trend(trend: &mut Trend, totals: &TrendTotals, below: u64) {
     let lookback = MOMENTUM_WINDOW_PERIODS as usize;
-    assert_eq!(trend.series.len() + lookback, totals.totals.len(), "a trend is suppressed by its own totals");
-    for (index, row) in trend.series.iter_mut().enumerate() {
-        let hidden = hidden_figures(totals, index, below);
-        for (metric, value) in &mut row.values {
-            if hidden.contains(metric) {
-                *value = Value::Null;
+    let cells: Vec<&[PeriodTotals]> = match &totals.split {
+        None => vec![&totals.totals],
+        Some(split) => split.cells.iter().map(|cell| cell.totals.as_slice()).collect(),
+    };
+    let periods = totals.totals.len() - lookback;
+    assert_eq!(trend.series.len(), periods * cells.len(), "a trend is suppressed by its own totals");
+    for index in 0..periods {
+        let mut hidden: Vec<BTreeSet<Metric>> = cells.iter().map(|all| hidden_in(all, index, below)).collect();
+        // Each second cell hidden may hide more of its row: go on until
+        // no count is hidden in one row alone.
+        loop {
+            let mut changed = false;
+            for metric in Metric::ALL.into_iter().filter(|metric| metric.counts_people()) {
+                let hides: Vec<bool> = hidden.iter().map(|row| row.contains(&metric)).collect();
+                let counts: Vec<i64> = cells.iter().map(|all| row_count(all, index, metric)).collect();
+                if cells.len() > 1
+                    && let Some(second) = hide_a_second(&hides, &counts)
+                {
+                    hidden[second].insert(metric);
+                    close(&mut hidden[second]);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        for (cell, hidden) in hidden.iter().enumerate() {
+            for (metric, value) in &mut trend.series[index * cells.len() + cell].values {
+                if hidden.contains(metric) {
+                    *value = Value::Null;
+                }
             }
         }
     }
@@ -120,23 +182,67 @@ pub fn trend(trend: &mut Trend, totals: &TrendTotals, below: u64) {
 
 /// Suppresses cohorts: each size and active count from 1 to `below - 1` becomes `null`.
 pub fn cohorts(cohorts: &mut Cohorts, below: u64) {
+    // In a split read, the values' sizes of a cohort are a group, and so
+    // are their counts at each offset.
+    let mut counts = Vec::new();
+    let mut groups: BTreeMap<(chrono::NaiveDate, usize), Vec<usize>> = BTreeMap::new();
+    for cohort in &cohorts.cohorts {
+        for (slot, count) in std::iter::once(cohort.size).chain(cohort.active.iter().copied()).enumerate() {
+            if cohort.split.is_some() {
+                groups.entry((cohort.cohort, slot)).or_default().push(counts.len());
+            }
+            counts.push(count);
+        }
+    }
+    hide_in_groups(&mut counts, &groups.into_values().collect::<Vec<_>>(), below);
+    let mut counts = counts.into_iter();
     for cohort in &mut cohorts.cohorts {
         for count in std::iter::once(&mut cohort.size).chain(cohort.active.iter_mut()) {
-            if count.is_some_and(|count| is_small(count, below)) {
-                *count = None;
-            }
+            *count = counts.next().expect("one count each");
         }
     }
     cohorts.suppressed_below = Some(below);
 }
 
 /// Suppresses the principles panel: each participant count from 1 to `below - 1` becomes `null`;
-/// activity counts stay.
+/// activity counts stay. In a split read, a principle's rows are a group.
 pub fn principles(principles: &mut Principles, below: u64) {
-    for figures in &mut principles.principles {
-        if figures.participants.is_some_and(|count| is_small(count as i64, below)) {
-            figures.participants = None;
-        }
+    let mut counts: Vec<Option<i64>> =
+        principles.principles.iter().map(|figures| figures.participants.map(|count| count as i64)).collect();
+    let mut groups: BTreeMap<Principle, Vec<usize>> = BTreeMap::new();
+    for (row, figures) in principles.principles.iter().enumerate().filter(|(_, figures)| figures.split.is_some()) {
+        groups.entry(figures.principle).or_default().push(row);
+    }
+    hide_in_groups(&mut counts, &groups.into_values().collect::<Vec<_>>(), below);
+    for (figures, count) in principles.principles.iter_mut().zip(counts) {
+        figures.participants = count.map(|count| count as u64);
     }
     principles.suppressed_below = Some(below);
+}
+
+/// Hides each count from 1 to `below - 1`; then, in each group of cells
+/// whose sum a reader may know (a table's total, or the figure of a read
+/// without the split), a second cell where one alone is hidden
+/// ([`hide_a_second`]), until no group hides exactly one.
+pub(crate) fn hide_in_groups(counts: &mut [Option<i64>], groups: &[Vec<usize>], below: u64) {
+    let shown: Vec<i64> = counts.iter().map(|count| count.unwrap_or(0)).collect();
+    for count in counts.iter_mut() {
+        if count.is_some_and(|count| is_small(count, below)) {
+            *count = None;
+        }
+    }
+    loop {
+        let mut changed = false;
+        for group in groups {
+            let hidden: Vec<bool> = group.iter().map(|cell| counts[*cell].is_none()).collect();
+            let group_counts: Vec<i64> = group.iter().map(|cell| shown[*cell]).collect();
+            if let Some(second) = hide_a_second(&hidden, &group_counts) {
+                counts[group[second]] = None;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
 }

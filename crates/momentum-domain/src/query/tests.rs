@@ -7,7 +7,7 @@ use super::totals::{TOTALS_HEADER_BYTES, TOTALS_PERIODS_MAX};
 use super::*;
 use crate::ledger::PeriodTotals;
 use crate::period::Interval;
-use crate::selection::Filter;
+use crate::selection::{Breakdown, Filter, Split, SplitValue};
 
 fn figure() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -29,10 +29,15 @@ fn date() -> impl Strategy<Value = NaiveDate> {
 }
 
 fn trend() -> impl Strategy<Value = Trend> {
-    let row =
-        (date(), proptest::collection::vec((0..Metric::ALL.len(), figure()), 0..6)).prop_map(|(period, values)| {
-            TrendRow { period, values: values.into_iter().map(|(index, value)| (Metric::ALL[index], value)).collect() }
-        });
+    let split = proptest::option::of((0..Breakdown::ALL.len(), ".*"))
+        .prop_map(|split| split.map(|(by, value)| SplitValue { by: Breakdown::ALL[by], value }));
+    let row = (date(), split, proptest::collection::vec((0..Metric::ALL.len(), figure()), 0..6)).prop_map(
+        |(period, split, values)| TrendRow {
+            period,
+            split,
+            values: values.into_iter().map(|(index, value)| (Metric::ALL[index], value)).collect(),
+        },
+    );
     (
         ".*",
         0..Interval::ALL.len(),
@@ -90,21 +95,29 @@ fn request_and_totals() -> impl Strategy<Value = (TrendRequest, TrendTotals)> {
         0i64..3000,
         0i64..40,
         proptest::option::of(proptest::sample::subsequence(Metric::ALL.to_vec(), 0..=Metric::ALL.len())),
+        proptest::option::of((0..Breakdown::ALL.len(), 1..4usize)),
     )
-        .prop_map(|(interval, start, days, metrics)| {
+        .prop_map(|(interval, start, days, metrics, split)| {
             let from = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap() + chrono::Duration::days(start);
             TrendRequest {
                 movement: movement("bristol-befriending"),
                 periods: periods(Interval::ALL[interval], from, from + chrono::Duration::days(days)),
                 metrics,
                 filter: Filter::default(),
+                split: split.map(|(by, top)| Split::new(Breakdown::ALL[by], top).expect("1 to 3")),
             }
         });
     (request, any::<u64>(), -100.0f64..100.0).prop_flat_map(|(request, watermark, hour_value)| {
         let count = request.periods.starts().len() + MOMENTUM_WINDOW_PERIODS as usize;
-        proptest::collection::vec(period_totals(), count).prop_map(move |totals| {
-            (request.clone(), TrendTotals { watermark, volunteer_hour_value_gbp: hour_value, totals })
-        })
+        let cells = request.split.map_or(0, |split| split.top());
+        let cell = (".{0,12}", proptest::collection::vec(period_totals(), count))
+            .prop_map(|(value, totals)| CellTotals { value, totals });
+        (proptest::collection::vec(period_totals(), count), proptest::collection::vec(cell, cells)).prop_map(
+            move |(totals, cells)| {
+                let split = request.split.map(|split| SplitTotals { by: split.by(), cells });
+                (request.clone(), TrendTotals { watermark, volunteer_hour_value_gbp: hour_value, totals, split })
+            },
+        )
     })
 }
 
@@ -166,6 +179,7 @@ fn binary_totals_cut_short_or_too_long_or_too_many_are_refused_not_misread() {
             PeriodTotals::default(),
             PeriodTotals { window_participants: i64::MIN, ..PeriodTotals::default() },
         ],
+        split: None,
     };
     let bytes = totals.to_binary();
     for cut in 1..bytes.len() {
@@ -195,6 +209,7 @@ fn binary_totals_hold_the_longest_trend_and_refuse_one_period_more() {
         watermark: 1,
         volunteer_hour_value_gbp: 1.0,
         totals: vec![PeriodTotals { meetings: 1, ..PeriodTotals::default() }; TOTALS_PERIODS_MAX],
+        split: None,
     };
     assert_eq!(TrendTotals::from_answer(&longest.to_binary()).unwrap(), longest);
     let mut one_more = longest.clone();
@@ -244,6 +259,7 @@ fn request_of(interval: Interval, from: (i32, u32, u32), to: (i32, u32, u32)) ->
         periods: periods(interval, date(from), date(to)),
         metrics: None,
         filter: Filter::default(),
+        split: None,
     }
 }
 
@@ -271,6 +287,7 @@ fn a_trend_is_computed_alike_from_totals_that_crossed_json() {
                 ..PeriodTotals::default()
             })
             .collect(),
+        split: None,
     };
     let travelled: TrendTotals = serde_json::from_slice(&serde_json::to_vec(&totals).unwrap()).unwrap();
     let trend = trend_from_totals(&request, &travelled).unwrap();
@@ -302,6 +319,7 @@ fn requests_naming_dates_outside_the_readable_years_cannot_be_built_or_read() {
         periods: periods(Interval::Month, EARLIEST_DATE, EARLIEST_DATE),
         metrics: None,
         filter: Filter::default(),
+        split: None,
     };
     assert!(
         matches!(trend_totals(&state, &edges, &settings), Err(ReadError::UnknownMovement(_))),
@@ -316,6 +334,7 @@ fn one_period(previous: PeriodTotals, current: PeriodTotals, four_back_window: i
         watermark: 1,
         volunteer_hour_value_gbp: 11.27,
         totals: vec![four_back, PeriodTotals::default(), PeriodTotals::default(), previous, current],
+        split: None,
     }
 }
 
@@ -362,6 +381,7 @@ fn a_suppressed_comparison_hides_what_the_movements_trend_hides() {
         metric,
         periods: periods(Interval::Day, day, day),
         filter: Filter::default(),
+        split: None,
     };
     let value = |metric, below| {
         let comparison = comparison_from_totals(&request(metric), std::slice::from_ref(&totals), below).unwrap();
@@ -452,7 +472,12 @@ fn ratios_are_hidden_when_a_count_they_are_made_of_is_small() {
 #[test]
 fn totals_that_do_not_fit_the_range_are_refused() {
     let request = request_of(Interval::Day, (2026, 3, 2), (2026, 3, 3));
-    let totals = TrendTotals { watermark: 1, volunteer_hour_value_gbp: 1.0, totals: vec![PeriodTotals::default(); 3] };
+    let totals = TrendTotals {
+        watermark: 1,
+        volunteer_hour_value_gbp: 1.0,
+        totals: vec![PeriodTotals::default(); 3],
+        split: None,
+    };
     assert!(matches!(trend_from_totals(&request, &totals), Err(ReadError::Invalid(_))));
 }
 
@@ -460,5 +485,94 @@ fn totals_that_do_not_fit_the_range_are_refused() {
 fn metric_names_need_no_escaping_in_json() {
     for metric in Metric::ALL {
         assert_eq!(serde_json::to_string(metric.as_str()).expect("a string"), format!("\"{}\"", metric.as_str()));
+    }
+}
+
+/// Realistic totals of people: small and large counts, with the parts of
+/// the lifecycle consistent with the active counts.
+fn people_totals() -> impl Strategy<Value = PeriodTotals> {
+    (0i64..12, 0i64..12, 0i64..12, 0i64..12, 0i64..30).prop_map(|(new, retained, resurrecting, organisers, window)| {
+        PeriodTotals {
+            active_participants: new + retained + resurrecting,
+            new_participants: new,
+            retained_participants: retained,
+            organisers: organisers.min(new + retained + resurrecting),
+            volunteers: organisers / 2,
+            window_participants: window.max(new + retained + resurrecting),
+            ..PeriodTotals::default()
+        }
+    })
+}
+
+proptest! {
+    /// In a split trend, no count of people is hidden in one value's row
+    /// alone while another row of its period shows a count above zero: the
+    /// trend without the split, less the rows shown, would give it away.
+    #[test]
+    fn no_suppressed_cell_of_a_split_trend_follows_from_the_others(
+        cells in proptest::collection::vec(proptest::collection::vec(people_totals(), 2 + MOMENTUM_WINDOW_PERIODS as usize), 2..5),
+    ) {
+        let request = TrendRequest {
+            split: Some(Split::new(Breakdown::Area, cells.len()).unwrap()),
+            ..request_of(Interval::Week, (2026, 3, 2), (2026, 3, 9))
+        };
+        let totals = TrendTotals {
+            watermark: 1,
+            volunteer_hour_value_gbp: 10.0,
+            totals: cells[0].clone(),
+            split: Some(SplitTotals {
+                by: Breakdown::Area,
+                cells: cells.iter().enumerate().map(|(n, totals)| CellTotals { value: format!("a{n}"), totals: totals.clone() }).collect(),
+            }),
+        };
+        let shown = trend_from_totals(&request, &totals).unwrap();
+        let mut suppressed = shown.clone();
+        suppression::trend(&mut suppressed, &totals, 5);
+        for period in 0..2 {
+            let rows = &suppressed.series[period * cells.len()..(period + 1) * cells.len()];
+            let before = &shown.series[period * cells.len()..(period + 1) * cells.len()];
+            for metric in Metric::ALL.into_iter().filter(|metric| metric.counts_people()) {
+                let hidden: Vec<bool> = rows.iter().map(|row| row.get(metric) == Some(&Value::Null)).collect();
+                let others_shown_above_zero = rows
+                    .iter()
+                    .zip(&hidden)
+                    .any(|(row, hidden)| !hidden && row.get(metric).and_then(Value::as_i64).is_some_and(|count| count > 0));
+                prop_assert!(
+                    hidden.iter().filter(|hidden| **hidden).count() != 1 || !others_shown_above_zero,
+                    "{metric:?} of period {period} hidden in one row alone: {rows:?}"
+                );
+            }
+            for (row, before) in rows.iter().zip(before) {
+                for ((metric, value), (_, shown)) in row.values.iter().zip(&before.values) {
+                    if metric.counts_people() && let Some(count) = shown.as_i64() && count > 0 && count < 5 {
+                        prop_assert_eq!(value, &Value::Null, "{:?} {} is small", metric, count);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After [`suppression::hide_in_groups`], every small count is hidden,
+    /// and no group hides exactly one cell while showing another above zero.
+    #[test]
+    fn no_group_hides_one_cell_alone(
+        counts in proptest::collection::vec(0i64..12, 1..30),
+        groups in proptest::collection::vec(proptest::collection::btree_set(0usize..30, 1..6), 0..8),
+    ) {
+        let groups: Vec<Vec<usize>> = groups
+            .into_iter()
+            .map(|group| group.into_iter().filter(|cell| *cell < counts.len()).collect())
+            .collect();
+        let mut hidden: Vec<Option<i64>> = counts.iter().copied().map(Some).collect();
+        suppression::hide_in_groups(&mut hidden, &groups, 5);
+        for (count, after) in counts.iter().zip(&hidden) {
+            prop_assert!(after.is_some() || *count > 0, "zero is shown");
+            prop_assert!(!(1..5).contains(count) || after.is_none(), "{count} is small");
+        }
+        for group in &groups {
+            let alone = group.iter().filter(|cell| hidden[**cell].is_none()).count() == 1;
+            let shown_above_zero = group.iter().any(|cell| hidden[*cell].is_some_and(|count| count > 0));
+            prop_assert!(!(alone && shown_above_zero), "group {group:?} of {counts:?} hides one alone: {hidden:?}");
+        }
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::PERIODS_PER_TREND_MAX;
 use crate::ledger::{MOMENTUM_WINDOW_PERIODS, PeriodTotals};
+use crate::selection::{Breakdown, SPLIT_TOP_MAX};
 
 /// What a trend is computed from: the stored totals of every period in
 /// range and of the four before the first, which retention and momentum
@@ -20,6 +21,27 @@ pub struct TrendTotals {
     pub volunteer_hour_value_gbp: f64,
     /// [`MOMENTUM_WINDOW_PERIODS`] periods before the range, then each
     /// period in range, in order.
+    pub totals: Vec<PeriodTotals>,
+    /// For a split trend, the same periods' totals of each row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitTotals>,
+}
+
+/// The totals of each row of a split trend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitTotals {
+    /// The dimension split by.
+    pub by: Breakdown,
+    /// One for each value kept, most volume first, then `(other)` if any.
+    pub cells: Vec<CellTotals>,
+}
+
+/// The totals of one row of a split trend.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellTotals {
+    /// The value of the dimension.
+    pub value: String,
+    /// The periods of [`TrendTotals::totals`], counting only this value's events.
     pub totals: Vec<PeriodTotals>,
 }
 
@@ -61,20 +83,29 @@ impl TrendTotals {
     /// (f64), little-endian, the number of periods (u32), then for each
     /// period the count of its fields up to the last that is not zero (one
     /// byte) and those fields, each zigzag-encoded as a LEB128 varint.
-    /// Totals take a fraction of the bytes of their JSON.
+    /// Totals take a fraction of the bytes of their JSON. A split trend
+    /// goes on with its dimension's place in [`Breakdown::ALL`] (one byte),
+    /// the number of rows (u32), and for each its value (its length in
+    /// bytes, u16, then UTF-8) and its periods, written as above.
     pub fn to_binary(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(TOTALS_HEADER_BYTES + self.totals.len() * 24);
+        let cells = self.split.as_ref().map_or(0, |split| split.cells.len());
+        let mut bytes = Vec::with_capacity(TOTALS_HEADER_BYTES + (1 + cells) * self.totals.len() * 24);
         bytes.push(TOTALS_BINARY_VERSION);
         bytes.extend_from_slice(&self.watermark.to_le_bytes());
         bytes.extend_from_slice(&self.volunteer_hour_value_gbp.to_le_bytes());
         let periods = u32::try_from(self.totals.len()).expect("a trend has at most TOTALS_PERIODS_MAX periods");
         bytes.extend_from_slice(&periods.to_le_bytes());
-        for totals in &self.totals {
-            let fields = totals.fields();
-            let length = fields.iter().rposition(|field| *field != 0).map_or(0, |last| last + 1);
-            bytes.push(u8::try_from(length).expect("a period has 16 fields"));
-            for field in &fields[..length] {
-                crate::varint::write_i64(&mut bytes, *field);
+        write_periods(&mut bytes, &self.totals);
+        if let Some(split) = &self.split {
+            let by = Breakdown::ALL.iter().position(|by| *by == split.by).expect("every dimension is in ALL");
+            bytes.push(by as u8);
+            bytes.extend_from_slice(&(split.cells.len() as u32).to_le_bytes());
+            for cell in &split.cells {
+                let length = u16::try_from(cell.value.len()).expect("a value is at most 64 characters");
+                bytes.extend_from_slice(&length.to_le_bytes());
+                bytes.extend_from_slice(cell.value.as_bytes());
+                assert_eq!(cell.totals.len(), self.totals.len(), "every row has the trend's periods");
+                write_periods(&mut bytes, &cell.totals);
             }
         }
         bytes
@@ -98,24 +129,24 @@ impl TrendTotals {
         if periods > TOTALS_PERIODS_MAX {
             return Err(UnreadableTotals(format!("{periods} periods, more than a trend holds")));
         }
-        let mut totals = Vec::with_capacity(periods);
-        for _ in 0..periods {
-            let [length] = reader.take()?;
-            let mut period = PeriodTotals::default();
-            let mut fields = period.fields_mut().into_iter();
-            for _ in 0..length {
-                let value = reader.varint()?;
-                if let Some(field) = fields.next() {
-                    *field = value;
-                }
-            }
-            drop(fields);
-            totals.push(period);
-        }
+        let totals = reader.periods(periods)?;
+        let split = if reader.rest.is_empty() { None } else { Some(reader.split(periods)?) };
         if !reader.rest.is_empty() {
             return Err(UnreadableTotals(format!("{} bytes after the last period", reader.rest.len())));
         }
-        Ok(TrendTotals { watermark, volunteer_hour_value_gbp, totals })
+        Ok(TrendTotals { watermark, volunteer_hour_value_gbp, totals, split })
+    }
+}
+
+/// Writes each period's fields up to its last that is not zero.
+fn write_periods(bytes: &mut Vec<u8>, periods: &[PeriodTotals]) {
+    for totals in periods {
+        let fields = totals.fields();
+        let length = fields.iter().rposition(|field| *field != 0).map_or(0, |last| last + 1);
+        bytes.push(u8::try_from(length).expect("a period has 16 fields"));
+        for field in &fields[..length] {
+            crate::varint::write_i64(bytes, *field);
+        }
     }
 }
 
@@ -130,6 +161,46 @@ impl BinaryReader<'_> {
             self.rest.split_first_chunk::<N>().ok_or_else(|| UnreadableTotals("cut short".to_owned()))?;
         self.rest = rest;
         Ok(*taken)
+    }
+
+    fn periods(&mut self, count: usize) -> Result<Vec<PeriodTotals>, UnreadableTotals> {
+        let mut totals = Vec::with_capacity(count);
+        for _ in 0..count {
+            let [length] = self.take()?;
+            let mut period = PeriodTotals::default();
+            let mut fields = period.fields_mut().into_iter();
+            for _ in 0..length {
+                let value = self.varint()?;
+                if let Some(field) = fields.next() {
+                    *field = value;
+                }
+            }
+            drop(fields);
+            totals.push(period);
+        }
+        Ok(totals)
+    }
+
+    /// The rows of a split trend, each of `periods` periods.
+    fn split(&mut self, periods: usize) -> Result<SplitTotals, UnreadableTotals> {
+        let [by] = self.take()?;
+        let by = *Breakdown::ALL.get(usize::from(by)).ok_or_else(|| UnreadableTotals(format!("dimension {by}")))?;
+        let count = u32::from_le_bytes(self.take()?) as usize;
+        if count > SPLIT_TOP_MAX + 1 {
+            return Err(UnreadableTotals(format!("{count} rows, more than a split keeps")));
+        }
+        let mut cells = Vec::with_capacity(count);
+        for _ in 0..count {
+            let length = usize::from(u16::from_le_bytes(self.take()?));
+            if self.rest.len() < length {
+                return Err(UnreadableTotals("cut short".to_owned()));
+            }
+            let (value, rest) = self.rest.split_at(length);
+            let value = std::str::from_utf8(value).map_err(|error| UnreadableTotals(error.to_string()))?.to_owned();
+            self.rest = rest;
+            cells.push(CellTotals { value, totals: self.periods(periods)? });
+        }
+        Ok(SplitTotals { by, cells })
     }
 
     /// A zigzag LEB128 varint of at most ten bytes.

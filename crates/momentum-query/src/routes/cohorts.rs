@@ -35,7 +35,12 @@ impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
         let parameters = asked.parameters;
         let interval = interval(parameters.interval.as_deref(), &COHORT_INTERVALS)?;
         let periods = periods(interval, parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
-        Ok(CohortRequest { movement: asked.movement, periods, filter: parameters.filter()? })
+        Ok(CohortRequest {
+            movement: asked.movement,
+            periods,
+            filter: parameters.filter()?,
+            split: parameters.split(periods.starts().len())?,
+        })
     }
 }
 
@@ -80,6 +85,6 @@ problem_responses! {
     CohortsBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or too \
         long.", [
         examples::bad_movement("movement"), examples::bad_interval(&COHORT_INTERVALS), examples::bad_date(),
-        examples::bad_min_seq(), examples::bad_area(), examples::bad_role(),
+        examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(),
     ]);
 }

@@ -44,7 +44,8 @@ impl TryFrom<RequestParts<&CompareParameters, ()>> for CompareRequest {
         let metric = metric(parameters.metric.as_deref().unwrap_or(""), "metric")?;
         let interval = interval(parameters.interval.as_deref(), &Interval::ALL)?;
         let periods = periods(interval, parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
-        Ok(CompareRequest { movements, metric, periods, filter: parameters.filter()? })
+        let split = parameters.split(periods.starts().len() * movements.as_slice().len())?;
+        Ok(CompareRequest { movements, metric, periods, filter: parameters.filter()?, split })
     }
 }
 
@@ -95,6 +96,6 @@ problem_responses! {
     CompareBadRequest => ("A parameter is not valid, or not one the route takes: no movements or more than 20, an \
         unknown metric, a bad range.", [
         examples::bad_movement("movements"), examples::bad_metric("metric"), examples::bad_interval(&Interval::ALL),
-        examples::bad_date(), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(),
+        examples::bad_date(), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(),
     ]);
 }

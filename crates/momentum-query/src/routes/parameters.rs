@@ -11,7 +11,9 @@ use axum::http::HeaderMap;
 use chrono::NaiveDate;
 use momentum_domain::Interval;
 use momentum_domain::query::{DateRange, Metric, MovementId, Periods, RangeError};
-use momentum_domain::selection::{Filter, FilterValue, ParticipantRole};
+use momentum_domain::selection::{
+    Breakdown, Filter, FilterValue, ParticipantRole, SPLIT_TOP_DEFAULT, Split, TopOutOfRange,
+};
 use momentum_runtime::Problem;
 
 use crate::csv::{Format, requested_format};
@@ -48,6 +50,14 @@ macro_rules! read_parameters {
             /// Only meetings and actions of this `kind`, and hour logs of this `activity`.
             #[param(value_type = Option<String>, min_length = 1, max_length = 64)]
             kind,
+            /// Split the read by this dimension: one row per value (and per period, cohort or principle), with
+            /// the value in a field named after the dimension (docs/metrics.md, "Breakdowns").
+            #[param(value_type = Option<momentum_domain::selection::Breakdown>)]
+            by,
+            /// With `by`: how many values to keep, those with the most events (or for `role`, parts taken) over
+            /// the range; the rest are merged into the value `(other)` (default 10, at most 100).
+            #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+            top,
         } }
 
         impl $name {
@@ -59,6 +69,14 @@ macro_rules! read_parameters {
                     self.role.as_deref(),
                     self.kind.as_deref(),
                 )
+            }
+
+            /// How the read is split, if it is, when each value has `rows` rows.
+            pub(crate) fn split(
+                &self,
+                rows: usize,
+            ) -> Result<Option<momentum_domain::selection::Split>, momentum_runtime::Problem> {
+                $crate::routes::parameters::split(self.by.as_deref(), self.top.as_deref(), rows)
             }
         }
     };
@@ -205,6 +223,39 @@ pub(crate) fn filter(
     Ok(Filter { area: value(area, "area")?, partner: value(partner, "partner")?, role, kind: value(kind, "kind")? })
 }
 
+/// The most rows a split read answers: its values (and `(other)`) times
+/// the rows of each, so that its totals fit in a NATS message.
+pub(crate) const SPLIT_ROWS_MAX: usize = 20_000;
+
+/// How a read is split: by `by`, keeping `top` values, each with `rows`
+/// rows, at most [`SPLIT_ROWS_MAX`] in all. A `top` without a `by` is
+/// refused, not ignored.
+pub(crate) fn split(by: Option<&str>, top: Option<&str>, rows: usize) -> Result<Option<Split>, Problem> {
+    let Some(by) = by else {
+        return match top {
+            Some(_) => Err(Problem::bad_parameter("top", "is only taken with by")),
+            None => Ok(None),
+        };
+    };
+    let by = Breakdown::parse(by).ok_or_else(|| {
+        let valid: Vec<&str> = Breakdown::ALL.iter().map(|by| by.as_str()).collect();
+        Problem::bad_parameter("by", format!("must be one of {}, got {by:?}", valid.join(", ")))
+    })?;
+    let top = match top {
+        None => SPLIT_TOP_DEFAULT,
+        Some(text) => text.parse::<usize>().map_err(|_| Problem::bad_parameter("top", TopOutOfRange.to_string()))?,
+    };
+    let split = Split::new(by, top).map_err(|error| Problem::bad_parameter("top", error.to_string()))?;
+    if rows.saturating_mul(top + 1) > SPLIT_ROWS_MAX {
+        let most = (SPLIT_ROWS_MAX / rows.max(1)).saturating_sub(1);
+        let detail = format!(
+            "a split of {rows} rows a value answers at most {SPLIT_ROWS_MAX} rows: keep {most} values or fewer, or shorten the range"
+        );
+        return Err(Problem::bad_parameter("top", detail));
+    }
+    Ok(Some(split))
+}
+
 /// The non-empty, trimmed items of a comma-separated parameter.
 pub(crate) fn comma_list(text: Option<&str>) -> impl Iterator<Item = &str> {
     text.unwrap_or("").split(',').map(str::trim).filter(|item| !item.is_empty())
@@ -245,6 +296,10 @@ pub(crate) mod examples {
     pub(crate) fn bad_area() -> Problem {
         filter(Some(""), None, None, None).expect_err("empty")
     }
+
+    pub(crate) fn bad_by() -> Problem {
+        split(Some("postcode"), None, 1).expect_err("not a dimension")
+    }
 }
 
 #[cfg(test)]
@@ -273,6 +328,23 @@ mod tests {
         let all = filter(Some("E01000001"), Some("nhs"), Some("partner_staff"), Some("walk")).unwrap();
         assert_eq!(all.role, Some(ParticipantRole::PartnerStaff));
         assert_eq!(all.area.unwrap().as_str(), "E01000001");
+    }
+
+    #[test]
+    fn a_split_takes_a_dimension_and_1_to_100_values_and_top_only_with_by() {
+        let refused = |by, top| split(by, top, 53).unwrap_err().errors[0].pointer.clone();
+        assert_eq!(refused(Some("postcode"), None), "by");
+        assert_eq!(refused(Some("area"), Some("0")), "top");
+        assert_eq!(refused(Some("area"), Some("101")), "top");
+        assert_eq!(refused(Some("area"), Some("ten")), "top");
+        assert_eq!(refused(None, Some("5")), "top", "top alone is refused, not ignored");
+        assert_eq!(split(None, None, 53).unwrap(), None);
+        let kept = split(Some("partner"), None, 53).unwrap().unwrap();
+        assert_eq!((kept.by(), kept.top()), (Breakdown::Partner, SPLIT_TOP_DEFAULT));
+        assert!(split(Some("area"), Some("9"), SPLIT_ROWS_MAX / 10).is_ok(), "nine values and (other)");
+        let too_many = split(Some("area"), Some("10"), SPLIT_ROWS_MAX / 10).unwrap_err();
+        assert_eq!(too_many.errors[0].pointer, "top");
+        assert!(too_many.detail.as_deref().unwrap_or("").contains("keep 9 values or fewer"), "{too_many:?}");
     }
 
     #[test]

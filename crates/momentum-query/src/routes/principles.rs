@@ -28,6 +28,7 @@ impl TryFrom<RequestParts<&PrinciplesParameters>> for PrinciplesRequest {
         let range = date_range(parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
         let mut request = PrinciplesRequest::new(asked.movement, range).map_err(range_problem)?;
         request.filter = parameters.filter()?;
+        request.split = parameters.split(momentum_domain::Principle::ALL.len())?;
         Ok(request)
     }
 }
@@ -73,6 +74,6 @@ pub(crate) async fn principles(
 problem_responses! {
     PrinciplesBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or \
         too long.", [
-        examples::bad_movement("movement"), examples::bad_date(), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(),
+        examples::bad_movement("movement"), examples::bad_date(), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(),
     ]);
 }

@@ -71,7 +71,12 @@ impl TryFrom<RequestParts<&StickinessParameters>> for StickinessRequest {
             Problem::bad_parameter("window", "reaches before the earliest readable date; use a shorter window")
         })?;
         let periods = Periods::new(interval, range).map_err(range_problem)?;
-        Ok(StickinessRequest { movement: asked.movement, periods, filter: parameters.filter()? })
+        Ok(StickinessRequest {
+            movement: asked.movement,
+            periods,
+            filter: parameters.filter()?,
+            split: parameters.split(periods.starts().len())?,
+        })
     }
 }
 
@@ -126,12 +131,15 @@ pub(crate) async fn stickiness(
 impl CsvAnswer for Stickiness {
     fn to_csv(&self, _layout: Layout) -> CsvFile {
         let cell = |count: Option<i64>| count.map_or_else(String::new, |count| count.to_string());
-        let mut body = String::from("measure,count,participants\n");
+        let split = self.periods_active.iter().find_map(|row| row.split.as_ref()).map(|split| split.by);
+        let mut body = format!("measure,count,{}participants\n", crate::csv::split_header(split));
         for row in &self.periods_active {
-            let _ = writeln!(body, "periods_active,{},{}", row.periods, cell(row.participants));
+            let value = crate::csv::split_cell(&row.split);
+            let _ = writeln!(body, "periods_active,{},{value}{}", row.periods, cell(row.participants));
         }
         for row in &self.frequency {
-            let _ = writeln!(body, "activities,{},{}", row.activities, cell(row.participants));
+            let value = crate::csv::split_cell(&row.split);
+            let _ = writeln!(body, "activities,{},{value}{}", row.activities, cell(row.participants));
         }
         let filename =
             format!("{}-stickiness-{}-{}-to-{}.csv", self.movement, self.interval.as_str(), self.from, self.to);
@@ -143,7 +151,7 @@ problem_responses! {
     StickinessBadRequest => ("A parameter is not valid, or not one the route takes.", [
         examples::bad_movement("movement"), examples::bad_interval(&STICKINESS_INTERVALS), examples::bad_date(),
         Problem::bad_parameter("window", format!("must be a whole number from 1 to {STICKINESS_WINDOW_MAX}")),
-        examples::bad_min_seq(), examples::bad_area(), examples::bad_role(),
+        examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(),
     ]);
 }
 

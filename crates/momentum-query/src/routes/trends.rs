@@ -39,7 +39,13 @@ impl TryFrom<RequestParts<&TrendParameters>> for TrendRequest {
             None => None,
             Some(list) => Some(comma_list(Some(list)).map(|name| metric(name, "metrics")).collect::<Result<_, _>>()?),
         };
-        Ok(TrendRequest { movement: asked.movement, periods, metrics, filter: parameters.filter()? })
+        Ok(TrendRequest {
+            movement: asked.movement,
+            periods,
+            metrics,
+            filter: parameters.filter()?,
+            split: parameters.split(periods.starts().len())?,
+        })
     }
 }
 
@@ -88,6 +94,6 @@ problem_responses! {
     TrendsBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or \
         longer than 3660 periods.", [
         examples::bad_movement("movement"), examples::bad_interval(&Interval::ALL), examples::bad_date(),
-        examples::bad_metric("metrics"), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_format(),
+        examples::bad_metric("metrics"), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(), examples::bad_format(),
     ]);
 }
