@@ -13,6 +13,11 @@ schema-invalid (negative) request stays invalid in the way it was made.
   many movements) is answered 400 naming `from`, a limit the document can
   only state in prose. Trend and comparison ranges are cut to 1000 periods
   so that schema-valid requests stay within it.
+- `top` is taken only with `by` (a `top` alone is refused, not ignored): a
+  `top` without `by` gets `by=area`. A split read answers at most 20 000
+  rows (values kept, with `(other)`, times rows per value, times movements
+  compared): a split read's range is cut to 100 periods and its `top` to 9
+  (given when absent).
 - `min_seq` makes a read wait for a stream sequence and answer 503 if it
   does not come: it is kept at or below MOMENTUM_FUZZ_MIN_SEQ_MAX, a
   sequence the test has already seen applied.
@@ -29,6 +34,9 @@ _DATE = re.compile(r"^(19|2\d)\d\d-\d\d-\d\d$")
 _PERIODS_MAX = 3660
 # See the answer size limit above.
 _LARGE_ANSWER_PERIODS_MAX = 1000
+# See the split rows limit above.
+_SPLIT_PERIODS_MAX = 100
+_SPLIT_TOP_MAX = 9
 _SEQ_MAX = 2**64 - 1
 # The fewest days a period of each interval has.
 _DAYS_PER_PERIOD = {"day": 1, "week": 7, "month": 28}
@@ -52,10 +60,27 @@ def _date(value):
     return None
 
 
+def _split_within_bounds(query):
+    if "top" in query and "by" not in query:
+        query["by"] = "area"
+    if "by" not in query:
+        return
+    top = query.setdefault("top", _SPLIT_TOP_MAX)
+    if isinstance(top, int) and not isinstance(top, bool) and 1 <= top <= 100:
+        query["top"] = min(top, _SPLIT_TOP_MAX)
+    elif isinstance(top, str) and top.isascii() and top.isdigit() and 1 <= int(top) <= 100:
+        query["top"] = str(min(int(top), _SPLIT_TOP_MAX))
+
+
 def _readable_range(path, query):
     start, end = _date(query.get("from")), _date(query.get("to"))
     if start is not None and "to" not in query:
         end = max(start, datetime.date.today())
+    # A split read without `from` covers the year before `to`: give it a
+    # `from` within its bound.
+    if "by" in query and start is None and "from" not in query and not path.endswith("/stickiness"):
+        end = end or datetime.date.today()
+        start = end - datetime.timedelta(days=_SPLIT_PERIODS_MAX - 2)
     if start is None or end is None:
         return
     start, end = min(start, end), max(start, end)
@@ -63,6 +88,8 @@ def _readable_range(path, query):
     periods_max = _PERIODS_MAX
     if path.endswith("/trends") or path == "/v1/compare":
         periods_max = _LARGE_ANSWER_PERIODS_MAX
+    if "by" in query:
+        periods_max = _SPLIT_PERIODS_MAX
     days = _DAYS_PER_PERIOD.get(interval if isinstance(interval, str) else "", 1) * (periods_max - 2)
     end = min(end, start + datetime.timedelta(days=days))
     query["from"], query["to"] = start.isoformat(), end.isoformat()
@@ -76,6 +103,7 @@ def map_case(context, case):
         else:
             case.body = _event_in_range(case.body)
     if isinstance(case.query, dict) and case.query:
+        _split_within_bounds(case.query)
         _readable_range(case.operation.path, case.query)
         min_seq_max = int(os.environ.get("MOMENTUM_FUZZ_MIN_SEQ_MAX", "0"))
         min_seq = case.query.get("min_seq")

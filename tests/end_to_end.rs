@@ -488,7 +488,17 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
     assert_eq!(status, 200, "{body}");
     let months = body["series"].as_array().unwrap();
     assert_eq!(months.len(), 4);
-    assert_eq!(months[0], json!({ "period": "2026-03-01", "meetings": 2, "volunteer_hours": 2.5 }));
+    assert_eq!(
+        months[0],
+        json!({ "period": "2026-03-01", "label": "2026-03", "complete": true, "meetings": 2, "volunteer_hours": 2.5 })
+    );
+    // Without `to`, a trend ends today: its last period is still under way.
+    let (_, recent) =
+        stack.query(&format!("/v1/movements/{MOVEMENT}/trends?interval=fiscal_quarter&metrics=meetings")).await;
+    let rows = recent["series"].as_array().unwrap();
+    assert_eq!(rows.last().unwrap()["complete"], false, "{recent}");
+    assert!(rows[..rows.len() - 1].iter().all(|row| row["complete"] == true), "{recent}");
+    assert!(rows.iter().all(|row| row["label"].as_str().unwrap().contains(" Q")), "{recent}");
     assert_eq!(months[3]["volunteer_hours"], 1.25);
 
     let (status, body) =
@@ -508,8 +518,8 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
     assert_eq!(
         body["cohorts"],
         json!([
-            { "cohort": "2026-03-02", "size": 5, "active": [5, 3] },
-            { "cohort": "2026-03-09", "size": 1, "active": [1] },
+            { "cohort": "2026-03-02", "label": "2026-W10", "complete": true, "size": 5, "active": [5, 3] },
+            { "cohort": "2026-03-09", "label": "2026-W11", "complete": true, "size": 1, "active": [1] },
         ])
     );
     let (status, _) = stack.query(&format!("/v1/movements/{MOVEMENT}/cohorts?interval=day")).await;
@@ -540,7 +550,10 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
         ))
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["series"][0]["values"], json!([{ "period": "2026-03-02", "value": 2.5 }]));
+    assert_eq!(
+        body["series"][0]["values"],
+        json!([{ "period": "2026-03-02", "label": "2026-W10", "complete": true, "value": 2.5 }])
+    );
     assert_eq!(body["series"][1]["movement"], "another-movement");
     assert_eq!(body["series"][1]["values"][0]["value"], 4.0);
     let (status, twice) = stack
@@ -578,7 +591,10 @@ async fn every_read_is_filtered(stack: &TestStack, seq: u64) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["cohorts"],
-        json!([{ "cohort": "2026-03-02", "size": 1, "active": [1, 0] }, { "cohort": "2026-03-09", "size": 1, "active": [1] }]),
+        json!([
+            { "cohort": "2026-03-02", "label": "2026-W10", "complete": true, "size": 1, "active": [1, 0] },
+            { "cohort": "2026-03-09", "label": "2026-W11", "complete": true, "size": 1, "active": [1] },
+        ]),
         "a logged hours the first week, h the second"
     );
     let path = format!("/v1/movements/{MOVEMENT}/principles?from=2026-03-01&to=2026-03-31&kind=walk&min_seq={seq}");
@@ -783,16 +799,22 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
             assert_eq!(response.status(), 200);
             assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
             let disposition = response.headers()["content-disposition"].to_str().unwrap().to_owned();
+            let watermark = response.headers()["momentum-watermark"].to_str().unwrap();
+            assert!(disposition.contains(&format!("-at-{watermark}")), "the file name holds the watermark");
             (disposition, response.text().await.unwrap())
         }
     };
 
     let (disposition, wide) = get_csv(path.clone(), "text/csv").await;
-    assert_eq!(disposition, format!("attachment; filename=\"{MOVEMENT}-week-2026-03-02-to-2026-03-22.csv\""));
+    assert_eq!(
+        disposition,
+        format!("attachment; filename=\"{MOVEMENT}-week-2026-03-02-to-2026-03-22-at-{max_seq}.csv\"")
+    );
     let lines: Vec<Vec<&str>> = wide.lines().map(|line| line.split(',').collect()).collect();
     let header = &lines[0];
     assert_eq!(header[0], "period");
-    assert_eq!(header.len(), 1 + momentum_domain::query::Metric::ALL.len(), "every metric has a column");
+    assert_eq!(header[..3], ["period", "label", "complete"]);
+    assert_eq!(header.len(), 3 + momentum_domain::query::Metric::ALL.len(), "every metric has a column");
     let series = json["series"].as_array().unwrap();
     assert_eq!(lines.len(), 1 + series.len(), "one row per period");
     for (cells, row) in lines[1..].iter().zip(series) {
@@ -800,7 +822,7 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
             let expected = match &row[*name] {
                 Value::Null => String::new(),
                 Value::String(text) => text.clone(),
-                number => number.to_string(),
+                other => other.to_string(),
             };
             assert_eq!(*cell, expected, "{name} in {}", row["period"]);
         }
@@ -809,20 +831,20 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
     let (disposition, long) = get_csv(format!("{path}&format=csv&layout=long"), "*/*").await;
     assert!(disposition.contains("-long.csv"), "{disposition}");
     let long: Vec<&str> = long.lines().collect();
-    assert_eq!(long[0], "period,movement,metric,value");
+    assert_eq!(long[0], "period,label,complete,movement,metric,value");
     assert_eq!(long.len(), 1 + series.len() * momentum_domain::query::Metric::ALL.len());
-    assert!(long.contains(&format!("2026-03-02,{MOVEMENT},volunteer_hours,2.5").as_str()));
-    assert!(long.contains(&format!("2026-03-09,{MOVEMENT},retention_rate,0.0").as_str()));
-    assert!(long.contains(&format!("2026-03-02,{MOVEMENT},momentum,").as_str()), "a null is an empty cell");
+    assert!(long.contains(&format!("2026-03-02,2026-W10,true,{MOVEMENT},volunteer_hours,2.5").as_str()));
+    assert!(long.contains(&format!("2026-03-09,2026-W11,true,{MOVEMENT},retention_rate,0.0").as_str()));
+    assert!(long.contains(&format!("2026-03-02,2026-W10,true,{MOVEMENT},momentum,").as_str()), "a null is empty");
 
     let (_, split) = get_csv(format!("{path}&format=csv&layout=long&by=role&metrics=active_participants"), "*/*").await;
     let split: Vec<&str> = split.lines().collect();
-    assert_eq!(split[0], "period,movement,role,metric,value");
-    assert_eq!(split[1], format!("2026-03-02,{MOVEMENT},attendee,active_participants,3"));
+    assert_eq!(split[0], "period,label,complete,movement,role,metric,value");
+    assert_eq!(split[1], format!("2026-03-02,2026-W10,true,{MOVEMENT},attendee,active_participants,3"));
     let (_, split) = get_csv(format!("{path}&format=csv&by=role&metrics=active_participants,organisers"), "*/*").await;
     assert_eq!(
         split.lines().take(2).collect::<Vec<_>>(),
-        ["period,role,active_participants,organisers", "2026-03-02,attendee,3,0"]
+        ["period,label,complete,role,active_participants,organisers", "2026-03-02,2026-W10,true,attendee,3,0"]
     );
 
     let (_, cohorts) = get_csv(
@@ -830,7 +852,7 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
         "*/*",
     )
     .await;
-    assert_eq!(cohorts, "cohort,size,active_0,active_1\n2026-03-02,5,5,0\n");
+    assert_eq!(cohorts, "cohort,label,complete,size,active_0,active_1\n2026-03-02,2026-W10,true,5,5,0\n");
     let (_, movements) = get_csv("/v1/movements?format=csv".to_owned(), "*/*").await;
     assert_eq!(movements, format!("movement,events\n{MOVEMENT},4\n"));
 

@@ -179,6 +179,18 @@ async fn pandas_reads_every_csv_export_with_exactly_the_values_of_the_json() {
         },
         Export { name: "beta-trend-day-wide", kind: "trend_wide", path: trend(BETA, "day"), by_accept: false },
         Export {
+            name: "alpha-trend-week-by-role-wide",
+            kind: "trend_wide",
+            path: format!("{}&by=role&top=3", trend(ALPHA, "week")),
+            by_accept: false,
+        },
+        Export {
+            name: "alpha-trend-week-by-role-long",
+            kind: "trend_long",
+            path: format!("{}&by=role&layout=long&metrics=active_participants,new_participants", trend(ALPHA, "week")),
+            by_accept: false,
+        },
+        Export {
             name: "beta-trend-month-long",
             kind: "trend_long",
             path: format!("{}&layout=long&metrics=volunteer_hours,retention_rate,momentum", trend(BETA, "month")),

@@ -832,7 +832,12 @@ async fn garbage_query_parameters_get_a_400_naming_the_parameter() {
         // A parameter the route does not take, a filter this version does
         // not know among them, would otherwise answer the unfiltered
         // figures as if it had been applied.
-        (format!("{trends}?area=E01000002"), "area"),
+        (format!("{trends}?postcode=LS1"), "postcode"),
+        (format!("{trends}?area="), "area"),
+        (format!("{trends}?by=postcode"), "by"),
+        (format!("{trends}?top=5"), "top"),
+        (format!("{trends}?by=area&top=0"), "top"),
+        (format!("{trends}?role=organiser"), "role"),
         (format!("{trends}?interval=week&Interval=month"), "Interval"),
         (format!("{cohorts}?metrics=meetings"), "metrics"),
         (format!("{principles}?interval=week"), "interval"),

@@ -398,7 +398,10 @@ async fn evaluators_see_small_counts_of_people_suppressed_when_configured_and_ad
         .unwrap();
     assert_eq!(csv.status(), 200);
     let text = csv.text().await.unwrap();
-    assert!(text.lines().nth(1).unwrap().starts_with("2026-03-02,,"), "a suppressed cell is empty: {text}");
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("2026-03-02,2026-W10,true,,"),
+        "a suppressed cell is empty: {text}"
+    );
     suppressing.stop().await;
     stack.stop().await;
 }

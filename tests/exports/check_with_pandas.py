@@ -87,39 +87,58 @@ def integer_columns_stay_integers(case, frame, columns, values_of):
                 fail(case, f"column {column}: JSON integers but pandas read {frame[column].dtype}")
 
 
+# What a row holds besides its figures: its period's name and whether the
+# period is over, then the value of a split read's dimension.
+HEAD = ["label", "complete"]
+DIMENSIONS = ["area", "partner", "role", "kind", "channel", "principle"]
+
+
+def split_of(rows):
+    return [key for key in DIMENSIONS if rows and key in rows[0]]
+
+
 def check_trend_wide(case, frame, answer):
     series = answer["series"]
-    metrics = [key for key in series[0] if key != "period"]
-    if not (same_columns(case, frame, ["period", *metrics]) and same_length(case, frame, len(series))):
+    split = split_of(series)
+    metrics = [key for key in series[0] if key not in ["period", *HEAD, *split]]
+    columns = ["period", *HEAD, *split, *metrics]
+    if not (same_columns(case, frame, columns) and same_length(case, frame, len(series))):
         return
     for index, row in enumerate(series):
         same_date(case, f"row {index} period", frame["period"][index], row["period"])
-        for metric in metrics:
-            same_value(case, f"{row['period']} {metric}", frame[metric][index], row[metric])
+        for column in [*HEAD, *split, *metrics]:
+            same_value(case, f"{row['period']} {column}", frame[column][index], row[column])
     integer_columns_stay_integers(case, frame, metrics, lambda m: [row[m] for row in series])
 
 
 def check_trend_long(case, frame, answer):
     series = answer["series"]
-    expected = [(row["period"], metric, value) for row in series for metric, value in row.items() if metric != "period"]
-    columns = ["period", "movement", "metric", "value"]
+    split = split_of(series)
+    expected = [
+        (row, metric, value) for row in series for metric, value in row.items() if metric not in ["period", *HEAD, *split]
+    ]
+    columns = ["period", *HEAD, "movement", *split, "metric", "value"]
     if not (same_columns(case, frame, columns) and same_length(case, frame, len(expected))):
         return
-    for index, (period, metric, value) in enumerate(expected):
-        same_date(case, f"row {index} period", frame["period"][index], period)
+    for index, (row, metric, value) in enumerate(expected):
+        same_date(case, f"row {index} period", frame["period"][index], row["period"])
+        for column in [*HEAD, *split]:
+            same_value(case, f"row {index} {column}", frame[column][index], row[column])
         same_value(case, f"row {index} movement", frame["movement"][index], answer["movement"])
         same_value(case, f"row {index} metric", frame["metric"][index], metric)
-        same_value(case, f"{period} {metric}", frame["value"][index], value)
+        same_value(case, f"{row['period']} {metric}", frame["value"][index], value)
 
 
 def check_cohorts_wide(case, frame, answer):
     cohorts = answer["cohorts"]
     width = max((len(c["active"]) for c in cohorts), default=0)
-    columns = ["cohort", "size", *[f"active_{offset}" for offset in range(width)]]
+    columns = ["cohort", *HEAD, "size", *[f"active_{offset}" for offset in range(width)]]
     if not (same_columns(case, frame, columns) and same_length(case, frame, len(cohorts))):
         return
     for index, cohort in enumerate(cohorts):
         same_date(case, f"row {index} cohort", frame["cohort"][index], cohort["cohort"])
+        for column in HEAD:
+            same_value(case, f"row {index} {column}", frame[column][index], cohort[column])
         same_value(case, f"{cohort['cohort']} size", frame["size"][index], cohort["size"])
         for offset in range(width):
             # Past a cohort's last period the cell is empty: no figure.
@@ -141,12 +160,14 @@ def check_cohorts_long(case, frame, answer):
         for cohort in answer["cohorts"]
         for offset, active in enumerate(cohort["active"])
     ]
-    columns = ["cohort", "movement", "offset", "period", "size", "active"]
+    columns = ["cohort", *HEAD, "movement", "offset", "period", "size", "active"]
     if not (same_columns(case, frame, columns) and same_length(case, frame, len(expected))):
         return
     for index, (cohort, offset, active) in enumerate(expected):
         where = f"{cohort['cohort']} offset {offset}"
         same_date(case, f"{where} cohort", frame["cohort"][index], cohort["cohort"])
+        for column in HEAD:
+            same_value(case, f"{where} {column}", frame[column][index], cohort[column])
         same_value(case, f"{where} movement", frame["movement"][index], answer["movement"])
         same_value(case, f"{where} offset", frame["offset"][index], offset)
         same_date(case, f"{where} period", frame["period"][index], shift(cohort["cohort"], answer["interval"], offset))
@@ -173,10 +194,12 @@ def check_compare_wide(case, frame, answer):
     series = answer["series"]
     movements = [s["movement"] for s in series]
     periods = len(series[0]["values"]) if series else 0
-    if not (same_columns(case, frame, ["period", *movements]) and same_length(case, frame, periods)):
+    if not (same_columns(case, frame, ["period", *HEAD, *movements]) and same_length(case, frame, periods)):
         return
     for index in range(periods):
         same_date(case, f"row {index} period", frame["period"][index], series[0]["values"][index]["period"])
+        for column in HEAD:
+            same_value(case, f"row {index} {column}", frame[column][index], series[0]["values"][index][column])
         for s in series:
             value = s["values"][index]
             same_value(case, f"{value['period']} {s['movement']}", frame[s["movement"]][index], value["value"])
@@ -185,11 +208,14 @@ def check_compare_wide(case, frame, answer):
 def check_compare_long(case, frame, answer):
     expected = [(s["movement"], value) for s in answer["series"] for value in s["values"]]
     if not (
-        same_columns(case, frame, ["period", "movement", "metric", "value"]) and same_length(case, frame, len(expected))
+        same_columns(case, frame, ["period", *HEAD, "movement", "metric", "value"])
+        and same_length(case, frame, len(expected))
     ):
         return
     for index, (movement, value) in enumerate(expected):
         same_date(case, f"row {index} period", frame["period"][index], value["period"])
+        for column in HEAD:
+            same_value(case, f"row {index} {column}", frame[column][index], value[column])
         same_value(case, f"row {index} movement", frame["movement"][index], movement)
         same_value(case, f"row {index} metric", frame["metric"][index], answer["metric"])
         same_value(case, f"{value['period']} {movement}", frame["value"][index], value["value"])

@@ -798,6 +798,7 @@ mod tests {
             metrics: Some(vec![metric]),
             filter: Default::default(),
             split: None,
+            today: None,
         };
         let trend = query::trend(&folded().state, &request, &ReadSettings { volunteer_hour_value_gbp: 11.27 })
             .unwrap_or_else(|_| panic!("a trend of {movement}"));

@@ -107,6 +107,36 @@ impl Interval {
         }
     }
 
+    /// The name people give the period starting at `start`: `2026-03-02`
+    /// for a day, `2026-W10` for an ISO week, `2026-03` for a month, `2026
+    /// Q2` for a quarter, `2026` for a year, `2026-27` for a financial year
+    /// and `2026-27 Q1` for its first quarter.
+    pub fn label(self, start: NaiveDate) -> String {
+        let fiscal_year = |date: NaiveDate| {
+            let first = if date.month() >= 4 { date.year() } else { date.year() - 1 };
+            format!("{first}-{:02}", (first + 1).rem_euclid(100))
+        };
+        match self {
+            Interval::Day => start.to_string(),
+            Interval::Week => {
+                let week = start.iso_week();
+                format!("{}-W{:02}", week.year(), week.week())
+            }
+            Interval::Month => format!("{}-{:02}", start.year(), start.month()),
+            Interval::Quarter => format!("{} Q{}", start.year(), start.month0() / 3 + 1),
+            Interval::Year => start.year().to_string(),
+            Interval::FiscalQuarter => format!("{} Q{}", fiscal_year(start), (start.month0() + 9) % 12 / 3 + 1),
+            Interval::FiscalYear => fiscal_year(start),
+        }
+    }
+
+    /// Whether the period starting at `start` is over on `today`: false for
+    /// the period containing today, whose figures are still growing, and
+    /// for any after it.
+    pub fn is_complete(self, start: NaiveDate, today: NaiveDate) -> bool {
+        self.next_period(start) <= today
+    }
+
     /// The first dates of every period from the one containing `from` to the
     /// one containing `to`, inclusive; empty when `to` is before `from`.
     pub fn periods(self, from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> {
@@ -156,6 +186,36 @@ mod tests {
     }
 
     #[test]
+    fn every_period_has_a_label_people_use() {
+        for (interval, start, label) in [
+            (Interval::Day, "2026-03-02", "2026-03-02"),
+            (Interval::Week, "2026-03-02", "2026-W10"),
+            (Interval::Week, "2024-12-30", "2025-W01"),
+            (Interval::Month, "2026-03-01", "2026-03"),
+            (Interval::Quarter, "2026-04-01", "2026 Q2"),
+            (Interval::Year, "2026-01-01", "2026"),
+            (Interval::FiscalYear, "2026-04-01", "2026-27"),
+            (Interval::FiscalYear, "1999-04-01", "1999-00"),
+            (Interval::FiscalQuarter, "2026-04-01", "2026-27 Q1"),
+            (Interval::FiscalQuarter, "2026-10-01", "2026-27 Q3"),
+            (Interval::FiscalQuarter, "2027-01-01", "2026-27 Q4"),
+        ] {
+            assert_eq!(interval.label(date(start)), label, "{interval:?} from {start}");
+        }
+    }
+
+    #[test]
+    fn a_period_is_complete_once_today_is_past_its_last_day() {
+        let week = date("2026-03-02");
+        assert!(!Interval::Week.is_complete(week, date("2026-03-08")), "its Sunday is still in it");
+        assert!(Interval::Week.is_complete(week, date("2026-03-09")));
+        assert!(!Interval::Week.is_complete(date("2026-03-16"), date("2026-03-09")), "a later week");
+        // The financial year 2025-26 ends on 31 March.
+        assert!(!Interval::FiscalYear.is_complete(date("2025-04-01"), date("2026-03-31")));
+        assert!(Interval::FiscalYear.is_complete(date("2025-04-01"), date("2026-04-01")));
+    }
+
+    #[test]
     fn a_month_starts_on_its_first_day() {
         assert_eq!(Interval::Month.period_start(date("2024-02-29")), date("2024-02-01"));
         assert_eq!(Interval::Month.next_period(date("2024-01-01")), date("2024-02-01"));
@@ -169,6 +229,21 @@ mod tests {
         assert_eq!(Interval::Week.period_start(local), date("2026-06-08"));
         let winter = DateTime::parse_from_rfc3339("2026-01-04T23:30:00Z").unwrap();
         assert_eq!(local_date(winter, chrono_tz::Europe::London), date("2026-01-04"));
+    }
+
+    #[test]
+    fn late_on_31_march_in_utc_is_the_next_financial_year_in_london() {
+        // British Summer Time began on 29 March 2026.
+        let time = DateTime::parse_from_rfc3339("2026-03-31T23:30:00Z").unwrap();
+        let local = local_date(time, chrono_tz::Europe::London);
+        assert_eq!(local, date("2026-04-01"));
+        assert_eq!(Interval::FiscalYear.period_start(local), date("2026-04-01"));
+        assert_eq!(Interval::FiscalYear.label(Interval::FiscalYear.period_start(local)), "2026-27");
+        assert_eq!(Interval::FiscalQuarter.label(Interval::FiscalQuarter.period_start(local)), "2026-27 Q1");
+        let before = DateTime::parse_from_rfc3339("2026-03-31T22:59:59Z").unwrap();
+        let local = local_date(before, chrono_tz::Europe::London);
+        assert_eq!(Interval::FiscalYear.label(Interval::FiscalYear.period_start(local)), "2025-26");
+        assert_eq!(Interval::FiscalQuarter.label(Interval::FiscalQuarter.period_start(local)), "2025-26 Q4");
     }
 
     #[test]

@@ -175,6 +175,9 @@ fn fold_spaced(events: &[Event], order: &[usize], spacing: u64) -> Ledger {
     ledger
 }
 
+/// The day the reads take as today: periods from it on are not complete.
+const TODAY: &str = "2026-03-15";
+
 const FROM: &str = "2025-12-01";
 const TO: &str = "2026-05-31";
 
@@ -219,10 +222,22 @@ fn read_all_with(state: &Ledger, filter: &Filter) -> Value {
     for movement in MOVEMENTS {
         for interval in Interval::ALL {
             let periods = periods(interval, FROM, TO);
-            let request =
-                TrendRequest { movement: id(movement), periods, metrics: None, filter: filter.clone(), split: None };
+            let request = TrendRequest {
+                movement: id(movement),
+                periods,
+                metrics: None,
+                filter: filter.clone(),
+                split: None,
+                today: Some(day(TODAY)),
+            };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-            let request = CohortRequest { movement: id(movement), periods, filter: filter.clone(), split: None };
+            let request = CohortRequest {
+                movement: id(movement),
+                periods,
+                filter: filter.clone(),
+                split: None,
+                today: Some(day(TODAY)),
+            };
             let cohorts = query::cohorts(state, &request).map(|cohorts| serde_json::to_value(cohorts.cohorts).unwrap());
             all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
             all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));
@@ -233,6 +248,7 @@ fn read_all_with(state: &Ledger, filter: &Filter) -> Value {
                 periods: periods(interval, FROM, TO),
                 filter: filter.clone(),
                 split: None,
+                today: Some(day(TODAY)),
             };
             let stickiness = query::stickiness(state, &request)
                 .map(|answer| json!({ "periods_active": answer.periods_active, "frequency": answer.frequency }));
@@ -260,6 +276,7 @@ fn window_trends(state: &Ledger) -> Value {
                 metrics: None,
                 filter: Filter::default(),
                 split: None,
+                today: Some(day(TODAY)),
             };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
             all.insert(format!("{movement} {interval:?} window trend"), trend.unwrap_or(Value::Null));
@@ -280,13 +297,30 @@ fn split_reads(state: &Ledger, split: Split) -> Value {
     let weeks = periods(Interval::Week, FROM, TO);
     let movement = id(SPLIT_MOVEMENT);
     let filter = Filter::default();
-    let trend = TrendRequest { movement: movement.clone(), periods: weeks, metrics: None, filter, split: Some(split) };
+    let trend = TrendRequest {
+        movement: movement.clone(),
+        periods: weeks,
+        metrics: None,
+        filter,
+        split: Some(split),
+        today: Some(day(TODAY)),
+    };
     let trend = query::trend(state, &trend, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-    let cohorts =
-        CohortRequest { movement: movement.clone(), periods: weeks, filter: Filter::default(), split: Some(split) };
+    let cohorts = CohortRequest {
+        movement: movement.clone(),
+        periods: weeks,
+        filter: Filter::default(),
+        split: Some(split),
+        today: Some(day(TODAY)),
+    };
     let cohorts = query::cohorts(state, &cohorts).map(|read| serde_json::to_value(read.cohorts).unwrap());
-    let stickiness =
-        StickinessRequest { movement: movement.clone(), periods: weeks, filter: Filter::default(), split: Some(split) };
+    let stickiness = StickinessRequest {
+        movement: movement.clone(),
+        periods: weeks,
+        filter: Filter::default(),
+        split: Some(split),
+        today: Some(day(TODAY)),
+    };
     let stickiness = query::stickiness(state, &stickiness)
         .map(|answer| json!({ "periods_active": answer.periods_active, "frequency": answer.frequency }));
     let range = DateRange::new(day(PRINCIPLES_DAYS.0), day(PRINCIPLES_DAYS.1)).expect("in order");
@@ -442,10 +476,22 @@ fn window_reads(state: &Ledger, filter: &Filter) -> Value {
     for movement in MOVEMENTS {
         for interval in [Interval::Day, Interval::Week, Interval::Month] {
             let periods = periods(interval, WINDOW.0, WINDOW.1);
-            let request =
-                TrendRequest { movement: id(movement), periods, metrics: None, filter: filter.clone(), split: None };
+            let request = TrendRequest {
+                movement: id(movement),
+                periods,
+                metrics: None,
+                filter: filter.clone(),
+                split: None,
+                today: Some(day(TODAY)),
+            };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-            let request = CohortRequest { movement: id(movement), periods, filter: filter.clone(), split: None };
+            let request = CohortRequest {
+                movement: id(movement),
+                periods,
+                filter: filter.clone(),
+                split: None,
+                today: Some(day(TODAY)),
+            };
             let cohorts = query::cohorts(state, &request).map(|read| serde_json::to_value(read.cohorts).unwrap());
             all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
             all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));
@@ -632,6 +678,12 @@ fn role(role: Role) -> ParticipantRole {
     }
 }
 
+/// Whether the period starting at `start` is over on [`TODAY`]: its last
+/// day is before today.
+fn complete(interval: Interval, start: NaiveDate) -> bool {
+    interval.shift(start, 1).pred_opt().expect("a day before") < day(TODAY)
+}
+
 /// Recomputes everything `read_all` reads, straight from the definitions.
 fn reference(events: &[Event], order: &[usize]) -> Value {
     reference_with(events, order, &Filter::default())
@@ -758,6 +810,8 @@ fn reference_of(events: &[Event], order: &[usize], keep: &dyn Fn(View) -> Option
                 .collect();
                 let mut row = serde_json::Map::new();
                 row.insert("period".to_owned(), json!(period));
+                row.insert("label".to_owned(), json!(interval.label(period)));
+                row.insert("complete".to_owned(), json!(complete(interval, period)));
                 for (metric, value) in values {
                     row.insert(metric.as_str().to_owned(), value);
                 }
@@ -774,6 +828,8 @@ fn reference_of(events: &[Event], order: &[usize], keep: &dyn Fn(View) -> Option
                         .collect();
                     (!members.is_empty()).then(|| Cohort {
                         cohort,
+                        label: interval.label(cohort),
+                        complete: Some(complete(interval, cohort)),
                         split: None,
                         size: Some(members.len() as i64),
                         active: periods[index..]

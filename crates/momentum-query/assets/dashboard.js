@@ -222,8 +222,11 @@ function periodAxis(times, monthly) {
 }
 
 // A time-series chart of `columns` ({key, label, kind, scale, values}) over
-// `periods`, with a data table of the same numbers and their CSV.
-function seriesPanel({ id, title, about, periods, columns, filename }) {
+// `rows` (the API's rows: `period`, `label`, `complete`), with a data table
+// of the same numbers and their CSV, which says as the API's does which
+// periods are not over yet.
+function seriesPanel({ id, title, about, rows: heads, columns, filename }) {
+  const periods = heads.map((head) => head.period);
   const section = panel(id, title, about);
   const figure = section.querySelector('.figure');
   const tableWasOpen = figure.querySelector('details')?.open ?? false;
@@ -250,8 +253,9 @@ function seriesPanel({ id, title, about, periods, columns, filename }) {
   const keys = ['period', ...columns.map((column) => column.key)];
   details.append(table(title, ['period', ...columns.map((column) => column.label)], rows, keys));
   figure.append(details);
-  offerCsv(section, [keys,
-    ...periods.map((period, index) => [period, ...columns.map((column) => column.values[index])])], filename);
+  offerCsv(section, [['period', 'label', 'complete', ...keys.slice(1)],
+    ...heads.map((head, index) => [head.period, head.label, head.complete,
+      ...columns.map((column) => column.values[index])])], filename);
 
   const scales = [...new Set(columns.map((column) => column.scale || 'y'))];
   const axisFor = (scale, side) => {
@@ -397,10 +401,9 @@ async function loadMovement(chosen, minSeq) {
   ]);
   return () => {
     const range = `${chosen.interval}-${chosen.from}-to-${chosen.to}`;
-    const periods = trend.series.map((row) => row.period);
     for (const chart of TREND_CHARTS) {
       seriesPanel({ id: chart.id, title: chart.title, about: chart.id === 'momentum' ? headline(trend) : chart.about,
-        periods, columns: trendColumns(trend, chart.metrics, chart.scales), filename: `${movement}-${chart.id}-${range}.csv` });
+        rows: trend.series, columns: trendColumns(trend, chart.metrics, chart.scales), filename: `${movement}-${chart.id}-${range}.csv` });
     }
     heatMap(cohorts, `${movement}-cohorts-${range}.csv`);
     principlesPanel(principles, `${movement}-principles-${chosen.from}-to-${chosen.to}.csv`);
@@ -420,7 +423,7 @@ async function loadOverview(chosen, minSeq, list) {
       seriesPanel({
         id: 'compare', title: `Compared: ${label(chosen.metric)}`,
         about: `${label(chosen.metric)} for each movement, by ${chosen.interval}, side by side.`,
-        periods: comparison.series[0]?.values.map((value) => value.period) ?? [],
+        rows: comparison.series[0]?.values ?? [],
         columns: comparison.series.map((series) => ({
           key: series.movement, label: series.movement, kind: kindOf(chosen.metric),
           values: series.values.map((value) => value.value),

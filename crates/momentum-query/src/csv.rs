@@ -50,10 +50,12 @@ pub(crate) fn requested_format(
     Ok(if wants_csv { Format::Csv(layout) } else { Format::Json })
 }
 
-/// A CSV document and the file name to offer it under.
+/// A CSV document, the file name to offer it under, and the watermark of
+/// the figures it holds.
 pub(crate) struct CsvFile {
     pub body: String,
     pub filename: String,
+    pub watermark: u64,
 }
 
 /// An answer that can be written as CSV: every read's.
@@ -98,14 +100,14 @@ impl CsvAnswer for MovementList {
         for movement in &self.movements {
             let _ = writeln!(body, "{},{}", field(&movement.movement), movement.events);
         }
-        CsvFile { body, filename: "movements.csv".to_owned() }
+        CsvFile { body, filename: format!("movements-at-{}.csv", self.watermark), watermark: self.watermark }
     }
 }
 
 impl CsvAnswer for Status {
     fn to_csv(&self, _layout: Layout) -> CsvFile {
         let body = format!("watermark,applied_since_start\n{},{}\n", self.watermark, self.applied_since_start);
-        CsvFile { body, filename: "status.csv".to_owned() }
+        CsvFile { body, filename: format!("status-at-{}.csv", self.watermark), watermark: self.watermark }
     }
 }
 
@@ -120,16 +122,25 @@ pub(crate) fn split_cell(split: &Option<SplitValue>) -> String {
     split.as_ref().map(|split| format!("{},", field(&split.value))).unwrap_or_default()
 }
 
+/// Whether a period is complete, as a CSV cell: empty when the answer does not say.
+pub(crate) fn complete_cell(complete: Option<bool>) -> &'static str {
+    match complete {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "",
+    }
+}
+
 fn trend(trend: &Trend, layout: Layout) -> CsvFile {
-    let filename =
-        file_name(format!("{}-{}-{}-to-{}", trend.movement, trend.interval.as_str(), trend.from, trend.to), layout);
+    let stem = format!("{}-{}-{}-to-{}", trend.movement, trend.interval.as_str(), trend.from, trend.to);
+    let filename = file_name(stem, trend.watermark, layout);
     let mut body = String::new();
     let by = split_header(trend.series.first().and_then(|row| row.split.as_ref()).map(|split| split.by));
     match layout {
         Layout::Wide => {
             let metrics: Vec<_> =
                 trend.series.first().map(|row| row.values.iter().map(|(m, _)| *m).collect()).unwrap_or_default();
-            let _ = write!(body, "period,{by}");
+            let _ = write!(body, "period,label,complete,{by}");
             body.pop();
             for metric in &metrics {
                 body.push(',');
@@ -137,7 +148,7 @@ fn trend(trend: &Trend, layout: Layout) -> CsvFile {
             }
             body.push('\n');
             for row in &trend.series {
-                body.push_str(&row.period.to_string());
+                let _ = write!(body, "{},{},{}", row.period, field(&row.label), complete_cell(row.complete));
                 if let Some(split) = &row.split {
                     body.push(',');
                     body.push_str(&field(&split.value));
@@ -150,34 +161,44 @@ fn trend(trend: &Trend, layout: Layout) -> CsvFile {
             }
         }
         Layout::Long => {
-            let _ = writeln!(body, "period,movement,{by}metric,value");
+            let _ = writeln!(body, "period,label,complete,movement,{by}metric,value");
             for row in &trend.series {
                 let split = split_cell(&row.split);
+                let (label, complete) = (field(&row.label), complete_cell(row.complete));
                 for (metric, value) in &row.values {
                     let movement = field(&trend.movement);
-                    let _ = writeln!(body, "{},{movement},{split}{},{}", row.period, metric.as_str(), cell(value));
+                    let (metric, value) = (metric.as_str(), cell(value));
+                    let _ = writeln!(body, "{},{label},{complete},{movement},{split}{metric},{value}", row.period);
                 }
             }
         }
     }
-    CsvFile { body, filename }
+    CsvFile { body, filename, watermark: trend.watermark }
 }
 
 fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
     let stem = format!("{}-cohorts-{}-{}-to-{}", cohorts.movement, cohorts.interval.as_str(), cohorts.from, cohorts.to);
-    let filename = file_name(stem, layout);
+    let filename = file_name(stem, cohorts.watermark, layout);
     let mut body = String::new();
     let by = split_header(cohorts.cohorts.first().and_then(|row| row.split.as_ref()).map(|split| split.by));
     match layout {
         Layout::Wide => {
             let width = cohorts.cohorts.iter().map(|cohort| cohort.active.len()).max().unwrap_or(0);
-            let _ = write!(body, "cohort,{by}size");
+            let _ = write!(body, "cohort,label,complete,{by}size");
             for offset in 0..width {
                 let _ = write!(body, ",active_{offset}");
             }
             body.push('\n');
             for cohort in &cohorts.cohorts {
-                let _ = write!(body, "{},{}{}", cohort.cohort, split_cell(&cohort.split), count_cell(cohort.size));
+                let _ = write!(
+                    body,
+                    "{},{},{},{}{}",
+                    cohort.cohort,
+                    field(&cohort.label),
+                    complete_cell(cohort.complete),
+                    split_cell(&cohort.split),
+                    count_cell(cohort.size)
+                );
                 for offset in 0..width {
                     body.push(',');
                     if let Some(active) = cohort.active.get(offset) {
@@ -188,14 +209,16 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
             }
         }
         Layout::Long => {
-            let _ = writeln!(body, "cohort,movement,{by}offset,period,size,active");
+            let _ = writeln!(body, "cohort,label,complete,movement,{by}offset,period,size,active");
             for cohort in &cohorts.cohorts {
                 for (offset, active) in cohort.active.iter().enumerate() {
                     let period = cohorts.interval.shift(cohort.cohort, offset as i32);
                     let _ = writeln!(
                         body,
-                        "{},{},{}{offset},{period},{},{}",
+                        "{},{},{},{},{}{offset},{period},{},{}",
                         cohort.cohort,
+                        field(&cohort.label),
+                        complete_cell(cohort.complete),
                         field(&cohorts.movement),
                         split_cell(&cohort.split),
                         count_cell(cohort.size),
@@ -205,7 +228,7 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
             }
         }
     }
-    CsvFile { body, filename }
+    CsvFile { body, filename, watermark: cohorts.watermark }
 }
 
 /// A count as a CSV cell: empty where it is `null` (suppressed).
@@ -226,8 +249,9 @@ fn principles(principles: &Principles) -> CsvFile {
             count_cell(figures.participants)
         );
     }
-    let filename = format!("{}-principles-{}-to-{}.csv", principles.movement, principles.from, principles.to);
-    CsvFile { body, filename }
+    let stem = format!("{}-principles-{}-to-{}", principles.movement, principles.from, principles.to);
+    let filename = file_name(stem, principles.watermark, Layout::Wide);
+    CsvFile { body, filename, watermark: principles.watermark }
 }
 
 fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
@@ -238,13 +262,13 @@ fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
         comparison.from,
         comparison.to
     );
-    let filename = file_name(stem, layout);
+    let filename = file_name(stem, comparison.watermark, layout);
     let mut body = String::new();
     let values = comparison.series.iter().flat_map(|series| &series.values);
     let by = split_header(values.clone().find_map(|value| value.split.as_ref()).map(|split| split.by));
     match layout {
         Layout::Wide => {
-            let _ = write!(body, "period,{by}");
+            let _ = write!(body, "period,label,complete,{by}");
             body.pop();
             for series in &comparison.series {
                 body.push(',');
@@ -256,8 +280,10 @@ fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
             // row's value has an empty cell.
             let key = |value: &'_ PeriodValue| (value.period, value.split.as_ref().map(|split| split.value.clone()));
             let mut rows: Vec<(NaiveDate, Option<String>)> = Vec::new();
+            let mut heads: HashMap<NaiveDate, (&str, Option<bool>)> = HashMap::new();
             let mut seen = HashSet::new();
             for value in values {
+                heads.entry(value.period).or_insert((&value.label, value.complete));
                 if seen.insert(key(value)) {
                     rows.push(key(value));
                 }
@@ -269,7 +295,8 @@ fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
                 .map(|series| series.values.iter().map(|value| (key(value), &value.value)).collect())
                 .collect();
             for row in rows {
-                body.push_str(&row.0.to_string());
+                let (label, complete) = heads[&row.0];
+                let _ = write!(body, "{},{},{}", row.0, field(label), complete_cell(complete));
                 if let Some(split) = &row.1 {
                     body.push(',');
                     body.push_str(&field(split));
@@ -282,13 +309,15 @@ fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
             }
         }
         Layout::Long => {
-            let _ = writeln!(body, "period,movement,{by}metric,value");
+            let _ = writeln!(body, "period,label,complete,movement,{by}metric,value");
             for series in &comparison.series {
                 for value in &series.values {
                     let _ = writeln!(
                         body,
-                        "{},{},{}{},{}",
+                        "{},{},{},{},{}{},{}",
                         value.period,
+                        field(&value.label),
+                        complete_cell(value.complete),
                         field(&series.movement),
                         split_cell(&value.split),
                         comparison.metric.as_str(),
@@ -298,14 +327,15 @@ fn comparison(comparison: &Comparison, layout: Layout) -> CsvFile {
             }
         }
     }
-    CsvFile { body, filename }
+    CsvFile { body, filename, watermark: comparison.watermark }
 }
 
-/// The file name a download is offered under; long layouts say so.
-fn file_name(stem: String, layout: Layout) -> String {
+/// The file name a download is offered under: what it holds, the watermark
+/// of its figures, and whether it is long.
+pub(crate) fn file_name(stem: String, watermark: u64, layout: Layout) -> String {
     match layout {
-        Layout::Wide => format!("{stem}.csv"),
-        Layout::Long => format!("{stem}-long.csv"),
+        Layout::Wide => format!("{stem}-at-{watermark}.csv"),
+        Layout::Long => format!("{stem}-at-{watermark}-long.csv"),
     }
 }
 
@@ -347,8 +377,10 @@ mod tests {
             "movement": "leeds", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
             "watermark": 7, "volunteer_hour_value_gbp": 10.0,
             "series": [
-                { "period": "2026-03-02", "active_participants": 5, "retention_rate": null, "volunteer_hours": 2.5 },
-                { "period": "2026-03-09", "active_participants": 4, "retention_rate": 0.6, "volunteer_hours": 0.0 },
+                { "period": "2026-03-02", "label": "2026-W10", "complete": true,
+                  "active_participants": 5, "retention_rate": null, "volunteer_hours": 2.5 },
+                { "period": "2026-03-09", "label": "2026-W11", "complete": false,
+                  "active_participants": 4, "retention_rate": 0.6, "volunteer_hours": 0.0 },
             ],
         })
         .to_string()
@@ -360,19 +392,21 @@ mod tests {
         let file = to_csv::<Trend>(&trend_json(), Layout::Wide).unwrap();
         assert_eq!(
             file.body,
-            "period,active_participants,retention_rate,volunteer_hours\n2026-03-02,5,,2.5\n2026-03-09,4,0.6,0.0\n"
+            "period,label,complete,active_participants,retention_rate,volunteer_hours\n\
+             2026-03-02,2026-W10,true,5,,2.5\n2026-03-09,2026-W11,false,4,0.6,0.0\n"
         );
-        assert_eq!(file.filename, "leeds-week-2026-03-02-to-2026-03-09.csv");
+        assert_eq!(file.filename, "leeds-week-2026-03-02-to-2026-03-09-at-7.csv", "the watermark is in the name");
+        assert_eq!(file.watermark, 7);
     }
 
     #[test]
     fn a_long_trend_has_one_row_per_value() {
         let file = to_csv::<Trend>(&trend_json(), Layout::Long).unwrap();
         let lines: Vec<&str> = file.body.lines().collect();
-        assert_eq!(lines[0], "period,movement,metric,value");
+        assert_eq!(lines[0], "period,label,complete,movement,metric,value");
         assert_eq!(lines.len(), 1 + 2 * 3);
-        assert_eq!(lines[2], "2026-03-02,leeds,retention_rate,");
-        assert_eq!(lines[5], "2026-03-09,leeds,retention_rate,0.6");
+        assert_eq!(lines[2], "2026-03-02,2026-W10,true,leeds,retention_rate,");
+        assert_eq!(lines[5], "2026-03-09,2026-W11,false,leeds,retention_rate,0.6");
     }
 
     #[test]

@@ -140,6 +140,8 @@ mod tests {
             for common in ["min_seq", "format", "layout"] {
                 assert!(names.contains(&common), "{path} documents {common}: {names:?}");
             }
+            let header = &operation["responses"]["200"]["headers"]["Momentum-Watermark"];
+            assert!(header.is_object(), "{path} documents the watermark header of its CSV");
             if path.contains("movements/{movement}") || path == "/v1/compare" {
                 for selection in ["area", "partner", "role", "kind", "by", "top"] {
                     assert!(names.contains(&selection), "{path} documents {selection}: {names:?}");

@@ -40,6 +40,11 @@ pub struct Trend {
 pub struct TrendRow {
     /// The first local date of the period.
     pub period: NaiveDate,
+    /// The period's name for people ([`Interval::label`]).
+    pub label: String,
+    /// Whether the period was over on the day the reader asked
+    /// ([`Interval::is_complete`]); absent when the request did not say which day that was.
+    pub complete: Option<bool>,
     /// In a split trend, the value the row is for.
     pub split: Option<SplitValue>,
     /// Each metric asked for with its value in the period: a number, or `null`.
@@ -57,6 +62,10 @@ impl Serialize for TrendRow {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(1 + self.values.len()))?;
         map.serialize_entry("period", &self.period)?;
+        map.serialize_entry("label", &self.label)?;
+        if let Some(complete) = self.complete {
+            map.serialize_entry("complete", &complete)?;
+        }
         if let Some(split) = &self.split {
             map.serialize_entry(split.by.as_str(), &split.value)?;
         }
@@ -72,6 +81,16 @@ impl<'de> Deserialize<'de> for TrendRow {
         let mut fields = serde_json::Map::deserialize(deserializer)?;
         let period = fields.remove("period").ok_or_else(|| serde::de::Error::missing_field("period"))?;
         let period = serde_json::from_value(period).map_err(serde::de::Error::custom)?;
+        let label = match fields.remove("label") {
+            Some(Value::String(label)) => label,
+            Some(_) => return Err(serde::de::Error::custom("a label is a string")),
+            None => return Err(serde::de::Error::missing_field("label")),
+        };
+        let complete = fields
+            .remove("complete")
+            .map(|complete| complete.as_bool())
+            .map(|complete| complete.ok_or_else(|| serde::de::Error::custom("complete is true or false")));
+        let complete = complete.transpose()?;
         let values = Metric::ALL
             .into_iter()
             .filter_map(|metric| fields.remove(metric.as_str()).map(|value| (metric, value)))
@@ -81,7 +100,7 @@ impl<'de> Deserialize<'de> for TrendRow {
             Some(serde_json::from_value(value).map(|value| SplitValue { by, value }))
         });
         let split = split.transpose().map_err(serde::de::Error::custom)?;
-        Ok(TrendRow { period, split, values })
+        Ok(TrendRow { period, label, complete, split, values })
     }
 }
 
@@ -129,7 +148,22 @@ mod trend_row_schema {
                      when `metrics` is not given), in the order of the metrics list; see docs/metrics.md.",
                 ))
                 .property("period", date.description(Some("The first local date of the period.")))
-                .required("period");
+                .required("period")
+                .property(
+                    "label",
+                    ObjectBuilder::new().schema_type(Type::String).description(Some(
+                        "The period's name for people: 2026-03-02, 2026-W10, 2026-03, 2026 Q2, 2026, 2026-27, \
+                         2026-27 Q1.",
+                    )),
+                )
+                .required("label")
+                .property(
+                    "complete",
+                    ObjectBuilder::new().schema_type(Type::Boolean).description(Some(
+                        "Whether the period was over on the day of the read, in MOMENTUM_TIMEZONE: false for the \
+                         period still under way, whose figures are still growing.",
+                    )),
+                );
             for by in Breakdown::ALL {
                 let value = ObjectBuilder::new()
                     .schema_type(Type::String)
@@ -206,6 +240,12 @@ pub struct Cohorts {
 pub struct Cohort {
     /// The period's first local date.
     pub cohort: NaiveDate,
+    /// The period's name for people.
+    pub label: String,
+    /// Whether the cohort's period was over on the day of the read; absent when the request did not say which day
+    /// that was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
     /// In a split read, the value the row is for.
     #[serde(flatten)]
     pub split: Option<SplitValue>,
@@ -289,6 +329,11 @@ pub struct ComparedMovement {
 pub struct PeriodValue {
     /// The first local date of the period.
     pub period: NaiveDate,
+    /// The period's name for people.
+    pub label: String,
+    /// Whether the period was over on the day of the read; absent when the request did not say which day that was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
     /// In a split comparison, the value the row is for.
     #[serde(flatten)]
     pub split: Option<SplitValue>,

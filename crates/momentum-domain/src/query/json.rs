@@ -17,7 +17,9 @@ impl Trend {
     pub fn to_json(&self) -> Vec<u8> {
         write_trend(self, self.series.len(), |out, index| {
             let row = &self.series[index];
-            write_row(out, row.period, row.split.as_ref(), row.values.iter().map(|(metric, value)| (*metric, value)));
+            let head =
+                RowHead { period: row.period, label: &row.label, complete: row.complete, split: row.split.as_ref() };
+            write_row(out, &head, row.values.iter().map(|(metric, value)| (*metric, value)));
         })
     }
 }
@@ -48,16 +50,25 @@ pub(super) fn write_trend(header: &Trend, rows: usize, mut write_row: impl FnMut
     out
 }
 
-/// Writes one row: its period, then each metric's figure.
-pub(super) fn write_row<F: WriteFigure>(
-    out: &mut Vec<u8>,
-    period: NaiveDate,
-    split: Option<&SplitValue>,
-    figures: impl Iterator<Item = (Metric, F)>,
-) {
+/// What a row holds besides its figures.
+pub(super) struct RowHead<'a> {
+    pub(super) period: NaiveDate,
+    pub(super) label: &'a str,
+    pub(super) complete: Option<bool>,
+    pub(super) split: Option<&'a SplitValue>,
+}
+
+/// Writes one row: its period, label, completeness and split value, then
+/// each metric's figure.
+pub(super) fn write_row<F: WriteFigure>(out: &mut Vec<u8>, head: &RowHead, figures: impl Iterator<Item = (Metric, F)>) {
     out.extend_from_slice(b"{\"period\":");
-    write_date(out, period);
-    if let Some(split) = split {
+    write_date(out, head.period);
+    out.extend_from_slice(b",\"label\":");
+    serde_json::to_writer(&mut *out, head.label).expect("a string always serialises");
+    if let Some(complete) = head.complete {
+        out.extend_from_slice(if complete { b",\"complete\":true" } else { b",\"complete\":false" });
+    }
+    if let Some(split) = head.split {
         // Dimension names are ASCII identifiers; values are any text.
         out.push(b',');
         out.push(b'"');

@@ -31,7 +31,7 @@ pub use answer::{
     Cohort, Cohorts, ComparedMovement, Comparison, MovementList, MovementSummary, PeriodValue, PrincipleFigures,
     Principles, Status, Trend, TrendRow,
 };
-use json::{write_row, write_trend};
+use json::{RowHead, write_row, write_trend};
 use metric::Figure;
 pub use metric::Metric;
 pub use request::{
@@ -138,10 +138,14 @@ pub fn trend_from_totals(request: &TrendRequest, totals: &TrendTotals) -> Result
     let (periods, metrics) = fit_totals(request, totals)?;
     let mut trend = trend_header(request, totals);
     let hour_value = totals.volunteer_hour_value_gbp;
+    let interval = request.periods.interval();
+    let labels: Vec<String> = periods.iter().map(|start| interval.label(*start)).collect();
     let row = |index: usize, split: Option<SplitValue>, all: &[PeriodTotals]| {
         let values =
             metrics.iter().map(|metric| (*metric, row_figure(all, hour_value, index, *metric).into())).collect();
-        TrendRow { period: periods[index], split, values }
+        let period = periods[index];
+        let complete = request.today.map(|today| interval.is_complete(period, today));
+        TrendRow { period, label: labels[index].clone(), complete, split, values }
     };
     trend.series = match &totals.split {
         None => (0..periods.len()).map(|index| row(index, None, &totals.totals)).collect(),
@@ -170,9 +174,13 @@ pub fn trend_json_from_totals(request: &TrendRequest, totals: &TrendTotals) -> R
     let (periods, metrics) = fit_totals(request, totals)?;
     let header = trend_header(request, totals);
     let (all, hour_value) = (&totals.totals, totals.volunteer_hour_value_gbp);
+    let interval = request.periods.interval();
     Ok(write_trend(&header, periods.len(), |out, index| {
         let figures = metrics.iter().map(|metric| (*metric, row_figure(all, hour_value, index, *metric)));
-        write_row(out, periods[index], None, figures)
+        let period = periods[index];
+        let label = interval.label(period);
+        let complete = request.today.map(|today| interval.is_complete(period, today));
+        write_row(out, &RowHead { period, label: &label, complete, split: None }, figures)
     }))
 }
 
@@ -237,6 +245,8 @@ pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, Read
             periods.iter().zip(sizes.iter().zip(activity)).filter(|(_, (totals, _))| totals.new_participants != 0).map(
                 |(cohort, (totals, active))| Cohort {
                     cohort: *cohort,
+                    label: interval.label(*cohort),
+                    complete: request.today.map(|today| interval.is_complete(*cohort, today)),
                     split: split.clone(),
                     size: Some(totals.new_participants),
                     active: active.into_iter().map(Some).collect(),
@@ -323,8 +333,10 @@ pub fn comparison_from_totals(
             .series
             .into_iter()
             .map(|row| PeriodValue {
-                period: row.period,
                 value: row.get(request.metric).cloned().unwrap_or(Value::Null),
+                period: row.period,
+                label: row.label,
+                complete: row.complete,
                 split: row.split,
             })
             .collect();

@@ -300,6 +300,9 @@ pub struct TrendRequest {
     /// How the read is split, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<Split>,
+    /// The reader's date today, which says which periods are over (`complete`); absent, rows do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub today: Option<NaiveDate>,
 }
 
 /// A cohorts read: one movement's participants grouped by the period of their first participation.
@@ -316,6 +319,9 @@ pub struct CohortRequest {
     /// How the read is split, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<Split>,
+    /// The reader's date today, which says which periods are over (`complete`); absent, rows do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub today: Option<NaiveDate>,
 }
 
 /// The principles read covers days, at most [`PERIODS_PER_TREND_MAX`] of
@@ -445,6 +451,9 @@ pub struct CompareRequest {
     /// How the read is split, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<Split>,
+    /// The reader's date today, which says which periods are over (`complete`); absent, rows do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub today: Option<NaiveDate>,
 }
 
 impl CompareRequest {
@@ -456,6 +465,7 @@ impl CompareRequest {
             metrics,
             filter: self.filter.clone(),
             split: self.split,
+            today: self.today,
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct StickinessRequest {
     /// How the read is split, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<crate::selection::Split>,
+    /// The reader's date today, which says whether the window's last period is over; absent, the answer does not
+    /// say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub today: Option<NaiveDate>,
 }
 
 /// Participants of the window by how many of its periods they took part in.
@@ -82,6 +86,10 @@ pub struct Stickiness {
     pub periods_active: Vec<PeriodsActive>,
     /// One row for every number of activities someone had, in increasing order.
     pub frequency: Vec<ActivitiesDone>,
+    /// Whether the window's last period was over on the day of the read; absent when the request did not say which
+    /// day that was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
     /// Set when counts of people below this were replaced by `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed_below: Option<u64>,
@@ -124,6 +132,7 @@ pub fn stickiness(ledger: &Ledger, request: &StickinessRequest) -> Result<Sticki
         watermark,
         periods_active,
         frequency,
+        complete: request.today.map(|today| interval.is_complete(starts[starts.len() - 1], today)),
         suppressed_below: None,
     })
 }
@@ -183,6 +192,7 @@ mod tests {
                     participants: Some(*count),
                 })
                 .collect(),
+            complete: None,
             suppressed_below: None,
         }
     }

@@ -31,9 +31,12 @@ fn date() -> impl Strategy<Value = NaiveDate> {
 fn trend() -> impl Strategy<Value = Trend> {
     let split = proptest::option::of((0..Breakdown::ALL.len(), ".*"))
         .prop_map(|split| split.map(|(by, value)| SplitValue { by: Breakdown::ALL[by], value }));
-    let row = (date(), split, proptest::collection::vec((0..Metric::ALL.len(), figure()), 0..6)).prop_map(
-        |(period, split, values)| TrendRow {
+    let values = proptest::collection::vec((0..Metric::ALL.len(), figure()), 0..6);
+    let row = (date(), ".*", proptest::option::of(any::<bool>()), split, values).prop_map(
+        |(period, label, complete, split, values)| TrendRow {
             period,
+            label,
+            complete,
             split,
             values: values.into_iter().map(|(index, value)| (Metric::ALL[index], value)).collect(),
         },
@@ -105,6 +108,7 @@ fn request_and_totals() -> impl Strategy<Value = (TrendRequest, TrendTotals)> {
                 metrics,
                 filter: Filter::default(),
                 split: split.map(|(by, top)| Split::new(Breakdown::ALL[by], top).expect("1 to 3")),
+                today: None,
             }
         });
     (request, any::<u64>(), -100.0f64..100.0).prop_flat_map(|(request, watermark, hour_value)| {
@@ -260,6 +264,7 @@ fn request_of(interval: Interval, from: (i32, u32, u32), to: (i32, u32, u32)) ->
         metrics: None,
         filter: Filter::default(),
         split: None,
+        today: None,
     }
 }
 
@@ -320,6 +325,7 @@ fn requests_naming_dates_outside_the_readable_years_cannot_be_built_or_read() {
         metrics: None,
         filter: Filter::default(),
         split: None,
+        today: None,
     };
     assert!(
         matches!(trend_totals(&state, &edges, &settings), Err(ReadError::UnknownMovement(_))),
@@ -382,6 +388,7 @@ fn a_suppressed_comparison_hides_what_the_movements_trend_hides() {
         periods: periods(Interval::Day, day, day),
         filter: Filter::default(),
         split: None,
+        today: None,
     };
     let value = |metric, below| {
         let comparison = comparison_from_totals(&request(metric), std::slice::from_ref(&totals), below).unwrap();

@@ -34,6 +34,10 @@ where
     }
 }
 
+/// The header a CSV answer carries its watermark in (a JSON answer holds it
+/// in its body).
+pub(crate) const WATERMARK_HEADER: &str = "momentum-watermark";
+
 /// Answers a read: its JSON as asked, or CSV; or the problem that stopped it.
 fn respond<A: CsvAnswer>(reading: Reading, answer: Result<Bytes, Response>) -> Response {
     let json = match answer {
@@ -54,6 +58,7 @@ fn respond<A: CsvAnswer>(reading: Reading, answer: Result<Bytes, Response>) -> R
             if let Ok(value) = HeaderValue::from_str(&disposition) {
                 headers.insert(header::CONTENT_DISPOSITION, value);
             }
+            headers.insert(WATERMARK_HEADER, HeaderValue::from(file.watermark));
             response
         }
         Err(error) => {

@@ -40,6 +40,7 @@ impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
             periods,
             filter: parameters.filter()?,
             split: parameters.split(periods.starts().len())?,
+            today: Some(asked.today),
         })
     }
 }
@@ -51,7 +52,8 @@ impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
         took part in that period and each one after it, to the end of the range.",
     params(super::MovementParameter, CohortParameters),
     responses(
-        (status = 200, description = "The cohorts.", content(
+        (status = 200, description = "The cohorts.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+            content(
             (Cohorts = "application/json", example = json!({
                 "movement": "bristol-befriending", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
                 "watermark": 42, "cohorts": [{ "cohort": "2026-03-02", "size": 5, "active": [5, 3] }],

@@ -45,7 +45,7 @@ impl TryFrom<RequestParts<&CompareParameters, ()>> for CompareRequest {
         let interval = interval(parameters.interval.as_deref(), &Interval::ALL)?;
         let periods = periods(interval, parameters.from.as_deref(), parameters.to.as_deref(), asked.today)?;
         let split = parameters.split(periods.starts().len() * movements.as_slice().len())?;
-        Ok(CompareRequest { movements, metric, periods, filter: parameters.filter()?, split })
+        Ok(CompareRequest { movements, metric, periods, filter: parameters.filter()?, split, today: Some(asked.today) })
     }
 }
 
@@ -55,7 +55,8 @@ impl TryFrom<RequestParts<&CompareParameters, ()>> for CompareRequest {
     description = "One metric for several movements over the same periods.",
     params(CompareParameters),
     responses(
-        (status = 200, description = "The comparison.", content(
+        (status = 200, description = "The comparison.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+            content(
             (Comparison = "application/json", example = json!({
                 "metric": "active_participants", "interval": "week", "from": "2026-03-02", "to": "2026-03-02",
                 "watermark": 42, "volunteer_hour_value_gbp": 11.27,

@@ -31,7 +31,8 @@ fn reading(caller: &Caller, parameters: &ListParameters, headers: &HeaderMap) ->
         accepted events.",
     params(ListParameters),
     responses(
-        (status = 200, description = "The movements.", content(
+        (status = 200, description = "The movements.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+            content(
             (MovementList = "application/json",
                 example = json!({ "watermark": 42, "movements": [{ "movement": "bristol-befriending", "events": 42 }] })),
             (String = "text/csv", example = "movement,events\nbristol-befriending,42\n"),
@@ -57,7 +58,8 @@ pub(crate) async fn movements(
     description = "The watermark (last stream sequence applied) of the projector that answered.",
     params(ListParameters),
     responses(
-        (status = 200, description = "The status.", content(
+        (status = 200, description = "The status.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+            content(
             (Status = "application/json", example = json!({ "watermark": 42, "applied_since_start": 42 })),
             (String = "text/csv", example = "watermark,applied_since_start\n42,42\n"),
         )),

@@ -40,7 +40,8 @@ impl TryFrom<RequestParts<&PrinciplesParameters>> for PrinciplesRequest {
         from `from` to `to` (local dates, inclusive).",
     params(super::MovementParameter, PrinciplesParameters),
     responses(
-        (status = 200, description = "The principles.", content(
+        (status = 200, description = "The principles.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+            content(
             (Principles = "application/json", example = json!({
                 "movement": "bristol-befriending", "from": "2026-03-02", "to": "2026-03-09", "watermark": 42,
                 "principles": [{ "principle": "mobilise_citizens", "activities": 3, "participants": 12 }],

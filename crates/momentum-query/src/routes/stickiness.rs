@@ -76,6 +76,7 @@ impl TryFrom<RequestParts<&StickinessParameters>> for StickinessRequest {
             periods,
             filter: parameters.filter()?,
             split: parameters.split(periods.starts().len())?,
+            today: Some(asked.today),
         })
     }
 }
@@ -87,7 +88,8 @@ impl TryFrom<RequestParts<&StickinessParameters>> for StickinessRequest {
         part in exactly 1, 2, … of those periods, and how many in exactly n activities (the frequency).",
     params(super::MovementParameter, StickinessParameters),
     responses(
-        (status = 200, description = "The stickiness.", content(
+        (status = 200, description = "The stickiness.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+            content(
             (Stickiness = "application/json", example = json!({
                 "movement": "bristol-befriending", "interval": "week", "from": "2026-01-05", "to": "2026-03-29",
                 "window": 12, "watermark": 42,
@@ -126,24 +128,25 @@ pub(crate) async fn stickiness(
     .await
 }
 
-/// One table: `measure,count,participants`, the periods active then the
-/// frequency; long and wide are the same.
+/// One table: `measure,count,participants,window_complete`, the periods
+/// active then the frequency; long and wide are the same.
 impl CsvAnswer for Stickiness {
     fn to_csv(&self, _layout: Layout) -> CsvFile {
         let cell = |count: Option<i64>| count.map_or_else(String::new, |count| count.to_string());
         let split = self.periods_active.iter().find_map(|row| row.split.as_ref()).map(|split| split.by);
-        let mut body = format!("measure,count,{}participants\n", crate::csv::split_header(split));
+        let mut body = format!("measure,count,{}participants,window_complete\n", crate::csv::split_header(split));
+        let complete = crate::csv::complete_cell(self.complete);
         for row in &self.periods_active {
             let value = crate::csv::split_cell(&row.split);
-            let _ = writeln!(body, "periods_active,{},{value}{}", row.periods, cell(row.participants));
+            let _ = writeln!(body, "periods_active,{},{value}{},{complete}", row.periods, cell(row.participants));
         }
         for row in &self.frequency {
             let value = crate::csv::split_cell(&row.split);
-            let _ = writeln!(body, "activities,{},{value}{}", row.activities, cell(row.participants));
+            let _ = writeln!(body, "activities,{},{value}{},{complete}", row.activities, cell(row.participants));
         }
-        let filename =
-            format!("{}-stickiness-{}-{}-to-{}.csv", self.movement, self.interval.as_str(), self.from, self.to);
-        CsvFile { body, filename }
+        let stem = format!("{}-stickiness-{}-{}-to-{}", self.movement, self.interval.as_str(), self.from, self.to);
+        let filename = crate::csv::file_name(stem, self.watermark, Layout::Wide);
+        CsvFile { body, filename, watermark: self.watermark }
     }
 }
 

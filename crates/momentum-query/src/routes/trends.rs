@@ -45,6 +45,7 @@ impl TryFrom<RequestParts<&TrendParameters>> for TrendRequest {
             metrics,
             filter: parameters.filter()?,
             split: parameters.split(periods.starts().len())?,
+            today: Some(asked.today),
         })
     }
 }
@@ -56,7 +57,8 @@ impl TryFrom<RequestParts<&TrendParameters>> for TrendRequest {
         3660): zeros where nothing happened, `null` where a ratio is undefined or a count suppressed.",
     params(super::MovementParameter, TrendParameters),
     responses(
-        (status = 200, description = "The trend.", content(
+        (status = 200, description = "The trend.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+            content(
             (Trend = "application/json", example = json!({
                 "movement": "bristol-befriending", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
                 "watermark": 42, "volunteer_hour_value_gbp": 11.27,
