@@ -518,8 +518,9 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
     assert_eq!(
         body["cohorts"],
         json!([
-            { "cohort": "2026-03-02", "label": "2026-W10", "complete": true, "size": 5, "active": [5, 3] },
-            { "cohort": "2026-03-09", "label": "2026-W11", "complete": true, "size": 1, "active": [1] },
+            { "cohort": "2026-03-02", "label": "2026-W10", "complete": true, "size": 5, "active": [5, 3],
+              "shares": [1.0, 0.6] },
+            { "cohort": "2026-03-09", "label": "2026-W11", "complete": true, "size": 1, "active": [1], "shares": [1.0] },
         ])
     );
     let (status, _) = stack.query(&format!("/v1/movements/{MOVEMENT}/cohorts?interval=day")).await;
@@ -592,8 +593,9 @@ async fn every_read_is_filtered(stack: &TestStack, seq: u64) {
     assert_eq!(
         body["cohorts"],
         json!([
-            { "cohort": "2026-03-02", "label": "2026-W10", "complete": true, "size": 1, "active": [1, 0] },
-            { "cohort": "2026-03-09", "label": "2026-W11", "complete": true, "size": 1, "active": [1] },
+            { "cohort": "2026-03-02", "label": "2026-W10", "complete": true, "size": 1, "active": [1, 0],
+              "shares": [1.0, 0.0] },
+            { "cohort": "2026-03-09", "label": "2026-W11", "complete": true, "size": 1, "active": [1], "shares": [1.0] },
         ]),
         "a logged hours the first week, h the second"
     );
@@ -648,6 +650,19 @@ async fn every_read_is_filtered(stack: &TestStack, seq: u64) {
     );
     let (status, body) = stack.query(&format!("{weeks}&top=3")).await;
     assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("top")), "top without by: {body}");
+
+    // c comes back in the third week, after missing the second.
+    let (_, body) = stack.post_event(&hours("c-back", MOVEMENT, "2026-03-18T10:00:00Z", "c", 1.0)).await;
+    let seq = body["seq"].as_u64().unwrap();
+    let cohorts = format!("/v1/movements/{MOVEMENT}/cohorts?from=2026-03-02&to=2026-03-22&min_seq={seq}");
+    let (_, on) = stack.query(&cohorts).await;
+    assert_eq!((on["mode"].as_str(), &on["cohorts"][0]["active"]), (Some("on"), &json!([5, 3, 1])), "{on}");
+    let (status, on_or_after) = stack.query(&format!("{cohorts}&mode=on_or_after")).await;
+    assert_eq!(status, 200, "{on_or_after}");
+    assert_eq!(on_or_after["cohorts"][0]["active"], json!([5, 4, 1]), "a, b, o1 in the second week, c in the third");
+    assert_eq!(on_or_after["cohorts"][0]["shares"], json!([1.0, 0.8, 0.2]));
+    let (status, body) = stack.query(&format!("{cohorts}&mode=ever")).await;
+    assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("mode")), "{body}");
 }
 
 #[tokio::test]
@@ -852,7 +867,10 @@ async fn every_read_answers_csv_that_holds_exactly_what_the_json_holds() {
         "*/*",
     )
     .await;
-    assert_eq!(cohorts, "cohort,label,complete,size,active_0,active_1\n2026-03-02,2026-W10,true,5,5,0\n");
+    assert_eq!(
+        cohorts,
+        "cohort,label,complete,size,active_0,active_1,share_0,share_1\n2026-03-02,2026-W10,true,5,5,0,1.0,0.0\n"
+    );
     let (_, movements) = get_csv("/v1/movements?format=csv".to_owned(), "*/*").await;
     assert_eq!(movements, format!("movement,events\n{MOVEMENT},4\n"));
 

@@ -132,7 +132,10 @@ def check_trend_long(case, frame, answer):
 def check_cohorts_wide(case, frame, answer):
     cohorts = answer["cohorts"]
     width = max((len(c["active"]) for c in cohorts), default=0)
-    columns = ["cohort", *HEAD, "size", *[f"active_{offset}" for offset in range(width)]]
+    columns = [
+        "cohort", *HEAD, "size", *[f"active_{offset}" for offset in range(width)],
+        *[f"share_{offset}" for offset in range(width)],
+    ]
     if not (same_columns(case, frame, columns) and same_length(case, frame, len(cohorts))):
         return
     for index, cohort in enumerate(cohorts):
@@ -144,6 +147,8 @@ def check_cohorts_wide(case, frame, answer):
             # Past a cohort's last period the cell is empty: no figure.
             expected = cohort["active"][offset] if offset < len(cohort["active"]) else None
             same_value(case, f"{cohort['cohort']} active_{offset}", frame[f"active_{offset}"][index], expected)
+            expected = cohort["shares"][offset] if offset < len(cohort["shares"]) else None
+            same_value(case, f"{cohort['cohort']} share_{offset}", frame[f"share_{offset}"][index], expected)
     integer_columns_stay_integers(case, frame, ["size"], lambda _: [c["size"] for c in cohorts])
 
 
@@ -156,14 +161,14 @@ def shift(date_text, interval, offset):
 
 def check_cohorts_long(case, frame, answer):
     expected = [
-        (cohort, offset, active)
+        (cohort, offset, active, cohort["shares"][offset])
         for cohort in answer["cohorts"]
         for offset, active in enumerate(cohort["active"])
     ]
-    columns = ["cohort", *HEAD, "movement", "offset", "period", "size", "active"]
+    columns = ["cohort", *HEAD, "movement", "offset", "period", "size", "active", "share"]
     if not (same_columns(case, frame, columns) and same_length(case, frame, len(expected))):
         return
-    for index, (cohort, offset, active) in enumerate(expected):
+    for index, (cohort, offset, active, share) in enumerate(expected):
         where = f"{cohort['cohort']} offset {offset}"
         same_date(case, f"{where} cohort", frame["cohort"][index], cohort["cohort"])
         for column in HEAD:
@@ -173,6 +178,7 @@ def check_cohorts_long(case, frame, answer):
         same_date(case, f"{where} period", frame["period"][index], shift(cohort["cohort"], answer["interval"], offset))
         same_value(case, f"{where} size", frame["size"][index], cohort["size"])
         same_value(case, f"{where} active", frame["active"][index], active)
+        same_value(case, f"{where} share", frame["share"][index], share)
 
 
 def check_principles(case, frame, answer):

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, FixedOffset, NaiveDate};
-use momentum_domain::ledger::{Checkpoint, Dimension, Entry, FoldSettings, Ledger, Name, millihours};
+use momentum_domain::ledger::{Checkpoint, CohortMode, Dimension, Entry, FoldSettings, Ledger, Name, millihours};
 use momentum_domain::query::{
     self, Cohort, CohortRequest, DateRange, Metric, MovementId, Periods, PrincipleFigures, PrinciplesRequest,
     ReadSettings, StickinessRequest, TrendRequest,
@@ -232,6 +232,7 @@ fn read_all_with(state: &Ledger, filter: &Filter) -> Value {
             };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
             let request = CohortRequest {
+                mode: CohortMode::On,
                 movement: id(movement),
                 periods,
                 filter: filter.clone(),
@@ -239,6 +240,11 @@ fn read_all_with(state: &Ledger, filter: &Filter) -> Value {
                 today: Some(day(TODAY)),
             };
             let cohorts = query::cohorts(state, &request).map(|cohorts| serde_json::to_value(cohorts.cohorts).unwrap());
+            if matches!(interval, Interval::Week | Interval::Month) {
+                let request = CohortRequest { mode: CohortMode::OnOrAfter, ..request.clone() };
+                let read = query::cohorts(state, &request).map(|read| serde_json::to_value(read.cohorts).unwrap());
+                all.insert(format!("{movement} {interval:?} cohorts on_or_after"), read.unwrap_or(Value::Null));
+            }
             all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
             all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));
         }
@@ -307,6 +313,7 @@ fn split_reads(state: &Ledger, split: Split) -> Value {
     };
     let trend = query::trend(state, &trend, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
     let cohorts = CohortRequest {
+        mode: CohortMode::On,
         movement: movement.clone(),
         periods: weeks,
         filter: Filter::default(),
@@ -486,6 +493,7 @@ fn window_reads(state: &Ledger, filter: &Filter) -> Value {
             };
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
             let request = CohortRequest {
+                mode: CohortMode::On,
                 movement: id(movement),
                 periods,
                 filter: filter.clone(),
@@ -521,8 +529,9 @@ fn window_of(reads: &Value) -> Value {
                 for row in rows.iter().filter(|row| inside(row, "cohort")) {
                     let mut row = row.clone();
                     let offset = starts.iter().position(|start| json!(start) == row["cohort"]).expect("inside");
-                    let active = row["active"].as_array_mut().expect("an array");
-                    active.truncate(starts.len() - offset);
+                    for column in ["active", "shares"] {
+                        row[column].as_array_mut().expect("an array").truncate(starts.len() - offset);
+                    }
                     kept.push(row);
                 }
                 Value::Array(kept)
@@ -817,31 +826,48 @@ fn reference_of(events: &[Event], order: &[usize], keep: &dyn Fn(View) -> Option
                 }
                 rows.push(Value::Object(row));
             }
-            let cohorts: Vec<Cohort> = periods
-                .iter()
-                .enumerate()
-                .filter_map(|(index, &cohort)| {
-                    let members: BTreeSet<&str> = first
-                        .iter()
-                        .filter(|(_, first)| interval.period_start(**first) == cohort)
-                        .map(|(p, _)| *p)
-                        .collect();
-                    (!members.is_empty()).then(|| Cohort {
-                        cohort,
-                        label: interval.label(cohort),
-                        complete: Some(complete(interval, cohort)),
-                        split: None,
-                        size: Some(members.len() as i64),
-                        active: periods[index..]
+            // Members active in a period (`on`), or in it or a later one in
+            // range (`on_or_after`).
+            let cohorts = |or_after: bool| -> Vec<Cohort> {
+                periods
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, &cohort)| {
+                        let members: BTreeSet<&str> = first
                             .iter()
-                            .map(|&period| Some(active(period).iter().filter(|p| members.contains(*p)).count() as i64))
-                            .collect(),
+                            .filter(|(_, first)| interval.period_start(**first) == cohort)
+                            .map(|(p, _)| *p)
+                            .collect();
+                        let counted = |at: usize| -> i64 {
+                            let later = if or_after { &periods[at..] } else { &periods[at..=at] };
+                            members
+                                .iter()
+                                .filter(|member| later.iter().any(|period| active(*period).contains(*member)))
+                                .count() as i64
+                        };
+                        let active: Vec<i64> = (index..periods.len()).map(counted).collect();
+                        (!members.is_empty()).then(|| Cohort {
+                            cohort,
+                            label: interval.label(cohort),
+                            complete: Some(complete(interval, cohort)),
+                            split: None,
+                            size: Some(members.len() as i64),
+                            shares: active.iter().map(|count| Some(*count as f64 / members.len() as f64)).collect(),
+                            active: active.into_iter().map(Some).collect(),
+                        })
                     })
-                })
-                .collect();
+                    .collect()
+            };
             let or_null = |value: Value| if known { value } else { Value::Null };
             all.insert(format!("{movement} {interval:?} trend"), or_null(Value::Array(rows)));
-            all.insert(format!("{movement} {interval:?} cohorts"), or_null(serde_json::to_value(cohorts).unwrap()));
+            all.insert(
+                format!("{movement} {interval:?} cohorts"),
+                or_null(serde_json::to_value(cohorts(false)).unwrap()),
+            );
+            if matches!(interval, Interval::Week | Interval::Month) {
+                let on_or_after = serde_json::to_value(cohorts(true)).unwrap();
+                all.insert(format!("{movement} {interval:?} cohorts on_or_after"), or_null(on_or_after));
+            }
         }
         // Stickiness, from its definition: per person, the window's periods
         // they took part in and their activities in it.

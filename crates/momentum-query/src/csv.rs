@@ -188,6 +188,9 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
             for offset in 0..width {
                 let _ = write!(body, ",active_{offset}");
             }
+            for offset in 0..width {
+                let _ = write!(body, ",share_{offset}");
+            }
             body.push('\n');
             for cohort in &cohorts.cohorts {
                 let _ = write!(
@@ -205,17 +208,24 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
                         body.push_str(&count_cell(*active));
                     }
                 }
+                for offset in 0..width {
+                    body.push(',');
+                    if let Some(share) = cohort.shares.get(offset) {
+                        body.push_str(&share_cell(*share));
+                    }
+                }
                 body.push('\n');
             }
         }
         Layout::Long => {
-            let _ = writeln!(body, "cohort,label,complete,movement,{by}offset,period,size,active");
+            let _ = writeln!(body, "cohort,label,complete,movement,{by}offset,period,size,active,share");
             for cohort in &cohorts.cohorts {
                 for (offset, active) in cohort.active.iter().enumerate() {
                     let period = cohorts.interval.shift(cohort.cohort, offset as i32);
+                    let share = share_cell(cohort.shares.get(offset).copied().flatten());
                     let _ = writeln!(
                         body,
-                        "{},{},{},{},{}{offset},{period},{},{}",
+                        "{},{},{},{},{}{offset},{period},{},{},{share}",
                         cohort.cohort,
                         field(&cohort.label),
                         complete_cell(cohort.complete),
@@ -229,6 +239,12 @@ fn cohorts(cohorts: &Cohorts, layout: Layout) -> CsvFile {
         }
     }
     CsvFile { body, filename, watermark: cohorts.watermark }
+}
+
+/// A share as a CSV cell, written as JSON writes it: empty where it is
+/// `null` (suppressed).
+fn share_cell(share: Option<f64>) -> String {
+    share.map(|share| Value::from(share).to_string()).unwrap_or_default()
 }
 
 /// A count as a CSV cell: empty where it is `null` (suppressed).

@@ -6,7 +6,8 @@
 
 use momentum_domain::Interval;
 use momentum_domain::query::{
-    Cohorts, Comparison, EARLIEST_DATE, LATEST_DATE, Metric, MovementId, MovementList, Principles, Status, Trend,
+    CohortMode, Cohorts, Comparison, EARLIEST_DATE, LATEST_DATE, Metric, MovementId, MovementList, Principles, Status,
+    Trend,
 };
 use momentum_domain::selection::{Breakdown, ParticipantRole, SplitValue};
 use utoipa::openapi::RefOr;
@@ -33,6 +34,7 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
         Metric,
         ParticipantRole,
         Breakdown,
+        CohortMode,
         SplitValue,
         Format,
         Layout,

@@ -155,6 +155,36 @@ impl Cache {
     }
 }
 
+/// What a cohort's activity in a later period counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum CohortMode {
+    /// Members who took part in that period.
+    #[default]
+    On,
+    /// Members who took part in that period or any later one in range.
+    OnOrAfter,
+}
+
+impl CohortMode {
+    /// Both modes.
+    pub const ALL: [CohortMode; 2] = [CohortMode::On, CohortMode::OnOrAfter];
+
+    /// The mode's name in requests and answers.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CohortMode::On => "on",
+            CohortMode::OnOrAfter => "on_or_after",
+        }
+    }
+
+    /// The mode a name stands for; `None` for any other text.
+    pub fn parse(text: &str) -> Option<CohortMode> {
+        CohortMode::ALL.into_iter().find(|mode| mode.as_str() == text)
+    }
+}
+
 /// No period yet: the mark of a person, area or partner not counted.
 const UNMARKED: u32 = u32::MAX;
 
@@ -294,9 +324,15 @@ impl MovementLedger {
 
     /// For each period of `periods` (consecutive, in order) taken as a
     /// cohort, how many of those whose first participation falls in it
-    /// took part in it and in each period after it in `periods`:
-    /// `activity[c][k]` for cohort `c` in period `c + k`.
-    pub fn cohort_activity(&self, interval: Interval, periods: &[NaiveDate], selection: &Selection) -> Vec<Vec<i64>> {
+    /// took part in it and in each period after it in `periods`, as `mode`
+    /// counts: `activity[c][k]` for cohort `c` in period `c + k`.
+    pub fn cohort_activity(
+        &self,
+        interval: Interval,
+        periods: &[NaiveDate],
+        selection: &Selection,
+        mode: CohortMode,
+    ) -> Vec<Vec<i64>> {
         let Some(first) = periods.first() else { return Vec::new() };
         let count = periods.len();
         let bounds = period_bounds(interval, *first, count);
@@ -307,6 +343,8 @@ impl MovementLedger {
         // are first met in, unless they took part before the range.
         let seen_before = self.seen_before(bounds[0], selection);
         let mut cohorts = vec![UNMARKED; if seen_before.is_some() { self.person_count() } else { 0 }];
+        // For `OnOrAfter`: each person's cohort and last period active.
+        let mut latest = vec![(UNMARKED, 0u32); if mode == CohortMode::OnOrAfter { self.person_count() } else { 0 }];
         let mut narrowed = Vec::new();
         let mut period = 0;
         for (day, facts) in self.facts.range(bounds[0]..bounds[count]) {
@@ -337,7 +375,23 @@ impl MovementLedger {
                             bounds.partition_point(|start| *start <= first_day) - 1
                         }
                     };
-                    activity[cohort][period - cohort] += 1;
+                    match mode {
+                        CohortMode::On => activity[cohort][period - cohort] += 1,
+                        // Periods only increase: the last one set is the latest.
+                        CohortMode::OnOrAfter => latest[person] = (cohort as u32, period as u32),
+                    }
+                }
+            }
+        }
+        if mode == CohortMode::OnOrAfter {
+            // Count each person once at their last offset, then sum from the
+            // end: active at offset k or later.
+            for (cohort, last) in latest.into_iter().filter(|(cohort, _)| *cohort != UNMARKED) {
+                activity[cohort as usize][(last - cohort) as usize] += 1;
+            }
+            for row in &mut activity {
+                for offset in (0..row.len().saturating_sub(1)).rev() {
+                    row[offset] += row[offset + 1];
                 }
             }
         }

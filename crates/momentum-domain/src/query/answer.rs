@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::metric::Metric;
 use crate::event::Principle;
+use crate::ledger::CohortMode;
 use crate::period::Interval;
 use crate::selection::{Breakdown, SplitValue};
 
@@ -214,13 +215,16 @@ pub struct Status {
 
 /// A movement's participants grouped by the period of their first participation, with how many of each group took
 /// part in each period after it in range.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cohorts {
     /// The movement's id.
     pub movement: String,
     /// The length of each period, and so of each cohort.
     pub interval: Interval,
+    /// What `active` counts: members active in each period (`on`), or in it or any later one in range
+    /// (`on_or_after`).
+    pub mode: CohortMode,
     /// The first local date of the range asked for; the first period is the one containing it.
     pub from: NaiveDate,
     /// The last local date of the range asked for; the last period is the one containing it.
@@ -235,7 +239,7 @@ pub struct Cohorts {
 }
 
 /// The participants whose first participation falls in one period.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cohort {
     /// The period's first local date.
@@ -252,8 +256,11 @@ pub struct Cohort {
     /// `None` only where small numbers are suppressed.
     pub size: Option<i64>,
     /// How many of them took part in the cohort's period, the next, and so
-    /// on to the last period in range; `None` only where suppressed.
+    /// on to the last period in range (or, in mode `on_or_after`, in it or a
+    /// later one); `None` only where suppressed.
     pub active: Vec<Option<i64>>,
+    /// Each of `active` as a share of `size`; `None` where either is suppressed.
+    pub shares: Vec<Option<f64>>,
 }
 
 /// A movement's figures for each of the eight principles over a range of local dates.

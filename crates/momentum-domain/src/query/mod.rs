@@ -27,6 +27,7 @@ mod totals;
 use chrono::NaiveDate;
 use serde_json::Value;
 
+pub use crate::ledger::CohortMode;
 pub use answer::{
     Cohort, Cohorts, ComparedMovement, Comparison, MovementList, MovementSummary, PeriodValue, PrincipleFigures,
     Principles, Status, Trend, TrendRow,
@@ -240,7 +241,7 @@ pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, Read
     let mut cohorts = Vec::new();
     for (split, selection) in cells(facts, &request.filter, request.split, periods[0], until) {
         let sizes = facts.period_totals(interval, &periods, &selection);
-        let activity = facts.cohort_activity(interval, &periods, &selection);
+        let activity = facts.cohort_activity(interval, &periods, &selection, request.mode);
         cohorts.extend(
             periods.iter().zip(sizes.iter().zip(activity)).filter(|(_, (totals, _))| totals.new_participants != 0).map(
                 |(cohort, (totals, active))| Cohort {
@@ -249,6 +250,7 @@ pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, Read
                     complete: request.today.map(|today| interval.is_complete(*cohort, today)),
                     split: split.clone(),
                     size: Some(totals.new_participants),
+                    shares: active.iter().map(|count| Some(*count as f64 / totals.new_participants as f64)).collect(),
                     active: active.into_iter().map(Some).collect(),
                 },
             ),
@@ -259,6 +261,7 @@ pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, Read
     Ok(Cohorts {
         movement: request.movement.to_string(),
         interval,
+        mode: request.mode,
         from: request.periods.from(),
         to: request.periods.to(),
         watermark,

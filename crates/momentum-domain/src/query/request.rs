@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::metric::Metric;
+use crate::ledger::CohortMode;
 use crate::period::Interval;
 use crate::selection::{Filter, Split};
 
@@ -313,6 +314,9 @@ pub struct CohortRequest {
     /// The periods of the cohorts and of their activity; on the wire, `interval`, `from` and `to` beside `movement`.
     #[serde(flatten)]
     pub periods: Periods,
+    /// What a cohort's activity in a later period counts.
+    #[serde(default)]
+    pub mode: CohortMode,
     /// The events counted.
     #[serde(flatten)]
     pub filter: Filter,

@@ -200,6 +200,12 @@ pub fn cohorts(cohorts: &mut Cohorts, below: u64) {
         for count in std::iter::once(&mut cohort.size).chain(cohort.active.iter_mut()) {
             *count = counts.next().expect("one count each");
         }
+        // A share with its count or the size gives the other away.
+        for (share, active) in cohort.shares.iter_mut().zip(&cohort.active) {
+            if active.is_none() || cohort.size.is_none() {
+                *share = None;
+            }
+        }
     }
     cohorts.suppressed_below = Some(below);
 }

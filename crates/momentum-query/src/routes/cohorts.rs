@@ -6,7 +6,7 @@ use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use momentum_domain::Interval;
-use momentum_domain::query::{CohortRequest, Cohorts};
+use momentum_domain::query::{CohortMode, CohortRequest, Cohorts};
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
 
@@ -25,7 +25,20 @@ read_parameters! {
         /// The length of a period (default `week`).
         #[param(value_type = Option<crate::openapi::CohortInterval>)]
         interval,
+        /// What `active` counts in each later period: members active in it (`on`, the default), or in it or any
+        /// later period in range (`on_or_after`).
+        #[param(value_type = Option<momentum_domain::query::CohortMode>)]
+        mode,
     }
+}
+
+/// The mode of a cohort read, `on` when not given.
+fn mode(text: Option<&str>) -> Result<CohortMode, Problem> {
+    let Some(text) = text else { return Ok(CohortMode::On) };
+    CohortMode::parse(text).ok_or_else(|| {
+        let valid: Vec<&str> = CohortMode::ALL.iter().map(|mode| mode.as_str()).collect();
+        Problem::bad_parameter("mode", format!("must be one of {}, got {text:?}", valid.join(", ")))
+    })
 }
 
 impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
@@ -38,6 +51,7 @@ impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
         Ok(CohortRequest {
             movement: asked.movement,
             periods,
+            mode: mode(parameters.mode.as_deref())?,
             filter: parameters.filter()?,
             split: parameters.split(periods.starts().len())?,
             today: Some(asked.today),
@@ -88,5 +102,6 @@ problem_responses! {
         long.", [
         examples::bad_movement("movement"), examples::bad_interval(&COHORT_INTERVALS), examples::bad_date(),
         examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(),
+        mode(Some("ever")).expect_err("not a mode"),
     ]);
 }
