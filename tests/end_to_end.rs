@@ -446,6 +446,11 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
 
     let trend = stack.weekly_trend(MOVEMENT, "2026-03-02", "2026-03-15", seq).await;
     assert_eq!(trend["volunteer_hour_value_gbp"], 10.0);
+    assert_eq!(
+        trend["volunteer_hour_value"],
+        json!({ "basis": "custom", "value_gbp": 10.0, "year": null,
+                "source": "set by the operator of this momentum (MOMENTUM_VOLUNTEER_HOUR_VALUE_GBP)" })
+    );
     let second = row(&trend, "2026-03-09");
     assert_eq!(second["active_participants"], 4, "a, b, g and o1");
     assert_eq!(second["new_participants"], 1, "g");

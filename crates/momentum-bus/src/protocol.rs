@@ -446,6 +446,7 @@ mod tests {
             to: request.periods.to(),
             watermark,
             volunteer_hour_value_gbp: 11.27,
+            volunteer_hour_value: momentum_domain::query::VolunteerHourValue::custom(11.27),
             series: vec![ComparedMovement { movement: movement.to_owned(), values: Vec::new() }],
             suppressed_below: None,
         };

@@ -800,8 +800,12 @@ mod tests {
             split: None,
             today: None,
         };
-        let trend = query::trend(&folded().state, &request, &ReadSettings { volunteer_hour_value_gbp: 11.27 })
-            .unwrap_or_else(|_| panic!("a trend of {movement}"));
+        let trend = query::trend(
+            &folded().state,
+            &request,
+            &ReadSettings { volunteer_hour_value: query::VolunteerHourValue::custom(11.27) },
+        )
+        .unwrap_or_else(|_| panic!("a trend of {movement}"));
         trend.series.iter().map(|row| (row.period, row.get(metric).and_then(Value::as_f64).unwrap_or(0.0))).collect()
     }
 

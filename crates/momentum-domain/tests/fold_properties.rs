@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, FixedOffset, NaiveDate};
 use momentum_domain::ledger::{Checkpoint, CohortMode, Dimension, Entry, FoldSettings, Ledger, Name, millihours};
 use momentum_domain::query::{
-    self, Cohort, CohortRequest, DateRange, Metric, MovementId, Periods, PrincipleFigures, PrinciplesRequest,
-    ReadSettings, StickinessRequest, TrendRequest,
+    self, Cohort, CohortRequest, DateRange, HourValueBasis, Metric, MovementId, Periods, PrincipleFigures,
+    PrinciplesRequest, ReadSettings, StickinessRequest, TrendRequest, VolunteerHourValue,
 };
 use momentum_domain::selection::{Breakdown, Filter, FilterValue, NO_VALUE, OTHER_VALUE, ParticipantRole, Split};
 use momentum_domain::{Event, EventData, Interval, Principle, Role};
@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 const MOVEMENTS: [&str; 3] = ["m1", "m2", "m3"];
 const SOURCES: [&str; 2] = ["urn:s1", "urn:s2"];
-const READ: ReadSettings = ReadSettings { volunteer_hour_value_gbp: 12.5 };
+const READ: ReadSettings =
+    ReadSettings { volunteer_hour_value: VolunteerHourValue { basis: HourValueBasis::Custom, value_gbp: 12.5 } };
 
 /// Where two reads differ first, as a path and both values; `None` when
 /// they are equal. Assertions print this instead of two whole reads.
@@ -783,7 +784,7 @@ fn reference_of(events: &[Event], order: &[usize], keep: &dyn Fn(View) -> Option
                     (Metric::Volunteers, json!(distinct(here.iter().filter_map(|v| v.volunteer.as_deref()).collect()))),
                     (
                         Metric::SocialValueGbp,
-                        json!((millis as f64 * READ.volunteer_hour_value_gbp / 10.0).round() / 100.0),
+                        json!((millis as f64 * READ.volunteer_hour_value.value_gbp / 10.0).round() / 100.0),
                     ),
                     (Metric::CollectiveActions, json!(actions)),
                     (

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use momentum_bus::Partition;
 use momentum_domain::ledger::FoldSettings;
-use momentum_domain::query::ReadSettings;
+use momentum_domain::query::{HourValueBasis, ReadSettings, VolunteerHourValue};
 use momentum_store::{Store, StoreMemory};
 use tokio::sync::watch;
 
@@ -55,11 +55,16 @@ pub struct Config {
     /// The longest a query with `min_seq` waits for the projection to catch up.
     #[arg(long, env = "MOMENTUM_QUERY_WAIT_MS_MAX", default_value_t = 5000)]
     pub query_wait_ms_max: u64,
-    /// The value of one volunteer hour in pounds, for `social_value_gbp`. The
-    /// default is the ONS replacement-cost valuation of formal volunteering
-    /// in 2012/13 (£23.9bn for 2.12bn hours); see docs/metrics.md.
-    #[arg(long, env = "MOMENTUM_VOLUNTEER_HOUR_VALUE_GBP", default_value_t = 11.27)]
-    pub volunteer_hour_value_gbp: f64,
+    /// The value of one volunteer hour in pounds, for `social_value_gbp`,
+    /// when none of the named bases fits (`--volunteer-hour-basis` names
+    /// one; set one of the two); see docs/metrics.md.
+    #[arg(long, env = "MOMENTUM_VOLUNTEER_HOUR_VALUE_GBP")]
+    pub volunteer_hour_value_gbp: Option<f64>,
+    /// The named basis of the value of a volunteer hour:
+    /// `ashe_median_2024` (£18.64, the default) or
+    /// `ons_replacement_cost_2012_13` (£11.27); see docs/metrics.md.
+    #[arg(long, env = "MOMENTUM_VOLUNTEER_HOUR_BASIS")]
+    pub volunteer_hour_basis: Option<String>,
     /// The share of the movements this projector folds and answers for,
     /// `k/n`: partition k (from 0) of n. The default folds everything.
     /// Replicas of one partition share its queries; every partition of n
@@ -113,6 +118,15 @@ pub enum ProjectorError {
     /// The volunteer hour value is negative or not a finite number; holds the value given.
     #[error("the volunteer hour value must be a number of pounds of 0 or more, got {0}")]
     HourValueInvalid(f64),
+    /// The volunteer hour basis names none of the named bases; holds the name given.
+    #[error("the volunteer hour basis must be ashe_median_2024 or ons_replacement_cost_2012_13, got {0:?}")]
+    HourBasisUnknown(String),
+    /// Both a volunteer hour value and a basis were given.
+    #[error(
+        "set MOMENTUM_VOLUNTEER_HOUR_VALUE_GBP (a value of your own) or MOMENTUM_VOLUNTEER_HOUR_BASIS (a named \
+         basis), not both"
+    )]
+    HourValueAndBasis,
     /// The event stream's state could not be read from JetStream; holds the client's error.
     #[error("could not read the event stream's state: {0}")]
     Stream(String),
@@ -289,15 +303,29 @@ async fn stream_state(nats: &async_nats::Client) -> Result<StreamState, Projecto
     Err(ProjectorError::Stream(failure))
 }
 
+/// The value of a volunteer hour the configuration names: a value of the
+/// operator's own, a named basis, or by default the most recent named one.
+fn volunteer_hour_value(config: &Config) -> Result<VolunteerHourValue, ProjectorError> {
+    match (config.volunteer_hour_value_gbp, config.volunteer_hour_basis.as_deref()) {
+        (Some(_), Some(_)) => Err(ProjectorError::HourValueAndBasis),
+        (Some(value), None) if value.is_finite() && value >= 0.0 => Ok(VolunteerHourValue::custom(value)),
+        (Some(value), None) => Err(ProjectorError::HourValueInvalid(value)),
+        (None, basis) => {
+            let basis = basis.map_or(Some(HourValueBasis::DEFAULT), HourValueBasis::parse);
+            basis.and_then(VolunteerHourValue::named).ok_or_else(|| {
+                ProjectorError::HourBasisUnknown(config.volunteer_hour_basis.clone().unwrap_or_default())
+            })
+        }
+    }
+}
+
 impl Projector {
     /// Opens the store, connects to NATS and starts answering queries.
     pub async fn start(config: &Config) -> Result<Projector, ProjectorError> {
         if config.batch_size_max == 0 {
             return Err(ProjectorError::BatchSizeZero);
         }
-        if !config.volunteer_hour_value_gbp.is_finite() || config.volunteer_hour_value_gbp < 0.0 {
-            return Err(ProjectorError::HourValueInvalid(config.volunteer_hour_value_gbp));
-        }
+        let volunteer_hour_value = volunteer_hour_value(config)?;
         let memory = StoreMemory { page_cache_bytes: config.store_cache_mib.saturating_mul(1024 * 1024) };
         let store = Store::open_with_memory(&config.data_dir, memory)?;
         store.check_format(momentum_domain::ledger::FORMAT)?;
@@ -333,7 +361,7 @@ impl Projector {
             partition: config.partition,
             wait_max: Duration::from_millis(config.query_wait_ms_max),
             applied: applied.clone(),
-            read_settings: ReadSettings { volunteer_hour_value_gbp: config.volunteer_hour_value_gbp },
+            read_settings: ReadSettings { volunteer_hour_value },
         };
         // A projector answers queries only once it has caught up with the
         // stream as it was when it started, so a replica rebuilding from
@@ -510,4 +538,29 @@ impl Projector {
 /// Starts the service and runs it until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ProjectorError> {
     Projector::start(&config).await?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn hour_value(arguments: &[&str]) -> Result<VolunteerHourValue, ProjectorError> {
+        let config = Config::try_parse_from(std::iter::once("momentum-projector").chain(arguments.iter().copied()))
+            .expect("flags that parse");
+        volunteer_hour_value(&config)
+    }
+
+    #[test]
+    fn the_volunteer_hour_is_the_latest_named_basis_unless_a_basis_or_a_value_of_ones_own_is_set() {
+        assert_eq!(hour_value(&[]).unwrap(), VolunteerHourValue::named(HourValueBasis::AsheMedian2024).unwrap());
+        let ons = hour_value(&["--volunteer-hour-basis", "ons_replacement_cost_2012_13"]).unwrap();
+        assert_eq!((ons.basis, ons.value_gbp), (HourValueBasis::OnsReplacementCost201213, 11.27));
+        assert_eq!(hour_value(&["--volunteer-hour-value-gbp", "15.5"]).unwrap(), VolunteerHourValue::custom(15.5));
+        assert!(matches!(hour_value(&["--volunteer-hour-basis", "custom"]), Err(ProjectorError::HourBasisUnknown(_))));
+        assert!(matches!(hour_value(&["--volunteer-hour-value-gbp=-1"]), Err(ProjectorError::HourValueInvalid(_))));
+        let both = hour_value(&["--volunteer-hour-value-gbp", "15.5", "--volunteer-hour-basis", "ashe_median_2024"]);
+        assert!(matches!(both, Err(ProjectorError::HourValueAndBasis)));
+    }
 }

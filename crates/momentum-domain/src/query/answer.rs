@@ -5,6 +5,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::hour_value::VolunteerHourValue;
 use super::metric::Metric;
 use crate::event::Principle;
 use crate::ledger::CohortMode;
@@ -28,6 +29,8 @@ pub struct Trend {
     pub watermark: u64,
     /// The value of a volunteer hour `social_value_gbp` was computed with.
     pub volunteer_hour_value_gbp: f64,
+    /// That value with its basis, year and source.
+    pub volunteer_hour_value: VolunteerHourValue,
     /// One row for every period in range, in order; zeros where nothing happened.
     pub series: Vec<TrendRow>,
     /// Set when counts of people below this were replaced by `null`.
@@ -313,6 +316,8 @@ pub struct Comparison {
     pub watermark: u64,
     /// The value of a volunteer hour `social_value_gbp` was computed with.
     pub volunteer_hour_value_gbp: f64,
+    /// That value with its basis, year and source.
+    pub volunteer_hour_value: VolunteerHourValue,
     /// One entry for each movement, in the order the movements were first named.
     pub series: Vec<ComparedMovement>,
     /// Set when counts of people below this were replaced by `null`.

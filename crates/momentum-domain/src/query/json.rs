@@ -35,6 +35,7 @@ pub(super) fn write_trend(header: &Trend, rows: usize, mut write_row: impl FnMut
     write_field(&mut out, ",\"to\":", &header.to);
     write_field(&mut out, ",\"watermark\":", &header.watermark);
     write_field(&mut out, ",\"volunteer_hour_value_gbp\":", &header.volunteer_hour_value_gbp);
+    write_field(&mut out, ",\"volunteer_hour_value\":", &header.volunteer_hour_value);
     out.extend_from_slice(b",\"series\":[");
     for index in 0..rows {
         if index > 0 {

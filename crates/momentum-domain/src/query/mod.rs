@@ -15,6 +15,7 @@
 //! - [`suppression`]: small numbers hidden from evaluators.
 
 mod answer;
+mod hour_value;
 mod json;
 mod metric;
 mod request;
@@ -32,6 +33,7 @@ pub use answer::{
     Cohort, Cohorts, ComparedMovement, Comparison, MovementList, MovementSummary, PeriodValue, PrincipleFigures,
     Principles, Status, Trend, TrendRow,
 };
+pub use hour_value::{HourValueBasis, VolunteerHourValue};
 use json::{RowHead, write_row, write_trend};
 use metric::Figure;
 pub use metric::Metric;
@@ -119,7 +121,14 @@ pub fn trend_totals(
             .collect();
         SplitTotals { by: split.by(), cells }
     });
-    Ok(TrendTotals { watermark, volunteer_hour_value_gbp: settings.volunteer_hour_value_gbp, totals, split })
+    let hour_value = settings.volunteer_hour_value;
+    Ok(TrendTotals {
+        watermark,
+        volunteer_hour_value_gbp: hour_value.value_gbp,
+        volunteer_hour_basis: hour_value.basis,
+        totals,
+        split,
+    })
 }
 
 /// The periods whose totals a trend over `periods` needs: the four before
@@ -216,6 +225,7 @@ fn trend_header(request: &TrendRequest, totals: &TrendTotals) -> Trend {
         to: request.periods.to(),
         watermark: totals.watermark,
         volunteer_hour_value_gbp: totals.volunteer_hour_value_gbp,
+        volunteer_hour_value: totals.hour_value(),
         series: Vec::new(),
         suppressed_below: None,
     }
@@ -353,6 +363,7 @@ pub fn comparison_from_totals(
         // Each movement's totals read the watermark before their periods.
         watermark: totals.iter().map(|totals| totals.watermark).min().unwrap_or(0),
         volunteer_hour_value_gbp: totals.first().map_or(0.0, |totals| totals.volunteer_hour_value_gbp),
+        volunteer_hour_value: totals.first().map_or(VolunteerHourValue::custom(0.0), TrendTotals::hour_value),
         series,
         suppressed_below: below,
     })

@@ -8,6 +8,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::hour_value::VolunteerHourValue;
 use super::metric::Metric;
 use crate::ledger::CohortMode;
 use crate::period::Interval;
@@ -35,8 +36,8 @@ pub const MOVEMENTS_PER_COMPARISON_MAX: usize = 20;
 /// Settings of reads that are not part of the stored projection.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ReadSettings {
-    /// The value of one volunteer hour in pounds, for `social_value_gbp`.
-    pub volunteer_hour_value_gbp: f64,
+    /// The value of one volunteer hour, for `social_value_gbp`, and its basis.
+    pub volunteer_hour_value: VolunteerHourValue,
 }
 
 /// A movement id: 1 to 63 lower-case letters, digits and hyphens, starting

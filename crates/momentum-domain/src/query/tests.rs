@@ -58,6 +58,7 @@ fn trend() -> impl Strategy<Value = Trend> {
             to,
             watermark,
             volunteer_hour_value_gbp: hour_value,
+            volunteer_hour_value: VolunteerHourValue::custom(hour_value),
             series,
             suppressed_below,
         })
@@ -119,7 +120,16 @@ fn request_and_totals() -> impl Strategy<Value = (TrendRequest, TrendTotals)> {
         (proptest::collection::vec(period_totals(), count), proptest::collection::vec(cell, cells)).prop_map(
             move |(totals, cells)| {
                 let split = request.split.map(|split| SplitTotals { by: split.by(), cells });
-                (request.clone(), TrendTotals { watermark, volunteer_hour_value_gbp: hour_value, totals, split })
+                (
+                    request.clone(),
+                    TrendTotals {
+                        watermark,
+                        volunteer_hour_value_gbp: hour_value,
+                        volunteer_hour_basis: HourValueBasis::ALL[(watermark % 3) as usize],
+                        totals,
+                        split,
+                    },
+                )
             },
         )
     })
@@ -178,6 +188,7 @@ fn binary_totals_cut_short_or_too_long_or_too_many_are_refused_not_misread() {
     let totals = TrendTotals {
         watermark: 7,
         volunteer_hour_value_gbp: 11.5,
+        volunteer_hour_basis: HourValueBasis::Custom,
         totals: vec![
             PeriodTotals { active_participants: 300, meetings: -2, ..PeriodTotals::default() },
             PeriodTotals::default(),
@@ -212,6 +223,7 @@ fn binary_totals_hold_the_longest_trend_and_refuse_one_period_more() {
     let longest = TrendTotals {
         watermark: 1,
         volunteer_hour_value_gbp: 1.0,
+        volunteer_hour_basis: HourValueBasis::Custom,
         totals: vec![PeriodTotals { meetings: 1, ..PeriodTotals::default() }; TOTALS_PERIODS_MAX],
         split: None,
     };
@@ -283,6 +295,7 @@ fn a_trend_is_computed_alike_from_totals_that_crossed_json() {
     let totals = TrendTotals {
         watermark: 9,
         volunteer_hour_value_gbp: 11.27,
+        volunteer_hour_basis: HourValueBasis::Custom,
         totals: (0..periods as i64)
             .map(|index| PeriodTotals {
                 active_participants: 10 + index,
@@ -318,7 +331,7 @@ fn requests_naming_dates_outside_the_readable_years_cannot_be_built_or_read() {
         }
     }
     let state = crate::ledger::Ledger::default();
-    let settings = ReadSettings { volunteer_hour_value_gbp: 11.27 };
+    let settings = ReadSettings { volunteer_hour_value: VolunteerHourValue::custom(11.27) };
     let edges = TrendRequest {
         movement: movement("m"),
         periods: periods(Interval::Month, EARLIEST_DATE, EARLIEST_DATE),
@@ -339,6 +352,7 @@ fn one_period(previous: PeriodTotals, current: PeriodTotals, four_back_window: i
     TrendTotals {
         watermark: 1,
         volunteer_hour_value_gbp: 11.27,
+        volunteer_hour_basis: HourValueBasis::Custom,
         totals: vec![four_back, PeriodTotals::default(), PeriodTotals::default(), previous, current],
         split: None,
     }
@@ -482,6 +496,7 @@ fn totals_that_do_not_fit_the_range_are_refused() {
     let totals = TrendTotals {
         watermark: 1,
         volunteer_hour_value_gbp: 1.0,
+        volunteer_hour_basis: HourValueBasis::Custom,
         totals: vec![PeriodTotals::default(); 3],
         split: None,
     };
@@ -526,6 +541,7 @@ proptest! {
         let totals = TrendTotals {
             watermark: 1,
             volunteer_hour_value_gbp: 10.0,
+            volunteer_hour_basis: HourValueBasis::Custom,
             totals: cells[0].clone(),
             split: Some(SplitTotals {
                 by: Breakdown::Area,
@@ -582,4 +598,21 @@ proptest! {
             prop_assert!(!(alone && shown_above_zero), "group {group:?} of {counts:?} hides one alone: {hidden:?}");
         }
     }
+}
+
+#[test]
+fn binary_totals_of_the_version_before_the_basis_read_with_a_custom_basis() {
+    let totals = TrendTotals {
+        watermark: 3,
+        volunteer_hour_value_gbp: 12.0,
+        volunteer_hour_basis: HourValueBasis::AsheMedian2024,
+        totals: vec![PeriodTotals { meetings: 2, ..PeriodTotals::default() }],
+        split: None,
+    };
+    let mut bytes = totals.to_binary();
+    assert_eq!(bytes[0], 2, "the version with the basis");
+    bytes[0] = 1;
+    bytes.remove(1 + 8 + 8);
+    let read = TrendTotals::from_answer(&bytes).unwrap();
+    assert_eq!(read, TrendTotals { volunteer_hour_basis: HourValueBasis::Custom, ..totals });
 }

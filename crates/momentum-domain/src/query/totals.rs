@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::hour_value::{HourValueBasis, VolunteerHourValue};
 use super::request::PERIODS_PER_TREND_MAX;
 use crate::ledger::{MOMENTUM_WINDOW_PERIODS, PeriodTotals};
 use crate::selection::{Breakdown, SPLIT_TOP_MAX};
@@ -19,6 +20,9 @@ pub struct TrendTotals {
     /// The projector's value of a volunteer hour, so that every reader
     /// computes `social_value_gbp` alike.
     pub volunteer_hour_value_gbp: f64,
+    /// Where that value comes from (custom when a projector of an earlier version did not say).
+    #[serde(default)]
+    pub volunteer_hour_basis: HourValueBasis,
     /// [`MOMENTUM_WINDOW_PERIODS`] periods before the range, then each
     /// period in range, in order.
     pub totals: Vec<PeriodTotals>,
@@ -64,10 +68,14 @@ pub enum TotalsEncoding {
 }
 
 /// The first byte of [`TrendTotals::to_binary`]'s form; JSON's is `{`.
-const TOTALS_BINARY_VERSION: u8 = 1;
+/// Version 2 added the basis of the hour value; version 1 is still read.
+const TOTALS_BINARY_VERSION: u8 = 2;
 
-/// The version byte, the watermark, the hour value and the period count.
-pub(super) const TOTALS_HEADER_BYTES: usize = 1 + 8 + 8 + 4;
+/// The version before the basis of the hour value, read as custom.
+const TOTALS_BINARY_VERSION_WITHOUT_BASIS: u8 = 1;
+
+/// The version byte, the watermark, the hour value, its basis and the period count.
+pub(super) const TOTALS_HEADER_BYTES: usize = 1 + 8 + 8 + 1 + 4;
 
 /// The periods binary totals may hold, so that a damaged count cannot make
 /// the reader reserve memory without bound.
@@ -79,8 +87,14 @@ pub(super) const TOTALS_PERIODS_MAX: usize = PERIODS_PER_TREND_MAX + MOMENTUM_WI
 pub struct UnreadableTotals(String);
 
 impl TrendTotals {
+    /// The value of a volunteer hour and its basis.
+    pub fn hour_value(&self) -> VolunteerHourValue {
+        VolunteerHourValue { basis: self.volunteer_hour_basis, value_gbp: self.volunteer_hour_value_gbp }
+    }
+
     /// A compact form: the version byte, the watermark (u64) and hour value
-    /// (f64), little-endian, the number of periods (u32), then for each
+    /// (f64), little-endian, the basis's place in [`HourValueBasis::ALL`]
+    /// (one byte), the number of periods (u32), then for each
     /// period the count of its fields up to the last that is not zero (one
     /// byte) and those fields, each zigzag-encoded as a LEB128 varint.
     /// Totals take a fraction of the bytes of their JSON. A split trend
@@ -93,6 +107,8 @@ impl TrendTotals {
         bytes.push(TOTALS_BINARY_VERSION);
         bytes.extend_from_slice(&self.watermark.to_le_bytes());
         bytes.extend_from_slice(&self.volunteer_hour_value_gbp.to_le_bytes());
+        let basis = HourValueBasis::ALL.iter().position(|basis| *basis == self.volunteer_hour_basis);
+        bytes.push(basis.expect("every basis is in ALL") as u8);
         let periods = u32::try_from(self.totals.len()).expect("a trend has at most TOTALS_PERIODS_MAX periods");
         bytes.extend_from_slice(&periods.to_le_bytes());
         write_periods(&mut bytes, &self.totals);
@@ -116,15 +132,22 @@ impl TrendTotals {
     /// zeros for the rest, and fields a newer writer appended are skipped.
     pub fn from_answer(bytes: &[u8]) -> Result<TrendTotals, UnreadableTotals> {
         match bytes.first() {
-            Some(&TOTALS_BINARY_VERSION) => TrendTotals::from_binary(&bytes[1..]),
+            Some(&TOTALS_BINARY_VERSION) => TrendTotals::from_binary(&bytes[1..], true),
+            Some(&TOTALS_BINARY_VERSION_WITHOUT_BASIS) => TrendTotals::from_binary(&bytes[1..], false),
             _ => serde_json::from_slice(bytes).map_err(|error| UnreadableTotals(error.to_string())),
         }
     }
 
-    fn from_binary(bytes: &[u8]) -> Result<TrendTotals, UnreadableTotals> {
+    fn from_binary(bytes: &[u8], with_basis: bool) -> Result<TrendTotals, UnreadableTotals> {
         let mut reader = BinaryReader { rest: bytes };
         let watermark = u64::from_le_bytes(reader.take()?);
         let volunteer_hour_value_gbp = f64::from_le_bytes(reader.take()?);
+        let volunteer_hour_basis = if with_basis {
+            let [basis] = reader.take()?;
+            *HourValueBasis::ALL.get(usize::from(basis)).ok_or_else(|| UnreadableTotals(format!("basis {basis}")))?
+        } else {
+            HourValueBasis::Custom
+        };
         let periods = u32::from_le_bytes(reader.take()?) as usize;
         if periods > TOTALS_PERIODS_MAX {
             return Err(UnreadableTotals(format!("{periods} periods, more than a trend holds")));
@@ -134,7 +157,7 @@ impl TrendTotals {
         if !reader.rest.is_empty() {
             return Err(UnreadableTotals(format!("{} bytes after the last period", reader.rest.len())));
         }
-        Ok(TrendTotals { watermark, volunteer_hour_value_gbp, totals, split })
+        Ok(TrendTotals { watermark, volunteer_hour_value_gbp, volunteer_hour_basis, totals, split })
     }
 }
 

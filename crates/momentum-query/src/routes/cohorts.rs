@@ -70,9 +70,12 @@ impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
             content(
             (Cohorts = "application/json", example = json!({
                 "movement": "bristol-befriending", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
-                "watermark": 42, "cohorts": [{ "cohort": "2026-03-02", "size": 5, "active": [5, 3] }],
+                "watermark": 42, "mode": "on",
+                "cohorts": [{ "cohort": "2026-03-02", "label": "2026-W10", "complete": true, "size": 5, "active": [5, 3],
+                    "shares": [1.0, 0.6] }],
             })),
-            (String = "text/csv", example = "cohort,size,active_0,active_1\n2026-03-02,5,5,3\n"),
+            (String = "text/csv", example = "cohort,label,complete,size,active_0,active_1,share_0,share_1\n\
+                2026-03-02,2026-W10,true,5,5,3,1.0,0.6\n"),
         )),
         (status = 400, response = inline(CohortsBadRequest)),
         (status = 403, response = inline(ReadForbidden)),

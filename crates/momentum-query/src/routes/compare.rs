@@ -59,14 +59,16 @@ impl TryFrom<RequestParts<&CompareParameters, ()>> for CompareRequest {
             content(
             (Comparison = "application/json", example = json!({
                 "metric": "active_participants", "interval": "week", "from": "2026-03-02", "to": "2026-03-02",
-                "watermark": 42, "volunteer_hour_value_gbp": 11.27,
+                "watermark": 42, "volunteer_hour_value_gbp": 18.64,
+                "volunteer_hour_value": { "basis": "ashe_median_2024", "value_gbp": 18.64, "year": "2024",
+                    "source": "ONS, Annual Survey of Hours and Earnings, April 2024: median gross hourly pay excluding overtime, all UK employees" },
                 "series": [
-                    { "movement": "bristol-befriending", "values": [{ "period": "2026-03-02", "value": 5 }] },
-                    { "movement": "leeds-walking-groups", "values": [{ "period": "2026-03-02", "value": 9 }] },
+                    { "movement": "bristol-befriending", "values": [{ "period": "2026-03-02", "label": "2026-W10", "complete": true, "value": 5 }] },
+                    { "movement": "leeds-walking-groups", "values": [{ "period": "2026-03-02", "label": "2026-W10", "complete": true, "value": 9 }] },
                 ],
             })),
             (String = "text/csv",
-                example = "period,bristol-befriending,leeds-walking-groups\n2026-03-02,5,9\n"),
+                example = "period,label,complete,bristol-befriending,leeds-walking-groups\n2026-03-02,2026-W10,true,5,9\n"),
         )),
         (status = 400, response = inline(CompareBadRequest)),
         (status = 403, response = inline(ReadForbidden)),

@@ -61,14 +61,19 @@ impl TryFrom<RequestParts<&TrendParameters>> for TrendRequest {
             content(
             (Trend = "application/json", example = json!({
                 "movement": "bristol-befriending", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
-                "watermark": 42, "volunteer_hour_value_gbp": 11.27,
+                "watermark": 42, "volunteer_hour_value_gbp": 18.64,
+                "volunteer_hour_value": { "basis": "ashe_median_2024", "value_gbp": 18.64, "year": "2024",
+                    "source": "ONS, Annual Survey of Hours and Earnings, April 2024: median gross hourly pay excluding overtime, all UK employees" },
                 "series": [
-                    { "period": "2026-03-02", "active_participants": 5, "retention_rate": null },
-                    { "period": "2026-03-09", "active_participants": 4, "retention_rate": 0.6 },
+                    { "period": "2026-03-02", "label": "2026-W10", "complete": true,
+                      "active_participants": 5, "retention_rate": null },
+                    { "period": "2026-03-09", "label": "2026-W11", "complete": false,
+                      "active_participants": 4, "retention_rate": 0.6 },
                 ],
             })),
             (String = "text/csv",
-                example = "period,active_participants,retention_rate\n2026-03-02,5,\n2026-03-09,4,0.6\n"),
+                example = "period,label,complete,active_participants,retention_rate\n\
+                    2026-03-02,2026-W10,true,5,\n2026-03-09,2026-W11,false,4,0.6\n"),
         )),
         (status = 400, response = inline(TrendsBadRequest)),
         (status = 403, response = inline(ReadForbidden)),
