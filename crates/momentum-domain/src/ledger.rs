@@ -343,6 +343,9 @@ pub struct MovementLedger {
     /// Distinct accepted events, retractions and erasures included: the
     /// count in listings. (Retractions waiting for their event are not.)
     accepted: u64,
+    /// The stream sequence of the movement's first entry: before it, the
+    /// movement had no events.
+    first_seq: u64,
     sources: Labels,
     areas: Labels,
     partners: Labels,
@@ -365,6 +368,7 @@ impl PartialEq for MovementLedger {
     fn eq(&self, other: &MovementLedger) -> bool {
         self.events == other.events
             && self.accepted == other.accepted
+            && self.first_seq == other.first_seq
             && self.sources == other.sources
             && self.areas == other.areas
             && self.partners == other.partners
@@ -592,6 +596,11 @@ impl MovementLedger {
         self.accepted
     }
 
+    /// Whether the movement had events once the stream was applied up to `seq`.
+    pub fn existed_at(&self, seq: u64) -> bool {
+        self.first_seq != 0 && self.first_seq <= seq
+    }
+
     /// Makes room for person numbers up to `person`.
     fn grow_people(&mut self, person: u32) {
         if person >= self.person_count {
@@ -722,6 +731,9 @@ impl MovementLedger {
             return Err(Damaged(format!("entry {} folds ({}, {:?}) again", entry.seq, entry.source, entry.id)));
         }
         self.accepted += 1;
+        if self.first_seq == 0 {
+            self.first_seq = entry.seq;
+        }
         let (status, outcome) = match &entry.body {
             Body::Fact(_) if before == Some(Standing::RetractionPending) => {
                 return Err(Damaged(format!("entry {} counts an event retracted before it came", entry.seq)));
@@ -745,7 +757,7 @@ impl MovementLedger {
                     Some(Standing::RetractionPending | Standing::Uncounted) => Outcome::RetractionIgnored,
                     Some(Standing::Counted { day, seq }) => {
                         events.set(target, Standing::Uncounted);
-                        self.remove_fact(day, seq);
+                        self.retract_fact(day, seq, entry.seq);
                         Outcome::Retracted
                     }
                 };
@@ -771,12 +783,12 @@ impl MovementLedger {
         self.facts.entry(fact.day).or_default().push(seq, fact);
     }
 
-    fn remove_fact(&mut self, day: NaiveDate, seq: u64) {
+    /// Marks the fact of the event at `seq` retracted by the retraction at
+    /// `retraction`: it no longer counts, but for reads as of a sequence
+    /// before the retraction.
+    fn retract_fact(&mut self, day: NaiveDate, seq: u64, retraction: u64) {
         let facts = self.facts.get_mut(&day).expect("a counted event's day holds its fact");
-        let (kind, people) = facts.remove(seq).expect("a counted event's fact is filed");
-        if facts.is_empty() {
-            self.facts.remove(&day);
-        }
+        let (kind, people) = facts.retract(seq, retraction).expect("a counted event's fact is filed and counts");
         if !kind.is_participation() {
             return;
         }
@@ -800,7 +812,8 @@ impl MovementLedger {
         for (later, facts) in self.facts.range(day.succ_opt().unwrap_or(day)..) {
             let count = facts
                 .facts()
-                .filter(|fact| fact.kind.is_participation() && fact.people.iter().any(|t| t.person == person))
+                .filter(|fact| fact.retracted_at.is_none() && fact.kind.is_participation())
+                .filter(|fact| fact.people.iter().any(|t| t.person == person))
                 .count() as u32;
             if count > 0 {
                 return First { day: Some(*later), facts: count };

@@ -117,9 +117,16 @@ impl ParticipantRole {
     }
 }
 
-/// The filters of a read; each one absent matches every event.
+/// The filters of a read; each one absent matches every event. With
+/// `as_of_seq`, the read counts the events as the projection stood when it
+/// had applied the stream up to that sequence (docs/metrics.md, "As it
+/// stood").
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Filter {
+    /// Only what the stream held up to this sequence: later events and
+    /// later retractions are left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of_seq: Option<u64>,
     /// Only events in this `area`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub area: Option<FilterValue>,

@@ -142,7 +142,7 @@ fn filters() -> impl Strategy<Value = Filter> {
         prop::option::of(prop::sample::select(ParticipantRole::ALL.to_vec())),
         value(&["walk", "talk", "sing"]),
     )
-        .prop_map(|(area, partner, role, kind)| Filter { area, partner, role, kind })
+        .prop_map(|(area, partner, role, kind)| Filter { area, partner, role, kind, as_of_seq: None })
 }
 
 /// Distinct events, then a delivery order with some of them repeated.
@@ -958,6 +958,17 @@ proptest! {
     fn a_split_read_equals_the_reference_of_each_value((events, order) in deliveries(), by in prop::sample::select(Breakdown::ALL.to_vec()), top in 1usize..4) {
         let split = Split::new(by, top).expect("a split");
         assert_reads!(split_reads(&fold(&events, &order), split), split_reference(&events, &order, split));
+    }
+
+    /// A read as of sequence N gives the figures of the projection folded
+    /// only up to N: later events, retractions and erasures left out.
+    #[test]
+    fn a_read_as_of_a_sequence_equals_the_projection_folded_up_to_it((events, order) in deliveries_with_erasures(), cut in any::<usize>(), filter in filters()) {
+        let cut = cut % (order.len() + 1);
+        let whole = fold(&events, &order);
+        let then = fold(&events, &order[..cut]);
+        let as_of = Filter { as_of_seq: Some(sequence(cut, 1) - 1), ..filter.clone() };
+        assert_reads!(read_all_with(&whole, &as_of), read_all_with(&then, &filter));
     }
 
     /// Order independence, byte for byte.

@@ -392,6 +392,7 @@ mod tests {
         json!({
             "movement": "leeds", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
             "watermark": 7, "volunteer_hour_value_gbp": 10.0,
+            "volunteer_hour_value": { "basis": "custom", "value_gbp": 10.0 },
             "series": [
                 { "period": "2026-03-02", "label": "2026-W10", "complete": true,
                   "active_participants": 5, "retention_rate": null, "volunteer_hours": 2.5 },

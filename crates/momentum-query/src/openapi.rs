@@ -145,7 +145,7 @@ mod tests {
             let header = &operation["responses"]["200"]["headers"]["Momentum-Watermark"];
             assert!(header.is_object(), "{path} documents the watermark header of its CSV");
             if path.contains("movements/{movement}") || path == "/v1/compare" {
-                for selection in ["area", "partner", "role", "kind", "by", "top"] {
+                for selection in ["area", "partner", "role", "kind", "as_of_seq", "by", "top"] {
                     assert!(names.contains(&selection), "{path} documents {selection}: {names:?}");
                 }
             }
@@ -159,8 +159,21 @@ mod tests {
         assert_eq!(
             trend,
             [
-                "movement", "interval", "metrics", "from", "to", "area", "partner", "role", "kind", "by", "top",
-                "min_seq", "format", "layout"
+                "movement",
+                "interval",
+                "metrics",
+                "from",
+                "to",
+                "area",
+                "partner",
+                "role",
+                "kind",
+                "as_of_seq",
+                "by",
+                "top",
+                "min_seq",
+                "format",
+                "layout"
             ]
         );
     }

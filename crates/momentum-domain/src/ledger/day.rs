@@ -6,7 +6,8 @@
 //! each, and tens of bytes of allocator overhead. Here a day's facts, their
 //! people and their partners each sit in one array, in sequence order.
 //! Stream sequences only increase, so a fact always joins the end of its
-//! day; only a retraction removes one from the middle.
+//! day. A retracted fact stays, marked with the retraction's sequence, so
+//! that a read as of an earlier sequence still counts it.
 
 use super::{Fact, FactKind, Taking};
 
@@ -16,6 +17,10 @@ const NONE: u32 = u32::MAX;
 /// What a read sees of a fact.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct FactView<'a> {
+    /// The stream sequence its event arrived at.
+    pub(super) seq: u64,
+    /// The sequence of the retraction that removed it, if one did.
+    pub(super) retracted_at: Option<u64>,
     pub(super) kind: FactKind,
     pub(super) measure: i64,
     pub(super) citizen_led: bool,
@@ -49,6 +54,9 @@ pub(super) struct Day {
     rows: Vec<Row>,
     people: Vec<Taking>,
     partners: Vec<u32>,
+    /// The retracted facts' sequences with their retractions', in
+    /// ascending order of the first: few, as retractions are.
+    retracted: Vec<(u64, u64)>,
 }
 
 impl Day {
@@ -76,30 +84,27 @@ impl Day {
         });
     }
 
-    /// Removes the fact that arrived at `seq` and gives back its kind and
-    /// people; `None` if the day holds no such fact.
-    pub(super) fn remove(&mut self, seq: u64) -> Option<(FactKind, Vec<Taking>)> {
+    /// Marks the fact that arrived at `seq` as retracted at `retraction`,
+    /// and gives back its kind and people; `None` if the day holds no such
+    /// fact, or it is retracted already.
+    pub(super) fn retract(&mut self, seq: u64, retraction: u64) -> Option<(FactKind, Vec<Taking>)> {
         let at = self.rows.binary_search_by_key(&seq, |row| row.seq).ok()?;
-        let (people, partners) = self.ranges(at);
-        let removed = self.rows.remove(at);
-        let taken: Vec<Taking> = self.people.drain(people.clone()).collect();
-        self.partners.drain(partners.clone());
-        for row in &mut self.rows[at..] {
-            row.people_end -= people.len() as u32;
-            row.partners_end -= partners.len() as u32;
-        }
-        Some((removed.kind, taken))
+        let place = self.retracted.binary_search_by_key(&seq, |(retracted, _)| *retracted).err()?;
+        self.retracted.insert(place, (seq, retraction));
+        let (people, _) = self.ranges(at);
+        Some((self.rows[at].kind, self.people[people].to_vec()))
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// The day's facts in sequence order.
+    /// The day's facts in sequence order, retracted ones included.
     pub(super) fn facts(&self) -> impl Iterator<Item = FactView<'_>> {
-        self.rows.iter().enumerate().map(|(at, row)| {
+        // Both lists are in sequence order: walk the retracted one beside the rows.
+        let mut retracted = self.retracted.iter().peekable();
+        self.rows.iter().enumerate().map(move |(at, row)| {
             let (people, partners) = self.ranges(at);
+            let retracted_at = retracted.next_if(|(seq, _)| *seq == row.seq).map(|(_, retraction)| *retraction);
             FactView {
+                seq: row.seq,
+                retracted_at,
                 kind: row.kind,
                 measure: row.measure,
                 citizen_led: row.citizen_led,

@@ -44,17 +44,28 @@ pub struct Selection {
     /// role when `None`. A fact counts when someone in it had one of them,
     /// and only they count among its people.
     roles: Option<u8>,
+    /// Count the facts as they stood at this sequence: those that had
+    /// arrived and were not yet retracted. `None` counts those not
+    /// retracted now.
+    as_of: Option<u64>,
 }
 
 impl Selection {
     /// Whether it counts every fact and person.
     pub(super) fn is_all(&self) -> bool {
-        self.facts.is_empty() && self.roles.is_none()
+        self.facts.is_empty() && self.roles.is_none() && self.as_of.is_none()
     }
 
     /// The fact as the read counts it, with its people narrowed to the
     /// roles counted (into `people`); `None` when it does not count.
     pub(super) fn admit<'a>(&self, fact: FactView<'a>, people: &'a mut Vec<Taking>) -> Option<FactView<'a>> {
+        let counts = match self.as_of {
+            None => fact.retracted_at.is_none(),
+            Some(as_of) => fact.seq <= as_of && fact.retracted_at.is_none_or(|retraction| retraction > as_of),
+        };
+        if !counts {
+            return None;
+        }
         for (dimension, values) in &self.facts {
             if !any_value(*dimension, &fact, |value| values.admits(value)) {
                 return None;
@@ -130,7 +141,7 @@ impl MovementLedger {
         if let Some(kind) = &filter.kind {
             facts.push((Breakdown::Kind, Values::Only(number(&self.labels, kind))));
         }
-        Selection { facts, roles: filter.role.map(role_bit) }
+        Selection { facts, roles: filter.role.map(role_bit), as_of: filter.as_of_seq }
     }
 
     /// The cells of a read that counts `selection` split by `split`: the

@@ -83,9 +83,26 @@ fn cells(
         .collect()
 }
 
-/// The facts of the movement a read names: it must have events.
-fn facts<'a>(ledger: &'a Ledger, movement: &MovementId) -> Result<&'a MovementLedger, ReadError> {
-    ledger.movement(movement.as_str()).ok_or_else(|| ReadError::UnknownMovement(movement.to_string()))
+/// The watermark a read answers at: the projection's, or the sequence it
+/// reads as of, which the projection must have applied.
+fn read_watermark(ledger: &Ledger, filter: &Filter) -> Result<u64, ReadError> {
+    let watermark = ledger.watermark();
+    match filter.as_of_seq {
+        Some(as_of) if as_of > watermark => Err(ReadError::Invalid(format!(
+            "as_of_seq {as_of} is after the projection's watermark {watermark}: ask with min_seq {as_of}"
+        ))),
+        Some(as_of) => Ok(as_of),
+        None => Ok(watermark),
+    }
+}
+
+/// The facts of the movement a read names: it must have events (by the
+/// sequence the read is as of, if it says).
+fn facts<'a>(ledger: &'a Ledger, movement: &MovementId, filter: &Filter) -> Result<&'a MovementLedger, ReadError> {
+    ledger
+        .movement(movement.as_str())
+        .filter(|facts| filter.as_of_seq.is_none_or(|as_of| facts.existed_at(as_of)))
+        .ok_or_else(|| ReadError::UnknownMovement(movement.to_string()))
 }
 
 /// The trend of one movement: one row for every period in range, zeros
@@ -103,8 +120,8 @@ pub fn trend_totals(
     let periods = request.periods.starts();
     // Read the watermark first: rows written after it only make the answer
     // newer than it says, never older.
-    let watermark = ledger.watermark();
-    let facts = facts(ledger, &request.movement)?;
+    let watermark = read_watermark(ledger, &request.filter)?;
+    let facts = facts(ledger, &request.movement, &request.filter)?;
     let starts = with_lookback(request, &periods);
     let interval = request.periods.interval();
     let selection = facts.select(&request.filter);
@@ -245,8 +262,8 @@ fn row_figure(all: &[PeriodTotals], hour_value: f64, index: usize, metric: Metri
 pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, ReadError> {
     let periods = request.periods.starts();
     let interval = request.periods.interval();
-    let watermark = ledger.watermark();
-    let facts = facts(ledger, &request.movement)?;
+    let watermark = read_watermark(ledger, &request.filter)?;
+    let facts = facts(ledger, &request.movement, &request.filter)?;
     let until = interval.next_period(periods[periods.len() - 1]);
     let mut cohorts = Vec::new();
     for (split, selection) in cells(facts, &request.filter, request.split, periods[0], until) {
@@ -283,8 +300,8 @@ pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, Read
 /// The eight-principles panel over a range of local dates.
 pub fn principles(ledger: &Ledger, request: &PrinciplesRequest) -> Result<Principles, ReadError> {
     let range = request.range();
-    let watermark = ledger.watermark();
-    let facts = facts(ledger, &request.movement)?;
+    let watermark = read_watermark(ledger, &request.filter)?;
+    let facts = facts(ledger, &request.movement, &request.filter)?;
     let until = range.to().succ_opt().unwrap_or(range.to());
     let mut figures = Vec::new();
     for (split, selection) in cells(facts, &request.filter, request.split, range.from(), until) {

@@ -95,6 +95,7 @@ pub(crate) async fn cohorts(
         let reading = parameters.reading(&headers)?;
         let request =
             CohortRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
+        let reading = reading.waiting_for(request.filter.as_of_seq);
         Ok::<_, Problem>((request, reading))
     })();
     answer::read::<Cohorts, _, _>(asked, |request, min_seq| answer::cohorts(&state, &caller, request, min_seq)).await

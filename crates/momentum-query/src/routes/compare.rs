@@ -90,6 +90,7 @@ pub(crate) async fn compare(
             caller.require_read(movement.as_str())?;
         }
         let reading = parameters.reading(&headers)?;
+        let reading = reading.waiting_for(request.filter.as_of_seq);
         Ok::<_, Problem>((request, reading))
     })();
     answer::read::<Comparison, _, _>(asked, |request, min_seq| answer::compare(&state, &caller, request, min_seq)).await

@@ -50,6 +50,11 @@ macro_rules! read_parameters {
             /// Only meetings and actions of this `kind`, and hour logs of this `activity`.
             #[param(value_type = Option<String>, min_length = 1, max_length = 64)]
             kind,
+            /// The figures as they stood when the projection had applied the stream up to this sequence: later
+            /// events and retractions are left out (docs/metrics.md, "As it stood"). The read waits for the
+            /// projection to reach it, as with `min_seq`.
+            #[param(value_type = Option<crate::openapi::SequenceNumber>)]
+            as_of_seq,
             /// Split the read by this dimension: one row per value (and per period, cohort or principle), with
             /// the value in a field named after the dimension (docs/metrics.md, "Breakdowns").
             #[param(value_type = Option<momentum_domain::selection::Breakdown>)]
@@ -63,12 +68,14 @@ macro_rules! read_parameters {
         impl $name {
             /// The events the read counts.
             pub(crate) fn filter(&self) -> Result<momentum_domain::selection::Filter, momentum_runtime::Problem> {
-                $crate::routes::parameters::filter(
+                let mut filter = $crate::routes::parameters::filter(
                     self.area.as_deref(),
                     self.partner.as_deref(),
                     self.role.as_deref(),
                     self.kind.as_deref(),
-                )
+                )?;
+                filter.as_of_seq = $crate::routes::parameters::sequence(self.as_of_seq.as_deref(), "as_of_seq")?;
+                Ok(filter)
             }
 
             /// How the read is split, if it is, when each value has `rows` rows.
@@ -136,6 +143,12 @@ impl Reading {
     ) -> Result<Reading, Problem> {
         Ok(Reading { min_seq: self::min_seq(min_seq)?, format: requested_format(format, layout, headers)? })
     }
+
+    /// The same reading, waiting also for `seq` (the sequence a read is as
+    /// of, which the projection must have applied to answer it).
+    pub(crate) fn waiting_for(self, seq: Option<u64>) -> Reading {
+        Reading { min_seq: self.min_seq.max(seq), ..self }
+    }
 }
 
 /// A read's parameters with what else its request is made from: the
@@ -148,7 +161,12 @@ pub(crate) struct RequestParts<P, M = MovementId> {
 }
 
 pub(crate) fn min_seq(text: Option<&str>) -> Result<Option<u64>, Problem> {
-    text.map(|text| text.parse::<u64>().map_err(|_| Problem::bad_parameter("min_seq", "must be a whole number ≥ 0")))
+    sequence(text, "min_seq")
+}
+
+/// A stream sequence named by `parameter`.
+pub(crate) fn sequence(text: Option<&str>, parameter: &str) -> Result<Option<u64>, Problem> {
+    text.map(|text| text.parse::<u64>().map_err(|_| Problem::bad_parameter(parameter, "must be a whole number ≥ 0")))
         .transpose()
 }
 
@@ -220,7 +238,8 @@ pub(crate) fn filter(
             })
         })
         .transpose()?;
-    Ok(Filter { area: value(area, "area")?, partner: value(partner, "partner")?, role, kind: value(kind, "kind")? })
+    let (area, partner, kind) = (value(area, "area")?, value(partner, "partner")?, value(kind, "kind")?);
+    Ok(Filter { area, partner, role, kind, as_of_seq: None })
 }
 
 /// The most rows a split read answers: its values (and `(other)`) times

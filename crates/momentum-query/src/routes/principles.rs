@@ -66,6 +66,7 @@ pub(crate) async fn principles(
         let reading = parameters.reading(&headers)?;
         let request =
             PrinciplesRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
+        let reading = reading.waiting_for(request.filter.as_of_seq);
         Ok::<_, Problem>((request, reading))
     })();
     answer::read::<Principles, _, _>(asked, |request, min_seq| answer::principles(&state, &caller, request, min_seq))

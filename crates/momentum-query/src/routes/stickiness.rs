@@ -116,6 +116,7 @@ pub(crate) async fn stickiness(
         let reading = parameters.reading(&headers)?;
         let request =
             StickinessRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
+        let reading = reading.waiting_for(request.filter.as_of_seq);
         Ok::<_, Problem>((request, reading))
     })();
     answer::read::<Stickiness, _, _>(asked, |request, min_seq| async move {

@@ -92,6 +92,7 @@ pub(crate) async fn trends(
         caller.require_read(movement.as_str())?;
         let reading = parameters.reading(&headers)?;
         let request = TrendRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
+        let reading = reading.waiting_for(request.filter.as_of_seq);
         Ok::<_, Problem>((request, reading))
     })();
     answer::read::<Trend, _, _>(asked, |request, min_seq| answer::trend(&state, &caller, request, min_seq)).await
