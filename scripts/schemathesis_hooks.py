@@ -19,8 +19,9 @@ schema-invalid (negative) request stays invalid in the way it was made.
   compared): a split read's range is cut to 100 periods and its `top` to 9
   (given when absent).
 - `min_seq` makes a read wait for a stream sequence and answer 503 if it
-  does not come: it is kept at or below MOMENTUM_FUZZ_MIN_SEQ_MAX, a
-  sequence the test has already seen applied.
+  does not come, and so do `as_of_seq` and `since_seq` (a read as of a
+  sequence waits for it): each is kept at or below MOMENTUM_FUZZ_MIN_SEQ_MAX,
+  a sequence the test has already seen applied.
 """
 
 import datetime
@@ -106,9 +107,10 @@ def map_case(context, case):
         _split_within_bounds(case.query)
         _readable_range(case.operation.path, case.query)
         min_seq_max = int(os.environ.get("MOMENTUM_FUZZ_MIN_SEQ_MAX", "0"))
-        min_seq = case.query.get("min_seq")
-        if isinstance(min_seq, int) and not isinstance(min_seq, bool) and min_seq_max < min_seq <= _SEQ_MAX:
-            case.query["min_seq"] = min_seq % (min_seq_max + 1)
-        elif isinstance(min_seq, str) and min_seq.isascii() and min_seq.isdigit() and min_seq_max < int(min_seq) <= _SEQ_MAX:
-            case.query["min_seq"] = str(int(min_seq) % (min_seq_max + 1))
+        for name in ("min_seq", "as_of_seq", "since_seq"):
+            seq = case.query.get(name)
+            if isinstance(seq, int) and not isinstance(seq, bool) and min_seq_max < seq <= _SEQ_MAX:
+                case.query[name] = seq % (min_seq_max + 1)
+            elif isinstance(seq, str) and seq.isascii() and seq.isdigit() and min_seq_max < int(seq) <= _SEQ_MAX:
+                case.query[name] = str(int(seq) % (min_seq_max + 1))
     return case

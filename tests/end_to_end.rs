@@ -671,6 +671,52 @@ async fn every_read_is_filtered(stack: &TestStack, seq: u64) {
 }
 
 #[tokio::test]
+async fn a_read_as_of_a_sequence_restates_the_figures_published_then_and_changes_say_what_moved_since() {
+    let stack = TestStack::start().await;
+    let published_at = post_scenario(&stack).await;
+    let weeks = format!("/v1/movements/{MOVEMENT}/trends?from=2026-03-02&to=2026-03-15");
+    let (_, published) = stack.query(&format!("{weeks}&min_seq={published_at}")).await;
+
+    // A meeting of 3 March arrives late, and the action of 7 March is retracted.
+    let late = meeting("m-late", MOVEMENT, "2026-03-03T18:00:00Z", &["y", "z"], "o1");
+    let retraction = event("r1", "event.retracted", MOVEMENT, "2026-04-01T09:00:00Z", json!({ "event_id": "x1" }));
+    let (status, body) = stack.post_batch(&[late, retraction]).await;
+    assert_eq!(status, 200, "{body}");
+    let now_at = body["max_seq"].as_u64().unwrap();
+
+    let (status, restated) = stack.query(&format!("{weeks}&as_of_seq={published_at}&min_seq={now_at}")).await;
+    assert_eq!(status, 200, "{restated}");
+    assert_eq!(restated["series"], published["series"], "the figures as published");
+    assert_eq!(restated["watermark"], published_at);
+    let (_, now) = stack.query(&format!("{weeks}&min_seq={now_at}")).await;
+    let march = row(&now, "2026-03-02");
+    assert_eq!((march["meetings"].as_i64(), march["collective_actions"].as_i64()), (Some(2), Some(0)));
+
+    let path = format!("/v1/movements/{MOVEMENT}/changes?since_seq={published_at}&from=2026-03-02&to=2026-03-15");
+    let (status, changes) = stack.query(&path).await;
+    assert_eq!(status, 200, "{changes}");
+    assert_eq!((changes["since_seq"].as_u64(), changes["watermark"].as_u64()), (Some(published_at), Some(now_at)));
+    let moved: Vec<(&str, &str, &Value, &Value)> = changes["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| {
+            let (period, metric) = (change["period"].as_str().unwrap(), change["metric"].as_str().unwrap());
+            (period, metric, &change["before"], &change["after"])
+        })
+        .collect();
+    assert!(moved.contains(&("2026-03-02", "meetings", &json!(1), &json!(2))), "{changes}");
+    assert!(moved.contains(&("2026-03-02", "collective_actions", &json!(1), &json!(0))), "{changes}");
+    assert!(moved.contains(&("2026-03-02", "people_reached", &json!(100), &json!(0))), "{changes}");
+    assert!(moved.iter().all(|(period, ..)| *period == "2026-03-02" || *period == "2026-03-09"), "{changes}");
+    let (status, body) = stack.query(&format!("/v1/movements/{MOVEMENT}/changes")).await;
+    assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("since_seq")), "{body}");
+    let (status, body) = stack.query(&format!("{weeks}&as_of_seq=yesterday")).await;
+    assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("as_of_seq")), "{body}");
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn a_projection_rebuilt_from_sequence_one_takes_over_with_identical_numbers() {
     let mut stack = TestStack::start().await;
     let events = many_events(1500);

@@ -356,7 +356,7 @@ pub(crate) fn file_name(stem: String, watermark: u64, layout: Layout) -> String 
 }
 
 /// A value as a CSV cell: numbers as JSON writes them, null as nothing.
-fn cell(value: &Value) -> String {
+pub(crate) fn cell(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
         Value::String(text) => field(text),
@@ -369,7 +369,7 @@ fn cell(value: &Value) -> String {
 /// `@`, a tab or a carriage return) gets a leading `'`. Today only
 /// movement ids reach here, and their pattern rules that out; the guard is
 /// for whatever text is exported next.
-fn field(text: &str) -> String {
+pub(crate) fn field(text: &str) -> String {
     let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_owned() };
     if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text }
 }

@@ -15,6 +15,7 @@
 //! - [`suppression`]: small numbers hidden from evaluators.
 
 mod answer;
+mod changes;
 mod hour_value;
 mod json;
 mod metric;
@@ -33,6 +34,7 @@ pub use answer::{
     Cohort, Cohorts, ComparedMovement, Comparison, MovementList, MovementSummary, PeriodValue, PrincipleFigures,
     Principles, Status, Trend, TrendRow,
 };
+pub use changes::{Change, Changes, changes};
 pub use hour_value::{HourValueBasis, VolunteerHourValue};
 use json::{RowHead, write_row, write_trend};
 use metric::Figure;

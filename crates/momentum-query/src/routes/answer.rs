@@ -77,7 +77,7 @@ fn internal(error: impl std::fmt::Display) -> Response {
     Problem::internal().into_response()
 }
 
-fn unfit(error: ReadError) -> Response {
+pub(super) fn unfit(error: ReadError) -> Response {
     tracing::error!(%error, "a projector's trend totals do not fit the request");
     Problem::internal().into_response()
 }
@@ -103,7 +103,11 @@ pub(crate) async fn status(state: &AppState, min_seq: Option<u64>) -> Result<Byt
 
 /// The totals of a trend, asked for in their binary form, which a
 /// noticeable share of a trend's work here went into reading as JSON.
-async fn trend_totals(state: &AppState, request: &TrendRequest, min_seq: Option<u64>) -> Result<TrendTotals, Response> {
+pub(super) async fn trend_totals(
+    state: &AppState,
+    request: &TrendRequest,
+    min_seq: Option<u64>,
+) -> Result<TrendTotals, Response> {
     let read = TrendTotalsRequest { trend: request.clone(), totals_encoding: TotalsEncoding::Binary };
     ask(state, Asked { min_seq, read }).await
 }

@@ -3,12 +3,14 @@
 //! OpenAPI document are made together.
 //!
 //! - `listings`: the movements and the projection's status;
-//! - `trends`, `cohorts`, `principles`, `compare`: a movement's figures;
+//! - `trends`, `cohorts`, `principles`, `compare`, `stickiness`: a movement's figures;
+//! - `changes`: what moved in a movement's figures since a stream sequence;
 //! - `parameters`: what the reads' query parameters are and how they become
 //!   the domain's requests;
 //! - `answer`: asking the projector and answering in JSON or CSV.
 
 mod answer;
+mod changes;
 mod cohorts;
 mod compare;
 mod listings;
@@ -39,7 +41,8 @@ pub(crate) fn api() -> ServiceApi<Arc<AppState>> {
             .routes(routes!(cohorts::cohorts))
             .routes(routes!(principles::principles))
             .routes(routes!(compare::compare))
-            .routes(routes!(stickiness::stickiness)),
+            .routes(routes!(stickiness::stickiness))
+            .routes(routes!(changes::changes)),
         pages: crate::dashboard::router(),
         amend_document: |_| {},
         not_found_detail: "/openapi.json describes every route",
