@@ -547,6 +547,15 @@ async fn every_metric_and_read_is_served_through_the_api_for_every_interval() {
     assert_eq!(principles.len(), 8);
     let share_power = principles.iter().find(|p| p["principle"] == "share_power").unwrap();
     assert_eq!(share_power, &json!({ "principle": "share_power", "activities": 1, "participants": 1 }));
+    let evidence =
+        |indicator: &str| body["evidence"].as_array().unwrap().iter().find(|e| e["indicator"] == indicator).cloned();
+    assert_eq!(
+        evidence("citizen_led_share"),
+        Some(json!({ "principle": "share_power", "indicator": "citizen_led_share", "value": 2.0 / 3.0,
+                     "numerator": 2, "denominator": 3 })),
+        "both meetings had a citizen organiser, the action none"
+    );
+    assert_eq!(evidence("attendances_per_meeting").unwrap()["value"], 4.0, "a, b, c and o1, then a, b, g and o1");
 
     let (_, body) = stack.post_event(&hours("other-1", "another-movement", "2026-03-03T10:00:00Z", "z", 4.0)).await;
     let seq = body["seq"].as_u64().unwrap();

@@ -38,7 +38,7 @@ use crate::event::{Event, EventData, Principle, Role};
 use crate::period::local_date;
 use index::{EventIndex, Standing};
 
-pub use read::{CohortMode, PeriodTotals};
+pub use read::{CohortMode, EvidenceCounts, PeriodTotals};
 pub use select::{Selection, SplitCell};
 
 /// The ledger's hash maps and sets: foldhash, seeded at random per map, so

@@ -264,8 +264,11 @@ fn read_all_with(state: &Ledger, filter: &Filter) -> Value {
         let range = DateRange::new(day("2026-01-10"), day("2026-02-20")).expect("a range in order");
         let mut request = PrinciplesRequest::new(id(movement), range).expect("a readable range");
         request.filter = filter.clone();
-        let principles = query::principles(state, &request).map(|p| serde_json::to_value(p.principles).unwrap());
+        let read = query::principles(state, &request);
+        let principles = read.as_ref().map(|p| serde_json::to_value(&p.principles).unwrap());
         all.insert(format!("{movement} principles"), principles.unwrap_or(Value::Null));
+        let evidence = read.map(|p| serde_json::to_value(p.evidence).unwrap());
+        all.insert(format!("{movement} evidence"), evidence.unwrap_or(Value::Null));
     }
     Value::Object(all)
 }
@@ -694,6 +697,79 @@ fn complete(interval: Interval, start: NaiveDate) -> bool {
     interval.shift(start, 1).pred_opt().expect("a day before") < day(TODAY)
 }
 
+/// The principles' evidence over the events `mine` from `from` to `to`,
+/// as docs/metrics.md defines each indicator; `first` is each person's
+/// first participation.
+fn evidence_reference(mine: &[&View], first: &BTreeMap<&str, NaiveDate>, from: NaiveDate, to: NaiveDate) -> Value {
+    let activity = |view: &&&View| !matches!(view.event.data, EventData::ParticipantJoined(_));
+    let here: Vec<&&View> = mine.iter().filter(|view| (from..=to).contains(&view.day)).filter(activity).collect();
+    let is = |view: &&View, kind: fn(&EventData) -> bool| kind(&view.event.data);
+    let meetings = here.iter().filter(|v| is(v, |data| matches!(data, EventData::MeetingHeld(_)))).count() as i64;
+    let actions =
+        here.iter().filter(|v| is(v, |data| matches!(data, EventData::CollectiveActionTaken(_)))).count() as i64;
+    let citizen_led = here.iter().filter(|v| v.event.organisers().1).count() as i64;
+    let with_partner = here.iter().filter(|v| !v.event.partners().is_empty()).count() as i64;
+    let partners: BTreeSet<&str> = here.iter().flat_map(|v| v.event.partners()).collect();
+    let with_area = here.iter().filter(|v| v.event.area().is_some()).count() as i64;
+    let areas: BTreeSet<&str> = here.iter().filter_map(|v| v.event.area()).collect();
+    let attendances: usize = here
+        .iter()
+        .filter(|v| is(v, |data| matches!(data, EventData::MeetingHeld(_))))
+        .map(|v| v.participants.len())
+        .sum();
+    let mut weeks: BTreeMap<&str, BTreeSet<NaiveDate>> = BTreeMap::new();
+    for view in &here {
+        for person in &view.participants {
+            weeks.entry(person.as_str()).or_default().insert(Interval::Week.period_start(view.day));
+        }
+    }
+    let participants = weeks.len() as i64;
+    let repeat = weeks.values().filter(|weeks| weeks.len() >= 2).count() as i64;
+    let new = weeks.keys().filter(|person| (from..=to).contains(&first[**person])).count() as i64;
+    let organisers: BTreeSet<&str> = here.iter().flat_map(|v| v.organisers.iter().map(String::as_str)).collect();
+    let citizen_organisers: BTreeSet<&str> = here
+        .iter()
+        .flat_map(|v| {
+            v.organisers.iter().filter(|o| v.role_of(o) == Some(ParticipantRole::Citizen)).map(String::as_str)
+        })
+        .collect();
+    // Momentum of the week of `to`: distinct participants of its four
+    // weeks against those of the four weeks four before.
+    let week_of_to = Interval::Week.period_start(to);
+    let window = |end: NaiveDate| -> usize {
+        let start = Interval::Week.shift(end, -3);
+        let people: BTreeSet<&str> = mine
+            .iter()
+            .filter(|v| (start..Interval::Week.next_period(end)).contains(&v.day))
+            .flat_map(|v| v.participants.iter().map(String::as_str))
+            .collect();
+        people.len()
+    };
+    let (now, before) = (window(week_of_to) as i64, window(Interval::Week.shift(week_of_to, -4)) as i64);
+    let ratio = |numerator: i64, denominator: i64| {
+        if denominator == 0 { Value::Null } else { json!(numerator as f64 / denominator as f64) }
+    };
+    let share = |principle: &str, indicator: &str, numerator: i64, denominator: i64| {
+        json!({ "principle": principle, "indicator": indicator, "value": ratio(numerator, denominator),
+                "numerator": numerator, "denominator": denominator })
+    };
+    let count = |principle: &str, indicator: &str, count: i64| json!({ "principle": principle, "indicator": indicator, "value": count, "numerator": count, "denominator": null });
+    json!([
+        count("mobilise_citizens", "new_participants", new),
+        share("shift_control", "citizen_organiser_share", citizen_organisers.len() as i64, organisers.len() as i64),
+        share("collaborate_widely", "partnered_activity_share", with_partner, here.len() as i64),
+        count("collaborate_widely", "distinct_partners", partners.len() as i64),
+        share("share_power", "citizen_led_share", citizen_led, meetings + actions),
+        share("change_culture", "repeat_participant_share", repeat, participants),
+        share("grow_from_local", "local_activity_share", with_area, here.len() as i64),
+        count("grow_from_local", "distinct_areas", areas.len() as i64),
+        { "principle": "build_momentum", "indicator": "momentum",
+          "value": if before == 0 { Value::Null } else { ratio(now - before, before) },
+          "numerator": now, "denominator": before },
+        share("bring_people_together", "attendances_per_meeting", attendances as i64, meetings),
+    ])
+}
+
 /// Recomputes everything `read_all` reads, straight from the definitions.
 fn reference(events: &[Event], order: &[usize]) -> Value {
     reference_with(events, order, &Filter::default())
@@ -914,6 +990,8 @@ fn reference_of(events: &[Event], order: &[usize], keep: &dyn Fn(View) -> Option
             .collect();
         let value = if known { serde_json::to_value(figures).unwrap() } else { Value::Null };
         all.insert(format!("{movement} principles"), value);
+        let evidence = evidence_reference(&mine, &first, from, to);
+        all.insert(format!("{movement} evidence"), if known { evidence } else { Value::Null });
     }
     Value::Object(all)
 }

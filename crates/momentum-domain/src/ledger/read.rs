@@ -155,6 +155,39 @@ impl Cache {
     }
 }
 
+/// The counts behind the principles' evidence, over a range of days.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvidenceCounts {
+    /// Meetings, actions and hour logs.
+    pub activities: i64,
+    /// Meetings.
+    pub meetings: i64,
+    /// Collective actions.
+    pub actions: i64,
+    /// Meetings and actions with at least one organiser in the role `citizen`.
+    pub citizen_led: i64,
+    /// Activities naming at least one partner.
+    pub with_partner: i64,
+    /// Distinct partners named.
+    pub partners: i64,
+    /// Activities naming an area.
+    pub with_area: i64,
+    /// Distinct areas named.
+    pub areas: i64,
+    /// People at the meetings, each meeting counting its distinct attendees and organisers.
+    pub attendances: i64,
+    /// Distinct participants.
+    pub participants: i64,
+    /// Participants whose first participation falls in the range.
+    pub new_participants: i64,
+    /// Participants who took part in two or more ISO weeks of the range.
+    pub repeat_participants: i64,
+    /// Distinct organisers of meetings and actions.
+    pub organisers: i64,
+    /// Organisers who organised at least once as a citizen.
+    pub citizen_organisers: i64,
+}
+
 /// What a cohort's activity in a later period counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -465,6 +498,97 @@ impl MovementLedger {
             *by_activities.entry(*done).or_default() += 1;
         }
         (by_periods, by_activities.into_iter().collect())
+    }
+
+    /// The counts the principles' evidence is computed from, over the
+    /// facts from `from` to `to` (local dates, inclusive) that `selection`
+    /// counts. One pass, and for `new_participants` (outside the index's
+    /// reach) one over the history before `from`.
+    pub fn evidence_counts(&self, from: NaiveDate, to: NaiveDate, selection: &Selection) -> EvidenceCounts {
+        let mut counts = EvidenceCounts::default();
+        if from > to {
+            return counts;
+        }
+        let seen_before = self.seen_before(from, selection);
+        // Per person: the last ISO week they were active in (to count the
+        // weeks they came in), whether they count as active, as repeat,
+        // as organiser and as citizen organiser.
+        let people = self.person_count();
+        let mut last_week = vec![None::<NaiveDate>; people];
+        let mut flags = vec![0u8; people];
+        const ACTIVE: u8 = 1;
+        const REPEAT: u8 = 2;
+        const ORGANISER: u8 = 4;
+        const CITIZEN_ORGANISER: u8 = 8;
+        const NEW: u8 = 16;
+        let mut areas = vec![false; self.areas.len() as usize];
+        let mut partners = vec![false; self.partners.len() as usize];
+        let mut narrowed = Vec::new();
+        for (day, facts) in self.facts.range(from..=to) {
+            let week = Interval::Week.period_start(*day);
+            for fact in facts.facts() {
+                let Some(fact) = selection.admit(fact, &mut narrowed) else { continue };
+                if !fact.kind.is_participation() {
+                    continue;
+                }
+                counts.activities += 1;
+                match fact.kind {
+                    FactKind::MeetingHeld => {
+                        counts.meetings += 1;
+                        counts.attendances += fact.people.len() as i64;
+                    }
+                    FactKind::CollectiveActionTaken => counts.actions += 1,
+                    FactKind::Joined | FactKind::VolunteerHoursLogged => {}
+                }
+                counts.citizen_led += i64::from(fact.citizen_led);
+                if let Some(area) = fact.area {
+                    counts.with_area += 1;
+                    areas[area as usize] = true;
+                }
+                if !fact.partners.is_empty() {
+                    counts.with_partner += 1;
+                }
+                for partner in fact.partners {
+                    partners[*partner as usize] = true;
+                }
+                for taking in fact.people {
+                    let person = taking.person as usize;
+                    let flag = &mut flags[person];
+                    if *flag & ACTIVE == 0 {
+                        *flag |= ACTIVE;
+                        let new = match &seen_before {
+                            Some(seen) => !seen[person],
+                            None => self.first_day(taking.person).is_some_and(|first| from <= first && first <= to),
+                        };
+                        if new {
+                            *flag |= NEW;
+                        }
+                    }
+                    match last_week[person] {
+                        Some(last) if last != week => *flag |= REPEAT,
+                        _ => {}
+                    }
+                    last_week[person] = Some(week);
+                    if let Part::Organiser(role) = taking.part {
+                        *flag |= ORGANISER;
+                        if role == crate::event::Role::Citizen {
+                            *flag |= CITIZEN_ORGANISER;
+                        }
+                    }
+                }
+            }
+        }
+        for flag in flags {
+            let count = |bit: u8| i64::from(flag & bit != 0);
+            counts.participants += count(ACTIVE);
+            counts.new_participants += count(NEW);
+            counts.repeat_participants += count(REPEAT);
+            counts.organisers += count(ORGANISER);
+            counts.citizen_organisers += count(CITIZEN_ORGANISER);
+        }
+        counts.areas = areas.into_iter().filter(|seen| *seen).count() as i64;
+        counts.partners = partners.into_iter().filter(|seen| *seen).count() as i64;
+        counts
     }
 
     /// For each of [`Principle::ALL`], the activities from `from` to `to`

@@ -5,6 +5,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::evidence::PrincipleEvidence;
 use super::hour_value::VolunteerHourValue;
 use super::metric::Metric;
 use crate::event::Principle;
@@ -267,7 +268,7 @@ pub struct Cohort {
 }
 
 /// A movement's figures for each of the eight principles over a range of local dates.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Principles {
     /// The movement's id.
@@ -280,6 +281,8 @@ pub struct Principles {
     pub watermark: u64,
     /// One entry for each of the eight principles, always in the same order.
     pub principles: Vec<PrincipleFigures>,
+    /// Behavioural indicators of each principle, with the numbers behind them (docs/metrics.md).
+    pub evidence: Vec<PrincipleEvidence>,
     /// Set when counts of people below this were replaced by `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed_below: Option<u64>,

@@ -16,6 +16,7 @@
 
 mod answer;
 mod changes;
+mod evidence;
 mod hour_value;
 mod json;
 mod metric;
@@ -35,6 +36,7 @@ pub use answer::{
     Principles, Status, Trend, TrendRow,
 };
 pub use changes::{Change, Changes, changes};
+pub use evidence::{Indicator, PrincipleEvidence};
 pub use hour_value::{HourValueBasis, VolunteerHourValue};
 use json::{RowHead, write_row, write_trend};
 use metric::Figure;
@@ -306,20 +308,30 @@ pub fn principles(ledger: &Ledger, request: &PrinciplesRequest) -> Result<Princi
     let facts = facts(ledger, &request.movement, &request.filter)?;
     let until = range.to().succ_opt().unwrap_or(range.to());
     let mut figures = Vec::new();
+    let mut evidence = Vec::new();
+    // The week of the range's last day and the four before: momentum's.
+    let last_week = crate::period::Interval::Week.period_start(range.to());
+    let weeks: Vec<NaiveDate> = (-4..=0).map(|back| crate::period::Interval::Week.shift(last_week, back)).collect();
     for (split, selection) in cells(facts, &request.filter, request.split, range.from(), until) {
         let counts = facts.principle_figures(range.from(), range.to(), &selection);
         figures.extend(Principle::ALL.into_iter().zip(counts).map(|(principle, (activities, participants))| {
             PrincipleFigures { principle, split: split.clone(), activities, participants: Some(participants) }
         }));
+        let weekly = facts.period_totals(crate::period::Interval::Week, &weeks, &selection);
+        let weekly: [PeriodTotals; 5] = weekly.try_into().expect("five weeks asked for");
+        let counts = facts.evidence_counts(range.from(), range.to(), &selection);
+        evidence.extend(evidence::evidence(&counts, &weekly, split.as_ref()));
     }
     // Tidy rows: by principle, then each value in the split's order.
     figures.sort_by_key(|figures| figures.principle);
+    evidence.sort_by_key(|evidence| evidence.principle);
     Ok(Principles {
         movement: request.movement.to_string(),
         from: range.from(),
         to: range.to(),
         watermark,
         principles: figures,
+        evidence,
         suppressed_below: None,
     })
 }

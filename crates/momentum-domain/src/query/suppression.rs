@@ -223,6 +223,24 @@ pub fn principles(principles: &mut Principles, below: u64) {
     for (figures, count) in principles.principles.iter_mut().zip(counts) {
         figures.participants = count.map(|count| count as u64);
     }
+    // Evidence made of counts of people: a small count, or one that a
+    // split's other rows would give away, hides the indicator whole.
+    let mut counts: Vec<Option<i64>> = principles.evidence.iter().map(|evidence| evidence.numerator).collect();
+    let mut groups: BTreeMap<super::Indicator, Vec<usize>> = BTreeMap::new();
+    for (row, evidence) in principles.evidence.iter().enumerate() {
+        if !evidence.indicator.counts_people() {
+            counts[row] = None;
+        } else if evidence.split.is_some() {
+            groups.entry(evidence.indicator).or_default().push(row);
+        }
+    }
+    hide_in_groups(&mut counts, &groups.into_values().collect::<Vec<_>>(), below);
+    for (evidence, count) in principles.evidence.iter_mut().zip(counts) {
+        let small_denominator = evidence.denominator.is_some_and(|count| is_small(count, below));
+        if evidence.indicator.counts_people() && (count.is_none() || small_denominator) {
+            (evidence.value, evidence.numerator, evidence.denominator) = (Value::Null, None, None);
+        }
+    }
     principles.suppressed_below = Some(below);
 }
 
