@@ -18,6 +18,8 @@ schema-invalid (negative) request stays invalid in the way it was made.
   rows (values kept, with `(other)`, times rows per value, times movements
   compared): a split read's range is cut to 100 periods and its `top` to 9
   (given when absent).
+- A read is as of a sequence (`as_of_seq`) or a time (`as_of`), not both:
+  a read given both keeps `as_of`.
 - `min_seq` makes a read wait for a stream sequence and answer 503 if it
   does not come, and so do `as_of_seq` and `since_seq` (a read as of a
   sequence waits for it): each is kept at or below MOMENTUM_FUZZ_MIN_SEQ_MAX,
@@ -104,6 +106,8 @@ def map_case(context, case):
         else:
             case.body = _event_in_range(case.body)
     if isinstance(case.query, dict) and case.query:
+        if "as_of" in case.query:
+            case.query.pop("as_of_seq", None)
         _split_within_bounds(case.query)
         _readable_range(case.operation.path, case.query)
         min_seq_max = int(os.environ.get("MOMENTUM_FUZZ_MIN_SEQ_MAX", "0"))

@@ -685,6 +685,10 @@ async fn a_read_as_of_a_sequence_restates_the_figures_published_then_and_changes
     let published_at = post_scenario(&stack).await;
     let weeks = format!("/v1/movements/{MOVEMENT}/trends?from=2026-03-02&to=2026-03-15");
     let (_, published) = stack.query(&format!("{weeks}&min_seq={published_at}")).await;
+    // A moment after the publication, by the stream's clock (this machine's).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let published_when = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(Duration::from_millis(20)).await;
 
     // A meeting of 3 March arrives late, and the action of 7 March is retracted.
     let late = meeting("m-late", MOVEMENT, "2026-03-03T18:00:00Z", &["y", "z"], "o1");
@@ -696,6 +700,10 @@ async fn a_read_as_of_a_sequence_restates_the_figures_published_then_and_changes
     let (status, restated) = stack.query(&format!("{weeks}&as_of_seq={published_at}&min_seq={now_at}")).await;
     assert_eq!(status, 200, "{restated}");
     assert_eq!(restated["series"], published["series"], "the figures as published");
+    assert_eq!(restated["watermark"], published_at);
+    let (status, restated) = stack.query(&format!("{weeks}&as_of={published_when}&min_seq={now_at}")).await;
+    assert_eq!(status, 200, "{restated}");
+    assert_eq!(restated["series"], published["series"], "the figures as published, found by time");
     assert_eq!(restated["watermark"], published_at);
     let (_, now) = stack.query(&format!("{weeks}&min_seq={now_at}")).await;
     let march = row(&now, "2026-03-02");
@@ -722,6 +730,12 @@ async fn a_read_as_of_a_sequence_restates_the_figures_published_then_and_changes
     assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("since_seq")), "{body}");
     let (status, body) = stack.query(&format!("{weeks}&as_of_seq=yesterday")).await;
     assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("as_of_seq")), "{body}");
+    let (status, body) = stack.query(&format!("{weeks}&as_of=31/03/2026")).await;
+    assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("as_of")), "{body}");
+    let (status, body) = stack.query(&format!("{weeks}&as_of={published_when}&as_of_seq=1")).await;
+    assert_eq!((status, body["errors"][0]["pointer"].as_str()), (400, Some("as_of")), "one or the other: {body}");
+    let (_, before_anything) = stack.query(&format!("{weeks}&as_of=2000-01-01T00:00:00Z")).await;
+    assert_eq!(before_anything["status"], 404, "the movement had no events then: {before_anything}");
     stack.stop().await;
 }
 

@@ -185,6 +185,13 @@ async fn the_services_work_end_to_end_with_their_own_least_privilege_credentials
     assert_eq!(status, 202, "{body}");
     let trend = secure.stack.weekly_trend(MOVEMENT, "2026-03-02", "2026-03-08", body["seq"].as_u64().unwrap()).await;
     assert_eq!(row(&trend, "2026-03-02")["meetings"], 0, "the loaded meeting was retracted");
+    // A read as of a time asks the projector to find the sequence stored by
+    // then in the stream, with a consumer of its own.
+    let now = "2200-01-01T00:00:00Z";
+    let path = format!("/v1/movements/{MOVEMENT}/trends?from=2026-03-02&to=2026-03-08&as_of={now}");
+    let (status, as_of) = secure.stack.query(&path).await;
+    assert_eq!(status, 200, "{as_of}");
+    assert_eq!((as_of["watermark"].as_u64(), &row(&as_of, "2026-03-02")["meetings"]), (Some(2), &json!(0)));
 
     let log = secure.stack.nats.log();
     assert!(log.contains("Server is ready"), "the server's log is kept: {log}");

@@ -7,6 +7,7 @@ mod connection;
 mod partition;
 pub mod protocol;
 mod salts;
+mod stream_time;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use async_nats::jetstream::{self, stream};
 pub use connection::{NatsConnection, connect_options, inbox_prefix, server_addresses};
 pub use partition::{Partition, PartitionError, SLOT_COUNT, SLOTLESS_EVENTS_FILTER, slot};
 pub use salts::{SALTS_BUCKET, SaltsBucketError, ensure_salts_bucket};
+pub use stream_time::{SequenceAtError, last_sequence_by};
 
 /// The JetStream stream that is the event store.
 pub const STREAM_NAME: &str = "MOMENTUM_EVENTS";

@@ -317,6 +317,33 @@ impl Read for StickinessRequest {
     }
 }
 
+/// The last stream sequence stored by a moment, by the stream's own
+/// timestamps: what a read `as_of` a time reads as of. Asked of the
+/// partition of a movement the read is about; any partition can answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SequenceAtRequest {
+    /// A movement of the read, whose partition answers.
+    pub movement: MovementId,
+    /// The moment.
+    pub time: chrono::DateTime<chrono::Utc>,
+}
+
+/// The answer to a [`SequenceAtRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceAt {
+    /// The last sequence the stream had stored by then; 0 before the first.
+    pub seq: u64,
+}
+
+impl Read for SequenceAtRequest {
+    const ENDPOINT: &'static str = "sequence_at";
+    type Answer = SequenceAt;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::One(&self.movement)
+    }
+}
+
 /// A read the projector answers from its ledger alone: every projector
 /// serves each one listed in [`ledger_reads!`](crate::ledger_reads).
 pub trait LedgerRead: Read {
@@ -362,8 +389,9 @@ impl LedgerRead for MovementsRequest {
 
 /// Calls `$callback!` with every [`LedgerRead`] type, so that a read added
 /// to this list is served by every projector without another change there.
-/// The projector serves [`TrendTotalsRequest`] and [`StatusRequest`] itself:
-/// the first has a faster path, the second reports more than the ledger.
+/// The projector serves [`TrendTotalsRequest`], [`StatusRequest`] and
+/// [`SequenceAtRequest`] itself: the first has a faster path, the others
+/// ask more than the ledger.
 #[macro_export]
 macro_rules! ledger_reads {
     ($callback:ident) => {
@@ -380,7 +408,7 @@ macro_rules! ledger_reads {
 
 macro_rules! endpoints_with {
     ($($read:ty),*) => {
-        &[$(<$read as Read>::ENDPOINT,)* TrendTotalsRequest::ENDPOINT, StatusRequest::ENDPOINT]
+        &[$(<$read as Read>::ENDPOINT,)* TrendTotalsRequest::ENDPOINT, StatusRequest::ENDPOINT, SequenceAtRequest::ENDPOINT]
     };
 }
 

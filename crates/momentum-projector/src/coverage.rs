@@ -45,6 +45,11 @@ pub(crate) struct Coverage {
 }
 
 impl Coverage {
+    /// The JetStream context the projector reads the stream with.
+    pub(crate) fn jetstream(&self) -> &jetstream::Context {
+        &self.jetstream
+    }
+
     pub(crate) fn new(
         partition: Partition,
         jetstream: jetstream::Context,

@@ -12,7 +12,9 @@ use async_nats::service::{self, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
 use momentum_bus::PROJECTOR_SERVICE_NAME;
-use momentum_bus::protocol::{Asked, LedgerRead, ProtocolError, Read, Refusal, StatusRequest, TrendTotalsRequest};
+use momentum_bus::protocol::{
+    Asked, LedgerRead, ProtocolError, Read, Refusal, SequenceAt, SequenceAtRequest, StatusRequest, TrendTotalsRequest,
+};
 use momentum_domain::ledger::Ledger;
 use momentum_domain::query::{self, ReadError, ReadSettings};
 use prometheus_client::metrics::histogram::Histogram;
@@ -115,6 +117,7 @@ pub(crate) async fn start(
     let mut tasks = momentum_bus::ledger_reads!(serve_ledger_reads);
     tasks.push(serve::<TrendTotalsRequest, _, _>(&group, &context, trend_totals).await?);
     tasks.push(serve::<StatusRequest, _, _>(&group, &context, status).await?);
+    tasks.push(serve::<SequenceAtRequest, _, _>(&group, &context, sequence_at).await?);
     Ok(Running { service, tasks, slots, wait_max })
 }
 
@@ -249,6 +252,15 @@ async fn status(context: Context, read: StatusRequest) -> Result<Vec<u8>, Refusa
         Ok(query::Status { watermark: ledger.watermark().max(covered), applied_since_start })
     })
     .await
+}
+
+/// The last sequence the stream had stored by a time, from the stream
+/// itself: the ledger keeps no timestamps.
+async fn sequence_at(context: Context, read: SequenceAtRequest) -> Result<Vec<u8>, Refusal> {
+    let seq = momentum_bus::last_sequence_by(context.coverage.jetstream(), read.time)
+        .await
+        .map_err(|error| Refusal::Unavailable(error.to_string()))?;
+    read.encode_answer(&SequenceAt { seq }).map_err(encoding_failed)
 }
 
 /// The projection, for a read; see [`SharedLedger`] on poisoning.

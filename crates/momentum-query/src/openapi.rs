@@ -145,7 +145,7 @@ mod tests {
             let header = &operation["responses"]["200"]["headers"]["Momentum-Watermark"];
             assert!(header.is_object(), "{path} documents the watermark header of its CSV");
             if path.contains("movements/{movement}") || path == "/v1/compare" {
-                for selection in ["area", "partner", "role", "kind", "as_of_seq", "by", "top"] {
+                for selection in ["area", "partner", "role", "kind", "as_of_seq", "as_of", "by", "top"] {
                     assert!(names.contains(&selection), "{path} documents {selection}: {names:?}");
                 }
             }
@@ -169,6 +169,7 @@ mod tests {
                 "role",
                 "kind",
                 "as_of_seq",
+                "as_of",
                 "by",
                 "top",
                 "min_seq",

@@ -6,7 +6,9 @@
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use momentum_bus::protocol::{Asked, MovementsRequest, Read, Refusal, StatusRequest, TrendTotalsRequest};
+use momentum_bus::protocol::{
+    Asked, MovementsRequest, Read, Refusal, SequenceAtRequest, StatusRequest, TrendTotalsRequest,
+};
 use momentum_domain::query::{
     self, CohortRequest, CompareRequest, PrinciplesRequest, ReadError, TotalsEncoding, TrendRequest, TrendTotals,
     suppression,
@@ -37,6 +39,56 @@ where
 /// The header a CSV answer carries its watermark in (a JSON answer holds it
 /// in its body).
 pub(crate) const WATERMARK_HEADER: &str = "momentum-watermark";
+
+/// A read of a movement's figures, which may be asked as of a time.
+pub(crate) trait FiguresRead {
+    /// A movement the read is about: its partition finds the sequence at a time.
+    fn movement(&self) -> &momentum_domain::query::MovementId;
+    /// The read's filter, where the sequence it is as of goes.
+    fn filter_mut(&mut self) -> &mut momentum_domain::selection::Filter;
+}
+
+macro_rules! figures_reads {
+    ($($read:ty => |$request:ident| $movement:expr;)*) => {$(
+        impl FiguresRead for $read {
+            fn movement(&self) -> &momentum_domain::query::MovementId {
+                let $request = self;
+                $movement
+            }
+
+            fn filter_mut(&mut self) -> &mut momentum_domain::selection::Filter {
+                &mut self.filter
+            }
+        }
+    )*};
+}
+
+figures_reads! {
+    TrendRequest => |request| &request.movement;
+    CohortRequest => |request| &request.movement;
+    PrinciplesRequest => |request| &request.movement;
+    momentum_domain::query::StickinessRequest => |request| &request.movement;
+    CompareRequest => |request| &request.movements.as_slice()[0];
+}
+
+/// A read asked `as_of` a time, turned into the read as of the last
+/// sequence the stream had stored by then (which it then waits for, as
+/// with `min_seq`); other reads as they are. The outer error is the answer
+/// when that sequence could not be found.
+pub(crate) async fn at_time<R: FiguresRead>(
+    state: &AppState,
+    asked: Result<(R, Reading, Option<chrono::DateTime<chrono::Utc>>), Problem>,
+) -> Result<Result<(R, Reading), Problem>, Response> {
+    let (mut request, reading, time) = match asked {
+        Ok(asked) => asked,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    let Some(time) = time else { return Ok(Ok((request, reading))) };
+    let read = SequenceAtRequest { movement: request.movement().clone(), time };
+    let at = ask(state, Asked { min_seq: None, read }).await?;
+    request.filter_mut().as_of_seq = Some(at.seq);
+    Ok(Ok((request, reading.waiting_for(Some(at.seq)))))
+}
 
 /// Answers a read: its JSON as asked, or CSV; or the problem that stopped it.
 fn respond<A: CsvAnswer>(reading: Reading, answer: Result<Bytes, Response>) -> Response {

@@ -96,8 +96,12 @@ pub(crate) async fn cohorts(
         let request =
             CohortRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
         let reading = reading.waiting_for(request.filter.as_of_seq);
-        Ok::<_, Problem>((request, reading))
+        Ok::<_, Problem>((request, reading, parameters.as_of_time()?))
     })();
+    let asked = match answer::at_time(&state, asked).await {
+        Ok(asked) => asked,
+        Err(response) => return response,
+    };
     answer::read::<Cohorts, _, _>(asked, |request, min_seq| answer::cohorts(&state, &caller, request, min_seq)).await
 }
 
@@ -105,7 +109,7 @@ problem_responses! {
     CohortsBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or too \
         long.", [
         examples::bad_movement("movement"), examples::bad_interval(&COHORT_INTERVALS), examples::bad_date(),
-        examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(),
+        examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(), examples::bad_as_of(),
         mode(Some("ever")).expect_err("not a mode"),
     ]);
 }

@@ -91,8 +91,12 @@ pub(crate) async fn compare(
         }
         let reading = parameters.reading(&headers)?;
         let reading = reading.waiting_for(request.filter.as_of_seq);
-        Ok::<_, Problem>((request, reading))
+        Ok::<_, Problem>((request, reading, parameters.as_of_time()?))
     })();
+    let asked = match answer::at_time(&state, asked).await {
+        Ok(asked) => asked,
+        Err(response) => return response,
+    };
     answer::read::<Comparison, _, _>(asked, |request, min_seq| answer::compare(&state, &caller, request, min_seq)).await
 }
 
@@ -100,6 +104,6 @@ problem_responses! {
     CompareBadRequest => ("A parameter is not valid, or not one the route takes: no movements or more than 20, an \
         unknown metric, a bad range.", [
         examples::bad_movement("movements"), examples::bad_metric("metric"), examples::bad_interval(&Interval::ALL),
-        examples::bad_date(), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(),
+        examples::bad_date(), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(), examples::bad_as_of(),
     ]);
 }

@@ -8,7 +8,7 @@
 //! parameter at fault.
 
 use axum::http::HeaderMap;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use momentum_domain::Interval;
 use momentum_domain::query::{DateRange, Metric, MovementId, Periods, RangeError};
 use momentum_domain::selection::{
@@ -55,6 +55,10 @@ macro_rules! read_parameters {
             /// projection to reach it, as with `min_seq`.
             #[param(value_type = Option<crate::openapi::SequenceNumber>)]
             as_of_seq,
+            /// The same at the last sequence the stream had stored by this time (RFC 3339, e.g.
+            /// `2026-03-31T17:00:00Z`), by the stream's own timestamps. Not with `as_of_seq`.
+            #[param(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+            as_of,
             /// Split the read by this dimension: one row per value (and per period, cohort or principle), with
             /// the value in a field named after the dimension (docs/metrics.md, "Breakdowns").
             #[param(value_type = Option<momentum_domain::selection::Breakdown>)]
@@ -76,6 +80,13 @@ macro_rules! read_parameters {
                 )?;
                 filter.as_of_seq = $crate::routes::parameters::sequence(self.as_of_seq.as_deref(), "as_of_seq")?;
                 Ok(filter)
+            }
+
+            /// The time the read is as of, if it says one.
+            pub(crate) fn as_of_time(
+                &self,
+            ) -> Result<Option<chrono::DateTime<chrono::Utc>>, momentum_runtime::Problem> {
+                $crate::routes::parameters::as_of_time(self.as_of.as_deref(), self.as_of_seq.is_some())
             }
 
             /// How the read is split, if it is, when each value has `rows` rows.
@@ -275,6 +286,20 @@ pub(crate) fn split(by: Option<&str>, top: Option<&str>, rows: usize) -> Result<
     Ok(Some(split))
 }
 
+/// The time of `as_of`, an RFC 3339 date and time; refused beside `as_of_seq`.
+pub(crate) fn as_of_time(text: Option<&str>, with_seq: bool) -> Result<Option<DateTime<Utc>>, Problem> {
+    let Some(text) = text else { return Ok(None) };
+    if with_seq {
+        return Err(Problem::bad_parameter("as_of", "give as_of or as_of_seq, not both"));
+    }
+    DateTime::parse_from_rfc3339(text).map(|time| Some(time.with_timezone(&Utc))).map_err(|_| {
+        Problem::bad_parameter(
+            "as_of",
+            format!("must be an RFC 3339 date and time such as 2026-03-31T17:00:00Z, got {text:?}"),
+        )
+    })
+}
+
 /// The non-empty, trimmed items of a comma-separated parameter.
 pub(crate) fn comma_list(text: Option<&str>) -> impl Iterator<Item = &str> {
     text.unwrap_or("").split(',').map(str::trim).filter(|item| !item.is_empty())
@@ -314,6 +339,10 @@ pub(crate) mod examples {
 
     pub(crate) fn bad_area() -> Problem {
         filter(Some(""), None, None, None).expect_err("empty")
+    }
+
+    pub(crate) fn bad_as_of() -> Problem {
+        as_of_time(Some("31/03/2026"), false).expect_err("not RFC 3339")
     }
 
     pub(crate) fn bad_by() -> Problem {

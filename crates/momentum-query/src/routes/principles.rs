@@ -67,8 +67,12 @@ pub(crate) async fn principles(
         let request =
             PrinciplesRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
         let reading = reading.waiting_for(request.filter.as_of_seq);
-        Ok::<_, Problem>((request, reading))
+        Ok::<_, Problem>((request, reading, parameters.as_of_time()?))
     })();
+    let asked = match answer::at_time(&state, asked).await {
+        Ok(asked) => asked,
+        Err(response) => return response,
+    };
     answer::read::<Principles, _, _>(asked, |request, min_seq| answer::principles(&state, &caller, request, min_seq))
         .await
 }
@@ -76,6 +80,6 @@ pub(crate) async fn principles(
 problem_responses! {
     PrinciplesBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or \
         too long.", [
-        examples::bad_movement("movement"), examples::bad_date(), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(),
+        examples::bad_movement("movement"), examples::bad_date(), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(), examples::bad_as_of(),
     ]);
 }

@@ -117,8 +117,12 @@ pub(crate) async fn stickiness(
         let request =
             StickinessRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
         let reading = reading.waiting_for(request.filter.as_of_seq);
-        Ok::<_, Problem>((request, reading))
+        Ok::<_, Problem>((request, reading, parameters.as_of_time()?))
     })();
+    let asked = match answer::at_time(&state, asked).await {
+        Ok(asked) => asked,
+        Err(response) => return response,
+    };
     answer::read::<Stickiness, _, _>(asked, |request, min_seq| async move {
         let mut answer = answer::ask(&state, AskedRead { min_seq, read: request }).await?;
         if let Some(below) = answer::suppression_for(&state, &caller) {
@@ -155,7 +159,7 @@ problem_responses! {
     StickinessBadRequest => ("A parameter is not valid, or not one the route takes.", [
         examples::bad_movement("movement"), examples::bad_interval(&STICKINESS_INTERVALS), examples::bad_date(),
         Problem::bad_parameter("window", format!("must be a whole number from 1 to {STICKINESS_WINDOW_MAX}")),
-        examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(),
+        examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(), examples::bad_as_of(),
     ]);
 }
 

@@ -93,8 +93,12 @@ pub(crate) async fn trends(
         let reading = parameters.reading(&headers)?;
         let request = TrendRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
         let reading = reading.waiting_for(request.filter.as_of_seq);
-        Ok::<_, Problem>((request, reading))
+        Ok::<_, Problem>((request, reading, parameters.as_of_time()?))
     })();
+    let asked = match answer::at_time(&state, asked).await {
+        Ok(asked) => asked,
+        Err(response) => return response,
+    };
     answer::read::<Trend, _, _>(asked, |request, min_seq| answer::trend(&state, &caller, request, min_seq)).await
 }
 
@@ -102,6 +106,6 @@ problem_responses! {
     TrendsBadRequest => ("A parameter is not valid, or not one the route takes, or the range is reversed or \
         longer than 3660 periods.", [
         examples::bad_movement("movement"), examples::bad_interval(&Interval::ALL), examples::bad_date(),
-        examples::bad_metric("metrics"), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(), examples::bad_format(),
+        examples::bad_metric("metrics"), examples::bad_min_seq(), examples::bad_area(), examples::bad_role(), examples::bad_by(), examples::bad_as_of(), examples::bad_format(),
     ]);
 }
