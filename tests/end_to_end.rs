@@ -740,6 +740,63 @@ async fn a_read_as_of_a_sequence_restates_the_figures_published_then_and_changes
 }
 
 #[tokio::test]
+async fn an_unchanged_answer_is_answered_304_for_its_etag_until_its_movement_gets_an_event() {
+    let stack = TestStack::start().await;
+    let seq = post_scenario(&stack).await;
+    let get = |path: String, tag: Option<String>| {
+        let mut request = stack.http.get(format!("{}{path}", stack.query_url)).bearer_auth(&stack.admin_token);
+        if let Some(tag) = tag {
+            request = request.header("if-none-match", tag);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let tag = response.headers().get("etag").map(|tag| tag.to_str().unwrap().to_owned());
+            let caching = response.headers().get("cache-control").map(|value| value.to_str().unwrap().to_owned());
+            (status, tag, caching, response.bytes().await.unwrap().len())
+        }
+    };
+    let trend = format!("/v1/movements/{MOVEMENT}/trends?from=2026-03-02&to=2026-03-15&min_seq={seq}");
+    let (status, tag, caching, _) = get(trend.clone(), None).await;
+    let tag = tag.expect("an etag");
+    assert_eq!((status, caching.as_deref()), (200, Some("private, no-cache")));
+    let (status, again, _, length) = get(trend.clone(), Some(tag.clone())).await;
+    assert_eq!((status, again.as_deref(), length), (304, Some(tag.as_str()), 0), "nothing changed");
+    let (status, _, _, _) = get(trend.clone(), Some("\"other\"".to_owned())).await;
+    assert_eq!(status, 200, "another tag");
+    let (_, csv_tag, _, _) = get(format!("{trend}&format=csv"), None).await;
+    assert_ne!(csv_tag.as_deref(), Some(tag.as_str()), "CSV is another answer");
+
+    // An event of another movement changes nothing here.
+    let (_, body) = stack.post_event(&hours("elsewhere", "another-movement", "2026-03-03T10:00:00Z", "z", 1.0)).await;
+    let elsewhere = body["seq"].as_u64().unwrap();
+    let later = format!("/v1/movements/{MOVEMENT}/trends?from=2026-03-02&to=2026-03-15&min_seq={elsewhere}");
+    let (status, still, _, _) = get(later.clone(), Some(tag.clone())).await;
+    assert_eq!((status, still.as_deref()), (304, Some(tag.as_str())), "the min_seq is not part of the answer");
+    // One of this movement does.
+    let (_, body) = stack.post_event(&hours("here", MOVEMENT, "2026-03-03T10:00:00Z", "a", 1.0)).await;
+    let here = body["seq"].as_u64().unwrap();
+    let latest = format!("/v1/movements/{MOVEMENT}/trends?from=2026-03-02&to=2026-03-15&min_seq={here}");
+    let (status, changed, _, _) = get(latest, Some(tag.clone())).await;
+    assert_eq!(status, 200);
+    assert_ne!(changed.as_deref(), Some(tag.as_str()));
+    for path in [
+        format!("/v1/movements/{MOVEMENT}/cohorts?from=2026-03-02&to=2026-03-15"),
+        format!("/v1/movements/{MOVEMENT}/principles?from=2026-03-01&to=2026-03-31"),
+        format!("/v1/movements/{MOVEMENT}/stickiness?to=2026-03-15&window=2"),
+        format!("/v1/compare?metric=meetings&movements={MOVEMENT},another-movement&from=2026-03-02&to=2026-03-08"),
+        format!("/v1/movements/{MOVEMENT}/changes?since_seq={seq}&from=2026-03-02&to=2026-03-15"),
+        format!("{trend}&as_of_seq={seq}"),
+    ] {
+        let (status, tag, _, _) = get(path.clone(), None).await;
+        assert_eq!(status, 200, "{path}");
+        let (status, _, _, _) = get(path.clone(), tag).await;
+        assert_eq!(status, 304, "{path}");
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn a_projection_rebuilt_from_sequence_one_takes_over_with_identical_numbers() {
     let mut stack = TestStack::start().await;
     let events = many_events(1500);

@@ -344,6 +344,56 @@ impl Read for SequenceAtRequest {
     }
 }
 
+/// The versions of some movements (the stream sequence of the last entry
+/// folded into each) and a fingerprint of the projector's read settings:
+/// while neither changes, neither does any answer about those movements.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VersionsRequest {
+    /// The movements, each once.
+    pub movements: Vec<MovementId>,
+}
+
+/// The answer to a [`VersionsRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versions {
+    /// Each movement's version, 0 for one without events.
+    pub versions: Vec<(MovementId, u64)>,
+    /// What the projector's read settings are, in a few bytes of text.
+    pub settings: String,
+}
+
+impl Read for VersionsRequest {
+    const ENDPOINT: &'static str = "versions";
+    type Answer = Versions;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::Several(&self.movements)
+    }
+
+    fn for_movements(&self, movements: Vec<MovementId>) -> VersionsRequest {
+        VersionsRequest { movements }
+    }
+
+    /// Every partition's versions, in the order the request named them.
+    fn merge(&self, answers: Vec<Versions>) -> Result<Versions, ProtocolError> {
+        let mut answers = answers.into_iter();
+        let mut merged = answers.next().ok_or(ProtocolError::NoAnswer)?;
+        for versions in answers {
+            merged.versions.extend(versions.versions);
+        }
+        merged.versions.sort_by_key(|(movement, _)| self.movements.iter().position(|asked| asked == movement));
+        Ok(merged)
+    }
+}
+
+impl LedgerRead for VersionsRequest {
+    fn answer(&self, ledger: &Ledger, settings: &ReadSettings) -> Result<Versions, ReadError> {
+        let versions = self.movements.iter().cloned().zip(query::versions(ledger, &self.movements)).collect();
+        let hour = settings.volunteer_hour_value;
+        Ok(Versions { versions, settings: format!("{}:{}", hour.basis.as_str(), hour.value_gbp) })
+    }
+}
+
 /// A read the projector answers from its ledger alone: every projector
 /// serves each one listed in [`ledger_reads!`](crate::ledger_reads).
 pub trait LedgerRead: Read {
@@ -401,6 +451,7 @@ macro_rules! ledger_reads {
             $crate::protocol::PrinciplesRequest,
             $crate::protocol::CompareRequest,
             $crate::protocol::StickinessRequest,
+            $crate::protocol::VersionsRequest,
             $crate::protocol::MovementsRequest
         )
     };

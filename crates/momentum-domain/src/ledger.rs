@@ -346,6 +346,8 @@ pub struct MovementLedger {
     /// The stream sequence of the movement's first entry: before it, the
     /// movement had no events.
     first_seq: u64,
+    /// The stream sequence of its last entry: its figures change only when it does.
+    version: u64,
     sources: Labels,
     areas: Labels,
     partners: Labels,
@@ -369,6 +371,7 @@ impl PartialEq for MovementLedger {
         self.events == other.events
             && self.accepted == other.accepted
             && self.first_seq == other.first_seq
+            && self.version == other.version
             && self.sources == other.sources
             && self.areas == other.areas
             && self.partners == other.partners
@@ -596,6 +599,12 @@ impl MovementLedger {
         self.accepted
     }
 
+    /// The stream sequence of the last entry folded into the movement: its
+    /// figures are the same while it is.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Whether the movement had events once the stream was applied up to `seq`.
     pub fn existed_at(&self, seq: u64) -> bool {
         self.first_seq != 0 && self.first_seq <= seq
@@ -734,6 +743,7 @@ impl MovementLedger {
         if self.first_seq == 0 {
             self.first_seq = entry.seq;
         }
+        self.version = entry.seq;
         let (status, outcome) = match &entry.body {
             Body::Fact(_) if before == Some(Standing::RetractionPending) => {
                 return Err(Damaged(format!("entry {} counts an event retracted before it came", entry.seq)));

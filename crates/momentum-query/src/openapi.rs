@@ -174,7 +174,8 @@ mod tests {
                 "top",
                 "min_seq",
                 "format",
-                "layout"
+                "layout",
+                "If-None-Match"
             ]
         );
     }

@@ -400,6 +400,12 @@ pub fn comparison_from_totals(
     })
 }
 
+/// The version of each of `movements` (0 for one without events): the
+/// stream sequence of the last entry folded into it.
+pub fn versions(ledger: &Ledger, movements: &[MovementId]) -> Vec<u64> {
+    movements.iter().map(|movement| ledger.movement(movement.as_str()).map_or(0, MovementLedger::version)).collect()
+}
+
 /// Every movement with at least one event, in id order.
 pub fn movements(ledger: &Ledger) -> MovementList {
     let movements = ledger

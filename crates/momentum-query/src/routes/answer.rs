@@ -4,10 +4,11 @@
 //! it as JSON or CSV.
 
 use axum::body::Bytes;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use momentum_bus::protocol::{
-    Asked, MovementsRequest, Read, Refusal, SequenceAtRequest, StatusRequest, TrendTotalsRequest,
+    Asked, MovementsRequest, Read, Refusal, SequenceAtRequest, StatusRequest, TrendTotalsRequest, Versions,
+    VersionsRequest,
 };
 use momentum_domain::query::{
     self, CohortRequest, CompareRequest, PrinciplesRequest, ReadError, TotalsEncoding, TrendRequest, TrendTotals,
@@ -39,6 +40,31 @@ where
 /// The header a CSV answer carries its watermark in (a JSON answer holds it
 /// in its body).
 pub(crate) const WATERMARK_HEADER: &str = "momentum-watermark";
+
+/// A read whose answer a client may keep: it depends only on the request,
+/// the caller's suppression and format, and the versions of its movements.
+pub(crate) trait CachedRead: Serialize {
+    /// The movements the answer is about.
+    fn movements(&self) -> &[momentum_domain::query::MovementId];
+}
+
+impl CachedRead for CompareRequest {
+    fn movements(&self) -> &[momentum_domain::query::MovementId] {
+        self.movements.as_slice()
+    }
+}
+
+macro_rules! cached_reads {
+    ($($read:ty),*) => {$(
+        impl CachedRead for $read {
+            fn movements(&self) -> &[momentum_domain::query::MovementId] {
+                std::slice::from_ref(&self.movement)
+            }
+        }
+    )*};
+}
+
+cached_reads!(TrendRequest, CohortRequest, PrinciplesRequest, momentum_domain::query::StickinessRequest);
 
 /// A read of a movement's figures, which may be asked as of a time.
 pub(crate) trait FiguresRead {
@@ -88,6 +114,72 @@ pub(crate) async fn at_time<R: FiguresRead>(
     let at = ask(state, Asked { min_seq: None, read }).await?;
     request.filter_mut().as_of_seq = Some(at.seq);
     Ok(Ok((request, reading.waiting_for(Some(at.seq)))))
+}
+
+/// Answers a read as [`read`] does, with an `ETag` made from the request,
+/// the caller's suppression, the format and the versions of the read's
+/// movements (asked of the projector first, so that an answer is never
+/// newer than its tag says). A request whose `If-None-Match` holds the tag
+/// is answered `304 Not Modified` without computing the answer again.
+pub(crate) async fn read_cached<A: CsvAnswer, R: CachedRead, Answered>(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    asked: Result<(R, Reading), Problem>,
+    read: impl FnOnce(R, Option<u64>) -> Answered,
+) -> Response
+where
+    Answered: std::future::Future<Output = Result<Bytes, Response>>,
+{
+    let (request, reading) = match asked {
+        Ok(asked) => asked,
+        Err(problem) => return problem.into_response(),
+    };
+    let versions = VersionsRequest { movements: request.movements().to_vec() };
+    let versions = match ask(state, Asked { min_seq: reading.min_seq, read: versions }).await {
+        Ok(versions) => versions,
+        Err(response) => return response,
+    };
+    let tag = entity_tag(&request, reading, suppression_for(state, caller), &versions);
+    let mut response = if if_none_match(headers, &tag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        respond::<A>(reading, read(request, reading.min_seq).await)
+    };
+    if matches!(response.status(), StatusCode::OK | StatusCode::NOT_MODIFIED) {
+        let headers = response.headers_mut();
+        if let Ok(tag) = HeaderValue::from_str(&tag) {
+            headers.insert(header::ETAG, tag);
+        }
+        // Keep it, but ask again each time: a `304` then costs nothing.
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        headers.insert(header::VARY, HeaderValue::from_static("accept, authorization"));
+    }
+    response
+}
+
+/// A strong entity tag of everything an answer depends on.
+fn entity_tag(request: &impl Serialize, reading: Reading, below: Option<u64>, versions: &Versions) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    serde_json::to_vec(request).expect("a read always serialises").hash(&mut hasher);
+    format!("{:?}", reading.format).hash(&mut hasher);
+    below.hash(&mut hasher);
+    for (movement, version) in &versions.versions {
+        (movement.as_str(), version).hash(&mut hasher);
+    }
+    versions.settings.hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish())
+}
+
+/// Whether `If-None-Match` names `tag` (weakly compared, as RFC 9110 has
+/// it for this header) or is `*`.
+fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.split(',').map(str::trim).any(|named| named == "*" || named.trim_start_matches("W/") == tag))
 }
 
 /// Answers a read: its JSON as asked, or CSV; or the problem that stopped it.

@@ -42,6 +42,7 @@ read_parameters! {
 }
 
 /// A changes read: the trend compared, and the sequence it is compared as of.
+#[derive(serde::Serialize)]
 pub(crate) struct ChangesRequest {
     trend: TrendRequest,
     since_seq: u64,
@@ -68,15 +69,22 @@ impl TryFrom<RequestParts<&ChangesParameters>> for ChangesRequest {
     }
 }
 
+impl answer::CachedRead for ChangesRequest {
+    fn movements(&self) -> &[momentum_domain::query::MovementId] {
+        std::slice::from_ref(&self.trend.movement)
+    }
+}
+
 #[utoipa::path(
     get, path = "/v1/movements/{movement}/changes", tag = "reads",
     summary = "What changed in a movement's figures since a stream sequence",
     description = "Every figure of the movement's trend, period by period, that differs from what it was when the \
         projection had applied the stream up to `since_seq`: late events, retractions and corrections made \
         visible. Suppressed as a trend read is, then and now alike.",
-    params(super::MovementParameter, ChangesParameters),
+    params(super::MovementParameter, ChangesParameters, ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: answered 304, without the answer, when nothing it depends on has changed.")),
     responses(
-        (status = 200, description = "The changes.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+        (status = 200, description = "The changes.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`."),
+            ("ETag" = String, description = "A tag of this answer: send it back in `If-None-Match` to be answered 304 while nothing it depends on has changed.")),
             content(
             (Changes = "application/json", example = json!({
                 "movement": "bristol-befriending", "interval": "month", "from": "2026-01-01", "to": "2026-04-30",
@@ -87,6 +95,8 @@ impl TryFrom<RequestParts<&ChangesParameters>> for ChangesRequest {
             (String = "text/csv",
                 example = "period,label,complete,metric,before,after\n2026-03-01,2026-03,true,meetings,4,6\n"),
         )),
+        (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
+            headers(("ETag" = String, description = "The same tag."))),
         (status = 400, response = inline(ChangesBadRequest)),
         (status = 403, response = inline(ReadForbidden)),
         (status = 404, response = inline(UnknownMovement)),
@@ -107,7 +117,9 @@ pub(crate) async fn changes(
             ChangesRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
         Ok::<_, Problem>((request, reading))
     })();
-    answer::read::<Changes, _, _>(asked, |request, min_seq| async move {
+    let (reading_state, reading_caller) = (state.clone(), caller.clone());
+    answer::read_cached::<Changes, _, _>(&state, &caller, &headers, asked, |request, min_seq| async move {
+        let (state, caller) = (reading_state, reading_caller);
         let after = answer::trend_totals(&state, &request.trend, min_seq).await?;
         // As it stood at `since_seq`, which the projection must have applied.
         let then = TrendRequest {

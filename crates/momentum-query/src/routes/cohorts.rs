@@ -64,9 +64,10 @@ impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
     summary = "A movement's cohorts",
     description = "Participants grouped by the period of their first participation, with how many of each cohort \
         took part in that period and each one after it, to the end of the range.",
-    params(super::MovementParameter, CohortParameters),
+    params(super::MovementParameter, CohortParameters, ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: answered 304, without the answer, when nothing it depends on has changed.")),
     responses(
-        (status = 200, description = "The cohorts.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+        (status = 200, description = "The cohorts.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`."),
+            ("ETag" = String, description = "A tag of this answer: send it back in `If-None-Match` to be answered 304 while nothing it depends on has changed.")),
             content(
             (Cohorts = "application/json", example = json!({
                 "movement": "bristol-befriending", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
@@ -77,6 +78,8 @@ impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
             (String = "text/csv", example = "cohort,label,complete,size,active_0,active_1,share_0,share_1\n\
                 2026-03-02,2026-W10,true,5,5,3,1.0,0.6\n"),
         )),
+        (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
+            headers(("ETag" = String, description = "The same tag."))),
         (status = 400, response = inline(CohortsBadRequest)),
         (status = 403, response = inline(ReadForbidden)),
         (status = 404, response = inline(UnknownMovement)),
@@ -102,7 +105,10 @@ pub(crate) async fn cohorts(
         Ok(asked) => asked,
         Err(response) => return response,
     };
-    answer::read::<Cohorts, _, _>(asked, |request, min_seq| answer::cohorts(&state, &caller, request, min_seq)).await
+    answer::read_cached::<Cohorts, _, _>(&state, &caller, &headers, asked, |request, min_seq| {
+        answer::cohorts(&state, &caller, request, min_seq)
+    })
+    .await
 }
 
 problem_responses! {

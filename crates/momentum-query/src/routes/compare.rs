@@ -53,9 +53,10 @@ impl TryFrom<RequestParts<&CompareParameters, ()>> for CompareRequest {
     get, path = "/v1/compare", tag = "reads",
     summary = "Compare movements",
     description = "One metric for several movements over the same periods.",
-    params(CompareParameters),
+    params(CompareParameters, ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: answered 304, without the answer, when nothing it depends on has changed.")),
     responses(
-        (status = 200, description = "The comparison.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+        (status = 200, description = "The comparison.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`."),
+            ("ETag" = String, description = "A tag of this answer: send it back in `If-None-Match` to be answered 304 while nothing it depends on has changed.")),
             content(
             (Comparison = "application/json", example = json!({
                 "metric": "active_participants", "interval": "week", "from": "2026-03-02", "to": "2026-03-02",
@@ -70,6 +71,8 @@ impl TryFrom<RequestParts<&CompareParameters, ()>> for CompareRequest {
             (String = "text/csv",
                 example = "period,label,complete,bristol-befriending,leeds-walking-groups\n2026-03-02,2026-W10,true,5,9\n"),
         )),
+        (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
+            headers(("ETag" = String, description = "The same tag."))),
         (status = 400, response = inline(CompareBadRequest)),
         (status = 403, response = inline(ReadForbidden)),
         (status = 404, response = inline(UnknownMovement)),
@@ -97,7 +100,10 @@ pub(crate) async fn compare(
         Ok(asked) => asked,
         Err(response) => return response,
     };
-    answer::read::<Comparison, _, _>(asked, |request, min_seq| answer::compare(&state, &caller, request, min_seq)).await
+    answer::read_cached::<Comparison, _, _>(&state, &caller, &headers, asked, |request, min_seq| {
+        answer::compare(&state, &caller, request, min_seq)
+    })
+    .await
 }
 
 problem_responses! {

@@ -38,9 +38,10 @@ impl TryFrom<RequestParts<&PrinciplesParameters>> for PrinciplesRequest {
     summary = "A movement's eight principles",
     description = "For each of the eight principles, the activities tagged with it and their distinct participants \
         from `from` to `to` (local dates, inclusive).",
-    params(super::MovementParameter, PrinciplesParameters),
+    params(super::MovementParameter, PrinciplesParameters, ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: answered 304, without the answer, when nothing it depends on has changed.")),
     responses(
-        (status = 200, description = "The principles.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+        (status = 200, description = "The principles.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`."),
+            ("ETag" = String, description = "A tag of this answer: send it back in `If-None-Match` to be answered 304 while nothing it depends on has changed.")),
             content(
             (Principles = "application/json", example = json!({
                 "movement": "bristol-befriending", "from": "2026-03-02", "to": "2026-03-09", "watermark": 42,
@@ -48,6 +49,8 @@ impl TryFrom<RequestParts<&PrinciplesParameters>> for PrinciplesRequest {
             })),
             (String = "text/csv", example = "principle,activities,participants\nmobilise_citizens,3,12\n"),
         )),
+        (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
+            headers(("ETag" = String, description = "The same tag."))),
         (status = 400, response = inline(PrinciplesBadRequest)),
         (status = 403, response = inline(ReadForbidden)),
         (status = 404, response = inline(UnknownMovement)),
@@ -73,8 +76,10 @@ pub(crate) async fn principles(
         Ok(asked) => asked,
         Err(response) => return response,
     };
-    answer::read::<Principles, _, _>(asked, |request, min_seq| answer::principles(&state, &caller, request, min_seq))
-        .await
+    answer::read_cached::<Principles, _, _>(&state, &caller, &headers, asked, |request, min_seq| {
+        answer::principles(&state, &caller, request, min_seq)
+    })
+    .await
 }
 
 problem_responses! {

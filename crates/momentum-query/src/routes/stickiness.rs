@@ -86,9 +86,10 @@ impl TryFrom<RequestParts<&StickinessParameters>> for StickinessRequest {
     summary = "A movement's stickiness",
     description = "Of the participants of the `window` periods ending with the one containing `to`: how many took \
         part in exactly 1, 2, … of those periods, and how many in exactly n activities (the frequency).",
-    params(super::MovementParameter, StickinessParameters),
+    params(super::MovementParameter, StickinessParameters, ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: answered 304, without the answer, when nothing it depends on has changed.")),
     responses(
-        (status = 200, description = "The stickiness.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+        (status = 200, description = "The stickiness.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`."),
+            ("ETag" = String, description = "A tag of this answer: send it back in `If-None-Match` to be answered 304 while nothing it depends on has changed.")),
             content(
             (Stickiness = "application/json", example = json!({
                 "movement": "bristol-befriending", "interval": "week", "from": "2026-01-05", "to": "2026-03-29",
@@ -98,6 +99,8 @@ impl TryFrom<RequestParts<&StickinessParameters>> for StickinessRequest {
             })),
             (String = "text/csv", example = "measure,count,participants\nperiods_active,1,30\nactivities,1,25\n"),
         )),
+        (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
+            headers(("ETag" = String, description = "The same tag."))),
         (status = 400, response = inline(StickinessBadRequest)),
         (status = 403, response = inline(ReadForbidden)),
         (status = 404, response = inline(UnknownMovement)),
@@ -123,9 +126,10 @@ pub(crate) async fn stickiness(
         Ok(asked) => asked,
         Err(response) => return response,
     };
-    answer::read::<Stickiness, _, _>(asked, |request, min_seq| async move {
-        let mut answer = answer::ask(&state, AskedRead { min_seq, read: request }).await?;
-        if let Some(below) = answer::suppression_for(&state, &caller) {
+    let (reading_state, reading_caller) = (state.clone(), caller.clone());
+    answer::read_cached::<Stickiness, _, _>(&state, &caller, &headers, asked, |request, min_seq| async move {
+        let mut answer = answer::ask(&reading_state, AskedRead { min_seq, read: request }).await?;
+        if let Some(below) = answer::suppression_for(&reading_state, &reading_caller) {
             suppress_stickiness(&mut answer, below);
         }
         Ok(answer::to_bytes(&answer))

@@ -55,9 +55,10 @@ impl TryFrom<RequestParts<&TrendParameters>> for TrendRequest {
     summary = "A movement's trend",
     description = "One row for every period from the one containing `from` to the one containing `to` (at most \
         3660): zeros where nothing happened, `null` where a ratio is undefined or a count suppressed.",
-    params(super::MovementParameter, TrendParameters),
+    params(super::MovementParameter, TrendParameters, ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: answered 304, without the answer, when nothing it depends on has changed.")),
     responses(
-        (status = 200, description = "The trend.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`.")),
+        (status = 200, description = "The trend.", headers(("Momentum-Watermark" = u64, description = "In a CSV answer, the last stream sequence its figures include; a JSON answer holds it as `watermark`."),
+            ("ETag" = String, description = "A tag of this answer: send it back in `If-None-Match` to be answered 304 while nothing it depends on has changed.")),
             content(
             (Trend = "application/json", example = json!({
                 "movement": "bristol-befriending", "interval": "week", "from": "2026-03-02", "to": "2026-03-09",
@@ -75,6 +76,8 @@ impl TryFrom<RequestParts<&TrendParameters>> for TrendRequest {
                 example = "period,label,complete,active_participants,retention_rate\n\
                     2026-03-02,2026-W10,true,5,\n2026-03-09,2026-W11,false,4,0.6\n"),
         )),
+        (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
+            headers(("ETag" = String, description = "The same tag."))),
         (status = 400, response = inline(TrendsBadRequest)),
         (status = 403, response = inline(ReadForbidden)),
         (status = 404, response = inline(UnknownMovement)),
@@ -99,7 +102,10 @@ pub(crate) async fn trends(
         Ok(asked) => asked,
         Err(response) => return response,
     };
-    answer::read::<Trend, _, _>(asked, |request, min_seq| answer::trend(&state, &caller, request, min_seq)).await
+    answer::read_cached::<Trend, _, _>(&state, &caller, &headers, asked, |request, min_seq| {
+        answer::trend(&state, &caller, request, min_seq)
+    })
+    .await
 }
 
 problem_responses! {
