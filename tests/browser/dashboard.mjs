@@ -94,12 +94,17 @@ function compareRows(what, shown, expectedKeys, expectedRows) {
   });
 }
 
-// Every chart of the movement's page against the API's JSON for the same parameters.
-async function checkMovementPage(page, interval, minSeq) {
-  const parameters = { interval, from, to, min_seq: minSeq };
+// The lifecycle metrics the page stacks, and the breakdown it shows by default.
+const LIFECYCLE = ['new_participants', 'retained_participants', 'resurrecting_participants', 'dormant_participants'];
+const BREAKDOWN = { by: 'area', top: '5' };
+
+// Every chart of the movement's page against the API's JSON for the same
+// parameters (`asOf`: the figures as they stood at that time).
+async function checkMovementPage(page, interval, minSeq, asOf) {
+  const parameters = { interval, from, to, min_seq: minSeq, as_of: asOf };
   const trend = await api(`/v1/movements/${movement}/trends`, parameters);
   const cohorts = await api(`/v1/movements/${movement}/cohorts`, parameters);
-  const principles = await api(`/v1/movements/${movement}/principles`, { from, to, min_seq: minSeq });
+  const principles = await api(`/v1/movements/${movement}/principles`, { from, to, min_seq: minSeq, as_of: asOf });
   for (const [id, metrics] of Object.entries(TREND_CHARTS)) {
     compareRows(`${interval} ${id}`, await readTable(page, id), ['period', ...metrics],
       trend.series.map((row) => [row.period, ...metrics.map((metric) => row[metric])]));
@@ -117,6 +122,34 @@ async function checkMovementPage(page, interval, minSeq) {
     cohorts.cohorts.map((cohort) => [cohort.cohort, cohort.size, ...offsets.map((offset) => cohort.active[offset])]));
   compareRows('principles', await readTable(page, 'principles'), ['principle', 'activities', 'participants'],
     principles.principles.map((row) => [row.principle, row.activities, row.participants]));
+
+  // Who came and who went: the table as the API says, the bars stacked from it.
+  compareRows(`${interval} lifecycle`, await readTable(page, 'lifecycle'), ['period', ...LIFECYCLE],
+    trend.series.map((row) => [row.period, ...LIFECYCLE.map((metric) => row[metric])]));
+  const stacked = await page.evaluate(() => document.querySelector('#panel-lifecycle .plot').chart.data.slice(1));
+  const value = (row, metric) => row[metric] ?? 0;
+  check(JSON.stringify(stacked[0]) === JSON.stringify(trend.series.map((row) =>
+    value(row, LIFECYCLE[0]) + value(row, LIFECYCLE[1]) + value(row, LIFECYCLE[2]))), 'the came bars stack new, retained, resurrecting');
+  check(JSON.stringify(stacked[3]) === JSON.stringify(trend.series.map((row) => -value(row, LIFECYCLE[3]))),
+    'the dormant bars go below zero');
+
+  // The breakdown: one column per value the API kept.
+  const split = await api(`/v1/movements/${movement}/trends`,
+    { ...parameters, metrics: 'active_participants', ...BREAKDOWN });
+  const values = [...new Set(split.series.map((row) => row.area))];
+  const periods = [...new Set(split.series.map((row) => row.period))];
+  check(values.length > 1, `the test data has areas to break down: ${JSON.stringify(values)}`);
+  compareRows(`${interval} breakdown`, await readTable(page, 'breakdown'), ['period', ...values],
+    periods.map((period) => [period, ...values.map((area) =>
+      split.series.find((row) => row.period === period && row.area === area).active_participants)]));
+
+  const stickiness = await api(`/v1/movements/${movement}/stickiness`,
+    { interval, to, window: 12, min_seq: minSeq, as_of: asOf });
+  compareRows(`${interval} stickiness`, await readTable(page, 'stickiness'), ['periods', 'participants'],
+    stickiness.periods_active.map((row) => [String(row.periods), row.participants]));
+  compareRows('evidence', await readTable(page, 'evidence'),
+    ['principle', 'indicator', 'value', 'numerator', 'denominator'],
+    principles.evidence.map((row) => [row.principle, row.indicator, row.value, row.numerator, row.denominator]));
   return trend;
 }
 
@@ -195,6 +228,32 @@ try {
   check(monthly.series.length < weekly.series.length, 'fewer months than weeks');
   step(`monthly figures equal the API's (${monthly.series.length} months)`);
 
+  // As it stood at the end of today: every event so far, and nothing changed since.
+  const today = new Date().toISOString().slice(0, 10);
+  let reloaded = await loads(page);
+  await page.fill('#as-of', today);
+  await page.dispatchEvent('#as-of', 'change');
+  await page.waitForFunction((before) => {
+    const main = document.querySelector('#main');
+    return main.dataset.state === 'ready' && Number(main.dataset.loads) > before;
+  }, reloaded);
+  check(page.url().includes(`as_of=${today}`), `the URL keeps the date: ${page.url()}`);
+  const asOf = `${today}T23:59:59Z`;
+  const stood = await checkMovementPage(page, 'month', undefined, asOf);
+  const changes = await api(`/v1/movements/${movement}/changes`, { interval: 'month', from, to, since_seq: stood.watermark });
+  compareRows('changes', await readTable(page, 'changes') ?? { keys: ['period', 'metric', 'before', 'after'], rows: [] },
+    ['period', 'metric', 'before', 'after'],
+    changes.changes.map((change) => [change.period, change.metric, change.before, change.after]));
+  step(`the figures as they stood on ${today} equal the API's, with ${changes.changes.length} changes since`);
+  reloaded = await loads(page);
+  await page.fill('#as-of', '');
+  await page.dispatchEvent('#as-of', 'change');
+  await page.waitForFunction((before) => {
+    const main = document.querySelector('#main');
+    return main.dataset.state === 'ready' && Number(main.dataset.loads) > before;
+  }, reloaded);
+  check((await page.$('#panel-changes')) === null, 'no changes panel without a date');
+
   // 4. An event posted now appears without a reload.
   if (options.handshake) {
     await page.evaluate(() => { window.stillTheSamePage = true; });
@@ -212,6 +271,21 @@ try {
     check(sum(updated, 'meetings') === sum(monthly, 'meetings') + 1, 'the new meeting is counted');
     step(`the event at sequence ${seq} appeared without a reload`);
   }
+  // A range that ends today: its last period is not over, and drawn so.
+  const recentFrom = new Date(Date.now() - 60 * 86400_000).toISOString().slice(0, 10);
+  await page.goto(`${base}/movements/${movement}?interval=week&from=${recentFrom}&to=${today}`);
+  await ready(page);
+  const recent = await api(`/v1/movements/${movement}/trends`, { interval: 'week', from: recentFrom, to: today });
+  const open = recent.series.filter((row) => row.complete === false).map((row) => row.period);
+  check(open.length === 1, `the week of today is not complete: ${JSON.stringify(open)}`);
+  for (const id of ['participants', 'lifecycle']) {
+    const drawn = await page.evaluate((id) => document.querySelector(`#panel-${id} .plot`).dataset.incomplete, id);
+    check(drawn === JSON.stringify(open), `${id} hatches ${drawn}, the API says ${JSON.stringify(open)}`);
+  }
+  const marked = await page.evaluate(() =>
+    [...document.querySelectorAll('#panel-participants tr[data-complete="false"] th')].map((th) => th.textContent));
+  check(JSON.stringify(marked) === JSON.stringify(open), `the table marks ${JSON.stringify(marked)} as not over`);
+  step(`the week not over yet (${open[0]}) is hatched in the charts and marked in the tables`);
   check(errors.length === 0, `no console errors on the movement page:\n${errors.join('\n')}`);
   await context.close();
 

@@ -33,7 +33,10 @@ const TREND_CHARTS = [
     scales: { citizen_led_share: 'share' } },
   { id: 'partnership', title: 'Partners and areas', metrics: ['partners', 'areas'] },
 ];
-const TREND_METRICS = TREND_CHARTS.flatMap((chart) => chart.metrics);
+// The lifecycle chart: who came (new, retained, resurrecting: stacked above
+// zero) and who went (dormant: below zero), as PostHog's and Amplitude's.
+const LIFECYCLE = ['new_participants', 'retained_participants', 'resurrecting_participants', 'dormant_participants'];
+const TREND_METRICS = [...TREND_CHARTS.flatMap((chart) => chart.metrics), ...LIFECYCLE];
 
 const $ = (id) => document.getElementById(id);
 const main = $('main');
@@ -111,13 +114,26 @@ function readControls() {
   $('to').value = query.get('to') || isoDate(new Date(Date.UTC(today.getFullYear(), today.getMonth(), today.getDate())));
   $('from').value = query.get('from') || isoDate(yearAgo);
   if (!movement) $('metric').value = METRICS.includes(query.get('metric')) ? query.get('metric') : 'active_participants';
+  if (movement) {
+    $('by').value = query.get('by') === 'partner' ? 'partner' : 'area';
+    $('top').value = ['3', '5', '10'].includes(query.get('top')) ? query.get('top') : '5';
+    $('as-of').value = /^\d{4}-\d{2}-\d{2}$/.test(query.get('as_of') || '') ? query.get('as_of') : '';
+  }
 }
 
 function settings() {
   const chosen = { interval: $('interval').value, from: $('from').value, to: $('to').value };
   if (!movement) chosen.metric = $('metric').value;
+  if (movement) {
+    chosen.by = $('by').value;
+    chosen.top = $('top').value;
+    if ($('as-of').value) chosen.as_of = $('as-of').value;
+  }
   return chosen;
 }
+
+// The moment a read "as it stood on" a date is as of: the end of that day (UTC).
+const asOfTime = (chosen) => (chosen.as_of ? `${chosen.as_of}T23:59:59Z` : undefined);
 
 function applyControls(event) {
   event?.preventDefault();
@@ -127,7 +143,7 @@ function applyControls(event) {
 }
 
 $('controls').addEventListener('submit', applyControls);
-for (const id of ['interval', 'from', 'to', 'metric']) $(id).addEventListener('change', applyControls);
+for (const id of ['interval', 'from', 'to', 'metric', 'by', 'top', 'as-of']) $(id).addEventListener('change', applyControls);
 
 // ---- numbers ----------------------------------------------------------------
 
@@ -140,6 +156,7 @@ const percent = new Intl.NumberFormat('en-GB', { style: 'percent', maximumFracti
 
 function show(value, kind) {
   if (value === null || value === undefined) return '—';
+  if (kind === 'text') return String(value);
   if (kind === 'ratio') return percent.format(value);
   if (kind === 'gbp') return pounds.format(value);
   if (kind === 'hours') return oneDecimal.format(value);
@@ -244,6 +261,7 @@ function seriesPanel({ id, title, about, rows: heads, columns, filename }) {
     const th = document.createElement('th');
     th.scope = 'row';
     th.textContent = period;
+    markIncomplete(row, heads[index]);
     row.append(th, ...columns.map((column) => cell('td', column.values[index], column.kind)));
     return row;
   });
@@ -272,6 +290,7 @@ function seriesPanel({ id, title, about, rows: heads, columns, filename }) {
     height: 240,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
     legend: { live: false },
+    hooks: { drawClear: [(u) => hatchIncomplete(u, heads)] },
     scales: Object.fromEntries(scales.map((scale) => [scale, { auto: true }])),
     series: [
       { label: 'period', value: (u, ts) => (ts === null ? '' : isoDate(new Date(ts * 1000))) },
@@ -285,6 +304,7 @@ function seriesPanel({ id, title, about, rows: heads, columns, filename }) {
   }, [times, ...columns.map((column) => column.values)], plot);
   charts.set(id, chart);
   plot.chart = chart; // so tests/browser can compare what is drawn with the table
+  plot.dataset.incomplete = JSON.stringify(heads.filter((head) => head.complete === false).map((head) => head.period));
   // The grid settles only once every panel is in: a chart drawn while its
   // panel was alone in its row was measured too wide. One observer per
   // figure follows its width, whichever chart the figure holds by then.
@@ -295,6 +315,40 @@ function seriesPanel({ id, title, about, rows: heads, columns, filename }) {
       if (current) fitChart(current, figure);
     }).observe(figure);
   }
+}
+
+// A row of a period not over yet says so: its figures are still growing.
+function markIncomplete(row, head) {
+  if (head?.complete !== false) return;
+  row.classList.add('incomplete');
+  row.dataset.complete = 'false';
+  row.title = `${head.label}: not over yet, its figures are still growing`;
+}
+
+// Periods not over yet are drawn over a hatched band, so that a
+// half-finished week is never read as a fall.
+let hatch = null;
+function hatchIncomplete(u, heads) {
+  const first = heads.find((head) => head.complete === false);
+  if (!first) return;
+  if (!hatch) {
+    const tile = document.createElement('canvas');
+    tile.width = tile.height = 8;
+    const pen = tile.getContext('2d');
+    pen.strokeStyle = 'rgba(0, 0, 0, 0.18)';
+    pen.lineWidth = 2;
+    pen.beginPath();
+    pen.moveTo(0, 8);
+    pen.lineTo(8, 0);
+    pen.stroke();
+    hatch = u.ctx.createPattern(tile, 'repeat');
+  }
+  const { left, top, width, height } = u.bbox;
+  const start = Math.max(left, u.valToPos(seconds(first.period), 'x', true) - 4);
+  u.ctx.save();
+  u.ctx.fillStyle = hatch;
+  u.ctx.fillRect(start, top, left + width - start, height);
+  u.ctx.restore();
 }
 
 // Sizes a chart to its figure, when the figure's width has changed.
@@ -392,22 +446,209 @@ function principlesPanel(principles, filename) {
     ...principles.principles.map((row) => [row.principle, row.activities, row.participants])], filename);
 }
 
+// The lifecycle: new, retained and resurrecting stacked above zero, dormant below.
+function lifecyclePanel(trend, filename) {
+  const section = panel('lifecycle', 'Who came and who went',
+    `Each ${trend.interval}'s participants: new, retained from the ${trend.interval} before, and resurrecting after `
+    + `a gap, stacked above zero; below zero, those of the ${trend.interval} before who did not come (dormant).`);
+  const figure = section.querySelector('.figure');
+  const tableWasOpen = figure.querySelector('details')?.open ?? false;
+  charts.get('lifecycle')?.destroy();
+  figure.replaceChildren();
+  const plot = document.createElement('div');
+  plot.className = 'plot';
+  plot.setAttribute('role', 'img');
+  plot.setAttribute('aria-label', 'Who came and who went: a chart; the data table below lists the same numbers.');
+  figure.append(plot);
+  const value = (row, metric) => row[metric] ?? 0;
+  const [fresh, retained, resurrecting, dormant] = LIFECYCLE;
+  // Stacked by drawing each bar from zero to its running total, tallest first.
+  const stacked = [
+    trend.series.map((row) => value(row, fresh) + value(row, retained) + value(row, resurrecting)),
+    trend.series.map((row) => value(row, fresh) + value(row, retained)),
+    trend.series.map((row) => value(row, fresh)),
+    trend.series.map((row) => -value(row, dormant)),
+  ];
+  const names = ['resurrecting', 'retained', 'new', 'dormant'];
+  const colours = [PALETTE[2], PALETTE[0], PALETTE[1], PALETTE[5]];
+  const times = trend.series.map((row) => seconds(row.period));
+  const chart = new uPlot({
+    width: Math.max(280, figure.clientWidth - 8),
+    height: 240,
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
+    legend: { live: false },
+    hooks: { drawClear: [(u) => hatchIncomplete(u, trend.series)] },
+    scales: { x: { time: true }, y: { auto: true } },
+    series: [
+      { label: 'period', value: (u, ts) => (ts === null ? '' : isoDate(new Date(ts * 1000))) },
+      ...names.map((name, index) => ({
+        label: name, fill: colours[index], stroke: colours[index], width: 0,
+        paths: uPlot.paths.bars({ size: [0.7, 60] }), points: { show: false },
+        value: (u, shown) => (shown === null ? '—' : whole.format(Math.abs(shown))),
+      })),
+    ],
+    axes: [periodAxis(times, times.length > 1 && times[1] - times[0] > 27 * 86400),
+      { values: (u, ticks) => ticks.map((tick) => whole.format(Math.abs(tick))), size: 60 }],
+  }, [times, ...stacked], plot);
+  charts.set('lifecycle', chart);
+  plot.chart = chart;
+  plot.dataset.incomplete = JSON.stringify(trend.series.filter((row) => row.complete === false).map((row) => row.period));
+  const rows = trend.series.map((row) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = row.period;
+    markIncomplete(tr, row);
+    tr.append(th, ...LIFECYCLE.map((metric) => cell('td', row[metric], 'count')));
+    return tr;
+  });
+  const details = document.createElement('details');
+  details.innerHTML = '<summary>Data table</summary>';
+  details.open = tableWasOpen;
+  details.append(table('Who came and who went', ['period', ...LIFECYCLE.map(label)], rows, ['period', ...LIFECYCLE]));
+  figure.append(details);
+  offerCsv(section, [['period', 'label', 'complete', ...LIFECYCLE],
+    ...trend.series.map((row) => [row.period, row.label, row.complete, ...LIFECYCLE.map((metric) => row[metric])])],
+  filename);
+  if (!sized.has(figure)) {
+    sized.add(figure);
+    new ResizeObserver(() => {
+      const current = charts.get('lifecycle');
+      if (current) fitChart(current, figure);
+    }).observe(figure);
+  }
+}
+
+// Active participants by area or partner: the top values of the range, the rest as (other).
+function breakdownPanel(split, chosen, filename) {
+  const by = chosen.by;
+  const values = [...new Set(split.series.map((row) => row[by]))];
+  const heads = split.series.filter((row, index, rows) => rows.findIndex((other) => other.period === row.period) === index);
+  seriesPanel({
+    id: 'breakdown', title: `Active participants by ${by}`,
+    about: `The ${chosen.top} ${by === 'area' ? 'areas' : 'partners'} with the most events over the range, each `
+      + `its own line; (other) merges the rest and (none) is events without one. A person active in two counts in both.`,
+    rows: heads,
+    columns: values.map((value) => ({
+      key: value, label: value, kind: 'count',
+      values: heads.map((head) => split.series.find((row) => row.period === head.period && row[by] === value)
+        ?.active_participants ?? null),
+    })),
+    filename,
+  });
+}
+
+// Of the window's participants: in how many of its periods they came, and how often.
+function stickinessPanel(stickiness, filename) {
+  const section = panel('stickiness', 'Stickiness',
+    `Of the participants of the ${stickiness.window} ${stickiness.interval}s from ${stickiness.from}: how many came in `
+    + `exactly 1, 2, … of them, and how many took part in exactly n activities.`);
+  const most = Math.max(1, ...stickiness.periods_active.map((row) => row.participants ?? 0));
+  const rows = stickiness.periods_active.map((row) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = String(row.periods);
+    const td = cell('td', row.participants, 'count');
+    const span = document.createElement('span');
+    span.className = 'bar blue';
+    span.style.width = `${(70 * (row.participants ?? 0)) / most}%`;
+    span.setAttribute('aria-hidden', 'true');
+    td.prepend(span);
+    tr.append(th, td);
+    return tr;
+  });
+  const grid = table(`Participants by the number of ${stickiness.interval}s they came in`,
+    [`${stickiness.interval}s active`, 'participants'], rows, ['periods', 'participants']);
+  grid.classList.add('principles');
+  section.querySelector('.figure').replaceChildren(grid);
+  offerCsv(section, [['measure', 'count', 'participants'],
+    ...stickiness.periods_active.map((row) => ['periods_active', row.periods, row.participants]),
+    ...stickiness.frequency.map((row) => ['activities', row.activities, row.participants])], filename);
+}
+
+// Each principle's behavioural evidence, with the numbers behind it.
+function evidencePanel(principles, filename) {
+  const section = panel('evidence', 'The principles, in what people did',
+    'One or two indicators per principle, each with the numbers it is made of (docs/metrics.md gives the reasoning).');
+  const kindOfIndicator = (indicator) => (indicator.endsWith('_share') || indicator === 'momentum' ? 'ratio'
+    : indicator === 'attendances_per_meeting' ? 'hours' : 'count');
+  const rows = principles.evidence.map((row) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = label(row.principle);
+    th.dataset.principle = row.principle;
+    tr.append(th, cell('td', row.indicator.replaceAll('_', ' '), 'text'), cell('td', row.value, kindOfIndicator(row.indicator)),
+      cell('td', row.numerator, 'count'), cell('td', row.denominator, 'count'));
+    tr.cells[1].dataset.value = row.indicator;
+    return tr;
+  });
+  section.querySelector('.figure').replaceChildren(table('Evidence of each principle',
+    ['principle', 'indicator', 'value', 'numerator', 'denominator'], rows));
+  offerCsv(section, [['principle', 'indicator', 'value', 'numerator', 'denominator'],
+    ...principles.evidence.map((row) => [row.principle, row.indicator, row.value, row.numerator, row.denominator])],
+  filename);
+}
+
+// What moved since the figures as they stood on the date chosen.
+function changesPanel(changes, chosen, filename) {
+  const section = panel('changes', `What changed since ${chosen.as_of}`,
+    `Every figure that differs now from what it was at the end of ${chosen.as_of} (stream sequence `
+    + `${changes.since_seq}): late events, retractions and corrections. The charts above show the figures as they `
+    + 'stood then.');
+  const rows = changes.changes.map((change) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = change.period;
+    tr.append(th, cell('td', change.metric, 'text'), cell('td', change.before, kindOf(change.metric)),
+      cell('td', change.after, kindOf(change.metric)));
+    tr.cells[1].dataset.value = change.metric;
+    return tr;
+  });
+  const grid = table('Figures that changed', ['period', 'metric', 'before', 'after'], rows);
+  section.querySelector('.figure').replaceChildren(rows.length ? grid : document.createTextNode('Nothing has changed.'));
+  offerCsv(section, [['period', 'label', 'metric', 'before', 'after'],
+    ...changes.changes.map((change) => [change.period, change.label, change.metric, change.before, change.after])],
+  filename);
+}
+
 async function loadMovement(chosen, minSeq) {
   const path = `/v1/movements/${movement}`;
-  const [trend, cohorts, principles] = await Promise.all([
-    api(`${path}/trends`, { ...chosen, metrics: TREND_METRICS.join(','), min_seq: minSeq }),
-    api(`${path}/cohorts`, { ...chosen, min_seq: minSeq }),
-    api(`${path}/principles`, { from: chosen.from, to: chosen.to, min_seq: minSeq }),
+  const range = { interval: chosen.interval, from: chosen.from, to: chosen.to };
+  const asOf = asOfTime(chosen);
+  const [trend, cohorts, principles, split, stickiness] = await Promise.all([
+    api(`${path}/trends`, { ...range, metrics: TREND_METRICS.join(','), as_of: asOf, min_seq: minSeq }),
+    api(`${path}/cohorts`, { ...range, as_of: asOf, min_seq: minSeq }),
+    api(`${path}/principles`, { from: chosen.from, to: chosen.to, as_of: asOf, min_seq: minSeq }),
+    api(`${path}/trends`, { ...range, metrics: 'active_participants', by: chosen.by, top: chosen.top, as_of: asOf,
+      min_seq: minSeq }),
+    api(`${path}/stickiness`, { interval: chosen.interval, to: chosen.to, window: 12, as_of: asOf, min_seq: minSeq }),
   ]);
+  const changes = asOf
+    ? await api(`${path}/changes`, { ...range, since_seq: trend.watermark, min_seq: minSeq })
+    : null;
   return () => {
-    const range = `${chosen.interval}-${chosen.from}-to-${chosen.to}`;
+    const name = `${chosen.interval}-${chosen.from}-to-${chosen.to}`;
     for (const chart of TREND_CHARTS) {
       seriesPanel({ id: chart.id, title: chart.title, about: chart.id === 'momentum' ? headline(trend) : chart.about,
-        rows: trend.series, columns: trendColumns(trend, chart.metrics, chart.scales), filename: `${movement}-${chart.id}-${range}.csv` });
+        rows: trend.series, columns: trendColumns(trend, chart.metrics, chart.scales), filename: `${movement}-${chart.id}-${name}.csv` });
     }
-    heatMap(cohorts, `${movement}-cohorts-${range}.csv`);
+    lifecyclePanel(trend, `${movement}-lifecycle-${name}.csv`);
+    breakdownPanel(split, chosen, `${movement}-by-${chosen.by}-${name}.csv`);
+    stickinessPanel(stickiness, `${movement}-stickiness-${chosen.interval}-to-${chosen.to}.csv`);
+    heatMap(cohorts, `${movement}-cohorts-${name}.csv`);
     principlesPanel(principles, `${movement}-principles-${chosen.from}-to-${chosen.to}.csv`);
-    return Math.min(trend.watermark, cohorts.watermark, principles.watermark);
+    evidencePanel(principles, `${movement}-evidence-${chosen.from}-to-${chosen.to}.csv`);
+    if (changes) {
+      changesPanel(changes, chosen, `${movement}-changes-since-${changes.since_seq}-${chosen.interval}.csv`);
+    } else {
+      $('panel-changes')?.remove();
+    }
+    const shown = [trend, cohorts, principles, split, stickiness].map((answer) => answer.watermark);
+    // Figures as they stood stay put; the changes are what follows new events.
+    return changes ? changes.watermark : Math.min(...shown);
   };
 }
 
@@ -538,6 +779,7 @@ function setUp() {
   const metric = $('metric');
   metric.replaceChildren(...METRICS.map((name) => new Option(label(name), name)));
   $('metric-label').hidden = Boolean(movement);
+  $('movement-controls').hidden = !movement;
   readControls();
   takeTokenFromFragment();
   setInterval(poll, POLL_MS);
