@@ -95,7 +95,7 @@ async fn the_projector_answers_trend_totals_as_json_unless_asked_for_binary_and_
     let json_answer = nats.request(subject.clone(), request.to_string().into()).await.unwrap().payload;
     let mut binary_request = request.clone();
     binary_request["totals_encoding"] = json!("binary");
-    let binary_answer = nats.request(subject, binary_request.to_string().into()).await.unwrap().payload;
+    let binary_answer = nats.request(subject.clone(), binary_request.to_string().into()).await.unwrap().payload;
 
     // An older query service, which never asks, still gets JSON.
     let from_json: TrendTotals = serde_json::from_slice(&json_answer).expect("the default answer is JSON");
@@ -113,7 +113,10 @@ async fn the_projector_answers_trend_totals_as_json_unless_asked_for_binary_and_
     stack.weekly_trend(MOVEMENT, "2026-03-04", "2026-06-14", max_seq).await;
     let asked = tokio::time::timeout(Duration::from_secs(5), requests.next()).await.unwrap().unwrap();
     let asked: Value = serde_json::from_slice(&asked.payload).unwrap();
-    assert_eq!(asked["totals_encoding"], "binary", "{asked}");
+    assert_eq!(asked["totals_encoding"], "binary_with_basis", "{asked}");
+    // Asked for the form of the version before, the projector answers it,
+    // for a query service of that version during an upgrade.
+    assert_eq!(binary_answer.first(), Some(&1), "version 1 of the binary form");
     stack.stop().await;
 }
 

@@ -238,7 +238,8 @@ try {
     return main.dataset.state === 'ready' && Number(main.dataset.loads) > before;
   }, reloaded);
   check(page.url().includes(`as_of=${today}`), `the URL keeps the date: ${page.url()}`);
-  const asOf = `${today}T23:59:59Z`;
+  const asOf = await page.evaluate(() => document.querySelector('#main').dataset.asOf);
+  check(asOf.startsWith(today), `the page reads as of today: ${asOf}`);
   const stood = await checkMovementPage(page, 'month', undefined, asOf);
   const changes = await api(`/v1/movements/${movement}/changes`, { interval: 'month', from, to, since_seq: stood.watermark });
   compareRows('changes', await readTable(page, 'changes') ?? { keys: ['period', 'metric', 'before', 'after'], rows: [] },

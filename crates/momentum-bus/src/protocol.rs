@@ -41,6 +41,12 @@ pub trait Read: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The movements the read is about.
     fn reach(&self) -> Reach<'_>;
 
+    /// The stream sequence the read is as of, which the projection must
+    /// cover before it answers, as with `min_seq`.
+    fn as_of_seq(&self) -> Option<u64> {
+        None
+    }
+
     /// The answer as it crosses NATS: its JSON unless the read says otherwise.
     fn encode_answer(&self, answer: &Self::Answer) -> Result<Vec<u8>, ProtocolError> {
         Ok(serde_json::to_vec(answer)?)
@@ -173,6 +179,10 @@ impl Read for TrendRequest {
         Reach::One(&self.movement)
     }
 
+    fn as_of_seq(&self) -> Option<u64> {
+        self.filter.as_of_seq
+    }
+
     fn encode_answer(&self, answer: &Trend) -> Result<Vec<u8>, ProtocolError> {
         Ok(answer.to_json())
     }
@@ -199,9 +209,14 @@ impl Read for TrendTotalsRequest {
         Reach::One(&self.trend.movement)
     }
 
+    fn as_of_seq(&self) -> Option<u64> {
+        self.trend.filter.as_of_seq
+    }
+
     fn encode_answer(&self, answer: &TrendTotals) -> Result<Vec<u8>, ProtocolError> {
         match self.totals_encoding {
-            TotalsEncoding::Binary => Ok(answer.to_binary()),
+            TotalsEncoding::Binary => Ok(answer.to_binary_without_basis()),
+            TotalsEncoding::BinaryWithBasis => Ok(answer.to_binary()),
             TotalsEncoding::Json => Ok(serde_json::to_vec(answer)?),
         }
     }
@@ -218,6 +233,10 @@ impl Read for CohortRequest {
     fn reach(&self) -> Reach<'_> {
         Reach::One(&self.movement)
     }
+
+    fn as_of_seq(&self) -> Option<u64> {
+        self.filter.as_of_seq
+    }
 }
 
 impl Read for PrinciplesRequest {
@@ -227,6 +246,10 @@ impl Read for PrinciplesRequest {
     fn reach(&self) -> Reach<'_> {
         Reach::One(&self.movement)
     }
+
+    fn as_of_seq(&self) -> Option<u64> {
+        self.filter.as_of_seq
+    }
 }
 
 impl Read for CompareRequest {
@@ -235,6 +258,10 @@ impl Read for CompareRequest {
 
     fn reach(&self) -> Reach<'_> {
         Reach::Several(self.movements.as_slice())
+    }
+
+    fn as_of_seq(&self) -> Option<u64> {
+        self.filter.as_of_seq
     }
 
     fn for_movements(&self, movements: Vec<MovementId>) -> CompareRequest {
@@ -315,6 +342,10 @@ impl Read for StickinessRequest {
     fn reach(&self) -> Reach<'_> {
         Reach::One(&self.movement)
     }
+
+    fn as_of_seq(&self) -> Option<u64> {
+        self.filter.as_of_seq
+    }
 }
 
 /// The last stream sequence stored by a moment, by the stream's own
@@ -360,6 +391,9 @@ pub struct Versions {
     pub versions: Vec<(MovementId, u64)>,
     /// What the projector's read settings are, in a few bytes of text.
     pub settings: String,
+    /// The last stream sequence the versions include: a read asked with it
+    /// as `min_seq` is at least as new as they are, whichever replica answers.
+    pub watermark: u64,
 }
 
 impl Read for VersionsRequest {
@@ -380,6 +414,7 @@ impl Read for VersionsRequest {
         let mut merged = answers.next().ok_or(ProtocolError::NoAnswer)?;
         for versions in answers {
             merged.versions.extend(versions.versions);
+            merged.watermark = merged.watermark.max(versions.watermark);
         }
         merged.versions.sort_by_key(|(movement, _)| self.movements.iter().position(|asked| asked == movement));
         Ok(merged)
@@ -390,7 +425,8 @@ impl LedgerRead for VersionsRequest {
     fn answer(&self, ledger: &Ledger, settings: &ReadSettings) -> Result<Versions, ReadError> {
         let versions = self.movements.iter().cloned().zip(query::versions(ledger, &self.movements)).collect();
         let hour = settings.volunteer_hour_value;
-        Ok(Versions { versions, settings: format!("{}:{}", hour.basis.as_str(), hour.value_gbp) })
+        let settings = format!("{}:{}", hour.basis.as_str(), hour.value_gbp);
+        Ok(Versions { versions, settings, watermark: ledger.watermark() })
     }
 }
 

@@ -25,11 +25,10 @@ fn failed(error: impl std::fmt::Display) -> SequenceAtError {
 /// JetStream stamps each message when it stores it, in sequence order.
 pub async fn last_sequence_by(jetstream: &jetstream::Context, time: DateTime<Utc>) -> Result<u64, SequenceAtError> {
     let mut stream = jetstream.get_stream(STREAM_NAME).await.map_err(failed)?;
-    let last = stream.info().await.map_err(failed)?.state.last_sequence;
     // Nanoseconds since 1970 cover 1677 to 2262: before, nothing was
-    // stored yet; after, everything was.
+    // stored yet; after, everything was (callers refuse times to come).
     let Some(nanos) = time.timestamp_nanos_opt() else {
-        return Ok(if time < DateTime::UNIX_EPOCH { 0 } else { last });
+        return if time < DateTime::UNIX_EPOCH { Ok(0) } else { last_sequence(&mut stream).await };
     };
     // Messages stamped at `time` itself were stored by then: start just after.
     let start_time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos) + 1).map_err(failed)?;
@@ -41,7 +40,9 @@ pub async fn last_sequence_by(jetstream: &jetstream::Context, time: DateTime<Utc
         .await
         .map_err(failed)?;
     if consumer.cached_info().num_pending == 0 {
-        return Ok(last);
+        // Nothing after `time` when the consumer was made: the last stored
+        // since then was stored by then.
+        return last_sequence(&mut stream).await;
     }
     let mut messages = consumer.messages().await.map_err(failed)?;
     let first = tokio::time::timeout(FIRST_MESSAGE_WAIT, messages.next())
@@ -51,4 +52,8 @@ pub async fn last_sequence_by(jetstream: &jetstream::Context, time: DateTime<Utc
         .map_err(failed)?;
     let sequence = first.info().map_err(failed)?.stream_sequence;
     Ok(sequence.saturating_sub(1))
+}
+
+async fn last_sequence(stream: &mut jetstream::stream::Stream) -> Result<u64, SequenceAtError> {
+    Ok(stream.info().await.map_err(failed)?.state.last_sequence)
 }

@@ -922,12 +922,7 @@ async fn freshness(
 
 /// Stage 7: three years of weekly figures, every metric, read again and
 /// again from many connections, with `extra` parameters.
-async fn query_trends(
-    query_address: &str,
-    movement: &str,
-    extra: &str,
-    duration: Duration,
-) -> anyhow::Result<Value> {
+async fn query_trends(query_address: &str, movement: &str, extra: &str, duration: Duration) -> anyhow::Result<Value> {
     let today = Utc::now().date_naive();
     let from = today - chrono::Days::new(3 * 365);
     let path = format!("/v1/movements/{movement}/trends?interval=week&from={from}&to={today}{extra}");

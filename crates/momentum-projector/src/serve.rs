@@ -170,7 +170,8 @@ where
     Answered: Future<Output = Result<Vec<u8>, Refusal>>,
 {
     let asked = Asked::<R>::decode(payload)?;
-    wait_for(&context, asked.min_seq).await?;
+    // A read as of a sequence waits for it as for `min_seq`.
+    wait_for(&context, asked.min_seq.max(asked.read.as_of_seq())).await?;
     let answer_bytes_max = context.answer_bytes_max;
     let body = handler(context, asked.read).await?;
     if body.len() > answer_bytes_max {

@@ -132,8 +132,13 @@ function settings() {
   return chosen;
 }
 
-// The moment a read "as it stood on" a date is as of: the end of that day (UTC).
-const asOfTime = (chosen) => (chosen.as_of ? `${chosen.as_of}T23:59:59Z` : undefined);
+// The moment a read "as it stood on" a date is as of: the end of that day
+// (UTC), or now for today (the API refuses times to come).
+function asOfTime(chosen) {
+  if (!chosen.as_of) return undefined;
+  const end = new Date(`${chosen.as_of}T23:59:59Z`);
+  return (end > new Date() ? new Date() : end).toISOString();
+}
 
 function applyControls(event) {
   event?.preventDefault();
@@ -618,6 +623,7 @@ async function loadMovement(chosen, minSeq) {
   const path = `/v1/movements/${movement}`;
   const range = { interval: chosen.interval, from: chosen.from, to: chosen.to };
   const asOf = asOfTime(chosen);
+  main.dataset.asOf = asOf ?? '';
   const [trend, cohorts, principles, split, stickiness] = await Promise.all([
     api(`${path}/trends`, { ...range, metrics: TREND_METRICS.join(','), as_of: asOf, min_seq: minSeq }),
     api(`${path}/cohorts`, { ...range, as_of: asOf, min_seq: minSeq }),

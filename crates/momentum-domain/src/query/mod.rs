@@ -88,16 +88,11 @@ fn cells(
 }
 
 /// The watermark a read answers at: the projection's, or the sequence it
-/// reads as of, which the projection must have applied.
+/// reads as of. The projector waits until it covers that sequence before
+/// it reads (a partition's own last event may be earlier than what it
+/// covers, so the ledger's watermark is not the measure).
 fn read_watermark(ledger: &Ledger, filter: &Filter) -> Result<u64, ReadError> {
-    let watermark = ledger.watermark();
-    match filter.as_of_seq {
-        Some(as_of) if as_of > watermark => Err(ReadError::Invalid(format!(
-            "as_of_seq {as_of} is after the projection's watermark {watermark}: ask with min_seq {as_of}"
-        ))),
-        Some(as_of) => Ok(as_of),
-        None => Ok(watermark),
-    }
+    Ok(filter.as_of_seq.unwrap_or_else(|| ledger.watermark()))
 }
 
 /// The facts of the movement a read names: it must have events (by the

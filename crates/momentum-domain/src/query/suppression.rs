@@ -102,10 +102,11 @@ fn close(hidden: &mut BTreeSet<Metric>) {
         Metric::ResurrectingParticipants,
     ];
     // Each rule may hide what the other looks at: apply both until neither
-    // hides more.
+    // hides more. A hidden active count hides its parts too, which add up
+    // to it (a split read hides one that is not small).
     loop {
         let before = hidden.len();
-        if lifecycle.iter().any(|metric| hidden.contains(metric)) {
+        if hidden.contains(&Metric::ActiveParticipants) || lifecycle.iter().any(|metric| hidden.contains(metric)) {
             hidden.extend(lifecycle);
         }
         if hidden.contains(&Metric::RetainedParticipants) || hidden.contains(&Metric::DormantParticipants) {
@@ -148,8 +149,17 @@ pub fn trend(trend: &mut Trend, totals: &TrendTotals, below: u64) {
     };
     let periods = totals.totals.len() - lookback;
     assert_eq!(trend.series.len(), periods * cells.len(), "a trend is suppressed by its own totals");
+    // Whose active count the period before hid: the next period's retained
+    // and dormant add up to it, so they are hidden too.
+    let mut active_hidden_before = vec![false; cells.len()];
     for index in 0..periods {
         let mut hidden: Vec<BTreeSet<Metric>> = cells.iter().map(|all| hidden_in(all, index, below)).collect();
+        for (row, hidden_before) in hidden.iter_mut().zip(&active_hidden_before) {
+            if *hidden_before {
+                row.insert(Metric::DormantParticipants);
+                close(row);
+            }
+        }
         // Each second cell hidden may hide more of its row: go on until
         // no count is hidden in one row alone.
         loop {
@@ -176,6 +186,7 @@ pub fn trend(trend: &mut Trend, totals: &TrendTotals, below: u64) {
                 }
             }
         }
+        active_hidden_before = hidden.iter().map(|row| row.contains(&Metric::ActiveParticipants)).collect();
     }
     trend.suppressed_below = Some(below);
 }
@@ -237,7 +248,11 @@ pub fn principles(principles: &mut Principles, below: u64) {
     hide_in_groups(&mut counts, &groups.into_values().collect::<Vec<_>>(), below);
     for (evidence, count) in principles.evidence.iter_mut().zip(counts) {
         let small_denominator = evidence.denominator.is_some_and(|count| is_small(count, below));
-        if evidence.indicator.counts_people() && (count.is_none() || small_denominator) {
+        // A share of people also shows the rest: those not counted.
+        let is_share = evidence.indicator != super::Indicator::Momentum;
+        let small_rest = is_share
+            && evidence.denominator.zip(evidence.numerator).is_some_and(|(all, some)| is_small(all - some, below));
+        if evidence.indicator.counts_people() && (count.is_none() || small_denominator || small_rest) {
             (evidence.value, evidence.numerator, evidence.denominator) = (Value::Null, None, None);
         }
     }

@@ -565,6 +565,23 @@ proptest! {
                     "{metric:?} of period {period} hidden in one row alone: {rows:?}"
                 );
             }
+            // Nothing hidden follows from what its row, or the next, shows.
+            for (cell, row) in rows.iter().enumerate() {
+                let shown = |row: &TrendRow, metric| row.get(metric).is_some_and(|value| !value.is_null());
+                if !shown(row, Metric::ActiveParticipants) {
+                    prop_assert!(
+                        !(shown(row, Metric::NewParticipants) && shown(row, Metric::ReturningParticipants)),
+                        "active hidden but new and returning shown: {row:?}"
+                    );
+                    if period == 0 {
+                        let next = &suppressed.series[cells.len() + cell];
+                        prop_assert!(
+                            !(shown(next, Metric::RetainedParticipants) && shown(next, Metric::DormantParticipants)),
+                            "active hidden but the next period's retained and dormant shown: {next:?}"
+                        );
+                    }
+                }
+            }
             for (row, before) in rows.iter().zip(before) {
                 for ((metric, value), (_, shown)) in row.values.iter().zip(&before.values) {
                     if metric.counts_people() && let Some(count) = shown.as_i64() && count > 0 && count < 5 {
@@ -609,10 +626,10 @@ fn binary_totals_of_the_version_before_the_basis_read_with_a_custom_basis() {
         totals: vec![PeriodTotals { meetings: 2, ..PeriodTotals::default() }],
         split: None,
     };
-    let mut bytes = totals.to_binary();
-    assert_eq!(bytes[0], 2, "the version with the basis");
-    bytes[0] = 1;
-    bytes.remove(1 + 8 + 8);
+    assert_eq!(totals.to_binary()[0], 2, "the version with the basis");
+    let bytes = totals.to_binary_without_basis();
+    assert_eq!(bytes[0], 1, "the version query services before it read");
+    assert_eq!(bytes.len() + 1, totals.to_binary().len());
     let read = TrendTotals::from_answer(&bytes).unwrap();
     assert_eq!(read, TrendTotals { volunteer_hour_basis: HourValueBasis::Custom, ..totals });
 }

@@ -56,9 +56,15 @@ pub struct CellTotals {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TotalsEncoding {
-    /// [`TrendTotals::to_binary`]: reading long totals as JSON was a large
-    /// share of the query service's work for a trend (docs/benchmarks.md).
+    /// [`TrendTotals::to_binary_without_basis`], the form query services
+    /// of earlier versions ask for and read: reading long totals as JSON was
+    /// a large share of the query service's work for a trend
+    /// (docs/benchmarks.md).
     Binary,
+    /// [`TrendTotals::to_binary`], with the basis of the hour value and a
+    /// split's rows: what this version's query service asks for. A
+    /// projector of an earlier version answers JSON to it.
+    BinaryWithBasis,
     /// JSON, as every other answer. Also what an encoding this version
     /// does not know reads as, so that a newer query service asking for
     /// one still gets an answer it can read.
@@ -124,6 +130,17 @@ impl TrendTotals {
                 write_periods(&mut bytes, &cell.totals);
             }
         }
+        bytes
+    }
+
+    /// The form of version 1, for query services that read only it: as
+    /// [`TrendTotals::to_binary`] without the basis byte and the split
+    /// (such a query service never asks for one).
+    pub fn to_binary_without_basis(&self) -> Vec<u8> {
+        let unsplit = TrendTotals { split: None, ..self.clone() };
+        let mut bytes = unsplit.to_binary();
+        bytes[0] = TOTALS_BINARY_VERSION_WITHOUT_BASIS;
+        bytes.remove(1 + 8 + 8);
         bytes
     }
 

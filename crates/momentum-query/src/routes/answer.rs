@@ -118,8 +118,9 @@ pub(crate) async fn at_time<R: FiguresRead>(
 
 /// Answers a read as [`read`] does, with an `ETag` made from the request,
 /// the caller's suppression, the format and the versions of the read's
-/// movements (asked of the projector first, so that an answer is never
-/// newer than its tag says). A request whose `If-None-Match` holds the tag
+/// movements (asked of the projector first, and the read then waits for
+/// the sequence they were read at, so that an answer is never older than
+/// its tag says). A request whose `If-None-Match` holds the tag
 /// is answered `304 Not Modified` without computing the answer again.
 pub(crate) async fn read_cached<A: CsvAnswer, R: CachedRead, Answered>(
     state: &AppState,
@@ -141,10 +142,13 @@ where
         Err(response) => return response,
     };
     let tag = entity_tag(&request, reading, suppression_for(state, caller), &versions);
+    // The answer must be at least as new as the versions it is tagged
+    // with, whichever replica answers each request.
+    let min_seq = reading.min_seq.max(Some(versions.watermark));
     let mut response = if if_none_match(headers, &tag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        respond::<A>(reading, read(request, reading.min_seq).await)
+        respond::<A>(reading, read(request, min_seq).await)
     };
     if matches!(response.status(), StatusCode::OK | StatusCode::NOT_MODIFIED) {
         let headers = response.headers_mut();
@@ -252,7 +256,7 @@ pub(super) async fn trend_totals(
     request: &TrendRequest,
     min_seq: Option<u64>,
 ) -> Result<TrendTotals, Response> {
-    let read = TrendTotalsRequest { trend: request.clone(), totals_encoding: TotalsEncoding::Binary };
+    let read = TrendTotalsRequest { trend: request.clone(), totals_encoding: TotalsEncoding::BinaryWithBasis };
     ask(state, Asked { min_seq, read }).await
 }
 

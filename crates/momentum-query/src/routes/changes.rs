@@ -115,6 +115,8 @@ pub(crate) async fn changes(
         let reading = parameters.reading(&headers)?;
         let request =
             ChangesRequest::try_from(RequestParts { parameters: &parameters, movement, today: today(&state) })?;
+        // The figures now must include `since_seq`, or they could be older than the figures then.
+        let reading = reading.waiting_for(Some(request.since_seq));
         Ok::<_, Problem>((request, reading))
     })();
     let (reading_state, reading_caller) = (state.clone(), caller.clone());

@@ -292,12 +292,17 @@ pub(crate) fn as_of_time(text: Option<&str>, with_seq: bool) -> Result<Option<Da
     if with_seq {
         return Err(Problem::bad_parameter("as_of", "give as_of or as_of_seq, not both"));
     }
-    DateTime::parse_from_rfc3339(text).map(|time| Some(time.with_timezone(&Utc))).map_err(|_| {
+    let time = DateTime::parse_from_rfc3339(text).map(|time| time.with_timezone(&Utc)).map_err(|_| {
         Problem::bad_parameter(
             "as_of",
             format!("must be an RFC 3339 date and time such as 2026-03-31T17:00:00Z, got {text:?}"),
         )
-    })
+    })?;
+    // What the stream will hold at a time to come is not known yet.
+    if time > Utc::now() {
+        return Err(Problem::bad_parameter("as_of", "must not be later than now"));
+    }
+    Ok(Some(time))
 }
 
 /// The non-empty, trimmed items of a comma-separated parameter.
