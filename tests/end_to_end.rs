@@ -850,8 +850,18 @@ async fn the_readme_stack_command_starts_everything_and_serves_the_demo_data() {
     let root = momentum_testkit::workspace_root();
     let state = tempfile::tempdir().unwrap();
     let [nats, nats_http, ingest, query, projector] = std::array::from_fn(|_| momentum_testkit::free_port());
+    let mut command = Command::new("bash");
+    // The script builds with cargo as a user would. The variables cargo set
+    // for this test (CARGO_MANIFEST_DIR among them) would make that build
+    // compile and link again a dependency that reads them, under the other
+    // tests' feet: give the script a user's environment.
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("CARGO_")) {
+        if !matches!(name.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR") {
+            command.env_remove(name);
+        }
+    }
     let mut stack = momentum_testkit::ChildProcess::spawn(
-        Command::new("bash")
+        command
             .arg(root.join("scripts/stack.sh"))
             .env("MOMENTUM_STACK_DIR", state.path())
             .env("MOMENTUM_NATS_PORT", nats.to_string())

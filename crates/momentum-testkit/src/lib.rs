@@ -46,6 +46,13 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> → target/<profile>/<name>
     let profile_folder = test_executable.parent().and_then(Path::parent).expect("tests run from target/<profile>/deps");
     let binary = profile_folder.join(name);
+    // A `cargo build` another test runs (the README's stack command) may link
+    // a binary into place again: for a moment the path is gone. Wait that
+    // out; a binary never built stays missing.
+    let deadline = std::time::Instant::now() + BINARY_RELINK_WAIT;
+    while !binary.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert!(
         binary.exists(),
         "{} is missing: build the workspace's binaries first (cargo build --workspace --bins)",
@@ -53,6 +60,9 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     );
     binary
 }
+
+/// How long [`workspace_binary`] waits for a binary another build is linking again.
+const BINARY_RELINK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A free TCP port on the loopback interface, as the OS hands it out.
 pub fn free_port() -> u16 {
