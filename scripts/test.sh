@@ -24,6 +24,11 @@ if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installe
   npm ci --prefix tests/browser --no-audit --no-fund
   cp tests/browser/package-lock.json tests/browser/node_modules/.installed-lock.json
 fi
+# tests/operations.rs checks the alert rules with promtool (Debian's prometheus package).
+if ! command -v promtool >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
 # The deployment files: NATS configuration, compose file, Kubernetes manifests.
 scripts/validate-deploy.sh
 # The end-to-end tests start the projector binary as a child process.

@@ -163,3 +163,64 @@ async fn momentum_probe_exits_zero_only_when_the_service_answers_ready() {
     assert!(String::from_utf8_lossy(&not_found.stderr).contains("404"));
     stack.stop().await;
 }
+
+/// The metric names a document of the deployment (an alert rule file, a
+/// Grafana dashboard) names: every `momentum_…` word in it.
+fn named_metrics(document: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = document;
+    while let Some(at) = rest.find("momentum_") {
+        let tail = &rest[at..];
+        let end =
+            tail.find(|c: char| !(c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())).unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The sample names a scrape holds: each family's, with the suffixes
+/// OpenMetrics gives counters and histograms.
+fn sample_names(scrape: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in scrape.lines().filter(|line| line.starts_with("# TYPE ")) {
+        let mut words = line["# TYPE ".len()..].split_whitespace();
+        let (Some(name), Some(kind)) = (words.next(), words.next()) else { continue };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        names.extend(suffixes.iter().map(|suffix| format!("{name}{suffix}")));
+    }
+    names
+}
+
+#[tokio::test]
+async fn every_metric_the_alert_rules_and_the_grafana_dashboard_name_is_served_and_the_rules_parse() {
+    let stack = TestStack::start().await;
+    // Families with labels show once they have a sample: an event and a read.
+    let (_, body) = stack.post_event(&hours("m1", "alpha", "2026-03-04T10:00:00Z", "p", 1.0)).await;
+    stack.weekly_trend("alpha", "2026-03-02", "2026-03-08", body["seq"].as_u64().unwrap()).await;
+    let mut served = std::collections::BTreeSet::new();
+    let projector_url = stack.projector_url.clone().expect("the stack's projector serves its probes");
+    for url in [&stack.ingest_url, &stack.query_url, &projector_url] {
+        served.extend(sample_names(&scrape(&stack.http, url).await));
+    }
+    let root = momentum_testkit::workspace_root().join("deploy/monitoring");
+    let rules = std::fs::read_to_string(root.join("alerts.yml")).unwrap();
+    let dashboard = std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap();
+    let _: Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    for (document, text) in [("alerts.yml", &rules), ("grafana-dashboard.json", &dashboard)] {
+        let named = named_metrics(text);
+        assert!(named.len() >= 5, "{document} names metrics: {named:?}");
+        let missing: Vec<&String> = named.iter().filter(|name| !served.contains(*name)).collect();
+        assert!(missing.is_empty(), "{document} names {missing:?}, which no service serves; served: {served:?}");
+    }
+    // promtool comes with Debian's prometheus package; scripts/test.sh installs it.
+    let checked = Command::new("promtool").arg("check").arg("rules").arg(root.join("alerts.yml")).output();
+    let checked = checked.expect("promtool runs: apt-get install --no-install-recommends prometheus");
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stderr));
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("SUCCESS: 5 rules found"));
+    stack.stop().await;
+}

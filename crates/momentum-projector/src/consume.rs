@@ -158,6 +158,7 @@ async fn consume(
             Err(Opening::Store(error)) => return Err(error.into()),
             Err(Opening::Nats(error)) => {
                 reading.store(false, Ordering::Relaxed);
+                metrics.stream_read_failures.inc();
                 tracing::warn!(%error, "cannot read the event stream yet; retrying");
                 tokio::select! {
                     _ = stop.changed() => {}
@@ -197,6 +198,7 @@ async fn consume(
                             tracing::warn!(%error, "cannot count the unread events; reopening the consumer");
                         }
                     }
+                    metrics.stream_read_failures.inc();
                     reading.store(false, Ordering::Relaxed);
                     break;
                 }
@@ -248,6 +250,7 @@ async fn consume(
                 watermark.send_replace(applied_to);
             }
             if failed {
+                metrics.stream_read_failures.inc();
                 break;
             }
         }

@@ -52,6 +52,8 @@ pub(crate) struct ProjectorMetrics {
     /// The last stream sequence written to the store in a checkpoint.
     pub checkpoint_watermark: Gauge,
     pub applied: Counter,
+    /// Times the event stream could not be read and its consumer was opened again.
+    pub stream_read_failures: Counter,
     pub batch_events: Histogram,
     pub batch_seconds: Histogram,
     /// Time a read spends computing its answer (after any `min_seq` wait).
@@ -66,6 +68,7 @@ impl ProjectorMetrics {
             watermark: Gauge::default(),
             checkpoint_watermark: Gauge::default(),
             applied: Counter::default(),
+            stream_read_failures: Counter::default(),
             // 1 to 4096 events, doubling (batches are at most 1000 by default).
             batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             batch_seconds: Histogram::new(momentum_runtime::metrics::duration_buckets()),
@@ -89,6 +92,11 @@ impl ProjectorMetrics {
             metrics.checkpoint_watermark.clone(),
         );
         registry.register("projector_applied_events", "Stream messages applied since start", metrics.applied.clone());
+        registry.register(
+            "projector_stream_read_failures",
+            "Times the event stream could not be read, or its consumer failed or stalled, and was opened again",
+            metrics.stream_read_failures.clone(),
+        );
         registry.register("projector_batch_events", "Stream messages per folded batch", metrics.batch_events.clone());
         registry.register(
             "projector_batch_duration_seconds",

@@ -52,6 +52,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<RouteLabels, Histogram>,
     nats_connected: Gauge,
+    /// What the last `/readyz` answered: a readiness that flaps shows as changes.
+    ready: Gauge,
 }
 
 impl Metrics {
@@ -69,7 +71,19 @@ impl Metrics {
         );
         let nats_connected = Gauge::default();
         registry.register("nats_connected", "1 while the service is connected to NATS, else 0", nats_connected.clone());
-        Arc::new(Metrics { registry: std::sync::Mutex::new(registry), requests, request_seconds, nats_connected })
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when the last /readyz answered ready, 0 when it answered not ready",
+            ready.clone(),
+        );
+        let registry = std::sync::Mutex::new(registry);
+        Arc::new(Metrics { registry, requests, request_seconds, nats_connected, ready })
+    }
+
+    /// Records what `/readyz` answered.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     /// Adds a service's own metric to the registry.

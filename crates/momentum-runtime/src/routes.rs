@@ -193,9 +193,9 @@ async fn livez() -> &'static str {
     ),
 )]
 async fn readyz(Extension(shared): Extension<Shared>) -> Response {
-    crate::nats_unready(&shared.nats)
-        .or_else(|| (shared.readiness)())
-        .unwrap_or_else(|| (StatusCode::OK, "ready").into_response())
+    let unready = crate::nats_unready(&shared.nats).or_else(|| (shared.readiness)());
+    shared.metrics.set_ready(unready.is_none());
+    unready.unwrap_or_else(|| (StatusCode::OK, "ready").into_response())
 }
 
 #[utoipa::path(
