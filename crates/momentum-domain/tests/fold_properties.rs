@@ -190,6 +190,16 @@ fn periods(interval: Interval, from: &str, to: &str) -> Periods {
     Periods::new(interval, DateRange::new(day(from), day(to)).expect("a range in order")).expect("a readable range")
 }
 
+/// A trend of `movement` over `periods`, every metric, read on [`TODAY`].
+fn trend_request(movement: MovementId, periods: Periods, filter: Filter, split: Option<Split>) -> TrendRequest {
+    TrendRequest { movement, periods, metrics: None, filter, split, today: Some(day(TODAY)) }
+}
+
+/// The cohorts of `movement` over `periods` (mode `on`), read on [`TODAY`].
+fn cohort_request(movement: MovementId, periods: Periods, filter: Filter, split: Option<Split>) -> CohortRequest {
+    CohortRequest { movement, periods, mode: CohortMode::On, filter, split, today: Some(day(TODAY)) }
+}
+
 /// In every trend row: new + retained + resurrecting = active, and
 /// returning = retained + resurrecting.
 fn assert_lifecycle_adds_up(reads: &Value) {
@@ -223,23 +233,9 @@ fn read_all_with(state: &Ledger, filter: &Filter) -> Value {
     for movement in MOVEMENTS {
         for interval in Interval::ALL {
             let periods = periods(interval, FROM, TO);
-            let request = TrendRequest {
-                movement: id(movement),
-                periods,
-                metrics: None,
-                filter: filter.clone(),
-                split: None,
-                today: Some(day(TODAY)),
-            };
+            let request = trend_request(id(movement), periods, filter.clone(), None);
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-            let request = CohortRequest {
-                mode: CohortMode::On,
-                movement: id(movement),
-                periods,
-                filter: filter.clone(),
-                split: None,
-                today: Some(day(TODAY)),
-            };
+            let request = cohort_request(id(movement), periods, filter.clone(), None);
             let cohorts = query::cohorts(state, &request).map(|cohorts| serde_json::to_value(cohorts.cohorts).unwrap());
             if matches!(interval, Interval::Week | Interval::Month) {
                 let request = CohortRequest { mode: CohortMode::OnOrAfter, ..request.clone() };
@@ -280,14 +276,7 @@ fn window_trends(state: &Ledger) -> Value {
     let mut all = serde_json::Map::new();
     for movement in MOVEMENTS {
         for interval in Interval::ALL {
-            let request = TrendRequest {
-                movement: id(movement),
-                periods: periods(interval, WINDOW.0, WINDOW.1),
-                metrics: None,
-                filter: Filter::default(),
-                split: None,
-                today: Some(day(TODAY)),
-            };
+            let request = trend_request(id(movement), periods(interval, WINDOW.0, WINDOW.1), Filter::default(), None);
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
             all.insert(format!("{movement} {interval:?} window trend"), trend.unwrap_or(Value::Null));
         }
@@ -306,24 +295,9 @@ const PRINCIPLES_DAYS: (&str, &str) = ("2026-01-10", "2026-02-20");
 fn split_reads(state: &Ledger, split: Split) -> Value {
     let weeks = periods(Interval::Week, FROM, TO);
     let movement = id(SPLIT_MOVEMENT);
-    let filter = Filter::default();
-    let trend = TrendRequest {
-        movement: movement.clone(),
-        periods: weeks,
-        metrics: None,
-        filter,
-        split: Some(split),
-        today: Some(day(TODAY)),
-    };
+    let trend = trend_request(movement.clone(), weeks, Filter::default(), Some(split));
     let trend = query::trend(state, &trend, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-    let cohorts = CohortRequest {
-        mode: CohortMode::On,
-        movement: movement.clone(),
-        periods: weeks,
-        filter: Filter::default(),
-        split: Some(split),
-        today: Some(day(TODAY)),
-    };
+    let cohorts = cohort_request(movement.clone(), weeks, Filter::default(), Some(split));
     let cohorts = query::cohorts(state, &cohorts).map(|read| serde_json::to_value(read.cohorts).unwrap());
     let stickiness = StickinessRequest {
         movement: movement.clone(),
@@ -487,23 +461,9 @@ fn window_reads(state: &Ledger, filter: &Filter) -> Value {
     for movement in MOVEMENTS {
         for interval in [Interval::Day, Interval::Week, Interval::Month] {
             let periods = periods(interval, WINDOW.0, WINDOW.1);
-            let request = TrendRequest {
-                movement: id(movement),
-                periods,
-                metrics: None,
-                filter: filter.clone(),
-                split: None,
-                today: Some(day(TODAY)),
-            };
+            let request = trend_request(id(movement), periods, filter.clone(), None);
             let trend = query::trend(state, &request, &READ).map(|trend| serde_json::to_value(trend.series).unwrap());
-            let request = CohortRequest {
-                mode: CohortMode::On,
-                movement: id(movement),
-                periods,
-                filter: filter.clone(),
-                split: None,
-                today: Some(day(TODAY)),
-            };
+            let request = cohort_request(id(movement), periods, filter.clone(), None);
             let cohorts = query::cohorts(state, &request).map(|read| serde_json::to_value(read.cohorts).unwrap());
             all.insert(format!("{movement} {interval:?} trend"), trend.unwrap_or(Value::Null));
             all.insert(format!("{movement} {interval:?} cohorts"), cohorts.unwrap_or(Value::Null));

@@ -310,16 +310,19 @@ function seriesPanel({ id, title, about, rows: heads, columns, filename }) {
   charts.set(id, chart);
   plot.chart = chart; // so tests/browser can compare what is drawn with the table
   plot.dataset.incomplete = JSON.stringify(heads.filter((head) => head.complete === false).map((head) => head.period));
-  // The grid settles only once every panel is in: a chart drawn while its
-  // panel was alone in its row was measured too wide. One observer per
-  // figure follows its width, whichever chart the figure holds by then.
-  if (!sized.has(figure)) {
-    sized.add(figure);
-    new ResizeObserver(() => {
-      const current = charts.get(id);
-      if (current) fitChart(current, figure);
-    }).observe(figure);
-  }
+  followWidth(id, figure);
+}
+
+// The grid settles only once every panel is in: a chart drawn while its
+// panel was alone in its row was measured too wide. One observer per figure
+// follows its width, whichever chart the figure holds by then.
+function followWidth(id, figure) {
+  if (sized.has(figure)) return;
+  sized.add(figure);
+  new ResizeObserver(() => {
+    const current = charts.get(id);
+    if (current) fitChart(current, figure);
+  }).observe(figure);
 }
 
 // A row of a period not over yet says so: its figures are still growing.
@@ -515,13 +518,7 @@ function lifecyclePanel(trend, filename) {
   offerCsv(section, [['period', 'label', 'complete', ...LIFECYCLE],
     ...trend.series.map((row) => [row.period, row.label, row.complete, ...LIFECYCLE.map((metric) => row[metric])])],
   filename);
-  if (!sized.has(figure)) {
-    sized.add(figure);
-    new ResizeObserver(() => {
-      const current = charts.get('lifecycle');
-      if (current) fitChart(current, figure);
-    }).observe(figure);
-  }
+  followWidth('lifecycle', figure);
 }
 
 // Active participants by area or partner: the top values of the range, the rest as (other).

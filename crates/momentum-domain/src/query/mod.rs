@@ -91,8 +91,8 @@ fn cells(
 /// reads as of. The projector waits until it covers that sequence before
 /// it reads (a partition's own last event may be earlier than what it
 /// covers, so the ledger's watermark is not the measure).
-fn read_watermark(ledger: &Ledger, filter: &Filter) -> Result<u64, ReadError> {
-    Ok(filter.as_of_seq.unwrap_or_else(|| ledger.watermark()))
+fn read_watermark(ledger: &Ledger, filter: &Filter) -> u64 {
+    filter.as_of_seq.unwrap_or_else(|| ledger.watermark())
 }
 
 /// The facts of the movement a read names: it must have events (by the
@@ -119,7 +119,7 @@ pub fn trend_totals(
     let periods = request.periods.starts();
     // Read the watermark first: rows written after it only make the answer
     // newer than it says, never older.
-    let watermark = read_watermark(ledger, &request.filter)?;
+    let watermark = read_watermark(ledger, &request.filter);
     let facts = facts(ledger, &request.movement, &request.filter)?;
     let starts = with_lookback(request, &periods);
     let interval = request.periods.interval();
@@ -261,7 +261,7 @@ fn row_figure(all: &[PeriodTotals], hour_value: f64, index: usize, metric: Metri
 pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, ReadError> {
     let periods = request.periods.starts();
     let interval = request.periods.interval();
-    let watermark = read_watermark(ledger, &request.filter)?;
+    let watermark = read_watermark(ledger, &request.filter);
     let facts = facts(ledger, &request.movement, &request.filter)?;
     let until = interval.next_period(periods[periods.len() - 1]);
     let mut cohorts = Vec::new();
@@ -299,7 +299,7 @@ pub fn cohorts(ledger: &Ledger, request: &CohortRequest) -> Result<Cohorts, Read
 /// The eight-principles panel over a range of local dates.
 pub fn principles(ledger: &Ledger, request: &PrinciplesRequest) -> Result<Principles, ReadError> {
     let range = request.range();
-    let watermark = read_watermark(ledger, &request.filter)?;
+    let watermark = read_watermark(ledger, &request.filter);
     let facts = facts(ledger, &request.movement, &request.filter)?;
     let until = range.to().succ_opt().unwrap_or(range.to());
     let mut figures = Vec::new();

@@ -101,7 +101,7 @@ pub fn stickiness(ledger: &Ledger, request: &StickinessRequest) -> Result<Sticki
     if starts.len() > STICKINESS_WINDOW_MAX as usize {
         return Err(ReadError::Invalid(format!("a window holds at most {STICKINESS_WINDOW_MAX} periods")));
     }
-    let watermark = super::read_watermark(ledger, &request.filter)?;
+    let watermark = super::read_watermark(ledger, &request.filter);
     let facts = facts(ledger, &request.movement, &request.filter)?;
     let interval = request.periods.interval();
     let until = interval.next_period(starts[starts.len() - 1]);
