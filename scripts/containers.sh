@@ -66,9 +66,10 @@ debian_base() {
   fi
 }
 
-# Only the files of the packages a Rust binary needs at run time, the CA
-# bundle the packages' scripts made, and a passwd with the users distroless
-# has: no shell, no package manager, no coreutils.
+# Only the files of the packages a Rust binary needs at run time (their
+# copyright files, no other documentation), the CA bundle the packages'
+# scripts made, and a passwd with the users distroless has: no shell, no
+# package manager, no coreutils.
 runtime_base() {
   image_exists localhost/momentum-runtime:$debian_suite && return
   local rootfs="$state/rootfs" runtime="$state/runtime"
@@ -80,7 +81,9 @@ runtime_base() {
   {
     dpkg --root="$rootfs" -L libc6 libgcc-s1 ca-certificates
     printf '%s\n' /etc/ssl/certs/ca-certificates.crt /etc/os-release /usr/lib/os-release
-  } | grep -v -E '^/(\.|lib|lib64)$|/s?bin(/|$)' | sed -E 's#^/(lib|lib64)/#/usr/\1/#; s#^/##' | sort -u \
+  } | grep -v -E '^/(\.|lib|lib64)$|/s?bin(/|$)|^/usr/share/(man|lintian|locale)/' \
+    | awk '!/^\/usr\/share\/doc\/[^\/]+\// || /^\/usr\/share\/doc\/[^\/]+\/copyright$/' \
+    | sed -E 's#^/(lib|lib64)/#/usr/\1/#; s#^/##' | sort -u \
     | tar -C "$rootfs" -c --no-recursion -T - | tar -C "$runtime" -x --keep-directory-symlink
   printf '%s\n' 'root:x:0:0:root:/root:/sbin/nologin' 'nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin' \
     'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >"$runtime/etc/passwd"

@@ -360,3 +360,79 @@ async fn the_compose_deployment_starts_healthy_keeps_every_acknowledged_event_an
     assert_eq!(deployment.projector_resumed_at().await, last_sequence, "the store survived down and up");
     assert_eq!(figures, deployment.every_figure(1, last_sequence).await, "the same figures after down and up");
 }
+
+/// The binaries the image ships, the services and the operators' tool: no developer tool, no test kit.
+const IMAGE_BINARIES: [&str; 4] = [
+    "usr/local/bin/momentum",
+    "usr/local/bin/momentum-ingest",
+    "usr/local/bin/momentum-projector",
+    "usr/local/bin/momentum-query",
+];
+
+#[tokio::test]
+#[ignore = "needs podman and the images scripts/containers.sh builds; run by scripts/containers.sh test"]
+async fn the_image_holds_only_the_services_runs_as_nonroot_has_no_shell_and_is_labelled() {
+    let inspect: Value = serde_json::from_str(&podman(&["image", "inspect", MOMENTUM_IMAGE]).await).unwrap();
+    let image = &inspect[0];
+    let size_bytes = image["Size"].as_u64().expect("the image's size");
+    let config = &image["Config"];
+    assert_eq!(config["User"], "nonroot:nonroot", "{config}");
+    assert_eq!(image["Healthcheck"]["Test"], serde_json::json!(["CMD", "momentum", "probe"]), "{image}");
+    assert!(config["Volumes"].is_null(), "no anonymous volume for every container: {config}");
+    let labels = &image["Labels"];
+    for label in ["source", "version", "revision", "licenses"] {
+        let value = labels[format!("org.opencontainers.image.{label}")].as_str().unwrap_or_default();
+        assert!(!value.is_empty() && value != "unknown", "org.opencontainers.image.{label} is set: {labels}");
+    }
+
+    // Every file of the image, from a container of it exported.
+    let folder = tempfile::tempdir().unwrap();
+    let archive = folder.path().join("image.tar");
+    let container = format!("momentum-hygiene-{}", std::process::id());
+    podman(&["create", "--name", &container, MOMENTUM_IMAGE]).await;
+    podman(&["export", "--output", archive.to_str().unwrap(), &container]).await;
+    podman(&["rm", &container]).await;
+    let listing = run(Path::new("tar"), &["-tvf", archive.to_str().unwrap()], &[], folder.path()).await;
+    let mut executables: Vec<&str> = listing
+        .lines()
+        .filter(|line| line.starts_with('-') && line.as_bytes().get(3) == Some(&b'x'))
+        .filter_map(|line| line.split_whitespace().last())
+        .filter(|path| !path.ends_with(".so") && !path.contains(".so."))
+        .collect();
+    executables.sort_unstable();
+    // glibc's loader and its helpers are the only other executables.
+    executables.retain(|path| !path.starts_with("usr/lib/") && !path.starts_with("usr/libexec/"));
+    assert_eq!(executables, IMAGE_BINARIES, "the image's programs: no shell, no developer tool");
+    for shell in ["sh", "bash", "dash", "busybox"] {
+        let found = listing
+            .lines()
+            .filter_map(|line| line.split_whitespace().last())
+            .any(|path| path.rsplit('/').next() == Some(shell));
+        assert!(!found, "the image holds no {shell}");
+    }
+    let shell = Command::new("podman")
+        .args(["run", "--rm", "--entrypoint", "sh", MOMENTUM_IMAGE, "-c", "true"])
+        .env("CONTAINERS_CONF", workspace_root().join("scripts/containers.conf"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!shell.status.success(), "no shell runs in the image");
+
+    // Each binary runs on the image's base; the operators' tool has no developer commands.
+    for binary in IMAGE_BINARIES {
+        let name = binary.rsplit('/').next().unwrap();
+        let help = podman(&["run", "--rm", MOMENTUM_IMAGE, name, "--help"]).await;
+        assert!(help.contains("Usage"), "{name} --help: {help}");
+        if name == "momentum" {
+            for developer_command in ["demo", "bench"] {
+                assert!(!help.contains(&format!("  {developer_command} ")), "{help}");
+            }
+        }
+    }
+    println!(
+        "image {MOMENTUM_IMAGE}: {:.1} MB, user {}, {} files, programs {executables:?}, labels {labels}",
+        size_bytes as f64 / 1e6,
+        config["User"],
+        listing.lines().count()
+    );
+}
