@@ -41,6 +41,8 @@ install_debian_packages() {
   local missing=()
   command -v podman >/dev/null || missing+=(podman netavark aardvark-dns)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
+  # kube play makes its pods' pause image with catatonit.
+  command -v catatonit >/dev/null || missing+=(catatonit)
   [ "${#missing[@]}" -eq 0 ] && return
   say "installing ${missing[*]} (Debian)"
   local sudo=""
