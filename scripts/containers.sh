@@ -121,7 +121,8 @@ momentum_image() {
   source="$(git remote get-url origin 2>/dev/null || echo "file://$root")"
   say "building localhost/momentum:latest from deploy/Dockerfile"
   # The docker format: OCI images have no HEALTHCHECK, and podman drops it.
-  podman build --quiet --format docker -f deploy/Dockerfile -t localhost/momentum:latest \
+  # No cache: buildah keeps a LABEL layer whose build argument changed.
+  podman build --quiet --no-cache --format docker -f deploy/Dockerfile -t localhost/momentum:latest \
     --build-arg BINARIES=prebuilt --build-arg RUNTIME_IMAGE=localhost/momentum-runtime:$debian_suite \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg SOURCE="$source" . >/dev/null
 }
@@ -146,5 +147,6 @@ if [ "$command_name" = test ]; then
   export MOMENTUM_PODMAN_COMPOSE
   # The tests start the host's momentum-dev to post the demo data.
   cargo build --quiet -p momentum-dev
-  cargo test --quiet -p momentum-tests --test system -- --ignored --test-threads=1 containers:: "$@"
+  # --nocapture: the image test prints its hygiene report (size, user, programs, labels).
+  cargo test --quiet -p momentum-tests --test system -- --ignored --test-threads=1 --nocapture containers:: "$@"
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test: unit and property tests, and the end-to-end tests against a
-# real nats-server (installed into .tools/ first if none is found). Extra
-# arguments go to `cargo test`, e.g. `scripts/test.sh -- kill`.
+# Runs every test: unit and property tests, the end-to-end tests against a
+# real nats-server (installed into .tools/ first if none is found), then the
+# container tests (scripts/containers.sh). Extra arguments go to `cargo test`,
+# e.g. `scripts/test.sh -- kill`, and skip the container step.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -36,6 +37,14 @@ cargo build --workspace --bins
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$log"
+# The container tests (tests/containers.rs), a step of their own with its own
+# time bound: the images are made and built first (podman, debootstrap and
+# podman-compose installed when missing; about 10 minutes from a clean clone,
+# most of it the release build), then the compose cluster and kube play run.
+# Skipped only when arguments select other tests.
+if [ "$#" -eq 0 ]; then
+  timeout --kill-after=30s 30m scripts/containers.sh test 2>&1 | tee -a "$log"
+fi
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' \
   "$log" | sed 's/;//g'

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Validates the deployment files as far as a machine without a Docker engine
-# or a Kubernetes cluster allows:
+# or a Kubernetes cluster allows, before they are run:
 #   - the packages deploy/Dockerfile builds, with `cargo tree`: none depends
 #     on the developer tools (momentum-dev) or the test harness;
 #   - deploy/nats/secure.conf (with authorization.conf) with `nats-server -t`;
@@ -10,8 +10,9 @@
 #   - deploy/kubernetes/*.yaml with kubernetes-validate (pinned, from PyPI,
 #     into .tools/; it carries the Kubernetes schemas, so it runs offline),
 #     strictly: unknown fields are errors.
-# The Dockerfile and the Helm values cannot be checked here: building the
-# image needs a Docker engine, the values the NATS chart.
+# The Dockerfile, the compose file and the manifests are also run, with
+# podman, by scripts/containers.sh; the Helm values need the NATS chart and
+# cannot be checked here.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

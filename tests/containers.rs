@@ -391,6 +391,11 @@ async fn the_image_holds_only_the_services_runs_as_nonroot_has_no_shell_and_is_l
         let value = labels[format!("org.opencontainers.image.{label}")].as_str().unwrap_or_default();
         assert!(!value.is_empty() && value != "unknown", "org.opencontainers.image.{label} is set: {labels}");
     }
+    let head = std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(workspace_root()).output();
+    if let Ok(head) = head.filter(|output| output.status.success()) {
+        let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+        assert_eq!(labels["org.opencontainers.image.revision"], head.as_str(), "the image is of this revision");
+    }
 
     // Every file of the image, from a container of it exported.
     let folder = tempfile::tempdir().unwrap();
