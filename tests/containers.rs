@@ -265,9 +265,9 @@ impl ComposeDeployment {
     async fn projector_resumed_at(&self) -> u64 {
         let logs = podman(&["logs", &self.container("projector")]).await;
         logs.lines()
+            .rev()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter(|line| line["message"] == "ledger loaded")
-            .last()
+            .find(|line| line["message"] == "ledger loaded")
             .and_then(|line| line["watermark"].as_u64())
             .expect("the projector logs where its ledger starts")
     }
@@ -392,7 +392,7 @@ async fn the_image_holds_only_the_services_runs_as_nonroot_has_no_shell_and_is_l
         assert!(!value.is_empty() && value != "unknown", "org.opencontainers.image.{label} is set: {labels}");
     }
     let head = std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(workspace_root()).output();
-    if let Ok(head) = head.filter(|output| output.status.success()) {
+    if let Some(head) = head.ok().filter(|output| output.status.success()) {
         let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
         assert_eq!(labels["org.opencontainers.image.revision"], head.as_str(), "the image is of this revision");
     }
