@@ -258,3 +258,76 @@ fn csv_rows(text: &str) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+fn example(folder: &str, name: &str) -> String {
+    momentum_testkit::workspace_root().join("examples").join(folder).join(name).to_str().unwrap().to_owned()
+}
+
+/// Imports attendance twice: the first time posts `events` events, the
+/// second nothing new; returns September's figures of `movement`.
+async fn import_twice(stack: &TestStack, arguments: &[&str], events: u64, movement: &str) -> Value {
+    let first = import(stack, ADMIN_TOKEN, arguments).await;
+    assert!(first.status.success(), "{}", describe(&first));
+    assert_eq!(summary(&first, "accepted"), events, "{}", describe(&first));
+    assert_eq!(summary(&first, "duplicates"), 0, "{}", describe(&first));
+    let figures = september(stack, movement, summary(&first, "last stream sequence")).await;
+    let again = import(stack, ADMIN_TOKEN, arguments).await;
+    assert!(again.status.success(), "{}", describe(&again));
+    assert_eq!(summary(&again, "accepted"), 0, "importing again adds nothing: {}", describe(&again));
+    assert_eq!(summary(&again, "duplicates"), events);
+    assert_eq!(september(stack, movement, summary(&again, "last stream sequence")).await, figures);
+    figures
+}
+
+#[tokio::test]
+async fn osdi_and_mobilize_attendance_become_meetings_and_sign_ups_once() {
+    let stack = TestStack::start().await;
+    // examples/osdi: the walk of 6 September (Anna and Bilal attended, Chen
+    // did not) with its attendances embedded, and the walk of 13 September
+    // whose attendances are a page of their own (Anna and Dara attended, Eve
+    // declined, Femi's record says nothing of attending).
+    let (events, attendances) = (example("osdi", "events.json"), example("osdi", "attendances.json"));
+    let osdi = ["--format", "osdi", "--movement", "osdi-walks", events.as_str(), attendances.as_str()];
+    let figures = import_twice(&stack, &osdi, 2 + 3, "osdi-walks").await;
+    assert_eq!(figures["meetings"], 2, "{figures}");
+    assert_eq!(figures["attendances"], 2 + 2, "{figures}");
+    assert_eq!(figures["active_participants"], 3, "Anna, Bilal and Dara: {figures}");
+    assert_eq!(figures["joined"], 3, "{figures}");
+    let dry = import(&stack, ADMIN_TOKEN, &[&osdi[..], &["--dry-run"]].concat()).await;
+    assert_eq!(summary(&dry, "records read"), 7, "{}", describe(&dry));
+    assert!(
+        String::from_utf8_lossy(&dry.stderr).contains("7 attendance records: 4 attended, 3 did not attend"),
+        "{}",
+        describe(&dry)
+    );
+    // The events' locality is the meetings' area.
+    let (status, split) =
+        stack.query("/v1/movements/osdi-walks/trends?interval=month&from=2025-09-01&to=2025-09-30&by=area").await;
+    assert_eq!(status, 200, "{split}");
+    let easton = split["series"].as_array().unwrap().iter().find(|row| row["area"] == "Easton");
+    assert_eq!(easton.map(|row| &row["meetings"]), Some(&Value::from(2)), "{split}");
+
+    // examples/mobilize: time slot 738 on 6 September (101 and 102
+    // attended, 103 did not) and 739 on 20 September (101 and 104 attended,
+    // 105 cancelled).
+    let export = example("mobilize", "attendance.csv");
+    let mobilize =
+        ["--format", "mobilize", "--source", "urn:partner:garden", "--movement", "mobilize-garden", export.as_str()];
+    let figures = import_twice(&stack, &mobilize, 2 + 3, "mobilize-garden").await;
+    assert_eq!(figures["meetings"], 2, "{figures}");
+    assert_eq!(figures["attendances"], 2 + 2, "{figures}");
+    assert_eq!(figures["active_participants"], 3, "{figures}");
+    assert_eq!(figures["joined"], 3, "{figures}");
+
+    // A Mobilize import needs a source, and an attendance import a movement.
+    let no_source = import(&stack, ADMIN_TOKEN, &["--format", "mobilize", "--movement", "m", export.as_str()]).await;
+    assert!(!no_source.status.success());
+    assert!(String::from_utf8_lossy(&no_source.stderr).contains("--source is needed"), "{}", describe(&no_source));
+    let no_movement = import(&stack, ADMIN_TOKEN, &["--format", "osdi", events.as_str()]).await;
+    assert!(
+        String::from_utf8_lossy(&no_movement.stderr).contains("--movement is needed"),
+        "{}",
+        describe(&no_movement)
+    );
+    stack.stop().await;
+}

@@ -1,5 +1,6 @@
 //! `momentum`: the command-line tools shipped with the services: importing
-//! a partner's spreadsheet and the containers' health probe. The demo data
+//! a partner's spreadsheet or attendance from another system, and the
+//! containers' health probe. The demo data
 //! generator and the benchmark are developer tools, in `momentum-dev`.
 
 use clap::{Parser, Subcommand};
@@ -16,7 +17,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Import a spreadsheet (CSV) of volunteer hours, meetings, actions or sign-ups through the ingestion API.
+    /// Import a spreadsheet (CSV) of hours, meetings, actions or sign-ups, or attendance from OSDI or Mobilize.
     Import(import::ImportArgs),
     /// Ask a service's /readyz and exit 0 only if it is ready (for container health checks).
     Probe(probe::ProbeArgs),

@@ -315,7 +315,7 @@ impl Row<'_> {
             Some((value, column)) => (Some(value.to_owned()), Some(column.to_owned())),
             None => (None, self.header.column(field).map(|column| self.header.names[column].trim().to_owned())),
         };
-        Problem { line: self.line, column, value, message: message.into() }
+        Problem { record: None, line: self.line, column, value, message: message.into() }
     }
 
     pub(super) fn cell(&self, field: Field, pointer: impl Into<String>) -> Option<Cell> {
@@ -332,6 +332,7 @@ impl Row<'_> {
         let extra = self.record.iter().skip(self.header.names.len()).find(|cell| !cell.trim().is_empty());
         match extra {
             Some(cell) => Err(Problem {
+                record: None,
                 line: self.line,
                 column: None,
                 value: Some(cell.trim().to_owned()),

@@ -17,8 +17,12 @@ use super::values::{organiser_item, parse_date, parse_hours, parse_whole, princi
 #[derive(Debug)]
 pub(super) struct Built {
     pub event: Value,
-    /// The lines it was built from, in file order.
+    /// The lines it was built from, in file order; for an event built from
+    /// JSON records, the records' numbers.
     pub lines: Vec<u64>,
+    /// For an event built from JSON records, where each of `lines` is (file
+    /// and pointer); empty for CSV rows.
+    pub locations: Vec<String>,
     pub(super) cells: Vec<Cell>,
 }
 
@@ -82,8 +86,7 @@ impl<'a> Builder<'a> {
             Kind::Actions => header.has(Field::Action),
             Kind::Hours | Kind::Joins => false,
         };
-        let namespace =
-            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("momentum-import:{}", options.source).as_bytes());
+        let namespace = namespace(&options.source);
         Builder {
             kind,
             options,
@@ -134,6 +137,7 @@ impl<'a> Builder<'a> {
                 Some(movement) => movement.clone(),
                 None => {
                     return Err(Problem {
+                        record: None,
                         line: row.line,
                         column: None,
                         value: None,
@@ -302,6 +306,7 @@ impl<'a> Builder<'a> {
             {
                 let line = earlier_cell.as_ref().map_or(0, |cell| cell.line);
                 return Err(Problem {
+                    record: None,
                     line: row.line,
                     column: cell.as_ref().map(|cell| cell.column.clone()),
                     value: cell.as_ref().map(|cell| cell.raw.clone()),
@@ -353,7 +358,7 @@ impl<'a> Builder<'a> {
         cells: Vec<Cell>,
     ) {
         let event = envelope(id, &self.options.source, self.kind.event_type(), &movement, time, Value::Object(data));
-        self.singles.push(Built { event, lines: vec![line], cells });
+        self.singles.push(Built { event, lines: vec![line], locations: Vec::new(), cells });
     }
 
     /// The events built, and a problem for each row of a meeting or action
@@ -371,6 +376,7 @@ impl<'a> Builder<'a> {
             });
             if let Some(held) = held {
                 problems.extend(group.lines.iter().map(|line| Problem {
+                    record: None,
                     line: *line,
                     column: None,
                     value: None,
@@ -428,7 +434,7 @@ impl<'a> Builder<'a> {
             };
             let event =
                 envelope(id, &self.options.source, self.kind.event_type(), &group.movement, group.time, data.into());
-            events.push(Built { event, lines: group.lines, cells });
+            events.push(Built { event, lines: group.lines, locations: Vec::new(), cells });
         }
         events.sort_by_key(|built| built.lines[0]);
         // Content ids, with an occurrence counter for identical rows.
@@ -468,9 +474,15 @@ fn canonical(value: &Value) -> String {
     }
 }
 
+/// The UUIDv5 namespace of a source's ids: an import's ids depend on its
+/// source, and ingest deduplicates by (source, id).
+pub(super) fn namespace(source: &str) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("momentum-import:{source}").as_bytes())
+}
+
 /// A CloudEvent; without `id` when it is `None` (a content id is added
 /// later, over this form).
-fn envelope(
+pub(super) fn envelope(
     id: Option<String>,
     source: &str,
     kind: &str,

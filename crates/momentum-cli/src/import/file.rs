@@ -93,7 +93,7 @@ pub(super) fn parse(bytes: &[u8], options: &Options) -> Result<Parsed, String> {
                     }
                     _ => format!("cannot be read: {error}"),
                 };
-                parsed.problems.push(Problem { line, column: None, value: None, message });
+                parsed.problems.push(Problem { record: None, line, column: None, value: None, message });
                 continue;
             }
         };

@@ -1,6 +1,9 @@
 //! `momentum import`: a spreadsheet (CSV) of volunteer hours, meetings,
 //! collective actions or sign-ups, turned into events and posted through
-//! the ingestion API, for partners without a system that can post events.
+//! the ingestion API, for partners without a system that can post events;
+//! or the attendance another system recorded (`--format osdi`, Action
+//! Network's open standard, and `--format mobilize`), turned into meetings
+//! and sign-ups (`attendance`, `osdi`, `mobilize`; docs/imports.md).
 //!
 //! # Reading the file
 //!
@@ -71,12 +74,19 @@
 //!   came from;
 //! - `post`: posting the events to ingest in batches, retries, and reading
 //!   its answers;
-//! - `progress`: the progress bar (or plain lines) while posting.
+//! - `progress`: the progress bar (or plain lines) while posting;
+//! - `attendance`: attendance records of another system built into
+//!   meetings and sign-ups, with their stable ids;
+//! - `osdi`, `mobilize`: those systems' exports read into attendance
+//!   records, or what is wrong with a record.
 
+mod attendance;
 mod columns;
 mod events;
 mod file;
+mod mobilize;
 mod options;
+mod osdi;
 mod post;
 mod problems;
 mod progress;
@@ -128,6 +138,15 @@ HEADER CONVENTION
   Ids are stable: importing the same file twice adds nothing, and appending
   rows then importing again adds only the new rows.
 
+OTHER SYSTEMS (--format osdi | mobilize; docs/imports.md)
+  Attendance recorded elsewhere: each event (Mobilize: each time slot) with
+  people marked attended becomes one meeting, and each person a sign-up at
+  their first. --movement is needed. OSDI reads JSON files (exports or saved
+  HAL pages of events and attendances; the source is urn:osdi:<origin
+  system> unless --source says); Mobilize reads its attendance CSV
+  (event_id, timeslot_id, timeslot_start_date, timeslot_end_date, attended,
+  person or person_id) and needs --source.
+
 EXAMPLE
   date,volunteer,hours,activity,area,principles
   05/03/2026,v-12,2.5,befriending,Easton,bring_people_together
@@ -136,18 +155,34 @@ EXAMPLE
   momentum import hours.csv --source urn:partner:age-uk-bristol \\
       --movement bristol-befriending --token \"$PARTNER_TOKEN\"";
 
+/// What the files are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// A spreadsheet saved as CSV, in the header convention below.
+    Csv,
+    /// OSDI attendance (Action Network): JSON as exported, or the API's HAL pages saved to files.
+    Osdi,
+    /// Mobilize's attendance export (CSV).
+    Mobilize,
+}
+
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = HELP, after_help = "See --help for the header convention and an example.")]
 pub(crate) struct ImportArgs {
-    /// The CSV file (UTF-8; `,`, `;` or tab delimited).
-    file: PathBuf,
-    /// What the rows are; detected from the header when not given.
+    /// The file (several for --format osdi: pages of events and attendances).
+    #[arg(required = true, num_args = 1..)]
+    files: Vec<PathBuf>,
+    /// What the files are: a spreadsheet (csv), OSDI attendance or Mobilize's attendance export.
+    #[arg(long, value_enum, default_value = "csv")]
+    format: Format,
+    /// What the rows are; detected from the header when not given (csv only).
     #[arg(long, value_enum)]
     kind: Option<Kind>,
-    /// The partner's CloudEvents source, e.g. urn:partner:age-uk-bristol.
+    /// The partner's CloudEvents source, e.g. urn:partner:age-uk-bristol (needed for csv and mobilize; for
+    /// osdi, the records' origin_system as urn:osdi:<name> when not given).
     #[arg(long)]
-    source: String,
-    /// The movement of rows that have no `movement` column or cell.
+    source: Option<String>,
+    /// The movement of the events (of rows that have no `movement` column, for csv).
     #[arg(long)]
     movement: Option<String>,
     /// Base URL of the ingestion service.
@@ -162,7 +197,7 @@ pub(crate) struct ImportArgs {
     /// Read and check every row, post nothing.
     #[arg(long)]
     dry_run: bool,
-    /// IANA time zone of dates and times without an offset.
+    /// IANA time zone of dates and times without an offset (csv).
     #[arg(long, default_value = "Europe/London", value_parser = parse_time_zone)]
     time_zone: Tz,
     /// Also write the problems to this CSV file (line,column,value,problem).
@@ -177,37 +212,116 @@ fn parse_time_zone(text: &str) -> Result<Tz, String> {
     text.parse::<Tz>().map_err(|_| format!("{text:?} is not an IANA time zone such as Europe/London"))
 }
 
-pub(crate) async fn run(arguments: ImportArgs) -> anyhow::Result<()> {
-    if arguments.source.trim().is_empty() || arguments.source.chars().any(char::is_whitespace) {
-        bail!("--source must be a URI without spaces, such as urn:partner:age-uk-bristol");
+/// What the files gave: events built, and problems with rows or records.
+struct Input {
+    /// Rows (csv) or records (json) read.
+    rows: u64,
+    /// "rows" or "records".
+    unit: &'static str,
+    events: Vec<events::Built>,
+    problems: Vec<problems::Problem>,
+}
+
+/// The source given, checked: a URI without spaces.
+fn checked_source(source: Option<&str>, format: Format) -> anyhow::Result<Option<String>> {
+    match source {
+        None if format == Format::Osdi => Ok(None),
+        None => bail!("--source is needed, such as --source urn:partner:age-uk-bristol"),
+        Some(source) if source.trim().is_empty() || source.chars().any(char::is_whitespace) => {
+            bail!("--source must be a URI without spaces, such as urn:partner:age-uk-bristol")
+        }
+        Some(source) => Ok(Some(source.to_owned())),
     }
-    let bytes = std::fs::read(&arguments.file).with_context(|| format!("cannot read {}", arguments.file.display()))?;
-    let options = Options {
-        kind: arguments.kind,
-        source: arguments.source.clone(),
-        movement: arguments.movement.clone(),
-        time_zone: arguments.time_zone,
+}
+
+fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads the files of a spreadsheet import.
+fn read_spreadsheet(arguments: &ImportArgs, source: String) -> anyhow::Result<Input> {
+    let [file] = arguments.files.as_slice() else {
+        bail!("a spreadsheet import reads one file at a time");
     };
+    let options =
+        Options { kind: arguments.kind, source, movement: arguments.movement.clone(), time_zone: arguments.time_zone };
     let parsed =
-        parse(&bytes, &options).map_err(|message| anyhow::anyhow!("{}: {message}", arguments.file.display()))?;
+        parse(&read_file(file)?, &options).map_err(|message| anyhow::anyhow!("{}: {message}", file.display()))?;
     let kind = parsed.kind.expect("parse sets the kind");
-    let verbose = arguments.verbose;
-    eprintln!("{}: {} rows of {}", arguments.file.display(), parsed.rows, kind.name());
+    eprintln!("{}: {} rows of {}", file.display(), parsed.rows, kind.name());
     if !parsed.ignored_columns.is_empty() {
         eprintln!("ignoring columns that mean nothing for {}: {}", kind.name(), parsed.ignored_columns.join(", "));
     }
-    let mut problems = parsed.problems;
+    Ok(Input { rows: parsed.rows, unit: "rows", events: parsed.events, problems: parsed.problems })
+}
+
+/// Reads the files of an attendance import (OSDI or Mobilize).
+fn read_attendance(arguments: &ImportArgs, source: Option<String>) -> anyhow::Result<Input> {
+    if arguments.kind.is_some() {
+        bail!("--kind is for spreadsheets: {} files are attendance", format_name(arguments.format));
+    }
+    let Some(movement) = arguments.movement.as_deref() else {
+        bail!("--movement is needed: {} files do not name momentum's movements", format_name(arguments.format));
+    };
+    let (read, unit) = match arguments.format {
+        Format::Osdi => {
+            let mut files = Vec::new();
+            for path in &arguments.files {
+                let value: serde_json::Value = serde_json::from_slice(&read_file(path)?)
+                    .with_context(|| format!("{} is not JSON", path.display()))?;
+                files.push((path.display().to_string(), value));
+            }
+            (osdi::read(&files, source.as_deref()), "records")
+        }
+        Format::Mobilize => {
+            let [file] = arguments.files.as_slice() else {
+                bail!("a Mobilize import reads one file at a time");
+            };
+            let source = source.expect("checked: mobilize needs --source");
+            let read = mobilize::read(&read_file(file)?, &source)
+                .map_err(|message| anyhow::anyhow!("{}: {message}", file.display()))?;
+            (read, "rows")
+        }
+        Format::Csv => unreachable!("spreadsheets are read by read_spreadsheet"),
+    };
+    let what = if read.records == 1 { unit.trim_end_matches('s') } else { unit };
+    eprintln!(
+        "{} attendance {what}: {} attended, {} did not attend (not imported)",
+        read.records,
+        read.records - read.not_attended,
+        read.not_attended
+    );
+    let events = attendance::build(format_name(arguments.format), movement, &read.attendances);
+    Ok(Input { rows: read.records, unit, events, problems: read.problems })
+}
+
+fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::Csv => "csv",
+        Format::Osdi => "osdi",
+        Format::Mobilize => "mobilize",
+    }
+}
+
+pub(crate) async fn run(arguments: ImportArgs) -> anyhow::Result<()> {
+    let source = checked_source(arguments.source.as_deref(), arguments.format)?;
+    let input = match arguments.format {
+        Format::Csv => read_spreadsheet(&arguments, source.expect("checked: csv needs --source"))?,
+        Format::Osdi | Format::Mobilize => read_attendance(&arguments, source)?,
+    };
+    let verbose = arguments.verbose;
+    let mut problems = input.problems;
     if verbose {
         problems.iter().for_each(|problem| eprintln!("{problem}"));
     }
-    let events_built = parsed.events.len() as u64;
+    let events_built = input.events.len() as u64;
 
     // Client-side validation.
     let validator = momentum_domain::Validator::new().context("the embedded schemas do not compile")?;
     let now = Utc::now();
     let mut outcome = Outcome::default();
     let mut valid = Vec::new();
-    for built in parsed.events {
+    for built in input.events {
         match validator.validate(&built.event, now) {
             Ok(_) => valid.push(built),
             Err(errors) => {
@@ -238,7 +352,7 @@ pub(crate) async fn run(arguments: ImportArgs) -> anyhow::Result<()> {
         write_report(path, &problems).with_context(|| format!("cannot write the report {}", path.display()))?;
     }
     let lines: BTreeSet<u64> = problems.iter().map(|problem| problem.line).collect();
-    println!("rows read:      {}", parsed.rows);
+    println!("{:<16}{}", format!("{} read:", input.unit), input.rows);
     println!("events built:   {events_built}");
     if arguments.dry_run {
         println!("valid events:   {} (dry run: nothing posted)", valid.len());
@@ -254,10 +368,12 @@ pub(crate) async fn run(arguments: ImportArgs) -> anyhow::Result<()> {
         );
     }
     let line_list = lines.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    let numbered = if input.unit == "records" { "records" } else { "lines" };
     println!(
-        "rows with problems: {}{}",
+        "{} with problems: {}{}",
+        input.unit,
         lines.len(),
-        if lines.is_empty() { String::new() } else { format!(" (lines {line_list})") }
+        if lines.is_empty() { String::new() } else { format!(" ({numbered} {line_list})") }
     );
     if outcome.max_seq > 0 {
         println!(
@@ -269,9 +385,14 @@ pub(crate) async fn run(arguments: ImportArgs) -> anyhow::Result<()> {
         return Err(error);
     }
     if !lines.is_empty() {
+        let what = input.unit.trim_end_matches('s');
         bail!(
-            "{} had problems and were not imported",
-            if lines.len() == 1 { "1 row".to_owned() } else { format!("{} rows", lines.len()) }
+            "{}",
+            if lines.len() == 1 {
+                format!("1 {what} had problems and was not imported")
+            } else {
+                format!("{} {} had problems and were not imported", lines.len(), input.unit)
+            }
         );
     }
     Ok(())

@@ -315,6 +315,7 @@ mod tests {
             event: json!({ "type": "meeting.held", "subject": "leeds",
                 "data": { "attendees": attendees.map(|a| format!("a-{a}")).collect::<Vec<_>>() } }),
             lines: Vec::new(),
+            locations: Vec::new(),
             cells: Vec::new(),
         };
         // 250 meetings of 100 people each, all different, then 50 of the

@@ -21,10 +21,15 @@ impl Built {
             .max_by_key(|cell| cell.pointer.len());
         let message = friendly(pointer, message);
         let first = match cell {
-            Some(cell) => {
-                Problem { line: cell.line, column: Some(cell.column.clone()), value: Some(cell.raw.clone()), message }
-            }
+            Some(cell) => Problem {
+                record: None,
+                line: cell.line,
+                column: Some(cell.column.clone()),
+                value: Some(cell.raw.clone()),
+                message,
+            },
             None => Problem {
+                record: self.locations.first().cloned(),
                 line: self.lines[0],
                 column: None,
                 value: None,
@@ -32,13 +37,14 @@ impl Built {
             },
         };
         let mut problems = vec![first.clone()];
-        for line in &self.lines {
+        for (index, line) in self.lines.iter().enumerate() {
             if *line != first.line {
                 problems.push(Problem {
+                    record: self.locations.get(index).cloned(),
                     line: *line,
                     column: None,
                     value: None,
-                    message: format!("not imported: its {} was rejected (see line {})", self.what(), first.line),
+                    message: format!("not imported: its {} was rejected (see {})", self.what(), first.position()),
                 });
             }
         }
