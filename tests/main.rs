@@ -7,6 +7,7 @@ mod bench;
 mod containers;
 mod dashboard;
 mod end_to_end;
+mod events_export;
 mod exports;
 mod faults;
 mod hostile_input;

@@ -4,6 +4,7 @@
 //! other crate asks here instead of spelling a subject.
 
 mod connection;
+mod movement_events;
 mod partition;
 pub mod protocol;
 mod salts;
@@ -15,6 +16,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 pub use connection::{NatsConnection, connect_options, inbox_prefix, server_addresses};
+pub use movement_events::{
+    MovementEvents, MovementEventsError, StoredEvent, movement_event_filters, read_movement_events,
+};
 pub use partition::{Partition, PartitionError, SLOT_COUNT, SLOTLESS_EVENTS_FILTER, slot};
 pub use salts::{SALTS_BUCKET, SaltsBucketError, ensure_salts_bucket};
 pub use stream_time::{SequenceAtError, last_sequence_by};

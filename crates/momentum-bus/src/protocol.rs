@@ -375,6 +375,50 @@ impl Read for SequenceAtRequest {
     }
 }
 
+/// A page of a movement's events as the export gives them
+/// ([`momentum_domain::export`]): those stored after `since_seq`, in stream
+/// order. Answered by the movement's partition, from the stream, with what
+/// its projection knows of retractions and erasures.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventsRequest {
+    /// The movement.
+    pub movement: MovementId,
+    /// Events stored after this stream sequence.
+    pub since_seq: u64,
+    /// No event stored after this sequence; the projection's watermark when
+    /// it is not given or further.
+    pub until_seq: Option<u64>,
+    /// Only events of these types; of every type when empty.
+    pub types: Vec<momentum_domain::event::EventType>,
+    /// At most this many events.
+    pub limit: u32,
+    /// Retracted events too, marked with their retraction's sequence.
+    pub include_retracted: bool,
+}
+
+/// The answer to an [`EventsRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventsPage {
+    /// The events, each a CloudEvent with its `seq`.
+    pub events: Vec<Box<serde_json::value::RawValue>>,
+    /// The `since_seq` of the next page: the last sequence this page covered.
+    pub next_seq: u64,
+    /// Whether the page reached `until_seq` or the watermark: a next page
+    /// holds only events stored since.
+    pub complete: bool,
+    /// The sequence the projection had applied when it read the page.
+    pub watermark: u64,
+}
+
+impl Read for EventsRequest {
+    const ENDPOINT: &'static str = "events";
+    type Answer = EventsPage;
+
+    fn reach(&self) -> Reach<'_> {
+        Reach::One(&self.movement)
+    }
+}
+
 /// The versions of some movements (the stream sequence of the last entry
 /// folded into each) and a fingerprint of the projector's read settings:
 /// while neither changes, neither does any answer about those movements.
@@ -495,7 +539,8 @@ macro_rules! ledger_reads {
 
 macro_rules! endpoints_with {
     ($($read:ty),*) => {
-        &[$(<$read as Read>::ENDPOINT,)* TrendTotalsRequest::ENDPOINT, StatusRequest::ENDPOINT, SequenceAtRequest::ENDPOINT]
+        &[$(<$read as Read>::ENDPOINT,)* TrendTotalsRequest::ENDPOINT, StatusRequest::ENDPOINT, SequenceAtRequest::ENDPOINT,
+            EventsRequest::ENDPOINT]
     };
 }
 

@@ -594,6 +594,20 @@ impl Ledger {
 }
 
 impl MovementLedger {
+    /// What became of the event that arrived at `seq`, whose local date is
+    /// `day`: `Some(None)` when it counts, `Some(Some(retraction))` when the
+    /// retraction at that sequence removed it, and `None` when it never
+    /// counted (a repeat, a retraction, an erasure, an event whose
+    /// retraction came first, or no event of this movement).
+    pub fn filed(&self, day: NaiveDate, seq: u64) -> Option<Option<u64>> {
+        self.facts.get(&day)?.filed(seq)
+    }
+
+    /// Whether `pseudonym` was erased from this movement.
+    pub fn is_erased(&self, pseudonym: &str) -> bool {
+        self.erased.contains(pseudonym)
+    }
+
     /// Distinct accepted events of the movement, retractions included.
     pub fn accepted_events(&self) -> u64 {
         self.accepted

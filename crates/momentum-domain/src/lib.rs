@@ -7,6 +7,7 @@
 //! testable on its own.
 
 pub mod event;
+pub mod export;
 pub mod ledger;
 pub mod period;
 pub mod query;

@@ -202,6 +202,8 @@ struct ServeSettings {
     wait_max: Duration,
     applied: Arc<AtomicU64>,
     read_settings: ReadSettings,
+    /// What the fold files events by: the export finds an event's fact by its local date.
+    fold_settings: FoldSettings,
 }
 
 impl ServeSettings {
@@ -212,16 +214,7 @@ impl ServeSettings {
         nats: &async_nats::Client,
         coverage: coverage::Coverage,
     ) -> Result<serve::Running, ProjectorError> {
-        let service = serve::start(
-            nats,
-            self.ledger.clone(),
-            coverage,
-            self.wait_max,
-            self.applied.clone(),
-            self.read_settings,
-            self.read_seconds.clone(),
-        )
-        .await?;
+        let service = serve::start(nats, self, coverage).await?;
         // A request to our own status endpoint, on the same connection as
         // the subscriptions, returns only after the server has processed
         // them.
@@ -362,6 +355,7 @@ impl Projector {
             wait_max: Duration::from_millis(config.query_wait_ms_max),
             applied: applied.clone(),
             read_settings: ReadSettings { volunteer_hour_value },
+            fold_settings: FoldSettings { time_zone: config.time_zone },
         };
         // A projector answers queries only once it has caught up with the
         // stream as it was when it started, so a replica rebuilding from

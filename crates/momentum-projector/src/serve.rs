@@ -13,9 +13,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use momentum_bus::PROJECTOR_SERVICE_NAME;
 use momentum_bus::protocol::{
-    Asked, LedgerRead, ProtocolError, Read, Refusal, SequenceAt, SequenceAtRequest, StatusRequest, TrendTotalsRequest,
+    Asked, EventsPage, EventsRequest, LedgerRead, ProtocolError, Read, Refusal, SequenceAt, SequenceAtRequest,
+    StatusRequest, TrendTotalsRequest,
 };
-use momentum_domain::ledger::Ledger;
+use momentum_domain::event::Event;
+use momentum_domain::export;
+use momentum_domain::ledger::{FoldSettings, Ledger};
 use momentum_domain::query::{self, ReadError, ReadSettings};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Semaphore, watch};
@@ -61,6 +64,7 @@ struct Context {
     slots: Arc<Semaphore>,
     applied: Arc<AtomicU64>,
     read_settings: ReadSettings,
+    fold_settings: FoldSettings,
     read_seconds: Histogram,
     /// The largest answer NATS will carry (the server's `max_payload`, less
     /// room for headers); a bigger one is answered with an error instead.
@@ -72,12 +76,8 @@ const REPLY_HEADER_BYTES_MAX: usize = 4096;
 
 pub(crate) async fn start(
     nats: &async_nats::Client,
-    ledger: SharedLedger,
+    settings: &crate::ServeSettings,
     coverage: Coverage,
-    wait_max: Duration,
-    applied: Arc<AtomicU64>,
-    read_settings: ReadSettings,
-    read_seconds: Histogram,
 ) -> Result<Running, ProjectorError> {
     let partition = coverage.partition();
     let service = nats
@@ -91,15 +91,17 @@ pub(crate) async fn start(
     let watermark = coverage.watermark_receiver();
     let slots = Arc::new(Semaphore::new(READS_IN_FLIGHT_MAX));
     let answer_bytes_max = nats.server_info().max_payload.saturating_sub(REPLY_HEADER_BYTES_MAX);
+    let wait_max = settings.wait_max;
     let context = Context {
-        ledger,
+        ledger: settings.ledger.clone(),
         watermark,
         coverage,
         wait_max,
         slots: slots.clone(),
-        applied,
-        read_settings,
-        read_seconds,
+        applied: settings.applied.clone(),
+        read_settings: settings.read_settings,
+        fold_settings: settings.fold_settings,
+        read_seconds: settings.read_seconds.clone(),
         answer_bytes_max,
     };
     // Every read answered from the ledger alone, through one generic
@@ -118,6 +120,7 @@ pub(crate) async fn start(
     tasks.push(serve::<TrendTotalsRequest, _, _>(&group, &context, trend_totals).await?);
     tasks.push(serve::<StatusRequest, _, _>(&group, &context, status).await?);
     tasks.push(serve::<SequenceAtRequest, _, _>(&group, &context, sequence_at).await?);
+    tasks.push(serve::<EventsRequest, _, _>(&group, &context, events).await?);
     Ok(Running { service, tasks, slots, wait_max })
 }
 
@@ -262,6 +265,58 @@ async fn sequence_at(context: Context, read: SequenceAtRequest) -> Result<Vec<u8
         .await
         .map_err(|error| Refusal::Unavailable(error.to_string()))?;
     read.encode_answer(&SequenceAt { seq }).map_err(encoding_failed)
+}
+
+/// Events read back from the stream, a page at a time, as the export gives
+/// them. Only as far as the projection has folded: an erasure it has not
+/// folded yet could not be applied to the events before it.
+async fn events(context: Context, read: EventsRequest) -> Result<Vec<u8>, Refusal> {
+    let watermark = read_ledger(&context.ledger).watermark();
+    let through = read.until_seq.map_or(watermark, |until| until.min(watermark));
+    let types: Vec<&str> = read.types.iter().map(|kind| kind.as_str()).collect();
+    let stored = momentum_bus::read_movement_events(
+        context.coverage.jetstream(),
+        read.movement.as_str(),
+        &types,
+        read.since_seq,
+        through,
+        read.limit as usize,
+    )
+    .await
+    .map_err(|error| Refusal::Unavailable(error.to_string()))?;
+    let (answer_bytes_max, settings) = (context.answer_bytes_max, context.fold_settings);
+    blocking(context, read, move |ledger, read, _| {
+        let movement = ledger.movement(read.movement.as_str());
+        let mut page =
+            EventsPage { events: Vec::new(), next_seq: read.since_seq, complete: stored.complete, watermark };
+        // Room for the page's other fields and the commas between events.
+        let mut bytes = 256;
+        for event in &stored.events {
+            let exported = Event::from_json(&event.payload)
+                .ok()
+                .filter(|parsed| parsed.subject == read.movement.as_str())
+                .filter(|parsed| read.types.is_empty() || read.types.contains(&parsed.kind))
+                .zip(movement)
+                .and_then(|(parsed, movement)| {
+                    export::exported(movement, &settings, &parsed, event.seq, read.include_retracted)
+                });
+            if let Some(exported) = exported {
+                let json = serde_json::value::to_raw_value(&exported).expect("a JSON value encodes");
+                bytes += json.get().len() + 1;
+                if bytes > answer_bytes_max && !page.events.is_empty() {
+                    page.complete = false;
+                    break;
+                }
+                page.events.push(json);
+            }
+            page.next_seq = event.seq;
+        }
+        if page.complete {
+            page.next_seq = page.next_seq.max(through);
+        }
+        Ok(page)
+    })
+    .await
 }
 
 /// The projection, for a read; see [`SharedLedger`] on poisoning.

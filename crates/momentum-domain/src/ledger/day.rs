@@ -95,6 +95,14 @@ impl Day {
         Some((self.rows[at].kind, self.people[people].to_vec()))
     }
 
+    /// Whether a fact arrived at `seq`: `Some(None)` when it counts,
+    /// `Some(Some(retraction))` when that retraction removed it.
+    pub(super) fn filed(&self, seq: u64) -> Option<Option<u64>> {
+        self.rows.binary_search_by_key(&seq, |row| row.seq).ok()?;
+        let retracted = self.retracted.binary_search_by_key(&seq, |(retracted, _)| *retracted).ok();
+        Some(retracted.map(|at| self.retracted[at].1))
+    }
+
     /// The day's facts in sequence order, retracted ones included.
     pub(super) fn facts(&self) -> impl Iterator<Item = FactView<'_>> {
         // Both lists are in sequence order: walk the retracted one beside the rows.

@@ -13,6 +13,7 @@ mod answer;
 mod changes;
 mod cohorts;
 mod compare;
+mod events;
 mod listings;
 mod parameters;
 mod principles;
@@ -42,7 +43,8 @@ pub(crate) fn api() -> ServiceApi<Arc<AppState>> {
             .routes(routes!(principles::principles))
             .routes(routes!(compare::compare))
             .routes(routes!(stickiness::stickiness))
-            .routes(routes!(changes::changes)),
+            .routes(routes!(changes::changes))
+            .routes(routes!(events::events)),
         pages: crate::dashboard::router(),
         amend_document: |_| {},
         not_found_detail: "/openapi.json describes every route",

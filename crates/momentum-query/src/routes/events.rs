@@ -1,0 +1,337 @@
+//! `GET /v1/movements/{movement}/events`: the movement's effective events,
+//! as stored, in stream order, a response at a time: NDJSON (one CloudEvent
+//! per line) or CSV (one row per event, or one per person per event).
+//! Which events, and how erased people are made unlinkable, is
+//! `momentum_domain::export`'s; the projector reads them from the stream.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use momentum_bus::protocol::{Asked, EventsPage, EventsRequest};
+use momentum_domain::event::EventType;
+use momentum_domain::period::local_date;
+use momentum_domain::query::MovementId;
+use momentum_runtime::auth::Caller;
+use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
+use serde_json::Value;
+
+use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, WATERMARK_HEADER};
+use super::parameters::{examples, sequence};
+use crate::AppState;
+use crate::csv::field;
+
+/// The events of a response when `limit` is not given.
+pub(crate) const EVENTS_PER_RESPONSE_DEFAULT: u32 = 1_000;
+/// The most events one response holds.
+pub(crate) const EVENTS_PER_RESPONSE_MAX: u32 = 10_000;
+/// The most events one projector answer holds: fewer when they would not
+/// fit in one NATS message, which the projector sees to.
+const EVENTS_PER_PAGE_MAX: u32 = 1_000;
+/// The header that gives the `since_seq` of the next response.
+pub(crate) const NEXT_SEQ_HEADER: &str = "momentum-next-seq";
+/// The header that says whether the response reached `until_seq` or the
+/// projection's watermark.
+pub(crate) const COMPLETE_HEADER: &str = "momentum-complete";
+
+/// The parameters of an events read.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsParameters {
+    /// Events stored after this stream sequence (default 0: from the first): the `Momentum-Next-Seq` of the
+    /// response before, to go on where it ended.
+    #[param(value_type = Option<crate::openapi::SequenceNumber>)]
+    since_seq: Option<String>,
+    /// No event stored after this sequence (default: as far as the projection has applied the stream); before
+    /// `since_seq`, the answer is empty.
+    #[param(value_type = Option<crate::openapi::SequenceNumber>)]
+    until_seq: Option<String>,
+    /// Only these event types, comma-separated (`meeting.held,volunteer.hours_logged`); default every type.
+    #[param(value_type = Option<String>, pattern = "^(participant\\.joined|meeting\\.held|volunteer\\.hours_logged|collective_action\\.taken|event\\.retracted)(,(participant\\.joined|meeting\\.held|volunteer\\.hours_logged|collective_action\\.taken|event\\.retracted))*$")]
+    types: Option<String>,
+    /// At most this many events in the response (default 1000, at most 10000).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    limit: Option<String>,
+    /// `retracted`: retracted events too, each with `retracted` set to its retraction's sequence.
+    #[param(value_type = Option<String>, pattern = "^retracted$")]
+    include: Option<String>,
+    /// `ndjson` (default; one CloudEvent a line), `csv` (one row per event) or `csv-participation` (one row per
+    /// person per event); without it, `Accept: text/csv` asks for `csv`.
+    #[param(value_type = Option<String>, pattern = "^(ndjson|csv|csv-participation)$")]
+    format: Option<String>,
+    /// Wait (at most the projector's `MOMENTUM_QUERY_WAIT_MS_MAX`) until the projection includes this sequence.
+    #[param(value_type = Option<crate::openapi::SequenceNumber>)]
+    min_seq: Option<String>,
+}
+
+/// How the events are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EventsFormat {
+    Ndjson,
+    /// One row per event.
+    CsvEvents,
+    /// One row per person per event.
+    CsvParticipation,
+}
+
+/// An events read, checked.
+#[derive(Debug)]
+struct EventsRead {
+    movement: MovementId,
+    since_seq: u64,
+    until_seq: Option<u64>,
+    types: Vec<EventType>,
+    limit: u32,
+    include_retracted: bool,
+    format: EventsFormat,
+    min_seq: Option<u64>,
+}
+
+impl EventsRead {
+    fn new(movement: MovementId, parameters: &EventsParameters, headers: &HeaderMap) -> Result<EventsRead, Problem> {
+        let since_seq = sequence(parameters.since_seq.as_deref(), "since_seq")?.unwrap_or(0);
+        let until_seq = sequence(parameters.until_seq.as_deref(), "until_seq")?;
+        let mut types = Vec::new();
+        for name in parameters.types.as_deref().map(|list| list.split(',')).into_iter().flatten() {
+            let kind = EventType::ALL.into_iter().find(|kind| kind.as_str() == name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = EventType::ALL.iter().map(|kind| kind.as_str()).collect();
+                Problem::bad_parameter("types", format!("{name:?} is not one of {}", known.join(", ")))
+            })?;
+            if !types.contains(&kind) {
+                types.push(kind);
+            }
+        }
+        let limit = match parameters.limit.as_deref() {
+            None => EVENTS_PER_RESPONSE_DEFAULT,
+            Some(text) => {
+                text.parse::<u32>().ok().filter(|limit| (1..=EVENTS_PER_RESPONSE_MAX).contains(limit)).ok_or_else(
+                    || {
+                        Problem::bad_parameter(
+                            "limit",
+                            format!("must be a whole number from 1 to {EVENTS_PER_RESPONSE_MAX}"),
+                        )
+                    },
+                )?
+            }
+        };
+        let include_retracted = match parameters.include.as_deref() {
+            None => false,
+            Some("retracted") => true,
+            Some(other) => return Err(Problem::bad_parameter("include", format!("must be retracted, got {other:?}"))),
+        };
+        let format = match parameters.format.as_deref() {
+            Some("ndjson") => EventsFormat::Ndjson,
+            Some("csv") => EventsFormat::CsvEvents,
+            Some("csv-participation") => EventsFormat::CsvParticipation,
+            Some(other) => {
+                return Err(Problem::bad_parameter(
+                    "format",
+                    format!("must be ndjson, csv or csv-participation, got {other:?}"),
+                ));
+            }
+            None => {
+                let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or("");
+                let csv = accept.split(',').any(|item| item.split(';').next().unwrap_or("").trim() == "text/csv");
+                if csv { EventsFormat::CsvEvents } else { EventsFormat::Ndjson }
+            }
+        };
+        let min_seq = sequence(parameters.min_seq.as_deref(), "min_seq")?;
+        Ok(EventsRead { movement, since_seq, until_seq, types, limit, include_retracted, format, min_seq })
+    }
+}
+
+#[utoipa::path(
+    get, path = "/v1/movements/{movement}/events", tag = "reads",
+    summary = "A movement's events, as stored, for analysts",
+    description = "The movement's effective events in stream order: each event that counts, once, as stored (refs \
+        pseudonymised), with its stream sequence as `seq`. Repeats, retractions and erasures are left out; \
+        retracted events only with `include=retracted`. An erased participant's ref reads `erased` in every event \
+        they were in. A response holds at most `limit` events (fewer when they are large); `Momentum-Next-Seq` is \
+        the `since_seq` of the next, and `Momentum-Complete: true` says there is nothing after it yet. Only as far \
+        as the projection has applied the stream (`Momentum-Watermark`).",
+    params(super::MovementParameter, EventsParameters),
+    responses(
+        (status = 200, description = "The events.", headers(
+            ("Momentum-Next-Seq" = u64, description = "The `since_seq` to ask the next response with."),
+            ("Momentum-Complete" = bool, description = "Whether the response reached `until_seq` or the watermark."),
+            ("Momentum-Watermark" = u64, description = "The last stream sequence the projection had applied.")),
+            content(
+            (String = "application/x-ndjson", example = "{\"specversion\":\"1.0\",\"id\":\"hours-0001\",\"source\":\"urn:partner:me\",\"type\":\"volunteer.hours_logged\",\"subject\":\"bristol-befriending\",\"time\":\"2026-03-05T09:00:00+00:00\",\"data\":{\"participant\":\"ps-3f9a…\",\"hours\":2.0},\"seq\":17}\n"),
+            (String = "text/csv", example = "seq,id,source,type,time,date,retracted,participant,attendees,participants,organisers,hours,reach,role,area,kind,activity,channel,partners,principles,duration_minutes\n17,hours-0001,urn:partner:me,volunteer.hours_logged,2026-03-05T09:00:00+00:00,2026-03-05,,ps-3f9a,,,,2,,,,,,,,,\n"),
+        )),
+        (status = 400, response = inline(EventsBadRequest)),
+        (status = 403, response = inline(ReadForbidden)),
+        (status = 404, response = inline(UnknownMovement)),
+        (status = 503, response = inline(ReadUnavailable)),
+    ),
+)]
+pub(crate) async fn events(
+    State(state): State<Arc<AppState>>,
+    Extension(caller): Extension<Arc<Caller>>,
+    headers: HeaderMap,
+    MovementPath(movement): MovementPath,
+    Parameters(parameters): Parameters<EventsParameters>,
+) -> Response {
+    let read =
+        match caller.require_read(movement.as_str()).and_then(|()| EventsRead::new(movement, &parameters, &headers)) {
+            Ok(read) => read,
+            Err(problem) => return problem.into_response(),
+        };
+    let mut events = Vec::new();
+    let mut since_seq = read.since_seq;
+    let (complete, watermark) = loop {
+        let remaining = read.limit - events.len() as u32;
+        let page = EventsRequest {
+            movement: read.movement.clone(),
+            since_seq,
+            until_seq: read.until_seq,
+            types: read.types.clone(),
+            limit: remaining.min(EVENTS_PER_PAGE_MAX),
+            include_retracted: read.include_retracted,
+        };
+        let page: EventsPage = match answer::ask(&state, Asked { min_seq: read.min_seq, read: page }).await {
+            Ok(page) => page,
+            Err(response) => return response,
+        };
+        since_seq = page.next_seq;
+        events.extend(page.events);
+        if page.complete || events.len() as u32 >= read.limit {
+            break (page.complete, page.watermark);
+        }
+    };
+    let (content_type, body) = match read.format {
+        EventsFormat::Ndjson => {
+            let mut body = String::new();
+            for event in &events {
+                body.push_str(event.get());
+                body.push('\n');
+            }
+            ("application/x-ndjson", body)
+        }
+        EventsFormat::CsvEvents => ("text/csv; charset=utf-8", events_csv(&events, state.time_zone)),
+        EventsFormat::CsvParticipation => ("text/csv; charset=utf-8", participation_csv(&events, state.time_zone)),
+    };
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(NEXT_SEQ_HEADER, HeaderValue::from(since_seq));
+    headers.insert(COMPLETE_HEADER, HeaderValue::from_static(if complete { "true" } else { "false" }));
+    headers.insert(WATERMARK_HEADER, HeaderValue::from(watermark));
+    if read.format != EventsFormat::Ndjson {
+        let name =
+            format!("attachment; filename=\"{}-events-{}-{since_seq}.csv\"", read.movement.as_str(), read.since_seq);
+        if let Ok(value) = HeaderValue::from_str(&name) {
+            headers.insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    response
+}
+
+/// The columns of the events CSV after the envelope's: every field of
+/// `data` of any type, lists `;`-separated.
+const DATA_COLUMNS: [&str; 14] = [
+    "participant",
+    "attendees",
+    "participants",
+    "organisers",
+    "hours",
+    "reach",
+    "role",
+    "area",
+    "kind",
+    "activity",
+    "channel",
+    "partners",
+    "principles",
+    "duration_minutes",
+];
+
+/// A value of `data` as one cell: text as it is, lists `;`-separated, an
+/// organiser as `ref (role)`.
+fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(";"),
+        Value::Object(fields) if fields.contains_key("participant") => {
+            format!("{} ({})", cell(&fields["participant"]), cell(&fields["role"]))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn parsed(event: &serde_json::value::RawValue) -> Value {
+    serde_json::from_str(event.get()).expect("the projector sends JSON")
+}
+
+/// The envelope's cells: sequence, id, source, type, time, local date, retraction.
+fn envelope_cells(event: &Value, time_zone: chrono_tz::Tz) -> String {
+    let time = event["time"].as_str().unwrap_or_default();
+    let date = chrono::DateTime::parse_from_rfc3339(time).map(|time| local_date(time, time_zone).to_string());
+    format!(
+        "{},{},{},{},{},{},{}",
+        event["seq"],
+        field(&cell(&event["id"])),
+        field(&cell(&event["source"])),
+        field(&cell(&event["type"])),
+        field(time),
+        date.unwrap_or_default(),
+        cell(&event["retracted"]),
+    )
+}
+
+fn events_csv(events: &[Box<serde_json::value::RawValue>], time_zone: chrono_tz::Tz) -> String {
+    let mut body = format!("seq,id,source,type,time,date,retracted,{}\n", DATA_COLUMNS.join(","));
+    for event in events {
+        let event = parsed(event);
+        body.push_str(&envelope_cells(&event, time_zone));
+        for column in DATA_COLUMNS {
+            body.push(',');
+            body.push_str(&field(&cell(&event["data"][column])));
+        }
+        body.push('\n');
+    }
+    body
+}
+
+/// One row per person per event: who had which part, tidy for a join.
+fn participation_csv(events: &[Box<serde_json::value::RawValue>], time_zone: chrono_tz::Tz) -> String {
+    let mut body = String::from("seq,id,source,type,time,date,retracted,participant,part,role\n");
+    for event in events {
+        let event = parsed(event);
+        let data = &event["data"];
+        let mut parts: Vec<(String, &str, String)> = Vec::new();
+        let refs = |key: &str| data[key].as_array().into_iter().flatten().map(cell).collect::<Vec<_>>();
+        match event["type"].as_str() {
+            Some("participant.joined") => parts.push((cell(&data["participant"]), "joined", cell(&data["role"]))),
+            Some("volunteer.hours_logged") => parts.push((cell(&data["participant"]), "volunteer", String::new())),
+            Some("meeting.held") => {
+                parts.extend(refs("attendees").into_iter().map(|who| (who, "attendee", String::new())))
+            }
+            Some("collective_action.taken") => {
+                parts.extend(refs("participants").into_iter().map(|who| (who, "action_participant", String::new())));
+            }
+            _ => {}
+        }
+        for organiser in data["organisers"].as_array().into_iter().flatten() {
+            parts.push((cell(&organiser["participant"]), "organiser", cell(&organiser["role"])));
+        }
+        let envelope = envelope_cells(&event, time_zone);
+        for (who, part, role) in parts {
+            let _ = writeln!(body, "{envelope},{},{part},{}", field(&who), field(&role));
+        }
+    }
+    body
+}
+
+problem_responses! {
+    EventsBadRequest => ("A parameter is not valid, or not one the route takes.", [
+        examples::bad_movement("movement"),
+        Problem::bad_parameter("limit", format!("must be a whole number from 1 to {EVENTS_PER_RESPONSE_MAX}")),
+        Problem::bad_parameter("types", "\"meeting\" is not one of participant.joined, meeting.held, volunteer.hours_logged, collective_action.taken, event.retracted"),
+        examples::bad_min_seq(),
+    ]);
+}

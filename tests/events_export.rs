@@ -1,0 +1,147 @@
+//! The events export (`GET /v1/movements/{movement}/events`) against a real
+//! stack: a log taken a page at a time equals the log taken whole, only
+//! events that count appear, once, in stream order, an erased person's
+//! pseudonym is in no export, and only readers of the movement get it.
+
+use momentum_tests::{EVALUATOR_TOKEN, TestStack, event, hours, meeting};
+use serde_json::{Value, json};
+
+/// A response of the export, as the admin, with its cursor headers.
+struct Page {
+    lines: Vec<Value>,
+    next_seq: u64,
+    complete: bool,
+    body: String,
+}
+
+async fn export(stack: &TestStack, movement: &str, query: &str) -> Page {
+    let url = format!("{}/v1/movements/{movement}/events?{query}", stack.query_url);
+    let response = stack.http.get(&url).bearer_auth(momentum_tests::ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    let (next_seq, complete) = (header("momentum-next-seq").parse().unwrap(), header("momentum-complete") == "true");
+    let body = response.text().await.unwrap();
+    let lines = if query.contains("format=csv") {
+        Vec::new()
+    } else {
+        body.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    };
+    Page { lines, next_seq, complete, body }
+}
+
+/// Every page from the first, `limit` events at a time.
+async fn export_in_pages(stack: &TestStack, movement: &str, limit: u32, min_seq: u64) -> Vec<Value> {
+    let (mut events, mut since_seq) = (Vec::new(), 0);
+    for _ in 0..100 {
+        let page = export(stack, movement, &format!("limit={limit}&since_seq={since_seq}&min_seq={min_seq}")).await;
+        assert!(page.lines.len() <= limit as usize);
+        events.extend(page.lines);
+        since_seq = page.next_seq;
+        if page.complete {
+            return events;
+        }
+    }
+    panic!("the export never completed");
+}
+
+#[tokio::test]
+async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only_what_counts() {
+    let stack = TestStack::start().await;
+    let mut posted = vec![
+        meeting("m1", "alpha", "2026-03-04T18:00:00Z", &["ann", "bo", "cy"], "org"),
+        hours("h1", "alpha", "2026-03-05T10:00:00Z", "ann", 2.0),
+        hours("h2", "alpha", "2026-03-05T11:00:00Z", "gone", 1.5),
+        meeting("m2", "alpha", "2026-03-11T18:00:00Z", &["gone", "bo"], "org"),
+        hours("other", "beta", "2026-03-05T10:00:00Z", "ann", 1.0),
+        event("r1", "event.retracted", "alpha", "2026-03-06T10:00:00Z", json!({ "event_id": "h1" })),
+    ];
+    for index in 0..7 {
+        posted.push(hours(&format!("x{index}"), "alpha", "2026-03-12T10:00:00Z", &format!("v{index}"), 1.0));
+    }
+    let (status, body) = stack.post_batch(&posted).await;
+    assert_eq!(status, 200, "{body}");
+    let last = body["max_seq"].as_u64().unwrap();
+    // The same again: repeats are not stored twice, and never exported twice.
+    let (status, _) = stack.post_batch(&posted[..2]).await;
+    assert_eq!(status, 200);
+
+    let whole = export(&stack, "alpha", &format!("limit=10000&min_seq={last}")).await;
+    assert!(whole.complete);
+    let ids: Vec<&str> = whole.lines.iter().map(|event| event["id"].as_str().unwrap()).collect();
+    let mut expected = vec!["m1", "h2", "m2"];
+    let extra: Vec<String> = (0..7).map(|index| format!("x{index}")).collect();
+    expected.extend(extra.iter().map(String::as_str));
+    assert_eq!(ids, expected, "what counts, once, in stream order: not h1 (retracted), r1, or beta's");
+    let sequences: Vec<u64> = whole.lines.iter().map(|event| event["seq"].as_u64().unwrap()).collect();
+    assert!(sequences.windows(2).all(|pair| pair[0] < pair[1]), "{sequences:?}");
+    assert_eq!(whole.next_seq, last, "the cursor of a complete export is where the projection stood");
+    assert!(!whole.body.contains("\"ann\""), "refs are pseudonyms");
+
+    // Page by page, from the cursor each page gives: the same events.
+    for limit in [1, 2, 3] {
+        assert_eq!(export_in_pages(&stack, "alpha", limit, last).await, whole.lines, "pages of {limit}");
+    }
+    // Nothing after the last: an empty page, complete, at the same cursor.
+    let after = export(&stack, "alpha", &format!("since_seq={last}")).await;
+    assert!(after.lines.is_empty() && after.complete && after.next_seq == last);
+    // A range that ends before it starts holds nothing.
+    let empty = export(&stack, "alpha", "since_seq=5&until_seq=2").await;
+    assert!(empty.lines.is_empty() && empty.complete && empty.next_seq == 5);
+
+    // Retracted events on request, marked with their retraction's sequence.
+    let with_retracted = export(&stack, "alpha", "include=retracted&limit=10000").await;
+    let retracted: Vec<&Value> = with_retracted.lines.iter().filter(|event| event.get("retracted").is_some()).collect();
+    assert_eq!(retracted.len(), 1);
+    assert_eq!(retracted[0]["id"], "h1");
+    // Only some types, and a range of sequences.
+    let meetings = export(&stack, "alpha", "types=meeting.held").await;
+    assert_eq!(meetings.lines.len(), 2);
+    let first_two = export(&stack, "alpha", &format!("until_seq={}", sequences[1])).await;
+    assert_eq!(first_two.lines, whole.lines[..2]);
+
+    // Erased: the pseudonym of "gone" (the only volunteer of h2) is in no export any more.
+    let gone = whole.lines[1]["data"]["participant"].as_str().unwrap().to_owned();
+    assert!(whole.lines[2]["data"]["attendees"].as_array().unwrap().contains(&Value::from(gone.as_str())));
+    let erasure = stack
+        .http
+        .post(format!("{}/v1/movements/alpha/erasures", stack.ingest_url))
+        .bearer_auth(momentum_tests::ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(r#"{"participant":"gone"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erasure.status(), 202);
+    let erased_at = erasure.json::<Value>().await.unwrap()["seq"].as_u64().unwrap();
+    for query in ["limit=10000", "include=retracted&limit=10000", "format=csv", "format=csv-participation"] {
+        let page = export(&stack, "alpha", &format!("{query}&min_seq={erased_at}")).await;
+        assert!(!page.body.contains(&gone), "{query}: the erased pseudonym appears: {}", page.body);
+        assert!(page.body.contains("erased"), "{query}: {}", page.body);
+    }
+    let after_erasure = export(&stack, "alpha", &format!("limit=10000&min_seq={erased_at}")).await;
+    assert_eq!(after_erasure.lines.len(), whole.lines.len(), "the erasure itself is not exported");
+    assert_eq!(after_erasure.lines[1]["data"]["participant"], "erased");
+    assert_eq!(after_erasure.lines[2]["data"]["attendees"].as_array().unwrap().len(), 2, "still two attended");
+
+    // CSV: one row per event; one per person per event.
+    let csv = export(&stack, "alpha", "format=csv&limit=10000").await;
+    assert_eq!(csv.body.lines().count(), 1 + whole.lines.len(), "{}", csv.body);
+    let participation = export(&stack, "alpha", "format=csv-participation&limit=10000").await;
+    // m1: three attendees and the organiser; h2: one; m2: two and the organiser; seven volunteers.
+    assert_eq!(participation.body.lines().count(), 1 + 4 + 1 + 3 + 7, "{}", participation.body);
+
+    // Only readers of the movement: the evaluator of alpha may not read beta.
+    let beta = stack
+        .http
+        .get(format!("{}/v1/movements/beta/events", stack.query_url))
+        .bearer_auth(EVALUATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beta.status(), 403);
+    let bad = stack.http.get(format!("{}/v1/movements/alpha/events?limit=0", stack.query_url));
+    let bad = bad.bearer_auth(EVALUATOR_TOKEN).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("limit"));
+    stack.stop().await;
+}
