@@ -3,7 +3,7 @@
 //! events that count appear, once, in stream order, an erased person's
 //! pseudonym is in no export, and only readers of the movement get it.
 
-use momentum_tests::{EVALUATOR_TOKEN, TestStack, event, hours, meeting};
+use momentum_tests::{EVALUATOR_TOKEN, TestStack, event, hours, meeting, momentum_testkit};
 use serde_json::{Value, json};
 
 /// A response of the export, as the admin, with its cursor headers.
@@ -129,6 +129,32 @@ async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only
     let participation = export(&stack, "alpha", "format=csv-participation&limit=10000").await;
     // m1: three attendees and the organiser; h2: one; m2: two and the organiser; seven volunteers.
     assert_eq!(participation.body.lines().count(), 1 + 4 + 1 + 3 + 7, "{}", participation.body);
+
+    // pandas and DuckDB read the NDJSON and the CSV as the README shows, and find what the export holds.
+    let folder = tempfile::tempdir().unwrap();
+    let (ndjson, csv_file) = (folder.path().join("events.ndjson"), folder.path().join("events.csv"));
+    std::fs::write(&ndjson, &after_erasure.body).unwrap();
+    let csv_body = export(&stack, "alpha", &format!("format=csv&limit=10000&min_seq={erased_at}")).await.body;
+    std::fs::write(&csv_file, csv_body).unwrap();
+    let exported_hours: Vec<Option<f64>> =
+        after_erasure.lines.iter().map(|event| event["data"]["hours"].as_f64()).collect();
+    let exported_ids: Vec<&str> = after_erasure.lines.iter().map(|event| event["id"].as_str().unwrap()).collect();
+    for (reader, script) in [("pandas", "ensure-pandas.sh"), ("duckdb", "ensure-duckdb.sh")] {
+        let python = tokio::task::spawn_blocking(move || momentum_tests::pinned_python(script)).await.unwrap();
+        let output = tokio::process::Command::new(python)
+            .arg(momentum_testkit::workspace_root().join("tests/exports/read_events_export.py"))
+            .args([reader, ndjson.to_str().unwrap(), csv_file.to_str().unwrap()])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{reader}: {}", String::from_utf8_lossy(&output.stderr));
+        let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(read["seq"], json!(sequences), "{reader} reads every event, in order");
+        assert_eq!(read["ids"], json!(exported_ids), "{reader}");
+        assert_eq!(read["types"], json!({ "meeting.held": 2, "volunteer.hours_logged": 8 }), "{reader}");
+        assert_eq!(read["csv_seq"], json!(sequences), "{reader} reads the CSV's rows");
+        assert_eq!(read["csv_hours"], json!(exported_hours), "{reader} reads the CSV's hours as the JSON holds them");
+    }
 
     // Only readers of the movement: the evaluator of alpha may not read beta.
     let beta = stack

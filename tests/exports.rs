@@ -141,25 +141,9 @@ async fn download(stack: &TestStack, export: &Export, folder: &Path) -> Value {
     case
 }
 
-/// The python of the pinned pandas virtualenv, installed if need be.
-fn pandas_python() -> PathBuf {
-    let script = root().join("scripts/ensure-pandas.sh");
-    let output = std::process::Command::new(&script)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
-    assert!(
-        output.status.success(),
-        "pandas is not available, so the exports cannot be checked ({} failed):\n{}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pandas_reads_every_csv_export_with_exactly_the_values_of_the_json() {
-    let python = tokio::task::spawn_blocking(pandas_python).await.unwrap();
+    let python = tokio::task::spawn_blocking(|| momentum_tests::pinned_python("ensure-pandas.sh")).await.unwrap();
     let stack = TestStack::start().await;
     let (status, body) = stack.post_batch(&events()).await;
     assert_eq!(status, 200, "{body}");

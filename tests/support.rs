@@ -348,6 +348,24 @@ async fn read(response: reqwest::Response) -> (u16, Value) {
     (status, body)
 }
 
+/// The python of a pinned virtualenv that `script` (`ensure-pandas.sh`,
+/// `ensure-duckdb.sh`, under `scripts/`) installs if need be and prints.
+/// Fails, saying why, when it cannot be had: a test that needs it never skips.
+pub fn pinned_python(script: &str) -> PathBuf {
+    let script = momentum_testkit::workspace_root().join("scripts").join(script);
+    let output = std::process::Command::new(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+    assert!(
+        output.status.success(),
+        "{} failed, so the test cannot read the exports:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
 /// A valid event of the given type; `data` as given.
 pub fn event(id: &str, kind: &str, movement: &str, time: &str, data: Value) -> Value {
     json!({
