@@ -132,6 +132,8 @@ pub fn query_config(nats_url: &str) -> momentum_query::Config {
 pub const EVALUATOR_TOKEN: &str = "test-evaluator-token";
 /// A partner posting as `urn:test:partner` for movement `alpha` only.
 pub const PARTNER_TOKEN: &str = "test-partner-token";
+/// Another partner, posting as `urn:test:other` for every movement.
+pub const OTHER_PARTNER_TOKEN: &str = "test-other-partner-token";
 
 /// The folder of the auth file and pseudonym key file every test stack
 /// uses, written once per test process.
@@ -145,10 +147,13 @@ pub fn test_secrets() -> &'static std::path::Path {
             "[[token]]\nname = \"test-admin\"\nsha256 = \"{}\"\nrole = \"admin\"\n\n\
              [[token]]\nname = \"test-evaluator\"\nsha256 = \"{}\"\nrole = \"evaluator\"\nmovements = [\"alpha\"]\n\n\
              [[token]]\nname = \"test-partner\"\nsha256 = \"{}\"\nrole = \"partner\"\n\
-             source = \"urn:test:partner\"\nmovements = [\"alpha\"]\n",
+             source = \"urn:test:partner\"\nmovements = [\"alpha\"]\n\n\
+             [[token]]\nname = \"test-other-partner\"\nsha256 = \"{}\"\nrole = \"partner\"\n\
+             source = \"urn:test:other\"\nmovements = [\"*\"]\n",
             digest(ADMIN_TOKEN),
             digest(EVALUATOR_TOKEN),
             digest(PARTNER_TOKEN),
+            digest(OTHER_PARTNER_TOKEN),
         );
         std::fs::write(folder.join("auth.toml"), auth).expect("can write the auth file");
         let keys = format!("current = 1\n[[key]]\nversion = 1\nsecret = \"{}\"\n", "5a".repeat(32));

@@ -546,3 +546,71 @@ async fn an_ingest_replica_that_has_not_seen_a_participant_gives_them_the_pseudo
     replica.stop().await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn partners_learn_what_became_of_their_own_events_and_never_of_another_sources() {
+    let stack = TestStack::start().await;
+    let mine = |id: &str| partner_event(id, "urn:test:partner", "alpha");
+    let theirs = |id: &str, movement: &str| partner_event(id, "urn:test:other", movement);
+    let mut retraction =
+        event("fix-1", "event.retracted", "alpha", "2026-03-05T10:00:00Z", json!({ "event_id": "h1" }));
+    retraction["source"] = json!("urn:test:partner");
+    let posted = [mine("h1"), mine("h2"), theirs("h1", "alpha"), theirs("t1", "beta"), retraction];
+    let (status, body) = stack.post_batch(&posted).await;
+    assert_eq!(status, 200, "{body}");
+    let sequences: Vec<u64> = body["results"].as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    let last = body["max_seq"].as_u64().unwrap();
+
+    let ask = |token: &'static str, id: &str, source: &str| {
+        let url = format!("{}/v1/events/{id}?source={source}&min_seq={last}", stack.query_url);
+        send(stack.http.get(url).bearer_auth(token))
+    };
+    // Accepted with its sequence; retracted with the retraction's id; unknown.
+    let (status, _, h2) = ask(PARTNER_TOKEN, "h2", "urn:test:partner").await;
+    assert_eq!(status, 200, "{h2}");
+    assert_eq!(h2["events"], json!([{ "id": "h2", "status": "accepted", "movement": "alpha", "seq": sequences[1] }]));
+    let (_, _, h1) = ask(PARTNER_TOKEN, "h1", "urn:test:partner").await;
+    assert_eq!(
+        h1["events"],
+        json!([{ "id": "h1", "status": "retracted", "movement": "alpha", "seq": sequences[0], "retracted_by": "fix-1" }])
+    );
+    let (_, _, never) = ask(PARTNER_TOKEN, "never-posted", "urn:test:partner").await;
+    assert_eq!(never["events"], json!([{ "id": "never-posted", "status": "unknown" }]));
+
+    // Another source's ids are not found, whatever they are; nor by an evaluator.
+    for id in ["t1", "h1", "never-posted"] {
+        let (status, _, body) = ask(PARTNER_TOKEN, id, "urn:test:other").await;
+        assert_eq!(status, 404, "{body}");
+        assert_eq!(body["type"], "urn:momentum:problem:unknown-event");
+    }
+    let (status, _, _) = ask(EVALUATOR_TOKEN, "h2", "urn:test:partner").await;
+    assert_eq!(status, 403);
+    // The other partner sees its own, in every movement; the first partner's token covers only alpha.
+    let (_, _, t1) = ask(momentum_tests::OTHER_PARTNER_TOKEN, "t1", "urn:test:other").await;
+    assert_eq!(t1["events"][0]["movement"], "beta", "{t1}");
+    let (_, _, h1_theirs) = ask(momentum_tests::OTHER_PARTNER_TOKEN, "h1", "urn:test:other").await;
+    assert_eq!(
+        h1_theirs["events"],
+        json!([{ "id": "h1", "status": "accepted", "movement": "alpha", "seq": sequences[2] }])
+    );
+
+    // Many at once, in the order asked, repeats once.
+    let url = format!("{}/v1/events/status?min_seq={last}", stack.query_url);
+    let body = json!({ "source": "urn:test:partner", "ids": ["h2", "nope", "h1", "h2", "fix-1"] });
+    let (status, _, many) = send(stack.http.post(&url).bearer_auth(PARTNER_TOKEN).json(&body)).await;
+    assert_eq!(status, 200, "{many}");
+    let statuses: Vec<(&str, &str)> = many["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| (item["id"].as_str().unwrap(), item["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, [("h2", "accepted"), ("nope", "unknown"), ("h1", "retracted"), ("fix-1", "accepted")]);
+    let other = json!({ "source": "urn:test:other", "ids": ["t1"] });
+    assert_eq!(send(stack.http.post(&url).bearer_auth(PARTNER_TOKEN).json(&other)).await.0, 404);
+    let too_many = json!({ "source": "urn:test:partner", "ids": vec!["x"; 1001] });
+    let (status, _, problem) = send(stack.http.post(&url).bearer_auth(PARTNER_TOKEN).json(&too_many)).await;
+    assert_eq!(status, 400);
+    assert_eq!(problem["errors"][0]["pointer"], "/ids", "{problem}");
+    stack.stop().await;
+}

@@ -474,6 +474,92 @@ impl LedgerRead for VersionsRequest {
     }
 }
 
+/// What became of some events of one source, as its partner asks: in the
+/// movements named, or in every movement when none is.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventStatusRequest {
+    /// The source the events were posted with.
+    pub source: String,
+    /// Their ids.
+    pub ids: Vec<String>,
+    /// The movements to look in; every movement when empty.
+    pub movements: Vec<MovementId>,
+}
+
+/// One event's fate in one movement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventStatus {
+    /// The event's id.
+    pub id: String,
+    /// The movement it was posted to.
+    pub movement: MovementId,
+    /// What became of it.
+    #[serde(flatten)]
+    pub fate: momentum_domain::ledger::EventFate,
+}
+
+/// The answer to an [`EventStatusRequest`]: the events the projection
+/// knows, in the order asked; an id it does not know is not among them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventStatuses {
+    /// The known events.
+    pub statuses: Vec<EventStatus>,
+    /// The sequence the projection had applied (the least of the partitions').
+    pub watermark: u64,
+}
+
+impl EventStatusRequest {
+    /// In the order the ids were asked, then by movement.
+    fn sort_as_asked(&self, statuses: &mut [EventStatus]) {
+        let order = |id: &str| self.ids.iter().position(|asked| asked == id);
+        statuses.sort_by(|one, other| (order(&one.id), &one.movement).cmp(&(order(&other.id), &other.movement)));
+    }
+}
+
+impl Read for EventStatusRequest {
+    const ENDPOINT: &'static str = "event_status";
+    type Answer = EventStatuses;
+
+    fn reach(&self) -> Reach<'_> {
+        if self.movements.is_empty() { Reach::All } else { Reach::Several(&self.movements) }
+    }
+
+    fn for_movements(&self, movements: Vec<MovementId>) -> EventStatusRequest {
+        EventStatusRequest { movements, ..self.clone() }
+    }
+
+    /// Every partition's statuses, in the order the ids were asked, then by movement.
+    fn merge(&self, answers: Vec<EventStatuses>) -> Result<EventStatuses, ProtocolError> {
+        let mut answers = answers.into_iter();
+        let mut merged = answers.next().ok_or(ProtocolError::NoAnswer)?;
+        for statuses in answers {
+            merged.statuses.extend(statuses.statuses);
+            merged.watermark = merged.watermark.min(statuses.watermark);
+        }
+        self.sort_as_asked(&mut merged.statuses);
+        Ok(merged)
+    }
+}
+
+impl LedgerRead for EventStatusRequest {
+    fn answer(&self, ledger: &Ledger, _: &ReadSettings) -> Result<EventStatuses, ReadError> {
+        let mut statuses = Vec::new();
+        for (name, movement) in ledger.movements() {
+            if !self.movements.is_empty() && !self.movements.iter().any(|asked| asked.as_str() == name) {
+                continue;
+            }
+            for id in &self.ids {
+                if let Some(fate) = movement.event_fate(&self.source, id) {
+                    let movement = MovementId::parse(name).map_err(|error| ReadError::Invalid(error.to_string()))?;
+                    statuses.push(EventStatus { id: id.clone(), movement, fate });
+                }
+            }
+        }
+        self.sort_as_asked(&mut statuses);
+        Ok(EventStatuses { statuses, watermark: ledger.watermark() })
+    }
+}
+
 /// A read the projector answers from its ledger alone: every projector
 /// serves each one listed in [`ledger_reads!`](crate::ledger_reads).
 pub trait LedgerRead: Read {
@@ -532,7 +618,8 @@ macro_rules! ledger_reads {
             $crate::protocol::CompareRequest,
             $crate::protocol::StickinessRequest,
             $crate::protocol::VersionsRequest,
-            $crate::protocol::MovementsRequest
+            $crate::protocol::MovementsRequest,
+            $crate::protocol::EventStatusRequest
         )
     };
 }

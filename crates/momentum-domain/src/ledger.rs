@@ -70,6 +70,26 @@ impl Default for FoldSettings {
     }
 }
 
+/// What became of an event a partner posted, as the projection knows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum EventFate {
+    /// It is stored at `seq` and stands (a retraction or an erasure is
+    /// accepted too, as what it is).
+    Accepted {
+        /// Its stream sequence.
+        seq: u64,
+    },
+    /// It is stored at `seq` and the event `retracted_by` of its source
+    /// retracted it (of several retractions, the one with the least id).
+    Retracted {
+        /// Its stream sequence.
+        seq: u64,
+        /// The id of the retraction.
+        retracted_by: String,
+    },
+}
+
 /// What folding one event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -434,7 +454,7 @@ impl Ledger {
         let ledger = &mut self.movements[movement as usize];
         let before =
             ledger.sources.find(&event.source).and_then(|source| ledger.events[source as usize].get(event.id.as_str()));
-        if matches!(before, Some(Standing::Counted { .. } | Standing::Uncounted)) {
+        if matches!(before, Some(Standing::Counted { .. } | Standing::Uncounted { .. } | Standing::Retracted { .. })) {
             return Outcome::Duplicate;
         }
         let (source, named) = ledger.sources.number(&event.source);
@@ -461,7 +481,7 @@ impl Ledger {
                 people.sort_unstable();
                 Body::Erasure { people: people.into() }
             }
-            _ if before == Some(Standing::RetractionPending) => Body::Withheld,
+            _ if matches!(before, Some(Standing::RetractionPending { .. })) => Body::Withheld,
             data => Body::Fact(ledger.fact(movement, settings, event, data, &mut self.journal.names)),
         };
         let entry = Entry { seq, movement, source, id: event.id.as_str().into(), body };
@@ -601,6 +621,19 @@ impl MovementLedger {
     /// retraction came first, or no event of this movement).
     pub fn filed(&self, day: NaiveDate, seq: u64) -> Option<Option<u64>> {
         self.facts.get(&day)?.filed(seq)
+    }
+
+    /// What became of the event (`source`, `id`) of this movement; `None`
+    /// when it never arrived (a retraction of it may have).
+    pub fn event_fate(&self, source: &str, id: &str) -> Option<EventFate> {
+        let events = &self.events[self.sources.find(source)? as usize];
+        match events.get(id)? {
+            Standing::Counted { seq, .. } | Standing::Uncounted { seq } => Some(EventFate::Accepted { seq }),
+            Standing::Retracted { by, seq } => {
+                Some(EventFate::Retracted { seq, retracted_by: events.id(by).to_owned() })
+            }
+            Standing::RetractionPending { .. } => None,
+        }
     }
 
     /// Whether `pseudonym` was erased from this movement.
@@ -750,7 +783,7 @@ impl MovementLedger {
     /// [`MovementLedger::fold`], given what the ledger knew of the entry's
     /// (`source`, `id`) before it (`apply` has looked it up already).
     fn fold_after(&mut self, entry: &Entry, before: Option<Standing>) -> Result<Outcome, Damaged> {
-        if matches!(before, Some(Standing::Counted { .. } | Standing::Uncounted)) {
+        if matches!(before, Some(Standing::Counted { .. } | Standing::Uncounted { .. } | Standing::Retracted { .. })) {
             return Err(Damaged(format!("entry {} folds ({}, {:?}) again", entry.seq, entry.source, entry.id)));
         }
         self.accepted += 1;
@@ -758,34 +791,51 @@ impl MovementLedger {
             self.first_seq = entry.seq;
         }
         self.version = entry.seq;
+        let pending = match before {
+            Some(Standing::RetractionPending { by }) => Some(by),
+            _ => None,
+        };
+        let seq = entry.seq;
         let (status, outcome) = match &entry.body {
-            Body::Fact(_) if before == Some(Standing::RetractionPending) => {
+            Body::Fact(_) if pending.is_some() => {
                 return Err(Damaged(format!("entry {} counts an event retracted before it came", entry.seq)));
             }
-            Body::Withheld if before != Some(Standing::RetractionPending) => {
-                return Err(Damaged(format!("entry {} withholds an event no retraction named", entry.seq)));
-            }
-            Body::Withheld => (Standing::Uncounted, Outcome::ArrivedRetracted),
+            Body::Withheld => match pending {
+                Some(by) => (Standing::Retracted { by, seq }, Outcome::ArrivedRetracted),
+                None => return Err(Damaged(format!("entry {} withholds an event no retraction named", entry.seq))),
+            },
             Body::Fact(fact) => {
                 self.insert_fact(entry.seq, fact);
-                (Standing::Counted { day: fact.day, seq: entry.seq }, Outcome::Applied)
+                (Standing::Counted { day: fact.day, seq }, Outcome::Applied)
             }
-            Body::Erasure { .. } => (Standing::Uncounted, Outcome::Erased),
+            Body::Erasure { .. } => (Standing::Uncounted { seq }, Outcome::Erased),
             Body::Retraction { target } => {
                 let events = &mut self.events[entry.source as usize];
+                // The retraction's own id first, so the target can name where it sits.
+                let by = events.place(&entry.id, Standing::Uncounted { seq });
                 let outcome = match events.get(target) {
                     None => {
-                        events.set(target, Standing::RetractionPending);
+                        events.set(target, Standing::RetractionPending { by });
                         Outcome::RetractionPending
                     }
-                    Some(Standing::RetractionPending | Standing::Uncounted) => Outcome::RetractionIgnored,
-                    Some(Standing::Counted { day, seq }) => {
-                        events.set(target, Standing::Uncounted);
-                        self.retract_fact(day, seq, entry.seq);
+                    Some(Standing::RetractionPending { by: earlier }) => {
+                        let by = events.least(earlier, by);
+                        events.set(target, Standing::RetractionPending { by });
+                        Outcome::RetractionIgnored
+                    }
+                    Some(Standing::Retracted { by: earlier, seq: arrived }) => {
+                        let by = events.least(earlier, by);
+                        events.set(target, Standing::Retracted { by, seq: arrived });
+                        Outcome::RetractionIgnored
+                    }
+                    Some(Standing::Uncounted { .. }) => Outcome::RetractionIgnored,
+                    Some(Standing::Counted { day, seq: counted }) => {
+                        events.set(target, Standing::Retracted { by, seq: counted });
+                        self.retract_fact(day, counted, entry.seq);
                         Outcome::Retracted
                     }
                 };
-                (Standing::Uncounted, outcome)
+                (Standing::Uncounted { seq }, outcome)
             }
         };
         self.events[entry.source as usize].set(&entry.id, status);
@@ -854,5 +904,46 @@ impl MovementLedger {
     /// How many people have been numbered.
     fn person_count(&self) -> usize {
         self.person_count as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(id: &str, kind: &str, data: serde_json::Value) -> Event {
+        let value = json!({ "specversion": "1.0", "id": id, "source": "urn:p", "type": kind, "subject": "alpha",
+            "time": "2026-03-04T10:00:00Z", "data": data });
+        Event::from_json(value.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_events_fate_is_its_sequence_or_the_least_retraction_of_it_in_any_order() {
+        let hours = |id: &str| event(id, "volunteer.hours_logged", json!({ "participant": "p", "hours": 1 }));
+        let retraction = |id: &str, target: &str| event(id, "event.retracted", json!({ "event_id": target }));
+        let (h1, h2) = (hours("h1"), hours("h2"));
+        let (rb, ra, rc) = (retraction("r-b", "h1"), retraction("r-a", "h1"), retraction("r-c", "h3"));
+        let fates = |order: &[&Event]| {
+            let mut ledger = Ledger::default();
+            for (index, event) in order.iter().enumerate() {
+                ledger.apply(&FoldSettings::default(), event, index as u64 + 1);
+            }
+            let movement = ledger.movement("alpha").unwrap();
+            ["h1", "h2", "r-b", "h3"].map(|id| movement.event_fate("urn:p", id))
+        };
+        let fate = fates(&[&h1, &rb, &ra, &h2, &rc]);
+        assert_eq!(fate[0], Some(EventFate::Retracted { seq: 1, retracted_by: "r-a".to_owned() }));
+        assert_eq!(fate[1], Some(EventFate::Accepted { seq: 4 }));
+        assert_eq!(fate[2], Some(EventFate::Accepted { seq: 2 }), "a retraction is accepted as what it is");
+        assert_eq!(fate[3], None, "retracted before it came, and it never did");
+        // Retracted before it arrived, by the other retraction first: the same retraction is named.
+        let other = fates(&[&ra, &rb, &h1, &h2]);
+        assert_eq!(other[0], Some(EventFate::Retracted { seq: 3, retracted_by: "r-a".to_owned() }));
+        assert_eq!(fates(&[&rb, &h1, &ra])[0], Some(EventFate::Retracted { seq: 2, retracted_by: "r-a".to_owned() }));
+        let mut ledger = Ledger::default();
+        ledger.apply(&FoldSettings::default(), &h1, 1);
+        assert_eq!(ledger.movement("alpha").unwrap().event_fate("urn:other", "h1"), None, "another source's id");
     }
 }

@@ -47,6 +47,7 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
     )),
     tags(
         (name = "reads", description = "A movement's figures"),
+        (name = "partners", description = "What became of a partner's events"),
         (name = "health", description = "Liveness, readiness and this document; no token needed"),
     )
 )]

@@ -150,6 +150,20 @@ impl Caller {
         }
     }
 
+    /// Checks that the caller may ask what became of `source`'s events:
+    /// an admin, or a partner of that source. Another source's events are
+    /// answered 404, as if they did not exist, so that no partner learns
+    /// which ids another has posted; an evaluator gets a 403.
+    pub fn require_source_reader(&self, source: &str) -> Result<(), Problem> {
+        match self.role {
+            TokenRole::Admin => Ok(()),
+            TokenRole::Evaluator => Err(forbidden("evaluator tokens read figures, not partners' events")),
+            TokenRole::Partner if self.source.as_deref() == Some(source) => Ok(()),
+            TokenRole::Partner => Err(Problem::new(StatusCode::NOT_FOUND, "unknown-event", "no such event")
+                .detail("this token knows no events of that source")),
+        }
+    }
+
     /// Checks that the caller is an admin; a 403 otherwise.
     pub fn require_admin(&self) -> Result<(), Problem> {
         if self.role == TokenRole::Admin { Ok(()) } else { Err(forbidden("this needs an admin token")) }

@@ -13,6 +13,7 @@ mod answer;
 mod changes;
 mod cohorts;
 mod compare;
+mod event_status;
 mod events;
 mod listings;
 mod parameters;
@@ -44,7 +45,9 @@ pub(crate) fn api() -> ServiceApi<Arc<AppState>> {
             .routes(routes!(compare::compare))
             .routes(routes!(stickiness::stickiness))
             .routes(routes!(changes::changes))
-            .routes(routes!(events::events)),
+            .routes(routes!(events::events))
+            .routes(routes!(event_status::event_status))
+            .routes(routes!(event_status::event_statuses)),
         pages: crate::dashboard::router(),
         amend_document: |_| {},
         not_found_detail: "/openapi.json describes every route",
