@@ -120,6 +120,30 @@ async fn assert_reads_agree(stack: &TestStack, partitioned: &str, movements: &[S
         assert_eq!(status, 200, "the partitioned read {path}: {actual}");
         assert_eq!(without_watermark(actual), without_watermark(expected), "{path}");
     }
+    // The events export, from the partition that owns each movement.
+    for movement in movements {
+        let path = format!("/v1/movements/{movement}/events?limit=10000&min_seq={min_seq}");
+        let read = |base: &str| {
+            let request = stack.http.get(format!("{base}{path}")).bearer_auth(momentum_tests::ADMIN_TOKEN);
+            async move { request.send().await.unwrap().text().await.unwrap() }
+        };
+        let expected = read(&stack.query_url).await;
+        assert!(expected.lines().count() > 10, "{path}: {expected}");
+        assert_eq!(read(partitioned).await, expected, "{path}");
+    }
+    // Partners' event statuses, from every partition at once: an id posted
+    // to movements of both partitions is in both.
+    let ids = ["shared-id", "history-7", "undo-1", "history-1", "never-posted"];
+    let body = json!({ "source": "urn:test:partner", "ids": ids });
+    let statuses = |base: &str| {
+        let url = format!("{base}/v1/events/status?min_seq={min_seq}");
+        let request = stack.http.post(url).bearer_auth(momentum_tests::ADMIN_TOKEN).json(&body);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let expected = without_watermark(statuses(&stack.query_url).await);
+    assert_eq!(expected["events"][0]["id"], "shared-id");
+    assert_eq!(expected["events"][1]["id"], "shared-id", "in two movements: {expected}");
+    assert_eq!(without_watermark(statuses(partitioned).await), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
