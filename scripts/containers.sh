@@ -37,6 +37,13 @@ esac
 
 say() { echo "containers: $*" >&2; }
 
+# podman runs rootful here (its storage, networks and the runtime base's
+# nonroot home need root), and debootstrap needs root.
+if [ "$(id -u)" -ne 0 ]; then
+  say "needs root (podman rootful, debootstrap): run it with sudo"
+  exit 1
+fi
+
 install_debian_packages() {
   local missing=()
   command -v podman >/dev/null || missing+=(podman netavark aardvark-dns)
@@ -118,7 +125,9 @@ momentum_image() {
   local version revision source
   version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
   revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-  source="$(git remote get-url origin 2>/dev/null || echo "file://$root")"
+  # Without any user:password@ a remote's address may carry.
+  source="$(git remote get-url origin 2>/dev/null | sed -E 's#(://)[^@/]+@#\1#' || true)"
+  [ -n "$source" ] || source="file://$root"
   say "building localhost/momentum:latest from deploy/Dockerfile"
   # The docker format: OCI images have no HEALTHCHECK, and podman drops it.
   # No cache: buildah keeps a LABEL layer whose build argument changed.

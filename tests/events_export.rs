@@ -165,6 +165,14 @@ async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only
         .await
         .unwrap();
     assert_eq!(beta.status(), 403);
+    let unknown = stack.http.get(format!("{}/v1/movements/nowhere/events", stack.query_url));
+    assert_eq!(unknown.bearer_auth(momentum_tests::ADMIN_TOKEN).send().await.unwrap().status(), 404);
+    let retractions = stack.http.get(format!("{}/v1/movements/alpha/events?types=event.retracted", stack.query_url));
+    assert_eq!(
+        retractions.bearer_auth(momentum_tests::ADMIN_TOKEN).send().await.unwrap().status(),
+        400,
+        "never exported"
+    );
     let bad = stack.http.get(format!("{}/v1/movements/alpha/events?limit=0", stack.query_url));
     let bad = bad.bearer_auth(EVALUATOR_TOKEN).send().await.unwrap();
     assert_eq!(bad.status(), 400);

@@ -287,6 +287,9 @@ async fn events(context: Context, read: EventsRequest) -> Result<Vec<u8>, Refusa
     let (answer_bytes_max, settings) = (context.answer_bytes_max, context.fold_settings);
     blocking(context, read, move |ledger, read, _| {
         let movement = ledger.movement(read.movement.as_str());
+        if movement.is_none() {
+            return Err(ReadError::UnknownMovement(read.movement.as_str().to_owned()));
+        }
         let mut page =
             EventsPage { events: Vec::new(), next_seq: read.since_seq, complete: stored.complete, watermark };
         // Room for the page's other fields and the commas between events.

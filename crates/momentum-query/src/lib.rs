@@ -154,7 +154,8 @@ impl QueryService {
         });
         let metrics = state.metrics.registry.clone();
         // A read asks the projector at most twice (a suppressed comparison
-        // of a ratio), each bounded by the query timeout.
+        // of a ratio), each bounded by the query timeout; the events export
+        // asks for pages until half the timeout has passed, then for no more.
         let duration_max = 2 * Duration::from_millis(config.query_timeout_ms) + Duration::from_secs(1);
         let http = HttpService::bind(HttpParts {
             name: "query",

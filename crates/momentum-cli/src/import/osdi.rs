@@ -191,10 +191,13 @@ pub(super) fn read(files: &[(String, Value)], source: Option<&str>) -> Read {
             read.problems.push(problem("its event has neither identifiers nor a self link".to_owned()));
             continue;
         };
-        let person = link(record.value, "osdi:person")
-            .and_then(last_segment)
-            .map(str::to_owned)
-            .or_else(|| first_identifier(&record.value["_embedded"]["osdi:person"]));
+        // The person's id as its link ends, or as its identifier ends
+        // (`action_network:<id>`): the same person either way.
+        let person = link(record.value, "osdi:person").and_then(last_segment).map(str::to_owned).or_else(|| {
+            first_identifier(&record.value["_embedded"]["osdi:person"])
+                .map(|identifier| identifier.rsplit(':').next().unwrap_or_default().to_owned())
+                .filter(|id| !id.is_empty())
+        });
         let Some(person) = person else {
             read.problems.push(problem("has no osdi:person link".to_owned()));
             continue;
@@ -219,9 +222,15 @@ pub(super) fn read(files: &[(String, Value)], source: Option<&str>) -> Read {
 }
 
 /// An event whose identifier ends in `id` (`system:id`), for links that
-/// name an event by another address than its `self` link.
+/// name an event by another address than its `self` link; of several, the
+/// one with the least identifier, so that the same files always give the
+/// same meetings.
 fn find<'a>(events: &'a HashMap<String, Event>, id: &str) -> Option<&'a Event> {
-    events.iter().find(|(key, _)| key.rsplit(':').next() == Some(id)).map(|(_, event)| event)
+    events
+        .iter()
+        .filter(|(key, _)| key.rsplit(':').next() == Some(id))
+        .min_by_key(|(key, _)| *key)
+        .map(|(_, event)| event)
 }
 
 #[cfg(test)]
@@ -245,7 +254,12 @@ mod tests {
             "identifiers": ["action_network:walk-1"], "origin_system": "Action Network",
             "start_date": "2026-03-05T10:00:00Z", "location": { "locality": "Easton" },
             "_links": { "self": { "href": event_href } },
-            "_embedded": { "osdi:attendances": [attendance("p-1", json!(true), None), attendance("p-2", json!(false), None)] },
+            "_embedded": { "osdi:attendances": [
+                attendance("p-1", json!(true), None),
+                attendance("p-2", json!(false), None),
+                // The same person as the first, embedded rather than linked.
+                json!({ "attended": true, "_embedded": { "osdi:person": { "identifiers": ["action_network:p-1"] } } }),
+            ] },
         });
         let page = json!({ "_embedded": { "osdi:attendances": [
             attendance("p-3", json!(true), Some(event_href)),
@@ -254,12 +268,13 @@ mod tests {
             attendance("p-6", json!("yes"), Some(event_href)),
         ] } });
         let read = read(&[("event.json".to_owned(), event), ("page.json".to_owned(), page)], None);
-        assert_eq!((read.records, read.not_attended), (6, 1));
+        assert_eq!((read.records, read.not_attended), (7, 1));
         let people: Vec<(&str, &str, &str)> =
             read.attendances.iter().map(|a| (a.person.as_str(), a.source.as_str(), a.session.as_str())).collect();
         assert_eq!(
             people,
             [
+                ("osdi:p-1", "urn:osdi:action-network", "action_network:walk-1"),
                 ("osdi:p-1", "urn:osdi:action-network", "action_network:walk-1"),
                 ("osdi:p-3", "urn:osdi:action-network", "action_network:walk-1"),
             ]
@@ -269,10 +284,10 @@ mod tests {
         assert_eq!(
             problems,
             [
-                "record 4 (page.json#/_embedded/osdi:attendances/1): its event https://an.example/api/v2/events/unknown \
+                "record 5 (page.json#/_embedded/osdi:attendances/1): its event https://an.example/api/v2/events/unknown \
                  is in none of the files: add the event's file",
-                "record 5 (page.json#/_embedded/osdi:attendances/2): has no osdi:event link and is not inside an event",
-                "record 6 (page.json#/_embedded/osdi:attendances/3): attended must be true or false, not \"yes\"",
+                "record 6 (page.json#/_embedded/osdi:attendances/2): has no osdi:event link and is not inside an event",
+                "record 7 (page.json#/_embedded/osdi:attendances/3): attended must be true or false, not \"yes\"",
             ]
         );
         // --source overrides the origin system.

@@ -50,12 +50,13 @@ pub(crate) struct EventsParameters {
     #[param(value_type = Option<crate::openapi::SequenceNumber>)]
     until_seq: Option<String>,
     /// Only these event types, comma-separated (`meeting.held,volunteer.hours_logged`); default every type.
-    #[param(value_type = Option<String>, pattern = "^(participant\\.joined|meeting\\.held|volunteer\\.hours_logged|collective_action\\.taken|event\\.retracted)(,(participant\\.joined|meeting\\.held|volunteer\\.hours_logged|collective_action\\.taken|event\\.retracted))*$")]
+    #[param(value_type = Option<String>, pattern = "^(participant\\.joined|meeting\\.held|volunteer\\.hours_logged|collective_action\\.taken)(,(participant\\.joined|meeting\\.held|volunteer\\.hours_logged|collective_action\\.taken))*$")]
     types: Option<String>,
     /// At most this many events in the response (default 1000, at most 10000).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
-    /// `retracted`: retracted events too, each with `retracted` set to its retraction's sequence.
+    /// `retracted`: retracted events too, each with `retracted` set to its retraction's sequence (the first
+    /// retraction's); an event that arrived after its retraction never counted and is not among them.
     #[param(value_type = Option<String>, pattern = "^retracted$")]
     include: Option<String>,
     /// `ndjson` (default; one CloudEvent a line), `csv` (one row per event) or `csv-participation` (one row per
@@ -95,9 +96,11 @@ impl EventsRead {
         let since_seq = sequence(parameters.since_seq.as_deref(), "since_seq")?.unwrap_or(0);
         let until_seq = sequence(parameters.until_seq.as_deref(), "until_seq")?;
         let mut types = Vec::new();
+        // Retractions are never exported: they are not among the types.
+        let exported = || EventType::ALL.into_iter().filter(|kind| *kind != EventType::EventRetracted);
         for name in parameters.types.as_deref().map(|list| list.split(',')).into_iter().flatten() {
-            let kind = EventType::ALL.into_iter().find(|kind| kind.as_str() == name.trim()).ok_or_else(|| {
-                let known: Vec<&str> = EventType::ALL.iter().map(|kind| kind.as_str()).collect();
+            let kind = exported().find(|kind| kind.as_str() == name.trim()).ok_or_else(|| {
+                let known: Vec<&str> = exported().map(EventType::as_str).collect();
                 Problem::bad_parameter("types", format!("{name:?} is not one of {}", known.join(", ")))
             })?;
             if !types.contains(&kind) {
@@ -182,6 +185,10 @@ pub(crate) async fn events(
         };
     let mut events = Vec::new();
     let mut since_seq = read.since_seq;
+    // Pages of few exported events (repeats, retractions) could take more
+    // than a request may: past half the query timeout, the response ends
+    // where it got to, and the client goes on from its Momentum-Next-Seq.
+    let started = tokio::time::Instant::now();
     let (complete, watermark) = loop {
         let remaining = read.limit - events.len() as u32;
         let page = EventsRequest {
@@ -198,7 +205,7 @@ pub(crate) async fn events(
         };
         since_seq = page.next_seq;
         events.extend(page.events);
-        if page.complete || events.len() as u32 >= read.limit {
+        if page.complete || events.len() as u32 >= read.limit || started.elapsed() > state.query_timeout / 2 {
             break (page.complete, page.watermark);
         }
     };
@@ -331,7 +338,7 @@ problem_responses! {
     EventsBadRequest => ("A parameter is not valid, or not one the route takes.", [
         examples::bad_movement("movement"),
         Problem::bad_parameter("limit", format!("must be a whole number from 1 to {EVENTS_PER_RESPONSE_MAX}")),
-        Problem::bad_parameter("types", "\"meeting\" is not one of participant.joined, meeting.held, volunteer.hours_logged, collective_action.taken, event.retracted"),
+        Problem::bad_parameter("types", "\"meeting\" is not one of participant.joined, meeting.held, volunteer.hours_logged, collective_action.taken"),
         examples::bad_min_seq(),
     ]);
 }
