@@ -45,9 +45,13 @@ pub(crate) fn requested_format(
         Some(other) => return Err(Problem::bad_parameter("format", format!("must be json or csv, got {other:?}"))),
         None => {}
     }
+    Ok(if accepts_csv(headers) { Format::Csv(layout) } else { Format::Json })
+}
+
+/// Whether the request's `Accept` names `text/csv`.
+pub(crate) fn accepts_csv(headers: &HeaderMap) -> bool {
     let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or("");
-    let wants_csv = accept.split(',').any(|item| item.split(';').next().unwrap_or("").trim() == "text/csv");
-    Ok(if wants_csv { Format::Csv(layout) } else { Format::Json })
+    accept.split(',').any(|item| item.split(';').next().unwrap_or("").trim() == "text/csv")
 }
 
 /// A CSV document, the file name to offer it under, and the watermark of

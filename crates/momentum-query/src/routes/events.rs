@@ -21,7 +21,7 @@ use serde_json::Value;
 use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, WATERMARK_HEADER};
 use super::parameters::{examples, sequence};
 use crate::AppState;
-use crate::csv::field;
+use crate::csv::{accepts_csv, field};
 
 /// The events of a response when `limit` is not given.
 pub(crate) const EVENTS_PER_RESPONSE_DEFAULT: u32 = 1_000;
@@ -135,11 +135,8 @@ impl EventsRead {
                     format!("must be ndjson, csv or csv-participation, got {other:?}"),
                 ));
             }
-            None => {
-                let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).unwrap_or("");
-                let csv = accept.split(',').any(|item| item.split(';').next().unwrap_or("").trim() == "text/csv");
-                if csv { EventsFormat::CsvEvents } else { EventsFormat::Ndjson }
-            }
+            None if accepts_csv(headers) => EventsFormat::CsvEvents,
+            None => EventsFormat::Ndjson,
         };
         let min_seq = sequence(parameters.min_seq.as_deref(), "min_seq")?;
         Ok(EventsRead { movement, since_seq, until_seq, types, limit, include_retracted, format, min_seq })
