@@ -156,6 +156,25 @@ async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only
         assert_eq!(read["csv_hours"], json!(exported_hours), "{reader} reads the CSV's hours as the JSON holds them");
     }
 
+    // `momentum export` writes the same straight from the stream: whole, from a cursor, with retracted events.
+    let export_file = |name: &str, arguments: &[&str]| {
+        let out = folder.path().join(name);
+        let output = std::process::Command::new(momentum_testkit::workspace_binary("momentum"))
+            .args(["export", "--movement", "alpha", "--out", out.to_str().unwrap()])
+            .args(arguments)
+            .env("MOMENTUM_NATS_URL", stack.nats.url())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let text = std::fs::read_to_string(&out).unwrap();
+        text.lines().map(|line| serde_json::from_str::<Value>(line).unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(export_file("whole.ndjson", &[]), after_erasure.lines, "the command's file equals the HTTP export");
+    let cursor = sequences[2].to_string();
+    assert_eq!(export_file("rest.ndjson", &["--since-seq", &cursor]), after_erasure.lines[3..], "from a cursor");
+    let retracted_too = export(&stack, "alpha", &format!("include=retracted&limit=10000&min_seq={erased_at}")).await;
+    assert_eq!(export_file("all.ndjson", &["--include-retracted"]), retracted_too.lines);
+
     // Only readers of the movement: the evaluator of alpha may not read beta.
     let beta = stack
         .http

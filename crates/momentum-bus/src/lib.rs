@@ -17,7 +17,8 @@ use async_nats::jetstream::{self, stream};
 
 pub use connection::{NatsConnection, connect_options, inbox_prefix, server_addresses};
 pub use movement_events::{
-    MovementEvents, MovementEventsError, StoredEvent, movement_event_filters, read_movement_events,
+    MovementEvents, MovementEventsError, MovementReader, StoredEvent, movement_event_filters, open_movement_log,
+    read_movement_events,
 };
 pub use partition::{Partition, PartitionError, SLOT_COUNT, SLOTLESS_EVENTS_FILTER, slot};
 pub use salts::{SALTS_BUCKET, SaltsBucketError, ensure_salts_bucket};

@@ -1,12 +1,14 @@
 //! `momentum`: the command-line tools shipped with the services: importing
-//! a partner's spreadsheet or attendance from another system, and the
-//! containers' health probe. The demo data
+//! a partner's spreadsheet or attendance from another system, exporting a
+//! movement's events, and the containers' health probe. The demo data
 //! generator and the benchmark are developer tools, in `momentum-dev`.
 
 use clap::{Parser, Subcommand};
 
+mod export;
 mod import;
 mod probe;
+mod progress;
 
 #[derive(Debug, Parser)]
 #[command(name = "momentum", version, about = "momentum command-line tools")]
@@ -19,6 +21,8 @@ struct Cli {
 enum Command {
     /// Import a spreadsheet (CSV) of hours, meetings, actions or sign-ups, or attendance from OSDI or Mobilize.
     Import(import::ImportArgs),
+    /// Export a movement's events to a file, straight from the event stream (NDJSON).
+    Export(export::ExportArgs),
     /// Ask a service's /readyz and exit 0 only if it is ready (for container health checks).
     Probe(probe::ProbeArgs),
 }
@@ -27,6 +31,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Import(arguments) => import::run(arguments).await,
+        Command::Export(arguments) => export::run(arguments).await,
         Command::Probe(arguments) => probe::run(arguments).await,
     }
 }

@@ -12,7 +12,9 @@
 //! 3. HTTP ingest of one event per request from 64 connections;
 //! 4. raw reading of the event stream with an ordered consumer;
 //! 5. the projector catching up from sequence 1 (the stream is first topped
-//!    up to `--events` with raw publishes on the events' own subjects);
+//!    up to `--events` with raw publishes on the events' own subjects), and
+//!    `momentum export` writing the largest movement's events, against a raw
+//!    ordered read of that movement's subjects;
 //! 6. freshness at a steady rate (after two seconds of warm-up, reported
 //!    apart): from ingest's answer to the event being
 //!    visible through the query API (`min_seq`);
@@ -245,6 +247,10 @@ pub(crate) async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     report["projector_catch_up"]["ratio_to_raw_consume"] =
         json!(report["projector_catch_up"]["events_per_s"].as_f64().unwrap_or(0.0) / raw_consume);
 
+    let largest = census.largest_movement();
+    eprintln!("5/10 the export command over the largest movement, {largest}, against a raw read of its events");
+    report["export_command"] = export_command(&nats_server.url(), &largest, work.path()).await?;
+
     eprintln!("6/10 freshness at {} events/s", arguments.freshness_rate);
     let movement = http_part[0]["subject"].as_str().context("events have a movement")?.to_owned();
     let freshness =
@@ -252,7 +258,6 @@ pub(crate) async fn run(mut arguments: BenchArgs) -> anyhow::Result<()> {
     report["freshness"] = freshness;
 
     eprintln!("7/10 trend reads at {QUERY_CONNECTIONS} connections");
-    let largest = census.largest_movement();
     report["first_trend_read_ms"] = first_trend_read_ms(&http, &query_url, projector_port, &largest).await?;
     let mark = cpu.now();
     let seconds = Duration::from_secs(arguments.seconds);
@@ -701,6 +706,45 @@ async fn raw_consume(stream: &jetstream::stream::Stream, last_sequence: u64) -> 
     Ok(last_sequence as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Stage 5, beside the catch-up: `momentum export` writing a movement's
+/// events from the stream, against a raw ordered read of the same events
+/// (the movement's subjects, as the command reads them).
+async fn export_command(nats_url: &str, movement: &str, work: &Path) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let mut reader =
+        momentum_bus::open_movement_log(nats_url, &momentum_bus::NatsConnection::default(), "bench", movement).await?;
+    let mut events = 0u64;
+    while reader.next().await?.is_some() {
+        events += 1;
+    }
+    let raw_seconds = started.elapsed().as_secs_f64();
+    let binary = std::env::current_exe()?.parent().context("this binary has a folder")?.join("momentum");
+    let out = work.join("export.ndjson");
+    let started = Instant::now();
+    let output = Command::new(&binary)
+        .args(["export", "--movement", movement, "--out"])
+        .arg(&out)
+        .env("MOMENTUM_NATS_URL", nats_url)
+        .stderr(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", binary.display()))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        bail!("momentum export failed: {}", String::from_utf8_lossy(&output.stdout));
+    }
+    let written = std::fs::read_to_string(&out)?.lines().count();
+    let (raw, export) = (events as f64 / raw_seconds, events as f64 / seconds);
+    Ok(json!({
+        "movement": movement,
+        "events": events,
+        "events_written": written,
+        "seconds": seconds,
+        "events_per_s": export,
+        "raw_movement_consume_events_per_s": raw,
+        "ratio_to_raw_consume": export / raw,
+    }))
+}
+
 /// Stage 5: a new projector's catch-up, followed through its `/metrics`
 /// watermark; its resident memory is sampled from /proc as it goes.
 async fn catch_up(http: &reqwest::Client, port: u16, pid: u32, last_sequence: u64) -> anyhow::Result<Value> {
@@ -997,6 +1041,15 @@ fn print_table(report: &Value) {
         number(&catch_up["last_tenth_events_per_s"]),
         number(&catch_up["rss_peak_mib"]),
         decimal(&catch_up["checkpointed_after_s"])
+    );
+    let export = &report["export_command"];
+    println!(
+        "| 5. `momentum export` of {} ({} events) | {} events/s ({:.0}% of a raw read of its events, {} events/s) |",
+        export["movement"].as_str().unwrap_or("?"),
+        export["events"],
+        number(&export["events_per_s"]),
+        export["ratio_to_raw_consume"].as_f64().unwrap_or(0.0) * 100.0,
+        number(&export["raw_movement_consume_events_per_s"])
     );
     let freshness = &report["freshness"];
     println!(

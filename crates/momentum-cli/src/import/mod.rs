@@ -74,7 +74,6 @@
 //!   came from;
 //! - `post`: posting the events to ingest in batches, retries, and reading
 //!   its answers;
-//! - `progress`: the progress bar (or plain lines) while posting;
 //! - `attendance`: attendance records of another system built into
 //!   meetings and sign-ups, with their stable ids;
 //! - `osdi`, `mobilize`: those systems' exports read into attendance
@@ -89,7 +88,6 @@ mod options;
 mod osdi;
 mod post;
 mod problems;
-mod progress;
 mod traced;
 mod values;
 

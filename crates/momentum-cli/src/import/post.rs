@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::ImportArgs;
 use super::events::Built;
 use super::problems::Problem;
-use super::progress::Progress;
 use super::traced::event_problems;
+use crate::progress::Progress;
 
 /// The counts of an import.
 #[derive(Debug, Default)]
@@ -39,7 +39,7 @@ pub(super) async fn post(
 ) -> anyhow::Result<()> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
     let url = format!("{}/v1/events", arguments.ingest_url.trim_end_matches('/'));
-    let progress = Progress::new(events.len() as u64);
+    let progress = Progress::new(events.len() as u64, "posted");
     let batches = batches(events, usize::from(arguments.batch_size));
     let mut posted = 0;
     for (position, range) in batches.iter().enumerate() {
@@ -283,7 +283,7 @@ mod tests {
             "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
         let slow = "HTTP/1.1 429 Too Many Requests\r\nretry-after: 0\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
         let client = reqwest::Client::new();
-        let progress = Progress { bar: None, total: 1, last_line: std::sync::Mutex::new(None) };
+        let progress = Progress { bar: None, total: 1, done: "posted", last_line: std::sync::Mutex::new(None) };
         let (url, count) = canned_server(vec![busy, slow, ok]);
         let answer = send(&client, &url, Some("t"), "[]".to_owned(), &progress).await.unwrap();
         assert_eq!(answer["max_seq"], 7);
