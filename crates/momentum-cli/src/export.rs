@@ -58,12 +58,14 @@ pub(crate) struct ExportArgs {
     nats_connection: NatsConnection,
 }
 
-/// The spill file: each event as its sequence, its length and its bytes.
-struct Spill {
+/// A file of this command's own beside `--out`, removed when the command
+/// ends however it ends: the spill file (each event as its sequence, its
+/// length and its bytes), and the output until it is renamed into place.
+struct Scratch {
     path: PathBuf,
 }
 
-impl Drop for Spill {
+impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
@@ -91,7 +93,7 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
 
     // Pass one: fold every event of the movement; spill those after --since-seq.
     let progress = Progress::new(reader.pending(), "read");
-    let spill = Spill { path: sibling(&arguments.out, ".spill") };
+    let spill = Scratch { path: sibling(&arguments.out, ".spill") };
     let mut spilled = BufWriter::new(
         std::fs::File::create(&spill.path).with_context(|| format!("cannot write {}", spill.path.display()))?,
     );
@@ -127,9 +129,10 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
     };
 
     // Pass two: each spilled event as the export gives it.
-    let partial = sibling(&arguments.out, ".partial");
-    let mut out =
-        BufWriter::new(std::fs::File::create(&partial).with_context(|| format!("cannot write {}", partial.display()))?);
+    let partial = Scratch { path: sibling(&arguments.out, ".partial") };
+    let mut out = BufWriter::new(
+        std::fs::File::create(&partial.path).with_context(|| format!("cannot write {}", partial.path.display()))?,
+    );
     let mut spilled = BufReader::new(std::fs::File::open(&spill.path)?);
     let progress = Progress::new(kept, "written");
     let mut written = 0u64;
@@ -155,8 +158,8 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
     progress.finish();
     out.flush()?;
     drop(out);
-    std::fs::rename(&partial, &arguments.out)
-        .with_context(|| format!("cannot move {} to {}", partial.display(), arguments.out.display()))?;
+    std::fs::rename(&partial.path, &arguments.out)
+        .with_context(|| format!("cannot move {} to {}", partial.path.display(), arguments.out.display()))?;
     let seconds = started.elapsed().as_secs_f64();
     println!("events read:    {read} (of {movement}, up to stream sequence {through})");
     println!("events written: {written} to {}", arguments.out.display());
