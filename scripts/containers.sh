@@ -134,6 +134,8 @@ momentum_image() {
   podman build --quiet --no-cache --format docker -f deploy/Dockerfile -t localhost/momentum:latest \
     --build-arg BINARIES=prebuilt --build-arg RUNTIME_IMAGE=localhost/momentum-runtime:$debian_suite \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" --build-arg SOURCE="$source" . >/dev/null
+  # The image this build replaced, now untagged, would stay on disk run after run.
+  podman image prune --force >/dev/null
 }
 
 podman_compose() {
