@@ -2,7 +2,8 @@
 # Installs pandas (pinned below) into a virtualenv under .tools/ on first use
 # and prints the path of that virtualenv's python. tests/exports.rs reads the
 # CSV exports with it (tests/exports/check_with_pandas.py), as an evaluator's
-# notebook would; scripts/test.sh runs this first.
+# notebook would, and the Parquet exports through pyarrow (pinned below too);
+# scripts/test.sh runs this first.
 #
 #   scripts/ensure-pandas.sh      prints e.g. /…/.tools/pandas-2.3.3/bin/python
 #
@@ -10,5 +11,5 @@
 set -euo pipefail
 version="2.3.3"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$("$root/scripts/python-tool.sh" pandas "$version")"
+venv="$("$root/scripts/python-tool.sh" pandas "$version" pyarrow==22.0.0)"
 echo "$venv/bin/python"

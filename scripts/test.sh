@@ -11,8 +11,11 @@ export MOMENTUM_NATS_SERVER
 echo "using $("$MOMENTUM_NATS_SERVER" --version)"
 # tests/api_fuzz.rs runs schemathesis (pinned in the script; into .tools/).
 scripts/api-fuzz.sh --install
-# tests/exports.rs reads the CSV exports with pandas (pinned in the script; into .tools/).
+# tests/exports.rs and tests/events_export.rs read the CSV and Parquet exports with pandas and pyarrow
+# (pinned in the script; into .tools/).
 scripts/ensure-pandas.sh >/dev/null
+# tests/open_data.rs validates the open-data package with frictionless (pinned in the script; into .tools/).
+scripts/ensure-frictionless.sh >/dev/null
 # tests/bench.rs runs the bench's smoke mode, whose peer stage is DuckDB (pinned; into .tools/).
 MOMENTUM_BENCH_PYTHON="$(scripts/ensure-duckdb.sh)"
 export MOMENTUM_BENCH_PYTHON

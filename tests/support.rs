@@ -123,6 +123,7 @@ pub fn query_config(nats_url: &str) -> momentum_query::Config {
         time_zone: chrono_tz::Europe::London,
         auth: momentum_runtime::auth::AuthSettings::file(test_secrets().join("auth.toml")),
         suppress_below: 0,
+        open_data_license: momentum_query::open_data::OpenDataLicense::OglUk3,
         partitions: 1,
         log_json: false,
     }

@@ -6,7 +6,9 @@
 //! file beside the output; a second pass, over that local file, writes each
 //! as the events export gives it (`momentum_domain::export`), now that every
 //! retraction and erasure up to the end is known. The file is the same as
-//! `GET /v1/movements/{movement}/events` taken whole at the same sequence.
+//! `GET /v1/movements/{movement}/events` taken whole at the same sequence,
+//! as NDJSON or as the Parquet table of one row per event (written a row
+//! group at a time, so a national log never has to fit in memory).
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +20,8 @@ use momentum_domain::event::Event;
 use momentum_domain::export::exported;
 use momentum_domain::ledger::{FoldSettings, Ledger};
 use momentum_domain::query::MovementId;
+use momentum_tables::events::{event_columns, event_row};
+use momentum_tables::parquet::ParquetWriter;
 
 use crate::progress::Progress;
 
@@ -25,11 +29,17 @@ use crate::progress::Progress;
 /// which this command never stores.
 const EVENTS_PER_JOURNAL_DRAIN: u64 = 10_000;
 
+/// Rows of a Parquet row group: the unit a reader skips or reads in
+/// parallel, and what this command holds in memory at once.
+const ROWS_PER_ROW_GROUP: usize = 65_536;
+
 /// What the file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ExportFormat {
     /// One CloudEvent a line, as `GET /v1/movements/{movement}/events` gives them.
     Ndjson,
+    /// Apache Parquet: one row per event, typed columns, lists of attendees (`format=parquet` of the same route).
+    Parquet,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +61,9 @@ pub(crate) struct ExportArgs {
     /// Retracted events too, each with `retracted` set to its retraction's sequence.
     #[arg(long)]
     include_retracted: bool,
+    /// The time zone whose calendar gives each event's local `date` (the projector's `MOMENTUM_TIMEZONE`).
+    #[arg(long, env = "MOMENTUM_TIMEZONE", default_value = "Europe/London")]
+    time_zone: chrono_tz::Tz,
     /// NATS server URL(s), comma-separated.
     #[arg(long, env = "MOMENTUM_NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
@@ -78,7 +91,6 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
 }
 
 pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
-    let ExportFormat::Ndjson = arguments.format;
     let movement = MovementId::parse(&arguments.movement)
         .map_err(|error| anyhow::anyhow!("--movement {:?}: {error}", arguments.movement))?;
     let mut reader = momentum_bus::open_movement_log(
@@ -97,7 +109,7 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
     let mut spilled = BufWriter::new(
         std::fs::File::create(&spill.path).with_context(|| format!("cannot write {}", spill.path.display()))?,
     );
-    let settings = FoldSettings::default();
+    let settings = FoldSettings { time_zone: arguments.time_zone };
     let mut ledger = Ledger::default();
     let (mut read, mut kept) = (0u64, 0u64);
     while let Some(stored) = reader.next().await? {
@@ -130,9 +142,16 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
 
     // Pass two: each spilled event as the export gives it.
     let partial = Scratch { path: sibling(&arguments.out, ".partial") };
-    let mut out = BufWriter::new(
+    let out = BufWriter::new(
         std::fs::File::create(&partial.path).with_context(|| format!("cannot write {}", partial.path.display()))?,
     );
+    let mut out = match arguments.format {
+        ExportFormat::Ndjson => Output::Ndjson(out),
+        ExportFormat::Parquet => {
+            let metadata = vec![("momentum.watermark".to_owned(), through.to_string())];
+            Output::Parquet(ParquetWriter::new(out, event_columns(), metadata)?, Vec::new())
+        }
+    };
     let mut spilled = BufReader::new(std::fs::File::open(&spill.path)?);
     let progress = Progress::new(kept, "written");
     let mut written = 0u64;
@@ -146,8 +165,7 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
         spilled.read_exact(&mut payload)?;
         let event = Event::from_json(&payload).expect("an event that read once reads again");
         if let Some(line) = exported(folded, &settings, &event, seq, arguments.include_retracted) {
-            serde_json::to_writer(&mut out, &line)?;
-            out.write_all(b"\n")?;
+            out.write(&line, settings.time_zone)?;
             written += 1;
         }
         if done % EVENTS_PER_JOURNAL_DRAIN == 0 {
@@ -156,8 +174,7 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
     }
     progress.set(kept, true);
     progress.finish();
-    out.flush()?;
-    drop(out);
+    out.finish()?;
     std::fs::rename(&partial.path, &arguments.out)
         .with_context(|| format!("cannot move {} to {}", partial.path.display(), arguments.out.display()))?;
     let seconds = started.elapsed().as_secs_f64();
@@ -166,4 +183,42 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
     println!("rate:           {:.0} events read a second", read as f64 / seconds.max(1e-9));
     println!("next:           --since-seq {through}");
     Ok(())
+}
+
+/// Where pass two writes: NDJSON lines, or Parquet rows gathered into row groups.
+enum Output {
+    Ndjson(BufWriter<std::fs::File>),
+    Parquet(ParquetWriter<BufWriter<std::fs::File>>, Vec<Vec<momentum_tables::Cell>>),
+}
+
+impl Output {
+    fn write(&mut self, event: &serde_json::Value, time_zone: chrono_tz::Tz) -> anyhow::Result<()> {
+        match self {
+            Output::Ndjson(out) => {
+                serde_json::to_writer(&mut *out, event)?;
+                out.write_all(b"\n")?;
+            }
+            Output::Parquet(writer, rows) => {
+                rows.push(event_row(event, time_zone));
+                if rows.len() == ROWS_PER_ROW_GROUP {
+                    writer.write_rows(rows)?;
+                    rows.clear();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and flushes the file to disk.
+    fn finish(self) -> anyhow::Result<()> {
+        let out = match self {
+            Output::Ndjson(out) => out,
+            Output::Parquet(mut writer, rows) => {
+                writer.write_rows(&rows)?;
+                writer.finish()?
+            }
+        };
+        out.into_inner().map_err(|error| error.into_error())?.sync_all()?;
+        Ok(())
+    }
 }

@@ -2,11 +2,13 @@
 //! own and never writes: every answer comes from the projection service,
 //! asked over NATS request-reply.
 
-mod csv;
 mod dashboard;
+mod definitions;
+pub mod open_data;
 mod openapi;
 mod partitions;
 mod routes;
+mod tables;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,6 +47,10 @@ pub struct Config {
     /// shows every count. Admin reads are never suppressed.
     #[arg(long, env = "MOMENTUM_SUPPRESS_BELOW", default_value_t = 0)]
     pub suppress_below: u64,
+    /// The licence open-data packages (`/v1/movements/{movement}/open-data.zip`) are published under, by its SPDX
+    /// id.
+    #[arg(long, env = "MOMENTUM_OPEN_DATA_LICENSE", value_enum, default_value = "OGL-UK-3.0")]
+    pub open_data_license: open_data::OpenDataLicense,
     /// How many partitions the projectors split the movements into: the `n`
     /// of every projector's `--partition k/n`. Each read is sent to the
     /// partition that owns its movement; listings and status ask them all.
@@ -95,6 +101,7 @@ pub(crate) struct AppState {
     pub query_timeout: Duration,
     pub time_zone: chrono_tz::Tz,
     pub suppress_below: u64,
+    pub open_data_license: open_data::OpenDataLicense,
     /// The `n` of the projectors' partitions (1: one projector folds all).
     pub partitions: u32,
     pub metrics: Arc<QueryMetrics>,
@@ -149,6 +156,7 @@ impl QueryService {
             query_timeout: Duration::from_millis(config.query_timeout_ms),
             time_zone: config.time_zone,
             suppress_below: config.suppress_below,
+            open_data_license: config.open_data_license,
             partitions: config.partitions,
             metrics: QueryMetrics::new(),
         });

@@ -19,8 +19,8 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
     info(
         title = "momentum query API",
         description = "Evaluators read a movement's figures here: trends, cohorts, the eight principles, \
-            comparisons. Every read answers JSON, or CSV with `format=csv` or `Accept: text/csv` (`layout=long` \
-            for the tidy form). Every read accepts `min_seq` to read its own writes. Every error is an RFC 9457 \
+            comparisons. Every read answers JSON, or CSV with `format=csv` or `Accept: text/csv`, or Parquet with \
+            `format=parquet` or `Accept: application/vnd.apache.parquet` (`layout=long` for the tidy form). Every read accepts `min_seq` to read its own writes. Every error is an RFC 9457 \
             problem (`application/problem+json`); `errors[].pointer` names the path or query parameter at fault \
             (a JSON Pointer into the body where there is one). The metrics are defined in docs/metrics.md.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
@@ -38,6 +38,8 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
         SplitValue,
         Format,
         Layout,
+        ParquetFile,
+        ZipFile,
         Trend,
         Cohorts,
         Principles,
@@ -52,6 +54,37 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
     )
 )]
 pub(crate) struct ApiDoc;
+
+/// A Parquet file (`application/vnd.apache.parquet`): the same table as
+/// the CSV answer, with typed columns (docs/exports.md).
+pub(crate) struct ParquetFile;
+
+impl PartialSchema for ParquetFile {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("A Parquet file: the CSV answer's table with typed columns."))
+            .into()
+    }
+}
+
+impl ToSchema for ParquetFile {}
+
+/// A zip archive (`application/zip`).
+pub(crate) struct ZipFile;
+
+impl PartialSchema for ZipFile {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("A zip archive."))
+            .into()
+    }
+}
+
+impl ToSchema for ZipFile {}
 
 /// A date parameter: `YYYY-MM-DD` from 1900-01-01 to 2999-12-31.
 pub(crate) struct LocalDate;
@@ -94,20 +127,21 @@ pub(crate) enum CohortInterval {
     Month,
 }
 
-/// What a read answers: `json` (the default) or `csv`; wins over `Accept`.
+/// What a read answers: `json` (the default), `csv` or `parquet`; wins over `Accept`.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
-#[allow(dead_code)] // only described; crate::csv reads the parameter
+#[allow(dead_code)] // only described; crate::tables reads the parameter
 pub(crate) enum Format {
     Json,
     Csv,
+    Parquet,
 }
 
-/// The layout of a CSV answer: `wide` (the default; a row per period, a
-/// column per value) or `long` (a row per value).
+/// The layout of a CSV or Parquet answer: `wide` (the default; a row per
+/// period, a column per value) or `long` (a row per value).
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
-#[allow(dead_code)] // only described; crate::csv reads the parameter
+#[allow(dead_code)] // only described; crate::tables reads the parameter
 pub(crate) enum Layout {
     Wide,
     Long,

@@ -140,6 +140,21 @@ impl Metric {
     ];
 
     /// The metric an API name stands for; `None` for any other text.
+    /// Whether the metric counts something (a whole number); otherwise it
+    /// is a rate, a share, hours or pounds.
+    pub fn is_count(self) -> bool {
+        !matches!(
+            self,
+            Metric::RetentionRate
+                | Metric::Pulse
+                | Metric::VolunteerHours
+                | Metric::SocialValueGbp
+                | Metric::CitizenLedShare
+                | Metric::Momentum
+        )
+    }
+
+    /// The metric named `text`, as requests name it.
     pub fn parse(text: &str) -> Option<Metric> {
         Metric::ALL.into_iter().find(|metric| metric.as_str() == text)
     }
@@ -258,6 +273,20 @@ impl From<Figure> for Value {
             Figure::Fraction(fraction) => Value::from(fraction),
             Figure::Decimal { units, places } => Value::from(units as f64 / 10f64.powi(places as i32)),
             Figure::Undefined => Value::Null,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_metric_is_a_count_exactly_when_its_figure_is_one() {
+        let totals = PeriodTotals::default();
+        for metric in Metric::ALL {
+            let figure = metric.figure(&totals, &totals, &totals, 18.64);
+            assert_eq!(matches!(figure, Figure::Count(_)), metric.is_count(), "{}", metric.as_str());
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Asking the projection service for a read and answering the client:
 //! fitting the answer to the caller (listings hold only the movements they
 //! may read, evaluators' figures have small numbers suppressed) and writing
-//! it as JSON or CSV.
+//! it as JSON, CSV or Parquet.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -20,11 +20,11 @@ use serde::Serialize;
 
 use super::parameters::Reading;
 use crate::AppState;
-use crate::csv::{CsvAnswer, Format, to_csv};
+use crate::tables::{Format, TableAnswer, to_table};
 
 /// Answers a read: the problem that stopped it, or what `read` answers for
-/// its request, as JSON or CSV.
-pub(crate) async fn read<A: CsvAnswer, R, Answered>(
+/// its request, as JSON, CSV or Parquet.
+pub(crate) async fn read<A: TableAnswer, R, Answered>(
     asked: Result<(R, Reading), Problem>,
     read: impl FnOnce(R, Option<u64>) -> Answered,
 ) -> Response
@@ -37,8 +37,8 @@ where
     }
 }
 
-/// The header a CSV answer carries its watermark in (a JSON answer holds it
-/// in its body).
+/// The header a CSV or Parquet answer carries its watermark in (a JSON
+/// answer holds it in its body).
 pub(crate) const WATERMARK_HEADER: &str = "momentum-watermark";
 
 /// A read whose answer a client may keep: it depends only on the request,
@@ -122,7 +122,7 @@ pub(crate) async fn at_time<R: FiguresRead>(
 /// the sequence they were read at, so that an answer is never older than
 /// its tag says). A request whose `If-None-Match` holds the tag
 /// is answered `304 Not Modified` without computing the answer again.
-pub(crate) async fn read_cached<A: CsvAnswer, R: CachedRead, Answered>(
+pub(crate) async fn read_cached<A: TableAnswer, R: CachedRead, Answered>(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
@@ -186,31 +186,35 @@ fn if_none_match(headers: &HeaderMap, tag: &str) -> bool {
         .any(|value| value.split(',').map(str::trim).any(|named| named == "*" || named.trim_start_matches("W/") == tag))
 }
 
-/// Answers a read: its JSON as asked, or CSV; or the problem that stopped it.
-fn respond<A: CsvAnswer>(reading: Reading, answer: Result<Bytes, Response>) -> Response {
+/// Answers a read: its JSON as asked, or its table as CSV or Parquet; or
+/// the problem that stopped it.
+fn respond<A: TableAnswer>(reading: Reading, answer: Result<Bytes, Response>) -> Response {
     let json = match answer {
         Ok(json) => json,
         Err(response) => return response,
     };
-    let Format::Csv(layout) = reading.format else {
+    let Format::Table(format, layout) = reading.format else {
         let mut response = (StatusCode::OK, json).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return response;
     };
-    match to_csv::<A>(&json, layout) {
-        Ok(file) => {
-            let mut response = (StatusCode::OK, file.body).into_response();
+    let written = to_table::<A>(&json, layout).map_err(|error| error.to_string()).and_then(|file| {
+        file.write(format).map(|written| (written, file.watermark)).map_err(|error| error.to_string())
+    });
+    match written {
+        Ok(((body, filename), watermark)) => {
+            let mut response = (StatusCode::OK, body).into_response();
             let headers = response.headers_mut();
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-            let disposition = format!("attachment; filename=\"{}\"", file.filename);
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
+            let disposition = format!("attachment; filename=\"{filename}\"");
             if let Ok(value) = HeaderValue::from_str(&disposition) {
                 headers.insert(header::CONTENT_DISPOSITION, value);
             }
-            headers.insert(WATERMARK_HEADER, HeaderValue::from(file.watermark));
+            headers.insert(WATERMARK_HEADER, HeaderValue::from(watermark));
             response
         }
         Err(error) => {
-            tracing::error!(%error, "a projector answer could not be turned into CSV");
+            tracing::error!(%error, "a projector answer could not be written as a table");
             Problem::internal().into_response()
         }
     }

@@ -1,7 +1,6 @@
 //! `GET /v1/movements/{movement}/changes`: every figure of a movement's
 //! trend that moved since a stream sequence, with its values then and now.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Extension, State};
@@ -17,7 +16,8 @@ use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
 use super::parameters::{RequestParts, examples, interval, periods, read_parameters, sequence};
 use super::today;
 use crate::AppState;
-use crate::csv::{CsvAnswer, CsvFile, Layout, complete_cell, file_name};
+use crate::tables::{Layout, TableAnswer, TableFile, file_stem, period_columns};
+use momentum_tables::{Cell, Column, ColumnType, Table};
 
 /// The intervals changes are read in.
 const CHANGES_INTERVALS: [Interval; 2] = [Interval::Week, Interval::Month];
@@ -94,6 +94,7 @@ impl answer::CachedRead for ChangesRequest {
             })),
             (String = "text/csv",
                 example = "period,label,complete,metric,before,after\n2026-03-01,2026-03,true,meetings,4,6\n"),
+            (crate::openapi::ParquetFile = "application/vnd.apache.parquet"),
         )),
         (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
             headers(("ETag" = String, description = "The same tag."))),
@@ -143,23 +144,27 @@ pub(crate) async fn changes(
 }
 
 /// One row per figure that moved.
-impl CsvAnswer for Changes {
-    fn to_csv(&self, _layout: Layout) -> CsvFile {
-        let mut body = String::from("period,label,complete,metric,before,after\n");
+impl TableAnswer for Changes {
+    fn to_table(&self, _layout: Layout) -> TableFile {
+        let mut columns: Vec<Column> = period_columns("period").into();
+        columns.extend([
+            Column::new("metric", ColumnType::Text, "The metric whose figure moved."),
+            Column::new("before", ColumnType::Number, "Its figure as of since_seq; empty where undefined."),
+            Column::new("after", ColumnType::Number, "Its figure now; empty where undefined."),
+        ]);
+        let mut table = Table::new(columns);
         for change in &self.changes {
-            let _ = writeln!(
-                body,
-                "{},{},{},{},{},{}",
-                change.period,
-                crate::csv::field(&change.label),
-                complete_cell(change.complete),
-                change.metric.as_str(),
-                crate::csv::cell(&change.before),
-                crate::csv::cell(&change.after)
-            );
+            table.push(vec![
+                change.period.into(),
+                change.label.as_str().into(),
+                Cell::optional(change.complete),
+                change.metric.as_str().into(),
+                Cell::from_json(&change.before),
+                Cell::from_json(&change.after),
+            ]);
         }
         let stem = format!("{}-changes-since-{}-{}", self.movement, self.since_seq, self.interval.as_str());
-        CsvFile { body, filename: file_name(stem, self.watermark, Layout::Wide), watermark: self.watermark }
+        TableFile { table, stem: file_stem(stem, self.watermark, Layout::Wide), watermark: self.watermark }
     }
 }
 

@@ -77,6 +77,7 @@ impl TryFrom<RequestParts<&CohortParameters>> for CohortRequest {
             })),
             (String = "text/csv", example = "cohort,label,complete,size,active_0,active_1,share_0,share_1\n\
                 2026-03-02,2026-W10,true,5,5,3,1.0,0.6\n"),
+            (crate::openapi::ParquetFile = "application/vnd.apache.parquet"),
         )),
         (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
             headers(("ETag" = String, description = "The same tag."))),

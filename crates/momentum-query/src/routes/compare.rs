@@ -70,6 +70,7 @@ impl TryFrom<RequestParts<&CompareParameters, ()>> for CompareRequest {
             })),
             (String = "text/csv",
                 example = "period,label,complete,bristol-befriending,leeds-walking-groups\n2026-03-02,2026-W10,true,5,9\n"),
+            (crate::openapi::ParquetFile = "application/vnd.apache.parquet"),
         )),
         (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
             headers(("ETag" = String, description = "The same tag."))),

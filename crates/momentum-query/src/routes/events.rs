@@ -1,10 +1,10 @@
 //! `GET /v1/movements/{movement}/events`: the movement's effective events,
 //! as stored, in stream order, a response at a time: NDJSON (one CloudEvent
-//! per line) or CSV (one row per event, or one per person per event).
+//! per line), or a table as CSV or Parquet (one row per event, or one per
+//! person per event; the tables are `momentum_tables::events`').
 //! Which events, and how erased people are made unlinkable, is
 //! `momentum_domain::export`'s; the projector reads them from the stream.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Extension, State};
@@ -12,16 +12,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use momentum_bus::protocol::{Asked, EventsPage, EventsRequest};
 use momentum_domain::event::EventType;
-use momentum_domain::period::local_date;
 use momentum_domain::query::MovementId;
 use momentum_runtime::auth::Caller;
 use momentum_runtime::{MovementPath, Parameters, Problem, problem_responses};
-use serde_json::Value;
+use momentum_tables::Table;
+use momentum_tables::events::{event_columns, event_row, participation_columns, participation_rows};
 
 use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement, WATERMARK_HEADER};
 use super::parameters::{examples, sequence};
 use crate::AppState;
-use crate::csv::{accepts_csv, field};
+use crate::tables::{FileFormat, accepted_file_format};
 
 /// The events of a response when `limit` is not given.
 pub(crate) const EVENTS_PER_RESPONSE_DEFAULT: u32 = 1_000;
@@ -59,9 +59,10 @@ pub(crate) struct EventsParameters {
     /// retraction's); an event that arrived after its retraction never counted and is not among them.
     #[param(value_type = Option<String>, pattern = "^retracted$")]
     include: Option<String>,
-    /// `ndjson` (default; one CloudEvent a line), `csv` (one row per event) or `csv-participation` (one row per
-    /// person per event); without it, `Accept: text/csv` asks for `csv`.
-    #[param(value_type = Option<String>, pattern = "^(ndjson|csv|csv-participation)$")]
+    /// `ndjson` (default; one CloudEvent a line), `csv` or `parquet` (one row per event), `csv-participation` or
+    /// `parquet-participation` (one row per person per event); without it, `Accept: text/csv` asks for `csv` and
+    /// `Accept: application/vnd.apache.parquet` for `parquet`.
+    #[param(value_type = Option<String>, pattern = "^(ndjson|csv|csv-participation|parquet|parquet-participation)$")]
     format: Option<String>,
     /// Wait (at most the projector's `MOMENTUM_QUERY_WAIT_MS_MAX`) until the projection includes this sequence.
     #[param(value_type = Option<crate::openapi::SequenceNumber>)]
@@ -72,10 +73,16 @@ pub(crate) struct EventsParameters {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum EventsFormat {
     Ndjson,
+    Table(FileFormat, EventsTable),
+}
+
+/// Which table of the events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EventsTable {
     /// One row per event.
-    CsvEvents,
+    Events,
     /// One row per person per event.
-    CsvParticipation,
+    Participation,
 }
 
 /// An events read, checked.
@@ -127,16 +134,20 @@ impl EventsRead {
         };
         let format = match parameters.format.as_deref() {
             Some("ndjson") => EventsFormat::Ndjson,
-            Some("csv") => EventsFormat::CsvEvents,
-            Some("csv-participation") => EventsFormat::CsvParticipation,
+            Some("csv") => EventsFormat::Table(FileFormat::Csv, EventsTable::Events),
+            Some("csv-participation") => EventsFormat::Table(FileFormat::Csv, EventsTable::Participation),
+            Some("parquet") => EventsFormat::Table(FileFormat::Parquet, EventsTable::Events),
+            Some("parquet-participation") => EventsFormat::Table(FileFormat::Parquet, EventsTable::Participation),
             Some(other) => {
                 return Err(Problem::bad_parameter(
                     "format",
-                    format!("must be ndjson, csv or csv-participation, got {other:?}"),
+                    format!("must be ndjson, csv, csv-participation, parquet or parquet-participation, got {other:?}"),
                 ));
             }
-            None if accepts_csv(headers) => EventsFormat::CsvEvents,
-            None => EventsFormat::Ndjson,
+            None => match accepted_file_format(headers) {
+                Some(file) => EventsFormat::Table(file, EventsTable::Events),
+                None => EventsFormat::Ndjson,
+            },
         };
         let min_seq = sequence(parameters.min_seq.as_deref(), "min_seq")?;
         Ok(EventsRead { movement, since_seq, until_seq, types, limit, include_retracted, format, min_seq })
@@ -160,7 +171,8 @@ impl EventsRead {
             ("Momentum-Watermark" = u64, description = "The last stream sequence the projection had applied.")),
             content(
             (String = "application/x-ndjson", example = "{\"specversion\":\"1.0\",\"id\":\"hours-0001\",\"source\":\"urn:partner:me\",\"type\":\"volunteer.hours_logged\",\"subject\":\"bristol-befriending\",\"time\":\"2026-03-05T09:00:00+00:00\",\"data\":{\"participant\":\"ps-3f9a…\",\"hours\":2.0},\"seq\":17}\n"),
-            (String = "text/csv", example = "seq,id,source,type,time,date,retracted,participant,attendees,participants,organisers,hours,reach,role,area,kind,activity,channel,partners,principles,duration_minutes\n17,hours-0001,urn:partner:me,volunteer.hours_logged,2026-03-05T09:00:00+00:00,2026-03-05,,ps-3f9a,,,,2,,,,,,,,,\n"),
+            (String = "text/csv", example = "seq,id,source,type,time,date,retracted,participant,attendees,participants,organisers,organiser_roles,hours,reach,role,area,kind,activity,channel,partners,principles,duration_minutes\n17,hours-0001,urn:partner:me,volunteer.hours_logged,2026-03-05T09:00:00Z,2026-03-05,,ps-3f9a,,,,,2.0,,,,,,,,,\n"),
+            (crate::openapi::ParquetFile = "application/vnd.apache.parquet"),
         )),
         (status = 400, response = inline(EventsBadRequest)),
         (status = 403, response = inline(ReadForbidden)),
@@ -213,10 +225,15 @@ pub(crate) async fn events(
                 body.push_str(event.get());
                 body.push('\n');
             }
-            ("application/x-ndjson", body)
+            ("application/x-ndjson", body.into_bytes())
         }
-        EventsFormat::CsvEvents => ("text/csv; charset=utf-8", events_csv(&events, state.time_zone)),
-        EventsFormat::CsvParticipation => ("text/csv; charset=utf-8", participation_csv(&events, state.time_zone)),
+        EventsFormat::Table(file, which) => match events_table(&events, which, file, state.time_zone, watermark) {
+            Ok(body) => (file.media_type(), body),
+            Err(error) => {
+                tracing::error!(%error, "an events table could not be written");
+                return Problem::internal().into_response();
+            }
+        },
     };
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
@@ -224,9 +241,17 @@ pub(crate) async fn events(
     headers.insert(NEXT_SEQ_HEADER, HeaderValue::from(since_seq));
     headers.insert(COMPLETE_HEADER, HeaderValue::from_static(if complete { "true" } else { "false" }));
     headers.insert(WATERMARK_HEADER, HeaderValue::from(watermark));
-    if read.format != EventsFormat::Ndjson {
-        let name =
-            format!("attachment; filename=\"{}-events-{}-{since_seq}.csv\"", read.movement.as_str(), read.since_seq);
+    if let EventsFormat::Table(file, which) = read.format {
+        let table = match which {
+            EventsTable::Events => "events",
+            EventsTable::Participation => "participation",
+        };
+        let name = format!(
+            "attachment; filename=\"{}-{table}-{}-{since_seq}.{}\"",
+            read.movement.as_str(),
+            read.since_seq,
+            file.extension()
+        );
         if let Ok(value) = HeaderValue::from_str(&name) {
             headers.insert(header::CONTENT_DISPOSITION, value);
         }
@@ -234,101 +259,34 @@ pub(crate) async fn events(
     response
 }
 
-/// The columns of the events CSV after the envelope's: every field of
-/// `data` of any type, lists `;`-separated.
-const DATA_COLUMNS: [&str; 14] = [
-    "participant",
-    "attendees",
-    "participants",
-    "organisers",
-    "hours",
-    "reach",
-    "role",
-    "area",
-    "kind",
-    "activity",
-    "channel",
-    "partners",
-    "principles",
-    "duration_minutes",
-];
-
-/// A value of `data` as one cell: text as it is, lists `;`-separated, an
-/// organiser as `ref (role)`.
-fn cell(value: &Value) -> String {
-    match value {
-        Value::Null => String::new(),
-        Value::String(text) => text.clone(),
-        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(";"),
-        Value::Object(fields) if fields.contains_key("participant") => {
-            format!("{} ({})", cell(&fields["participant"]), cell(&fields["role"]))
-        }
-        other => other.to_string(),
-    }
-}
-
-fn parsed(event: &serde_json::value::RawValue) -> Value {
-    serde_json::from_str(event.get()).expect("the projector sends JSON")
-}
-
-/// The envelope's cells: sequence, id, source, type, time, local date, retraction.
-fn envelope_cells(event: &Value, time_zone: chrono_tz::Tz) -> String {
-    let time = event["time"].as_str().unwrap_or_default();
-    let date = chrono::DateTime::parse_from_rfc3339(time).map(|time| local_date(time, time_zone).to_string());
-    format!(
-        "{},{},{},{},{},{},{}",
-        event["seq"],
-        field(&cell(&event["id"])),
-        field(&cell(&event["source"])),
-        field(&cell(&event["type"])),
-        field(time),
-        date.unwrap_or_default(),
-        cell(&event["retracted"]),
-    )
-}
-
-fn events_csv(events: &[Box<serde_json::value::RawValue>], time_zone: chrono_tz::Tz) -> String {
-    let mut body = format!("seq,id,source,type,time,date,retracted,{}\n", DATA_COLUMNS.join(","));
+/// The events as one of their tables, written as `file`.
+fn events_table(
+    events: &[Box<serde_json::value::RawValue>],
+    which: EventsTable,
+    file: FileFormat,
+    time_zone: chrono_tz::Tz,
+    watermark: u64,
+) -> Result<Vec<u8>, momentum_tables::parquet::WriteError> {
+    let mut table = Table::new(match which {
+        EventsTable::Events => event_columns(),
+        EventsTable::Participation => participation_columns(),
+    });
     for event in events {
-        let event = parsed(event);
-        body.push_str(&envelope_cells(&event, time_zone));
-        for column in DATA_COLUMNS {
-            body.push(',');
-            body.push_str(&field(&cell(&event["data"][column])));
-        }
-        body.push('\n');
-    }
-    body
-}
-
-/// One row per person per event: who had which part, tidy for a join.
-fn participation_csv(events: &[Box<serde_json::value::RawValue>], time_zone: chrono_tz::Tz) -> String {
-    let mut body = String::from("seq,id,source,type,time,date,retracted,participant,part,role\n");
-    for event in events {
-        let event = parsed(event);
-        let data = &event["data"];
-        let mut parts: Vec<(String, &str, String)> = Vec::new();
-        let refs = |key: &str| data[key].as_array().into_iter().flatten().map(cell).collect::<Vec<_>>();
-        match event["type"].as_str() {
-            Some("participant.joined") => parts.push((cell(&data["participant"]), "joined", cell(&data["role"]))),
-            Some("volunteer.hours_logged") => parts.push((cell(&data["participant"]), "volunteer", String::new())),
-            Some("meeting.held") => {
-                parts.extend(refs("attendees").into_iter().map(|who| (who, "attendee", String::new())))
+        let event: serde_json::Value = serde_json::from_str(event.get()).expect("the projector sends JSON");
+        match which {
+            EventsTable::Events => table.push(event_row(&event, time_zone)),
+            EventsTable::Participation => {
+                participation_rows(&event, time_zone).into_iter().for_each(|row| table.push(row))
             }
-            Some("collective_action.taken") => {
-                parts.extend(refs("participants").into_iter().map(|who| (who, "action_participant", String::new())));
-            }
-            _ => {}
-        }
-        for organiser in data["organisers"].as_array().into_iter().flatten() {
-            parts.push((cell(&organiser["participant"]), "organiser", cell(&organiser["role"])));
-        }
-        let envelope = envelope_cells(&event, time_zone);
-        for (who, part, role) in parts {
-            let _ = writeln!(body, "{envelope},{},{part},{}", field(&who), field(&role));
         }
     }
-    body
+    Ok(match file {
+        FileFormat::Csv => momentum_tables::csv::to_csv(&table).into_bytes(),
+        FileFormat::Parquet => momentum_tables::parquet::to_parquet(
+            &table,
+            vec![("momentum.watermark".to_owned(), watermark.to_string())],
+        )?,
+    })
 }
 
 problem_responses! {

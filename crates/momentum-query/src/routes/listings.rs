@@ -36,6 +36,7 @@ fn reading(caller: &Caller, parameters: &ListParameters, headers: &HeaderMap) ->
             (MovementList = "application/json",
                 example = json!({ "watermark": 42, "movements": [{ "movement": "bristol-befriending", "events": 42 }] })),
             (String = "text/csv", example = "movement,events\nbristol-befriending,42\n"),
+            (crate::openapi::ParquetFile = "application/vnd.apache.parquet"),
         )),
         (status = 400, response = inline(ListBadRequest)),
         (status = 403, response = inline(ListForbidden)),
@@ -62,6 +63,7 @@ pub(crate) async fn movements(
             content(
             (Status = "application/json", example = json!({ "watermark": 42, "applied_since_start": 42 })),
             (String = "text/csv", example = "watermark,applied_since_start\n42,42\n"),
+            (crate::openapi::ParquetFile = "application/vnd.apache.parquet"),
         )),
         (status = 400, response = inline(ListBadRequest)),
         (status = 403, response = inline(ListForbidden)),

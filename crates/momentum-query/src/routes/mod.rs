@@ -5,9 +5,11 @@
 //! - `listings`: the movements and the projection's status;
 //! - `trends`, `cohorts`, `principles`, `compare`, `stickiness`: a movement's figures;
 //! - `changes`: what moved in a movement's figures since a stream sequence;
+//! - `events`: a movement's events for analysts; `open_data`: its open-data package;
+//! - `event_status`: what became of a partner's events;
 //! - `parameters`: what the reads' query parameters are and how they become
 //!   the domain's requests;
-//! - `answer`: asking the projector and answering in JSON or CSV.
+//! - `answer`: asking the projector and answering in JSON, CSV or Parquet.
 
 mod answer;
 mod changes;
@@ -16,6 +18,7 @@ mod compare;
 mod event_status;
 mod events;
 mod listings;
+mod open_data;
 mod parameters;
 mod principles;
 mod stickiness;
@@ -46,6 +49,7 @@ pub(crate) fn api() -> ServiceApi<Arc<AppState>> {
             .routes(routes!(stickiness::stickiness))
             .routes(routes!(changes::changes))
             .routes(routes!(events::events))
+            .routes(routes!(open_data::open_data))
             .routes(routes!(event_status::event_status))
             .routes(routes!(event_status::event_statuses)),
         pages: crate::dashboard::router(),

@@ -16,7 +16,7 @@ use momentum_domain::selection::{
 };
 use momentum_runtime::Problem;
 
-use crate::csv::{Format, requested_format};
+use crate::tables::{Format, requested_format};
 
 /// Declares a read's query parameters: its own, then `from` and `to` when
 /// it covers a range of dates (`@range`), the filters when it reads a
@@ -110,10 +110,11 @@ macro_rules! read_parameters {
             /// writes; 503 if it does not in time.
             #[param(value_type = Option<crate::openapi::SequenceNumber>)]
             pub(crate) min_seq: Option<String>,
-            /// `csv` for `text/csv`, `json` for JSON; without it, `Accept: text/csv` asks for CSV.
+            /// `csv` for `text/csv`, `parquet` for Parquet, `json` for JSON; without it, `Accept: text/csv` asks for CSV
+            /// and `Accept: application/vnd.apache.parquet` for Parquet.
             #[param(value_type = Option<crate::openapi::Format>)]
             pub(crate) format: Option<String>,
-            /// The CSV layout: `wide` (default) or `long` (`period,movement,metric,value`).
+            /// The layout of a CSV or Parquet answer: `wide` (default) or `long` (`period,movement,metric,value`).
             #[param(value_type = Option<crate::openapi::Layout>)]
             pub(crate) layout: Option<String>,
         }

@@ -48,6 +48,7 @@ impl TryFrom<RequestParts<&PrinciplesParameters>> for PrinciplesRequest {
                 "principles": [{ "principle": "mobilise_citizens", "activities": 3, "participants": 12 }],
             })),
             (String = "text/csv", example = "principle,activities,participants\nmobilise_citizens,3,12\n"),
+            (crate::openapi::ParquetFile = "application/vnd.apache.parquet"),
         )),
         (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
             headers(("ETag" = String, description = "The same tag."))),

@@ -1,7 +1,6 @@
 //! `GET /v1/movements/{movement}/stickiness`: of a window's participants,
 //! how many came in 1, 2, … of its periods, and how many times.
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Extension, State};
@@ -19,7 +18,8 @@ use super::answer::{self, ReadForbidden, ReadUnavailable, UnknownMovement};
 use super::parameters::{RequestParts, date, examples, interval, range_problem, read_parameters};
 use super::today;
 use crate::AppState;
-use crate::csv::{CsvAnswer, CsvFile, Layout};
+use crate::tables::{Layout, TableAnswer, TableFile, file_stem, split_cells, split_column};
+use momentum_tables::{Cell, Column, ColumnType, Table};
 
 /// The intervals stickiness is read in.
 const STICKINESS_INTERVALS: [Interval; 2] = [Interval::Week, Interval::Month];
@@ -98,6 +98,7 @@ impl TryFrom<RequestParts<&StickinessParameters>> for StickinessRequest {
                 "frequency": [{ "activities": 1, "participants": 25 }, { "activities": 2, "participants": 17 }],
             })),
             (String = "text/csv", example = "measure,count,participants\nperiods_active,1,30\nactivities,1,25\n"),
+            (crate::openapi::ParquetFile = "application/vnd.apache.parquet"),
         )),
         (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
             headers(("ETag" = String, description = "The same tag."))),
@@ -139,23 +140,38 @@ pub(crate) async fn stickiness(
 
 /// One table: `measure,count,participants,window_complete`, the periods
 /// active then the frequency; long and wide are the same.
-impl CsvAnswer for Stickiness {
-    fn to_csv(&self, _layout: Layout) -> CsvFile {
-        let cell = |count: Option<i64>| count.map_or_else(String::new, |count| count.to_string());
+impl TableAnswer for Stickiness {
+    fn to_table(&self, _layout: Layout) -> TableFile {
         let split = self.periods_active.iter().find_map(|row| row.split.as_ref()).map(|split| split.by);
-        let mut body = format!("measure,count,{}participants,window_complete\n", crate::csv::split_header(split));
-        let complete = crate::csv::complete_cell(self.complete);
-        for row in &self.periods_active {
-            let value = crate::csv::split_cell(&row.split);
-            let _ = writeln!(body, "periods_active,{},{value}{},{complete}", row.periods, cell(row.participants));
-        }
-        for row in &self.frequency {
-            let value = crate::csv::split_cell(&row.split);
-            let _ = writeln!(body, "activities,{},{value}{},{complete}", row.activities, cell(row.participants));
+        let mut columns = vec![
+            Column::new(
+                "measure",
+                ColumnType::Text,
+                "periods_active: in how many of the window's periods people took part; activities: in how many \
+                 activities.",
+            ),
+            Column::new("count", ColumnType::Integer, "The number of periods, or of activities."),
+        ];
+        columns.extend(split_column(split));
+        columns.extend([
+            Column::new("participants", ColumnType::Integer, "Distinct participants who took part exactly that often."),
+            Column::new("window_complete", ColumnType::Boolean, "Whether the window's last period was over."),
+        ]);
+        let mut table = Table::new(columns);
+        let rows = self
+            .periods_active
+            .iter()
+            .map(|row| ("periods_active", u64::from(row.periods), &row.split, row.participants));
+        let rows =
+            rows.chain(self.frequency.iter().map(|row| ("activities", row.activities, &row.split, row.participants)));
+        for (measure, count, split, participants) in rows {
+            let mut cells = vec![Cell::from(measure), Cell::from(count)];
+            cells.extend(split_cells(split));
+            cells.extend([Cell::optional(participants), Cell::optional(self.complete)]);
+            table.push(cells);
         }
         let stem = format!("{}-stickiness-{}-{}-to-{}", self.movement, self.interval.as_str(), self.from, self.to);
-        let filename = crate::csv::file_name(stem, self.watermark, Layout::Wide);
-        CsvFile { body, filename, watermark: self.watermark }
+        TableFile { table, stem: file_stem(stem, self.watermark, Layout::Wide), watermark: self.watermark }
     }
 }
 

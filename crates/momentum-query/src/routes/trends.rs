@@ -75,6 +75,7 @@ impl TryFrom<RequestParts<&TrendParameters>> for TrendRequest {
             (String = "text/csv",
                 example = "period,label,complete,active_participants,retention_rate\n\
                     2026-03-02,2026-W10,true,5,\n2026-03-09,2026-W11,false,4,0.6\n"),
+            (crate::openapi::ParquetFile = "application/vnd.apache.parquet"),
         )),
         (status = 304, description = "Nothing the answer depends on has changed since the `ETag` named in `If-None-Match`.",
             headers(("ETag" = String, description = "The same tag."))),
