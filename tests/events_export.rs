@@ -21,7 +21,7 @@ async fn export(stack: &TestStack, movement: &str, query: &str) -> Page {
     let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
     let (next_seq, complete) = (header("momentum-next-seq").parse().unwrap(), header("momentum-complete") == "true");
     let body = response.text().await.unwrap();
-    let lines = if query.contains("format=csv") {
+    let lines = if query.contains("format=") && !query.contains("format=ndjson") {
         Vec::new()
     } else {
         body.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
@@ -174,6 +174,53 @@ async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only
     assert_eq!(export_file("rest.ndjson", &["--since-seq", &cursor]), after_erasure.lines[3..], "from a cursor");
     let retracted_too = export(&stack, "alpha", &format!("include=retracted&limit=10000&min_seq={erased_at}")).await;
     assert_eq!(export_file("all.ndjson", &["--include-retracted"]), retracted_too.lines);
+
+    // Parquet, over HTTP and from the command line: pandas (pyarrow) and DuckDB read what the NDJSON holds, with
+    // times as UTC microseconds, local dates and attendees as lists.
+    let parquet_url =
+        format!("{}/v1/movements/alpha/events?format=parquet&limit=10000&min_seq={erased_at}", stack.query_url);
+    let response = stack.http.get(&parquet_url).bearer_auth(momentum_tests::ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/vnd.apache.parquet");
+    let http_parquet = folder.path().join("http.parquet");
+    std::fs::write(&http_parquet, response.bytes().await.unwrap()).unwrap();
+    let command_parquet = folder.path().join("command.parquet");
+    let output = std::process::Command::new(momentum_testkit::workspace_binary("momentum"))
+        .args(["export", "--movement", "alpha", "--format", "parquet", "--out", command_parquet.to_str().unwrap()])
+        .env("MOMENTUM_NATS_URL", stack.nats.url())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let expected = json!({
+        "seq": sequences,
+        "ids": exported_ids,
+        "types": { "meeting.held": 2, "volunteer.hours_logged": 8 },
+        "hours": exported_hours,
+        "attendees": after_erasure.lines.iter().map(|event| event["data"]["attendees"].clone()).collect::<Vec<_>>(),
+        "time_us": after_erasure.lines.iter().map(|event| {
+            chrono::DateTime::parse_from_rfc3339(event["time"].as_str().unwrap()).unwrap().timestamp_micros()
+        }).collect::<Vec<_>>(),
+        "time_zone": "UTC",
+        "dates": after_erasure.lines.iter().map(|event| {
+            let time = chrono::DateTime::parse_from_rfc3339(event["time"].as_str().unwrap()).unwrap();
+            time.with_timezone(&chrono_tz::Europe::London).date_naive().to_string()
+        }).collect::<Vec<_>>(),
+    });
+    assert!(expected["attendees"][2].as_array().unwrap().contains(&json!("erased")), "{expected}");
+    for (reader, script) in [("pandas", "ensure-pandas.sh"), ("duckdb", "ensure-duckdb.sh")] {
+        let python = tokio::task::spawn_blocking(move || momentum_tests::pinned_python(script)).await.unwrap();
+        for file in [&http_parquet, &command_parquet] {
+            let output = tokio::process::Command::new(&python)
+                .arg(momentum_testkit::workspace_root().join("tests/exports/read_parquet_export.py"))
+                .args([reader, file.to_str().unwrap()])
+                .output()
+                .await
+                .unwrap();
+            assert!(output.status.success(), "{reader}: {}", String::from_utf8_lossy(&output.stderr));
+            let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+            assert_eq!(read, expected, "{reader} reads {} as the NDJSON holds it", file.display());
+        }
+    }
 
     // Only readers of the movement: the evaluator of alpha may not read beta.
     let beta = stack

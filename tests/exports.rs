@@ -1,8 +1,9 @@
 //! Exports read by a real consumer, and the interactive API documents.
 //!
-//! Every read's CSV (wide and long) is downloaded with its JSON and handed to
-//! `tests/exports/check_with_pandas.py`, which reads the CSV with a plain
-//! `pandas.read_csv`, as an evaluator's notebook would, and compares every
+//! Every read's CSV and Parquet (wide and long) are downloaded with its JSON
+//! and handed to `tests/exports/check_with_pandas.py`, which reads them with a
+//! plain `pandas.read_csv` and `pandas.read_parquet` (pyarrow), as an
+//! evaluator's notebook would, and compares every
 //! value with the JSON: nulls are NaN, dates parse as dates, numbers are
 //! exactly equal. pandas comes from `scripts/ensure-pandas.sh` (pinned, in a
 //! virtualenv under `.tools/`; `scripts/test.sh` installs it first). If it
@@ -108,12 +109,12 @@ fn events() -> Vec<Value> {
     events
 }
 
-/// One read, downloaded as JSON and as CSV.
+/// One read, downloaded as JSON, as CSV and as Parquet.
 struct Export {
     name: &'static str,
     kind: &'static str,
     path: String,
-    /// Ask for CSV with `Accept: text/csv` instead of `format=csv`.
+    /// Ask for CSV and Parquet with `Accept` instead of `format`.
     by_accept: bool,
 }
 
@@ -128,11 +129,23 @@ async fn download(stack: &TestStack, export: &Export, folder: &Path) -> Value {
     assert_eq!(csv.status(), 200, "{csv_url}");
     assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8", "{csv_url}");
     let csv = csv.text().await.unwrap();
-    let (json_path, csv_path) =
-        (folder.join(format!("{}.json", export.name)), folder.join(format!("{}.csv", export.name)));
+    let (parquet_url, accept) = if export.by_accept {
+        (url.clone(), "application/vnd.apache.parquet")
+    } else {
+        (format!("{url}&format=parquet"), "*/*")
+    };
+    let parquet =
+        stack.http.get(&parquet_url).bearer_auth(&stack.admin_token).header("accept", accept).send().await.unwrap();
+    assert_eq!(parquet.status(), 200, "{parquet_url}");
+    assert_eq!(parquet.headers()["content-type"], "application/vnd.apache.parquet", "{parquet_url}");
+    let parquet = parquet.bytes().await.unwrap();
+    let path = |extension: &str| folder.join(format!("{}.{extension}", export.name));
+    let (json_path, csv_path, parquet_path) = (path("json"), path("csv"), path("parquet"));
     std::fs::write(&json_path, json).unwrap();
     std::fs::write(&csv_path, csv).unwrap();
-    let mut case = json!({ "name": export.name, "kind": export.kind, "json": json_path, "csv": csv_path });
+    std::fs::write(&parquet_path, parquet).unwrap();
+    let mut case = json!({ "name": export.name, "kind": export.kind, "json": json_path, "csv": csv_path,
+        "parquet": parquet_path });
     if !export.by_accept {
         // pandas also reads it from the service itself, token in a header.
         case["url"] = json!(csv_url);
@@ -142,7 +155,7 @@ async fn download(stack: &TestStack, export: &Export, folder: &Path) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pandas_reads_every_csv_export_with_exactly_the_values_of_the_json() {
+async fn pandas_reads_every_csv_and_parquet_export_with_exactly_the_values_of_the_json() {
     let python = tokio::task::spawn_blocking(|| momentum_tests::pinned_python("ensure-pandas.sh")).await.unwrap();
     let stack = TestStack::start().await;
     let (status, body) = stack.post_batch(&events()).await;

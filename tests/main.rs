@@ -13,6 +13,7 @@ mod faults;
 mod hostile_input;
 mod import;
 mod nats_security;
+mod open_data;
 mod operations;
 mod partitions;
 mod shutdown;

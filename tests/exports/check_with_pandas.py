@@ -1,13 +1,14 @@
-"""Reads momentum's CSV exports the way an evaluator's notebook would, with a
-plain `pandas.read_csv`, and checks every value against the JSON answer of the
-same read: nulls are NaN, dates parse as dates, numbers are exactly equal,
-columns without nulls keep an integer dtype where the JSON holds integers.
+"""Reads momentum's CSV and Parquet exports the way an evaluator's notebook
+would, with a plain `pandas.read_csv` or `pandas.read_parquet` (pyarrow), and
+checks every value against the JSON answer of the same read: nulls are NaN,
+dates parse as dates, numbers are exactly equal, columns without nulls keep
+an integer dtype where the JSON holds integers.
 
     python check_with_pandas.py <manifest.json>
 
 The manifest (written by tests/exports.rs) is a list of
-{"name", "kind", "csv", "json"}: `kind` says which read and layout, `csv` and
-`json` are the paths of the two downloads. A case with `url` and `token` is
+{"name", "kind", "csv", "parquet", "json"}: `kind` says which read and layout,
+`csv`, `parquet` and `json` are the paths of the three downloads. A case with `url` and `token` is
 also read straight from the service, as the README shows:
 `pd.read_csv(url, storage_options={"Authorization": "Bearer …"})`. Exits 1 with one line per
 difference, 0 with a summary line when everything matches.
@@ -247,6 +248,12 @@ def main():
         with open(case["json"], encoding="utf-8") as file:
             answer = json.load(file)
         frames = [(case["name"], pd.read_csv(case["csv"], parse_dates=dates))]
+        # Parquet's dates are typed already; pandas gives them as dates, which
+        # a notebook turns into timestamps as below.
+        parquet = pd.read_parquet(case["parquet"])
+        for column in dates:
+            parquet[column] = pd.to_datetime(parquet[column])
+        frames.append((f"{case['name']} (Parquet)", parquet))
         if "url" in case:
             headers = {"Authorization": f"Bearer {case['token']}"}
             frame = pd.read_csv(case["url"], parse_dates=dates, storage_options=headers)

@@ -149,7 +149,7 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
         ExportFormat::Ndjson => Output::Ndjson(out),
         ExportFormat::Parquet => {
             let metadata = vec![("momentum.watermark".to_owned(), through.to_string())];
-            Output::Parquet(ParquetWriter::new(out, event_columns(), metadata)?, Vec::new())
+            Output::Parquet(Box::new(ParquetWriter::new(out, event_columns(), metadata)?), Vec::new())
         }
     };
     let mut spilled = BufReader::new(std::fs::File::open(&spill.path)?);
@@ -188,7 +188,8 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
 /// Where pass two writes: NDJSON lines, or Parquet rows gathered into row groups.
 enum Output {
     Ndjson(BufWriter<std::fs::File>),
-    Parquet(ParquetWriter<BufWriter<std::fs::File>>, Vec<Vec<momentum_tables::Cell>>),
+    /// Boxed: the writer is large, and there is one of it.
+    Parquet(Box<ParquetWriter<BufWriter<std::fs::File>>>, Vec<Vec<momentum_tables::Cell>>),
 }
 
 impl Output {
@@ -215,7 +216,7 @@ impl Output {
             Output::Ndjson(out) => out,
             Output::Parquet(mut writer, rows) => {
                 writer.write_rows(&rows)?;
-                writer.finish()?
+                (*writer).finish()?
             }
         };
         out.into_inner().map_err(|error| error.into_error())?.sync_all()?;

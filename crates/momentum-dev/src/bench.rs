@@ -719,21 +719,27 @@ async fn export_command(nats_url: &str, movement: &str, work: &Path) -> anyhow::
     }
     let raw_seconds = started.elapsed().as_secs_f64();
     let binary = std::env::current_exe()?.parent().context("this binary has a folder")?.join("momentum");
-    let out = work.join("export.ndjson");
-    let started = Instant::now();
-    let output = Command::new(&binary)
-        .args(["export", "--movement", movement, "--out"])
-        .arg(&out)
-        .env("MOMENTUM_NATS_URL", nats_url)
-        .stderr(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", binary.display()))?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !output.status.success() {
-        bail!("momentum export failed: {}", String::from_utf8_lossy(&output.stdout));
-    }
-    let written = std::fs::read_to_string(&out)?.lines().count();
-    let (raw, export) = (events as f64 / raw_seconds, events as f64 / seconds);
+    // The command's run time and file, in each format it writes.
+    let run = |format: &str| -> anyhow::Result<(f64, PathBuf)> {
+        let out = work.join(format!("export.{format}"));
+        let started = Instant::now();
+        let output = Command::new(&binary)
+            .args(["export", "--movement", movement, "--format", format, "--out"])
+            .arg(&out)
+            .env("MOMENTUM_NATS_URL", nats_url)
+            .stderr(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", binary.display()))?;
+        if !output.status.success() {
+            bail!("momentum export --format {format} failed: {}", String::from_utf8_lossy(&output.stdout));
+        }
+        Ok((started.elapsed().as_secs_f64(), out))
+    };
+    let (seconds, ndjson) = run("ndjson")?;
+    let (parquet_seconds, parquet) = run("parquet")?;
+    let written = std::fs::read_to_string(&ndjson)?.lines().count();
+    let (raw, export, parquet_export) =
+        (events as f64 / raw_seconds, events as f64 / seconds, events as f64 / parquet_seconds);
     Ok(json!({
         "movement": movement,
         "events": events,
@@ -742,6 +748,11 @@ async fn export_command(nats_url: &str, movement: &str, work: &Path) -> anyhow::
         "events_per_s": export,
         "raw_movement_consume_events_per_s": raw,
         "ratio_to_raw_consume": export / raw,
+        "parquet_seconds": parquet_seconds,
+        "parquet_events_per_s": parquet_export,
+        "parquet_ratio_to_raw_consume": parquet_export / raw,
+        "ndjson_bytes": std::fs::metadata(&ndjson)?.len(),
+        "parquet_bytes": std::fs::metadata(&parquet)?.len(),
     }))
 }
 
@@ -1044,12 +1055,16 @@ fn print_table(report: &Value) {
     );
     let export = &report["export_command"];
     println!(
-        "| 5. `momentum export` of {} ({} events) | {} events/s ({:.0}% of a raw read of its events, {} events/s) |",
+        "| 5. `momentum export` of {} ({} events) | NDJSON {} events/s ({:.0}% of a raw read of its events, {} events/s); Parquet {} events/s ({:.0}%), {} bytes against NDJSON's {} |",
         export["movement"].as_str().unwrap_or("?"),
         export["events"],
         number(&export["events_per_s"]),
         export["ratio_to_raw_consume"].as_f64().unwrap_or(0.0) * 100.0,
-        number(&export["raw_movement_consume_events_per_s"])
+        number(&export["raw_movement_consume_events_per_s"]),
+        number(&export["parquet_events_per_s"]),
+        export["parquet_ratio_to_raw_consume"].as_f64().unwrap_or(0.0) * 100.0,
+        export["parquet_bytes"],
+        export["ndjson_bytes"]
     );
     let freshness = &report["freshness"];
     println!(

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use momentum_domain::Interval;
 use momentum_domain::query::{
-    CohortMode, CohortRequest, DateRange, Metric, MovementId, PERIODS_PER_TREND_MAX, Periods, PrinciplesRequest, Trend,
-    TrendRequest,
+    CohortMode, CohortRequest, DateRange, Metric, MovementId, PERIODS_PER_TREND_MAX, Periods, PrinciplesRequest,
+    RangeError, Trend, TrendRequest,
 };
 use momentum_domain::selection::Filter;
 use momentum_runtime::auth::Caller;
@@ -106,7 +106,7 @@ async fn figures(
     min_seq: Option<u64>,
 ) -> Result<PackageFigures, Response> {
     let today = today(state);
-    let trend = |interval: Interval, from: NaiveDate, as_of_seq: Option<u64>| -> Result<TrendRequest, Response> {
+    let trend = |interval: Interval, from: NaiveDate, as_of_seq: Option<u64>| -> Result<TrendRequest, RangeError> {
         Ok(TrendRequest {
             movement: movement.clone(),
             periods: periods(interval, from, today)?,
@@ -116,15 +116,16 @@ async fn figures(
             today: Some(today),
         })
     };
-    let searched = read_trend(state, caller, trend(Interval::Month, HISTORY_START, None)?, min_seq).await?;
+    let searched =
+        read_trend(state, caller, trend(Interval::Month, HISTORY_START, None).map_err(internal)?, min_seq).await?;
     let watermark = searched.watermark;
     let from = first_active_month(&searched).unwrap_or_else(|| Interval::Month.period_start(today));
     let at = Some(watermark);
-    let monthly = read_trend(state, caller, trend(Interval::Month, from, at)?, at).await?;
-    let weekly = read_trend(state, caller, trend(Interval::Week, from, at)?, at).await?;
+    let monthly = read_trend(state, caller, trend(Interval::Month, from, at).map_err(internal)?, at).await?;
+    let weekly = read_trend(state, caller, trend(Interval::Week, from, at).map_err(internal)?, at).await?;
     let cohorts = CohortRequest {
         movement: movement.clone(),
-        periods: periods(Interval::Month, from, today)?,
+        periods: periods(Interval::Month, from, today).map_err(internal)?,
         mode: CohortMode::default(),
         filter: Filter { as_of_seq: at, ..Filter::default() },
         split: None,
@@ -159,8 +160,8 @@ async fn read_trend(
     serde_json::from_slice(&answer::trend(state, caller, request, min_seq).await?).map_err(internal)
 }
 
-fn periods(interval: Interval, from: NaiveDate, to: NaiveDate) -> Result<Periods, Response> {
-    Periods::new(interval, DateRange::new(from, to).map_err(internal)?).map_err(internal)
+fn periods(interval: Interval, from: NaiveDate, to: NaiveDate) -> Result<Periods, RangeError> {
+    Periods::new(interval, DateRange::new(from, to)?)
 }
 
 /// The first month with any activity: an event of any type, counted in
