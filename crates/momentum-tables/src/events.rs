@@ -215,3 +215,34 @@ mod tests {
         rows.into_iter().for_each(|row| table.push(row));
     }
 }
+
+#[cfg(test)]
+mod documented {
+    use super::*;
+
+    /// docs/exports.md, which lists every column of these tables.
+    const DOCUMENTED: &str = include_str!("../../../docs/exports.md");
+
+    fn type_name(kind: ColumnType) -> &'static str {
+        match kind {
+            ColumnType::Text => "text",
+            ColumnType::Integer => "integer",
+            ColumnType::Number => "number",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "timestamp",
+            ColumnType::TextList => "list of texts",
+        }
+    }
+
+    #[test]
+    fn docs_exports_lists_every_column_with_its_type() {
+        let (events, participation) = DOCUMENTED.split_once("## One row per person per event").unwrap();
+        for (columns, section) in [(event_columns(), events), (participation_columns(), participation)] {
+            for column in columns.iter().skip(if section == participation { ENVELOPE.len() } else { 0 }) {
+                let row = format!("| `{}` | {} |", column.name, type_name(column.kind));
+                assert!(section.contains(&row), "docs/exports.md lacks {row}");
+            }
+        }
+    }
+}
