@@ -29,6 +29,13 @@ async fn export(stack: &TestStack, movement: &str, query: &str) -> Page {
     Page { lines, next_seq, complete, body }
 }
 
+/// The `key` of each organiser of an exported event, as a list (null for an event without organisers).
+fn organisers(event: &Value, key: &str) -> Value {
+    event["data"]["organisers"]
+        .as_array()
+        .map_or(Value::Null, |list| list.iter().map(|organiser| organiser[key].clone()).collect())
+}
+
 /// Every page from the first, `limit` events at a time.
 async fn export_in_pages(stack: &TestStack, movement: &str, limit: u32, min_seq: u64) -> Vec<Value> {
     let (mut events, mut since_seq) = (Vec::new(), 0);
@@ -197,6 +204,8 @@ async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only
         "types": { "meeting.held": 2, "volunteer.hours_logged": 8 },
         "hours": exported_hours,
         "attendees": after_erasure.lines.iter().map(|event| event["data"]["attendees"].clone()).collect::<Vec<_>>(),
+        "organisers": after_erasure.lines.iter().map(|event| organisers(event, "participant")).collect::<Vec<_>>(),
+        "organiser_roles": after_erasure.lines.iter().map(|event| organisers(event, "role")).collect::<Vec<_>>(),
         "time_us": after_erasure.lines.iter().map(|event| {
             chrono::DateTime::parse_from_rfc3339(event["time"].as_str().unwrap()).unwrap().timestamp_micros()
         }).collect::<Vec<_>>(),
@@ -221,6 +230,33 @@ async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only
             assert_eq!(read, expected, "{reader} reads {} as the NDJSON holds it", file.display());
         }
     }
+
+    // The participation table as Parquet: a row per part, the organisers with their roles.
+    let url = format!(
+        "{}/v1/movements/alpha/events?format=parquet-participation&limit=10000&min_seq={erased_at}",
+        stack.query_url
+    );
+    let response = stack.http.get(&url).bearer_auth(momentum_tests::ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let participation_parquet = folder.path().join("participation.parquet");
+    std::fs::write(&participation_parquet, response.bytes().await.unwrap()).unwrap();
+    let python = tokio::task::spawn_blocking(|| momentum_tests::pinned_python("ensure-duckdb.sh")).await.unwrap();
+    let output = tokio::process::Command::new(&python)
+        .arg(momentum_testkit::workspace_root().join("tests/exports/read_parquet_export.py"))
+        .args(["participation", participation_parquet.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let read: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(read["parts"], json!({ "attendee": 5, "organiser": 2, "volunteer": 8 }), "{read}");
+    let organiser_rows: Vec<Value> = after_erasure
+        .lines
+        .iter()
+        .flat_map(|event| event["data"]["organisers"].as_array().cloned().unwrap_or_default())
+        .map(|organiser| json!([organiser["participant"], organiser["role"]]))
+        .collect();
+    assert_eq!(read["organisers"], json!(organiser_rows));
 
     // Only readers of the movement: the evaluator of alpha may not read beta.
     let beta = stack

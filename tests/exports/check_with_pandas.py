@@ -19,6 +19,7 @@ import math
 import sys
 
 import pandas as pd
+import pyarrow.parquet
 
 problems = []
 checked = 0
@@ -80,12 +81,19 @@ def same_length(case, frame, expected):
 
 def integer_columns_stay_integers(case, frame, columns, values_of):
     """A column whose JSON values are all integers (no nulls) must be read as
-    int64, so a notebook sums and joins on exact counts."""
+    int64, so a notebook sums and joins on exact counts. In a Parquet file,
+    a column whose JSON values are integers or nulls must be stored as int64."""
+    schema = frame.attrs.get("parquet_schema")
     for column in columns:
         values = values_of(column)
-        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        integer = lambda v: isinstance(v, int) and not isinstance(v, bool)
+        if values and all(integer(v) for v in values):
             if str(frame[column].dtype) != "int64":
                 fail(case, f"column {column}: JSON integers but pandas read {frame[column].dtype}")
+        present = [v for v in values if v is not None]
+        if schema is not None and present and all(integer(v) for v in present):
+            if str(schema.field(column).type) != "int64":
+                fail(case, f"column {column}: JSON integers but Parquet holds {schema.field(column).type}")
 
 
 # What a row holds besides its figures: its period's name and whether the
@@ -251,8 +259,14 @@ def main():
         # Parquet's dates are typed already; pandas gives them as dates, which
         # a notebook turns into timestamps as below.
         parquet = pd.read_parquet(case["parquet"])
+        schema = pyarrow.parquet.read_schema(case["parquet"])
         for column in dates:
+            if str(schema.field(column).type) != "date32[day]":
+                fail(case["name"], f"Parquet column {column} is {schema.field(column).type}, not a date")
             parquet[column] = pd.to_datetime(parquet[column])
+        if "complete" in schema.names and str(schema.field("complete").type) != "bool":
+            fail(case["name"], f"Parquet column complete is {schema.field('complete').type}, not a boolean")
+        parquet.attrs["parquet_schema"] = schema
         frames.append((f"{case['name']} (Parquet)", parquet))
         if "url" in case:
             headers = {"Authorization": f"Bearer {case['token']}"}

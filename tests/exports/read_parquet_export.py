@@ -3,6 +3,7 @@
 tests/events_export.rs to compare with the NDJSON export.
 
 usage: read_parquet_export.py pandas|duckdb EVENTS.parquet
+       read_parquet_export.py participation PARTICIPATION.parquet   (with DuckDB)
 """
 import json
 import sys
@@ -22,6 +23,8 @@ if reader == "pandas":
         "types": {kind: int(count) for kind, count in table.groupby("type").size().items()},
         "hours": [None if pd.isna(hours) else float(hours) for hours in table["hours"]],
         "attendees": [listed(cell) for cell in table["attendees"]],
+        "organisers": [listed(cell) for cell in table["organisers"]],
+        "organiser_roles": [listed(cell) for cell in table["organiser_roles"]],
         "time_us": [int(time.value // 1000) for time in table["time"]],
         "time_zone": str(table["time"].dt.tz),
         "dates": [str(date) for date in table["date"]],
@@ -30,7 +33,8 @@ elif reader == "duckdb":
     import duckdb
 
     rows = duckdb.sql(
-        f"select seq, id, type, hours, attendees, epoch_us(time), date::varchar from read_parquet('{path}') order by seq"
+        f"select seq, id, type, hours, attendees, epoch_us(time), date::varchar, organisers, organiser_roles "
+        f"from read_parquet('{path}') order by seq"
     ).fetchall()
     types = duckdb.sql(f"select type, count(*) from read_parquet('{path}') group by type").fetchall()
     time_type = duckdb.sql(f"select typeof(time) from read_parquet('{path}') limit 1").fetchall()
@@ -40,10 +44,20 @@ elif reader == "duckdb":
         "types": {kind: count for kind, count in types},
         "hours": [row[3] for row in rows],
         "attendees": [row[4] for row in rows],
+        "organisers": [row[7] for row in rows],
+        "organiser_roles": [row[8] for row in rows],
         "time_us": [row[5] for row in rows],
         "time_zone": "UTC" if time_type and time_type[0][0] == "TIMESTAMP WITH TIME ZONE" else str(time_type),
         "dates": [row[6] for row in rows],
     }
+elif reader == "participation":
+    import duckdb
+
+    parts = duckdb.sql(f"select part, count(*) from read_parquet('{path}') group by part").fetchall()
+    roles = duckdb.sql(
+        f"select participant, role from read_parquet('{path}') where part = 'organiser' order by seq"
+    ).fetchall()
+    read = {"parts": {part: count for part, count in parts}, "organisers": [list(row) for row in roles]}
 else:
     sys.exit(f"unknown reader {reader}")
 print(json.dumps(read))

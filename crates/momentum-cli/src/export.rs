@@ -148,7 +148,7 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
     let mut out = match arguments.format {
         ExportFormat::Ndjson => Output::Ndjson(out),
         ExportFormat::Parquet => {
-            let metadata = vec![("momentum.watermark".to_owned(), through.to_string())];
+            let metadata = vec![(momentum_tables::WATERMARK_KEY.to_owned(), through.to_string())];
             Output::Parquet(Box::new(ParquetWriter::new(out, event_columns(), metadata)?), Vec::new())
         }
     };

@@ -33,8 +33,8 @@ pub(crate) fn section(heading: &str) -> &'static str {
 }
 
 /// The sections of docs/metrics.md an open-data package carries.
-pub(crate) const PACKAGE_SECTIONS: [&str; 5] =
-    ["Which events count", "Trend metrics", "Cohorts", "The eight principles", "Small-number suppression"];
+pub(crate) const PACKAGE_SECTIONS: [&str; 4] =
+    ["Which events count", "Trend metrics", "Cohorts", "The eight principles"];
 
 #[cfg(test)]
 mod tests {

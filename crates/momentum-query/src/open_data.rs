@@ -15,7 +15,18 @@ use serde_json::{Value, json};
 use zip::write::SimpleFileOptions;
 
 use crate::definitions::{PACKAGE_SECTIONS, section};
-use crate::tables::{Layout, TableAnswer, TableFile};
+use crate::tables::{FileFormat, Layout, TableAnswer, TableFile};
+
+/// Writing a package failed: a table or the zip could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PackageError {
+    #[error(transparent)]
+    Table(#[from] momentum_tables::WriteError),
+    #[error("cannot write the zip: {0}")]
+    Zip(#[from] zip::result::ZipError),
+    #[error("cannot write the zip: {0}")]
+    Write(#[from] std::io::Error),
+}
 
 /// The licence an operator publishes a movement's open data under
 /// (`MOMENTUM_OPEN_DATA_LICENSE`), as the package names it.
@@ -98,7 +109,7 @@ struct Resource {
 }
 
 /// The package's zip: `datapackage.json`, `README.md` and the CSV files.
-pub(crate) fn package(figures: &PackageFigures) -> Result<Vec<u8>, zip::result::ZipError> {
+pub(crate) fn package(figures: &PackageFigures) -> Result<Vec<u8>, PackageError> {
     let resources = resources(figures);
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
@@ -109,7 +120,7 @@ pub(crate) fn package(figures: &PackageFigures) -> Result<Vec<u8>, zip::result::
     zip.write_all(readme(figures, &resources).as_bytes())?;
     for resource in &resources {
         zip.start_file(format!("{}.csv", resource.name), options)?;
-        zip.write_all(momentum_tables::csv::to_csv(&resource.file.table).as_bytes())?;
+        zip.write_all(&momentum_tables::write(&resource.file.table, FileFormat::Csv, resource.file.watermark)?)?;
     }
     Ok(zip.finish()?.into_inner())
 }
@@ -221,8 +232,10 @@ fn readme(figures: &PackageFigures, resources: &[Resource]) -> String {
         source = hour_value.basis.source(),
         suppression = match figures.suppressed_below {
             Some(below) => format!(
-                "counts of people from 1 to {} are empty cells, with the other figures that would give them \
-                 away (see \"Small-number suppression\" below). Zero is shown.",
+                "counts of people from 1 to {} are empty cells (zero is shown), and so is every figure that \
+                 would give one away: a rate or share over a hidden count, and within a period the smallest \
+                 other count that, with those shown, would let a hidden one be worked out. Figures that count \
+                 no people (meetings, actions, attendances, hours, pounds, reach) are never hidden.",
                 below - 1
             ),
             None => "none: every count is shown.".to_owned(),
@@ -235,12 +248,14 @@ fn readme(figures: &PackageFigures, resources: &[Resource]) -> String {
         "\n`datapackage.json` describes every column (Frictionless Tabular Data Package). Empty cells are \
          nulls: a ratio with nothing to divide by, or a suppressed count. Periods are named by their first \
          local date; `complete` says whether the period was over when the package was made.\n\n\
-         # Definitions\n\n",
+         ## Definitions\n\n",
     );
     for heading in PACKAGE_SECTIONS {
-        // The reference's sections are second-level; here they sit under "Definitions".
+        // The reference's sections (and their subsections) go one level
+        // down, under "Definitions".
+        let section = section(heading);
         text.push('#');
-        text.push_str(section(heading));
+        text.push_str(&section.replace("\n#", "\n##"));
         text.push('\n');
     }
     text

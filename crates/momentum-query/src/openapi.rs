@@ -55,17 +55,22 @@ use utoipa::{OpenApi, PartialSchema, ToSchema};
 )]
 pub(crate) struct ApiDoc;
 
+/// A binary response body's schema: a string of bytes.
+fn binary(description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+        .description(Some(description))
+        .into()
+}
+
 /// A Parquet file (`application/vnd.apache.parquet`): the same table as
 /// the CSV answer, with typed columns (docs/exports.md).
 pub(crate) struct ParquetFile;
 
 impl PartialSchema for ParquetFile {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
-            .description(Some("A Parquet file: the CSV answer's table with typed columns."))
-            .into()
+        binary("A Parquet file: the CSV answer's table with typed columns.")
     }
 }
 
@@ -76,11 +81,7 @@ pub(crate) struct ZipFile;
 
 impl PartialSchema for ZipFile {
     fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
-            .description(Some("A zip archive."))
-            .into()
+        binary("A zip archive.")
     }
 }
 

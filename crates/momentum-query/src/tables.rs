@@ -13,7 +13,8 @@ use chrono::NaiveDate;
 use momentum_domain::query::{Cohorts, Comparison, Metric, MovementList, PeriodValue, Principles, Status, Trend};
 use momentum_domain::selection::{Breakdown, SplitValue};
 use momentum_runtime::Problem;
-use momentum_tables::{Cell, Column, ColumnType, Table};
+pub(crate) use momentum_tables::FileFormat;
+use momentum_tables::{Cell, Column, ColumnType, Table, WriteError};
 
 use crate::definitions::metric_definition;
 
@@ -21,29 +22,6 @@ use crate::definitions::metric_definition;
 pub(crate) enum Format {
     Json,
     Table(FileFormat, Layout),
-}
-
-/// What a table is written as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FileFormat {
-    Csv,
-    Parquet,
-}
-
-impl FileFormat {
-    pub(crate) fn media_type(self) -> &'static str {
-        match self {
-            FileFormat::Csv => "text/csv; charset=utf-8",
-            FileFormat::Parquet => momentum_tables::parquet::MEDIA_TYPE,
-        }
-    }
-
-    pub(crate) fn extension(self) -> &'static str {
-        match self {
-            FileFormat::Csv => "csv",
-            FileFormat::Parquet => "parquet",
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,14 +79,8 @@ pub(crate) struct TableFile {
 
 impl TableFile {
     /// The file as bytes of `format`, and the name to offer it under.
-    pub(crate) fn write(&self, format: FileFormat) -> Result<(Vec<u8>, String), momentum_tables::parquet::WriteError> {
-        let body = match format {
-            FileFormat::Csv => momentum_tables::csv::to_csv(&self.table).into_bytes(),
-            FileFormat::Parquet => momentum_tables::parquet::to_parquet(
-                &self.table,
-                vec![("momentum.watermark".to_owned(), self.watermark.to_string())],
-            )?,
-        };
+    pub(crate) fn write(&self, format: FileFormat) -> Result<(Vec<u8>, String), WriteError> {
+        let body = momentum_tables::write(&self.table, format, self.watermark)?;
         Ok((body, format!("{}.{}", self.stem, format.extension())))
     }
 }
@@ -151,10 +123,8 @@ impl TableAnswer for Comparison {
 
 impl TableAnswer for MovementList {
     fn to_table(&self, _layout: Layout) -> TableFile {
-        let mut table = Table::new(vec![
-            Column::new("movement", ColumnType::Text, "The movement's id."),
-            Column::new("events", ColumnType::Integer, "Its effective events."),
-        ]);
+        let mut table =
+            Table::new(vec![movement_column(), Column::new("events", ColumnType::Integer, "Its effective events.")]);
         for movement in &self.movements {
             table.push(vec![movement.movement.as_str().into(), movement.events.into()]);
         }
@@ -481,7 +451,7 @@ mod tests {
     fn a_wide_trend_has_a_header_row_a_row_per_period_and_empty_cells_for_nulls() {
         let file = to_table::<Trend>(&trend_json(), Layout::Wide).unwrap();
         assert_eq!(
-            to_csv(&file.table),
+            to_csv(&file.table).unwrap(),
             "period,label,complete,active_participants,retention_rate,volunteer_hours\n\
              2026-03-02,2026-W10,true,5,,2.5\n2026-03-09,2026-W11,false,4,0.6,0.0\n"
         );
@@ -498,7 +468,7 @@ mod tests {
     #[test]
     fn a_long_trend_has_one_row_per_value() {
         let file = to_table::<Trend>(&trend_json(), Layout::Long).unwrap();
-        let body = to_csv(&file.table);
+        let body = to_csv(&file.table).unwrap();
         let lines: Vec<&str> = body.lines().collect();
         assert_eq!(lines[0], "period,label,complete,movement,metric,value");
         assert_eq!(lines.len(), 1 + 2 * 3);

@@ -3,10 +3,11 @@
 //! JSON writes them, instants in UTC (`2026-03-05T09:00:00Z`), lists
 //! `;`-separated.
 
-use crate::{Cell, Table};
+use crate::{Cell, Table, WriteError};
 
-/// The table as one CSV document.
-pub fn to_csv(table: &Table) -> String {
+/// The table as one CSV document; an error if a row did not fit it.
+pub fn to_csv(table: &Table) -> Result<String, WriteError> {
+    table.check()?;
     let mut body = String::new();
     let names: Vec<String> = table.columns().iter().map(|column| field(&column.name)).collect();
     body.push_str(&names.join(","));
@@ -20,7 +21,7 @@ pub fn to_csv(table: &Table) -> String {
         }
         body.push('\n');
     }
-    body
+    Ok(body)
 }
 
 fn write_cell(body: &mut String, cell: &Cell) {
@@ -94,7 +95,7 @@ mod tests {
             Cell::Null,
         ]);
         assert_eq!(
-            to_csv(&table),
+            to_csv(&table).unwrap(),
             "text,integer,number,flag,date,time,list\n\
              \"a,b\",-3,0.0,true,2026-03-05,2026-03-05T09:00:00Z,ps-a;ps-b\n,,,,,,\n"
         );

@@ -5,7 +5,10 @@
 //! tables are [`events`]'.
 //!
 //! Building a table does no I/O; the Parquet writer writes to any
-//! `std::io::Write` it is given.
+//! `std::io::Write` it is given. A row that does not fit its table is a bug
+//! of the code that built it; it is kept out of the table, and writing the
+//! table then fails (a server answers 500, and never a file with a row
+//! missing).
 
 pub mod csv;
 pub mod events;
@@ -15,6 +18,62 @@ pub mod parquet;
 use std::borrow::Cow;
 
 use chrono::{DateTime, NaiveDate, Utc};
+
+/// The key of a file's metadata (in Parquet's key-value metadata) that
+/// holds the stream sequence its figures or events go up to.
+pub const WATERMARK_KEY: &str = "momentum.watermark";
+
+/// What a table is written as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// RFC 4180 CSV ([`csv`]).
+    Csv,
+    /// Apache Parquet ([`parquet`]).
+    Parquet,
+}
+
+impl FileFormat {
+    /// The file's media type, as a response's `Content-Type`.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "text/csv; charset=utf-8",
+            FileFormat::Parquet => parquet::MEDIA_TYPE,
+        }
+    }
+
+    /// The file name's extension, without its dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Csv => "csv",
+            FileFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// Writing a table failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// A row pushed did not fit the columns: a bug of the code that built it.
+    #[error("row {row} does not fit the table's columns: {detail}")]
+    RowMismatch {
+        /// The row's index among those pushed.
+        row: usize,
+        /// What did not fit.
+        detail: String,
+    },
+    /// The Parquet writer refused, or its output did.
+    #[error("cannot write the parquet file: {0}")]
+    Parquet(#[from] ::parquet::errors::ParquetError),
+}
+
+/// The table as the bytes of a file of `format`, with `watermark` in its
+/// metadata where the format has some.
+pub fn write(table: &Table, format: FileFormat, watermark: u64) -> Result<Vec<u8>, WriteError> {
+    match format {
+        FileFormat::Csv => Ok(csv::to_csv(table)?.into_bytes()),
+        FileFormat::Parquet => parquet::to_parquet(table, vec![(WATERMARK_KEY.to_owned(), watermark.to_string())]),
+    }
+}
 
 /// What a column holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,19 +233,36 @@ impl From<String> for Cell {
 pub struct Table {
     columns: Vec<Column>,
     rows: Vec<Vec<Cell>>,
+    /// The first row pushed that did not fit, if any.
+    mismatch: Option<(usize, String)>,
+    pushed: usize,
 }
 
 impl Table {
-    /// An empty table of these columns.
+    /// An empty table of these columns. A name already taken gets `_2`
+    /// (`_3`, …): a movement of a comparison named `period`, say.
     pub fn new(columns: Vec<Column>) -> Table {
-        Table { columns, rows: Vec::new() }
+        Table { columns: distinct_names(columns), rows: Vec::new(), mismatch: None, pushed: 0 }
     }
 
-    /// Adds a row. A row must have a cell for every column, each fitting
-    /// its column: anything else is a bug in the code that built it.
+    /// Adds a row: a cell for every column, each fitting its column. A row
+    /// that does not fit is kept out, and [`Table::check`] says so.
     pub fn push(&mut self, row: Vec<Cell>) {
-        assert_row_fits(&self.columns, &row);
-        self.rows.push(row);
+        match row_fits(&self.columns, &row) {
+            Ok(()) => self.rows.push(row),
+            Err(detail) => {
+                self.mismatch.get_or_insert((self.pushed, detail));
+            }
+        }
+        self.pushed += 1;
+    }
+
+    /// Whether every row pushed fitted the columns.
+    pub fn check(&self) -> Result<(), WriteError> {
+        match &self.mismatch {
+            None => Ok(()),
+            Some((row, detail)) => Err(WriteError::RowMismatch { row: *row, detail: detail.clone() }),
+        }
     }
 
     /// The columns, in order.
@@ -200,12 +276,35 @@ impl Table {
     }
 }
 
-/// Panics unless `row` has one cell per column, each fitting it.
-pub(crate) fn assert_row_fits(columns: &[Column], row: &[Cell]) {
-    assert_eq!(row.len(), columns.len(), "a row has a cell per column");
-    for (cell, column) in row.iter().zip(columns) {
-        assert!(cell.fits(column.kind), "{cell:?} does not fit column {} of {:?}", column.name, column.kind);
+/// The columns, each name made distinct from those before it.
+pub(crate) fn distinct_names(mut columns: Vec<Column>) -> Vec<Column> {
+    let mut taken = std::collections::HashSet::new();
+    for column in &mut columns {
+        let mut name = column.name.to_string();
+        let mut suffix = 2;
+        while taken.contains(&name) {
+            name = format!("{}_{suffix}", column.name);
+            suffix += 1;
+        }
+        if name != column.name {
+            column.name = Cow::Owned(name.clone());
+        }
+        taken.insert(name);
     }
+    columns
+}
+
+/// Whether `row` has one cell per column, each fitting it; what does not, if not.
+pub(crate) fn row_fits(columns: &[Column], row: &[Cell]) -> Result<(), String> {
+    if row.len() != columns.len() {
+        return Err(format!("{} cells for {} columns", row.len(), columns.len()));
+    }
+    for (cell, column) in row.iter().zip(columns) {
+        if !cell.fits(column.kind) {
+            return Err(format!("{cell:?} in column {} of {:?}", column.name, column.kind));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -221,10 +320,25 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "does not fit")]
-    fn a_row_with_a_cell_of_the_wrong_type_is_refused() {
+    fn a_row_with_a_cell_of_the_wrong_type_is_kept_out_and_the_table_is_not_written() {
         let mut table = Table::new(vec![Column::new("n", ColumnType::Integer, "a count")]);
+        table.push(vec![Cell::Integer(3)]);
         table.push(vec![Cell::Text("three".into())]);
+        assert_eq!(table.rows().len(), 1);
+        assert!(matches!(table.check(), Err(WriteError::RowMismatch { row: 1, .. })));
+        assert!(write(&table, FileFormat::Csv, 0).is_err());
+        assert!(write(&table, FileFormat::Parquet, 0).is_err());
+    }
+
+    #[test]
+    fn a_column_name_already_taken_gets_a_suffix() {
+        let table = Table::new(vec![
+            Column::new("period", ColumnType::Date, ""),
+            Column::new("period", ColumnType::Integer, ""),
+            Column::new("period", ColumnType::Integer, ""),
+        ]);
+        let names: Vec<&str> = table.columns().iter().map(|column| column.name.as_ref()).collect();
+        assert_eq!(names, ["period", "period_2", "period_3"]);
     }
 
     #[test]

@@ -28,13 +28,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{Type, TypePtr};
 
-use crate::{Cell, Column, ColumnType, Table, assert_row_fits};
-
-/// Writing a Parquet file failed: the output refused bytes, or the writer
-/// refused what it was given.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot write the parquet file: {0}")]
-pub struct WriteError(#[from] ParquetError);
+use crate::{Cell, Column, ColumnType, Table, WriteError, distinct_names, row_fits};
 
 /// The media type of a Parquet file.
 pub const MEDIA_TYPE: &str = "application/vnd.apache.parquet";
@@ -48,6 +42,7 @@ pub struct ParquetWriter<W: Write + Send> {
 impl<W: Write + Send> ParquetWriter<W> {
     /// Starts a file of these columns, with `metadata` (key, value) in its footer.
     pub fn new(out: W, columns: Vec<Column>, metadata: Vec<(String, String)>) -> Result<Self, WriteError> {
+        let columns = distinct_names(columns);
         let fields = columns.iter().map(field).collect::<Result<Vec<_>, _>>()?;
         let schema = Type::group_type_builder("schema").with_fields(fields).build()?;
         let mut key_values: Vec<KeyValue> =
@@ -66,13 +61,14 @@ impl<W: Write + Send> ParquetWriter<W> {
     }
 
     /// Writes `rows` as one row group (nothing when there are none). Each
-    /// row must fit the columns, as [`Table::push`] requires.
+    /// row must fit the columns, as [`Table::push`] requires; nothing is
+    /// written when one does not.
     pub fn write_rows(&mut self, rows: &[Vec<Cell>]) -> Result<(), WriteError> {
         if rows.is_empty() {
             return Ok(());
         }
-        for row in rows {
-            assert_row_fits(&self.columns, row);
+        for (row, cells) in rows.iter().enumerate() {
+            row_fits(&self.columns, cells).map_err(|detail| WriteError::RowMismatch { row, detail })?;
         }
         let mut group = self.writer.next_row_group()?;
         for (index, column) in self.columns.iter().enumerate() {
@@ -91,8 +87,9 @@ impl<W: Write + Send> ParquetWriter<W> {
     }
 }
 
-/// A whole table as the bytes of one Parquet file.
+/// A whole table as the bytes of one Parquet file; an error if a row did not fit it.
 pub fn to_parquet(table: &Table, metadata: Vec<(String, String)>) -> Result<Vec<u8>, WriteError> {
+    table.check()?;
     let mut writer = ParquetWriter::new(Vec::new(), table.columns().to_vec(), metadata)?;
     writer.write_rows(table.rows())?;
     writer.finish()
@@ -135,8 +132,9 @@ fn field(column: &Column) -> Result<TypePtr, ParquetError> {
 /// The days from 1970-01-01 to `date`, as Parquet's `DATE` stores it.
 fn days_since_epoch(date: NaiveDate) -> i32 {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a real date");
-    // Dates momentum accepts are within years 1900 to 2999.
-    i32::try_from((date - epoch).num_days()).expect("a date within i32 days of 1970")
+    // chrono's dates span about 2^18 years either side of year 0: their
+    // days from 1970 always fit in an i32.
+    i32::try_from((date - epoch).num_days()).expect("a chrono date is within i32 days of 1970")
 }
 
 /// The values and definition levels of an optional primitive column: level
@@ -262,7 +260,7 @@ mod tests {
         ]);
         table.push(vec![Cell::Integer(8), Cell::Null, Cell::Null, Cell::TextList(vec![]), "x".into()]);
         table.push(vec![Cell::Null, Cell::Number(0.5), Cell::Null, Cell::Null, Cell::Null]);
-        let bytes = to_parquet(&table, vec![("momentum.watermark".into(), "42".into())]).unwrap();
+        let bytes = to_parquet(&table, vec![(crate::WATERMARK_KEY.into(), "42".into())]).unwrap();
         let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
         let metadata = reader.metadata().file_metadata().key_value_metadata().unwrap();
         assert!(metadata.iter().any(|pair| pair.key == "momentum.watermark" && pair.value.as_deref() == Some("42")));

@@ -139,9 +139,10 @@ impl Metric {
         Metric::Momentum,
     ];
 
-    /// The metric an API name stands for; `None` for any other text.
     /// Whether the metric counts something (a whole number); otherwise it
-    /// is a rate, a share, hours or pounds.
+    /// is a rate, a share, hours or pounds. The test
+    /// `a_metric_is_a_count_exactly_when_its_figure_is_one` ties this to
+    /// [`Metric::figure`].
     pub fn is_count(self) -> bool {
         !matches!(
             self,
@@ -154,7 +155,7 @@ impl Metric {
         )
     }
 
-    /// The metric named `text`, as requests name it.
+    /// The metric an API name stands for; `None` for any other text.
     pub fn parse(text: &str) -> Option<Metric> {
         Metric::ALL.into_iter().find(|metric| metric.as_str() == text)
     }

@@ -266,7 +266,7 @@ fn events_table(
     file: FileFormat,
     time_zone: chrono_tz::Tz,
     watermark: u64,
-) -> Result<Vec<u8>, momentum_tables::parquet::WriteError> {
+) -> Result<Vec<u8>, momentum_tables::WriteError> {
     let mut table = Table::new(match which {
         EventsTable::Events => event_columns(),
         EventsTable::Participation => participation_columns(),
@@ -280,13 +280,7 @@ fn events_table(
             }
         }
     }
-    Ok(match file {
-        FileFormat::Csv => momentum_tables::csv::to_csv(&table).into_bytes(),
-        FileFormat::Parquet => momentum_tables::parquet::to_parquet(
-            &table,
-            vec![("momentum.watermark".to_owned(), watermark.to_string())],
-        )?,
-    })
+    momentum_tables::write(&table, file, watermark)
 }
 
 problem_responses! {

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use momentum_domain::Interval;
 use momentum_domain::query::{
-    CohortMode, CohortRequest, DateRange, Metric, MovementId, PERIODS_PER_TREND_MAX, Periods, PrinciplesRequest,
-    RangeError, Trend, TrendRequest,
+    CohortMode, CohortRequest, DateRange, EARLIEST_DATE, Metric, MovementId, PERIODS_PER_TREND_MAX, Periods,
+    PrinciplesRequest, RangeError, Trend, TrendRequest,
 };
 use momentum_domain::selection::Filter;
 use momentum_runtime::auth::Caller;
@@ -24,13 +24,6 @@ use super::parameters::{examples, min_seq};
 use super::today;
 use crate::AppState;
 use crate::open_data::{PackageFigures, package};
-
-/// Where the search for a movement's first active month starts: before
-/// any movement momentum serves, and within a trend's longest range of months.
-const HISTORY_START: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
-    Some(date) => date,
-    None => panic!("a real date"),
-};
 
 /// The parameters of an open-data package.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
@@ -49,8 +42,8 @@ pub(crate) struct OpenDataParameters {
         (long) and the principles as CSV, `datapackage.json` with each file's table schema (descriptions from \
         docs/metrics.md) and the licence set by `MOMENTUM_OPEN_DATA_LICENSE`, and a README with the definitions, \
         the watermark, the hourly value of volunteering and the suppression applied. The figures run from the \
-        movement's first month with activity to today (the principles over at most the last 3660 days), all as of \
-        one stream sequence (`Momentum-Watermark`), suppressed as for the caller.",
+        movement's first month with activity to today (the weekly trend over at most the last 3660 weeks, the \
+        principles over at most the last 3660 days), all as of one stream sequence (`Momentum-Watermark`), suppressed as for the caller.",
     params(super::MovementParameter, OpenDataParameters),
     responses(
         (status = 200, description = "The package.", headers(
@@ -116,13 +109,18 @@ async fn figures(
             today: Some(today),
         })
     };
+    // From the earliest date an event may have: well within a trend's
+    // longest range of months.
     let searched =
-        read_trend(state, caller, trend(Interval::Month, HISTORY_START, None).map_err(internal)?, min_seq).await?;
+        read_trend(state, caller, trend(Interval::Month, EARLIEST_DATE, None).map_err(internal)?, min_seq).await?;
     let watermark = searched.watermark;
     let from = first_active_month(&searched).unwrap_or_else(|| Interval::Month.period_start(today));
     let at = Some(watermark);
     let monthly = read_trend(state, caller, trend(Interval::Month, from, at).map_err(internal)?, at).await?;
-    let weekly = read_trend(state, caller, trend(Interval::Week, from, at).map_err(internal)?, at).await?;
+    // A trend holds at most PERIODS_PER_TREND_MAX periods: the latest weeks.
+    let earliest_week = Interval::Week.shift(Interval::Week.period_start(today), 1 - PERIODS_PER_TREND_MAX as i32);
+    let weekly =
+        read_trend(state, caller, trend(Interval::Week, from.max(earliest_week), at).map_err(internal)?, at).await?;
     let cohorts = CohortRequest {
         movement: movement.clone(),
         periods: periods(Interval::Month, from, today).map_err(internal)?,
@@ -164,18 +162,15 @@ fn periods(interval: Interval, from: NaiveDate, to: NaiveDate) -> Result<Periods
     Periods::new(interval, DateRange::new(from, to)?)
 }
 
-/// The first month with any activity: an event of any type, counted in
-/// figures that are never suppressed.
+/// The first month with any activity: an event of any type. A count of
+/// sign-ups may be suppressed (`null`), which means some.
 fn first_active_month(trend: &Trend) -> Option<NaiveDate> {
     let activity = [Metric::Joined, Metric::Meetings, Metric::VolunteerHours, Metric::CollectiveActions];
+    let some = |value: &serde_json::Value| value.is_null() || value.as_f64().is_some_and(|figure| figure != 0.0);
     trend
         .series
         .iter()
-        .find(|row| {
-            row.values
-                .iter()
-                .any(|(metric, value)| activity.contains(metric) && value.as_f64().is_some_and(|figure| figure != 0.0))
-        })
+        .find(|row| row.values.iter().any(|(metric, value)| activity.contains(metric) && some(value)))
         .map(|row| row.period)
 }
 
@@ -188,4 +183,35 @@ problem_responses! {
     OpenDataBadRequest => ("A parameter is not valid, or not one the route takes.", [
         examples::bad_movement("movement"), examples::bad_min_seq(),
     ]);
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn trend(series: &serde_json::Value) -> Trend {
+        serde_json::from_value(json!({
+            "movement": "m", "interval": "month", "from": "2026-01-01", "to": "2026-03-31", "watermark": 1,
+            "volunteer_hour_value_gbp": 18.64, "volunteer_hour_value": { "basis": "custom", "value_gbp": 18.64 },
+            "series": series,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_first_active_month_counts_suppressed_sign_ups_as_some() {
+        let mut series: Vec<serde_json::Value> = (1..=3)
+            .map(|month| {
+                json!({ "period": format!("2026-0{month}-01"), "label": format!("2026-0{month}"), "joined": 0,
+                    "meetings": 0, "volunteer_hours": 0.0, "collective_actions": 0, "active_participants": null })
+            })
+            .collect();
+        assert_eq!(first_active_month(&trend(&json!(series))), None, "a null count of people is not activity");
+        series[1]["joined"] = json!(null);
+        assert_eq!(first_active_month(&trend(&json!(series))), NaiveDate::from_ymd_opt(2026, 2, 1));
+        series[0]["volunteer_hours"] = json!(0.5);
+        assert_eq!(first_active_month(&trend(&json!(series))), NaiveDate::from_ymd_opt(2026, 1, 1));
+    }
 }
