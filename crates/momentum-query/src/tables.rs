@@ -183,16 +183,39 @@ pub(crate) fn metric_column(metric: Metric) -> Column {
     Column::owned(metric.as_str(), kind, metric_definition(metric))
 }
 
-/// The `metric` and `value` columns of a long table.
-fn metric_value_columns() -> [Column; 2] {
-    [
+/// The columns of a long trend or comparison:
+/// `period,label,complete,movement,[split,]metric,value`.
+fn long_columns(split: Option<Column>) -> Vec<Column> {
+    let mut columns: Vec<Column> = period_columns("period").into();
+    columns.push(movement_column());
+    columns.extend(split);
+    columns.extend([
         Column::new(
             "metric",
             ColumnType::Text,
             "The metric's name, as defined in the package's README or docs/metrics.md.",
         ),
         Column::new("value", ColumnType::Number, "The metric's value: empty where it is undefined or suppressed."),
-    ]
+    ]);
+    columns
+}
+
+/// What the rows of one period of a long trend or comparison share.
+struct LongHead<'a> {
+    period: NaiveDate,
+    label: &'a str,
+    complete: Option<bool>,
+    split: &'a Option<SplitValue>,
+}
+
+impl LongHead<'_> {
+    /// The row of one movement's value of one metric.
+    fn row(&self, movement: &str, metric: Metric, value: &serde_json::Value) -> Vec<Cell> {
+        let mut cells = vec![self.period.into(), self.label.into(), Cell::optional(self.complete), movement.into()];
+        cells.extend(split_cells(self.split));
+        cells.extend([metric.as_str().into(), Cell::from_json(value)]);
+        cells
+    }
 }
 
 fn trend(trend: &Trend, layout: Layout) -> TableFile {
@@ -216,21 +239,12 @@ fn trend(trend: &Trend, layout: Layout) -> TableFile {
             table
         }
         Layout::Long => {
-            columns.push(movement_column());
-            columns.extend(split);
-            columns.extend(metric_value_columns());
-            let mut table = Table::new(columns);
+            let mut table = Table::new(long_columns(split));
             for row in &trend.series {
+                let head =
+                    LongHead { period: row.period, label: &row.label, complete: row.complete, split: &row.split };
                 for (metric, value) in &row.values {
-                    let mut cells = vec![
-                        row.period.into(),
-                        row.label.as_str().into(),
-                        Cell::optional(row.complete),
-                        trend.movement.as_str().into(),
-                    ];
-                    cells.extend(split_cells(&row.split));
-                    cells.extend([metric.as_str().into(), Cell::from_json(value)]);
-                    table.push(cells);
+                    table.push(head.row(&trend.movement, *metric, value));
                 }
             }
             table
@@ -392,21 +406,16 @@ fn comparison(comparison: &Comparison, layout: Layout) -> TableFile {
             table
         }
         Layout::Long => {
-            columns.push(movement_column());
-            columns.extend(split);
-            columns.extend(metric_value_columns());
-            let mut table = Table::new(columns);
+            let mut table = Table::new(long_columns(split));
             for series in &comparison.series {
                 for value in &series.values {
-                    let mut cells = vec![
-                        value.period.into(),
-                        value.label.as_str().into(),
-                        Cell::optional(value.complete),
-                        series.movement.as_str().into(),
-                    ];
-                    cells.extend(split_cells(&value.split));
-                    cells.extend([comparison.metric.as_str().into(), Cell::from_json(&value.value)]);
-                    table.push(cells);
+                    let head = LongHead {
+                        period: value.period,
+                        label: &value.label,
+                        complete: value.complete,
+                        split: &value.split,
+                    };
+                    table.push(head.row(&series.movement, comparison.metric, &value.value));
                 }
             }
             table
