@@ -31,7 +31,7 @@ const EVENTS_PER_JOURNAL_DRAIN: u64 = 10_000;
 
 /// Rows of a Parquet row group: the unit a reader skips or reads in
 /// parallel, and what this command holds in memory at once.
-const ROWS_PER_ROW_GROUP: usize = 65_536;
+const ROWS_PER_ROW_GROUP: usize = 16_384;
 
 /// What the file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -149,7 +149,7 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
         ExportFormat::Ndjson => Output::Ndjson(out),
         ExportFormat::Parquet => {
             let metadata = vec![(momentum_tables::WATERMARK_KEY.to_owned(), through.to_string())];
-            Output::Parquet(Box::new(ParquetWriter::new(out, event_columns(), metadata)?), Vec::new())
+            Output::Parquet(Box::new(ParquetWriter::new(out, event_columns(), metadata, ROWS_PER_ROW_GROUP)?))
         }
     };
     let mut spilled = BufReader::new(std::fs::File::open(&spill.path)?);
@@ -165,7 +165,7 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
         spilled.read_exact(&mut payload)?;
         let event = Event::from_json(&payload).expect("an event that read once reads again");
         if let Some(line) = exported(folded, &settings, &event, seq, arguments.include_retracted) {
-            out.write(&line, settings.time_zone)?;
+            out.write(line, settings.time_zone)?;
             written += 1;
         }
         if done % EVENTS_PER_JOURNAL_DRAIN == 0 {
@@ -185,27 +185,21 @@ pub(crate) async fn run(arguments: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where pass two writes: NDJSON lines, or Parquet rows gathered into row groups.
+/// Where pass two writes: NDJSON lines, or Parquet rows.
 enum Output {
     Ndjson(BufWriter<std::fs::File>),
     /// Boxed: the writer is large, and there is one of it.
-    Parquet(Box<ParquetWriter<BufWriter<std::fs::File>>>, Vec<Vec<momentum_tables::Cell>>),
+    Parquet(Box<ParquetWriter<BufWriter<std::fs::File>>>),
 }
 
 impl Output {
-    fn write(&mut self, event: &serde_json::Value, time_zone: chrono_tz::Tz) -> anyhow::Result<()> {
+    fn write(&mut self, event: serde_json::Value, time_zone: chrono_tz::Tz) -> anyhow::Result<()> {
         match self {
             Output::Ndjson(out) => {
-                serde_json::to_writer(&mut *out, event)?;
+                serde_json::to_writer(&mut *out, &event)?;
                 out.write_all(b"\n")?;
             }
-            Output::Parquet(writer, rows) => {
-                rows.push(event_row(event, time_zone));
-                if rows.len() == ROWS_PER_ROW_GROUP {
-                    writer.write_rows(rows)?;
-                    rows.clear();
-                }
-            }
+            Output::Parquet(writer) => writer.push(event_row(event, time_zone))?,
         }
         Ok(())
     }
@@ -214,10 +208,7 @@ impl Output {
     fn finish(self) -> anyhow::Result<()> {
         let out = match self {
             Output::Ndjson(out) => out,
-            Output::Parquet(mut writer, rows) => {
-                writer.write_rows(&rows)?;
-                (*writer).finish()?
-            }
+            Output::Parquet(writer) => (*writer).finish()?,
         };
         out.into_inner().map_err(|error| error.into_error())?.sync_all()?;
         Ok(())

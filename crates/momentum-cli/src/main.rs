@@ -5,6 +5,13 @@
 
 use clap::{Parser, Subcommand};
 
+/// `momentum export` folds a whole log and writes a table of it, with many
+/// short-lived buffers per event, where glibc's allocator was a large share
+/// of the CPU, as it was in the services
+/// (docs/decisions/0003-choices-made-for-speed.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod export;
 mod import;
 mod probe;
@@ -21,7 +28,7 @@ struct Cli {
 enum Command {
     /// Import a spreadsheet (CSV) of hours, meetings, actions or sign-ups, or attendance from OSDI or Mobilize.
     Import(import::ImportArgs),
-    /// Export a movement's events to a file, straight from the event stream (NDJSON).
+    /// Export a movement's events to a file, straight from the event stream (NDJSON or Parquet).
     Export(export::ExportArgs),
     /// Ask a service's /readyz and exit 0 only if it is ready (for container health checks).
     Probe(probe::ProbeArgs),

@@ -80,31 +80,47 @@ pub fn participation_columns() -> Vec<Column> {
     ENVELOPE.into_iter().chain(parts).collect()
 }
 
-/// The row of an exported event in the table of [`event_columns`].
-pub fn event_row(event: &Value, time_zone: Tz) -> Vec<Cell> {
-    let data = &event["data"];
-    let organisers = data["organisers"].as_array();
-    let organiser_field = |key: &str| {
-        organisers
-            .map_or(Cell::Null, |list| Cell::TextList(list.iter().map(|organiser| text(&organiser[key])).collect()))
+/// The row of an exported event in the table of [`event_columns`]. The
+/// event's texts move into the row rather than being copied: a whole log
+/// goes through here.
+pub fn event_row(mut event: Value, time_zone: Tz) -> Vec<Cell> {
+    let mut row = envelope(&event, time_zone);
+    let data = event["data"].take();
+    let serde_json::Value::Object(mut data) = data else {
+        row.extend(std::iter::repeat_n(Cell::Null, event_columns().len() - ENVELOPE.len()));
+        return row;
     };
-    let mut row = envelope(event, time_zone);
+    let mut field = |key: &str| data.remove(key).unwrap_or(Value::Null);
+    let (mut participants, mut roles) = (Vec::new(), Vec::new());
+    let organisers = match field("organisers") {
+        Value::Array(list) => {
+            for organiser in list {
+                if let Value::Object(mut organiser) = organiser {
+                    participants.push(owned_text(organiser.remove("participant")));
+                    roles.push(owned_text(organiser.remove("role")));
+                }
+            }
+            true
+        }
+        _ => false,
+    };
+    let organisers_cell = |list: Vec<String>| if organisers { Cell::TextList(list) } else { Cell::Null };
     row.extend([
-        optional_text(&data["participant"]),
-        text_list(&data["attendees"]),
-        text_list(&data["participants"]),
-        organiser_field("participant"),
-        organiser_field("role"),
-        number(&data["hours"]),
-        integer(&data["reach"]),
-        optional_text(&data["role"]),
-        optional_text(&data["area"]),
-        optional_text(&data["kind"]),
-        optional_text(&data["activity"]),
-        optional_text(&data["channel"]),
-        text_list(&data["partners"]),
-        text_list(&data["principles"]),
-        integer(&data["duration_minutes"]),
+        taken_text(field("participant")),
+        taken_list(field("attendees")),
+        taken_list(field("participants")),
+        organisers_cell(participants),
+        organisers_cell(roles),
+        number(&field("hours")),
+        integer(&field("reach")),
+        taken_text(field("role")),
+        taken_text(field("area")),
+        taken_text(field("kind")),
+        taken_text(field("activity")),
+        taken_text(field("channel")),
+        taken_list(field("partners")),
+        taken_list(field("principles")),
+        integer(&field("duration_minutes")),
     ]);
     row
 }
@@ -153,6 +169,29 @@ fn envelope(event: &Value, time_zone: Tz) -> Vec<Cell> {
     ]
 }
 
+/// A text of the event, moved out of it; nothing when it is not a text.
+fn taken_text(value: Value) -> Cell {
+    match value {
+        Value::String(text) => Cell::Text(text),
+        _ => Cell::Null,
+    }
+}
+
+fn owned_text(value: Option<Value>) -> String {
+    match value {
+        Some(Value::String(text)) => text,
+        _ => String::new(),
+    }
+}
+
+/// A list of texts of the event, moved out of it.
+fn taken_list(value: Value) -> Cell {
+    match value {
+        Value::Array(items) => Cell::TextList(items.into_iter().map(Some).map(owned_text).collect()),
+        _ => Cell::Null,
+    }
+}
+
 fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
@@ -167,10 +206,6 @@ fn integer(value: &Value) -> Cell {
 
 fn number(value: &Value) -> Cell {
     value.as_f64().map_or(Cell::Null, Cell::Number)
-}
-
-fn text_list(value: &Value) -> Cell {
-    value.as_array().map_or(Cell::Null, |items| Cell::TextList(items.iter().map(text).collect()))
 }
 
 #[cfg(test)]
@@ -191,7 +226,7 @@ mod tests {
     #[test]
     fn an_event_is_one_row_with_its_lists_and_its_local_date() {
         let mut table = Table::new(event_columns());
-        table.push(event_row(&meeting(), chrono_tz::Europe::London));
+        table.push(event_row(meeting(), chrono_tz::Europe::London));
         let csv = to_csv(&table).unwrap();
         let row = csv.lines().nth(1).unwrap();
         // 23:30Z on 7 June is 00:30 on 8 June in London.

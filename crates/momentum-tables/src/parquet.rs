@@ -1,5 +1,5 @@
-//! A table as Apache Parquet, Snappy-compressed, one row group per
-//! [`ParquetWriter::write_rows`]. Every column is optional; each type is
+//! A table as Apache Parquet, Snappy-compressed, written a row group at a
+//! time as rows are pushed ([`ParquetWriter`]). Every column is optional; each type is
 //! stored as pandas (pyarrow), DuckDB and R's arrow read it:
 //!
 //! | column type | Parquet |
@@ -33,15 +33,25 @@ use crate::{Cell, Column, ColumnType, Table, WriteError, distinct_names, row_fit
 /// The media type of a Parquet file.
 pub const MEDIA_TYPE: &str = "application/vnd.apache.parquet";
 
-/// Writes a table's rows to `out` as they come, a row group at a time.
+/// Writes a table's rows to `out` as they come, a row group at a time:
+/// only one row group's cells are held, column by column.
 pub struct ParquetWriter<W: Write + Send> {
     writer: SerializedFileWriter<W>,
     columns: Vec<Column>,
+    /// The cells of the row group being gathered, one list per column.
+    gathered: Vec<Vec<Cell>>,
+    rows_per_group: usize,
 }
 
 impl<W: Write + Send> ParquetWriter<W> {
-    /// Starts a file of these columns, with `metadata` (key, value) in its footer.
-    pub fn new(out: W, columns: Vec<Column>, metadata: Vec<(String, String)>) -> Result<Self, WriteError> {
+    /// Starts a file of these columns, with `metadata` (key, value) in its
+    /// footer, whose row groups hold `rows_per_group` rows (the last fewer).
+    pub fn new(
+        out: W,
+        columns: Vec<Column>,
+        metadata: Vec<(String, String)>,
+        rows_per_group: usize,
+    ) -> Result<Self, WriteError> {
         let columns = distinct_names(columns);
         let fields = columns.iter().map(field).collect::<Result<Vec<_>, _>>()?;
         let schema = Type::group_type_builder("schema").with_fields(fields).build()?;
@@ -57,24 +67,36 @@ impl<W: Write + Send> ParquetWriter<W> {
             .set_key_value_metadata(Some(key_values))
             .build();
         let writer = SerializedFileWriter::new(out, Arc::new(schema), Arc::new(properties))?;
-        Ok(ParquetWriter { writer, columns })
+        let rows_per_group = rows_per_group.max(1);
+        let gathered = columns.iter().map(|_| Vec::with_capacity(rows_per_group)).collect();
+        Ok(ParquetWriter { writer, columns, gathered, rows_per_group })
     }
 
-    /// Writes `rows` as one row group (nothing when there are none). Each
-    /// row must fit the columns, as [`Table::push`] requires; nothing is
-    /// written when one does not.
-    pub fn write_rows(&mut self, rows: &[Vec<Cell>]) -> Result<(), WriteError> {
-        if rows.is_empty() {
+    /// Adds a row, writing a row group once it has `rows_per_group` rows.
+    /// A row must fit the columns, as [`Table::push`] requires; one that
+    /// does not is an error, and the file is then not to be used. The
+    /// row's texts move into the file's buffers rather than being copied.
+    pub fn push(&mut self, row: Vec<Cell>) -> Result<(), WriteError> {
+        let gathered = self.gathered.first().map_or(0, Vec::len);
+        row_fits(&self.columns, &row).map_err(|detail| WriteError::RowMismatch { row: gathered, detail })?;
+        for (column, cell) in self.gathered.iter_mut().zip(row) {
+            column.push(cell);
+        }
+        if gathered + 1 == self.rows_per_group {
+            self.write_group()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows gathered as one row group (nothing when there are none).
+    fn write_group(&mut self) -> Result<(), WriteError> {
+        if self.gathered.first().is_none_or(Vec::is_empty) {
             return Ok(());
         }
-        for (row, cells) in rows.iter().enumerate() {
-            row_fits(&self.columns, cells).map_err(|detail| WriteError::RowMismatch { row, detail })?;
-        }
         let mut group = self.writer.next_row_group()?;
-        for (index, column) in self.columns.iter().enumerate() {
+        for (column, cells) in self.columns.iter().zip(&mut self.gathered) {
             let mut writer = group.next_column()?.expect("a column writer for each column of the schema");
-            let cells = rows.iter().map(|row| &row[index]);
-            write_column(writer.untyped(), column.kind, cells)?;
+            write_column(writer.untyped(), column.kind, cells.drain(..))?;
             writer.close()?;
         }
         group.close()?;
@@ -82,7 +104,8 @@ impl<W: Write + Send> ParquetWriter<W> {
     }
 
     /// Writes the footer and gives the output back.
-    pub fn finish(self) -> Result<W, WriteError> {
+    pub fn finish(mut self) -> Result<W, WriteError> {
+        self.write_group()?;
         Ok(self.writer.into_inner()?)
     }
 }
@@ -90,8 +113,10 @@ impl<W: Write + Send> ParquetWriter<W> {
 /// A whole table as the bytes of one Parquet file; an error if a row did not fit it.
 pub fn to_parquet(table: &Table, metadata: Vec<(String, String)>) -> Result<Vec<u8>, WriteError> {
     table.check()?;
-    let mut writer = ParquetWriter::new(Vec::new(), table.columns().to_vec(), metadata)?;
-    writer.write_rows(table.rows())?;
+    let mut writer = ParquetWriter::new(Vec::new(), table.columns().to_vec(), metadata, table.rows().len())?;
+    for row in table.rows() {
+        writer.push(row.clone())?;
+    }
     writer.finish()
 }
 
@@ -139,10 +164,7 @@ fn days_since_epoch(date: NaiveDate) -> i32 {
 
 /// The values and definition levels of an optional primitive column: level
 /// 1 for a value, 0 for a null.
-fn optional_values<'a, T>(
-    cells: impl Iterator<Item = &'a Cell>,
-    value: impl Fn(&Cell) -> Option<T>,
-) -> (Vec<T>, Vec<i16>) {
+fn optional_values<T>(cells: impl Iterator<Item = Cell>, value: impl Fn(Cell) -> Option<T>) -> (Vec<T>, Vec<i16>) {
     let (mut values, mut levels) = (Vec::new(), Vec::new());
     for cell in cells {
         match value(cell) {
@@ -156,44 +178,44 @@ fn optional_values<'a, T>(
     (values, levels)
 }
 
-fn write_column<'a>(
+fn write_column(
     writer: &mut ColumnWriter<'_>,
     kind: ColumnType,
-    cells: impl Iterator<Item = &'a Cell>,
+    cells: impl Iterator<Item = Cell>,
 ) -> Result<(), ParquetError> {
     match (kind, writer) {
         (ColumnType::Text, ColumnWriter::ByteArrayColumnWriter(writer)) => {
             let (values, levels) = optional_values(cells, |cell| match cell {
-                Cell::Text(text) => Some(ByteArray::from(text.as_str())),
+                Cell::Text(text) => Some(ByteArray::from(text.into_bytes())),
                 _ => None,
             });
             writer.write_batch(&values, Some(&levels), None)?;
         }
         (ColumnType::Integer, ColumnWriter::Int64ColumnWriter(writer)) => {
             let (values, levels) = optional_values(cells, |cell| match cell {
-                Cell::Integer(integer) => Some(*integer),
+                Cell::Integer(integer) => Some(integer),
                 _ => None,
             });
             writer.write_batch(&values, Some(&levels), None)?;
         }
         (ColumnType::Number, ColumnWriter::DoubleColumnWriter(writer)) => {
             let (values, levels) = optional_values(cells, |cell| match cell {
-                Cell::Number(number) if number.is_finite() => Some(*number),
-                Cell::Integer(integer) => Some(*integer as f64),
+                Cell::Number(number) if number.is_finite() => Some(number),
+                Cell::Integer(integer) => Some(integer as f64),
                 _ => None,
             });
             writer.write_batch(&values, Some(&levels), None)?;
         }
         (ColumnType::Boolean, ColumnWriter::BoolColumnWriter(writer)) => {
             let (values, levels) = optional_values(cells, |cell| match cell {
-                Cell::Boolean(flag) => Some(*flag),
+                Cell::Boolean(flag) => Some(flag),
                 _ => None,
             });
             writer.write_batch(&values, Some(&levels), None)?;
         }
         (ColumnType::Date, ColumnWriter::Int32ColumnWriter(writer)) => {
             let (values, levels) = optional_values(cells, |cell| match cell {
-                Cell::Date(date) => Some(days_since_epoch(*date)),
+                Cell::Date(date) => Some(days_since_epoch(date)),
                 _ => None,
             });
             writer.write_batch(&values, Some(&levels), None)?;
@@ -212,8 +234,8 @@ fn write_column<'a>(
             for cell in cells {
                 match cell {
                     Cell::TextList(items) if !items.is_empty() => {
-                        for (index, item) in items.iter().enumerate() {
-                            values.push(ByteArray::from(item.as_str()));
+                        for (index, item) in items.into_iter().enumerate() {
+                            values.push(ByteArray::from(item.into_bytes()));
                             definitions.push(2);
                             repetitions.push(i16::from(index > 0));
                         }
@@ -269,5 +291,20 @@ mod tests {
         assert_eq!(rows[0], "{seq: 7, hours: 2.0, date: 2026-03-05, attendees: [\"a\", \"b\"], label: null}");
         assert_eq!(rows[1], "{seq: 8, hours: null, date: null, attendees: [], label: \"x\"}");
         assert_eq!(rows[2], "{seq: null, hours: 0.5, date: null, attendees: null, label: null}");
+    }
+
+    #[test]
+    fn rows_pushed_one_at_a_time_fill_row_groups_of_the_size_asked_and_all_read_back() {
+        let columns = vec![Column::new("seq", ColumnType::Integer, "the sequence")];
+        let mut writer = ParquetWriter::new(Vec::new(), columns, Vec::new(), 2).unwrap();
+        for seq in 1..=5 {
+            writer.push(vec![Cell::Integer(seq)]).unwrap();
+        }
+        assert!(writer.push(vec![Cell::Text("six".into())]).is_err(), "a row that does not fit is refused");
+        let reader = SerializedFileReader::new(bytes::Bytes::from(writer.finish().unwrap())).unwrap();
+        let groups: Vec<i64> = reader.metadata().row_groups().iter().map(|group| group.num_rows()).collect();
+        assert_eq!(groups, [2, 2, 1]);
+        let rows: Vec<String> = reader.get_row_iter(None).unwrap().map(|row| row.unwrap().to_string()).collect();
+        assert_eq!(rows, ["{seq: 1}", "{seq: 2}", "{seq: 3}", "{seq: 4}", "{seq: 5}"]);
     }
 }

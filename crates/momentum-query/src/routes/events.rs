@@ -274,7 +274,7 @@ fn events_table(
     for event in events {
         let event: serde_json::Value = serde_json::from_str(event.get()).expect("the projector sends JSON");
         match which {
-            EventsTable::Events => table.push(event_row(&event, time_zone)),
+            EventsTable::Events => table.push(event_row(event, time_zone)),
             EventsTable::Participation => {
                 participation_rows(&event, time_zone).into_iter().for_each(|row| table.push(row))
             }
