@@ -204,6 +204,7 @@ async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only
         "types": { "meeting.held": 2, "volunteer.hours_logged": 8 },
         "hours": exported_hours,
         "attendees": after_erasure.lines.iter().map(|event| event["data"]["attendees"].clone()).collect::<Vec<_>>(),
+        "participant": after_erasure.lines.iter().map(|event| event["data"]["participant"].clone()).collect::<Vec<_>>(),
         "organisers": after_erasure.lines.iter().map(|event| organisers(event, "participant")).collect::<Vec<_>>(),
         "organiser_roles": after_erasure.lines.iter().map(|event| organisers(event, "role")).collect::<Vec<_>>(),
         "time_us": after_erasure.lines.iter().map(|event| {
@@ -215,7 +216,9 @@ async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only
             time.with_timezone(&chrono_tz::Europe::London).date_naive().to_string()
         }).collect::<Vec<_>>(),
     });
+    // The erased person reads `erased` wherever they were, in Parquet as in NDJSON.
     assert!(expected["attendees"][2].as_array().unwrap().contains(&json!("erased")), "{expected}");
+    assert_eq!(expected["participant"][1], "erased", "{expected}");
     for (reader, script) in [("pandas", "ensure-pandas.sh"), ("duckdb", "ensure-duckdb.sh")] {
         let python = tokio::task::spawn_blocking(move || momentum_tests::pinned_python(script)).await.unwrap();
         for file in [&http_parquet, &command_parquet] {
@@ -257,6 +260,8 @@ async fn an_export_resumed_from_its_cursor_equals_one_taken_whole_and_holds_only
         .map(|organiser| json!([organiser["participant"], organiser["role"]]))
         .collect();
     assert_eq!(read["organisers"], json!(organiser_rows));
+    let people = read["people"].as_array().unwrap();
+    assert!(people.contains(&json!("erased")) && !people.contains(&json!(gone)), "{read}");
 
     // Only readers of the movement: the evaluator of alpha may not read beta.
     let beta = stack

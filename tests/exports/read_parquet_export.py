@@ -23,6 +23,7 @@ if reader == "pandas":
         "types": {kind: int(count) for kind, count in table.groupby("type").size().items()},
         "hours": [None if pd.isna(hours) else float(hours) for hours in table["hours"]],
         "attendees": [listed(cell) for cell in table["attendees"]],
+        "participant": [None if cell is None else str(cell) for cell in table["participant"]],
         "organisers": [listed(cell) for cell in table["organisers"]],
         "organiser_roles": [listed(cell) for cell in table["organiser_roles"]],
         "time_us": [int(time.value // 1000) for time in table["time"]],
@@ -33,7 +34,7 @@ elif reader == "duckdb":
     import duckdb
 
     rows = duckdb.sql(
-        f"select seq, id, type, hours, attendees, epoch_us(time), date::varchar, organisers, organiser_roles "
+        f"select seq, id, type, hours, attendees, epoch_us(time), date::varchar, organisers, organiser_roles, participant "
         f"from read_parquet('{path}') order by seq"
     ).fetchall()
     types = duckdb.sql(f"select type, count(*) from read_parquet('{path}') group by type").fetchall()
@@ -44,6 +45,7 @@ elif reader == "duckdb":
         "types": {kind: count for kind, count in types},
         "hours": [row[3] for row in rows],
         "attendees": [row[4] for row in rows],
+        "participant": [row[9] for row in rows],
         "organisers": [row[7] for row in rows],
         "organiser_roles": [row[8] for row in rows],
         "time_us": [row[5] for row in rows],
@@ -57,7 +59,12 @@ elif reader == "participation":
     roles = duckdb.sql(
         f"select participant, role from read_parquet('{path}') where part = 'organiser' order by seq"
     ).fetchall()
-    read = {"parts": {part: count for part, count in parts}, "organisers": [list(row) for row in roles]}
+    people = duckdb.sql(f"select distinct participant from read_parquet('{path}') order by participant").fetchall()
+    read = {
+        "parts": {part: count for part, count in parts},
+        "organisers": [list(row) for row in roles],
+        "people": [row[0] for row in people],
+    }
 else:
     sys.exit(f"unknown reader {reader}")
 print(json.dumps(read))
