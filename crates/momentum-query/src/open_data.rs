@@ -118,9 +118,9 @@ pub(crate) fn package(figures: &PackageFigures) -> Result<Vec<u8>, PackageError>
     zip.write_all(&serde_json::to_vec_pretty(&descriptor).expect("a descriptor always serialises"))?;
     zip.start_file("README.md", options)?;
     zip.write_all(readme(figures, &resources).as_bytes())?;
-    for resource in &resources {
+    for resource in resources {
         zip.start_file(format!("{}.csv", resource.name), options)?;
-        zip.write_all(&momentum_tables::write(&resource.file.table, FileFormat::Csv, resource.file.watermark)?)?;
+        zip.write_all(&momentum_tables::write(resource.file.table, FileFormat::Csv, resource.file.watermark)?)?;
     }
     Ok(zip.finish()?.into_inner())
 }

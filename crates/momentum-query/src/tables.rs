@@ -79,9 +79,9 @@ pub(crate) struct TableFile {
 
 impl TableFile {
     /// The file as bytes of `format`, and the name to offer it under.
-    pub(crate) fn write(&self, format: FileFormat) -> Result<(Vec<u8>, String), WriteError> {
-        let body = momentum_tables::write(&self.table, format, self.watermark)?;
-        Ok((body, format!("{}.{}", self.stem, format.extension())))
+    pub(crate) fn write(self, format: FileFormat) -> Result<(Vec<u8>, String), WriteError> {
+        let name = format!("{}.{}", self.stem, format.extension());
+        Ok((momentum_tables::write(self.table, format, self.watermark)?, name))
     }
 }
 
@@ -467,11 +467,13 @@ mod tests {
         let kinds: Vec<ColumnType> = file.table.columns().iter().map(|column| column.kind).collect();
         use ColumnType::*;
         assert_eq!(kinds, [Date, Text, Boolean, Integer, Number, Number], "counts are whole numbers");
-        assert_eq!(file.write(FileFormat::Csv).unwrap().1, "leeds-week-2026-03-02-to-2026-03-09-at-7.csv");
-        assert_eq!(file.write(FileFormat::Parquet).unwrap().1, "leeds-week-2026-03-02-to-2026-03-09-at-7.parquet");
-        assert!(file.write(FileFormat::Parquet).unwrap().0.starts_with(b"PAR1"));
         assert_eq!(file.watermark, 7);
         assert_eq!(file.table.columns()[3].description, metric_definition(Metric::ActiveParticipants));
+        let again = || to_table::<Trend>(&trend_json(), Layout::Wide).unwrap();
+        assert_eq!(again().write(FileFormat::Csv).unwrap().1, "leeds-week-2026-03-02-to-2026-03-09-at-7.csv");
+        let (parquet, name) = file.write(FileFormat::Parquet).unwrap();
+        assert_eq!(name, "leeds-week-2026-03-02-to-2026-03-09-at-7.parquet");
+        assert!(parquet.starts_with(b"PAR1"));
     }
 
     #[test]

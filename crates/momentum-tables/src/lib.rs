@@ -67,10 +67,11 @@ pub enum WriteError {
 }
 
 /// The table as the bytes of a file of `format`, with `watermark` in its
-/// metadata where the format has some.
-pub fn write(table: &Table, format: FileFormat, watermark: u64) -> Result<Vec<u8>, WriteError> {
+/// metadata where the format has some. The table is consumed: its texts
+/// move into the file's buffers.
+pub fn write(table: Table, format: FileFormat, watermark: u64) -> Result<Vec<u8>, WriteError> {
     match format {
-        FileFormat::Csv => Ok(csv::to_csv(table)?.into_bytes()),
+        FileFormat::Csv => Ok(csv::to_csv(&table)?.into_bytes()),
         FileFormat::Parquet => parquet::to_parquet(table, vec![(WATERMARK_KEY.to_owned(), watermark.to_string())]),
     }
 }
@@ -274,6 +275,11 @@ impl Table {
     pub fn rows(&self) -> &[Vec<Cell>] {
         &self.rows
     }
+
+    /// The columns and the rows, taken apart.
+    pub(crate) fn into_parts(self) -> (Vec<Column>, Vec<Vec<Cell>>) {
+        (self.columns, self.rows)
+    }
 }
 
 /// The columns, each name made distinct from those before it.
@@ -326,8 +332,8 @@ mod tests {
         table.push(vec![Cell::Text("three".into())]);
         assert_eq!(table.rows().len(), 1);
         assert!(matches!(table.check(), Err(WriteError::RowMismatch { row: 1, .. })));
-        assert!(write(&table, FileFormat::Csv, 0).is_err());
-        assert!(write(&table, FileFormat::Parquet, 0).is_err());
+        assert!(write(table.clone(), FileFormat::Csv, 0).is_err());
+        assert!(write(table, FileFormat::Parquet, 0).is_err());
     }
 
     #[test]

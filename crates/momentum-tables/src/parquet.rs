@@ -41,6 +41,8 @@ pub struct ParquetWriter<W: Write + Send> {
     /// The cells of the row group being gathered, one list per column.
     gathered: Vec<Vec<Cell>>,
     rows_per_group: usize,
+    /// Rows pushed so far, for naming one that does not fit.
+    pushed: usize,
 }
 
 impl<W: Write + Send> ParquetWriter<W> {
@@ -69,7 +71,7 @@ impl<W: Write + Send> ParquetWriter<W> {
         let writer = SerializedFileWriter::new(out, Arc::new(schema), Arc::new(properties))?;
         let rows_per_group = rows_per_group.max(1);
         let gathered = columns.iter().map(|_| Vec::with_capacity(rows_per_group)).collect();
-        Ok(ParquetWriter { writer, columns, gathered, rows_per_group })
+        Ok(ParquetWriter { writer, columns, gathered, rows_per_group, pushed: 0 })
     }
 
     /// Adds a row, writing a row group once it has `rows_per_group` rows.
@@ -77,12 +79,12 @@ impl<W: Write + Send> ParquetWriter<W> {
     /// does not is an error, and the file is then not to be used. The
     /// row's texts move into the file's buffers rather than being copied.
     pub fn push(&mut self, row: Vec<Cell>) -> Result<(), WriteError> {
-        let gathered = self.gathered.first().map_or(0, Vec::len);
-        row_fits(&self.columns, &row).map_err(|detail| WriteError::RowMismatch { row: gathered, detail })?;
+        row_fits(&self.columns, &row).map_err(|detail| WriteError::RowMismatch { row: self.pushed, detail })?;
+        self.pushed += 1;
         for (column, cell) in self.gathered.iter_mut().zip(row) {
             column.push(cell);
         }
-        if gathered + 1 == self.rows_per_group {
+        if self.gathered.first().map_or(0, Vec::len) == self.rows_per_group {
             self.write_group()?;
         }
         Ok(())
@@ -111,11 +113,12 @@ impl<W: Write + Send> ParquetWriter<W> {
 }
 
 /// A whole table as the bytes of one Parquet file; an error if a row did not fit it.
-pub fn to_parquet(table: &Table, metadata: Vec<(String, String)>) -> Result<Vec<u8>, WriteError> {
+pub fn to_parquet(table: Table, metadata: Vec<(String, String)>) -> Result<Vec<u8>, WriteError> {
     table.check()?;
-    let mut writer = ParquetWriter::new(Vec::new(), table.columns().to_vec(), metadata, table.rows().len())?;
-    for row in table.rows() {
-        writer.push(row.clone())?;
+    let (columns, rows) = table.into_parts();
+    let mut writer = ParquetWriter::new(Vec::new(), columns, metadata, rows.len())?;
+    for row in rows {
+        writer.push(row)?;
     }
     writer.finish()
 }
@@ -282,7 +285,7 @@ mod tests {
         ]);
         table.push(vec![Cell::Integer(8), Cell::Null, Cell::Null, Cell::TextList(vec![]), "x".into()]);
         table.push(vec![Cell::Null, Cell::Number(0.5), Cell::Null, Cell::Null, Cell::Null]);
-        let bytes = to_parquet(&table, vec![(crate::WATERMARK_KEY.into(), "42".into())]).unwrap();
+        let bytes = to_parquet(table, vec![(crate::WATERMARK_KEY.into(), "42".into())]).unwrap();
         let reader = SerializedFileReader::new(bytes::Bytes::from(bytes)).unwrap();
         let metadata = reader.metadata().file_metadata().key_value_metadata().unwrap();
         assert!(metadata.iter().any(|pair| pair.key == "momentum.watermark" && pair.value.as_deref() == Some("42")));

@@ -199,7 +199,8 @@ fn respond<A: TableAnswer>(reading: Reading, answer: Result<Bytes, Response>) ->
         return response;
     };
     let written = to_table::<A>(&json, layout).map_err(|error| error.to_string()).and_then(|file| {
-        file.write(format).map(|written| (written, file.watermark)).map_err(|error| error.to_string())
+        let watermark = file.watermark;
+        file.write(format).map(|written| (written, watermark)).map_err(|error| error.to_string())
     });
     match written {
         Ok(((body, filename), watermark)) => {

@@ -280,7 +280,7 @@ fn events_table(
             }
         }
     }
-    momentum_tables::write(&table, file, watermark)
+    momentum_tables::write(table, file, watermark)
 }
 
 problem_responses! {

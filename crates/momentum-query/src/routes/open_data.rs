@@ -111,12 +111,14 @@ async fn figures(
     };
     // From the earliest date an event may have: well within a trend's
     // longest range of months.
-    let searched =
+    let mut monthly =
         read_trend(state, caller, trend(Interval::Month, EARLIEST_DATE, None).map_err(internal)?, min_seq).await?;
-    let watermark = searched.watermark;
-    let from = first_active_month(&searched).unwrap_or_else(|| Interval::Month.period_start(today));
-    let at = Some(watermark);
-    let monthly = read_trend(state, caller, trend(Interval::Month, from, at).map_err(internal)?, at).await?;
+    let from = first_active_month(&monthly).unwrap_or_else(|| Interval::Month.period_start(today));
+    // The months before the first active one are left out, not read again:
+    // a row's figures do not depend on where the range starts.
+    monthly.series.retain(|row| row.period >= from);
+    monthly.from = from;
+    let at = Some(monthly.watermark);
     // A trend holds at most PERIODS_PER_TREND_MAX periods: the latest weeks.
     let earliest_week = Interval::Week.shift(Interval::Week.period_start(today), 1 - PERIODS_PER_TREND_MAX as i32);
     let weekly =
